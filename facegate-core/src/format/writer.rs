@@ -1,0 +1,447 @@
+//! Builds a gallery file atomically from embeddings and subject ids.
+//!
+//! The file is laid out in a temporary file beside the target, filled through
+//! a writable map, checksummed, fsync'd, and only then given its real name
+//! (and the directory fsync'd), so a crash leaves either the old file or the
+//! complete new one, never a half-written gallery under the real name.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use half::f16;
+use memmap2::MmapMut;
+
+use super::ElementType;
+use super::layout::{
+    HEADER_LEN, Header, MAX_ROWS, MODEL_TAG_MAX, SectionEntry, SectionKind, align_section,
+    checksum, row_stride,
+};
+use crate::error::{GalleryError, InputError};
+use crate::quantize::{normalize_into, quantize_i8, to_f16};
+
+/// Longest subject id, in bytes.
+pub const MAX_SUBJECT_ID_LEN: usize = 256;
+
+/// A sequential source of embedding rows (a .npy file, a generator, a slice).
+pub trait RowSource {
+    /// Elements per row.
+    fn dim(&self) -> usize;
+    /// Number of rows the source will yield.
+    fn rows(&self) -> usize;
+    /// Fills `out` with the next row (not yet normalised).
+    fn next_row(&mut self, out: &mut [f32]) -> Result<(), GalleryError>;
+    /// Names row `row` in error messages (e.g. "E.npy row 17").
+    fn describe_row(&self, row: usize) -> String;
+}
+
+/// Rows held in memory, row-major.
+pub struct SliceRows<'a> {
+    data: &'a [f32],
+    dim: usize,
+    next: usize,
+    name: String,
+}
+
+impl<'a> SliceRows<'a> {
+    /// Wraps `data` (`rows * dim` floats); `name` appears in errors.
+    pub fn new(data: &'a [f32], dim: usize, name: impl Into<String>) -> Result<Self, InputError> {
+        if dim == 0 || data.len() % dim != 0 {
+            return Err(InputError::BadParameter(format!(
+                "{} floats do not form rows of dimension {dim}",
+                data.len()
+            )));
+        }
+        Ok(SliceRows {
+            data,
+            dim,
+            next: 0,
+            name: name.into(),
+        })
+    }
+}
+
+impl RowSource for SliceRows<'_> {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn rows(&self) -> usize {
+        self.data.len() / self.dim
+    }
+    fn next_row(&mut self, out: &mut [f32]) -> Result<(), GalleryError> {
+        let start = self.next * self.dim;
+        out.copy_from_slice(&self.data[start..start + self.dim]);
+        self.next += 1;
+        Ok(())
+    }
+    fn describe_row(&self, row: usize) -> String {
+        format!("{} row {row}", self.name)
+    }
+}
+
+/// How to build a gallery.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Element type of the scan rows; int8 also stores f16 rows for re-scoring.
+    pub scan_type: ElementType,
+    /// The embedding model that made the templates.
+    pub model_tag: String,
+    /// Replace an existing file at the output path.
+    pub overwrite: bool,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The header written.
+    pub header: Header,
+    /// Size of the file in bytes.
+    pub file_bytes: u64,
+}
+
+/// Checks a subject id: non-empty, at most 256 bytes, no control characters
+/// (they would break the line-based id files and CSV output).
+pub fn validate_subject_id(id: &str, what: &dyn Fn() -> String) -> Result<(), InputError> {
+    let reason = if id.is_empty() {
+        "empty".to_string()
+    } else if id.len() > MAX_SUBJECT_ID_LEN {
+        format!("{} bytes, at most {MAX_SUBJECT_ID_LEN}", id.len())
+    } else if id.chars().any(char::is_control) {
+        "contains a control character".to_string()
+    } else if id.trim() != id {
+        "has leading or trailing whitespace".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(InputError::BadId {
+        what: what(),
+        reason,
+    })
+}
+
+/// Builds a gallery at `out` from `rows` and one subject id per row.
+///
+/// `ids_name` names the ids in errors; `progress` is called with the number of
+/// rows written so far.
+pub fn build_gallery(
+    out: &Path,
+    rows: &mut dyn RowSource,
+    ids: &[String],
+    ids_name: &str,
+    opts: &BuildOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuildReport, GalleryError> {
+    let n = rows.rows();
+    let dim = rows.dim();
+    check_inputs(n, dim, ids, ids_name, opts)?;
+    if !opts.overwrite && out.exists() {
+        return Err(GalleryError::OutputExists(out.to_path_buf()));
+    }
+    let table = SubjectTable::new(ids);
+    let mut header = Header {
+        dim: dim as u32,
+        scan_type: opts.scan_type,
+        has_rescore: opts.scan_type == ElementType::Int8,
+        rows: n as u64,
+        subjects: table.sorted_ids.len() as u64,
+        generation: new_generation(),
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        max_templates_per_subject: table.max_templates,
+        model_tag: opts.model_tag.clone(),
+        sections: Vec::new(),
+    };
+    let id_bytes: u64 = table.sorted_ids.iter().map(|s| s.len() as u64).sum();
+    let mut offset = HEADER_LEN as u64;
+    for (kind, len) in header.expected_sections(Some(id_bytes)) {
+        let length = len.unwrap_or(0);
+        header.sections.push(SectionEntry {
+            kind,
+            offset,
+            length,
+            checksum: 0,
+        });
+        offset = align_section(offset + length);
+    }
+    let file_len = offset;
+
+    let tmp = TempFile::create(out)?;
+    tmp.file
+        .set_len(file_len)
+        .map_err(|e| GalleryError::io(&tmp.path, e))?;
+    // SAFETY: the temporary file is ours alone (created exclusively) and is not
+    // truncated while mapped.
+    let mut map =
+        unsafe { MmapMut::map_mut(&tmp.file) }.map_err(|e| GalleryError::io(&tmp.path, e))?;
+
+    write_rows(&mut map, &header, rows, progress)?;
+    write_tables(&mut map, &header, &table);
+    for s in &mut header.sections {
+        s.checksum = checksum(&map[s.offset as usize..(s.offset + s.length) as usize]);
+    }
+    map[..HEADER_LEN].copy_from_slice(&header.encode());
+    map.flush().map_err(|e| GalleryError::io(&tmp.path, e))?;
+    drop(map);
+    tmp.persist(out, opts.overwrite)?;
+    Ok(BuildReport {
+        header,
+        file_bytes: file_len,
+    })
+}
+
+fn check_inputs(
+    n: usize,
+    dim: usize,
+    ids: &[String],
+    ids_name: &str,
+    opts: &BuildOptions,
+) -> Result<(), GalleryError> {
+    if n == 0 {
+        return Err(InputError::Empty("embeddings".into()).into());
+    }
+    if ids.len() != n {
+        return Err(InputError::IdCountMismatch {
+            ids_file: ids_name.into(),
+            ids: ids.len(),
+            rows: n,
+        }
+        .into());
+    }
+    if dim == 0 || dim > super::MAX_DIM {
+        return Err(InputError::BadParameter(format!(
+            "dimension {dim} outside 1..={}",
+            super::MAX_DIM
+        ))
+        .into());
+    }
+    if n as u64 > MAX_ROWS {
+        return Err(InputError::BadParameter(format!("{n} rows; at most {MAX_ROWS}")).into());
+    }
+    if opts.model_tag.len() > MODEL_TAG_MAX || opts.model_tag.contains('\0') {
+        return Err(InputError::BadParameter(format!(
+            "model tag must be at most {MODEL_TAG_MAX} bytes without NUL"
+        ))
+        .into());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        validate_subject_id(id, &|| format!("{ids_name} line {}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// Subjects sorted by id, with each row's subject index and each subject's rows.
+struct SubjectTable<'a> {
+    sorted_ids: Vec<&'a str>,
+    row_subject: Vec<u32>,
+    max_templates: u32,
+}
+
+impl<'a> SubjectTable<'a> {
+    fn new(ids: &'a [String]) -> Self {
+        let mut sorted_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        sorted_ids.sort_unstable();
+        sorted_ids.dedup();
+        let index: HashMap<&str, u32> = sorted_ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, i as u32))
+            .collect();
+        let row_subject: Vec<u32> = ids.iter().map(|id| index[id.as_str()]).collect();
+        let mut counts = vec![0u32; sorted_ids.len()];
+        for &s in &row_subject {
+            counts[s as usize] += 1;
+        }
+        let max_templates = counts.iter().copied().max().unwrap_or(0);
+        SubjectTable {
+            sorted_ids,
+            row_subject,
+            max_templates,
+        }
+    }
+}
+
+fn section_bytes<'m>(map: &'m mut [u8], header: &Header, kind: SectionKind) -> &'m mut [u8] {
+    let s = header
+        .section(kind)
+        .expect("writer lays out every expected section");
+    &mut map[s.offset as usize..(s.offset + s.length) as usize]
+}
+
+fn write_rows(
+    map: &mut MmapMut,
+    header: &Header,
+    rows: &mut dyn RowSource,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), GalleryError> {
+    let dim = header.dim as usize;
+    let n = header.rows as usize;
+    let scan_stride = row_stride(header.scan_type, dim);
+    let f16_stride = row_stride(ElementType::F16, dim);
+    let scan_off = header
+        .section(SectionKind::ScanRows)
+        .map(|s| s.offset as usize);
+    let scale_off = header
+        .section(SectionKind::RowScales)
+        .map(|s| s.offset as usize);
+    let rescore_off = header
+        .section(SectionKind::RescoreRows)
+        .map(|s| s.offset as usize);
+    let mut raw = vec![0f32; dim];
+    let mut unit = vec![0f32; dim];
+    let mut q = vec![0i8; dim];
+    let mut h = vec![f16::ZERO; dim];
+    for r in 0..n {
+        rows.next_row(&mut raw)?;
+        normalize_into(&raw, &mut unit, &|| rows.describe_row(r))?;
+        let scan = scan_off.expect("scan section") + r * scan_stride;
+        match header.scan_type {
+            ElementType::Int8 => {
+                let scale = quantize_i8(&unit, &mut q);
+                map[scan..scan + dim].copy_from_slice(bytemuck::cast_slice(&q));
+                let so = scale_off.expect("int8 galleries have scales") + r * 4;
+                map[so..so + 4].copy_from_slice(&scale.to_le_bytes());
+            }
+            ElementType::F16 => {
+                to_f16(&unit, &mut h);
+                map[scan..scan + 2 * dim].copy_from_slice(bytemuck::cast_slice(&h));
+            }
+            ElementType::F32 => {
+                map[scan..scan + 4 * dim].copy_from_slice(bytemuck::cast_slice(&unit));
+            }
+        }
+        if let Some(ro) = rescore_off {
+            to_f16(&unit, &mut h);
+            let o = ro + r * f16_stride;
+            map[o..o + 2 * dim].copy_from_slice(bytemuck::cast_slice(&h));
+        }
+        if r % 4096 == 4095 || r + 1 == n {
+            progress(r as u64 + 1);
+        }
+    }
+    Ok(())
+}
+
+fn write_tables(map: &mut MmapMut, header: &Header, table: &SubjectTable) {
+    let put_u32s = |dst: &mut [u8], v: &[u32]| dst.copy_from_slice(bytemuck::cast_slice(v));
+    put_u32s(
+        section_bytes(map, header, SectionKind::RowSubjects),
+        &table.row_subject,
+    );
+
+    let mut id_offsets = Vec::with_capacity(table.sorted_ids.len() + 1);
+    let mut acc = 0u64;
+    id_offsets.push(0u64);
+    for id in &table.sorted_ids {
+        acc += id.len() as u64;
+        id_offsets.push(acc);
+    }
+    section_bytes(map, header, SectionKind::SubjectIdOffsets)
+        .copy_from_slice(bytemuck::cast_slice(&id_offsets));
+    let bytes = section_bytes(map, header, SectionKind::SubjectIdBytes);
+    for (id, w) in table.sorted_ids.iter().zip(id_offsets.windows(2)) {
+        bytes[w[0] as usize..w[1] as usize].copy_from_slice(id.as_bytes());
+    }
+
+    // Counting sort of rows by subject; rows stay ascending within a subject.
+    let s = table.sorted_ids.len();
+    let mut row_offsets = vec![0u64; s + 1];
+    for &subj in &table.row_subject {
+        row_offsets[subj as usize + 1] += 1;
+    }
+    for i in 0..s {
+        row_offsets[i + 1] += row_offsets[i];
+    }
+    let mut fill: Vec<u64> = row_offsets[..s].to_vec();
+    let mut subject_rows = vec![0u32; table.row_subject.len()];
+    for (row, &subj) in table.row_subject.iter().enumerate() {
+        subject_rows[fill[subj as usize] as usize] = row as u32;
+        fill[subj as usize] += 1;
+    }
+    section_bytes(map, header, SectionKind::SubjectRowOffsets)
+        .copy_from_slice(bytemuck::cast_slice(&row_offsets));
+    put_u32s(
+        section_bytes(map, header, SectionKind::SubjectRows),
+        &subject_rows,
+    );
+}
+
+fn new_generation() -> u64 {
+    use rand::RngCore;
+    rand::rng().next_u64()
+}
+
+/// A temporary file beside the target, removed unless persisted.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn create(target: &Path) -> Result<Self, GalleryError> {
+        let dir = parent_dir(target);
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "gallery".into());
+        let path = dir.join(format!(
+            ".{name}.tmp-{}-{:x}",
+            std::process::id(),
+            new_generation()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| GalleryError::io(&path, e))?;
+        Ok(TempFile {
+            path,
+            file,
+            persisted: false,
+        })
+    }
+
+    /// fsyncs the file, gives it its real name, and fsyncs the directory.
+    fn persist(mut self, target: &Path, overwrite: bool) -> Result<(), GalleryError> {
+        self.file
+            .sync_all()
+            .map_err(|e| GalleryError::io(&self.path, e))?;
+        if overwrite {
+            std::fs::rename(&self.path, target).map_err(|e| GalleryError::io(target, e))?;
+        } else {
+            // A hard link fails if the target appeared meanwhile: never clobber it.
+            std::fs::hard_link(&self.path, target).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    GalleryError::OutputExists(target.to_path_buf())
+                } else {
+                    GalleryError::io(target, e)
+                }
+            })?;
+            std::fs::remove_file(&self.path).map_err(|e| GalleryError::io(&self.path, e))?;
+        }
+        self.persisted = true;
+        let dir = parent_dir(target);
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| GalleryError::io(&dir, e))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

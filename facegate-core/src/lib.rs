@@ -1,0 +1,21 @@
+//! facegate-core: the parts of facegate that the server, the offline index
+//! tools and the benchmarks share.
+//!
+//! - [`format`]: the gallery file, an immutable memory-mapped set of templates;
+//! - [`search`]: the engines that answer 1:N and 1:1 queries over it;
+//! - [`kernels`]: the SIMD dot products the CPU engine is built on;
+//! - [`npy`] and [`ids`]: the interchange files data engineers hand us;
+//! - [`synth`]: a synthetic population for demos, tests and benchmarks.
+
+pub mod error;
+pub mod format;
+pub mod ids;
+pub mod kernels;
+pub mod npy;
+pub mod quantize;
+pub mod search;
+pub mod synth;
+
+pub use error::{GalleryError, InputError};
+pub use format::{ElementType, Gallery};
+pub use search::{Candidate, CpuEngine, ProbeBatch, SearchEngine, SearchError};

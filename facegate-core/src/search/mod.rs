@@ -1,0 +1,36 @@
+//! Search engines over an open gallery.
+//!
+//! Every engine answers the same question the same way: for each probe, the
+//! `k` best distinct subjects by cosine similarity, ties broken by row order.
+//! [`CpuEngine`] is the reference that every faster engine is tested against.
+
+mod cpu;
+mod probe;
+mod topk;
+
+pub use cpu::{CpuEngine, rescore_pool};
+pub use probe::ProbeBatch;
+pub use topk::{Candidate, SubjectTopK, sort_ranked};
+
+use crate::error::{GalleryError, InputError};
+
+/// Why a search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The request was malformed (dimension, values, k).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The gallery is damaged where the search looked.
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+}
+
+/// A 1:N search engine: the interface the server and tools program against.
+pub trait SearchEngine: Send + Sync {
+    /// Names the engine and its kernels (e.g. "cpu/avx2"), for logs and `GalleryInfo`.
+    fn describe(&self) -> String;
+
+    /// The `top_k` best distinct subjects for each probe, best first.
+    fn search(&self, probes: &ProbeBatch, top_k: usize)
+    -> Result<Vec<Vec<Candidate>>, SearchError>;
+}
