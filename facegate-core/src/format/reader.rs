@@ -368,6 +368,18 @@ fn section_ranges(h: &Header, file_len: u64) -> Result<[Range<usize>; 8], String
         }
         ranges[kind as usize - 1] = s.offset as usize..end as usize;
     }
+    let end = h
+        .sections
+        .iter()
+        .map(|s| s.offset + s.length)
+        .max()
+        .unwrap_or(0);
+    if end != file_len {
+        return Err(format!(
+            "{} trailing bytes after the last section",
+            file_len - end
+        ));
+    }
     let mut sorted: Vec<_> = ranges.iter().filter(|r| !r.is_empty()).collect();
     sorted.sort_by_key(|r| r.start);
     if sorted.windows(2).any(|w| w[0].end > w[1].start) {

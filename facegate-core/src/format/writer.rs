@@ -156,6 +156,7 @@ pub fn build_gallery(
     };
     let id_bytes: u64 = table.sorted_ids.iter().map(|s| s.len() as u64).sum();
     let mut offset = HEADER_LEN as u64;
+    let mut file_len = offset;
     for (kind, len) in header.expected_sections(Some(id_bytes)) {
         let length = len.unwrap_or(0);
         header.sections.push(SectionEntry {
@@ -164,9 +165,10 @@ pub fn build_gallery(
             length,
             checksum: 0,
         });
-        offset = align_section(offset + length);
+        // The file ends exactly where its last section does.
+        file_len = offset + length;
+        offset = align_section(file_len);
     }
-    let file_len = offset;
 
     let tmp = TempFile::create(out)?;
     tmp.file
