@@ -30,7 +30,7 @@ pub fn normalize_into(
         }
         sum += f64::from(x) * f64::from(x);
     }
-    if !(sum > 0.0) || !sum.is_finite() {
+    if sum <= 0.0 || !sum.is_finite() {
         return Err(InputError::ZeroVector { what: what() });
     }
     let inv = 1.0 / sum.sqrt();

@@ -42,25 +42,26 @@ pub const GROUPS: [Group; 4] = [
     Group {
         name: "g1",
         share: 0.3,
-        tightness: 0.25,
+        tightness: 0.30,
     },
     Group {
         name: "g2",
         share: 0.2,
-        tightness: 0.35,
+        tightness: 0.42,
     },
     Group {
         name: "g3",
         share: 0.1,
-        tightness: 0.45,
+        tightness: 0.55,
     },
 ];
 
 /// Noise (relative to a unit identity) of enrolment captures: passport and
 /// visa photos are taken under controlled conditions.
 const ENROL_NOISE: (f32, f32) = (0.4, 0.7);
-/// Noise of probe captures at ports: from a good kiosk to a poor gate camera.
-const PROBE_NOISE: (f32, f32) = (0.5, 1.5);
+/// Noise of probe captures at ports: from a good kiosk (0.5) to a poor gate
+/// camera at night (2.2); skewed so that most captures are good and a tail is poor.
+const PROBE_NOISE: (f32, f32) = (0.5, 2.2);
 /// Probability of 1..=5 enrolled templates per subject.
 const TEMPLATE_COUNT_WEIGHTS: [f64; 5] = [0.30, 0.30, 0.20, 0.12, 0.08];
 
@@ -257,7 +258,8 @@ impl Synth {
     /// A port capture of person `person`, drawing noise from `rng`.
     fn port_capture(&self, rng: &mut ChaCha8Rng, person: usize) -> (Vec<f32>, usize, f32) {
         let (_, group, _, identity) = self.person(person);
-        let noise = rng.random_range(PROBE_NOISE.0..PROBE_NOISE.1);
+        let u: f32 = rng.random();
+        let noise = PROBE_NOISE.0 + (PROBE_NOISE.1 - PROBE_NOISE.0) * u * u;
         (self.capture(rng, &identity, noise), group, noise)
     }
 
@@ -526,9 +528,10 @@ mod tests {
         for g in &r.groups {
             assert!(g.genuine.mean > 0.45 && g.genuine.mean < 0.85, "{g:?}");
             assert!(g.impostor_same_group.mean < 0.25, "{g:?}");
-            assert!(g.genuine.p1 > g.impostor_same_group.p99, "{g:?}");
+            assert!(g.genuine.p50 > g.impostor_same_group.p999, "{g:?}");
         }
         // Tighter groups have higher impostor scores.
-        assert!(r.groups[3].impostor_same_group.mean > r.groups[0].impostor_same_group.mean + 0.05);
+        assert!(r.groups[3].impostor_same_group.mean > r.groups[0].impostor_same_group.mean + 0.1);
+        assert!(r.groups[3].fmr > r.groups[0].fmr);
     }
 }

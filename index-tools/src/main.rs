@@ -1,1 +1,56 @@
-fn main() {}
+//! `facegate-index`: the offline tools a data engineer uses to make, inspect,
+//! verify and query facegate gallery files.
+//!
+//! The command-line interface is stable (scripts call it): see
+//! docs/index-tools.md.
+
+mod cmd;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "facegate-index",
+    version,
+    about = "Build, inspect, verify and search facegate gallery files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic population (.npy embeddings, ids, probes, ground truth).
+    Synth(cmd::synth::Args),
+    /// Build a gallery file from embeddings (.npy float32 [N, d]) and an ids file.
+    Build(cmd::build::Args),
+    /// Print a gallery's header and sections.
+    Info(cmd::info::Args),
+    /// Verify every checksum and table of a gallery; exits non-zero on any corruption.
+    Check(cmd::check::Args),
+    /// Search a gallery with probes from a .npy file and write ranked candidates as CSV.
+    Search(cmd::search::Args),
+    /// Synthesise a population, build its gallery, search it and report error rates per group.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(a) => cmd::synth::run(a),
+        Command::Build(a) => cmd::build::run(a),
+        Command::Info(a) => cmd::info::run(a),
+        Command::Check(a) => cmd::check::run(a),
+        Command::Search(a) => cmd::search::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

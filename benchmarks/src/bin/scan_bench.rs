@@ -1,1 +1,269 @@
-fn main() {}
+//! Scan benchmark: the CPU engine over a large gallery, against this machine's
+//! memory read bandwidth measured in the same run.
+//!
+//! A single probe is bandwidth bound (every row is read once), so its figure
+//! of merit is the fraction of the measured bandwidth it reaches; a batch is
+//! compute bound, so it is reported in probes/s and dot-product operations/s.
+//! Prints a markdown table (and JSON with --json) for docs/benchmarks.md.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use facegate_core::format::{BuildOptions, RowSource, build_gallery};
+use facegate_core::kernels::Kernels;
+use facegate_core::{CpuEngine, ElementType, Gallery, GalleryError, ProbeBatch, SearchEngine};
+use rayon::prelude::*;
+
+#[derive(Parser)]
+#[command(about = "CPU scan benchmark against measured memory bandwidth")]
+struct Args {
+    /// Gallery rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Template dimension.
+    #[arg(long, default_value_t = 512)]
+    dim: usize,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    batches: Vec<usize>,
+    /// Timed repetitions per case (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    repeats: usize,
+    /// Candidates per probe.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// Directory for the temporary galleries (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Also measure the portable (non-SIMD) kernels, for the SIMD speed-up.
+    #[arg(long)]
+    portable: bool,
+    /// Print JSON results after the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Rows of uniform noise: the scan's speed does not depend on the values.
+struct NoiseRows {
+    dim: usize,
+    rows: usize,
+    state: u64,
+}
+
+impl RowSource for NoiseRows {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn next_row(&mut self, out: &mut [f32]) -> Result<(), GalleryError> {
+        for x in out.iter_mut() {
+            // xorshift64*: fast, and good enough for benchmark data.
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            let v = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            *x = (v >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        }
+        Ok(())
+    }
+    fn describe_row(&self, row: usize) -> String {
+        format!("noise row {row}")
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Case {
+    dtype: &'static str,
+    kernels: &'static str,
+    batch: usize,
+    median_ms: f64,
+    probes_per_s: f64,
+    rows_per_s: f64,
+    scan_gb_per_s: f64,
+    fraction_of_bandwidth: f64,
+    gops: f64,
+}
+
+/// A buffer far larger than the caches, for [`memory_read_bandwidth`].
+fn bandwidth_buffer(bytes: usize) -> Vec<u64> {
+    (0..(bytes / 8) as u64)
+        .into_par_iter()
+        .map(|i| i.wrapping_mul(7))
+        .collect()
+}
+
+/// Read bandwidth with all threads: a parallel sum with eight independent
+/// accumulators (so the adds never limit it), best of `repeats`.
+fn memory_read_bandwidth(buf: &[u64], repeats: usize) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..repeats {
+        let t = Instant::now();
+        let s: u64 = buf
+            .par_chunks(1 << 17)
+            .map(|c| {
+                let mut acc = [0u64; 8];
+                for w in c.chunks_exact(8) {
+                    for (a, &x) in acc.iter_mut().zip(w) {
+                        *a = a.wrapping_add(x);
+                    }
+                }
+                acc.iter().fold(0u64, |a, &x| a.wrapping_add(x))
+            })
+            .reduce(|| 0, u64::wrapping_add);
+        std::hint::black_box(s);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::mem::size_of_val(buf) as f64 / best / 1e9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn build(dir: &Path, args: &Args, ty: ElementType) -> anyhow::Result<Arc<Gallery>> {
+    let path = dir.join(format!("bench-{ty}.fgal"));
+    let ids: Vec<String> = (0..args.rows).map(|i| format!("s{}", i / 2)).collect();
+    let mut rows = NoiseRows {
+        dim: args.dim,
+        rows: args.rows,
+        state: 0x9e37_79b9_7f4a_7c15,
+    };
+    let t = Instant::now();
+    build_gallery(
+        &path,
+        &mut rows,
+        &ids,
+        "generated ids",
+        &BuildOptions {
+            scan_type: ty,
+            model_tag: "bench".into(),
+            overwrite: true,
+        },
+        &mut |_| {},
+    )?;
+    eprintln!(
+        "built {} in {:.1} s",
+        path.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Arc::new(Gallery::open(&path)?))
+}
+
+fn scan_bytes(g: &Gallery) -> f64 {
+    let h = g.header();
+    h.sections
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.kind,
+                facegate_core::format::SectionKind::ScanRows
+                    | facegate_core::format::SectionKind::RowScales
+            )
+        })
+        .map(|s| s.length as f64)
+        .sum()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile_dir(args.dir.as_deref())?;
+    let threads = rayon::current_num_threads();
+    eprintln!("measuring memory read bandwidth ({threads} threads)...");
+    let bw_buf = bandwidth_buffer(1 << 30);
+    let bw_before = memory_read_bandwidth(&bw_buf, 5);
+    let mut cases = Vec::new();
+    for ty in [ElementType::Int8, ElementType::F32] {
+        let g = build(tmp.path(), &args, ty)?;
+        let bytes = scan_bytes(&g);
+        let mut kernel_sets = vec![Kernels::detect()];
+        if args.portable && Kernels::detect().name != "portable" {
+            kernel_sets.push(Kernels::portable());
+        }
+        for kernels in kernel_sets {
+            let engine = CpuEngine::with_kernels(g.clone(), kernels);
+            for &b in &args.batches {
+                let probes: Vec<f32> = (0..b * args.dim)
+                    .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                    .collect();
+                let batch = ProbeBatch::new(args.dim, &probes).context("probes")?;
+                engine.search(&batch, args.top_k)?; // warm-up: pages the rows in
+                let times: Vec<f64> = (0..args.repeats)
+                    .map(|_| {
+                        let t = Instant::now();
+                        engine
+                            .search(&batch, args.top_k)
+                            .map(|_| t.elapsed().as_secs_f64())
+                    })
+                    .collect::<Result<_, _>>()?;
+                let t = median(times);
+                let gbs = bytes / t / 1e9;
+                cases.push(Case {
+                    dtype: ty.name(),
+                    kernels: kernels.name,
+                    batch: b,
+                    median_ms: t * 1e3,
+                    probes_per_s: b as f64 / t,
+                    rows_per_s: args.rows as f64 / t,
+                    scan_gb_per_s: gbs,
+                    fraction_of_bandwidth: 0.0,
+                    gops: 2.0 * (args.rows * args.dim * b) as f64 / t / 1e9,
+                });
+                eprintln!("{ty} {} batch {b}: {:.1} ms", kernels.name, t * 1e3);
+            }
+        }
+        drop(g);
+        std::fs::remove_file(tmp.path().join(format!("bench-{ty}.fgal"))).ok();
+    }
+    // Measured again after the scans; the best of both is the reference, so a
+    // quiet moment in either favours the limit, not facegate.
+    let bw = bw_before.max(memory_read_bandwidth(&bw_buf, 5));
+    drop(bw_buf);
+    for c in &mut cases {
+        c.fraction_of_bandwidth = c.scan_gb_per_s / bw;
+    }
+    println!(
+        "\nCPU scan, {} rows x {} dims, top-{}, {threads} threads; memory read bandwidth measured in this run: {bw:.1} GB/s\n",
+        args.rows, args.dim, args.top_k
+    );
+    println!(
+        "| dtype | kernels | batch | median ms | probes/s | rows/s (M) | scan GB/s | of bandwidth | GOP/s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for c in &cases {
+        println!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} % | {:.1} |",
+            c.dtype,
+            c.kernels,
+            c.batch,
+            c.median_ms,
+            c.probes_per_s,
+            c.rows_per_s / 1e6,
+            c.scan_gb_per_s,
+            c.fraction_of_bandwidth * 100.0,
+            c.gops
+        );
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "rows": args.rows, "dim": args.dim, "threads": threads,
+                "memory_read_gb_per_s": bw, "cases": cases,
+            }))?
+        );
+    }
+    Ok(())
+}
+
+fn tempfile_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
+    Ok(match dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    })
+}

@@ -304,7 +304,7 @@ impl Gallery {
             return Err(self.corrupt("max templates per subject disagrees with the tables"));
         }
         if let ScanRows::Int8 { data, scales, .. } = self.scan_rows() {
-            if let Some(r) = scales.iter().position(|x| !(x.is_finite() && *x > 0.0)) {
+            if let Some(r) = scales.iter().position(|x| !x.is_finite() || *x <= 0.0) {
                 return Err(self.corrupt(format!("row {r} has scale {}", scales[r])));
             }
             if let Some(p) = data.iter().position(|&x| x == i8::MIN) {

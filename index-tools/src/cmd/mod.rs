@@ -1,0 +1,21 @@
+//! One module per subcommand.
+
+pub mod build;
+pub mod check;
+pub mod demo;
+pub mod info;
+pub mod search;
+pub mod synth;
+
+use std::path::Path;
+
+/// Refuses to replace an existing file unless `force` is given.
+pub fn refuse_existing(path: &Path, force: bool) -> anyhow::Result<()> {
+    if !force && path.exists() {
+        anyhow::bail!(
+            "{}: output exists; pass --force to replace it",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The `facegate-index` command line, run as a data engineer would run it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate-index"))
+        .args(args)
+        .output()
+        .expect("facegate-index runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "{args:?} succeeded unexpectedly");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn synth(dir: &Path) {
+    let text = ok(&[
+        "synth",
+        "--out-dir",
+        p(dir),
+        "--subjects",
+        "300",
+        "--probes",
+        "60",
+        "--dim",
+        "128",
+        "--seed",
+        "9",
+    ]);
+    assert!(text.contains("score distributions"), "{text}");
+    for g in ["g0", "g1", "g2", "g3"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(g)),
+            "no row for {g}: {text}"
+        );
+    }
+}
+
+#[test]
+fn synth_build_info_check_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synth(d);
+    let g = d.join("g.fgal");
+    let out = ok(&[
+        "build",
+        "--embeddings",
+        p(&d.join("gallery.npy")),
+        "--ids",
+        p(&d.join("gallery_ids.txt")),
+        "--out",
+        p(&g),
+        "--dtype",
+        "int8",
+        "--model-tag",
+        "synthetic-v1",
+    ]);
+    assert!(out.contains("300 subjects"), "{out}");
+
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", p(&g), "--json"])).unwrap();
+    assert_eq!(info["subjects"], 300);
+    assert_eq!(info["dim"], 128);
+    assert_eq!(info["scan_type"], "int8");
+    assert_eq!(info["model_tag"], "synthetic-v1");
+    assert!(ok(&["info", p(&g)]).contains("int8 + f16 re-score rows"));
+    assert!(ok(&["check", p(&g)]).contains("OK"));
+
+    let csv_path = d.join("r.csv");
+    ok(&[
+        "search",
+        "--gallery",
+        p(&g),
+        "--probes",
+        p(&d.join("probes.npy")),
+        "--top-k",
+        "3",
+        "--out",
+        p(&csv_path),
+    ]);
+    let mut results = csv::Reader::from_path(&csv_path).unwrap();
+    assert_eq!(
+        results.headers().unwrap(),
+        vec!["probe", "rank", "subject_id", "score"]
+    );
+    let rows: Vec<csv::StringRecord> = results.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 60 * 3);
+    // Mated probes of good quality find their subject at rank 1.
+    let truth: Vec<csv::StringRecord> = csv::Reader::from_path(d.join("probes_truth.csv"))
+        .unwrap()
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    let (mut mated, mut found) = (0, 0);
+    for t in &truth {
+        if &t[1] == "true" && t[4].parse::<f32>().unwrap() < 1.2 {
+            mated += 1;
+            let top = rows.iter().find(|r| r[0] == t[0] && &r[1] == "1").unwrap();
+            found += usize::from(top[2] == t[2]);
+        }
+    }
+    assert!(
+        mated > 10 && found == mated,
+        "{found} of {mated} good mated probes found"
+    );
+}
+
+#[test]
+fn outputs_are_not_overwritten_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synth(d);
+    assert!(fails(&["synth", "--out-dir", p(d), "--subjects", "10"]).contains("pass --force"));
+    let g = d.join("g.fgal");
+    let (emb, ids) = (d.join("gallery.npy"), d.join("gallery_ids.txt"));
+    let build = |extra: &[&str]| {
+        let mut a = vec![
+            "build",
+            "--embeddings",
+            p(&emb),
+            "--ids",
+            p(&ids),
+            "--out",
+            p(&g),
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    assert!(build(&[]).status.success());
+    let before = std::fs::read(&g).unwrap();
+    let again = build(&["--dtype", "f32"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("output exists; pass --force"));
+    assert_eq!(std::fs::read(&g).unwrap(), before);
+    assert!(build(&["--dtype", "f32", "--force"]).status.success());
+    assert!(ok(&["info", p(&g)]).contains("scan rows    f32"));
+}
+
+#[test]
+fn corrupt_galleries_fail_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synth(d);
+    let g = d.join("g.fgal");
+    ok(&[
+        "build",
+        "--embeddings",
+        p(&d.join("gallery.npy")),
+        "--ids",
+        p(&d.join("gallery_ids.txt")),
+        "--out",
+        p(&g),
+    ]);
+    let mut bytes = std::fs::read(&g).unwrap();
+    bytes[4096 + 1000] ^= 0x20;
+    std::fs::write(&g, &bytes).unwrap();
+    assert!(fails(&["check", p(&g)]).contains("scan_rows checksum mismatch"));
+    std::fs::write(&g, &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&["check", p(&g)]);
+    assert!(err.contains("truncated") && err.contains(p(&g)), "{err}");
+    std::fs::write(&g, b"hello").unwrap();
+    assert!(fails(&["info", p(&g)]).contains("not a facegate gallery"));
+    assert!(fails(&["check", p(&d.join("missing.fgal"))]).contains("No such file"));
+}
+
+#[test]
+fn bad_inputs_name_the_file_and_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("g.fgal");
+    let build = |e: &Path, ids: &Path| {
+        fails(&[
+            "build",
+            "--embeddings",
+            p(e),
+            "--ids",
+            p(ids),
+            "--out",
+            p(&out),
+        ])
+    };
+    let e = d.join("e.npy");
+    let ids = d.join("ids.txt");
+    std::fs::write(&ids, "a\nb\nc\n").unwrap();
+    facegate_write(&e, &[1.0, 0.0, 0.0, 1.0, f32::NAN, 1.0], 2);
+    let err = build(&e, &ids);
+    assert!(
+        err.contains("e.npy row 2: element 0 is not finite"),
+        "{err}"
+    );
+    facegate_write(&e, &[1.0, 0.0, 0.0, 0.0, 1.0, 1.0], 2);
+    assert!(build(&e, &ids).contains("e.npy row 1: vector has zero norm"));
+    facegate_write(&e, &[1.0, 0.0, 0.0, 1.0], 2);
+    assert!(build(&e, &ids).contains("ids.txt: 3 ids for 2 embedding rows"));
+    npyz::to_file_1d(&e, vec![1f32, 2.0]).unwrap();
+    assert!(build(&e, &ids).contains("expected 2 dimensions"));
+    assert!(build(&d.join("none.npy"), &ids).contains("none.npy"));
+    assert!(!out.exists());
+
+    // Probes of the wrong dimension, and an absurd top-k.
+    facegate_write(&e, &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 2);
+    ok(&[
+        "build",
+        "--embeddings",
+        p(&e),
+        "--ids",
+        p(&ids),
+        "--out",
+        p(&out),
+    ]);
+    let probes = d.join("p.npy");
+    facegate_write(&probes, &[1.0, 0.0, 0.0], 3);
+    let r = d.join("r.csv");
+    let err = fails(&[
+        "search",
+        "--gallery",
+        p(&out),
+        "--probes",
+        p(&probes),
+        "--top-k",
+        "1",
+        "--out",
+        p(&r),
+    ]);
+    assert!(
+        err.contains("probes have dimension 3") && err.contains("has 2"),
+        "{err}"
+    );
+    facegate_write(&probes, &[1.0, 0.0], 2);
+    assert!(
+        fails(&[
+            "search",
+            "--gallery",
+            p(&out),
+            "--probes",
+            p(&probes),
+            "--top-k",
+            "0",
+            "--out",
+            p(&r)
+        ])
+        .contains("--top-k")
+    );
+    assert!(!r.exists());
+}
+
+fn facegate_write(path: &Path, data: &[f32], dim: usize) {
+    facegate_core::npy::write_matrix(path, data, dim).unwrap();
+}
