@@ -282,6 +282,13 @@ impl Synth {
         }
     }
 
+    /// The subject id of every gallery row, in the order [`Synth::gallery_rows`] yields them.
+    pub fn gallery_ids(&self) -> Vec<String> {
+        (0..self.cfg.subjects)
+            .flat_map(|i| std::iter::repeat_n(Self::subject_id(i), self.template_count(i)))
+            .collect()
+    }
+
     /// All gallery rows as a [`RowSource`], subjects in order, generated in
     /// parallel blocks; also collects the row ids.
     pub fn gallery_rows(&self) -> SynthRows<'_> {
@@ -514,7 +521,7 @@ mod tests {
             rows.next_row(&mut buf).unwrap();
         }
         assert!(rows.next_with_id().is_none());
-        assert_eq!(rows.ids().len(), n);
+        assert_eq!(rows.ids(), s.gallery_ids());
     }
 
     #[test]

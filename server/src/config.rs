@@ -1,0 +1,170 @@
+//! Server settings: command-line flags, then environment variables, then an
+//! optional TOML file, then defaults (earlier wins).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Which engine answers searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// A hardware GPU when there is one, else the CPU.
+    Auto,
+    /// The exact CPU engine.
+    Cpu,
+    /// The GPU engine; fails at start-up when none can be used.
+    Gpu,
+}
+
+/// `facegate serve` flags; each can also come from the environment.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Gallery file to serve; a built-in demo gallery when absent.
+    #[arg(long, env = "FACEGATE_GALLERY")]
+    pub gallery: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "FACEGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Engine: auto, cpu or gpu.
+    #[arg(long, env = "FACEGATE_ENGINE")]
+    pub engine: Option<EngineChoice>,
+    /// Directory for server data (the demo gallery).
+    #[arg(long, env = "FACEGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest top_k a request may ask for.
+    #[arg(long, env = "FACEGATE_MAX_TOP_K")]
+    pub max_top_k: Option<u32>,
+    /// Threshold applied when a request gives none.
+    #[arg(long, env = "FACEGATE_DEFAULT_THRESHOLD")]
+    pub default_threshold: Option<f32>,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "FACEGATE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long, env = "FACEGATE_DRAIN_SECONDS")]
+    pub drain_seconds: Option<u64>,
+    /// TOML file with any of the settings above (snake_case keys).
+    #[arg(long, env = "FACEGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    gallery: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    engine: Option<EngineChoice>,
+    data_dir: Option<PathBuf>,
+    max_top_k: Option<u32>,
+    default_threshold: Option<f32>,
+    max_message_bytes: Option<usize>,
+    drain_seconds: Option<u64>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Gallery file, or `None` for the demo gallery.
+    pub gallery: Option<PathBuf>,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Engine choice.
+    pub engine: EngineChoice,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Largest top_k.
+    pub max_top_k: u32,
+    /// Default decision threshold.
+    pub default_threshold: f32,
+    /// Largest request message, bytes.
+    pub max_message_bytes: usize,
+    /// Grace period for draining on SIGTERM.
+    pub drain_seconds: u64,
+}
+
+impl Settings {
+    /// Merges flags/environment over the TOML file over defaults, and checks ranges.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileSettings::default(),
+        };
+        let s = Settings {
+            gallery: args.gallery.or(file.gallery),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            engine: args.engine.or(file.engine).unwrap_or(EngineChoice::Auto),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(".data")),
+            max_top_k: args.max_top_k.or(file.max_top_k).unwrap_or(100),
+            default_threshold: args
+                .default_threshold
+                .or(file.default_threshold)
+                .unwrap_or(0.35),
+            max_message_bytes: args
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(64 * 1024),
+            drain_seconds: args.drain_seconds.or(file.drain_seconds).unwrap_or(30),
+        };
+        if s.max_top_k == 0 || s.max_top_k > 10_000 {
+            anyhow::bail!("max_top_k must be within 1..=10000, got {}", s.max_top_k);
+        }
+        if !(-1.0..=1.0).contains(&s.default_threshold) {
+            anyhow::bail!(
+                "default_threshold must be within -1..=1, got {}",
+                s.default_threshold
+            );
+        }
+        if s.max_message_bytes < 1024 {
+            anyhow::bail!("max_message_bytes must be at least 1024");
+        }
+        Ok(s)
+    }
+}
+
+fn read_file(p: &Path) -> anyhow::Result<FileSettings> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:7000\"\nmax_top_k = 50\nengine = \"cpu\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(f.clone()),
+            max_top_k: Some(20),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.max_top_k, 20);
+        assert_eq!(s.engine, EngineChoice::Cpu);
+        assert_eq!(s.default_threshold, 0.35);
+        std::fs::write(&f, "listn = \"x\"\n").unwrap();
+        let err = Settings::resolve(ServeArgs {
+            config: Some(f),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+}

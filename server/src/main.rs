@@ -1,0 +1,56 @@
+//! `facegate`: the biometric matching server.
+
+use clap::{Parser, Subcommand};
+use facegate_server::config::{ServeArgs, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "facegate",
+    version,
+    about = "GPU-accelerated biometric matching server"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "FACEGATE_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a gallery over gRPC (a built-in demo gallery when none is given).
+    Serve(ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Level from RUST_LOG (e.g. RUST_LOG=facegate=debug); info by default.
+    // Nothing at info level names a subject or carries a template.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let result = match cli.command {
+        Command::Serve(args) => Settings::resolve(args).and_then(|s| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(facegate_server::serve::run(s))
+        }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Starts the gRPC server: Matcher, health and reflection, with a graceful
+//! drain on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use facegate_core::Gallery;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{EngineChoice, Settings};
+use crate::matcher::MatcherService;
+use crate::proto::matcher_server::MatcherServer;
+use crate::state::ServingState;
+
+/// Opens the gallery, binds, serves until a shutdown signal, then drains.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    if settings.engine == EngineChoice::Gpu {
+        anyhow::bail!("--engine gpu: this build has no GPU engine yet; use --engine cpu or auto");
+    }
+    let path = match &settings.gallery {
+        Some(p) => p.clone(),
+        None => {
+            let data_dir = settings.data_dir.clone();
+            tokio::task::spawn_blocking(move || crate::demo::ensure_demo_gallery(&data_dir))
+                .await??
+        }
+    };
+    let gallery = Arc::new(
+        Gallery::open(&path).with_context(|| format!("opening gallery {}", path.display()))?,
+    );
+    let state = Arc::new(ServingState::new(gallery, settings.clone()));
+    let info = state.info();
+    tracing::info!(
+        gallery = %path.display(),
+        rows = info.rows,
+        subjects = info.subjects,
+        dim = info.dimension,
+        model_tag = %info.model_tag,
+        generation = format!("{:016x}", info.generation),
+        engine = %info.engine,
+        "gallery open"
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<MatcherServer<MatcherService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let matcher = MatcherServer::new(MatcherService::new(state))
+        .max_decoding_message_size(settings.max_message_bytes);
+
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find an ephemeral port.
+    println!("facegate listening on {addr}");
+    tracing::info!(%addr, "serving facegate.v1.Matcher, grpc.health.v1 and reflection");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(matcher)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        r = &mut server => return r?.context("server failed"),
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("shutdown requested: draining in-flight requests");
+    health
+        .set_not_serving::<MatcherServer<MatcherService>>()
+        .await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(settings.drain_seconds), &mut server).await {
+        Ok(r) => r?.context("server failed while draining")?,
+        Err(_) => tracing::warn!(
+            seconds = settings.drain_seconds,
+            "drain period over; exiting with requests in flight"
+        ),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,261 @@
+//! What the server is serving: the open gallery, the engine over it, and the
+//! request semantics (validation, thresholds, deadlines) shared by every RPC.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use facegate_core::{
+    Candidate, CpuEngine, Gallery, InputError, ProbeBatch, SearchEngine, SearchError,
+};
+use tonic::Status;
+
+use crate::config::Settings;
+use crate::proto;
+
+/// The gallery and engine behind the API.
+pub struct ServingState {
+    gallery: Arc<Gallery>,
+    engine: Arc<CpuEngine>,
+    settings: Settings,
+}
+
+/// One validated 1:N request.
+pub struct IdentifyJob {
+    probe: ProbeBatch,
+    top_k: usize,
+    threshold: f32,
+}
+
+/// A search result with the time the engine took.
+pub struct Ranked {
+    /// Best first.
+    pub candidates: Vec<Candidate>,
+    /// Time inside the engine.
+    pub engine_time: Duration,
+}
+
+fn invalid(e: InputError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+impl ServingState {
+    /// Serves `gallery` with the CPU engine.
+    pub fn new(gallery: Arc<Gallery>, settings: Settings) -> ServingState {
+        let engine = Arc::new(CpuEngine::new(gallery.clone()));
+        ServingState {
+            gallery,
+            engine,
+            settings,
+        }
+    }
+
+    /// The gallery served.
+    pub fn gallery(&self) -> &Gallery {
+        &self.gallery
+    }
+
+    /// The engine's name.
+    pub fn engine_name(&self) -> String {
+        self.engine.describe()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn check_model(&self, tag: &str) -> Result<(), Status> {
+        let ours = &self.gallery.header().model_tag;
+        if tag.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "model_tag is required: name the model that made the probe (this gallery: {ours:?})"
+            )));
+        }
+        if tag != ours {
+            return Err(Status::failed_precondition(format!(
+                "probe made by model {tag:?}, gallery holds templates of {ours:?}: they cannot be compared"
+            )));
+        }
+        Ok(())
+    }
+
+    fn threshold(&self, t: Option<f32>) -> Result<f32, Status> {
+        match t {
+            None => Ok(self.settings.default_threshold),
+            Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+            Some(t) => Err(Status::invalid_argument(format!(
+                "threshold must be within -1..=1, got {t}"
+            ))),
+        }
+    }
+
+    fn probe(&self, probe: &[f32]) -> Result<ProbeBatch, Status> {
+        ProbeBatch::single(self.gallery.dim(), probe).map_err(invalid)
+    }
+
+    /// Validates an Identify request.
+    pub fn identify_job(&self, r: &proto::IdentifyRequest) -> Result<IdentifyJob, Status> {
+        self.check_model(&r.model_tag)?;
+        let max = self.settings.max_top_k;
+        if r.top_k == 0 || r.top_k > max {
+            return Err(Status::invalid_argument(format!(
+                "top_k must be within 1..={max}, got {}",
+                r.top_k
+            )));
+        }
+        Ok(IdentifyJob {
+            probe: self.probe(&r.probe)?,
+            top_k: r.top_k as usize,
+            threshold: self.threshold(r.threshold)?,
+        })
+    }
+
+    /// Runs a search off the async runtime, giving up at `deadline`.
+    pub async fn search(
+        &self,
+        job: &IdentifyJob,
+        deadline: Option<Instant>,
+    ) -> Result<Ranked, Status> {
+        let engine = self.engine.clone();
+        let probe = job.probe.clone();
+        let k = job.top_k;
+        let task = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            engine.search(&probe, k).map(|mut r| Ranked {
+                candidates: r.pop().unwrap_or_default(),
+                engine_time: t.elapsed(),
+            })
+        });
+        let joined = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), task).await.map_err(|_| {
+                Status::deadline_exceeded("deadline passed before the search finished")
+            })?,
+            None => task.await,
+        };
+        joined
+            .map_err(|_| Status::internal("search task failed"))?
+            .map_err(search_status)
+    }
+
+    /// Builds the response to a finished Identify.
+    pub fn identify_response(
+        &self,
+        request_id: String,
+        job: &IdentifyJob,
+        ranked: Ranked,
+        arrived: Instant,
+    ) -> Result<proto::IdentifyResponse, Status> {
+        let mut candidates = Vec::with_capacity(ranked.candidates.len());
+        for (i, c) in ranked.candidates.iter().enumerate() {
+            candidates.push(proto::Candidate {
+                subject_id: self
+                    .gallery
+                    .subject_id(c.subject)
+                    .map_err(gallery_status)?
+                    .to_string(),
+                score: c.score,
+                rank: i as u32 + 1,
+            });
+        }
+        let total = arrived.elapsed();
+        Ok(proto::IdentifyResponse {
+            r#match: ranked
+                .candidates
+                .first()
+                .is_some_and(|c| c.score >= job.threshold),
+            candidates,
+            request_id,
+            threshold: job.threshold,
+            timing: Some(timing(
+                total.saturating_sub(ranked.engine_time),
+                ranked.engine_time,
+                total,
+            )),
+            gallery_generation: self.gallery.header().generation,
+            error: None,
+        })
+    }
+
+    /// 1:1 verification: the probe against the claimed subject's templates.
+    pub fn verify(
+        &self,
+        r: &proto::VerifyRequest,
+        arrived: Instant,
+    ) -> Result<proto::VerifyResponse, Status> {
+        self.check_model(&r.model_tag)?;
+        let threshold = self.threshold(r.threshold)?;
+        let probe = self.probe(&r.probe)?;
+        if r.subject_id.is_empty() {
+            return Err(Status::invalid_argument("subject_id is required"));
+        }
+        let subject = self
+            .gallery
+            .find_subject(&r.subject_id)
+            .map_err(gallery_status)?
+            .ok_or_else(|| Status::not_found("no such subject in the gallery"))?;
+        let t = Instant::now();
+        let best = self
+            .engine
+            .score_subject(&probe, 0, subject)
+            .map_err(search_status)?;
+        let templates = self
+            .gallery
+            .subject_rows(subject)
+            .map_err(gallery_status)?
+            .len();
+        let engine_time = t.elapsed();
+        let total = arrived.elapsed();
+        Ok(proto::VerifyResponse {
+            r#match: best.score >= threshold,
+            score: best.score,
+            request_id: r.request_id.clone(),
+            threshold,
+            templates_compared: templates as u32,
+            timing: Some(timing(
+                total.saturating_sub(engine_time),
+                engine_time,
+                total,
+            )),
+            gallery_generation: self.gallery.header().generation,
+        })
+    }
+
+    /// GetGalleryInfo.
+    pub fn info(&self) -> proto::GalleryInfo {
+        let h = self.gallery.header();
+        proto::GalleryInfo {
+            rows: h.rows,
+            subjects: h.subjects,
+            dimension: h.dim,
+            element_type: h.scan_type.name().into(),
+            model_tag: h.model_tag.clone(),
+            generation: h.generation,
+            engine: self.engine_name(),
+            default_threshold: self.settings.default_threshold,
+            max_top_k: self.settings.max_top_k,
+            exact_rescore: h.has_rescore,
+        }
+    }
+}
+
+fn timing(queue: Duration, engine: Duration, total: Duration) -> proto::Timing {
+    proto::Timing {
+        queue_us: queue.as_micros() as u64,
+        engine_us: engine.as_micros() as u64,
+        total_us: total.as_micros() as u64,
+    }
+}
+
+/// A damaged gallery is the operator's problem, not the client's: the details
+/// go to the log, the client gets INTERNAL.
+fn gallery_status(e: facegate_core::GalleryError) -> Status {
+    tracing::error!(error = %e, "gallery read failed");
+    Status::internal("gallery data error; the operator has been alerted")
+}
+
+fn search_status(e: SearchError) -> Status {
+    match e {
+        SearchError::Input(e) => invalid(e),
+        SearchError::Gallery(e) => gallery_status(e),
+    }
+}

@@ -1,0 +1,452 @@
+//! The real `facegate` binary on an ephemeral port, called through the
+//! generated tonic client, checked against the exact engine in-process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+use facegate_core::synth::{Synth, SynthConfig};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
+use facegate_server::proto::matcher_client::MatcherClient;
+use facegate_server::proto::{GetGalleryInfoRequest, IdentifyRequest, VerifyRequest};
+use rand::{Rng, SeedableRng};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const DIM: usize = 64;
+const TAG: &str = "test-model@1";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(gallery: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--gallery"])
+            .arg(gallery)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("facegate starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("facegate listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    async fn client(&self) -> MatcherClient<Channel> {
+        MatcherClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    synth: Synth,
+    engine: CpuEngine,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::new(SynthConfig {
+        subjects: 400,
+        probes: 100,
+        dim: DIM,
+        mated_fraction: 0.8,
+        seed: 4,
+    })
+    .unwrap();
+    let ids = synth.gallery_ids();
+    let mut rows = synth.gallery_rows();
+    let mut data = Vec::new();
+    while let Some((_, r)) = rows.next_with_id() {
+        data.extend_from_slice(r);
+    }
+    let path = dir.path().join("g.fgal");
+    let opts = BuildOptions {
+        scan_type: ElementType::Int8,
+        model_tag: TAG.into(),
+        overwrite: false,
+    };
+    build_gallery(
+        &path,
+        &mut SliceRows::new(&data, DIM, "t").unwrap(),
+        &ids,
+        "ids",
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    let engine = CpuEngine::new(Arc::new(Gallery::open(&path).unwrap()));
+    Fixture {
+        _dir: dir,
+        path,
+        synth,
+        engine,
+    }
+}
+
+fn identify(probe: Vec<f32>, k: u32, id: &str) -> IdentifyRequest {
+    IdentifyRequest {
+        probe,
+        top_k: k,
+        request_id: id.into(),
+        model_tag: TAG.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identify_verify_and_info_equal_the_exact_engine() {
+    let f = fixture();
+    let server = Server::start(&f.path, &["--default-threshold", "0.4"]);
+    let mut c = server.client().await;
+    let g = f.engine.gallery();
+
+    let info = c
+        .get_gallery_info(GetGalleryInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (info.rows, info.subjects, info.dimension),
+        (g.rows() as u64, g.subjects() as u64, DIM as u32)
+    );
+    assert_eq!(
+        (info.element_type.as_str(), info.model_tag.as_str()),
+        ("int8", TAG)
+    );
+    assert_eq!(info.generation, g.header().generation);
+    assert!(info.engine.starts_with("cpu/") && info.exact_rescore);
+    assert_eq!(info.default_threshold, 0.4);
+
+    for j in 0..30 {
+        let p = f.synth.probe(j);
+        let resp = c
+            .identify(identify(p.vector.clone(), 5, &format!("r{j}")))
+            .await
+            .unwrap()
+            .into_inner();
+        let want = &f
+            .engine
+            .search(&ProbeBatch::single(DIM, &p.vector).unwrap(), 5)
+            .unwrap()[0];
+        assert_eq!(resp.request_id, format!("r{j}"));
+        assert_eq!(resp.candidates.len(), want.len());
+        for (i, (got, w)) in resp.candidates.iter().zip(want).enumerate() {
+            assert_eq!(got.subject_id, g.subject_id(w.subject).unwrap());
+            assert_eq!(got.score, w.score);
+            assert_eq!(got.rank, i as u32 + 1);
+        }
+        assert_eq!(resp.r#match, want[0].score >= 0.4);
+        assert_eq!(resp.threshold, 0.4);
+        assert_eq!(resp.gallery_generation, g.header().generation);
+
+        // Verify against the top candidate and against the true mate.
+        let claimed = resp.candidates[0].subject_id.clone();
+        let v = c
+            .verify(VerifyRequest {
+                probe: p.vector.clone(),
+                subject_id: claimed.clone(),
+                threshold: Some(0.5),
+                model_tag: TAG.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let subject = g.find_subject(&claimed).unwrap().unwrap();
+        let exact = f
+            .engine
+            .score_subject(&ProbeBatch::single(DIM, &p.vector).unwrap(), 0, subject)
+            .unwrap();
+        assert_eq!(v.score, exact.score);
+        assert_eq!(v.r#match, exact.score >= 0.5);
+        assert_eq!(
+            v.templates_compared as usize,
+            g.subject_rows(subject).unwrap().len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_their_documented_codes() {
+    let f = fixture();
+    let server = Server::start(&f.path, &["--max-top-k", "50"]);
+    let mut c = server.client().await;
+    let good = f.synth.probe(0).vector;
+    let code = |r: Result<tonic::Response<_>, tonic::Status>| -> (Code, String) {
+        let s = r
+            .map(|_: tonic::Response<facegate_server::proto::IdentifyResponse>| ())
+            .unwrap_err();
+        (s.code(), s.message().to_string())
+    };
+    let cases: Vec<(IdentifyRequest, Code, &str)> = vec![
+        (
+            identify(good[..10].to_vec(), 5, ""),
+            Code::InvalidArgument,
+            "expected dimension 64, got 10",
+        ),
+        (
+            identify(vec![], 5, ""),
+            Code::InvalidArgument,
+            "expected dimension 64, got 0",
+        ),
+        (
+            identify(
+                {
+                    let mut v = good.clone();
+                    v[3] = f32::NAN;
+                    v
+                },
+                5,
+                "",
+            ),
+            Code::InvalidArgument,
+            "element 3 is not finite",
+        ),
+        (
+            identify(
+                {
+                    let mut v = good.clone();
+                    v[1] = f32::INFINITY;
+                    v
+                },
+                5,
+                "",
+            ),
+            Code::InvalidArgument,
+            "element 1 is not finite",
+        ),
+        (
+            identify(vec![0.0; DIM], 5, ""),
+            Code::InvalidArgument,
+            "zero norm",
+        ),
+        (
+            identify(good.clone(), 0, ""),
+            Code::InvalidArgument,
+            "top_k must be within 1..=50, got 0",
+        ),
+        (
+            identify(good.clone(), 51, ""),
+            Code::InvalidArgument,
+            "top_k must be within 1..=50, got 51",
+        ),
+        (
+            IdentifyRequest {
+                threshold: Some(1.5),
+                ..identify(good.clone(), 5, "")
+            },
+            Code::InvalidArgument,
+            "threshold must be within -1..=1",
+        ),
+        (
+            IdentifyRequest {
+                model_tag: "other-model@3".into(),
+                ..identify(good.clone(), 5, "")
+            },
+            Code::FailedPrecondition,
+            "other-model@3",
+        ),
+        (
+            IdentifyRequest {
+                model_tag: String::new(),
+                ..identify(good.clone(), 5, "")
+            },
+            Code::InvalidArgument,
+            "model_tag is required",
+        ),
+    ];
+    for (req, want_code, want_msg) in cases {
+        let (got, msg) = code(c.identify(req).await);
+        assert_eq!(got, want_code, "{msg}");
+        assert!(msg.contains(want_msg), "{msg:?} lacks {want_msg:?}");
+    }
+    let verify = |subject: &str| VerifyRequest {
+        probe: good.clone(),
+        subject_id: subject.into(),
+        model_tag: TAG.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.verify(verify("nobody")).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        c.verify(verify("")).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    // A message over the size limit is refused by the transport, not decoded.
+    let huge = identify(vec![0.5; 100_000], 5, "");
+    assert_ne!(c.identify(huge).await.unwrap_err().code(), Code::Ok);
+    // And the server still answers.
+    assert!(c.identify(identify(good, 5, "ok")).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_of_1000_probes_gets_1000_answers() {
+    let f = fixture();
+    let server = Server::start(&f.path, &[]);
+    let mut c = server.client().await;
+    let requests: Vec<IdentifyRequest> = (0..1000)
+        .map(|j| {
+            let mut r = identify(f.synth.probe(j % 100).vector, 3, &format!("s{j}"));
+            if j % 97 == 0 {
+                r.top_k = 0; // some bad ones: answered with an error, stream stays open
+            }
+            r
+        })
+        .collect();
+    let mut inbound = c
+        .identify_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = std::collections::HashSet::new();
+    let mut errors = 0;
+    while let Some(resp) = inbound.message().await.unwrap() {
+        let j: usize = resp.request_id[1..].parse().unwrap();
+        assert!(seen.insert(j), "duplicate answer for {j}");
+        if let Some(e) = resp.error {
+            assert_eq!(j % 97, 0);
+            assert_eq!(e.code, Code::InvalidArgument as i32);
+            errors += 1;
+        } else {
+            assert_eq!(resp.candidates.len(), 3);
+        }
+    }
+    assert_eq!(seen.len(), 1000);
+    assert_eq!(errors, (0..1000).filter(|j| j % 97 == 0).count());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_malformed_requests_never_break_the_server() {
+    let f = fixture();
+    let mut server = Server::start(&f.path, &[]);
+    let mut c = server.client().await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-45,
+    ];
+    for i in 0..10_000 {
+        let len = match rng.random_range(0..4) {
+            0 => DIM,
+            1 => rng.random_range(0..3 * DIM),
+            2 => 0,
+            _ => DIM + 1,
+        };
+        let probe: Vec<f32> = (0..len)
+            .map(|_| {
+                if rng.random_bool(0.05) {
+                    specials[rng.random_range(0..specials.len())]
+                } else {
+                    rng.random_range(-1e3..1e3)
+                }
+            })
+            .collect();
+        let tag = if rng.random_bool(0.7) {
+            TAG.to_string()
+        } else {
+            format!("m{}", rng.random::<u16>())
+        };
+        let threshold = rng
+            .random_bool(0.3)
+            .then(|| [f32::NAN, 2.0, -5.0, 0.3][rng.random_range(0..4)]);
+        if i % 2 == 0 {
+            let _ = c
+                .identify(IdentifyRequest {
+                    probe,
+                    top_k: [0, 1, 5, 100, 101, u32::MAX][rng.random_range(0..6)],
+                    threshold,
+                    request_id: "x".repeat(rng.random_range(0..300)),
+                    model_tag: tag,
+                    capture: None,
+                })
+                .await;
+        } else {
+            let subject: String = (0..rng.random_range(0..40))
+                .map(|_| rng.random::<char>())
+                .collect();
+            let _ = c
+                .verify(VerifyRequest {
+                    probe,
+                    subject_id: subject,
+                    threshold,
+                    model_tag: tag,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+    assert!(server.alive(), "server died");
+    let ok = c
+        .identify(identify(f.synth.probe(1).vector, 5, "after"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.candidates.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_reports_serving_and_sigterm_stops_cleanly() {
+    let f = fixture();
+    let mut server = Server::start(&f.path, &[]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "facegate.v1.Matcher".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "exit after SIGTERM: {exit:?}");
+}
