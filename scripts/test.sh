@@ -18,7 +18,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Python packages for the client test (a gRPC client generated from proto/).
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check \
+  grpcio grpcio-tools pytest numpy
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Builds target/debug/facegate and facegate-index, which the Python test runs.
 cargo test --workspace --locked
+python3 -m pytest -q server/tests/python

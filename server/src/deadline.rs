@@ -1,9 +1,10 @@
 //! Request deadlines from the `grpc-timeout` header.
 //!
 //! tonic itself cancels a handler when the client's timeout expires, but it
-//! answers CANCELLED; facegate gives up a little earlier (by [`MARGIN`]) so
-//! that the client is told DEADLINE_EXCEEDED, and so that no late answer is
-//! ever computed for a client that stopped waiting.
+//! answers CANCELLED; facegate stops waiting a little earlier (by [`MARGIN`])
+//! so that the client is told DEADLINE_EXCEEDED and never gets a late answer.
+//! A scan already running on the engine finishes and its result is dropped
+//! (the batching dispatcher will drop expired requests before they start).
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,34 @@
+"""A minimal Python client for facegate, generated from proto/ with grpcio-tools.
+
+The stubs are generated on first use into a cache directory, so the only
+requirements are `pip install grpcio grpcio-tools`.
+"""
+
+import os
+import pathlib
+import sys
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PROTO_DIR = REPO / "proto"
+
+
+def load_stubs():
+    """Generates (once) and imports the facegate.v1 message and service modules."""
+    out = pathlib.Path(os.environ.get("FACEGATE_PY_STUBS", tempfile.gettempdir())) / "facegate-py-stubs"
+    marker = out / "facegate" / "v1" / "matcher_pb2_grpc.py"
+    proto = PROTO_DIR / "facegate" / "v1" / "matcher.proto"
+    if not marker.exists() or marker.stat().st_mtime < proto.stat().st_mtime:
+        from grpc_tools import protoc
+
+        out.mkdir(parents=True, exist_ok=True)
+        rc = protoc.main(
+            ["protoc", f"-I{PROTO_DIR}", f"--python_out={out}", f"--grpc_python_out={out}", str(proto)]
+        )
+        if rc != 0:
+            raise RuntimeError(f"grpc_tools.protoc failed with {rc}")
+    if str(out) not in sys.path:
+        sys.path.insert(0, str(out))
+    from facegate.v1 import matcher_pb2, matcher_pb2_grpc
+
+    return matcher_pb2, matcher_pb2_grpc
