@@ -1,15 +1,19 @@
 //! Request deadlines from the `grpc-timeout` header.
 //!
 //! tonic itself cancels a handler when the client's timeout expires, but it
-//! answers CANCELLED; facegate stops waiting a little earlier (by [`MARGIN`])
+//! answers CANCELLED; facegate stops waiting a little earlier (by [`margin`])
 //! so that the client is told DEADLINE_EXCEEDED and never gets a late answer.
 //! A scan already running on the engine finishes and its result is dropped
 //! (the batching dispatcher will drop expired requests before they start).
 
 use std::time::{Duration, Instant};
 
-/// How long before the client's deadline facegate stops waiting for the engine.
-pub const MARGIN: Duration = Duration::from_millis(2);
+/// How long before the client's deadline facegate stops waiting for the
+/// engine: a tenth of the budget, within 2..=50 ms, so that the refusal
+/// travels back before the client's own timer fires.
+pub fn margin(budget: Duration) -> Duration {
+    (budget / 10).clamp(Duration::from_millis(2), Duration::from_millis(50))
+}
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
@@ -29,15 +33,69 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// The instant by which a request must be answered, if the client set one.
-pub fn from_metadata(md: &tonic::metadata::MetadataMap, arrived: Instant) -> Option<Instant> {
-    let timeout = parse_grpc_timeout(md.get("grpc-timeout")?.to_str().ok()?)?;
-    Some(arrived + timeout.saturating_sub(MARGIN))
+/// When a request arrived and by when it must be answered.
+///
+/// Stamped by [`stamp`] as the transport hands the request over (the moment
+/// tonic's own timeout starts), not when the handler first runs, which under
+/// load can be much later.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestClock {
+    /// Arrival at the service.
+    pub arrived: Instant,
+    /// The client's deadline less [`margin`], if it set one.
+    pub deadline: Option<Instant>,
+}
+
+impl RequestClock {
+    /// The clock stamped on `req`, or one started now if none was.
+    pub fn of<T>(req: &tonic::Request<T>) -> RequestClock {
+        req.extensions()
+            .get::<RequestClock>()
+            .copied()
+            .unwrap_or_else(|| RequestClock {
+                arrived: Instant::now(),
+                deadline: None,
+            })
+    }
+
+    /// DEADLINE_EXCEEDED if the deadline has already passed.
+    pub fn check(&self) -> Result<(), tonic::Status> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(tonic::Status::deadline_exceeded(
+                "deadline passed before the request could be served",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Interceptor: stamps every request with its [`RequestClock`].
+pub fn stamp(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let arrived = Instant::now();
+    let deadline = req
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map(|t| arrived + t.saturating_sub(margin(t)));
+    req.extensions_mut()
+        .insert(RequestClock { arrived, deadline });
+    Ok(req)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn margin_scales_with_the_budget() {
+        assert_eq!(margin(Duration::from_millis(5)), Duration::from_millis(2));
+        assert_eq!(
+            margin(Duration::from_millis(200)),
+            Duration::from_millis(20)
+        );
+        assert_eq!(margin(Duration::from_secs(10)), Duration::from_millis(50));
+    }
 
     #[test]
     fn parses_every_unit_and_refuses_garbage() {

@@ -7,7 +7,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::deadline;
+use crate::deadline::RequestClock;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
 use crate::state::ServingState;
@@ -32,14 +32,17 @@ impl MatcherService {
 async fn identify_one(
     state: &ServingState,
     r: IdentifyRequest,
-    arrived: Instant,
-    deadline: Option<Instant>,
+    clock: RequestClock,
 ) -> Result<IdentifyResponse, Status> {
+    clock.check()?;
     let job = state.identify_job(&r)?;
     let port = r.capture.as_ref().map(|c| c.port_id.as_str()).unwrap_or("");
-    tracing::debug!(request_id = %r.request_id, port, top_k = r.top_k, "identify");
-    let ranked = state.search(&job, deadline).await?;
-    state.identify_response(r.request_id, &job, ranked, arrived)
+    let budget_ms = clock
+        .deadline
+        .map(|d| d.saturating_duration_since(clock.arrived).as_millis() as u64);
+    tracing::debug!(request_id = %r.request_id, port, top_k = r.top_k, ?budget_ms, "identify");
+    let ranked = state.search(&job, clock.deadline).await?;
+    state.identify_response(r.request_id, &job, ranked, clock.arrived)
 }
 
 #[tonic::async_trait]
@@ -48,9 +51,8 @@ impl Matcher for MatcherService {
         &self,
         req: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
-        let arrived = Instant::now();
-        let deadline = deadline::from_metadata(req.metadata(), arrived);
-        identify_one(&self.state, req.into_inner(), arrived, deadline)
+        let clock = RequestClock::of(&req);
+        identify_one(&self.state, req.into_inner(), clock)
             .await
             .map(Response::new)
     }
@@ -87,18 +89,22 @@ impl Matcher for MatcherService {
                     if tx.is_closed() {
                         return; // cancelled before it started: do no work
                     }
-                    let arrived = Instant::now();
+                    let clock = RequestClock {
+                        arrived: Instant::now(),
+                        deadline: None,
+                    };
                     let request_id = r.request_id.clone();
-                    let resp = identify_one(&state, r, arrived, None)
-                        .await
-                        .unwrap_or_else(|s| IdentifyResponse {
-                            request_id,
-                            error: Some(proto::RequestError {
-                                code: s.code() as i32,
-                                message: s.message().to_string(),
-                            }),
-                            ..Default::default()
-                        });
+                    let resp =
+                        identify_one(&state, r, clock)
+                            .await
+                            .unwrap_or_else(|s| IdentifyResponse {
+                                request_id,
+                                error: Some(proto::RequestError {
+                                    code: s.code() as i32,
+                                    message: s.message().to_string(),
+                                }),
+                                ..Default::default()
+                            });
                     let _ = tx.send(Ok(resp)).await;
                     drop(slot);
                 });
@@ -111,12 +117,13 @@ impl Matcher for MatcherService {
         &self,
         req: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
-        let arrived = Instant::now();
+        let clock = RequestClock::of(&req);
+        clock.check()?;
         let r = req.into_inner();
         let port = r.capture.as_ref().map(|c| c.port_id.as_str()).unwrap_or("");
         tracing::debug!(request_id = %r.request_id, port, "verify");
         // A few hundred rows at most: answered inline, never queued behind a scan.
-        self.state.verify(&r, arrived).map(Response::new)
+        self.state.verify(&r, clock.arrived).map(Response::new)
     }
 
     async fn get_gallery_info(

@@ -50,8 +50,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let matcher = MatcherServer::new(MatcherService::new(state))
-        .max_decoding_message_size(settings.max_message_bytes);
+    let matcher = tonic::service::interceptor::InterceptedService::new(
+        MatcherServer::new(MatcherService::new(state))
+            .max_decoding_message_size(settings.max_message_bytes),
+        crate::deadline::stamp,
+    );
 
     let listener = TcpListener::bind(settings.listen)
         .await

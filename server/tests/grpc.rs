@@ -25,11 +25,19 @@ struct Server {
 
 impl Server {
     fn start(gallery: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(gallery, &[], extra)
+    }
+
+    fn start_with_env(gallery: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
             .args(["serve", "--listen", "127.0.0.1:0", "--gallery"])
             .arg(gallery)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .env(
+                "RUST_LOG",
+                std::env::var("FACEGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -304,7 +312,13 @@ async fn bad_requests_get_their_documented_codes() {
     );
     // A message over the size limit is refused by the transport, not decoded.
     let huge = identify(vec![0.5; 100_000], 5, "");
-    assert_ne!(c.identify(huge).await.unwrap_err().code(), Code::Ok);
+    let err = c.identify(huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
+    assert!(
+        err.message().contains("message length too large"),
+        "{}",
+        err.message()
+    );
     // And the server still answers.
     assert!(c.identify(identify(good, 5, "ok")).await.is_ok());
 }
@@ -449,4 +463,147 @@ async fn health_reports_serving_and_sigterm_stops_cleanly() {
     assert!(status.success());
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "exit after SIGTERM: {exit:?}");
+}
+
+/// A gallery big enough that a burst of searches queues behind the 2-core scan.
+fn large_gallery(dir: &Path, rows: usize, dim: usize) -> PathBuf {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let data: Vec<f32> = (0..rows * dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let ids: Vec<String> = (0..rows).map(|i| format!("s{i}")).collect();
+    let path = dir.join("large.fgal");
+    let opts = BuildOptions {
+        scan_type: ElementType::Int8,
+        model_tag: TAG.into(),
+        overwrite: false,
+    };
+    build_gallery(
+        &path,
+        &mut SliceRows::new(&data, dim, "t").unwrap(),
+        &ids,
+        "ids",
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_give_deadline_exceeded_never_a_late_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 512;
+    let server = Server::start(&large_gallery(dir.path(), 200_000, dim), &[]);
+    let c = server.client().await;
+    let timeout = std::time::Duration::from_millis(100);
+    let mut tasks = Vec::new();
+    for j in 0..96 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let probe: Vec<f32> = (0..dim).map(|i| ((i * 31 + j) % 17) as f32 - 8.0).collect();
+            let mut req = tonic::Request::new(identify(probe, 10, &format!("d{j}")));
+            // The header alone, so that only the server enforces the deadline.
+            req.metadata_mut()
+                .insert("grpc-timeout", "100m".parse().unwrap());
+            let t = std::time::Instant::now();
+            let r = c.identify(req).await;
+            (
+                r.map(|_| ())
+                    .map_err(|s| (s.code(), s.message().to_string())),
+                t.elapsed(),
+            )
+        }));
+    }
+    let (mut ok, mut exceeded, mut client_timer) = (0, 0, 0);
+    for t in tasks {
+        let (r, elapsed) = t.await.unwrap();
+        match r {
+            // No answer arrives after the deadline: a late one would have been
+            // cut off by the client's own timer below, so check the server
+            // never sent one that the client still accepted late.
+            Ok(()) => {
+                ok += 1;
+                assert!(
+                    elapsed <= timeout + std::time::Duration::from_millis(5),
+                    "late answer after {elapsed:?}"
+                );
+            }
+            Err((Code::DeadlineExceeded, _)) => exceeded += 1,
+            // tonic's client enforces the same header; on a saturated machine
+            // its timer may fire before the server's refusal is read. That is
+            // the client's deadline, never earlier than the timeout.
+            Err((Code::Cancelled, m)) if m == "Timeout expired" && elapsed >= timeout => {
+                client_timer += 1
+            }
+            Err(other) => panic!("expected DEADLINE_EXCEEDED, got {other:?} after {elapsed:?}"),
+        }
+    }
+    println!(
+        "{ok} answered in time, {exceeded} DEADLINE_EXCEEDED from the server, {client_timer} client-side timeouts"
+    );
+    assert!(exceeded > 0, "the server never answered DEADLINE_EXCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_lists_the_services_and_environment_sets_limits() {
+    let f = fixture();
+    let mut cmd_env = Server::start_with_env(&f.path, &[("FACEGATE_MAX_TOP_K", "7")], &[]);
+    let channel = Channel::from_shared(format!("http://{}", cmd_env.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        resp.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in ["facegate.v1.Matcher", "grpc.health.v1.Health"] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+    let mut c = cmd_env.client().await;
+    let err = c
+        .identify(identify(f.synth.probe(0).vector, 8, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("1..=7"), "{}", err.message());
+    assert!(
+        c.identify(identify(f.synth.probe(0).vector, 7, ""))
+            .await
+            .is_ok()
+    );
+    // A flag beats the environment.
+    drop(c);
+    assert!(cmd_env.alive());
+    let flagged = Server::start_with_env(
+        &f.path,
+        &[("FACEGATE_MAX_TOP_K", "7")],
+        &["--max-top-k", "9"],
+    );
+    let mut c = flagged.client().await;
+    assert!(
+        c.identify(identify(f.synth.probe(0).vector, 9, ""))
+            .await
+            .is_ok()
+    );
 }
