@@ -607,3 +607,36 @@ async fn reflection_lists_the_services_and_environment_sets_limits() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 512;
+    let mut server = Server::start(&large_gallery(dir.path(), 200_000, dim), &[]);
+    let c = server.client().await;
+    let mut tasks = Vec::new();
+    for j in 0..32 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let probe: Vec<f32> = (0..dim).map(|i| ((i * 7 + j) % 13) as f32 - 6.0).collect();
+            c.identify(identify(probe, 5, &format!("t{j}"))).await
+        }));
+    }
+    // Let the burst reach the server, then ask it to stop.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for t in tasks {
+        let r = t.await.unwrap();
+        let resp = r
+            .expect("an in-flight request failed during the drain")
+            .into_inner();
+        assert_eq!(resp.candidates.len(), 5);
+    }
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "exit after SIGTERM: {exit:?}");
+}
