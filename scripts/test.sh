@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need (none yet beyond the Rust toolchain; the GPU
-# and observability issues add Mesa's Vulkan driver and Prometheus here).
-APT_PACKAGES=()
+# System packages the tests need: Mesa's software Vulkan driver (lavapipe),
+# on which every WGSL kernel runs in the tests.
+APT_PACKAGES=(mesa-vulkan-drivers libvulkan1)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,6 +21,10 @@ fi
 # Python packages for the client test (a gRPC client generated from proto/).
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check \
   grpcio grpcio-tools pytest numpy
+
+# wgpu on lavapipe: pin Vulkan, and give Mesa the runtime directory it wants.
+export WGPU_BACKEND=vulkan
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check

@@ -257,5 +257,9 @@ fn search_status(e: SearchError) -> Status {
     match e {
         SearchError::Input(e) => invalid(e),
         SearchError::Gallery(e) => gallery_status(e),
+        SearchError::Unavailable(m) => {
+            tracing::error!(error = %m, "engine failed");
+            Status::unavailable("search engine unavailable; retry")
+        }
     }
 }

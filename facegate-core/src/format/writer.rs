@@ -47,7 +47,7 @@ pub struct SliceRows<'a> {
 impl<'a> SliceRows<'a> {
     /// Wraps `data` (`rows * dim` floats); `name` appears in errors.
     pub fn new(data: &'a [f32], dim: usize, name: impl Into<String>) -> Result<Self, InputError> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(InputError::BadParameter(format!(
                 "{} floats do not form rows of dimension {dim}",
                 data.len()

@@ -223,6 +223,44 @@ impl CpuEngine {
         }
     }
 
+    /// Finishes a search from candidate rows scored elsewhere (the GPU
+    /// engine): the same distinct-subject selection and exact re-score as
+    /// [`SearchEngine::search`], so both engines answer alike.
+    ///
+    /// `candidates` must hold, for probe `b`, at least the best
+    /// `candidate_rows(k)` rows by scan score (rows equal to `u32::MAX` are
+    /// padding and ignored).
+    pub fn rank_candidates(
+        &self,
+        probes: &ProbeBatch,
+        b: usize,
+        candidates: impl IntoIterator<Item = (u32, f32)>,
+        top_k: usize,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        self.check_probes(probes)?;
+        let mut top = SubjectTopK::new(rescore_pool(top_k));
+        for (row, score) in candidates {
+            if row != u32::MAX && top.admits(score, row) {
+                let subject = self.gallery.row_subject(row as usize)?;
+                top.insert(Candidate {
+                    subject,
+                    row,
+                    score,
+                });
+            }
+        }
+        self.rescore(probes, b, top.into_sorted(), top_k)
+    }
+
+    /// How many best rows by scan score always contain the best rows of the
+    /// distinct subjects [`CpuEngine::rank_candidates`] needs for `top_k`: a
+    /// subject's best row is preceded only by rows of better-ranked subjects,
+    /// each having at most `max_templates_per_subject` rows.
+    pub fn candidate_rows(&self, top_k: usize) -> usize {
+        let per_subject = self.gallery.header().max_templates_per_subject.max(1) as usize;
+        (rescore_pool(top_k) * per_subject).min(self.gallery.rows())
+    }
+
     /// Re-scores each candidate subject exactly over all of its templates,
     /// then keeps the best `k`.
     fn rescore(

@@ -23,6 +23,10 @@ pub enum SearchError {
     /// The gallery is damaged where the search looked.
     #[error(transparent)]
     Gallery(#[from] GalleryError),
+    /// The engine could not run the search (a GPU error or a lost device);
+    /// another engine may still answer.
+    #[error("search engine unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A 1:N search engine: the interface the server and tools program against.

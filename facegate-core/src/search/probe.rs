@@ -18,7 +18,7 @@ impl ProbeBatch {
     ///
     /// Errors name the probe by its index in the batch.
     pub fn new(dim: usize, raw: &[f32]) -> Result<ProbeBatch, InputError> {
-        if dim == 0 || raw.is_empty() || raw.len() % dim != 0 {
+        if dim == 0 || raw.is_empty() || !raw.len().is_multiple_of(dim) {
             return Err(InputError::Dimension {
                 what: "probe".into(),
                 expected: dim,

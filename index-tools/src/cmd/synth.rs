@@ -104,7 +104,7 @@ fn write_gallery(synth: &Synth, dir: &Path) -> anyhow::Result<usize> {
         }
         count += 1;
         done += 1;
-        if done % 4096 == 0 {
+        if done.is_multiple_of(4096) {
             pb.set_position(done);
         }
     }

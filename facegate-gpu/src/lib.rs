@@ -1,0 +1,39 @@
+//! facegate-gpu: the WGSL search engine, run through wgpu.
+//!
+//! The gallery's scan rows are uploaded once into GPU storage buffers, in
+//! chunks sized from the adapter's limits. A search scores a batch of probes
+//! against every chunk ([`shaders`]: int8 with `dot4I8Packed`, f16, f32), keeps
+//! each probe's best rows with a top-k kernel in workgroup memory, merges the
+//! partial lists on the GPU, and reads back only B x M candidates. The CPU
+//! engine then finishes them exactly as it finishes its own scan (distinct
+//! subjects, exact f16 re-score), so both engines give the same answers.
+//!
+//! Modules: [`device`] (adapter and device), [`shaders`] (WGSL sources),
+//! [`pipeline`] (compute pipelines), [`buffers`] (resident gallery chunks and
+//! transfers), [`engine`] (the `SearchEngine`).
+
+pub mod buffers;
+pub mod device;
+pub mod engine;
+pub mod pipeline;
+pub mod shaders;
+
+pub use device::{DeviceOptions, GpuDevice};
+pub use engine::{GpuEngine, GpuOptions};
+
+/// Why the GPU engine could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// No usable adapter: none at all, or only software ones when those were not allowed.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    /// The device could not be created.
+    #[error("GPU device request failed: {0}")]
+    Device(String),
+    /// The gallery or request does not fit what this engine supports.
+    #[error("GPU engine cannot serve this: {0}")]
+    Unsupported(String),
+    /// A GPU operation failed (validation, out of memory, device lost).
+    #[error("GPU operation failed: {0}")]
+    Operation(String),
+}

@@ -1,0 +1,166 @@
+//! Every kernel on a real (software) Vulkan device, against the exact CPU engine.
+//!
+//! Needs a Vulkan driver: `.ci/run` installs Mesa's lavapipe. Set
+//! FACEGATE_SKIP_GPU_TESTS=1 to skip on a machine that has none.
+
+use std::sync::Arc;
+
+use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
+use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
+use rand::{Rng, SeedableRng};
+
+fn skip() -> bool {
+    std::env::var("FACEGATE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1")
+}
+
+fn gpu(g: &Arc<Gallery>, chunk_rows: usize) -> GpuEngine {
+    GpuEngine::new(
+        g.clone(),
+        GpuOptions {
+            device: DeviceOptions {
+                allow_software: true,
+            },
+            max_chunk_rows: Some(chunk_rows),
+            ..Default::default()
+        },
+    )
+    .expect("a Vulkan adapter (install mesa-vulkan-drivers, or set FACEGATE_SKIP_GPU_TESTS=1)")
+}
+
+/// A gallery with near-duplicate rows (ties), subjects with several rows, and
+/// an odd row count.
+fn gallery(
+    dir: &std::path::Path,
+    ty: ElementType,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+) -> (Arc<Gallery>, Vec<f32>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut data: Vec<f32> = (0..rows * dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    // Exact duplicates: ties that must break by row order.
+    for r in (0..rows).step_by(97) {
+        let src = (r + 13) % rows;
+        let copy: Vec<f32> = data[src * dim..(src + 1) * dim].to_vec();
+        data[r * dim..(r + 1) * dim].copy_from_slice(&copy);
+    }
+    let ids: Vec<String> = (0..rows)
+        .map(|r| format!("p{}", (r * 7919) % (rows / 3 + 1)))
+        .collect();
+    let path = dir.join(format!("{ty}-{rows}-{dim}.fgal"));
+    let opts = BuildOptions {
+        scan_type: ty,
+        model_tag: "t".into(),
+        overwrite: true,
+    };
+    build_gallery(
+        &path,
+        &mut SliceRows::new(&data, dim, "t").unwrap(),
+        &ids,
+        "ids",
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    (Arc::new(Gallery::open(&path).unwrap()), data)
+}
+
+fn compare(g: &Arc<Gallery>, gpu: &GpuEngine, probes: &ProbeBatch, k: usize, label: &str) {
+    let cpu = CpuEngine::new(g.clone());
+    let want = cpu.search(probes, k).unwrap();
+    let got = gpu.search(probes, k).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (b, (w, gt)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(gt.len(), w.len(), "{label} probe {b}: lengths");
+        for (i, (x, y)) in w.iter().zip(gt).enumerate() {
+            assert_eq!(
+                x.subject, y.subject,
+                "{label} probe {b} rank {i}: {x:?} vs {y:?}"
+            );
+            assert!(
+                (x.score - y.score).abs() <= 1e-4,
+                "{label} probe {b} rank {i}: {x:?} vs {y:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_equals_cpu_for_every_element_type_batch_and_k() {
+    if skip() {
+        eprintln!("FACEGATE_SKIP_GPU_TESTS=1: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (ty, dim) in [
+        (ElementType::Int8, 64),
+        (ElementType::F16, 30),
+        (ElementType::F32, 52),
+    ] {
+        // 2,501 rows in chunks of 700: four chunks, none a multiple of the workgroup.
+        let (g, data) = gallery(dir.path(), ty, 2501, dim, 3);
+        let engine = gpu(&g, 700);
+        assert_eq!(engine.chunks(), 4);
+        assert!(engine.gpu_memory_bytes() > 0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for nb in [1usize, 7, 64] {
+            // Half the probes are gallery rows themselves (exact ties with duplicates).
+            let mut raw = Vec::with_capacity(nb * dim);
+            for j in 0..nb {
+                if j % 2 == 0 {
+                    let r = rng.random_range(0..2501);
+                    raw.extend_from_slice(&data[r * dim..(r + 1) * dim]);
+                } else {
+                    raw.extend((0..dim).map(|_| rng.random_range(-1.0f32..1.0)));
+                }
+            }
+            let probes = ProbeBatch::new(dim, &raw).unwrap();
+            for k in [1, 10, 100] {
+                compare(&g, &engine, &probes, k, &format!("{ty} B={nb} k={k}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn one_chunk_and_a_batch_larger_than_one_pass() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = gallery(dir.path(), ElementType::Int8, 9001, 128, 5);
+    let engine = gpu(&g, usize::MAX);
+    assert_eq!(engine.chunks(), 1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let raw: Vec<f32> = (0..100 * 128)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    compare(
+        &g,
+        &engine,
+        &ProbeBatch::new(128, &raw).unwrap(),
+        5,
+        "int8 B=100",
+    );
+}
+
+#[test]
+fn software_adapters_are_refused_unless_allowed() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (g, _) = gallery(dir.path(), ElementType::F32, 100, 16, 1);
+    match GpuEngine::new(g, GpuOptions::default()) {
+        // A machine with a hardware GPU opens it: nothing to check here.
+        Ok(e) => assert!(!e.device().is_software()),
+        Err(e) => assert!(
+            e.to_string().contains("allow them explicitly")
+                || e.to_string().contains("no Vulkan adapter"),
+            "{e}"
+        ),
+    }
+}

@@ -1,0 +1,54 @@
+// score_f32.wgsl: cosine scores of a batch of f32 probes against a chunk of
+// f32 gallery rows.
+//
+// Bindings (group 0):
+//   0 rows     storage, read        array<vec4<f32>>  row r starts at r * params.stride_words
+//   1 unused   storage, read        array<f32>        (kept so all score kernels share one layout)
+//   2 probes   storage, read        array<vec4<f32>>  probe p starts at p * params.dim_words
+//   3 unused   storage, read        array<f32>
+//   4 scores   storage, read_write  array<f32>        probe-major: scores[p * params.rows + r]
+//   5 params   uniform              Params            "words" are vec4s here: dim_words = ceil(dim / 4); padding is zero
+// Workgroup layout: 64 x 1 x 1; x = row within the chunk, y = tile of PROBE_TILE probes.
+
+struct Params {
+    rows: u32,
+    dim_words: u32,
+    stride_words: u32,
+    probes: u32,
+}
+
+const PROBE_TILE: u32 = 8u;
+
+@group(0) @binding(0) var<storage, read> rows: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> unused_a: array<f32>;
+@group(0) @binding(2) var<storage, read> probes: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> unused_b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> scores: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= params.rows) {
+        return;
+    }
+    let p0 = gid.y * PROBE_TILE;
+    var acc: array<f32, PROBE_TILE>;
+    let base = r * params.stride_words;
+    for (var i = 0u; i < params.dim_words; i = i + 1u) {
+        let w = rows[base + i];
+        for (var t = 0u; t < PROBE_TILE; t = t + 1u) {
+            let p = min(p0 + t, params.probes - 1u);
+            acc[t] = acc[t] + dot(w, probes[p * params.dim_words + i]);
+        }
+    }
+    for (var t = 0u; t < PROBE_TILE; t = t + 1u) {
+        let p = p0 + t;
+        if (p < params.probes) {
+            scores[p * params.rows + r] = acc[t];
+        }
+    }
+    if (params.rows == 0xffffffffu) {
+        scores[0] = unused_a[0] + unused_b[0];
+    }
+}

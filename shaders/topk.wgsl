@@ -1,0 +1,148 @@
+// topk.wgsl: the best M (score, row) pairs of each segment of each probe's
+// candidates, selected in workgroup memory. Used twice: on the score matrix of
+// a chunk (rows numbered params.row_base + index), and to merge the partial
+// lists that pass produced (rows read from in_rows), until one list of M per
+// probe is left. Only those lists ever go back to the host.
+//
+// Order: higher score first, ties broken by the lower row; NaN never enters.
+//
+// Bindings (group 0):
+//   0 in_scores   storage, read        array<f32>  probe p's inputs at p * params.in_stride + i, i < params.n_in
+//   1 in_rows     storage, read        array<u32>  rows of the inputs (only when params.from_pairs == 1)
+//   2 out_scores  storage, read_write  array<f32>  probe p, segment s: p * params.out_stride + params.out_base + s * params.m + j
+//   3 out_rows    storage, read_write  array<u32>  same indexing; missing entries are (-inf, 0xffffffff)
+//   4 params      uniform              Params
+// Workgroup layout: 256 x 1 x 1; workgroup_id.x = segment of params.seg_len
+// inputs, workgroup_id.y = probe. Each workgroup keeps its best K = params.k
+// (a power of two, 256 <= K <= 1024, K >= M) in the lower half of a 2K
+// buffer; inputs strictly better than the current M-th best are appended to
+// the upper half, and a bitonic sort of the whole buffer folds them in
+// whenever the upper half could overflow, and once at the end.
+
+struct Params {
+    n_in: u32,
+    in_stride: u32,
+    seg_len: u32,
+    m: u32,
+    k: u32,
+    from_pairs: u32,
+    row_base: u32,
+    out_stride: u32,
+    out_base: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const WG: u32 = 256u;
+const CAP: u32 = 2048u;
+const NO_ROW: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<storage, read> in_scores: array<f32>;
+@group(0) @binding(1) var<storage, read> in_rows: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out_scores: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out_rows: array<u32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+var<workgroup> s_key: array<f32, CAP>;
+var<workgroup> s_row: array<u32, CAP>;
+var<workgroup> appended: atomic<u32>;
+var<workgroup> appended_seen: u32;
+var<workgroup> cut_key: f32;
+var<workgroup> cut_row: u32;
+
+fn neg_inf() -> f32 {
+    return bitcast<f32>(0xff800000u);
+}
+
+// Whether (ka, ra) ranks strictly before (kb, rb).
+fn before(ka: f32, ra: u32, kb: f32, rb: u32) -> bool {
+    return ka > kb || (ka == kb && ra < rb);
+}
+
+// Sorts s_key/s_row[0 .. 2K) best first, then resets the upper half.
+fn fold(lid: u32) {
+    let n = 2u * params.k;
+    for (var size = 2u; size <= n; size = size << 1u) {
+        for (var stride = size >> 1u; stride > 0u; stride = stride >> 1u) {
+            for (var i = lid; i < n; i = i + WG) {
+                let j = i ^ stride;
+                if (j > i) {
+                    let best_first = (i & size) == 0u;
+                    let i_before = before(s_key[i], s_row[i], s_key[j], s_row[j]);
+                    if (i_before != best_first) {
+                        let tk = s_key[i];
+                        let tr = s_row[i];
+                        s_key[i] = s_key[j];
+                        s_row[i] = s_row[j];
+                        s_key[j] = tk;
+                        s_row[j] = tr;
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+    for (var i = params.k + lid; i < n; i = i + WG) {
+        s_key[i] = neg_inf();
+        s_row[i] = NO_ROW;
+    }
+    if (lid == 0u) {
+        atomicStore(&appended, 0u);
+        cut_key = s_key[params.m - 1u];
+        cut_row = s_row[params.m - 1u];
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = lid3.x;
+    let seg = wid.x;
+    let p = wid.y;
+    let n = 2u * params.k;
+    for (var i = lid; i < n; i = i + WG) {
+        s_key[i] = neg_inf();
+        s_row[i] = NO_ROW;
+    }
+    if (lid == 0u) {
+        atomicStore(&appended, 0u);
+        cut_key = neg_inf();
+        cut_row = NO_ROW;
+    }
+    workgroupBarrier();
+
+    let start = seg * params.seg_len;
+    let end = min(start + params.seg_len, params.n_in);
+    let blocks = (end - min(start, end) + WG - 1u) / WG;
+    for (var b = 0u; b < blocks; b = b + 1u) {
+        // Fold first if this block could overflow the upper half.
+        if (lid == 0u) {
+            appended_seen = atomicLoad(&appended);
+        }
+        let seen = workgroupUniformLoad(&appended_seen);
+        if (seen + WG > params.k) {
+            fold(lid);
+        }
+        let i = start + b * WG + lid;
+        if (i < end) {
+            let key = in_scores[p * params.in_stride + i];
+            var row = params.row_base + i;
+            if (params.from_pairs == 1u) {
+                row = in_rows[p * params.in_stride + i];
+            }
+            if (row != NO_ROW && before(key, row, cut_key, cut_row)) {
+                let slot = atomicAdd(&appended, 1u);
+                s_key[params.k + slot] = key;
+                s_row[params.k + slot] = row;
+            }
+        }
+        workgroupBarrier();
+    }
+    fold(lid);
+    for (var j = lid; j < params.m; j = j + WG) {
+        let o = p * params.out_stride + params.out_base + seg * params.m + j;
+        out_scores[o] = s_key[j];
+        out_rows[o] = s_row[j];
+    }
+}
