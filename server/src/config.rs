@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// Engine: auto, cpu or gpu.
     #[arg(long, env = "FACEGATE_ENGINE")]
     pub engine: Option<EngineChoice>,
+    /// Accept a software GPU adapter (e.g. Mesa's lavapipe) for --engine gpu/auto.
+    #[arg(long, env = "FACEGATE_ALLOW_SOFTWARE_GPU")]
+    pub allow_software_gpu: bool,
     /// Directory for server data (the demo gallery).
     #[arg(long, env = "FACEGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -57,6 +60,7 @@ struct FileSettings {
     gallery: Option<PathBuf>,
     listen: Option<SocketAddr>,
     engine: Option<EngineChoice>,
+    allow_software_gpu: Option<bool>,
     data_dir: Option<PathBuf>,
     max_top_k: Option<u32>,
     default_threshold: Option<f32>,
@@ -73,6 +77,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Engine choice.
     pub engine: EngineChoice,
+    /// Whether a software GPU adapter may be used.
+    pub allow_software_gpu: bool,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Largest top_k.
@@ -99,6 +105,7 @@ impl Settings {
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
             engine: args.engine.or(file.engine).unwrap_or(EngineChoice::Auto),
+            allow_software_gpu: args.allow_software_gpu || file.allow_software_gpu.unwrap_or(false),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

@@ -9,6 +9,8 @@ use facegate_core::Gallery;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
+
 use crate::config::{EngineChoice, Settings};
 use crate::matcher::MatcherService;
 use crate::proto::matcher_server::MatcherServer;
@@ -16,9 +18,6 @@ use crate::state::ServingState;
 
 /// Opens the gallery, binds, serves until a shutdown signal, then drains.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    if settings.engine == EngineChoice::Gpu {
-        anyhow::bail!("--engine gpu: this build has no GPU engine yet; use --engine cpu or auto");
-    }
     let path = match &settings.gallery {
         Some(p) => p.clone(),
         None => {
@@ -30,7 +29,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let gallery = Arc::new(
         Gallery::open(&path).with_context(|| format!("opening gallery {}", path.display()))?,
     );
-    let state = Arc::new(ServingState::new(gallery, settings.clone()));
+    let gpu = open_gpu(&gallery, &settings).await?;
+    let state = Arc::new(ServingState::new(gallery, gpu, settings.clone()));
     let info = state.info();
     tracing::info!(
         gallery = %path.display(),
@@ -91,6 +91,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The GPU engine the settings ask for: required for `gpu`, tried for `auto`.
+async fn open_gpu(
+    gallery: &Arc<Gallery>,
+    settings: &Settings,
+) -> anyhow::Result<Option<GpuEngine>> {
+    if settings.engine == EngineChoice::Cpu {
+        return Ok(None);
+    }
+    let opts = GpuOptions {
+        device: DeviceOptions {
+            allow_software: settings.allow_software_gpu,
+        },
+        ..Default::default()
+    };
+    let g = gallery.clone();
+    let opened = tokio::task::spawn_blocking(move || GpuEngine::new(g, opts)).await?;
+    match (opened, settings.engine) {
+        (Ok(e), _) => Ok(Some(e)),
+        (Err(e), EngineChoice::Gpu) => Err(anyhow::Error::new(e).context("--engine gpu")),
+        (Err(e), _) => {
+            tracing::info!(reason = %e, "no usable GPU: serving with the CPU engine");
+            Ok(None)
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,10 @@
 //! request semantics (validation, thresholds, deadlines) shared by every RPC.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use facegate_gpu::GpuEngine;
 
 use facegate_core::{
     Candidate, CpuEngine, Gallery, InputError, ProbeBatch, SearchEngine, SearchError,
@@ -12,10 +15,14 @@ use tonic::Status;
 use crate::config::Settings;
 use crate::proto;
 
-/// The gallery and engine behind the API.
+/// The gallery and engines behind the API.
 pub struct ServingState {
     gallery: Arc<Gallery>,
-    engine: Arc<CpuEngine>,
+    /// Exact CPU engine: Verify, and 1:N when there is no GPU or it failed.
+    cpu: Arc<CpuEngine>,
+    gpu: Option<Arc<GpuEngine>>,
+    /// Set once the GPU failed; from then on the CPU answers.
+    gpu_failed: AtomicBool,
     settings: Settings,
 }
 
@@ -39,14 +46,23 @@ fn invalid(e: InputError) -> Status {
 }
 
 impl ServingState {
-    /// Serves `gallery` with the CPU engine.
-    pub fn new(gallery: Arc<Gallery>, settings: Settings) -> ServingState {
-        let engine = Arc::new(CpuEngine::new(gallery.clone()));
+    /// Serves `gallery` with the CPU engine, and the GPU engine when given.
+    pub fn new(gallery: Arc<Gallery>, gpu: Option<GpuEngine>, settings: Settings) -> ServingState {
+        let cpu = Arc::new(CpuEngine::new(gallery.clone()));
         ServingState {
             gallery,
-            engine,
+            cpu,
+            gpu: gpu.map(Arc::new),
+            gpu_failed: AtomicBool::new(false),
             settings,
         }
+    }
+
+    /// The GPU engine, unless there is none or it failed.
+    fn live_gpu(&self) -> Option<&Arc<GpuEngine>> {
+        self.gpu
+            .as_ref()
+            .filter(|_| !self.gpu_failed.load(Ordering::SeqCst))
     }
 
     /// The gallery served.
@@ -54,9 +70,12 @@ impl ServingState {
         &self.gallery
     }
 
-    /// The engine's name.
+    /// The name of the engine answering 1:N now.
     pub fn engine_name(&self) -> String {
-        self.engine.describe()
+        match self.live_gpu() {
+            Some(g) => g.describe(),
+            None => self.cpu.describe(),
+        }
     }
 
     /// The settings in force.
@@ -116,7 +135,10 @@ impl ServingState {
         job: &IdentifyJob,
         deadline: Option<Instant>,
     ) -> Result<Ranked, Status> {
-        let engine = self.engine.clone();
+        let engine: Arc<dyn SearchEngine> = match self.live_gpu() {
+            Some(g) => g.clone(),
+            None => self.cpu.clone(),
+        };
         let probe = job.probe.clone();
         let k = job.top_k;
         let task = tokio::task::spawn_blocking(move || {
@@ -132,9 +154,14 @@ impl ServingState {
             })?,
             None => task.await,
         };
-        joined
-            .map_err(|_| Status::internal("search task failed"))?
-            .map_err(search_status)
+        joined.map_err(|_| Status::internal("search task failed"))?.map_err(|e| {
+            if matches!(e, SearchError::Unavailable(_)) && self.live_gpu().is_some() {
+                // This request fails; the next ones go to the CPU.
+                self.gpu_failed.store(true, Ordering::SeqCst);
+                tracing::error!(error = %e, "GPU engine failed: falling back to the CPU engine");
+            }
+            search_status(e)
+        })
     }
 
     /// Builds the response to a finished Identify.
@@ -195,7 +222,7 @@ impl ServingState {
             .ok_or_else(|| Status::not_found("no such subject in the gallery"))?;
         let t = Instant::now();
         let best = self
-            .engine
+            .cpu
             .score_subject(&probe, 0, subject)
             .map_err(search_status)?;
         let templates = self
@@ -234,6 +261,7 @@ impl ServingState {
             default_threshold: self.settings.default_threshold,
             max_top_k: self.settings.max_top_k,
             exact_rescore: h.has_rescore,
+            gpu_memory_bytes: self.live_gpu().map_or(0, |g| g.gpu_memory_bytes()),
         }
     }
 }

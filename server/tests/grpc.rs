@@ -640,3 +640,88 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "exit after SIGTERM: {exit:?}");
 }
+
+fn skip_gpu() -> bool {
+    std::env::var("FACEGATE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gpu_engine_serves_the_same_answers() {
+    if skip_gpu() {
+        return;
+    }
+    let f = fixture();
+    let server = Server::start(&f.path, &["--engine", "gpu", "--allow-software-gpu"]);
+    let mut c = server.client().await;
+    let info = c
+        .get_gallery_info(GetGalleryInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.engine.starts_with("gpu/"), "{}", info.engine);
+    assert!(info.gpu_memory_bytes > 0);
+    let g = f.engine.gallery();
+    for j in 0..20 {
+        let p = f.synth.probe(j);
+        let resp = c
+            .identify(identify(p.vector.clone(), 10, "g"))
+            .await
+            .unwrap()
+            .into_inner();
+        let want = &f
+            .engine
+            .search(&ProbeBatch::single(DIM, &p.vector).unwrap(), 10)
+            .unwrap()[0];
+        let got: Vec<(&str, f32)> = resp
+            .candidates
+            .iter()
+            .map(|c| (c.subject_id.as_str(), c.score))
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for ((id, score), w) in got.iter().zip(want) {
+            assert_eq!(*id, g.subject_id(w.subject).unwrap());
+            assert!((score - w.score).abs() <= 1e-4);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn engine_selection_refuses_software_gpus_unless_allowed() {
+    if skip_gpu() {
+        return;
+    }
+    let f = fixture();
+    // auto without permission: a software-only machine serves from the CPU.
+    let server = Server::start(&f.path, &["--engine", "auto"]);
+    let info = server
+        .client()
+        .await
+        .get_gallery_info(GetGalleryInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    if info.engine.starts_with("cpu/") {
+        // No hardware GPU here: --engine gpu must fail at start-up, saying why.
+        let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--engine",
+                "gpu",
+                "--gallery",
+            ])
+            .arg(&f.path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--engine gpu") && err.contains("allow them explicitly"),
+            "{err}"
+        );
+        assert_eq!(info.gpu_memory_bytes, 0);
+    } else {
+        assert!(info.engine.starts_with("gpu/"));
+    }
+}
