@@ -1,6 +1,6 @@
 //! The GPU search engine.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use facegate_core::format::row_stride;
 use facegate_core::search::{Candidate, CpuEngine, ProbeBatch, SearchEngine, SearchError};
@@ -80,7 +80,14 @@ pub struct GpuEngine {
     ty: ElementType,
     dim_words: u32,
     stride_words: u32,
+    /// One search on the device at a time: each allocates scratch buffers
+    /// sized for its batch, so unbounded concurrency could exhaust GPU memory.
+    /// (Cross-port batching will feed this one queue with large batches.)
+    in_flight: Mutex<()>,
 }
+
+/// Workgroup memory the top-k kernel declares (two 2048-entry arrays and four scalars).
+const TOPK_WORKGROUP_BYTES: u32 = 2 * 2048 * 4 + 16;
 
 /// Runs `f` inside out-of-memory and validation error scopes.
 fn checked<T>(
@@ -124,7 +131,20 @@ impl GpuEngine {
         .min()
         .unwrap_or(1)
         .max(1) as usize;
+        if dev.limits.max_compute_workgroup_storage_size < TOPK_WORKGROUP_BYTES {
+            return Err(GpuError::Unsupported(format!(
+                "the top-k kernel needs {TOPK_WORKGROUP_BYTES} bytes of workgroup memory, the adapter offers {}",
+                dev.limits.max_compute_workgroup_storage_size
+            )));
+        }
         let budget = opts.memory_budget_bytes.unwrap_or(u64::MAX);
+        let chunks = gallery.rows().div_ceil(chunk_rows) as u64;
+        // The per-chunk candidate lists of one pass must fit one binding.
+        if chunks * MAX_BATCH as u64 * u64::from(TOPK_MAX_K) * 4 > max_binding {
+            return Err(GpuError::Unsupported(format!(
+                "{chunks} chunks: candidate lists would exceed the {max_binding}-byte binding limit"
+            )));
+        }
         let (pipes, resident) = checked(&dev.device, || {
             let pipes = Pipelines::new(&dev.device, ty);
             let resident = ResidentGallery::upload(&dev.device, &gallery, chunk_rows, budget)?;
@@ -144,6 +164,7 @@ impl GpuEngine {
             ty,
             dim_words: dim.div_ceil(lanes) as u32,
             stride_words: (stride_bytes / word_bytes) as u32,
+            in_flight: Mutex::new(()),
         })
     }
 
@@ -416,6 +437,10 @@ impl SearchEngine for GpuEngine {
         format!("gpu/{}", self.dev.info.name)
     }
 
+    fn is_lost(&self) -> bool {
+        self.dev.is_lost()
+    }
+
     fn search(
         &self,
         probes: &ProbeBatch,
@@ -445,8 +470,12 @@ impl SearchEngine for GpuEngine {
         let mut b0 = 0;
         while b0 < probes.len() {
             let nb = MAX_BATCH.min(probes.len() - b0);
-            let lists = checked(&self.dev.device, || self.gpu_candidates(probes, b0, nb, m))
-                .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+            let lists = {
+                // A poisoned lock only means another search panicked; the device state is per search.
+                let _one = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                checked(&self.dev.device, || self.gpu_candidates(probes, b0, nb, m))
+                    .map_err(|e| SearchError::Unavailable(e.to_string()))?
+            };
             for (i, list) in lists.into_iter().enumerate() {
                 out.push(self.cpu.rank_candidates(probes, b0 + i, list, top_k)?);
             }

@@ -6,7 +6,11 @@
 //! each probe's best rows with a top-k kernel in workgroup memory, merges the
 //! partial lists on the GPU, and reads back only B x M candidates. The CPU
 //! engine then finishes them exactly as it finishes its own scan (distinct
-//! subjects, exact f16 re-score), so both engines give the same answers.
+//! subjects, exact re-score). For int8 galleries the GPU's scan scores are
+//! bit-identical to the CPU's, so both engines give the same answers; for
+//! f16/f32 the scan scores differ in the last bits (summation order), and the
+//! exact re-score of a 2k-subject pool makes a difference in the final top-k
+//! possible only among subjects whose scores agree to within rounding.
 //!
 //! Modules: [`device`] (adapter and device), [`shaders`] (WGSL sources),
 //! [`pipeline`] (compute pipelines), [`buffers`] (resident gallery chunks and

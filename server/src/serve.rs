@@ -14,7 +14,7 @@ use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
 use crate::config::{EngineChoice, Settings};
 use crate::matcher::MatcherService;
 use crate::proto::matcher_server::MatcherServer;
-use crate::state::ServingState;
+use crate::state::{Accelerator, ServingState};
 
 /// Opens the gallery, binds, serves until a shutdown signal, then drains.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -97,7 +97,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 async fn open_gpu(
     gallery: &Arc<Gallery>,
     settings: &Settings,
-) -> anyhow::Result<Option<GpuEngine>> {
+) -> anyhow::Result<Option<Accelerator>> {
     if settings.engine == EngineChoice::Cpu {
         return Ok(None);
     }
@@ -110,7 +110,10 @@ async fn open_gpu(
     let g = gallery.clone();
     let opened = tokio::task::spawn_blocking(move || GpuEngine::new(g, opts)).await?;
     match (opened, settings.engine) {
-        (Ok(e), _) => Ok(Some(e)),
+        (Ok(e), _) => Ok(Some(Accelerator {
+            memory_bytes: e.gpu_memory_bytes(),
+            engine: Arc::new(e),
+        })),
         (Err(e), EngineChoice::Gpu) => Err(anyhow::Error::new(e).context("--engine gpu")),
         (Err(e), _) => {
             tracing::info!(reason = %e, "no usable GPU: serving with the CPU engine");

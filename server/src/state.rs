@@ -2,10 +2,8 @@
 //! request semantics (validation, thresholds, deadlines) shared by every RPC.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-use facegate_gpu::GpuEngine;
 
 use facegate_core::{
     Candidate, CpuEngine, Gallery, InputError, ProbeBatch, SearchEngine, SearchError,
@@ -20,11 +18,25 @@ pub struct ServingState {
     gallery: Arc<Gallery>,
     /// Exact CPU engine: Verify, and 1:N when there is no GPU or it failed.
     cpu: Arc<CpuEngine>,
-    gpu: Option<Arc<GpuEngine>>,
-    /// Set once the GPU failed; from then on the CPU answers.
+    gpu: Option<Accelerator>,
+    /// Set once the GPU is given up (device lost, or repeated failures);
+    /// from then on the CPU answers.
     gpu_failed: AtomicBool,
+    /// GPU failures since its last success.
+    gpu_strikes: AtomicU32,
     settings: Settings,
 }
+
+/// A GPU engine, as the serving state sees it.
+pub struct Accelerator {
+    /// The engine.
+    pub engine: Arc<dyn SearchEngine>,
+    /// GPU memory it holds, for GalleryInfo and metrics.
+    pub memory_bytes: u64,
+}
+
+/// Consecutive GPU failures after which the CPU takes over for good.
+pub const GPU_STRIKES: u32 = 3;
 
 /// One validated 1:N request.
 pub struct IdentifyJob {
@@ -47,19 +59,24 @@ fn invalid(e: InputError) -> Status {
 
 impl ServingState {
     /// Serves `gallery` with the CPU engine, and the GPU engine when given.
-    pub fn new(gallery: Arc<Gallery>, gpu: Option<GpuEngine>, settings: Settings) -> ServingState {
+    pub fn new(
+        gallery: Arc<Gallery>,
+        gpu: Option<Accelerator>,
+        settings: Settings,
+    ) -> ServingState {
         let cpu = Arc::new(CpuEngine::new(gallery.clone()));
         ServingState {
             gallery,
             cpu,
-            gpu: gpu.map(Arc::new),
+            gpu,
             gpu_failed: AtomicBool::new(false),
+            gpu_strikes: AtomicU32::new(0),
             settings,
         }
     }
 
-    /// The GPU engine, unless there is none or it failed.
-    fn live_gpu(&self) -> Option<&Arc<GpuEngine>> {
+    /// The GPU engine, unless there is none or it was given up.
+    fn live_gpu(&self) -> Option<&Accelerator> {
         self.gpu
             .as_ref()
             .filter(|_| !self.gpu_failed.load(Ordering::SeqCst))
@@ -73,7 +90,7 @@ impl ServingState {
     /// The name of the engine answering 1:N now.
     pub fn engine_name(&self) -> String {
         match self.live_gpu() {
-            Some(g) => g.describe(),
+            Some(g) => g.engine.describe(),
             None => self.cpu.describe(),
         }
     }
@@ -136,14 +153,15 @@ impl ServingState {
         deadline: Option<Instant>,
     ) -> Result<Ranked, Status> {
         let engine: Arc<dyn SearchEngine> = match self.live_gpu() {
-            Some(g) => g.clone(),
+            Some(g) => g.engine.clone(),
             None => self.cpu.clone(),
         };
         let probe = job.probe.clone();
         let k = job.top_k;
+        let worker = engine.clone();
         let task = tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            engine.search(&probe, k).map(|mut r| Ranked {
+            worker.search(&probe, k).map(|mut r| Ranked {
                 candidates: r.pop().unwrap_or_default(),
                 engine_time: t.elapsed(),
             })
@@ -154,14 +172,38 @@ impl ServingState {
             })?,
             None => task.await,
         };
-        joined.map_err(|_| Status::internal("search task failed"))?.map_err(|e| {
-            if matches!(e, SearchError::Unavailable(_)) && self.live_gpu().is_some() {
-                // This request fails; the next ones go to the CPU.
-                self.gpu_failed.store(true, Ordering::SeqCst);
-                tracing::error!(error = %e, "GPU engine failed: falling back to the CPU engine");
+        let on_gpu = self.live_gpu().is_some();
+        let result = match joined {
+            Ok(r) => r,
+            // A panic inside an engine is a failure of that engine.
+            Err(_) => Err(SearchError::Unavailable("search task panicked".into())),
+        };
+        match result {
+            Ok(r) => {
+                if on_gpu {
+                    self.gpu_strikes.store(0, Ordering::SeqCst);
+                }
+                Ok(r)
             }
-            search_status(e)
-        })
+            Err(e @ SearchError::Unavailable(_)) if on_gpu => {
+                self.gpu_error(&engine, &e);
+                Err(search_status(e))
+            }
+            Err(e) => Err(search_status(e)),
+        }
+    }
+
+    /// Counts a GPU failure; gives the GPU up when its device is lost or it
+    /// failed [`GPU_STRIKES`] times in a row. The failed request is answered
+    /// UNAVAILABLE so that the port retries it (on the CPU, if given up).
+    fn gpu_error(&self, engine: &Arc<dyn SearchEngine>, e: &SearchError) {
+        let strikes = self.gpu_strikes.fetch_add(1, Ordering::SeqCst) + 1;
+        if engine.is_lost() || strikes >= GPU_STRIKES {
+            self.gpu_failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, strikes, "GPU engine given up: falling back to the CPU engine");
+        } else {
+            tracing::warn!(error = %e, strikes, "GPU search failed");
+        }
     }
 
     /// Builds the response to a finished Identify.
@@ -261,7 +303,7 @@ impl ServingState {
             default_threshold: self.settings.default_threshold,
             max_top_k: self.settings.max_top_k,
             exact_rescore: h.has_rescore,
-            gpu_memory_bytes: self.live_gpu().map_or(0, |g| g.gpu_memory_bytes()),
+            gpu_memory_bytes: self.live_gpu().map_or(0, |g| g.memory_bytes),
         }
     }
 }
@@ -289,5 +331,76 @@ fn search_status(e: SearchError) -> Status {
             tracing::error!(error = %m, "engine failed");
             Status::unavailable("search engine unavailable; retry")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ServeArgs, Settings};
+    use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+
+    /// An engine that always fails, like a GPU in trouble.
+    struct Broken;
+
+    impl SearchEngine for Broken {
+        fn describe(&self) -> String {
+            "gpu/broken".into()
+        }
+        fn search(&self, _: &ProbeBatch, _: usize) -> Result<Vec<Vec<Candidate>>, SearchError> {
+            Err(SearchError::Unavailable("simulated GPU fault".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_gpu_failures_answer_unavailable_then_the_cpu_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.fgal");
+        let data: Vec<f32> = (0..40).map(|i| (i % 7) as f32 - 3.0).collect();
+        let ids: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        let opts = BuildOptions {
+            scan_type: facegate_core::ElementType::Int8,
+            model_tag: "m".into(),
+            overwrite: false,
+        };
+        build_gallery(
+            &path,
+            &mut SliceRows::new(&data, 4, "t").unwrap(),
+            &ids,
+            "ids",
+            &opts,
+            &mut |_| {},
+        )
+        .unwrap();
+        let gallery = Arc::new(Gallery::open(&path).unwrap());
+        let gpu = Accelerator {
+            engine: Arc::new(Broken),
+            memory_bytes: 123,
+        };
+        let state = ServingState::new(
+            gallery,
+            Some(gpu),
+            Settings::resolve(ServeArgs::default()).unwrap(),
+        );
+        assert_eq!(state.info().engine, "gpu/broken");
+        assert_eq!(state.info().gpu_memory_bytes, 123);
+        let req = proto::IdentifyRequest {
+            probe: vec![1.0, 0.0, 0.0, 0.0],
+            top_k: 3,
+            model_tag: "m".into(),
+            ..Default::default()
+        };
+        let job = state.identify_job(&req).unwrap();
+        for _ in 0..GPU_STRIKES {
+            let err = state.search(&job, None).await.err().unwrap();
+            assert_eq!(err.code(), tonic::Code::Unavailable);
+        }
+        assert!(
+            state.info().engine.starts_with("cpu/"),
+            "{}",
+            state.info().engine
+        );
+        assert_eq!(state.info().gpu_memory_bytes, 0);
+        assert_eq!(state.search(&job, None).await.unwrap().candidates.len(), 3);
     }
 }

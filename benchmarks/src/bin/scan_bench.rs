@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use facegate_core::format::{BuildOptions, RowSource, build_gallery};
+use facegate_benchmarks::noise_gallery;
 use facegate_core::kernels::Kernels;
-use facegate_core::{CpuEngine, ElementType, Gallery, GalleryError, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
 use rayon::prelude::*;
 
 #[derive(Parser)]
@@ -44,36 +44,6 @@ struct Args {
     /// Print JSON results after the table.
     #[arg(long)]
     json: bool,
-}
-
-/// Rows of uniform noise: the scan's speed does not depend on the values.
-struct NoiseRows {
-    dim: usize,
-    rows: usize,
-    state: u64,
-}
-
-impl RowSource for NoiseRows {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn next_row(&mut self, out: &mut [f32]) -> Result<(), GalleryError> {
-        for x in out.iter_mut() {
-            // xorshift64*: fast, and good enough for benchmark data.
-            self.state ^= self.state >> 12;
-            self.state ^= self.state << 25;
-            self.state ^= self.state >> 27;
-            let v = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            *x = (v >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-        }
-        Ok(())
-    }
-    fn describe_row(&self, row: usize) -> String {
-        format!("noise row {row}")
-    }
 }
 
 #[derive(serde::Serialize)]
@@ -127,32 +97,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn build(dir: &Path, args: &Args, ty: ElementType) -> anyhow::Result<Arc<Gallery>> {
-    let path = dir.join(format!("bench-{ty}.fgal"));
-    let ids: Vec<String> = (0..args.rows).map(|i| format!("s{}", i / 2)).collect();
-    let mut rows = NoiseRows {
-        dim: args.dim,
-        rows: args.rows,
-        state: 0x9e37_79b9_7f4a_7c15,
-    };
     let t = Instant::now();
-    build_gallery(
-        &path,
-        &mut rows,
-        &ids,
-        "generated ids",
-        &BuildOptions {
-            scan_type: ty,
-            model_tag: "bench".into(),
-            overwrite: true,
-        },
-        &mut |_| {},
+    let g = noise_gallery(
+        &dir.join(format!("bench-{ty}.fgal")),
+        args.rows,
+        args.dim,
+        ty,
     )?;
     eprintln!(
-        "built {} in {:.1} s",
-        path.display(),
+        "built the {ty} gallery in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    Ok(Arc::new(Gallery::open(&path)?))
+    Ok(g)
 }
 
 fn scan_bytes(g: &Gallery) -> f64 {

@@ -37,4 +37,10 @@ pub trait SearchEngine: Send + Sync {
     /// The `top_k` best distinct subjects for each probe, best first.
     fn search(&self, probes: &ProbeBatch, top_k: usize)
     -> Result<Vec<Vec<Candidate>>, SearchError>;
+
+    /// Whether the engine can never answer again (a lost GPU device), so
+    /// that callers stop trying it rather than retrying.
+    fn is_lost(&self) -> bool {
+        false
+    }
 }
