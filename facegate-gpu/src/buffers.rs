@@ -1,4 +1,4 @@
-//! The gallery resident in GPU storage buffers, and host <-> GPU transfers.
+//! The gallery's scan rows on the GPU (resident or streamed), and host <-> GPU transfers.
 
 use facegate_core::Gallery;
 use facegate_core::format::ScanRows;
@@ -6,25 +6,169 @@ use wgpu::util::DeviceExt;
 
 use crate::GpuError;
 
-/// One chunk of consecutive gallery rows in its own storage buffers (one
-/// binding may be as small as 128 MiB, so a gallery is split).
-pub struct Chunk {
+/// Where one chunk of consecutive gallery rows lies.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkRange {
     /// First gallery row in the chunk.
     pub first_row: u32,
     /// Rows in the chunk.
     pub rows: u32,
-    /// The rows, stride as in the file.
-    pub data: wgpu::Buffer,
-    /// int8 scales (a 4-byte placeholder for f16/f32 galleries).
-    pub scales: wgpu::Buffer,
 }
 
-/// The whole scan section of a gallery, chunked and uploaded.
-pub struct ResidentGallery {
-    /// The chunks, in row order.
-    pub chunks: Vec<Chunk>,
-    /// Bytes of GPU memory the chunks occupy.
+/// A chunk's rows and int8 scales (a 4-byte placeholder for f16/f32) on the GPU.
+struct ChunkBuffers {
+    data: wgpu::Buffer,
+    scales: wgpu::Buffer,
+}
+
+/// The scan rows of a gallery on the GPU: resident when they fit the memory
+/// budget, else streamed from the host map through two chunk-sized buffers
+/// that successive chunks take turns in.
+pub struct GpuGallery {
+    /// The chunks, in row order (one binding may be as small as 128 MiB).
+    pub chunks: Vec<ChunkRange>,
+    /// GPU memory held for the rows.
     pub bytes: u64,
+    resident: Vec<ChunkBuffers>,
+    slots: Vec<ChunkBuffers>,
+    stride_bytes: usize,
+}
+
+/// The scan rows as bytes, their scales, and the row stride in bytes.
+fn scan_bytes(gallery: &Gallery) -> (&[u8], Option<&[f32]>, usize) {
+    match gallery.scan_rows() {
+        ScanRows::Int8 {
+            data,
+            scales,
+            stride,
+        } => (bytemuck::cast_slice(data), Some(scales), stride),
+        ScanRows::F16 { data, stride } => (bytemuck::cast_slice(data), None, stride * 2),
+        ScanRows::F32 { data, stride } => (bytemuck::cast_slice(data), None, stride * 4),
+    }
+}
+
+impl GpuGallery {
+    /// Splits the gallery into chunks of at most `chunk_rows` rows and uploads
+    /// them all if they fit `budget_bytes`, else allocates two streaming slots.
+    pub fn new(
+        device: &wgpu::Device,
+        gallery: &Gallery,
+        chunk_rows: usize,
+        budget_bytes: u64,
+    ) -> Result<GpuGallery, GpuError> {
+        let (bytes, scales, stride_bytes) = scan_bytes(gallery);
+        let per_row = stride_bytes as u64 + if scales.is_some() { 4 } else { 0 };
+        let n = gallery.rows();
+        let chunks: Vec<ChunkRange> = (0..n)
+            .step_by(chunk_rows)
+            .map(|first| ChunkRange {
+                first_row: first as u32,
+                rows: chunk_rows.min(n - first) as u32,
+            })
+            .collect();
+        let total = per_row * n as u64;
+        let mut g = GpuGallery {
+            chunks,
+            bytes: 0,
+            resident: Vec::new(),
+            slots: Vec::new(),
+            stride_bytes,
+        };
+        if total <= budget_bytes {
+            for c in &g.chunks {
+                let (first, rows) = (c.first_row as usize, c.rows as usize);
+                g.resident.push(ChunkBuffers {
+                    data: storage(
+                        device,
+                        "gallery rows",
+                        &bytes[first * stride_bytes..(first + rows) * stride_bytes],
+                    ),
+                    scales: match scales {
+                        Some(s) => storage(
+                            device,
+                            "row scales",
+                            bytemuck::cast_slice(&s[first..first + rows]),
+                        ),
+                        None => storage(device, "no scales", &[0; 4]),
+                    },
+                });
+            }
+            g.bytes = total;
+        } else {
+            let slot_bytes = per_row * chunk_rows.min(n) as u64;
+            if 2 * slot_bytes > budget_bytes {
+                return Err(GpuError::Unsupported(format!(
+                    "GPU memory budget {budget_bytes} bytes is below two {slot_bytes}-byte streaming chunks"
+                )));
+            }
+            for _ in 0..2 {
+                g.slots.push(ChunkBuffers {
+                    data: slot(
+                        device,
+                        "streamed rows",
+                        stride_bytes as u64 * chunk_rows.min(n) as u64,
+                    ),
+                    scales: slot(
+                        device,
+                        "streamed scales",
+                        if scales.is_some() {
+                            4 * chunk_rows.min(n) as u64
+                        } else {
+                            4
+                        },
+                    ),
+                });
+            }
+            g.bytes = 2 * slot_bytes;
+        }
+        Ok(g)
+    }
+
+    /// Whether chunks are streamed from host memory for every search.
+    pub fn is_streamed(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// The buffers holding chunk `c`, staging it into a slot first when
+    /// streaming. The caller must submit chunk `c`'s work before asking for
+    /// chunk `c + 2`: queue writes run at the start of the next submission, in
+    /// queue order, so a slot is never overwritten while still being read.
+    pub fn chunk(
+        &self,
+        queue: &wgpu::Queue,
+        gallery: &Gallery,
+        c: usize,
+    ) -> (&wgpu::Buffer, &wgpu::Buffer) {
+        if let Some(r) = self.resident.get(c) {
+            return (&r.data, &r.scales);
+        }
+        let slot = &self.slots[c % 2];
+        let range = self.chunks[c];
+        let (first, rows) = (range.first_row as usize, range.rows as usize);
+        let (bytes, scales, _) = scan_bytes(gallery);
+        queue.write_buffer(
+            &slot.data,
+            0,
+            &bytes[first * self.stride_bytes..(first + rows) * self.stride_bytes],
+        );
+        if let Some(s) = scales {
+            queue.write_buffer(
+                &slot.scales,
+                0,
+                bytemuck::cast_slice(&s[first..first + rows]),
+            );
+        }
+        (&slot.data, &slot.scales)
+    }
+}
+
+fn slot(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4).div_ceil(4) * 4,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }
 
 fn storage(device: &wgpu::Device, label: &str, contents: &[u8]) -> wgpu::Buffer {
@@ -66,65 +210,6 @@ pub fn uniform<T: bytemuck::Pod>(device: &wgpu::Device, label: &str, value: &T) 
         contents: bytemuck::bytes_of(value),
         usage: wgpu::BufferUsages::UNIFORM,
     })
-}
-
-impl ResidentGallery {
-    /// Uploads the scan rows in chunks of at most `chunk_rows` rows, refusing
-    /// galleries larger than `budget_bytes`.
-    pub fn upload(
-        device: &wgpu::Device,
-        gallery: &Gallery,
-        chunk_rows: usize,
-        budget_bytes: u64,
-    ) -> Result<ResidentGallery, GpuError> {
-        let (bytes, scales, stride_bytes): (&[u8], Option<&[f32]>, usize) =
-            match gallery.scan_rows() {
-                ScanRows::Int8 {
-                    data,
-                    scales,
-                    stride,
-                } => (bytemuck::cast_slice(data), Some(scales), stride),
-                ScanRows::F16 { data, stride } => (bytemuck::cast_slice(data), None, stride * 2),
-                ScanRows::F32 { data, stride } => (bytemuck::cast_slice(data), None, stride * 4),
-            };
-        let total = bytes.len() as u64 + scales.map_or(0, |s| s.len() as u64 * 4);
-        if total > budget_bytes {
-            return Err(GpuError::Unsupported(format!(
-                "gallery scan rows need {total} bytes of GPU memory, budget is {budget_bytes} \
-                 (streaming from host memory is not implemented yet)"
-            )));
-        }
-        let n = gallery.rows();
-        let mut chunks = Vec::new();
-        let mut first = 0usize;
-        while first < n {
-            let rows = chunk_rows.min(n - first);
-            let data = storage(
-                device,
-                "gallery rows",
-                &bytes[first * stride_bytes..(first + rows) * stride_bytes],
-            );
-            let scales = match scales {
-                Some(s) => storage(
-                    device,
-                    "row scales",
-                    bytemuck::cast_slice(&s[first..first + rows]),
-                ),
-                None => storage(device, "no scales", &[0; 4]),
-            };
-            chunks.push(Chunk {
-                first_row: first as u32,
-                rows: rows as u32,
-                data,
-                scales,
-            });
-            first += rows;
-        }
-        Ok(ResidentGallery {
-            chunks,
-            bytes: total,
-        })
-    }
 }
 
 /// Copies `src` into a mappable buffer, waits, and returns its contents.

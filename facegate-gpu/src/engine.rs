@@ -7,7 +7,7 @@ use facegate_core::search::{Candidate, CpuEngine, ProbeBatch, SearchEngine, Sear
 use facegate_core::{ElementType, Gallery, InputError};
 
 use crate::GpuError;
-use crate::buffers::{ResidentGallery, read_back, scratch, uniform, upload};
+use crate::buffers::{GpuGallery, read_back, scratch, uniform, upload};
 use crate::device::{DeviceOptions, GpuDevice};
 use crate::pipeline::Pipelines;
 use crate::shaders::{PROBE_TILE, SCORE_WORKGROUP, TOPK_MAX_K, TOPK_WORKGROUP};
@@ -76,7 +76,7 @@ pub struct GpuEngine {
     cpu: CpuEngine,
     dev: GpuDevice,
     pipes: Pipelines,
-    resident: ResidentGallery,
+    on_gpu: GpuGallery,
     ty: ElementType,
     dim_words: u32,
     stride_words: u32,
@@ -145,22 +145,23 @@ impl GpuEngine {
                 "{chunks} chunks: candidate lists would exceed the {max_binding}-byte binding limit"
             )));
         }
-        let (pipes, resident) = checked(&dev.device, || {
+        let (pipes, on_gpu) = checked(&dev.device, || {
             let pipes = Pipelines::new(&dev.device, ty);
-            let resident = ResidentGallery::upload(&dev.device, &gallery, chunk_rows, budget)?;
-            Ok((pipes, resident))
+            let on_gpu = GpuGallery::new(&dev.device, &gallery, chunk_rows, budget)?;
+            Ok((pipes, on_gpu))
         })?;
         tracing::info!(
             adapter = %dev.describe(),
-            chunks = resident.chunks.len(),
-            gpu_bytes = resident.bytes,
-            "gallery resident on the GPU"
+            chunks = on_gpu.chunks.len(),
+            gpu_bytes = on_gpu.bytes,
+            streamed = on_gpu.is_streamed(),
+            "gallery on the GPU"
         );
         Ok(GpuEngine {
             cpu: CpuEngine::new(gallery),
             dev,
             pipes,
-            resident,
+            on_gpu,
             ty,
             dim_words: dim.div_ceil(lanes) as u32,
             stride_words: (stride_bytes / word_bytes) as u32,
@@ -170,12 +171,18 @@ impl GpuEngine {
 
     /// GPU memory held by the gallery rows.
     pub fn gpu_memory_bytes(&self) -> u64 {
-        self.resident.bytes
+        self.on_gpu.bytes
     }
 
     /// Number of chunks the gallery was split into.
     pub fn chunks(&self) -> usize {
-        self.resident.chunks.len()
+        self.on_gpu.chunks.len()
+    }
+
+    /// Whether the rows are streamed from host memory on every search
+    /// (the gallery exceeds the memory budget).
+    pub fn is_streamed(&self) -> bool {
+        self.on_gpu.is_streamed()
     }
 
     /// The device in use.
@@ -265,7 +272,8 @@ impl GpuEngine {
     }
 
     /// Searches probes `b0 .. b0 + nb` on the GPU; returns each probe's best
-    /// `m` (row, score) pairs.
+    /// `m` (row, score) pairs. Each chunk is one submission (so that streamed
+    /// chunks can reuse their slots); the merge across chunks is the last.
     fn gpu_candidates(
         &self,
         probes: &ProbeBatch,
@@ -275,13 +283,16 @@ impl GpuEngine {
     ) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
         let d = &self.dev.device;
         let k = TOPK_WORKGROUP.max(m.next_power_of_two());
-        let chunks = &self.resident.chunks;
+        let chunks = &self.on_gpu.chunks;
         let nchunks = chunks.len() as u32;
         let max_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
         let nseg1 = max_rows.div_ceil(SEG_LEN);
         let nb32 = nb as u32;
         let (probe_buf, pscale_buf) = self.probe_buffers(probes, b0, nb);
-        let scores = scratch(d, "scores", u64::from(nb32) * u64::from(max_rows) * 4);
+        let scores = Pairs {
+            scores: scratch(d, "scores", u64::from(nb32) * u64::from(max_rows) * 4),
+            rows: upload(d, "no rows", &[0; 4]),
+        };
         let ping_entries = u64::from(nb32) * u64::from(m) * u64::from(nseg1.max(nchunks));
         let ping = Pairs::new(d, "candidates a", ping_entries);
         let pong = Pairs::new(d, "candidates b", ping_entries);
@@ -290,30 +301,29 @@ impl GpuEngine {
             "chunk candidates",
             u64::from(nb32) * u64::from(m) * u64::from(nchunks),
         );
-        let no_rows = upload(d, "no rows", &[0; 4]);
-        let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("search"),
-        });
-        let mut final_list: &Pairs = &fin;
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("search"),
-                timestamp_writes: None,
+        let topk = |n_in, seg_len, from_pairs, row_base, out: (u32, u32)| TopkParams {
+            n_in,
+            in_stride: n_in,
+            seg_len,
+            m,
+            k,
+            from_pairs,
+            row_base,
+            out_stride: out.0,
+            out_base: out.1,
+            pad: [0; 3],
+        };
+        let gallery = self.cpu.gallery();
+        for (c, chunk) in chunks.iter().enumerate() {
+            let (rows_buf, scales_buf) = self.on_gpu.chunk(&self.dev.queue, gallery, c);
+            let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("chunk"),
             });
-            let base =
-                |n_in, in_stride, seg_len, from_pairs, row_base, out_stride, out_base| TopkParams {
-                    n_in,
-                    in_stride,
-                    seg_len,
-                    m,
-                    k,
-                    from_pairs,
-                    row_base,
-                    out_stride,
-                    out_base,
-                    pad: [0; 3],
-                };
-            for (c, chunk) in chunks.iter().enumerate() {
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("chunk"),
+                    timestamp_writes: None,
+                });
                 let params = uniform(
                     d,
                     "score params",
@@ -327,11 +337,11 @@ impl GpuEngine {
                 let bg = self.bind(
                     &self.pipes.score,
                     &[
-                        &chunk.data,
-                        &chunk.scales,
+                        rows_buf,
+                        scales_buf,
                         &probe_buf,
                         &pscale_buf,
-                        &scores,
+                        &scores.scores,
                         &params,
                     ],
                 );
@@ -343,36 +353,18 @@ impl GpuEngine {
                     1,
                 );
 
-                // First pass: the score matrix to one list per segment.
-                let scores_in = Pairs {
-                    scores: scores.clone(),
-                    rows: no_rows.clone(),
-                };
-                let mut nseg = chunk.rows.div_ceil(SEG_LEN);
+                // The score matrix to one list per segment, then merged until
+                // one list is left, in the chunk's slot of `fin`.
                 let fin_slot = (nchunks * m, c as u32 * m);
+                let mut nseg = chunk.rows.div_ceil(SEG_LEN);
                 let (mut cur, mut other) = (&ping, &pong);
-                let first_out = if nseg == 1 {
+                let out = if nseg == 1 {
                     (&fin, fin_slot)
                 } else {
                     (cur, (nseg * m, 0))
                 };
-                self.topk_pass(
-                    &mut pass,
-                    &scores_in,
-                    first_out.0,
-                    base(
-                        chunk.rows,
-                        chunk.rows,
-                        SEG_LEN,
-                        0,
-                        chunk.first_row,
-                        first_out.1.0,
-                        first_out.1.1,
-                    ),
-                    nseg,
-                    nb32,
-                );
-                // Merge the segment lists until one is left, in the chunk's slot.
+                let first = topk(chunk.rows, SEG_LEN, 0, chunk.first_row, out.1);
+                self.topk_pass(&mut pass, &scores, out.0, first, nseg, nb32);
                 while nseg > 1 {
                     let n_in = nseg * m;
                     let next = n_in.div_ceil(MERGE_LISTS * m);
@@ -381,38 +373,42 @@ impl GpuEngine {
                     } else {
                         (other, (next * m, 0))
                     };
-                    self.topk_pass(
-                        &mut pass,
-                        cur,
-                        out.0,
-                        base(n_in, n_in, MERGE_LISTS * m, 1, 0, out.1.0, out.1.1),
-                        next,
-                        nb32,
-                    );
+                    let merge = topk(n_in, MERGE_LISTS * m, 1, 0, out.1);
+                    self.topk_pass(&mut pass, cur, out.0, merge, next, nb32);
                     std::mem::swap(&mut cur, &mut other);
                     nseg = next;
                 }
             }
-            // Merge the chunks' lists.
-            let mut n = nchunks;
+            self.dev.queue.submit([enc.finish()]);
+        }
+        // Merge the chunks' lists.
+        let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("merge"),
+        });
+        let mut result = &fin;
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("merge"),
+                timestamp_writes: None,
+            });
             let (mut a, mut b) = (&ping, &pong);
+            let mut n = nchunks;
             while n > 1 {
                 let n_in = n * m;
                 let next = n_in.div_ceil(MERGE_LISTS * m);
                 self.topk_pass(
                     &mut pass,
-                    final_list,
+                    result,
                     a,
-                    base(n_in, n_in, MERGE_LISTS * m, 1, 0, next * m, 0),
+                    topk(n_in, MERGE_LISTS * m, 1, 0, (next * m, 0)),
                     next,
                     nb32,
                 );
-                final_list = a;
+                result = a;
                 std::mem::swap(&mut a, &mut b);
                 n = next;
             }
         }
-        let result = final_list;
         self.dev.queue.submit([enc.finish()]);
         let bytes = u64::from(nb32) * u64::from(m) * 4;
         let s = read_back(d, &self.dev.queue, &result.scores, bytes)?;

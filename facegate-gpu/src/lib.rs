@@ -1,7 +1,8 @@
 //! facegate-gpu: the WGSL search engine, run through wgpu.
 //!
 //! The gallery's scan rows are uploaded once into GPU storage buffers, in
-//! chunks sized from the adapter's limits. A search scores a batch of probes
+//! chunks sized from the adapter's limits (or, beyond the memory budget,
+//! streamed from the host map through two chunk buffers on every search). A search scores a batch of probes
 //! against every chunk ([`shaders`]: int8 with `dot4I8Packed`, f16, f32), keeps
 //! each probe's best rows with a top-k kernel in workgroup memory, merges the
 //! partial lists on the GPU, and reads back only B x M candidates. The CPU
@@ -13,7 +14,7 @@
 //! possible only among subjects whose scores agree to within rounding.
 //!
 //! Modules: [`device`] (adapter and device), [`shaders`] (WGSL sources),
-//! [`pipeline`] (compute pipelines), [`buffers`] (resident gallery chunks and
+//! [`pipeline`] (compute pipelines), [`buffers`] (gallery chunks on the GPU and
 //! transfers), [`engine`] (the `SearchEngine`).
 
 pub mod buffers;

@@ -164,3 +164,50 @@ fn software_adapters_are_refused_unless_allowed() {
         ),
     }
 }
+
+#[test]
+fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 2,501 int8 rows of 64 bytes + 4-byte scales = 170,068 bytes; chunks of
+    // 700 rows need 47,600 bytes each, so a 100,000-byte budget streams.
+    let (g, data) = gallery(dir.path(), ElementType::Int8, 2501, 64, 8);
+    let engine = GpuEngine::new(
+        g.clone(),
+        GpuOptions {
+            device: DeviceOptions {
+                allow_software: true,
+            },
+            max_chunk_rows: Some(700),
+            memory_budget_bytes: Some(100_000),
+        },
+    )
+    .unwrap();
+    assert!(engine.is_streamed());
+    assert_eq!(
+        (engine.chunks(), engine.gpu_memory_bytes()),
+        (4, 2 * 700 * 68)
+    );
+    let mut raw: Vec<f32> = data[..7 * 64].to_vec();
+    raw.extend_from_slice(&data[1000 * 64..1009 * 64]);
+    let probes = ProbeBatch::new(64, &raw).unwrap();
+    for k in [1, 10] {
+        compare(&g, &engine, &probes, k, &format!("streamed k={k}"));
+    }
+    // A budget below two chunks is refused with the reason.
+    let err = GpuEngine::new(
+        g,
+        GpuOptions {
+            device: DeviceOptions {
+                allow_software: true,
+            },
+            max_chunk_rows: Some(700),
+            memory_budget_bytes: Some(50_000),
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("below two"), "{err}");
+}

@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Accept a software GPU adapter (e.g. Mesa's lavapipe) for --engine gpu/auto.
     #[arg(long, env = "FACEGATE_ALLOW_SOFTWARE_GPU")]
     pub allow_software_gpu: bool,
+    /// GPU memory the gallery rows may take; beyond it rows are streamed from host memory.
+    #[arg(long, env = "FACEGATE_GPU_MEMORY_BUDGET_BYTES")]
+    pub gpu_memory_budget_bytes: Option<u64>,
     /// Directory for server data (the demo gallery).
     #[arg(long, env = "FACEGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -61,6 +64,7 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     engine: Option<EngineChoice>,
     allow_software_gpu: Option<bool>,
+    gpu_memory_budget_bytes: Option<u64>,
     data_dir: Option<PathBuf>,
     max_top_k: Option<u32>,
     default_threshold: Option<f32>,
@@ -79,6 +83,8 @@ pub struct Settings {
     pub engine: EngineChoice,
     /// Whether a software GPU adapter may be used.
     pub allow_software_gpu: bool,
+    /// GPU memory budget for the gallery rows (none: the device's).
+    pub gpu_memory_budget_bytes: Option<u64>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Largest top_k.
@@ -106,6 +112,9 @@ impl Settings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
             engine: args.engine.or(file.engine).unwrap_or(EngineChoice::Auto),
             allow_software_gpu: args.allow_software_gpu || file.allow_software_gpu.unwrap_or(false),
+            gpu_memory_budget_bytes: args
+                .gpu_memory_budget_bytes
+                .or(file.gpu_memory_budget_bytes),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

@@ -105,6 +105,7 @@ async fn open_gpu(
         device: DeviceOptions {
             allow_software: settings.allow_software_gpu,
         },
+        memory_budget_bytes: settings.gpu_memory_budget_bytes,
         ..Default::default()
     };
     let g = gallery.clone();
