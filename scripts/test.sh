@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need: Mesa's software Vulkan driver (lavapipe),
-# on which every WGSL kernel runs in the tests.
-APT_PACKAGES=(mesa-vulkan-drivers libvulkan1)
+# on which every WGSL kernel runs in the tests, and Prometheus (promtool
+# lints the server's metrics).
+APT_PACKAGES=(mesa-vulkan-drivers libvulkan1 prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

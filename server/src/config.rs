@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, env = "FACEGATE_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address of the Prometheus `/metrics` listener (port 0 picks a free one).
+    #[arg(long, env = "FACEGATE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Engine: auto, cpu or gpu.
     #[arg(long, env = "FACEGATE_ENGINE")]
     pub engine: Option<EngineChoice>,
@@ -62,6 +65,7 @@ pub struct ServeArgs {
 struct FileSettings {
     gallery: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     engine: Option<EngineChoice>,
     allow_software_gpu: Option<bool>,
     gpu_memory_budget_bytes: Option<u64>,
@@ -79,6 +83,8 @@ pub struct Settings {
     pub gallery: Option<PathBuf>,
     /// Listen address.
     pub listen: SocketAddr,
+    /// Metrics listen address.
+    pub metrics_listen: SocketAddr,
     /// Engine choice.
     pub engine: EngineChoice,
     /// Whether a software GPU adapter may be used.
@@ -110,6 +116,10 @@ impl Settings {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            metrics_listen: args
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
             engine: args.engine.or(file.engine).unwrap_or(EngineChoice::Auto),
             allow_software_gpu: args.allow_software_gpu || file.allow_software_gpu.unwrap_or(false),
             gpu_memory_budget_bytes: args

@@ -9,6 +9,7 @@ pub mod config;
 pub mod deadline;
 pub mod demo;
 pub mod matcher;
+pub mod metrics;
 pub mod serve;
 pub mod state;
 

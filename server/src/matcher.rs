@@ -45,6 +45,57 @@ async fn identify_one(
     state.identify_response(r.request_id, &job, ranked, clock.arrived)
 }
 
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a crate::metrics::Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(m: &'a crate::metrics::Metrics) -> Self {
+        m.in_flight.inc();
+        InFlight(m)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+fn port_of(capture: Option<&proto::CaptureContext>) -> &str {
+    capture.map(|c| c.port_id.as_str()).unwrap_or("")
+}
+
+/// Records a finished request: count by code, latency, and the decision.
+fn record(
+    state: &ServingState,
+    rpc: &str,
+    port: &str,
+    arrived: Instant,
+    code: tonic::Code,
+    matched: Option<bool>,
+) {
+    let m = state.metrics();
+    let port = m.port_label(port);
+    m.requests
+        .with_label_values(&[rpc, &port, crate::metrics::code_name(code)])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[rpc])
+        .observe(arrived.elapsed().as_secs_f64());
+    if let Some(matched) = matched {
+        m.decisions
+            .with_label_values(&[rpc, if matched { "match" } else { "no_match" }])
+            .inc();
+    }
+}
+
+fn outcome<T>(r: &Result<T, Status>, matched: impl Fn(&T) -> bool) -> (tonic::Code, Option<bool>) {
+    match r {
+        Ok(v) => (tonic::Code::Ok, Some(matched(v))),
+        Err(s) => (s.code(), None),
+    }
+}
+
 #[tonic::async_trait]
 impl Matcher for MatcherService {
     async fn identify(
@@ -52,9 +103,13 @@ impl Matcher for MatcherService {
         req: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
         let clock = RequestClock::of(&req);
-        identify_one(&self.state, req.into_inner(), clock)
-            .await
-            .map(Response::new)
+        let _live = InFlight::new(self.state.metrics());
+        let r = req.into_inner();
+        let port = port_of(r.capture.as_ref()).to_string();
+        let result = identify_one(&self.state, r, clock).await;
+        let (code, matched) = outcome(&result, |v| v.r#match);
+        record(&self.state, "Identify", &port, clock.arrived, code, matched);
+        result.map(Response::new)
     }
 
     type IdentifyStreamStream = ReceiverStream<Result<IdentifyResponse, Status>>;
@@ -93,18 +148,27 @@ impl Matcher for MatcherService {
                         arrived: Instant::now(),
                         deadline: None,
                     };
+                    let _live = InFlight::new(state.metrics());
                     let request_id = r.request_id.clone();
-                    let resp =
-                        identify_one(&state, r, clock)
-                            .await
-                            .unwrap_or_else(|s| IdentifyResponse {
-                                request_id,
-                                error: Some(proto::RequestError {
-                                    code: s.code() as i32,
-                                    message: s.message().to_string(),
-                                }),
-                                ..Default::default()
-                            });
+                    let port = port_of(r.capture.as_ref()).to_string();
+                    let result = identify_one(&state, r, clock).await;
+                    let (code, matched) = outcome(&result, |v| v.r#match);
+                    record(
+                        &state,
+                        "IdentifyStream",
+                        &port,
+                        clock.arrived,
+                        code,
+                        matched,
+                    );
+                    let resp = result.unwrap_or_else(|s| IdentifyResponse {
+                        request_id,
+                        error: Some(proto::RequestError {
+                            code: s.code() as i32,
+                            message: s.message().to_string(),
+                        }),
+                        ..Default::default()
+                    });
                     let _ = tx.send(Ok(resp)).await;
                     drop(slot);
                 });
@@ -118,12 +182,17 @@ impl Matcher for MatcherService {
         req: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let clock = RequestClock::of(&req);
-        clock.check()?;
+        let _live = InFlight::new(self.state.metrics());
         let r = req.into_inner();
-        let port = r.capture.as_ref().map(|c| c.port_id.as_str()).unwrap_or("");
+        let port = port_of(r.capture.as_ref());
         tracing::debug!(request_id = %r.request_id, port, "verify");
         // A few hundred rows at most: answered inline, never queued behind a scan.
-        self.state.verify(&r, clock.arrived).map(Response::new)
+        let result = clock
+            .check()
+            .and_then(|()| self.state.verify(&r, clock.arrived));
+        let (code, matched) = outcome(&result, |v| v.r#match);
+        record(&self.state, "Verify", port, clock.arrived, code, matched);
+        result.map(Response::new)
     }
 
     async fn get_gallery_info(

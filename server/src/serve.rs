@@ -30,7 +30,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Gallery::open(&path).with_context(|| format!("opening gallery {}", path.display()))?,
     );
     let gpu = open_gpu(&gallery, &settings).await?;
-    let state = Arc::new(ServingState::new(gallery, gpu, settings.clone()));
+    let metrics = crate::metrics::Metrics::new();
+    let state = Arc::new(ServingState::new(
+        gallery,
+        gpu,
+        settings.clone(),
+        metrics.clone(),
+    ));
     let info = state.info();
     tracing::info!(
         gallery = %path.display(),
@@ -55,6 +61,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .max_decoding_message_size(settings.max_message_bytes),
         crate::deadline::stamp,
     );
+
+    let metrics_listener = crate::metrics::bind(settings.metrics_listen).await?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    println!("facegate metrics on http://{metrics_addr}/metrics");
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(crate::metrics::serve(metrics_listener, metrics, async {
+        let _ = metrics_stopped.await;
+    }));
 
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -89,6 +103,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "drain period over; exiting with requests in flight"
         ),
     }
+    let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ use facegate_core::{
 use tonic::Status;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::proto;
 
 /// The gallery and engines behind the API.
@@ -25,6 +26,7 @@ pub struct ServingState {
     /// GPU failures since its last success.
     gpu_strikes: AtomicU32,
     settings: Settings,
+    metrics: Arc<Metrics>,
 }
 
 /// A GPU engine, as the serving state sees it.
@@ -63,16 +65,48 @@ impl ServingState {
         gallery: Arc<Gallery>,
         gpu: Option<Accelerator>,
         settings: Settings,
+        metrics: Arc<Metrics>,
     ) -> ServingState {
         let cpu = Arc::new(CpuEngine::new(gallery.clone()));
-        ServingState {
+        let h = gallery.header();
+        metrics.gallery_rows.set(h.rows as i64);
+        metrics.gallery_subjects.set(h.subjects as i64);
+        metrics.gallery_bytes.set(gallery.file_bytes() as i64);
+        metrics
+            .gallery_info
+            .with_label_values(&[
+                &format!("{:016x}", h.generation),
+                &h.model_tag,
+                h.scan_type.name(),
+            ])
+            .set(1);
+        let state = ServingState {
             gallery,
             cpu,
             gpu,
             gpu_failed: AtomicBool::new(false),
             gpu_strikes: AtomicU32::new(0),
             settings,
-        }
+            metrics,
+        };
+        state.publish_engine();
+        state
+    }
+
+    /// Publishes which engine answers, and its GPU memory.
+    fn publish_engine(&self) {
+        self.metrics.set_engine(&self.engine_name());
+        self.metrics
+            .gpu_memory_bytes
+            .set(self.live_gpu().map_or(0, |g| g.memory_bytes as i64));
+        self.metrics
+            .engine_fallback
+            .set(i64::from(self.gpu.is_some() && self.live_gpu().is_none()));
+    }
+
+    /// The metrics this state records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The GPU engine, unless there is none or it was given up.
@@ -159,7 +193,24 @@ impl ServingState {
         let probe = job.probe.clone();
         let k = job.top_k;
         let worker = engine.clone();
+        let metrics = self.metrics.clone();
+        let submitted = Instant::now();
+        metrics.queue_depth.inc();
         let task = tokio::task::spawn_blocking(move || {
+            metrics.queue_depth.dec();
+            metrics
+                .queue_wait_seconds
+                .observe(submitted.elapsed().as_secs_f64());
+            metrics.batch_size.observe(probe.len() as f64);
+            let kind = if worker.describe().starts_with("gpu/") {
+                "gpu"
+            } else {
+                "cpu"
+            };
+            let _timer = metrics
+                .engine_seconds
+                .with_label_values(&[kind])
+                .start_timer();
             let t = Instant::now();
             worker.search(&probe, k).map(|mut r| Ranked {
                 candidates: r.pop().unwrap_or_default(),
@@ -200,6 +251,7 @@ impl ServingState {
         let strikes = self.gpu_strikes.fetch_add(1, Ordering::SeqCst) + 1;
         if engine.is_lost() || strikes >= GPU_STRIKES {
             self.gpu_failed.store(true, Ordering::SeqCst);
+            self.publish_engine();
             tracing::error!(error = %e, strikes, "GPU engine given up: falling back to the CPU engine");
         } else {
             tracing::warn!(error = %e, strikes, "GPU search failed");
@@ -377,11 +429,14 @@ mod tests {
             engine: Arc::new(Broken),
             memory_bytes: 123,
         };
+        let metrics = Metrics::new();
         let state = ServingState::new(
             gallery,
             Some(gpu),
             Settings::resolve(ServeArgs::default()).unwrap(),
+            metrics.clone(),
         );
+        assert_eq!(metrics.gpu_memory_bytes.get(), 123);
         assert_eq!(state.info().engine, "gpu/broken");
         assert_eq!(state.info().gpu_memory_bytes, 123);
         let req = proto::IdentifyRequest {

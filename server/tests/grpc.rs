@@ -21,6 +21,7 @@ const TAG: &str = "test-model@1";
 struct Server {
     child: Child,
     addr: String,
+    metrics: String,
 }
 
 impl Server {
@@ -30,7 +31,14 @@ impl Server {
 
     fn start_with_env(gallery: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--gallery"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--gallery",
+            ])
             .arg(gallery)
             .args(extra)
             .envs(env.iter().copied())
@@ -42,16 +50,26 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("facegate starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("facegate listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server { child, addr }
+        // "facegate metrics on URL" comes first, "facegate listening on ADDR" when ready.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut addr, mut metrics) = (String::new(), String::new());
+        while addr.is_empty() {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "facegate exited before listening"
+            );
+            if let Some(m) = line.trim().strip_prefix("facegate metrics on ") {
+                metrics = m.to_string();
+            } else if let Some(a) = line.trim().strip_prefix("facegate listening on ") {
+                addr = a.to_string();
+            }
+        }
+        Server {
+            child,
+            addr,
+            metrics,
+        }
     }
 
     async fn client(&self) -> MatcherClient<Channel> {
@@ -707,6 +725,8 @@ async fn engine_selection_refuses_software_gpus_unless_allowed() {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
                 "--engine",
                 "gpu",
                 "--gallery",
@@ -724,4 +744,122 @@ async fn engine_selection_refuses_software_gpus_unless_allowed() {
     } else {
         assert!(info.engine.starts_with("gpu/"));
     }
+}
+
+/// GETs a URL of the form http://HOST:PORT/PATH with a plain HTTP/1.1 request.
+async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    assert!(
+        buf.starts_with("HTTP/1.1 200"),
+        "{}",
+        &buf[..buf.len().min(200)]
+    );
+    buf.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// The value of one series in a text exposition (absent: 0).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_by_rpc_port_and_code() {
+    let f = fixture();
+    let server = Server::start(&f.path, &[]);
+    let mut c = server.client().await;
+    let capture = Some(facegate_server::proto::CaptureContext {
+        port_id: "JFK-T4".into(),
+        ..Default::default()
+    });
+    for j in 0..3 {
+        let req = IdentifyRequest {
+            capture: capture.clone(),
+            ..identify(f.synth.probe(j).vector, 5, "m")
+        };
+        c.identify(req).await.unwrap();
+    }
+    let bad = IdentifyRequest {
+        capture: capture.clone(),
+        ..identify(vec![1.0; 3], 5, "m")
+    };
+    assert!(c.identify(bad).await.is_err());
+    let v = VerifyRequest {
+        probe: f.synth.probe(0).vector,
+        subject_id: "nobody".into(),
+        model_tag: TAG.into(),
+        ..Default::default()
+    };
+    assert!(c.verify(v).await.is_err());
+
+    let text = http_get(&server.metrics).await;
+    let ok = r#"facegate_requests_total{code="OK",port="JFK-T4",rpc="Identify"}"#;
+    assert_eq!(sample(&text, ok), 3.0, "{text}");
+    let invalid =
+        r#"facegate_requests_total{code="INVALID_ARGUMENT",port="JFK-T4",rpc="Identify"}"#;
+    assert_eq!(sample(&text, invalid), 1.0);
+    let not_found = r#"facegate_requests_total{code="NOT_FOUND",port="unknown",rpc="Verify"}"#;
+    assert_eq!(sample(&text, not_found), 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            r#"facegate_request_duration_seconds_count{rpc="Identify"}"#
+        ),
+        4.0
+    );
+    let decided = sample(
+        &text,
+        r#"facegate_decisions_total{decision="match",rpc="Identify"}"#,
+    ) + sample(
+        &text,
+        r#"facegate_decisions_total{decision="no_match",rpc="Identify"}"#,
+    );
+    assert_eq!(decided, 3.0);
+    assert_eq!(
+        sample(&text, "facegate_gallery_rows "),
+        f.engine.gallery().rows() as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"facegate_engine_duration_seconds_count{kind="cpu"}"#
+        ),
+        3.0
+    );
+    assert_eq!(sample(&text, "facegate_batch_size_count "), 3.0);
+    assert_eq!(sample(&text, "facegate_in_flight_requests "), 0.0);
+    assert!(text.contains("facegate_in_flight_requests 0"));
+    assert!(text.contains(r#"facegate_engine_info{engine="cpu/"#));
+    // No subject id, request id or template in the metrics.
+    assert!(!text.contains("S000") && !text.contains("nobody") && !text.contains("request_id"));
+
+    // The exposition passes Prometheus's own linter.
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+    use std::io::Write;
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {said}");
 }

@@ -33,10 +33,13 @@ def population(tmp_path_factory):
 @pytest.fixture(scope="module")
 def matcher(population):
     proc = subprocess.Popen([str(BIN / "facegate"), "serve", "--listen", "127.0.0.1:0",
+                             "--metrics-listen", "127.0.0.1:0",
                              "--gallery", str(population / "g.fgal")], stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    m = re.match(r"facegate listening on (\S+)", line)
-    assert m, f"unexpected first line {line!r}"
+    m = None
+    while m is None:
+        line = proc.stdout.readline()
+        assert line, "facegate exited before listening"
+        m = re.match(r"facegate listening on (\S+)", line)
     channel = grpc.insecure_channel(m.group(1))
     yield rpc.MatcherStub(channel)
     channel.close()
