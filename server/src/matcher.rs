@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::deadline::RequestClock;
 use crate::proto::matcher_server::Matcher;
@@ -36,11 +37,10 @@ async fn identify_one(
 ) -> Result<IdentifyResponse, Status> {
     clock.check()?;
     let job = state.identify_job(&r)?;
-    let port = r.capture.as_ref().map(|c| c.port_id.as_str()).unwrap_or("");
     let budget_ms = clock
         .deadline
         .map(|d| d.saturating_duration_since(clock.arrived).as_millis() as u64);
-    tracing::debug!(request_id = %r.request_id, port, top_k = r.top_k, ?budget_ms, "identify");
+    tracing::debug!(top_k = r.top_k, ?budget_ms, "identify");
     let ranked = state.search(&job, clock.deadline).await?;
     state.identify_response(r.request_id, &job, ranked, clock.arrived)
 }
@@ -106,7 +106,8 @@ impl Matcher for MatcherService {
         let _live = InFlight::new(self.state.metrics());
         let r = req.into_inner();
         let port = port_of(r.capture.as_ref()).to_string();
-        let result = identify_one(&self.state, r, clock).await;
+        let span = tracing::info_span!("identify", port = %port, request_id = %r.request_id);
+        let result = identify_one(&self.state, r, clock).instrument(span).await;
         let (code, matched) = outcome(&result, |v| v.r#match);
         record(&self.state, "Identify", &port, clock.arrived, code, matched);
         result.map(Response::new)
@@ -151,7 +152,8 @@ impl Matcher for MatcherService {
                     let _live = InFlight::new(state.metrics());
                     let request_id = r.request_id.clone();
                     let port = port_of(r.capture.as_ref()).to_string();
-                    let result = identify_one(&state, r, clock).await;
+                    let span = tracing::info_span!("identify_stream", port = %port, request_id = %r.request_id);
+                    let result = identify_one(&state, r, clock).instrument(span).await;
                     let (code, matched) = outcome(&result, |v| v.r#match);
                     record(
                         &state,
@@ -185,11 +187,14 @@ impl Matcher for MatcherService {
         let _live = InFlight::new(self.state.metrics());
         let r = req.into_inner();
         let port = port_of(r.capture.as_ref());
-        tracing::debug!(request_id = %r.request_id, port, "verify");
+        let span = tracing::info_span!("verify", port, request_id = %r.request_id);
         // A few hundred rows at most: answered inline, never queued behind a scan.
-        let result = clock
-            .check()
-            .and_then(|()| self.state.verify(&r, clock.arrived));
+        let result = span.in_scope(|| {
+            tracing::debug!("verify");
+            clock
+                .check()
+                .and_then(|()| self.state.verify(&r, clock.arrived))
+        });
         let (code, matched) = outcome(&result, |v| v.r#match);
         record(&self.state, "Verify", port, clock.arrived, code, matched);
         result.map(Response::new)
