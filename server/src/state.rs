@@ -42,7 +42,8 @@ pub const GPU_STRIKES: u32 = 3;
 
 /// One validated 1:N request.
 pub struct IdentifyJob {
-    probe: ProbeBatch,
+    /// Shared with the engine thread without copying the prepared probe.
+    probe: Arc<ProbeBatch>,
     top_k: usize,
     threshold: f32,
 }
@@ -174,7 +175,7 @@ impl ServingState {
             )));
         }
         Ok(IdentifyJob {
-            probe: self.probe(&r.probe)?,
+            probe: Arc::new(self.probe(&r.probe)?),
             top_k: r.top_k as usize,
             threshold: self.threshold(r.threshold)?,
         })
@@ -190,7 +191,7 @@ impl ServingState {
             Some(g) => g.engine.clone(),
             None => self.cpu.clone(),
         };
-        let probe = job.probe.clone();
+        let probe = Arc::clone(&job.probe);
         let k = job.top_k;
         let worker = engine.clone();
         let metrics = self.metrics.clone();

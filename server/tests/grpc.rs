@@ -1061,6 +1061,25 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
         let query = r["query"].as_str().unwrap();
+        // The quantity each alert compares (its expression less the final
+        // threshold) must exist on a live server, or the alert can never fire.
+        let quantity = query
+            .trim_end()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')
+            .trim_end()
+            .trim_end_matches(['>', '<', '=', '!'])
+            .trim_end();
+        assert_ne!(
+            quantity,
+            query.trim_end(),
+            "rule {} has no final threshold",
+            r["name"]
+        );
+        assert!(
+            !prom_query(&prom, quantity).await.is_empty(),
+            "rule {}: {quantity} returned no series",
+            r["name"]
+        );
         for name in query
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|w| w.starts_with("facegate_"))
