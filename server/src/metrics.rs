@@ -224,7 +224,7 @@ impl Metrics {
     /// The label for a client-given port id: "unknown" when absent,
     /// "invalid" when it is not a short printable token, "other" once
     /// [`MAX_PORT_LABELS`] distinct ports have been seen.
-    pub fn port_label(&self, port: &str) -> String {
+    pub fn port_label<'a>(&self, port: &'a str) -> std::borrow::Cow<'a, str> {
         if port.is_empty() {
             return "unknown".into();
         }
@@ -236,9 +236,12 @@ impl Metrics {
             return "invalid".into();
         }
         let mut seen = self.ports.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(port) || seen.len() < MAX_PORT_LABELS {
+        // Allocate only the first time a port is seen.
+        if seen.contains(port) {
+            port.into()
+        } else if seen.len() < MAX_PORT_LABELS {
             seen.insert(port.to_string());
-            port.to_string()
+            port.into()
         } else {
             "other".into()
         }

@@ -193,6 +193,12 @@ impl ServingState {
         };
         let probe = Arc::clone(&job.probe);
         let k = job.top_k;
+        // Decided here, not from the engine's name, to keep the path allocation-free.
+        let kind = if self.live_gpu().is_some() {
+            "gpu"
+        } else {
+            "cpu"
+        };
         let worker = engine.clone();
         let metrics = self.metrics.clone();
         let submitted = Instant::now();
@@ -203,11 +209,7 @@ impl ServingState {
                 .queue_wait_seconds
                 .observe(submitted.elapsed().as_secs_f64());
             metrics.batch_size.observe(probe.len() as f64);
-            let kind = if worker.describe().starts_with("gpu/") {
-                "gpu"
-            } else {
-                "cpu"
-            };
+
             let _timer = metrics
                 .engine_seconds
                 .with_label_values(&[kind])
