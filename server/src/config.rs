@@ -18,6 +18,12 @@ pub enum EngineChoice {
     Gpu,
 }
 
+/// Probes per engine call unless configured: enough to share one pass over
+/// the gallery among many ports, few enough that a batch stays short.
+pub const DEFAULT_BATCH_MAX_SIZE: usize = 32;
+/// Upper bound on `batch_max_size`.
+pub const MAX_BATCH_SIZE: usize = 1024;
+
 /// `facegate serve` flags; each can also come from the environment.
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
@@ -54,6 +60,20 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "FACEGATE_DRAIN_SECONDS")]
     pub drain_seconds: Option<u64>,
+    /// Most probes searched in one engine call (1 turns batching off).
+    #[arg(long, env = "FACEGATE_BATCH_MAX_SIZE")]
+    pub batch_max_size: Option<usize>,
+    /// Microseconds the oldest queued search waits for its batch to fill
+    /// while the engine is idle.
+    #[arg(long, env = "FACEGATE_BATCH_MAX_WAIT_US")]
+    pub batch_max_wait_us: Option<u64>,
+    /// Most searches queued at once; beyond it requests are shed.
+    #[arg(long, env = "FACEGATE_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Searches expected to wait longer than this in the queue are shed on
+    /// arrival (RESOURCE_EXHAUSTED) instead of waiting for their deadline.
+    #[arg(long, env = "FACEGATE_MAX_QUEUE_WAIT_MS")]
+    pub max_queue_wait_ms: Option<u64>,
     /// TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "FACEGATE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -74,6 +94,10 @@ struct FileSettings {
     default_threshold: Option<f32>,
     max_message_bytes: Option<usize>,
     drain_seconds: Option<u64>,
+    batch_max_size: Option<usize>,
+    batch_max_wait_us: Option<u64>,
+    queue_capacity: Option<usize>,
+    max_queue_wait_ms: Option<u64>,
 }
 
 /// Resolved settings.
@@ -101,6 +125,14 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// Grace period for draining on SIGTERM.
     pub drain_seconds: u64,
+    /// Most probes per engine call.
+    pub batch_max_size: usize,
+    /// Longest wait for a batch to fill, microseconds.
+    pub batch_max_wait_us: u64,
+    /// Most searches queued.
+    pub queue_capacity: usize,
+    /// Longest expected queue wait admitted, milliseconds.
+    pub max_queue_wait_ms: u64,
 }
 
 impl Settings {
@@ -139,6 +171,19 @@ impl Settings {
                 .or(file.max_message_bytes)
                 .unwrap_or(64 * 1024),
             drain_seconds: args.drain_seconds.or(file.drain_seconds).unwrap_or(30),
+            batch_max_size: args
+                .batch_max_size
+                .or(file.batch_max_size)
+                .unwrap_or(DEFAULT_BATCH_MAX_SIZE),
+            batch_max_wait_us: args
+                .batch_max_wait_us
+                .or(file.batch_max_wait_us)
+                .unwrap_or(2_000),
+            queue_capacity: args.queue_capacity.or(file.queue_capacity).unwrap_or(1024),
+            max_queue_wait_ms: args
+                .max_queue_wait_ms
+                .or(file.max_queue_wait_ms)
+                .unwrap_or(250),
         };
         if s.max_top_k == 0 || s.max_top_k > 10_000 {
             anyhow::bail!("max_top_k must be within 1..=10000, got {}", s.max_top_k);
@@ -151,6 +196,21 @@ impl Settings {
         }
         if s.max_message_bytes < 1024 {
             anyhow::bail!("max_message_bytes must be at least 1024");
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&s.batch_max_size) {
+            anyhow::bail!(
+                "batch_max_size must be within 1..={MAX_BATCH_SIZE}, got {}",
+                s.batch_max_size
+            );
+        }
+        if s.batch_max_wait_us > 1_000_000 {
+            anyhow::bail!(
+                "batch_max_wait_us must be at most 1000000 (one second), got {}",
+                s.batch_max_wait_us
+            );
+        }
+        if s.queue_capacity == 0 {
+            anyhow::bail!("queue_capacity must be at least 1");
         }
         Ok(s)
     }

@@ -3,11 +3,15 @@
 //!
 //! Layers, from the wire inwards: [`matcher`] (the tonic service: decoding,
 //! validation, status codes) calls [`state::ServingState`] (the gallery and
-//! the engine in use), which calls a `facegate_core` engine.
+//! request semantics), which queues 1:N searches with the batching
+//! [`dispatch::Dispatcher`]; its thread runs batches on [`engines::Engines`]
+//! (GPU or exact CPU, from `facegate_core` and `facegate_gpu`).
 
 pub mod config;
 pub mod deadline;
 pub mod demo;
+pub mod dispatch;
+pub mod engines;
 pub mod matcher;
 pub mod metrics;
 pub mod serve;

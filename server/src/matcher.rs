@@ -41,7 +41,8 @@ async fn identify_one(
         .deadline
         .map(|d| d.saturating_duration_since(clock.arrived).as_millis() as u64);
     tracing::debug!(top_k = r.top_k, ?budget_ms, "identify");
-    let ranked = state.search(&job, clock.deadline).await?;
+    let port = port_of(r.capture.as_ref());
+    let ranked = state.search(&job, port, clock.deadline).await?;
     state.identify_response(r.request_id, &job, ranked, clock.arrived)
 }
 

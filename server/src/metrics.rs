@@ -29,7 +29,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// End-to-end request latency by RPC.
     pub request_seconds: HistogramVec,
-    /// Time a search waited for an engine thread.
+    /// Time a search waited in the dispatcher queue before its batch started.
     pub queue_wait_seconds: Histogram,
     /// Time inside the engine, by engine kind (cpu, gpu).
     pub engine_seconds: HistogramVec,
@@ -37,10 +37,12 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Requests being served.
     pub in_flight: IntGauge,
-    /// Searches waiting for an engine thread.
+    /// Searches waiting in the dispatcher queue.
     pub queue_depth: IntGauge,
     /// Requests refused for load (load shedding).
     pub shed: IntCounter,
+    /// Requests whose deadline passed while queued, dropped unsearched.
+    pub queue_expired: IntCounter,
     /// Match and no-match decisions by RPC.
     pub decisions: IntCounterVec,
     /// Template rows in the gallery.
@@ -101,7 +103,7 @@ impl Metrics {
                 &r,
                 Histogram::with_opts(hist(
                     "facegate_queue_wait_seconds",
-                    "Time a search waited for an engine thread.",
+                    "Time a search waited in the dispatcher queue before its batch started.",
                 ))
                 .expect("valid"),
             ),
@@ -136,7 +138,7 @@ impl Metrics {
                 &r,
                 IntGauge::new(
                     "facegate_queue_depth",
-                    "Searches waiting for an engine thread.",
+                    "Searches waiting in the dispatcher queue.",
                 )
                 .expect("valid"),
             ),
@@ -144,6 +146,14 @@ impl Metrics {
                 &r,
                 IntCounter::new("facegate_shed_requests_total", "Requests refused for load.")
                     .expect("valid"),
+            ),
+            queue_expired: register(
+                &r,
+                IntCounter::new(
+                    "facegate_queue_expired_total",
+                    "Searches whose deadline passed while queued; dropped before the engine.",
+                )
+                .expect("valid"),
             ),
             decisions: register(
                 &r,

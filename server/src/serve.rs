@@ -12,9 +12,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
 
 use crate::config::{EngineChoice, Settings};
+use crate::engines::Accelerator;
 use crate::matcher::MatcherService;
 use crate::proto::matcher_server::MatcherServer;
-use crate::state::{Accelerator, ServingState};
+use crate::state::ServingState;
 
 /// Opens the gallery, binds, serves until a shutdown signal, then drains.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -31,12 +32,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     let gpu = open_gpu(&gallery, &settings).await?;
     let metrics = crate::metrics::Metrics::new();
-    let state = Arc::new(ServingState::new(
-        gallery,
-        gpu,
-        settings.clone(),
-        metrics.clone(),
-    ));
+    let state = Arc::new(
+        ServingState::new(gallery, gpu, settings.clone(), metrics.clone())
+            .context("starting the dispatcher thread")?,
+    );
     let info = state.info();
     tracing::info!(
         gallery = %path.display(),
@@ -46,6 +45,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         model_tag = %info.model_tag,
         generation = format!("{:016x}", info.generation),
         engine = %info.engine,
+        batch_max_size = settings.batch_max_size,
+        batch_max_wait_us = settings.batch_max_wait_us,
         "gallery open"
     );
 

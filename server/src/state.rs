@@ -2,43 +2,26 @@
 //! request semantics (validation, thresholds, deadlines) shared by every RPC.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use facegate_core::{
-    Candidate, CpuEngine, Gallery, InputError, ProbeBatch, SearchEngine, SearchError,
-};
+use facegate_core::{Gallery, InputError, ProbeBatch, SearchError};
 use tonic::Status;
 
 use crate::config::Settings;
+use crate::dispatch::{DispatchSettings, Dispatcher, Job, Searched};
+use crate::engines::{Accelerator, Engines};
 use crate::metrics::Metrics;
 use crate::proto;
 
 /// The gallery and engines behind the API.
 pub struct ServingState {
     gallery: Arc<Gallery>,
-    /// Exact CPU engine: Verify, and 1:N when there is no GPU or it failed.
-    cpu: Arc<CpuEngine>,
-    gpu: Option<Accelerator>,
-    /// Set once the GPU is given up (device lost, or repeated failures);
-    /// from then on the CPU answers.
-    gpu_failed: AtomicBool,
-    /// GPU failures since its last success.
-    gpu_strikes: AtomicU32,
+    engines: Arc<Engines>,
+    /// Batches every 1:N search.
+    dispatcher: Dispatcher,
     settings: Settings,
     metrics: Arc<Metrics>,
 }
-
-/// A GPU engine, as the serving state sees it.
-pub struct Accelerator {
-    /// The engine.
-    pub engine: Arc<dyn SearchEngine>,
-    /// GPU memory it holds, for GalleryInfo and metrics.
-    pub memory_bytes: u64,
-}
-
-/// Consecutive GPU failures after which the CPU takes over for good.
-pub const GPU_STRIKES: u32 = 3;
 
 /// One validated 1:N request.
 pub struct IdentifyJob {
@@ -48,27 +31,19 @@ pub struct IdentifyJob {
     threshold: f32,
 }
 
-/// A search result with the time the engine took.
-pub struct Ranked {
-    /// Best first.
-    pub candidates: Vec<Candidate>,
-    /// Time inside the engine.
-    pub engine_time: Duration,
-}
-
 fn invalid(e: InputError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
 impl ServingState {
-    /// Serves `gallery` with the CPU engine, and the GPU engine when given.
+    /// Serves `gallery` with the CPU engine, and the GPU engine when given;
+    /// starts the dispatcher thread.
     pub fn new(
         gallery: Arc<Gallery>,
         gpu: Option<Accelerator>,
         settings: Settings,
         metrics: Arc<Metrics>,
-    ) -> ServingState {
-        let cpu = Arc::new(CpuEngine::new(gallery.clone()));
+    ) -> std::io::Result<ServingState> {
         let h = gallery.header();
         metrics.gallery_rows.set(h.rows as i64);
         metrics.gallery_subjects.set(h.subjects as i64);
@@ -81,40 +56,29 @@ impl ServingState {
                 h.scan_type.name(),
             ])
             .set(1);
-        let state = ServingState {
+        let engines = Arc::new(Engines::new(gallery.clone(), gpu, metrics.clone()));
+        let dispatcher = Dispatcher::start(
+            engines.clone(),
+            DispatchSettings {
+                max_batch: settings.batch_max_size,
+                max_wait: Duration::from_micros(settings.batch_max_wait_us),
+                capacity: settings.queue_capacity,
+                max_queue_wait: Duration::from_millis(settings.max_queue_wait_ms),
+            },
+            metrics.clone(),
+        )?;
+        Ok(ServingState {
             gallery,
-            cpu,
-            gpu,
-            gpu_failed: AtomicBool::new(false),
-            gpu_strikes: AtomicU32::new(0),
+            engines,
+            dispatcher,
             settings,
             metrics,
-        };
-        state.publish_engine();
-        state
-    }
-
-    /// Publishes which engine answers, and its GPU memory.
-    fn publish_engine(&self) {
-        self.metrics.set_engine(&self.engine_name());
-        self.metrics
-            .gpu_memory_bytes
-            .set(self.live_gpu().map_or(0, |g| g.memory_bytes as i64));
-        self.metrics
-            .engine_fallback
-            .set(i64::from(self.gpu.is_some() && self.live_gpu().is_none()));
+        })
     }
 
     /// The metrics this state records into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    /// The GPU engine, unless there is none or it was given up.
-    fn live_gpu(&self) -> Option<&Accelerator> {
-        self.gpu
-            .as_ref()
-            .filter(|_| !self.gpu_failed.load(Ordering::SeqCst))
     }
 
     /// The gallery served.
@@ -124,10 +88,7 @@ impl ServingState {
 
     /// The name of the engine answering 1:N now.
     pub fn engine_name(&self) -> String {
-        match self.live_gpu() {
-            Some(g) => g.engine.describe(),
-            None => self.cpu.describe(),
-        }
+        self.engines.engine_name()
     }
 
     /// The settings in force.
@@ -181,84 +142,31 @@ impl ServingState {
         })
     }
 
-    /// Runs a search off the async runtime, giving up at `deadline`.
+    /// Queues a search from `port` with the dispatcher and waits for its
+    /// batch, giving up at `deadline` (a late answer is never an OK).
     pub async fn search(
         &self,
         job: &IdentifyJob,
+        port: &str,
         deadline: Option<Instant>,
-    ) -> Result<Ranked, Status> {
-        let engine: Arc<dyn SearchEngine> = match self.live_gpu() {
-            Some(g) => g.engine.clone(),
-            None => self.cpu.clone(),
+    ) -> Result<Searched, Status> {
+        let reply = self.dispatcher.submit(
+            port,
+            Job {
+                probe: Arc::clone(&job.probe),
+                top_k: job.top_k,
+                deadline,
+            },
+        )?;
+        let answer = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), reply)
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded("deadline passed before the search finished")
+                })?,
+            None => reply.await,
         };
-        let probe = Arc::clone(&job.probe);
-        let k = job.top_k;
-        // Decided here, not from the engine's name, to keep the path allocation-free.
-        let kind = if self.live_gpu().is_some() {
-            "gpu"
-        } else {
-            "cpu"
-        };
-        let worker = engine.clone();
-        let metrics = self.metrics.clone();
-        let submitted = Instant::now();
-        metrics.queue_depth.inc();
-        let task = tokio::task::spawn_blocking(move || {
-            metrics.queue_depth.dec();
-            metrics
-                .queue_wait_seconds
-                .observe(submitted.elapsed().as_secs_f64());
-            metrics.batch_size.observe(probe.len() as f64);
-
-            let _timer = metrics
-                .engine_seconds
-                .with_label_values(&[kind])
-                .start_timer();
-            let t = Instant::now();
-            worker.search(&probe, k).map(|mut r| Ranked {
-                candidates: r.pop().unwrap_or_default(),
-                engine_time: t.elapsed(),
-            })
-        });
-        let joined = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), task).await.map_err(|_| {
-                Status::deadline_exceeded("deadline passed before the search finished")
-            })?,
-            None => task.await,
-        };
-        let on_gpu = self.live_gpu().is_some();
-        let result = match joined {
-            Ok(r) => r,
-            // A panic inside an engine is a failure of that engine.
-            Err(_) => Err(SearchError::Unavailable("search task panicked".into())),
-        };
-        match result {
-            Ok(r) => {
-                if on_gpu {
-                    self.gpu_strikes.store(0, Ordering::SeqCst);
-                }
-                Ok(r)
-            }
-            Err(e @ SearchError::Unavailable(_)) if on_gpu => {
-                self.gpu_error(&engine, &e);
-                Err(search_status(e))
-            }
-            Err(e) => Err(search_status(e)),
-        }
-    }
-
-    /// Counts a GPU failure; gives the GPU up when its device is lost or it
-    /// failed [`GPU_STRIKES`] times in a row. The failed request is answered
-    /// UNAVAILABLE so that the port retries it (on the CPU, if given up).
-    fn gpu_error(&self, engine: &Arc<dyn SearchEngine>, e: &SearchError) {
-        let strikes = self.gpu_strikes.fetch_add(1, Ordering::SeqCst) + 1;
-        if engine.is_lost() || strikes >= GPU_STRIKES {
-            self.gpu_failed.store(true, Ordering::SeqCst);
-            self.publish_engine();
-            tracing::error!(error = %e, strikes, "GPU engine given up: falling back to the CPU engine");
-        } else {
-            tracing::warn!(error = %e, strikes, "GPU search failed");
-        }
+        answer.map_err(|_| Status::unavailable("search dropped by the dispatcher; retry"))?
     }
 
     /// Builds the response to a finished Identify.
@@ -266,7 +174,7 @@ impl ServingState {
         &self,
         request_id: String,
         job: &IdentifyJob,
-        ranked: Ranked,
+        ranked: Searched,
         arrived: Instant,
     ) -> Result<proto::IdentifyResponse, Status> {
         let mut candidates = Vec::with_capacity(ranked.candidates.len());
@@ -290,11 +198,7 @@ impl ServingState {
             candidates,
             request_id,
             threshold: job.threshold,
-            timing: Some(timing(
-                total.saturating_sub(ranked.engine_time),
-                ranked.engine_time,
-                total,
-            )),
+            timing: Some(timing(ranked.queue_time, ranked.engine_time, total)),
             gallery_generation: self.gallery.header().generation,
             error: None,
         })
@@ -319,7 +223,8 @@ impl ServingState {
             .ok_or_else(|| Status::not_found("no such subject in the gallery"))?;
         let t = Instant::now();
         let best = self
-            .cpu
+            .engines
+            .cpu()
             .score_subject(&probe, 0, subject)
             .map_err(search_status)?;
         let templates = self
@@ -358,7 +263,7 @@ impl ServingState {
             default_threshold: self.settings.default_threshold,
             max_top_k: self.settings.max_top_k,
             exact_rescore: h.has_rescore,
-            gpu_memory_bytes: self.live_gpu().map_or(0, |g| g.memory_bytes),
+            gpu_memory_bytes: self.engines.gpu_memory_bytes(),
         }
     }
 }
@@ -378,7 +283,8 @@ fn gallery_status(e: facegate_core::GalleryError) -> Status {
     Status::internal("gallery data error; the operator has been alerted")
 }
 
-fn search_status(e: SearchError) -> Status {
+/// The status a failed search answers with.
+pub(crate) fn search_status(e: SearchError) -> Status {
     match e {
         SearchError::Input(e) => invalid(e),
         SearchError::Gallery(e) => gallery_status(e),
@@ -393,7 +299,9 @@ fn search_status(e: SearchError) -> Status {
 mod tests {
     use super::*;
     use crate::config::{ServeArgs, Settings};
+    use crate::engines::GPU_STRIKES;
     use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+    use facegate_core::{Candidate, SearchEngine};
 
     /// An engine that always fails, like a GPU in trouble.
     struct Broken;
@@ -438,7 +346,8 @@ mod tests {
             Some(gpu),
             Settings::resolve(ServeArgs::default()).unwrap(),
             metrics.clone(),
-        );
+        )
+        .unwrap();
         assert_eq!(metrics.gpu_memory_bytes.get(), 123);
         assert_eq!(state.info().engine, "gpu/broken");
         assert_eq!(state.info().gpu_memory_bytes, 123);
@@ -450,7 +359,7 @@ mod tests {
         };
         let job = state.identify_job(&req).unwrap();
         for _ in 0..GPU_STRIKES {
-            let err = state.search(&job, None).await.err().unwrap();
+            let err = state.search(&job, "p", None).await.err().unwrap();
             assert_eq!(err.code(), tonic::Code::Unavailable);
         }
         assert!(
@@ -459,6 +368,14 @@ mod tests {
             state.info().engine
         );
         assert_eq!(state.info().gpu_memory_bytes, 0);
-        assert_eq!(state.search(&job, None).await.unwrap().candidates.len(), 3);
+        assert_eq!(
+            state
+                .search(&job, "p", None)
+                .await
+                .unwrap()
+                .candidates
+                .len(),
+            3
+        );
     }
 }

@@ -548,6 +548,9 @@ async fn deadlines_give_deadline_exceeded_never_a_late_answer() {
                 );
             }
             Err((Code::DeadlineExceeded, _)) => exceeded += 1,
+            // Refused on arrival because it could not finish in time: also
+            // never a late answer.
+            Err((Code::ResourceExhausted, _)) => exceeded += 1,
             // tonic's client enforces the same header; on a saturated machine
             // its timer may fire before the server's refusal is read. That is
             // the client's deadline, never earlier than the timeout.
@@ -561,6 +564,66 @@ async fn deadlines_give_deadline_exceeded_never_a_late_answer() {
         "{ok} answered in time, {exceeded} DEADLINE_EXCEEDED from the server, {client_timer} client-side timeouts"
     );
     assert!(exceeded > 0, "the server never answered DEADLINE_EXCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_from_many_ports_is_batched_and_the_excess_is_shed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 512;
+    let server = Server::start(
+        &large_gallery(dir.path(), 200_000, dim),
+        &["--max-queue-wait-ms", "30", "--batch-max-size", "16"],
+    );
+    let c = server.client().await;
+    let probe =
+        |j: usize| -> Vec<f32> { (0..dim).map(|i| ((i * 31 + j) % 17) as f32 - 8.0).collect() };
+    // One search first, so the dispatcher knows how long a batch takes.
+    c.clone()
+        .identify(identify(probe(0), 5, "warm"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for j in 0..240 {
+        let mut c = c.clone();
+        let p = probe(j);
+        tasks.push(tokio::spawn(async move {
+            let mut req = identify(p, 5, &format!("b{j}"));
+            req.capture = Some(facegate_server::proto::CaptureContext {
+                port_id: format!("port-{}", j % 8),
+                ..Default::default()
+            });
+            let t = std::time::Instant::now();
+            let r = c.identify(req).await;
+            (r.map(|_| ()).map_err(|s| s.code()), t.elapsed())
+        }));
+    }
+    let (mut ok, mut shed) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (Ok(()), _) => ok += 1,
+            (Err(Code::ResourceExhausted), _) => shed += 1,
+            (Err(other), elapsed) => panic!("unexpected {other:?} after {elapsed:?}"),
+        }
+    }
+    println!("{ok} answered, {shed} shed");
+    assert!(ok > 0 && shed > 0, "{ok} answered, {shed} shed");
+    let text = http_get(&server.metrics).await;
+    assert_eq!(sample(&text, "facegate_shed_requests_total"), shed as f64);
+    let batches = sample(&text, "facegate_batch_size_count");
+    let probes = sample(&text, "facegate_batch_size_sum");
+    assert_eq!(
+        probes,
+        (ok + 1) as f64,
+        "every answered probe ran in a batch"
+    );
+    assert!(
+        probes / batches > 2.0,
+        "{probes} probes in {batches} batches: requests were not batched"
+    );
+    assert!(
+        sample(&text, "facegate_batch_size_bucket{le=\"16\"}") == batches,
+        "a batch exceeded --batch-max-size 16"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

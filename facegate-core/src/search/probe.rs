@@ -64,6 +64,35 @@ impl ProbeBatch {
         ProbeBatch::new(dim, probe)
     }
 
+    /// Joins prepared batches into one, in order, without normalising or
+    /// quantising again: the server prepares each request's probe on arrival
+    /// and the dispatcher then batches probes from many requests.
+    ///
+    /// Errors when `parts` is empty or the parts differ in dimension.
+    pub fn gather<'a>(
+        parts: impl IntoIterator<Item = &'a ProbeBatch>,
+    ) -> Result<ProbeBatch, InputError> {
+        let mut out: Option<ProbeBatch> = None;
+        for p in parts {
+            match &mut out {
+                None => out = Some(p.clone()),
+                Some(o) => {
+                    if o.dim != p.dim {
+                        return Err(InputError::Dimension {
+                            what: "probe".into(),
+                            expected: o.dim,
+                            actual: p.dim,
+                        });
+                    }
+                    o.unit.extend_from_slice(&p.unit);
+                    o.quant.extend_from_slice(&p.quant);
+                    o.scales.extend_from_slice(&p.scales);
+                }
+            }
+        }
+        out.ok_or_else(|| InputError::BadParameter("no probes to gather".into()))
+    }
+
     /// Number of probes.
     pub fn len(&self) -> usize {
         self.scales.len()
@@ -90,5 +119,29 @@ impl ProbeBatch {
             &self.quant[i * self.dim..(i + 1) * self.dim],
             self.scales[i],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_equals_preparing_the_batch_at_once() {
+        let raw: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).sin()).collect();
+        let whole = ProbeBatch::new(4, &raw).unwrap();
+        let parts: Vec<ProbeBatch> = raw
+            .chunks(4)
+            .map(|c| ProbeBatch::single(4, c).unwrap())
+            .collect();
+        let joined = ProbeBatch::gather(&parts).unwrap();
+        assert_eq!(joined.len(), 3);
+        for i in 0..3 {
+            assert_eq!(joined.unit(i), whole.unit(i));
+            assert_eq!(joined.quantized(i), whole.quantized(i));
+        }
+        assert!(ProbeBatch::gather([]).is_err());
+        let other = ProbeBatch::single(3, &[1.0, 0.0, 0.0]).unwrap();
+        assert!(ProbeBatch::gather([&parts[0], &other]).is_err());
     }
 }

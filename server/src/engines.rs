@@ -1,0 +1,151 @@
+//! The engines behind 1:N search and which of them answers: the GPU while it
+//! works, the exact CPU engine otherwise.
+//!
+//! Shared by the dispatcher thread (which runs the searches) and the serving
+//! state (which reports the engine in GalleryInfo and answers Verify on the
+//! CPU engine).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use facegate_core::{Candidate, CpuEngine, Gallery, ProbeBatch, SearchEngine, SearchError};
+
+use crate::metrics::Metrics;
+
+/// A GPU engine, as the server sees it.
+pub struct Accelerator {
+    /// The engine.
+    pub engine: Arc<dyn SearchEngine>,
+    /// GPU memory it holds, for GalleryInfo and metrics.
+    pub memory_bytes: u64,
+}
+
+/// Consecutive GPU failures after which the CPU takes over for good.
+pub const GPU_STRIKES: u32 = 3;
+
+/// The CPU engine, the optional GPU engine, and the GPU's health.
+pub struct Engines {
+    cpu: Arc<CpuEngine>,
+    gpu: Option<Accelerator>,
+    /// Set once the GPU is given up (device lost, or repeated failures);
+    /// from then on the CPU answers.
+    gpu_failed: AtomicBool,
+    /// GPU failures since its last success.
+    gpu_strikes: AtomicU32,
+    metrics: Arc<Metrics>,
+}
+
+/// One engine call's answers, with the time it took.
+pub struct BatchResult {
+    /// Per probe, best first.
+    pub candidates: Vec<Vec<Candidate>>,
+    /// Time inside the engine.
+    pub engine_time: Duration,
+}
+
+impl Engines {
+    /// The engines over `gallery`; publishes which one answers.
+    pub fn new(gallery: Arc<Gallery>, gpu: Option<Accelerator>, metrics: Arc<Metrics>) -> Self {
+        let e = Engines {
+            cpu: Arc::new(CpuEngine::new(gallery)),
+            gpu,
+            gpu_failed: AtomicBool::new(false),
+            gpu_strikes: AtomicU32::new(0),
+            metrics,
+        };
+        e.publish();
+        e
+    }
+
+    /// The exact CPU engine (Verify uses it directly).
+    pub fn cpu(&self) -> &CpuEngine {
+        &self.cpu
+    }
+
+    /// The GPU engine, unless there is none or it was given up.
+    fn live_gpu(&self) -> Option<&Accelerator> {
+        self.gpu
+            .as_ref()
+            .filter(|_| !self.gpu_failed.load(Ordering::SeqCst))
+    }
+
+    /// The name of the engine answering 1:N now.
+    pub fn engine_name(&self) -> String {
+        match self.live_gpu() {
+            Some(g) => g.engine.describe(),
+            None => self.cpu.describe(),
+        }
+    }
+
+    /// GPU memory held by the engine answering, 0 for the CPU.
+    pub fn gpu_memory_bytes(&self) -> u64 {
+        self.live_gpu().map_or(0, |g| g.memory_bytes)
+    }
+
+    /// Publishes which engine answers, and its GPU memory.
+    fn publish(&self) {
+        self.metrics.set_engine(&self.engine_name());
+        self.metrics
+            .gpu_memory_bytes
+            .set(self.gpu_memory_bytes() as i64);
+        self.metrics
+            .engine_fallback
+            .set(i64::from(self.gpu.is_some() && self.live_gpu().is_none()));
+    }
+
+    /// Searches a batch on the engine in use, blocking the calling thread.
+    ///
+    /// A GPU failure fails this batch with `Unavailable` and counts a strike;
+    /// the GPU is given up on device loss or after [`GPU_STRIKES`] failures
+    /// in a row, and later batches run on the CPU. A panic inside an engine
+    /// is caught and treated as that engine failing, so it cannot take the
+    /// dispatcher down.
+    pub fn search(&self, probes: &ProbeBatch, top_k: usize) -> Result<BatchResult, SearchError> {
+        let gpu = self.live_gpu();
+        let (engine, kind): (&dyn SearchEngine, &str) = match gpu {
+            Some(g) => (g.engine.as_ref(), "gpu"),
+            None => (self.cpu.as_ref(), "cpu"),
+        };
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.search(probes, top_k)
+        }))
+        .unwrap_or_else(|_| Err(SearchError::Unavailable("search engine panicked".into())));
+        let engine_time = started.elapsed();
+        self.metrics
+            .engine_seconds
+            .with_label_values(&[kind])
+            .observe(engine_time.as_secs_f64());
+        match result {
+            Ok(candidates) => {
+                if gpu.is_some() {
+                    self.gpu_strikes.store(0, Ordering::SeqCst);
+                }
+                Ok(BatchResult {
+                    candidates,
+                    engine_time,
+                })
+            }
+            Err(e @ SearchError::Unavailable(_)) if gpu.is_some() => {
+                self.gpu_error(engine, &e);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Counts a GPU failure; gives the GPU up when its device is lost or it
+    /// failed [`GPU_STRIKES`] times in a row. The failed requests are answered
+    /// UNAVAILABLE so that ports retry them (on the CPU, if given up).
+    fn gpu_error(&self, engine: &dyn SearchEngine, e: &SearchError) {
+        let strikes = self.gpu_strikes.fetch_add(1, Ordering::SeqCst) + 1;
+        if engine.is_lost() || strikes >= GPU_STRIKES {
+            self.gpu_failed.store(true, Ordering::SeqCst);
+            self.publish();
+            tracing::error!(error = %e, strikes, "GPU engine given up: falling back to the CPU engine");
+        } else {
+            tracing::warn!(error = %e, strikes, "GPU search failed");
+        }
+    }
+}
