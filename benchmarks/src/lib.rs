@@ -1,4 +1,7 @@
-//! What the benchmark binaries share: synthetic galleries of noise rows.
+//! What the benchmark binaries share: synthetic galleries of noise rows, and
+//! the load generator's machinery ([`load`]).
+
+pub mod load;
 
 use std::path::Path;
 use std::sync::Arc;
