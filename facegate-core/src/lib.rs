@@ -5,7 +5,8 @@
 //! - [`search`]: the engines that answer 1:N and 1:1 queries over it;
 //! - [`kernels`]: the SIMD dot products the CPU engine is built on;
 //! - [`npy`] and [`ids`]: the interchange files data engineers hand us;
-//! - [`synth`]: a synthetic population for demos, tests and benchmarks.
+//! - [`synth`]: a synthetic population for demos, tests and benchmarks;
+//! - [`wal`]: the write-ahead log of online enrolments and removals.
 
 pub mod error;
 pub mod format;
@@ -15,6 +16,7 @@ pub mod npy;
 pub mod quantize;
 pub mod search;
 pub mod synth;
+pub mod wal;
 
 pub use error::{GalleryError, InputError};
 pub use format::{ElementType, Gallery};
