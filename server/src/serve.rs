@@ -84,7 +84,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(matcher)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(no_delay(listener), async {
             let _ = stop_rx.await;
         });
     let mut server = tokio::spawn(server);
@@ -107,6 +107,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: answers are small and
+/// must leave at once (tonic does not apply `tcp_nodelay` to a listener it
+/// did not bind), or a delayed ACK can hold one back for ~40 ms.
+fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn
+            && let Err(e) = c.set_nodelay(true)
+        {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        conn
+    })
 }
 
 /// The GPU engine the settings ask for: required for `gpu`, tried for `auto`.
