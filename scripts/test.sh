@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need: Mesa's software Vulkan driver (lavapipe),
-# on which every WGSL kernel runs in the tests, and Prometheus (promtool
-# lints the server's metrics).
-APT_PACKAGES=(mesa-vulkan-drivers libvulkan1 prometheus)
+# on which every WGSL kernel runs in the tests, Prometheus (promtool lints the
+# server's metrics), and what building Faiss from source takes (the
+# side-by-side test against IndexFlatIP).
+APT_PACKAGES=(mesa-vulkan-drivers libvulkan1 prometheus cmake g++ libopenblas-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -32,4 +33,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Builds target/debug/facegate and facegate-index, which the Python test runs.
 cargo test --workspace --locked
+# Faiss side by side. Same profile as the tests above, so only Faiss itself is
+# built on top (once, a few minutes); the feature keeps it out of everything else.
+cargo test -p facegate-benchmarks --features faiss --test faiss_side_by_side --locked
 python3 -m pytest -q server/tests/python

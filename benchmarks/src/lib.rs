@@ -1,6 +1,8 @@
 //! What the benchmark binaries share: synthetic galleries of noise rows, and
 //! the load generator's machinery ([`load`]).
 
+#[cfg(feature = "faiss")]
+pub mod faiss_peer;
 pub mod load;
 
 use std::path::Path;
@@ -20,10 +22,17 @@ pub struct NoiseRows {
 impl NoiseRows {
     /// `rows` rows of `dim` values in [-0.5, 0.5).
     pub fn new(rows: usize, dim: usize) -> Self {
+        Self::with_seed(rows, dim, 0)
+    }
+
+    /// Another stream of noise rows (probes that differ from the gallery).
+    pub fn with_seed(rows: usize, dim: usize, seed: u64) -> Self {
         NoiseRows {
             dim,
             rows,
-            state: 0x9e37_79b9_7f4a_7c15,
+            // xorshift must not start at zero; the golden-ratio constant
+            // keeps seed 0 equal to what `new` always produced.
+            state: (0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0xbf58_476d_1ce4_e5b9)) | 1,
         }
     }
 }
