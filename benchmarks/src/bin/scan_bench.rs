@@ -29,6 +29,9 @@ struct Args {
     /// Batch sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     batches: Vec<usize>,
+    /// Scan element types to measure (int8, f32).
+    #[arg(long, value_delimiter = ',', default_value = "int8,f32")]
+    types: Vec<String>,
     /// Timed repetitions per case (the median is reported).
     #[arg(long, default_value_t = 7)]
     repeats: usize,
@@ -91,6 +94,35 @@ fn memory_read_bandwidth(buf: &[u64], repeats: usize) -> f64 {
     std::mem::size_of_val(buf) as f64 / best / 1e9
 }
 
+/// Top-1 answers of the int8 (+ f16 re-score) gallery against the f32
+/// gallery's exact ones, for the largest batch: both galleries hold the same
+/// noise rows, so this checks in the same run that the batched int8
+/// pre-selection (7-bit probes) keeps the best subject.
+#[derive(serde::Serialize)]
+struct Agreement {
+    batch: usize,
+    same_top1: usize,
+    /// Largest f32 exact score shortfall of the int8 top-1 subject where the
+    /// two differ (else 0): near-ties within the f16 re-score's rounding
+    /// show as a few 1e-5.
+    max_shortfall: f32,
+}
+
+/// `count` distinct pseudo-random probes (a hash of the element index, so
+/// every batch size sees the same first probes).
+fn bench_probes(count: usize, dim: usize) -> Vec<f32> {
+    (0..(count * dim) as u64)
+        .map(|i| {
+            // splitmix64
+            let mut z = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -134,7 +166,20 @@ fn main() -> anyhow::Result<()> {
     let bw_buf = bandwidth_buffer(1 << 30);
     let bw_before = memory_read_bandwidth(&bw_buf, 5);
     let mut cases = Vec::new();
-    for ty in [ElementType::Int8, ElementType::F32] {
+    let mut types = Vec::new();
+    for t in &args.types {
+        types.push(match t.as_str() {
+            "int8" => ElementType::Int8,
+            "f32" => ElementType::F32,
+            other => anyhow::bail!("unknown scan type {other:?} (int8 or f32)"),
+        });
+    }
+    // The int8 top-1 (subject id) of each probe of the largest batch, then
+    // the comparison with f32 exact.
+    let agree_batch = args.batches.iter().copied().max().unwrap_or(0);
+    let mut int8_top1: Option<Vec<String>> = None;
+    let mut agreement: Option<Agreement> = None;
+    for ty in types {
         let g = build(tmp.path(), &args, ty)?;
         let bytes = scan_bytes(&g);
         let mut kernel_sets = vec![Kernels::detect()];
@@ -144,9 +189,7 @@ fn main() -> anyhow::Result<()> {
         for kernels in kernel_sets {
             let engine = CpuEngine::with_kernels(g.clone(), kernels);
             for &b in &args.batches {
-                let probes: Vec<f32> = (0..b * args.dim)
-                    .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-                    .collect();
+                let probes = bench_probes(b, args.dim);
                 let batch = ProbeBatch::new(args.dim, &probes).context("probes")?;
                 engine.search(&batch, args.top_k)?; // warm-up: pages the rows in
                 let times: Vec<f64> = (0..args.repeats)
@@ -171,6 +214,33 @@ fn main() -> anyhow::Result<()> {
                     gops: 2.0 * (args.rows * args.dim * b) as f64 / t / 1e9,
                 });
                 eprintln!("{ty} {} batch {b}: {:.1} ms", kernels.name, t * 1e3);
+                if b == agree_batch && kernels.name == Kernels::detect().name {
+                    let answers = engine.search(&batch, args.top_k)?;
+                    if ty == ElementType::Int8 {
+                        int8_top1 = Some(
+                            answers
+                                .iter()
+                                .map(|a| g.subject_id(a[0].subject).map(str::to_string))
+                                .collect::<Result<_, _>>()?,
+                        );
+                    } else if let Some(int8) = &int8_top1 {
+                        let mut a = Agreement {
+                            batch: b,
+                            same_top1: 0,
+                            max_shortfall: 0.0,
+                        };
+                        for (j, (exact, id)) in answers.iter().zip(int8).enumerate() {
+                            if g.subject_id(exact[0].subject)? == id {
+                                a.same_top1 += 1;
+                            } else {
+                                let s = g.find_subject(id)?.context("subject missing")?;
+                                let theirs = engine.score_subject(&batch, j, s)?.score;
+                                a.max_shortfall = a.max_shortfall.max(exact[0].score - theirs);
+                            }
+                        }
+                        agreement = Some(a);
+                    }
+                }
             }
         }
         drop(g);
@@ -205,12 +275,28 @@ fn main() -> anyhow::Result<()> {
             c.gops
         );
     }
+    if let Some(a) = &agreement {
+        println!(
+            "\nint8 + re-score against f32 exact, batch {}: same top-1 subject for {}/{} probes{}",
+            a.batch,
+            a.same_top1,
+            a.batch,
+            if a.same_top1 < a.batch {
+                format!(
+                    "; where they differ, the int8 answer's exact score is at most {:.1e} below the best",
+                    a.max_shortfall
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "rows": args.rows, "dim": args.dim, "threads": threads,
-                "memory_read_gb_per_s": bw, "cases": cases,
+                "memory_read_gb_per_s": bw, "cases": cases, "agreement": agreement,
             }))?
         );
     }

@@ -3,7 +3,10 @@
 //!
 //! Rows are visited in tiles small enough to stay in L1 while every probe of
 //! the batch is scored against them, so each row is read from memory once per
-//! batch, not once per probe.
+//! batch, not once per probe. The int8 pre-selection scan scores the whole
+//! batch against a tile with one call of the register-blocked batch kernel
+//! ([`crate::kernels::I8BatchBlock`]), which makes a batch compute bound at
+//! several times the per-probe rate of a single probe.
 
 use std::sync::Arc;
 
@@ -14,7 +17,7 @@ use super::topk::{Candidate, SubjectTopK, sort_ranked};
 use super::{ProbeBatch, SearchEngine, SearchError};
 use crate::error::InputError;
 use crate::format::{Gallery, ScanRows};
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, NarrowProbes};
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough
 /// to balance the load over cores.
@@ -23,8 +26,10 @@ const CHUNK_ROWS: usize = 16 * 1024;
 const TILE_ROWS: usize = 32;
 
 /// How many distinct subjects the int8 scan keeps for exact re-scoring when
-/// `k` are asked for: int8 scores are within about 1e-3 of the exact ones, so a
-/// margin of a few dozen subjects holds every true top-k subject.
+/// `k` are asked for: int8 scan scores (7-bit probes against 8-bit rows) are
+/// typically within 1e-3 of the exact ones (rms 4e-4 to 7e-4 at 512
+/// dimensions, rarely a few 1e-3), so a margin of a few dozen subjects holds
+/// every true top-k subject.
 pub fn rescore_pool(k: usize) -> usize {
     (2 * k).max(k + 32)
 }
@@ -132,92 +137,162 @@ impl CpuEngine {
         Ok(())
     }
 
-    /// Scans rows `[start, end)` for every probe; `score_tile(b, first, out)`
-    /// fills the scores of probe `b` against rows `first..first + out.len()`.
+    /// Scans rows `[start, end)` for every probe into `tops` (one per probe);
+    /// `score_tile(first, t, out)` fills `out[b * t + j]` with the score of
+    /// probe `b` against row `first + j`, for `j < t`.
     fn scan_range(
         &self,
-        probes: &ProbeBatch,
+        tops: &mut [SubjectTopK],
         start: usize,
         end: usize,
-        pool: usize,
         mut score_tile: impl FnMut(usize, usize, &mut [f32]),
-    ) -> Result<Vec<SubjectTopK>, SearchError> {
-        let mut tops = vec![SubjectTopK::new(pool); probes.len()];
-        let mut scores = [0f32; TILE_ROWS];
+    ) -> Result<(), SearchError> {
+        let count = tops.len();
+        let mut scores = vec![0f32; count * TILE_ROWS];
         let mut first = start;
         while first < end {
             let t = TILE_ROWS.min(end - first);
-            for (b, top) in tops.iter_mut().enumerate() {
-                score_tile(b, first, &mut scores[..t]);
-                for (j, &score) in scores[..t].iter().enumerate() {
-                    let row = (first + j) as u32;
-                    if top.admits(score, row) {
-                        let subject = self.gallery.row_subject(row as usize)?;
-                        top.insert(Candidate {
-                            subject,
-                            row,
-                            score,
-                        });
-                    }
-                }
+            let scores = &mut scores[..count * t];
+            score_tile(first, t, scores);
+            for (top, tile) in tops.iter_mut().zip(scores.chunks_exact(t)) {
+                self.admit_tile(top, first, tile)?;
             }
             first += t;
         }
-        Ok(tops)
+        Ok(())
     }
 
+    /// Offers the scores of rows `first..first + scores.len()` to `top`.
+    ///
+    /// Once `top` is full almost no row enters, so the tile's best score is
+    /// checked first: `admits` only gets easier with a higher score or an
+    /// earlier row, so if the best score with the tile's first row cannot
+    /// enter, no row of the tile can, and the per-row checks are skipped.
+    fn admit_tile(
+        &self,
+        top: &mut SubjectTopK,
+        first: usize,
+        scores: &[f32],
+    ) -> Result<(), SearchError> {
+        // Eight lanes and a plain comparison (NaN, never admitted, is
+        // skipped), so that the maximum compiles to vector `max` instructions.
+        let mut lanes = [f32::NEG_INFINITY; 8];
+        let mut eights = scores.chunks_exact(8);
+        for c in &mut eights {
+            for (m, &x) in lanes.iter_mut().zip(c) {
+                *m = if x > *m { x } else { *m };
+            }
+        }
+        for (m, &x) in lanes.iter_mut().zip(eights.remainder()) {
+            *m = if x > *m { x } else { *m };
+        }
+        let best = lanes
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        if !top.admits(best, first as u32) {
+            return Ok(());
+        }
+        for (j, &score) in scores.iter().enumerate() {
+            let row = (first + j) as u32;
+            if top.admits(score, row) {
+                let subject = self.gallery.row_subject(row as usize)?;
+                top.insert(Candidate {
+                    subject,
+                    row,
+                    score,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans one chunk of rows. `narrow` holds the batch quantised for the
+    /// int8 batch kernel when the gallery is int8 and its candidates are
+    /// re-scored exactly; int8 galleries without re-score rows keep the 8-bit
+    /// probes, whose scan scores are the final ones.
     fn scan_chunk(
         &self,
         probes: &ProbeBatch,
+        narrow: Option<&NarrowProbes>,
         chunk: usize,
-        pool: usize,
-    ) -> Result<Vec<SubjectTopK>, SearchError> {
+        tops: &mut [SubjectTopK],
+    ) -> Result<(), SearchError> {
         let start = chunk * CHUNK_ROWS;
         let end = (start + CHUNK_ROWS).min(self.gallery.rows());
         let dim = self.gallery.dim();
+        let count = probes.len();
         let k = self.kernels;
         let tile = |data_len: usize, stride: usize, first: usize, t: usize| {
             (first * stride)..((first + t - 1) * stride + dim).min(data_len)
         };
-        match self.gallery.scan_rows() {
-            ScanRows::Int8 {
-                data,
-                scales,
-                stride,
-            } => {
-                let mut dots = [0i32; TILE_ROWS];
-                self.scan_range(probes, start, end, pool, |b, first, out| {
-                    let (q, s) = probes.quantized(b);
-                    let t = out.len();
-                    (k.i8_block)(
-                        q,
+        match (self.gallery.scan_rows(), narrow) {
+            (
+                ScanRows::Int8 {
+                    data,
+                    scales,
+                    stride,
+                },
+                Some(narrow),
+            ) => {
+                // Every probe against the tile in one call: the batch kernel
+                // reuses each loaded chunk across probes and rows.
+                let mut dots = vec![0i32; count * TILE_ROWS];
+                self.scan_range(tops, start, end, |first, t, out| {
+                    let dots = &mut dots[..out.len()];
+                    (k.i8_batch_block)(
+                        narrow,
                         &data[tile(data.len(), stride, first, t)],
                         stride,
-                        &mut dots[..t],
+                        dots,
                     );
-                    for ((o, &d), &rs) in out
-                        .iter_mut()
-                        .zip(&dots[..t])
-                        .zip(&scales[first..first + t])
+                    let row_scales = &scales[first..first + t];
+                    for (b, (out, dots)) in out
+                        .chunks_exact_mut(t)
+                        .zip(dots.chunks_exact(t))
+                        .enumerate()
                     {
-                        *o = d as f32 * s * rs;
+                        let s = narrow.scale(b);
+                        for ((o, &d), &rs) in out.iter_mut().zip(dots).zip(row_scales) {
+                            *o = d as f32 * s * rs;
+                        }
                     }
                 })
             }
-            ScanRows::F16 { data, stride } => {
-                self.scan_range(probes, start, end, pool, |b, first, out| {
-                    let rows: &[f16] = &data[tile(data.len(), stride, first, out.len())];
-                    (k.f16_block)(probes.unit(b), rows, stride, out);
+            (
+                ScanRows::Int8 {
+                    data,
+                    scales,
+                    stride,
+                },
+                None,
+            ) => {
+                let mut dots = [0i32; TILE_ROWS];
+                self.scan_range(tops, start, end, |first, t, out| {
+                    let rows = &data[tile(data.len(), stride, first, t)];
+                    let row_scales = &scales[first..first + t];
+                    for (b, out) in out.chunks_exact_mut(t).enumerate() {
+                        let (q, s) = probes.quantized(b);
+                        (k.i8_block)(q, rows, stride, &mut dots[..t]);
+                        for ((o, &d), &rs) in out.iter_mut().zip(&dots[..t]).zip(row_scales) {
+                            *o = d as f32 * s * rs;
+                        }
+                    }
                 })
             }
-            ScanRows::F32 { data, stride } => {
-                self.scan_range(probes, start, end, pool, |b, first, out| {
-                    (k.f32_block)(
-                        probes.unit(b),
-                        &data[tile(data.len(), stride, first, out.len())],
-                        stride,
-                        out,
-                    );
+            (ScanRows::F16 { data, stride }, _) => {
+                self.scan_range(tops, start, end, |first, t, out| {
+                    let rows: &[f16] = &data[tile(data.len(), stride, first, t)];
+                    for (b, out) in out.chunks_exact_mut(t).enumerate() {
+                        (k.f16_block)(probes.unit(b), rows, stride, out);
+                    }
+                })
+            }
+            (ScanRows::F32 { data, stride }, _) => {
+                self.scan_range(tops, start, end, |first, t, out| {
+                    let rows = &data[tile(data.len(), stride, first, t)];
+                    for (b, out) in out.chunks_exact_mut(t).enumerate() {
+                        (k.f32_block)(probes.unit(b), rows, stride, out);
+                    }
                 })
             }
         }
@@ -300,10 +375,26 @@ impl SearchEngine for CpuEngine {
         } else {
             top_k
         };
+        // The int8 pre-selection scan uses the batch kernel's 7-bit probes
+        // (quantised once per search); the exact re-score makes up for their
+        // coarser scan scores.
+        let narrow =
+            (rescoring && matches!(self.gallery.scan_rows(), ScanRows::Int8 { .. })).then(|| {
+                NarrowProbes::quantize(probes.dim(), (0..probes.len()).map(|b| probes.unit(b)))
+            });
         let chunks = self.gallery.rows().div_ceil(CHUNK_ROWS);
+        // Chunks that one thread scans in a row share their selections: a
+        // fresh selection admits almost every row at first, and each insert
+        // costs far more than the check that rejects a row.
         let tops = (0..chunks)
             .into_par_iter()
-            .map(|c| self.scan_chunk(probes, c, pool))
+            .try_fold(
+                || vec![SubjectTopK::new(pool); probes.len()],
+                |mut tops, c| {
+                    self.scan_chunk(probes, narrow.as_ref(), c, &mut tops)?;
+                    Ok::<_, SearchError>(tops)
+                },
+            )
             .try_reduce(
                 || vec![SubjectTopK::new(pool); probes.len()],
                 |mut a, b| {
