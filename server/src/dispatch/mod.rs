@@ -380,7 +380,6 @@ mod tests {
 
     struct Rig {
         _dir: tempfile::TempDir,
-        gallery: Arc<Gallery>,
         slow: Arc<Slow>,
         metrics: Arc<Metrics>,
         dispatcher: Dispatcher,
@@ -426,7 +425,6 @@ mod tests {
         let dispatcher = Dispatcher::start(engines, settings, metrics.clone()).unwrap();
         Rig {
             _dir: dir,
-            gallery,
             slow,
             metrics,
             dispatcher,
@@ -446,9 +444,6 @@ mod tests {
         /// A job whose probe is subject `s`'s own template, so its best
         /// candidate is known.
         fn job(&self, s: usize) -> Job {
-            let facegate_core::format::ScanRows::Int8 { .. } = self.gallery.scan_rows() else {
-                unreachable!()
-            };
             let data: Vec<f32> = (0..DIM)
                 .map(|j| (((s * DIM + j) * 7919 % 101) as f32 - 50.0) / 50.0)
                 .collect();
