@@ -6,12 +6,14 @@
 //! - [`kernels`]: the SIMD dot products the CPU engine is built on;
 //! - [`npy`] and [`ids`]: the interchange files data engineers hand us;
 //! - [`synth`]: a synthetic population for demos, tests and benchmarks;
-//! - [`wal`]: the write-ahead log of online enrolments and removals.
+//! - [`wal`]: the write-ahead log of online enrolments and removals;
+//! - [`live`]: the base gallery plus those changes, as searches see it.
 
 pub mod error;
 pub mod format;
 pub mod ids;
 pub mod kernels;
+pub mod live;
 pub mod npy;
 pub mod quantize;
 pub mod search;

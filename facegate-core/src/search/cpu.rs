@@ -18,6 +18,7 @@ use super::{ProbeBatch, SearchEngine, SearchError};
 use crate::error::InputError;
 use crate::format::{Gallery, ScanRows};
 use crate::kernels::{Kernels, NarrowProbes};
+use crate::live::Tombstones;
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough
 /// to balance the load over cores.
@@ -38,6 +39,9 @@ pub fn rescore_pool(k: usize) -> usize {
 pub struct CpuEngine {
     gallery: Arc<Gallery>,
     kernels: Kernels,
+    /// Base subjects removed or re-enrolled since the gallery was built:
+    /// never returned by 1:N search.
+    masked: Arc<Tombstones>,
 }
 
 impl CpuEngine {
@@ -48,7 +52,25 @@ impl CpuEngine {
 
     /// An engine with a chosen kernel set (tests and benchmarks compare them).
     pub fn with_kernels(gallery: Arc<Gallery>, kernels: Kernels) -> Self {
-        CpuEngine { gallery, kernels }
+        let masked = Arc::new(Tombstones::new(gallery.subjects()));
+        CpuEngine {
+            gallery,
+            kernels,
+            masked,
+        }
+    }
+
+    /// The same engine skipping the subjects `masked` holds (shared with the
+    /// [`crate::live::LiveGallery`] that sets them), so that a removal applies
+    /// to searches at once.
+    pub fn masked(mut self, masked: Arc<Tombstones>) -> Self {
+        self.masked = masked;
+        self
+    }
+
+    /// The subjects this engine skips.
+    pub fn tombstones(&self) -> &Arc<Tombstones> {
+        &self.masked
     }
 
     /// The gallery searched.
@@ -196,6 +218,9 @@ impl CpuEngine {
             let row = (first + j) as u32;
             if top.admits(score, row) {
                 let subject = self.gallery.row_subject(row as usize)?;
+                if self.masked.is_removed(subject) {
+                    continue;
+                }
                 top.insert(Candidate {
                     subject,
                     row,
@@ -317,6 +342,9 @@ impl CpuEngine {
         for (row, score) in candidates {
             if row != u32::MAX && top.admits(score, row) {
                 let subject = self.gallery.row_subject(row as usize)?;
+                if self.masked.is_removed(subject) {
+                    continue;
+                }
                 top.insert(Candidate {
                     subject,
                     row,

@@ -1,0 +1,324 @@
+//! The live gallery (base + delta + tombstones) against brute force over the
+//! same logical gallery, and the change log replaying to the same state.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::*;
+use facegate_core::live::{ChangeError, CommitError, LiveGallery};
+use facegate_core::wal::{Change, ChangeLog, CommitMode};
+use facegate_core::{CpuEngine, ElementType, ProbeBatch, SearchEngine};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Subject id -> its templates: what the gallery should hold.
+type Model = BTreeMap<String, Vec<Vec<f32>>>;
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let n = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (n(a) * n(b))
+}
+
+fn best_of(model: &Model, id: &str, probe: &[f32]) -> f64 {
+    model[id]
+        .iter()
+        .map(|t| cosine(t, probe))
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn brute_force(model: &Model, probe: &[f32], k: usize) -> Vec<f64> {
+    let mut s: Vec<f64> = model.keys().map(|id| best_of(model, id, probe)).collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    s.truncate(k);
+    s
+}
+
+struct Live {
+    live: LiveGallery,
+    cpu: CpuEngine,
+}
+
+impl Live {
+    fn new(g: Arc<facegate_core::Gallery>) -> Live {
+        let live = LiveGallery::new(g.clone());
+        let cpu = CpuEngine::new(g).masked(live.tombstones().clone());
+        Live { live, cpu }
+    }
+
+    fn search(&self, probes: &ProbeBatch, k: usize) -> Vec<Vec<(String, f32)>> {
+        let base = self.cpu.search(probes, k).unwrap();
+        self.live
+            .merge_delta(probes, base, k)
+            .into_iter()
+            .map(|list| {
+                list.iter()
+                    .map(|c| (self.live.subject_id(c.subject).unwrap(), c.score))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Ranked scores match brute force rank by rank, and each returned subject
+/// really has the score reported (so ids are right even among near-ties).
+fn assert_matches(model: &Model, got: &[(String, f32)], probe: &[f32], k: usize, what: &str) {
+    let want = brute_force(model, probe, k);
+    assert_eq!(got.len(), want.len(), "{what}: result count");
+    let mut seen = std::collections::HashSet::new();
+    for (i, ((id, score), w)) in got.iter().zip(&want).enumerate() {
+        assert!(seen.insert(id.clone()), "{what}: {id} twice");
+        assert!(
+            model.contains_key(id),
+            "{what}: rank {i}: {id} is not in the gallery"
+        );
+        assert!(
+            (f64::from(*score) - w).abs() < 3e-3,
+            "{what}: rank {i}: {score} vs {w}"
+        );
+        let own = best_of(model, id, probe);
+        assert!(
+            (f64::from(*score) - own).abs() < 3e-3,
+            "{what}: {id}: {score} vs its own {own}"
+        );
+    }
+}
+
+fn random_templates(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    dim: usize,
+    near: Option<&[f32]>,
+) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|_| {
+            (0..dim)
+                .map(|d| rng.random_range(-1.0f32..1.0) + near.map_or(0.0, |p| 4.0 * p[d]))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn enrolments_and_removals_search_like_brute_force_for_every_scan_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 45;
+    let s = synth(150, 12, dim, 3);
+    let (data, ids) = population(&s);
+    let probes: Vec<Vec<f32>> = (0..12).map(|j| s.probe(j).vector).collect();
+    let batch = ProbeBatch::new(dim, &probes.concat()).unwrap();
+    for ty in [ElementType::Int8, ElementType::F16, ElementType::F32] {
+        let g = open(&build(
+            dir.path(),
+            &format!("{ty}.fgal"),
+            &data,
+            dim,
+            &ids,
+            ty,
+        ));
+        let live = Live::new(g.clone());
+        let mut model = Model::new();
+        for (row, id) in data.chunks_exact(dim).zip(&ids) {
+            model.entry(id.clone()).or_default().push(row.to_vec());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for round in 0..6 {
+            for _ in 0..25 {
+                let known: Vec<String> = model.keys().cloned().collect();
+                let change = match rng.random_range(0..4) {
+                    // A new subject close to one of the probes, so it ranks.
+                    0 => {
+                        let p = &probes[rng.random_range(0..probes.len())];
+                        let n = rng.random_range(1..4);
+                        Change::Enroll {
+                            subject_id: format!("new-{round}-{}", rng.random::<u32>()),
+                            templates: random_templates(&mut rng, n, dim, Some(p)).concat(),
+                        }
+                    }
+                    // Re-enrol an existing subject (base or new) elsewhere.
+                    1 => Change::Enroll {
+                        subject_id: known[rng.random_range(0..known.len())].clone(),
+                        templates: random_templates(&mut rng, 2, dim, None).concat(),
+                    },
+                    _ => Change::Remove {
+                        subject_id: known[rng.random_range(0..known.len())].clone(),
+                    },
+                };
+                live.live.apply(&change).unwrap();
+                match &change {
+                    Change::Enroll {
+                        subject_id,
+                        templates,
+                    } => {
+                        model.insert(
+                            subject_id.clone(),
+                            templates.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+                        );
+                    }
+                    Change::Remove { subject_id } => {
+                        model.remove(subject_id);
+                    }
+                }
+            }
+            let counts = live.live.counts();
+            assert_eq!(counts.subjects as usize, model.len(), "{ty} round {round}");
+            for k in [1, 10, 40] {
+                let got = live.search(&batch, k);
+                for (b, list) in got.iter().enumerate() {
+                    assert_matches(
+                        &model,
+                        list,
+                        &probes[b],
+                        k,
+                        &format!("{ty} round {round} k {k} probe {b}"),
+                    );
+                }
+            }
+            // Verify agrees with the model for live and removed subjects.
+            for id in ids.iter().take(40) {
+                let v = live.live.verify(&live.cpu, &batch, 0, id).unwrap();
+                match model.get(id) {
+                    Some(ts) => {
+                        let (c, n) = v.expect("live subject verifies");
+                        assert_eq!(n, ts.len());
+                        assert!(
+                            (f64::from(c.score) - best_of(&model, id, &probes[0])).abs() < 3e-3
+                        );
+                    }
+                    None => assert!(v.is_none(), "{ty}: removed {id} still verifies"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_changes_are_refused_and_leave_the_log_and_gallery_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let s = synth(20, 1, dim, 5);
+    let (data, ids) = population(&s);
+    let g = open(&build(
+        dir.path(),
+        "g.fgal",
+        &data,
+        dim,
+        &ids,
+        ElementType::Int8,
+    ));
+    let live = LiveGallery::new(g.clone());
+    let (log, _) = ChangeLog::open(
+        &dir.path().join("changes.wal"),
+        dim,
+        g.header().generation,
+        CommitMode::Group,
+    )
+    .unwrap();
+    let before = (log.durable_len(), live.counts());
+    let enroll = |id: &str, t: Vec<f32>| Change::Enroll {
+        subject_id: id.into(),
+        templates: t,
+    };
+    let cases: Vec<(Change, &str)> = vec![
+        (enroll("x", vec![]), "at least one template"),
+        (enroll("x", vec![1.0; dim + 1]), "expected dimension 8"),
+        (enroll("x", vec![f32::NAN; dim]), "not finite"),
+        (enroll("x", vec![0.0; dim]), "zero norm"),
+        (enroll("x", vec![1.0; dim * 65]), "at most 64"),
+        (enroll("", vec![1.0; dim]), "empty"),
+        (enroll(" x", vec![1.0; dim]), "whitespace"),
+        (
+            Change::Remove {
+                subject_id: "nobody".into(),
+            },
+            "no such subject",
+        ),
+    ];
+    for (change, expect) in cases {
+        let err = live.commit(&log, &change).unwrap_err();
+        assert!(matches!(err, CommitError::Change(_)), "{err:?}");
+        assert!(err.to_string().contains(expect), "{expect:?} not in {err}");
+    }
+    assert_eq!((log.durable_len(), live.counts()), before);
+    // Removing twice: the second is refused as unknown.
+    let first = ids[0].clone();
+    live.commit(
+        &log,
+        &Change::Remove {
+            subject_id: first.clone(),
+        },
+    )
+    .unwrap();
+    let again = live
+        .commit(&log, &Change::Remove { subject_id: first })
+        .unwrap_err();
+    assert!(matches!(
+        again,
+        CommitError::Change(ChangeError::UnknownSubject)
+    ));
+}
+
+#[test]
+fn replaying_the_log_rebuilds_the_same_gallery() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 16;
+    let s = synth(60, 6, dim, 8);
+    let (data, ids) = population(&s);
+    let g = open(&build(
+        dir.path(),
+        "g.fgal",
+        &data,
+        dim,
+        &ids,
+        ElementType::Int8,
+    ));
+    let probes: Vec<f32> = (0..6).flat_map(|j| s.probe(j).vector).collect();
+    let batch = ProbeBatch::new(dim, &probes).unwrap();
+    let path = dir.path().join("changes.wal");
+    let generation = g.header().generation;
+    let first = Live::new(g.clone());
+    {
+        let (log, _) = ChangeLog::open(&path, dim, generation, CommitMode::Group).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        // Concurrent commits from several threads, many to the same subjects,
+        // so that per-subject ordering matters.
+        std::thread::scope(|sc| {
+            for t in 0..4 {
+                let (log, live) = (&log, &first.live);
+                let seed = rng.random::<u64>();
+                sc.spawn(move || {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    for i in 0..40 {
+                        let id = format!("s{}", rng.random_range(0..12));
+                        let change = if rng.random_bool(0.3) {
+                            Change::Remove { subject_id: id }
+                        } else {
+                            Change::Enroll {
+                                subject_id: id,
+                                templates: random_templates(&mut rng, 1 + (i + t) % 3, dim, None)
+                                    .concat(),
+                            }
+                        };
+                        match live.commit(log, &change) {
+                            Ok(_) | Err(CommitError::Change(ChangeError::UnknownSubject)) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let (_log, replay) = ChangeLog::open(&path, dim, generation, CommitMode::Group).unwrap();
+    let second = Live::new(g);
+    for (_, change) in &replay.changes {
+        second.live.apply(change).unwrap();
+    }
+    assert_eq!(first.live.counts(), second.live.counts());
+    assert_eq!(first.search(&batch, 20), second.search(&batch, 20));
+}
