@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use facegate_core::format::row_stride;
+use facegate_core::live::Tombstones;
 use facegate_core::search::{Candidate, CpuEngine, ProbeBatch, SearchEngine, SearchError};
 use facegate_core::{ElementType, Gallery, InputError};
 
@@ -29,6 +30,9 @@ pub struct GpuOptions {
     /// Cap on rows per chunk (default: from the adapter's binding limit); tests
     /// use small values to exercise many chunks.
     pub max_chunk_rows: Option<usize>,
+    /// Base subjects removed or re-enrolled since the gallery was built,
+    /// shared with the live gallery that sets them; none when absent.
+    pub tombstones: Option<Arc<Tombstones>>,
 }
 
 #[repr(C)]
@@ -106,6 +110,29 @@ fn checked<T>(
 }
 
 impl GpuEngine {
+    /// Masked subjects are dropped from the GPU's candidate rows on the
+    /// host; when so many of a probe's candidates were masked that fewer than
+    /// `top_k` subjects remain (while more are live), that probe is answered
+    /// by the exact CPU scan, which masks while it selects. Removals are few
+    /// between rebuilds, so this is rare; the result is exact either way.
+    fn fill_masked(
+        &self,
+        probes: &ProbeBatch,
+        b: usize,
+        ranked: Vec<Candidate>,
+        top_k: usize,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        let masked = self.cpu.tombstones();
+        let live = self.cpu.gallery().subjects() as u64 - masked.count();
+        if ranked.len() >= top_k || masked.is_empty() || ranked.len() as u64 >= live {
+            return Ok(ranked);
+        }
+        // The probe is unit length already: preparing it again changes nothing.
+        let single =
+            ProbeBatch::single(probes.dim(), probes.unit(b)).map_err(SearchError::Input)?;
+        Ok(self.cpu.search(&single, top_k)?.swap_remove(0))
+    }
+
     /// Opens a device, compiles the kernels and uploads the gallery's scan rows.
     pub fn new(gallery: Arc<Gallery>, opts: GpuOptions) -> Result<GpuEngine, GpuError> {
         let dev = GpuDevice::open(opts.device)?;
@@ -158,7 +185,10 @@ impl GpuEngine {
             "gallery on the GPU"
         );
         Ok(GpuEngine {
-            cpu: CpuEngine::new(gallery),
+            cpu: match opts.tombstones {
+                Some(t) => CpuEngine::new(gallery).masked(t),
+                None => CpuEngine::new(gallery),
+            },
             dev,
             pipes,
             on_gpu,
@@ -473,7 +503,8 @@ impl SearchEngine for GpuEngine {
                     .map_err(|e| SearchError::Unavailable(e.to_string()))?
             };
             for (i, list) in lists.into_iter().enumerate() {
-                out.push(self.cpu.rank_candidates(probes, b0 + i, list, top_k)?);
+                let ranked = self.cpu.rank_candidates(probes, b0 + i, list, top_k)?;
+                out.push(self.fill_masked(probes, b0 + i, ranked, top_k)?);
             }
             b0 += nb;
         }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+use facegate_core::live::Tombstones;
 use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
 use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
 use rand::{Rng, SeedableRng};
@@ -69,7 +70,10 @@ fn gallery(
 }
 
 fn compare(g: &Arc<Gallery>, gpu: &GpuEngine, probes: &ProbeBatch, k: usize, label: &str) {
-    let cpu = CpuEngine::new(g.clone());
+    compare_with(&CpuEngine::new(g.clone()), gpu, probes, k, label);
+}
+
+fn compare_with(cpu: &CpuEngine, gpu: &GpuEngine, probes: &ProbeBatch, k: usize, label: &str) {
     let want = cpu.search(probes, k).unwrap();
     let got = gpu.search(probes, k).unwrap();
     assert_eq!(got.len(), want.len());
@@ -121,6 +125,49 @@ fn gpu_equals_cpu_for_every_element_type_batch_and_k() {
             for k in [1, 10, 100] {
                 compare(&g, &engine, &probes, k, &format!("{ty} B={nb} k={k}"));
             }
+        }
+    }
+}
+
+#[test]
+fn masked_subjects_are_never_returned_even_when_they_fill_the_candidates() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (g, data) = gallery(dir.path(), ElementType::Int8, 2501, 64, 4);
+    let tombstones = Arc::new(Tombstones::new(g.subjects()));
+    let engine = GpuEngine::new(
+        g.clone(),
+        GpuOptions {
+            device: DeviceOptions {
+                allow_software: true,
+            },
+            max_chunk_rows: Some(700),
+            tombstones: Some(tombstones.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cpu = CpuEngine::new(g.clone()).masked(tombstones.clone());
+    let raw: Vec<f32> = (0..7)
+        .flat_map(|r| data[r * 64 * 11..r * 64 * 11 + 64].to_vec())
+        .collect();
+    let probes = ProbeBatch::new(64, &raw).unwrap();
+    // Mask every subject the first probe's GPU candidates hold (they fill
+    // its candidate rows, so the CPU must take over for it), plus a scatter.
+    let unmasked = cpu.search(&probes, 200).unwrap();
+    for c in &unmasked[0] {
+        tombstones.remove(c.subject);
+    }
+    for s in (0..g.subjects() as u32).step_by(5) {
+        tombstones.remove(s);
+    }
+    for k in [1, 10, 100] {
+        compare_with(&cpu, &engine, &probes, k, &format!("masked k={k}"));
+        for list in engine.search(&probes, k).unwrap() {
+            assert_eq!(list.len(), k);
+            assert!(list.iter().all(|c| !tombstones.is_removed(c.subject)));
         }
     }
 }
@@ -182,6 +229,7 @@ fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
             },
             max_chunk_rows: Some(700),
             memory_budget_bytes: Some(100_000),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -205,6 +253,7 @@ fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
             },
             max_chunk_rows: Some(700),
             memory_budget_bytes: Some(50_000),
+            ..Default::default()
         },
     )
     .err()
