@@ -3,13 +3,17 @@
 //!
 //! Shared by the dispatcher thread (which runs the searches) and the serving
 //! state (which reports the engine in GalleryInfo and answers Verify on the
-//! CPU engine).
+//! CPU engine). Either engine searches the mapped base with the live
+//! gallery's removals masked; the live gallery's delta segment (online
+//! enrolments) is then merged in, so both engines answer over the gallery as
+//! it is now.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use facegate_core::{Candidate, CpuEngine, Gallery, ProbeBatch, SearchEngine, SearchError};
+use facegate_core::live::LiveGallery;
+use facegate_core::{Candidate, CpuEngine, ProbeBatch, SearchEngine, SearchError};
 
 use crate::metrics::Metrics;
 
@@ -26,6 +30,7 @@ pub const GPU_STRIKES: u32 = 3;
 
 /// The CPU engine, the optional GPU engine, and the GPU's health.
 pub struct Engines {
+    live: Arc<LiveGallery>,
     cpu: Arc<CpuEngine>,
     gpu: Option<Accelerator>,
     /// Set once the GPU is given up (device lost, or repeated failures);
@@ -45,10 +50,13 @@ pub struct BatchResult {
 }
 
 impl Engines {
-    /// The engines over `gallery`; publishes which one answers.
-    pub fn new(gallery: Arc<Gallery>, gpu: Option<Accelerator>, metrics: Arc<Metrics>) -> Self {
+    /// The engines over `live` (a GPU engine must mask `live`'s
+    /// tombstones); publishes which one answers.
+    pub fn new(live: Arc<LiveGallery>, gpu: Option<Accelerator>, metrics: Arc<Metrics>) -> Self {
+        let cpu = CpuEngine::new(live.base().clone()).masked(live.tombstones().clone());
         let e = Engines {
-            cpu: Arc::new(CpuEngine::new(gallery)),
+            live,
+            cpu: Arc::new(cpu),
             gpu,
             gpu_failed: AtomicBool::new(false),
             gpu_strikes: AtomicU32::new(0),
@@ -109,7 +117,8 @@ impl Engines {
         };
         let started = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine.search(probes, top_k)
+            let base = engine.search(probes, top_k)?;
+            Ok(self.live.merge_delta(probes, base, top_k))
         }))
         .unwrap_or_else(|_| Err(SearchError::Unavailable("search engine panicked".into())));
         let engine_time = started.elapsed();

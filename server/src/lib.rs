@@ -5,8 +5,14 @@
 //! validation, status codes) calls [`state::ServingState`] (the gallery and
 //! request semantics), which queues 1:N searches with the batching
 //! [`dispatch::Dispatcher`]; its thread runs batches on [`engines::Engines`]
-//! (GPU or exact CPU, from `facegate_core` and `facegate_gpu`).
+//! (GPU or exact CPU, from `facegate_core` and `facegate_gpu`). Online
+//! changes arrive through [`admin`] (the GalleryAdmin service), which
+//! commits them with [`changes::GalleryChanges`]: the change log under
+//! `--data-dir` and the live gallery (base + delta + tombstones) that
+//! searches read.
 
+pub mod admin;
+pub mod changes;
 pub mod config;
 pub mod deadline;
 pub mod demo;
@@ -17,7 +23,7 @@ pub mod metrics;
 pub mod serve;
 pub mod state;
 
-/// Types and clients generated from proto/facegate/v1/matcher.proto.
+/// Types and clients generated from proto/facegate/v1/{matcher,admin}.proto.
 pub mod proto {
     #![allow(missing_docs)]
     tonic::include_proto!("facegate.v1");

@@ -59,6 +59,14 @@ pub struct Metrics {
     pub gpu_memory_bytes: IntGauge,
     /// 1 once the GPU engine has been given up for the CPU.
     pub engine_fallback: IntGauge,
+    /// Online changes by kind (enroll, remove) and outcome (ok, or why not).
+    pub gallery_changes: IntCounterVec,
+    /// Templates enrolled online, not yet folded into the base by a rebuild.
+    pub gallery_delta_rows: IntGauge,
+    /// Base subjects removed or re-enrolled online (their base rows are masked).
+    pub gallery_masked_subjects: IntGauge,
+    /// Bytes in the change log (grows until the next rebuild and reload).
+    pub change_log_bytes: IntGauge,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -213,6 +221,41 @@ impl Metrics {
                 IntGauge::new(
                     "facegate_engine_fallback",
                     "1 once the GPU engine has been given up for the CPU.",
+                )
+                .expect("valid"),
+            ),
+            gallery_changes: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_gallery_changes_total",
+                        "Online gallery changes by kind and outcome.",
+                    ),
+                    &["kind", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            gallery_delta_rows: register(
+                &r,
+                IntGauge::new(
+                    "facegate_gallery_delta_rows",
+                    "Templates enrolled online since the base gallery was built.",
+                )
+                .expect("valid"),
+            ),
+            gallery_masked_subjects: register(
+                &r,
+                IntGauge::new(
+                    "facegate_gallery_masked_subjects",
+                    "Base subjects removed or re-enrolled online.",
+                )
+                .expect("valid"),
+            ),
+            change_log_bytes: register(
+                &r,
+                IntGauge::new(
+                    "facegate_change_log_bytes",
+                    "Durable bytes in the change log of online changes.",
                 )
                 .expect("valid"),
             ),

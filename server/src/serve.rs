@@ -1,5 +1,5 @@
-//! Starts the gRPC server: Matcher, health and reflection, with a graceful
-//! drain on SIGTERM or Ctrl-C.
+//! Starts the gRPC server: Matcher, GalleryAdmin, health and reflection,
+//! with a graceful drain on SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +11,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
 
+use facegate_core::live::{LiveGallery, MAX_TEMPLATES_PER_SUBJECT};
+
+use crate::admin::AdminService;
+use crate::changes::GalleryChanges;
 use crate::config::{EngineChoice, Settings};
 use crate::engines::Accelerator;
 use crate::matcher::MatcherService;
+use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::matcher_server::MatcherServer;
 use crate::state::ServingState;
 
@@ -30,10 +35,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let gallery = Arc::new(
         Gallery::open(&path).with_context(|| format!("opening gallery {}", path.display()))?,
     );
-    let gpu = open_gpu(&gallery, &settings).await?;
     let metrics = crate::metrics::Metrics::new();
+    let live = Arc::new(LiveGallery::new(gallery));
+    let changes = {
+        let (live, dir, metrics) = (live.clone(), settings.data_dir.clone(), metrics.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || GalleryChanges::open(live, &dir, metrics))
+                .await??,
+        )
+    };
+    let gpu = open_gpu(&live, &settings).await?;
     let state = Arc::new(
-        ServingState::new(gallery, gpu, settings.clone(), metrics.clone())
+        ServingState::new(live.clone(), gpu, settings.clone(), metrics.clone())
             .context("starting the dispatcher thread")?,
     );
     let info = state.info();
@@ -52,6 +65,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<MatcherServer<MatcherService>>().await;
+    health
+        .set_serving::<GalleryAdminServer<AdminService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -62,6 +78,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .max_decoding_message_size(settings.max_message_bytes),
         crate::deadline::stamp,
     );
+    // An enrolment carries up to 64 templates: allow for them whatever the
+    // port-facing message limit is.
+    let admin_message_bytes = settings
+        .max_message_bytes
+        .max(MAX_TEMPLATES_PER_SUBJECT * (live.dim() * 5 + 16) + 64 * 1024);
+    let admin = GalleryAdminServer::new(AdminService::new(changes))
+        .max_decoding_message_size(admin_message_bytes);
 
     let metrics_listener = crate::metrics::bind(settings.metrics_listen).await?;
     let metrics_addr = metrics_listener.local_addr()?;
@@ -77,13 +100,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
     println!("facegate listening on {addr}");
-    tracing::info!(%addr, "serving facegate.v1.Matcher, grpc.health.v1 and reflection");
+    tracing::info!(
+        %addr,
+        "serving facegate.v1.Matcher, facegate.v1.GalleryAdmin, grpc.health.v1 and reflection"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(matcher)
+        .add_service(admin)
         .serve_with_incoming_shutdown(no_delay(listener), async {
             let _ = stop_rx.await;
         });
@@ -95,6 +122,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutdown requested: draining in-flight requests");
     health
         .set_not_serving::<MatcherServer<MatcherService>>()
+        .await;
+    health
+        .set_not_serving::<GalleryAdminServer<AdminService>>()
         .await;
     let _ = stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(settings.drain_seconds), &mut server).await {
@@ -128,7 +158,7 @@ fn no_delay(
 
 /// The GPU engine the settings ask for: required for `gpu`, tried for `auto`.
 async fn open_gpu(
-    gallery: &Arc<Gallery>,
+    live: &Arc<LiveGallery>,
     settings: &Settings,
 ) -> anyhow::Result<Option<Accelerator>> {
     if settings.engine == EngineChoice::Cpu {
@@ -139,9 +169,10 @@ async fn open_gpu(
             allow_software: settings.allow_software_gpu,
         },
         memory_budget_bytes: settings.gpu_memory_budget_bytes,
+        tombstones: Some(live.tombstones().clone()),
         ..Default::default()
     };
-    let g = gallery.clone();
+    let g = live.base().clone();
     let opened = tokio::task::spawn_blocking(move || GpuEngine::new(g, opts)).await?;
     match (opened, settings.engine) {
         (Ok(e), _) => Ok(Some(Accelerator {

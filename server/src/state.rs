@@ -1,9 +1,11 @@
-//! What the server is serving: the open gallery, the engine over it, and the
-//! request semantics (validation, thresholds, deadlines) shared by every RPC.
+//! What the server is serving: the live gallery (the mapped base plus online
+//! changes), the engines over it, and the request semantics (validation,
+//! thresholds, deadlines) shared by every RPC.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use facegate_core::live::LiveGallery;
 use facegate_core::{Gallery, InputError, ProbeBatch, SearchError};
 use tonic::Status;
 
@@ -15,7 +17,7 @@ use crate::proto;
 
 /// The gallery and engines behind the API.
 pub struct ServingState {
-    gallery: Arc<Gallery>,
+    live: Arc<LiveGallery>,
     engines: Arc<Engines>,
     /// Batches every 1:N search.
     dispatcher: Dispatcher,
@@ -36,17 +38,19 @@ fn invalid(e: InputError) -> Status {
 }
 
 impl ServingState {
-    /// Serves `gallery` with the CPU engine, and the GPU engine when given;
-    /// starts the dispatcher thread.
+    /// Serves `live` with the CPU engine, and the GPU engine when given (it
+    /// must mask `live`'s tombstones); starts the dispatcher thread.
     pub fn new(
-        gallery: Arc<Gallery>,
+        live: Arc<LiveGallery>,
         gpu: Option<Accelerator>,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<ServingState> {
+        let gallery = live.base();
         let h = gallery.header();
-        metrics.gallery_rows.set(h.rows as i64);
-        metrics.gallery_subjects.set(h.subjects as i64);
+        let counts = live.counts();
+        metrics.gallery_rows.set(counts.rows as i64);
+        metrics.gallery_subjects.set(counts.subjects as i64);
         metrics.gallery_bytes.set(gallery.file_bytes() as i64);
         metrics
             .gallery_info
@@ -56,7 +60,7 @@ impl ServingState {
                 h.scan_type.name(),
             ])
             .set(1);
-        let engines = Arc::new(Engines::new(gallery.clone(), gpu, metrics.clone()));
+        let engines = Arc::new(Engines::new(live.clone(), gpu, metrics.clone()));
         let dispatcher = Dispatcher::start(
             engines.clone(),
             DispatchSettings {
@@ -68,7 +72,7 @@ impl ServingState {
             metrics.clone(),
         )?;
         Ok(ServingState {
-            gallery,
+            live,
             engines,
             dispatcher,
             settings,
@@ -81,9 +85,14 @@ impl ServingState {
         &self.metrics
     }
 
-    /// The gallery served.
+    /// The base gallery served.
     pub fn gallery(&self) -> &Gallery {
-        &self.gallery
+        self.live.base()
+    }
+
+    /// The gallery as searches see it: base plus online changes.
+    pub fn live(&self) -> &Arc<LiveGallery> {
+        &self.live
     }
 
     /// The name of the engine answering 1:N now.
@@ -97,7 +106,7 @@ impl ServingState {
     }
 
     fn check_model(&self, tag: &str) -> Result<(), Status> {
-        let ours = &self.gallery.header().model_tag;
+        let ours = &self.gallery().header().model_tag;
         if tag.is_empty() {
             return Err(Status::invalid_argument(format!(
                 "model_tag is required: name the model that made the probe (this gallery: {ours:?})"
@@ -122,7 +131,7 @@ impl ServingState {
     }
 
     fn probe(&self, probe: &[f32]) -> Result<ProbeBatch, Status> {
-        ProbeBatch::single(self.gallery.dim(), probe).map_err(invalid)
+        ProbeBatch::single(self.gallery().dim(), probe).map_err(invalid)
     }
 
     /// Validates an Identify request.
@@ -180,11 +189,7 @@ impl ServingState {
         let mut candidates = Vec::with_capacity(ranked.candidates.len());
         for (i, c) in ranked.candidates.iter().enumerate() {
             candidates.push(proto::Candidate {
-                subject_id: self
-                    .gallery
-                    .subject_id(c.subject)
-                    .map_err(gallery_status)?
-                    .to_string(),
+                subject_id: self.live.subject_id(c.subject).map_err(gallery_status)?,
                 score: c.score,
                 rank: i as u32 + 1,
             });
@@ -199,7 +204,7 @@ impl ServingState {
             request_id,
             threshold: job.threshold,
             timing: Some(timing(ranked.queue_time, ranked.engine_time, total)),
-            gallery_generation: self.gallery.header().generation,
+            gallery_generation: self.gallery().header().generation,
             error: None,
         })
     }
@@ -216,22 +221,12 @@ impl ServingState {
         if r.subject_id.is_empty() {
             return Err(Status::invalid_argument("subject_id is required"));
         }
-        let subject = self
-            .gallery
-            .find_subject(&r.subject_id)
-            .map_err(gallery_status)?
-            .ok_or_else(|| Status::not_found("no such subject in the gallery"))?;
         let t = Instant::now();
-        let best = self
-            .engines
-            .cpu()
-            .score_subject(&probe, 0, subject)
-            .map_err(search_status)?;
-        let templates = self
-            .gallery
-            .subject_rows(subject)
-            .map_err(gallery_status)?
-            .len();
+        let (best, templates) = self
+            .live
+            .verify(self.engines.cpu(), &probe, 0, &r.subject_id)
+            .map_err(search_status)?
+            .ok_or_else(|| Status::not_found("no such subject in the gallery"))?;
         let engine_time = t.elapsed();
         let total = arrived.elapsed();
         Ok(proto::VerifyResponse {
@@ -245,16 +240,17 @@ impl ServingState {
                 engine_time,
                 total,
             )),
-            gallery_generation: self.gallery.header().generation,
+            gallery_generation: self.gallery().header().generation,
         })
     }
 
     /// GetGalleryInfo.
     pub fn info(&self) -> proto::GalleryInfo {
-        let h = self.gallery.header();
+        let h = self.gallery().header();
+        let counts = self.live.counts();
         proto::GalleryInfo {
-            rows: h.rows,
-            subjects: h.subjects,
+            rows: counts.rows,
+            subjects: counts.subjects,
             dimension: h.dim,
             element_type: h.scan_type.name().into(),
             model_tag: h.model_tag.clone(),
@@ -335,7 +331,7 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        let gallery = Arc::new(Gallery::open(&path).unwrap());
+        let gallery = Arc::new(LiveGallery::new(Arc::new(Gallery::open(&path).unwrap())));
         let gpu = Accelerator {
             engine: Arc::new(Broken),
             memory_bytes: 123,

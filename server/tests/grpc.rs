@@ -1,151 +1,19 @@
 //! The real `facegate` binary on an ephemeral port, called through the
 //! generated tonic client, checked against the exact engine in-process.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
-use facegate_core::synth::{Synth, SynthConfig};
-use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
-use facegate_server::proto::matcher_client::MatcherClient;
+use facegate_core::{ElementType, ProbeBatch, SearchEngine};
 use facegate_server::proto::{GetGalleryInfoRequest, IdentifyRequest, VerifyRequest};
 use rand::{Rng, SeedableRng};
 use tonic::Code;
 use tonic::transport::Channel;
-
-const DIM: usize = 64;
-const TAG: &str = "test-model@1";
-
-struct Server {
-    child: Child,
-    addr: String,
-    metrics: String,
-}
-
-impl Server {
-    fn start(gallery: &Path, extra: &[&str]) -> Server {
-        Self::start_with_env(gallery, &[], extra)
-    }
-
-    fn start_with_env(gallery: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--gallery",
-            ])
-            .arg(gallery)
-            .args(extra)
-            .envs(env.iter().copied())
-            .env(
-                "RUST_LOG",
-                std::env::var("FACEGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("facegate starts");
-        // "facegate metrics on URL" comes first, "facegate listening on ADDR" when ready.
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut addr, mut metrics) = (String::new(), String::new());
-        while addr.is_empty() {
-            let mut line = String::new();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "facegate exited before listening"
-            );
-            if let Some(m) = line.trim().strip_prefix("facegate metrics on ") {
-                metrics = m.to_string();
-            } else if let Some(a) = line.trim().strip_prefix("facegate listening on ") {
-                addr = a.to_string();
-            }
-        }
-        Server {
-            child,
-            addr,
-            metrics,
-        }
-    }
-
-    async fn client(&self) -> MatcherClient<Channel> {
-        MatcherClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    synth: Synth,
-    engine: CpuEngine,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let synth = Synth::new(SynthConfig {
-        subjects: 400,
-        probes: 100,
-        dim: DIM,
-        mated_fraction: 0.8,
-        seed: 4,
-    })
-    .unwrap();
-    let ids = synth.gallery_ids();
-    let mut rows = synth.gallery_rows();
-    let mut data = Vec::new();
-    while let Some((_, r)) = rows.next_with_id() {
-        data.extend_from_slice(r);
-    }
-    let path = dir.path().join("g.fgal");
-    let opts = BuildOptions {
-        scan_type: ElementType::Int8,
-        model_tag: TAG.into(),
-        overwrite: false,
-    };
-    build_gallery(
-        &path,
-        &mut SliceRows::new(&data, DIM, "t").unwrap(),
-        &ids,
-        "ids",
-        &opts,
-        &mut |_| {},
-    )
-    .unwrap();
-    let engine = CpuEngine::new(Arc::new(Gallery::open(&path).unwrap()));
-    Fixture {
-        _dir: dir,
-        path,
-        synth,
-        engine,
-    }
-}
-
-fn identify(probe: Vec<f32>, k: u32, id: &str) -> IdentifyRequest {
-    IdentifyRequest {
-        probe,
-        top_k: k,
-        request_id: id.into(),
-        model_tag: TAG.into(),
-        ..Default::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn identify_verify_and_info_equal_the_exact_engine() {
@@ -655,7 +523,11 @@ async fn reflection_lists_the_services_and_environment_sets_limits() {
         panic!("no service list")
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["facegate.v1.Matcher", "grpc.health.v1.Health"] {
+    for want in [
+        "facegate.v1.Matcher",
+        "facegate.v1.GalleryAdmin",
+        "grpc.health.v1.Health",
+    ] {
         assert!(
             names.iter().any(|n| n == want),
             "{want} missing from {names:?}"
@@ -810,30 +682,6 @@ async fn engine_selection_refuses_software_gpus_unless_allowed() {
 }
 
 /// GETs a URL of the form http://HOST:PORT/PATH with a plain HTTP/1.1 request.
-async fn http_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    assert!(
-        buf.starts_with("HTTP/1.1 200"),
-        "{}",
-        &buf[..buf.len().min(200)]
-    );
-    buf.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-/// The value of one series in a text exposition (absent: 0).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_requests_by_rpc_port_and_code() {
     let f = fixture();

@@ -239,8 +239,9 @@ impl LiveGallery {
         }
     }
 
-    /// Applies a change (replaying the log, or after it is durable).
-    pub fn apply(&self, change: &Change) -> Result<(), ChangeError> {
+    /// Applies a change (replaying the log, or after it is durable); true
+    /// when the subject had a live record before (an enrolment replaced it).
+    pub fn apply(&self, change: &Change) -> Result<bool, ChangeError> {
         match change {
             Change::Enroll {
                 subject_id,
@@ -248,8 +249,12 @@ impl LiveGallery {
             } => {
                 let p = self.prepare(subject_id, templates)?;
                 let mut o = self.write();
+                let mut replaced = false;
                 let subject = match self.index_of(&o, subject_id)? {
-                    Some(s) => s,
+                    Some(s) => {
+                        replaced = self.is_live(&o, s);
+                        s
+                    }
                     None => {
                         let s = (self.base.subjects() + o.new_ids.len()) as u32;
                         o.new_ids.push(subject_id.clone());
@@ -261,6 +266,7 @@ impl LiveGallery {
                 // the change sees the subject at least once, never not at all.
                 o.delta.set(subject, &p.units);
                 self.tombstones.remove(subject);
+                Ok(replaced)
             }
             Change::Remove { subject_id } => {
                 let mut o = self.write();
@@ -270,15 +276,16 @@ impl LiveGallery {
                     .ok_or(ChangeError::UnknownSubject)?;
                 self.tombstones.remove(subject);
                 o.delta.clear(subject);
+                Ok(true)
             }
         }
-        Ok(())
     }
 
     /// Checks `change`, appends it to `log` (durable when this returns), and
-    /// applies it; returns its log sequence number. Nothing is applied when
-    /// the check or the log fails.
-    pub fn commit(&self, log: &ChangeLog, change: &Change) -> Result<u64, CommitError> {
+    /// applies it; returns its log sequence number and whether the subject
+    /// had a live record before. Nothing is applied when the check or the
+    /// log fails.
+    pub fn commit(&self, log: &ChangeLog, change: &Change) -> Result<(u64, bool), CommitError> {
         let stripe = self.stripe_hash.hash_one(change.subject_id()) as usize % STRIPES;
         // Poison only means another change to a subject of this stripe
         // panicked; the guard protects ordering, not data.
@@ -287,8 +294,8 @@ impl LiveGallery {
             .unwrap_or_else(|p| p.into_inner());
         self.check(change)?;
         let seq = log.append(change)?;
-        self.apply(change)?;
-        Ok(seq)
+        let replaced = self.apply(change)?;
+        Ok((seq, replaced))
     }
 
     /// Sizes now.

@@ -345,6 +345,7 @@ mod tests {
     use super::*;
     use crate::engines::Accelerator;
     use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+    use facegate_core::live::LiveGallery;
     use facegate_core::{CpuEngine, ElementType, Gallery, SearchEngine, SearchError};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -415,7 +416,7 @@ mod tests {
         });
         let metrics = Metrics::new();
         let engines = Arc::new(Engines::new(
-            gallery.clone(),
+            Arc::new(LiveGallery::new(gallery.clone())),
             Some(Accelerator {
                 engine: slow.clone(),
                 memory_bytes: 0,

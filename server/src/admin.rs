@@ -1,0 +1,165 @@
+//! The `facegate.v1.GalleryAdmin` gRPC service: online enrolments and
+//! removals for the enrolment back office (never for ports).
+//!
+//! Each change is validated, written to the change log and fsync'd (shared
+//! with concurrent changes by group commit), then applied to the live
+//! gallery, all before the reply; the fsync runs on the blocking pool, not
+//! on the async workers. The audit log line names the request and the log
+//! sequence, never the subject or a template.
+
+use std::sync::Arc;
+
+use facegate_core::live::{ChangeError, CommitError};
+use facegate_core::wal::{Change, WalError};
+use tonic::{Request, Response, Status};
+
+use crate::changes::{Committed, GalleryChanges};
+use crate::proto::gallery_admin_server::GalleryAdmin;
+use crate::proto::{EnrollRequest, EnrollResponse, RemoveRequest, RemoveResponse};
+
+/// The service; cheap to clone.
+#[derive(Clone)]
+pub struct AdminService {
+    changes: Arc<GalleryChanges>,
+}
+
+impl AdminService {
+    /// A service committing through `changes`.
+    pub fn new(changes: Arc<GalleryChanges>) -> Self {
+        AdminService { changes }
+    }
+
+    fn generation(&self) -> u64 {
+        self.changes.live().base().header().generation
+    }
+
+    /// Commits on the blocking pool and counts the outcome.
+    async fn commit(&self, kind: &'static str, change: Change) -> Result<Committed, Status> {
+        let changes = self.changes.clone();
+        let result = tokio::task::spawn_blocking(move || changes.commit(&change))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "change task failed");
+                Status::internal("the change did not complete; it may not have been applied")
+            })?;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommitError::Change(ChangeError::UnknownSubject)) => "not_found",
+            Err(CommitError::Change(_)) | Err(CommitError::Log(WalError::Refused(_))) => "invalid",
+            Err(CommitError::Log(_)) => "log_error",
+        };
+        self.changes
+            .metrics()
+            .gallery_changes
+            .with_label_values(&[kind, outcome])
+            .inc();
+        result.map_err(commit_status)
+    }
+}
+
+/// The status of a refused change. Log failures are the operator's to fix
+/// (a full disk); nothing was applied, so the client may retry later.
+fn commit_status(e: CommitError) -> Status {
+    match e {
+        CommitError::Change(ChangeError::UnknownSubject) => {
+            Status::not_found("no such subject in the gallery")
+        }
+        CommitError::Change(ChangeError::Gallery(e)) => {
+            tracing::error!(error = %e, "gallery read failed during a change");
+            Status::internal("gallery data error; the operator has been alerted")
+        }
+        CommitError::Change(e) => Status::invalid_argument(e.to_string()),
+        CommitError::Log(WalError::Refused(m)) => Status::invalid_argument(m),
+        CommitError::Log(e) => {
+            tracing::error!(error = %e, "change log write failed");
+            Status::unavailable(format!(
+                "the change could not be made durable and was not applied: {e}"
+            ))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl GalleryAdmin for AdminService {
+    async fn enroll(
+        &self,
+        req: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let r = req.into_inner();
+        let live = self.changes.live();
+        let ours = &live.base().header().model_tag;
+        if r.model_tag.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "model_tag is required: name the model that made the templates (this gallery: {ours:?})"
+            )));
+        }
+        if &r.model_tag != ours {
+            return Err(Status::failed_precondition(format!(
+                "templates made by model {:?}, the gallery holds templates of {ours:?}",
+                r.model_tag
+            )));
+        }
+        let dim = live.dim();
+        let mut templates = Vec::with_capacity(r.templates.len() * dim);
+        for (i, t) in r.templates.iter().enumerate() {
+            if t.values.len() != dim {
+                return Err(Status::invalid_argument(format!(
+                    "template {i}: expected dimension {dim}, got {}",
+                    t.values.len()
+                )));
+            }
+            templates.extend_from_slice(&t.values);
+        }
+        let count = r.templates.len() as u32;
+        let done = self
+            .commit(
+                "enroll",
+                Change::Enroll {
+                    subject_id: r.subject_id,
+                    templates,
+                },
+            )
+            .await?;
+        tracing::info!(
+            rpc = "Enroll",
+            request_id = %r.request_id,
+            sequence = done.sequence,
+            templates = count,
+            replaced = done.replaced,
+            "gallery change committed"
+        );
+        Ok(Response::new(EnrollResponse {
+            sequence: done.sequence,
+            replaced: done.replaced,
+            templates: count,
+            request_id: r.request_id,
+            gallery_generation: self.generation(),
+        }))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<RemoveRequest>,
+    ) -> Result<Response<RemoveResponse>, Status> {
+        let r = req.into_inner();
+        let done = self
+            .commit(
+                "remove",
+                Change::Remove {
+                    subject_id: r.subject_id,
+                },
+            )
+            .await?;
+        tracing::info!(
+            rpc = "Remove",
+            request_id = %r.request_id,
+            sequence = done.sequence,
+            "gallery change committed"
+        );
+        Ok(Response::new(RemoveResponse {
+            sequence: done.sequence,
+            request_id: r.request_id,
+            gallery_generation: self.generation(),
+        }))
+    }
+}

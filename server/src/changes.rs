@@ -1,0 +1,156 @@
+//! Online gallery changes: the change log under `--data-dir`, replayed at
+//! start-up and appended by the GalleryAdmin service.
+//!
+//! The log is `DATA_DIR/changes/<generation>.wal`, one per base gallery
+//! generation, so a server started on another gallery never replays changes
+//! meant for a different base. It is created by the first change, so a
+//! server that is only searched writes nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use facegate_core::live::{CommitError, LiveGallery};
+use facegate_core::wal::{Change, ChangeLog, CommitMode};
+
+use crate::metrics::Metrics;
+
+/// What a committed change did.
+pub struct Committed {
+    /// Its sequence number in the log.
+    pub sequence: u64,
+    /// Whether the subject had a live record before.
+    pub replaced: bool,
+}
+
+/// The change log and the live gallery it keeps up to date.
+pub struct GalleryChanges {
+    live: Arc<LiveGallery>,
+    path: PathBuf,
+    /// Opened (created) on the first change when no log existed.
+    log: Mutex<Option<Arc<ChangeLog>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The log of a base gallery generation under `data_dir`.
+pub fn log_path(data_dir: &Path, generation: u64) -> PathBuf {
+    data_dir
+        .join("changes")
+        .join(format!("{generation:016x}.wal"))
+}
+
+impl GalleryChanges {
+    /// Replays the log of `live`'s base generation, if there is one, into
+    /// `live`. A torn or damaged tail is cut (and logged); a change that no
+    /// longer applies is skipped with a warning.
+    pub fn open(
+        live: Arc<LiveGallery>,
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<GalleryChanges> {
+        let generation = live.base().header().generation;
+        let path = log_path(data_dir, generation);
+        let changes = GalleryChanges {
+            live,
+            path,
+            log: Mutex::new(None),
+            metrics,
+        };
+        if changes.path.exists() {
+            let log = changes.open_log()?;
+            *changes.lock() = Some(log);
+        }
+        changes.publish();
+        Ok(changes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<ChangeLog>>> {
+        // The guarded value is only ever replaced whole.
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens (creating) the log and applies what it holds.
+    fn open_log(&self) -> anyhow::Result<Arc<ChangeLog>> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the change log directory {}", dir.display()))?;
+        let base = self.live.base();
+        let (log, replay) = ChangeLog::open(
+            &self.path,
+            base.dim(),
+            base.header().generation,
+            CommitMode::Group,
+        )
+        .with_context(|| format!("opening change log {}", self.path.display()))?;
+        if replay.cut_bytes > 0 {
+            tracing::warn!(
+                log = %self.path.display(),
+                cut_bytes = replay.cut_bytes,
+                reason = replay.cut_reason.as_deref().unwrap_or(""),
+                "change log had a torn or damaged tail (a crash mid-write): cut, never applied"
+            );
+        }
+        let mut skipped = 0usize;
+        for (seq, change) in &replay.changes {
+            if let Err(e) = self.live.apply(change) {
+                skipped += 1;
+                tracing::warn!(seq, error = %e, "change in the log no longer applies: skipped");
+            }
+        }
+        tracing::info!(
+            log = %self.path.display(),
+            changes = replay.changes.len(),
+            skipped,
+            "change log replayed"
+        );
+        Ok(Arc::new(log))
+    }
+
+    /// The live gallery.
+    pub fn live(&self) -> &Arc<LiveGallery> {
+        &self.live
+    }
+
+    /// The metrics changes are counted in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Checks, logs durably, and applies one change; blocks on the fsync.
+    pub fn commit(&self, change: &Change) -> Result<Committed, CommitError> {
+        let log = {
+            let mut slot = self.lock();
+            match &*slot {
+                Some(l) => l.clone(),
+                None => {
+                    // Refuse bad changes before creating anything.
+                    self.live.check(change)?;
+                    let l = self.open_log().map_err(|e| {
+                        CommitError::Log(facegate_core::wal::WalError::Io {
+                            path: self.path.clone(),
+                            source: std::io::Error::other(format!("{e:#}")),
+                        })
+                    })?;
+                    *slot = Some(l.clone());
+                    l
+                }
+            }
+        };
+        let (sequence, replaced) = self.live.commit(&log, change)?;
+        self.publish();
+        Ok(Committed { sequence, replaced })
+    }
+
+    /// Publishes the gallery's size and the log's.
+    fn publish(&self) {
+        let c = self.live.counts();
+        let m = &self.metrics;
+        m.gallery_rows.set(c.rows as i64);
+        m.gallery_subjects.set(c.subjects as i64);
+        m.gallery_delta_rows.set(c.delta_rows as i64);
+        m.gallery_masked_subjects.set(c.masked_base_subjects as i64);
+        if let Some(log) = &*self.lock() {
+            m.change_log_bytes.set(log.durable_len() as i64);
+        }
+    }
+}

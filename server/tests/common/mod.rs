@@ -1,0 +1,204 @@
+//! Helpers shared by the server's integration tests: the real `facegate`
+//! binary on an ephemeral port, and a small synthetic gallery.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+use facegate_core::synth::{Synth, SynthConfig};
+use facegate_core::{CpuEngine, ElementType, Gallery};
+use facegate_server::proto::IdentifyRequest;
+use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
+use facegate_server::proto::matcher_client::MatcherClient;
+use tonic::transport::Channel;
+
+pub const DIM: usize = 64;
+pub const TAG: &str = "test-model@1";
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub metrics: String,
+}
+
+impl Server {
+    pub fn start(gallery: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(gallery, &[], extra)
+    }
+
+    pub fn start_with_env(gallery: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
+        Self::start_with_limit(gallery, env, extra, None)
+    }
+
+    /// Starts the server with regular files limited to `file_blocks`
+    /// blocks (`ulimit -f`, SIGXFSZ ignored), so that a write past the
+    /// limit fails with EFBIG as a write to a full disk would fail.
+    pub fn start_with_limit(
+        gallery: &Path,
+        env: &[(&str, &str)],
+        extra: &[&str],
+        file_blocks: Option<u64>,
+    ) -> Server {
+        let bin = env!("CARGO_BIN_EXE_facegate");
+        let mut cmd = match file_blocks {
+            None => Command::new(bin),
+            Some(blocks) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!(
+                        "ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
+                    ))
+                    .arg(bin);
+                c
+            }
+        };
+        let mut child = cmd
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--gallery",
+            ])
+            .arg(gallery)
+            .args(extra)
+            .envs(env.iter().copied())
+            .env(
+                "RUST_LOG",
+                std::env::var("FACEGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("facegate starts");
+        // "facegate metrics on URL" comes first, "facegate listening on ADDR" when ready.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut addr, mut metrics) = (String::new(), String::new());
+        while addr.is_empty() {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "facegate exited before listening"
+            );
+            if let Some(m) = line.trim().strip_prefix("facegate metrics on ") {
+                metrics = m.to_string();
+            } else if let Some(a) = line.trim().strip_prefix("facegate listening on ") {
+                addr = a.to_string();
+            }
+        }
+        Server {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    pub async fn admin(&self) -> GalleryAdminClient<Channel> {
+        GalleryAdminClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    pub async fn client(&self) -> MatcherClient<Channel> {
+        MatcherClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Fixture {
+    pub _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub synth: Synth,
+    pub engine: CpuEngine,
+}
+
+pub fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Synth::new(SynthConfig {
+        subjects: 400,
+        probes: 100,
+        dim: DIM,
+        mated_fraction: 0.8,
+        seed: 4,
+    })
+    .unwrap();
+    let ids = synth.gallery_ids();
+    let mut rows = synth.gallery_rows();
+    let mut data = Vec::new();
+    while let Some((_, r)) = rows.next_with_id() {
+        data.extend_from_slice(r);
+    }
+    let path = dir.path().join("g.fgal");
+    let opts = BuildOptions {
+        scan_type: ElementType::Int8,
+        model_tag: TAG.into(),
+        overwrite: false,
+    };
+    build_gallery(
+        &path,
+        &mut SliceRows::new(&data, DIM, "t").unwrap(),
+        &ids,
+        "ids",
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    let engine = CpuEngine::new(Arc::new(Gallery::open(&path).unwrap()));
+    Fixture {
+        _dir: dir,
+        path,
+        synth,
+        engine,
+    }
+}
+
+pub fn identify(probe: Vec<f32>, k: u32, id: &str) -> IdentifyRequest {
+    IdentifyRequest {
+        probe,
+        top_k: k,
+        request_id: id.into(),
+        model_tag: TAG.into(),
+        ..Default::default()
+    }
+}
+
+/// GET over plain HTTP/1.1; the body of a 200.
+pub async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    assert!(
+        buf.starts_with("HTTP/1.1 200"),
+        "{}",
+        &buf[..buf.len().min(200)]
+    );
+    buf.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// The value of one series in a text exposition (absent: 0).
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}

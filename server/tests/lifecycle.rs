@@ -1,0 +1,442 @@
+//! Online gallery changes through the real server: GalleryAdmin Enroll and
+//! Remove, what Identify and Verify see afterwards, durability across
+//! restarts and SIGKILL, and a change log on a full disk.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
+use facegate_server::proto::matcher_client::MatcherClient;
+use facegate_server::proto::{
+    EnrollRequest, GetGalleryInfoRequest, RemoveRequest, Template, VerifyRequest,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A random template, the same for the same seed.
+fn template(seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn enroll(id: &str, templates: Vec<Vec<f32>>) -> EnrollRequest {
+    EnrollRequest {
+        subject_id: id.into(),
+        templates: templates
+            .into_iter()
+            .map(|values| Template { values })
+            .collect(),
+        model_tag: TAG.into(),
+        request_id: format!("enroll-{id}"),
+    }
+}
+
+fn remove(id: &str) -> RemoveRequest {
+    RemoveRequest {
+        subject_id: id.into(),
+        request_id: format!("remove-{id}"),
+    }
+}
+
+/// Best score of `probe` over `id`'s templates and how many it has.
+async fn verify(
+    c: &mut MatcherClient<Channel>,
+    id: &str,
+    probe: &[f32],
+) -> Result<(f32, u32), Code> {
+    c.verify(VerifyRequest {
+        probe: probe.to_vec(),
+        subject_id: id.into(),
+        model_tag: TAG.into(),
+        ..Default::default()
+    })
+    .await
+    .map(|r| {
+        let r = r.into_inner();
+        (r.score, r.templates_compared)
+    })
+    .map_err(|s| s.code())
+}
+
+async fn top_ids(c: &mut MatcherClient<Channel>, probe: &[f32], k: u32) -> Vec<(String, f32)> {
+    c.identify(identify(probe.to_vec(), k, "q"))
+        .await
+        .unwrap()
+        .into_inner()
+        .candidates
+        .into_iter()
+        .map(|c| (c.subject_id, c.score))
+        .collect()
+}
+
+async fn subjects(c: &mut MatcherClient<Channel>) -> u64 {
+    c.get_gallery_info(GetGalleryInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .subjects
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enrolments_and_removals_are_searchable_at_once_and_survive_a_restart() {
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let base_subjects = f.engine.gallery().subjects() as u64;
+    let ids = f.synth.gallery_ids();
+    let (new_a, new_b, fresh) = (template(1), template(2), template(3));
+    let probe = f.synth.probe(0).vector;
+
+    let mut server = Server::start(&f.path, &["--data-dir", data_dir]);
+    let (mut admin, mut c) = (server.admin().await, server.client().await);
+    // A new subject with two templates: found by either, at once.
+    let r = admin
+        .enroll(enroll("new-subject", vec![new_a.clone(), new_b.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.replaced && r.templates == 2 && r.sequence >= 1);
+    assert_eq!(r.gallery_generation, f.engine.gallery().header().generation);
+    for t in [&new_a, &new_b] {
+        let top = top_ids(&mut c, t, 3).await;
+        assert_eq!(top[0].0, "new-subject");
+        assert!(top[0].1 > 0.999, "{top:?}");
+    }
+    assert_eq!(verify(&mut c, "new-subject", &new_b).await.unwrap().1, 2);
+    // Re-enrolling a base subject replaces its record.
+    let old = &ids[5];
+    let r = admin
+        .enroll(enroll(old, vec![fresh.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.replaced);
+    assert_eq!(top_ids(&mut c, &fresh, 1).await[0].0, *old);
+    let (score, n) = verify(&mut c, old, &fresh).await.unwrap();
+    assert!(score > 0.999 && n == 1, "{score} {n}");
+    // Removing the best match of a probe: never returned again.
+    let victim = top_ids(&mut c, &probe, 1).await[0].0.clone();
+    admin.remove(remove(&victim)).await.unwrap();
+    assert!(
+        top_ids(&mut c, &probe, 100)
+            .await
+            .iter()
+            .all(|(id, _)| *id != victim)
+    );
+    assert_eq!(verify(&mut c, &victim, &probe).await, Err(Code::NotFound));
+    let err = admin.remove(remove(&victim)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert_eq!(subjects(&mut c).await, base_subjects);
+
+    // Bad changes: their documented codes, and nothing changes.
+    let bad = [
+        (
+            enroll("x", vec![vec![0.5; DIM - 1]]),
+            Code::InvalidArgument,
+            "template 0: expected dimension 64",
+        ),
+        (
+            enroll("x", vec![vec![f32::NAN; DIM]]),
+            Code::InvalidArgument,
+            "not finite",
+        ),
+        (
+            enroll("x", vec![vec![0.0; DIM]]),
+            Code::InvalidArgument,
+            "zero norm",
+        ),
+        (
+            enroll("x", vec![]),
+            Code::InvalidArgument,
+            "at least one template",
+        ),
+        (
+            enroll("x", vec![new_a.clone(); 65]),
+            Code::InvalidArgument,
+            "at most 64",
+        ),
+        (
+            enroll("", vec![new_a.clone()]),
+            Code::InvalidArgument,
+            "subject_id",
+        ),
+        (
+            EnrollRequest {
+                model_tag: "other@2".into(),
+                ..enroll("x", vec![new_a.clone()])
+            },
+            Code::FailedPrecondition,
+            "other@2",
+        ),
+        (
+            EnrollRequest {
+                model_tag: String::new(),
+                ..enroll("x", vec![new_a.clone()])
+            },
+            Code::InvalidArgument,
+            "model_tag is required",
+        ),
+    ];
+    for (req, code, text) in bad {
+        let err = admin.enroll(req).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(text), "{text:?} not in {err:?}");
+    }
+    let err = admin.remove(remove("nobody")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(verify(&mut c, "x", &new_a).await, Err(Code::NotFound));
+    assert_eq!(subjects(&mut c).await, base_subjects);
+    let text = http_get(&server.metrics).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"facegate_gallery_changes_total{kind="enroll",outcome="ok"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"facegate_gallery_changes_total{kind="remove",outcome="not_found"}"#
+        ),
+        2.0
+    );
+    assert_eq!(sample(&text, "facegate_gallery_delta_rows"), 3.0);
+    assert_eq!(sample(&text, "facegate_gallery_masked_subjects"), 2.0);
+
+    // A restart replays the log: the same answers.
+    let before = top_ids(&mut c, &probe, 20).await;
+    drop((admin, c));
+    assert!(server.alive());
+    drop(server);
+    server = Server::start(&f.path, &["--data-dir", data_dir]);
+    let mut c = server.client().await;
+    assert_eq!(top_ids(&mut c, &probe, 20).await, before);
+    assert_eq!(top_ids(&mut c, &new_b, 1).await[0].0, "new-subject");
+    assert_eq!(verify(&mut c, &victim, &probe).await, Err(Code::NotFound));
+    assert_eq!(subjects(&mut c).await, base_subjects);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_on_a_full_disk_refuses_the_change_and_loses_nothing() {
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    // 64 blocks: 32 KiB (dash) or 64 KiB (bash) of log.
+    let server = Server::start_with_limit(&f.path, &[], &["--data-dir", data_dir], Some(64));
+    let (mut admin, mut c) = (server.admin().await, server.client().await);
+    let mut acked = Vec::new();
+    let failed = loop {
+        let i = acked.len() as u64;
+        let id = format!("s{i}");
+        match admin.enroll(enroll(&id, vec![template(100 + i)])).await {
+            Ok(_) => acked.push(id),
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                assert!(e.message().contains("not applied"), "{e:?}");
+                break id;
+            }
+        }
+        assert!(acked.len() < 2000, "the file size limit never hit");
+    };
+    assert!(acked.len() > 10, "{} changes before the limit", acked.len());
+    let check = |c: &mut MatcherClient<Channel>, acked: Vec<String>, failed: String| {
+        let mut c = c.clone();
+        async move {
+            for (i, id) in acked.iter().enumerate() {
+                let (score, _) = verify(&mut c, id, &template(100 + i as u64)).await.unwrap();
+                assert!(score > 0.999);
+            }
+            assert_eq!(
+                verify(&mut c, &failed, &template(100 + acked.len() as u64)).await,
+                Err(Code::NotFound)
+            );
+        }
+    };
+    check(&mut c, acked.clone(), failed.clone()).await;
+    let text = http_get(&server.metrics).await;
+    assert!(
+        sample(
+            &text,
+            r#"facegate_gallery_changes_total{kind="enroll",outcome="log_error"}"#
+        ) >= 1.0
+    );
+    drop((admin, c, server));
+    // Restarted with room: every acknowledged change, not the refused one,
+    // and changes are taken again.
+    let server = Server::start(&f.path, &["--data-dir", data_dir]);
+    let (mut admin, mut c) = (server.admin().await, server.client().await);
+    check(&mut c, acked.clone(), failed.clone()).await;
+    admin
+        .enroll(enroll(&failed, vec![template(7)]))
+        .await
+        .unwrap();
+    assert!(verify(&mut c, &failed, &template(7)).await.unwrap().0 > 0.999);
+}
+
+/// What a subject holds: nothing, or the templates of one version.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Held {
+    Absent,
+    Version(u64),
+}
+
+/// Templates of version `v` of subject `s`: 1 to 3, all distinct.
+fn version_templates(s: usize, v: u64) -> Vec<Vec<f32>> {
+    (0..1 + v % 3)
+        .map(|t| template(1_000_000 + s as u64 * 10_000 + v * 10 + t))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Subject {
+    acked: Held,
+    /// A change sent whose answer never came (the server was killed).
+    pending: Option<Held>,
+}
+
+/// What the server holds for subject `s`, among the candidate states.
+async fn observe(c: &mut MatcherClient<Channel>, s: usize, candidates: &[Held]) -> Held {
+    let id = format!("crash-{s}");
+    for h in candidates {
+        let Held::Version(v) = *h else { continue };
+        let ts = version_templates(s, v);
+        if let Ok((score, n)) = verify(c, &id, &ts[0]).await
+            && score > 0.999
+        {
+            assert_eq!(n as usize, ts.len(), "subject {s} version {v} half applied");
+            return *h;
+        }
+    }
+    assert_eq!(
+        verify(c, &id, &template(5)).await,
+        Err(Code::NotFound),
+        "subject {s}: none of {candidates:?}"
+    );
+    Held::Absent
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_during_concurrent_changes_loses_no_acknowledged_change_50_times() {
+    const WRITERS: usize = 4;
+    const PER_WRITER: usize = 6;
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let subjects_n = WRITERS * PER_WRITER;
+    let state = Arc::new(Mutex::new(vec![
+        Subject {
+            acked: Held::Absent,
+            pending: None
+        };
+        subjects_n
+    ]));
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    let mut version = 0u64;
+    let mut acked_total = 0usize;
+    let (mut unanswered, mut unanswered_applied) = (0usize, 0usize);
+    for round in 0..50 {
+        let mut server = Server::start(&f.path, &["--data-dir", data_dir]);
+        let mut c = server.client().await;
+        // After the restart: each subject holds its acknowledged state, or
+        // the one its unanswered change would have made; nothing else.
+        {
+            let snapshot = state.lock().unwrap().clone();
+            for (s, subj) in snapshot.iter().enumerate() {
+                let mut cands = vec![subj.acked];
+                cands.extend(subj.pending);
+                let seen = observe(&mut c, s, &cands).await;
+                if let Some(p) = subj.pending {
+                    unanswered += 1;
+                    unanswered_applied += usize::from(seen == p && p != subj.acked);
+                }
+                state.lock().unwrap()[s] = Subject {
+                    acked: seen,
+                    pending: None,
+                };
+            }
+            let live = state
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.acked != Held::Absent)
+                .count();
+            assert_eq!(
+                subjects(&mut c).await,
+                f.engine.gallery().subjects() as u64 + live as u64,
+                "round {round}"
+            );
+        }
+        // Concurrent writers, each owning its subjects, until the kill.
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let admin: GalleryAdminClient<Channel> = server.admin().await;
+            let state = state.clone();
+            version += 1_000;
+            let (first_version, seed) = (version, rng.random::<u64>());
+            tasks.push(tokio::spawn(async move {
+                let mut admin = admin;
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let mut acked = 0usize;
+                for i in 0u64.. {
+                    let s = w * PER_WRITER + rng.random_range(0..PER_WRITER);
+                    let id = format!("crash-{s}");
+                    let current = state.lock().unwrap()[s].acked;
+                    let next = if current != Held::Absent && rng.random_bool(0.3) {
+                        Held::Absent
+                    } else {
+                        Held::Version(first_version + i)
+                    };
+                    state.lock().unwrap()[s].pending = Some(next);
+                    let result = match next {
+                        Held::Absent => admin.remove(remove(&id)).await.map(|_| ()),
+                        Held::Version(v) => admin
+                            .enroll(enroll(&id, version_templates(s, v)))
+                            .await
+                            .map(|_| ()),
+                    };
+                    match result {
+                        Ok(()) => {
+                            state.lock().unwrap()[s] = Subject {
+                                acked: next,
+                                pending: None,
+                            };
+                            acked += 1;
+                        }
+                        // Killed: the outcome of this change is unknown.
+                        Err(_) => return acked,
+                    }
+                }
+                acked
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..150))).await;
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        for t in tasks {
+            acked_total += t.await.unwrap();
+        }
+        drop(server);
+    }
+    eprintln!(
+        "{acked_total} changes acknowledged; of {unanswered} unanswered at a kill, {unanswered_applied} had become durable"
+    );
+    assert!(
+        acked_total > 200,
+        "only {acked_total} changes acknowledged in 50 rounds"
+    );
+    // The last round's outcome, checked once more.
+    let server = Server::start(&f.path, &["--data-dir", data_dir]);
+    let mut c = server.client().await;
+    let snapshot = state.lock().unwrap().clone();
+    for (s, subj) in snapshot.iter().enumerate() {
+        let mut cands = vec![subj.acked];
+        cands.extend(subj.pending);
+        observe(&mut c, s, &cands).await;
+    }
+}
