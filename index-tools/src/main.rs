@@ -32,6 +32,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Search a gallery with probes from a .npy file and write ranked candidates as CSV.
     Search(cmd::search::Args),
+    /// Fold a gallery's change log (online enrolments and removals) into a new gallery generation.
+    Compact(cmd::compact::Args),
     /// Synthesise a population, build its gallery, search it and report error rates per group.
     Demo(cmd::demo::Args),
 }
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Search(a) => cmd::search::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Compact(a) => cmd::compact::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

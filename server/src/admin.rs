@@ -1,5 +1,6 @@
 //! The `facegate.v1.GalleryAdmin` gRPC service: online enrolments and
-//! removals for the enrolment back office (never for ports).
+//! removals for the enrolment back office (never for ports), and Reload,
+//! which adopts a gallery generation compacted offline.
 //!
 //! Each change is validated, written to the change log and fsync'd (shared
 //! with concurrent changes by group commit), then applied to the live
@@ -13,30 +14,30 @@ use facegate_core::live::{ChangeError, CommitError};
 use facegate_core::wal::{Change, WalError};
 use tonic::{Request, Response, Status};
 
-use crate::changes::{Committed, GalleryChanges};
+use crate::changes::Committed;
 use crate::proto::gallery_admin_server::GalleryAdmin;
-use crate::proto::{EnrollRequest, EnrollResponse, RemoveRequest, RemoveResponse};
+use crate::proto::{
+    EnrollRequest, EnrollResponse, ReloadRequest, ReloadResponse, RemoveRequest, RemoveResponse,
+};
+use crate::state::ServingState;
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct AdminService {
-    changes: Arc<GalleryChanges>,
+    state: Arc<ServingState>,
 }
 
 impl AdminService {
-    /// A service committing through `changes`.
-    pub fn new(changes: Arc<GalleryChanges>) -> Self {
-        AdminService { changes }
+    /// A service changing what `state` serves.
+    pub fn new(state: Arc<ServingState>) -> Self {
+        AdminService { state }
     }
 
-    fn generation(&self) -> u64 {
-        self.changes.live().base().header().generation
-    }
-
-    /// Commits on the blocking pool and counts the outcome.
-    async fn commit(&self, kind: &'static str, change: Change) -> Result<Committed, Status> {
-        let changes = self.changes.clone();
-        let result = tokio::task::spawn_blocking(move || changes.commit(&change))
+    /// Commits on the blocking pool and counts the outcome; returns what
+    /// the change did and the generation it was made to.
+    async fn commit(&self, kind: &'static str, change: Change) -> Result<(Committed, u64), Status> {
+        let state = self.state.clone();
+        let result = tokio::task::spawn_blocking(move || state.commit(&change))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "change task failed");
@@ -48,7 +49,7 @@ impl AdminService {
             Err(CommitError::Change(_)) | Err(CommitError::Log(WalError::Refused(_))) => "invalid",
             Err(CommitError::Log(_)) => "log_error",
         };
-        self.changes
+        self.state
             .metrics()
             .gallery_changes
             .with_label_values(&[kind, outcome])
@@ -86,8 +87,8 @@ impl GalleryAdmin for AdminService {
         req: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
         let r = req.into_inner();
-        let live = self.changes.live();
-        let ours = &live.base().header().model_tag;
+        let gallery = self.state.gallery();
+        let ours = &gallery.header().model_tag;
         if r.model_tag.is_empty() {
             return Err(Status::invalid_argument(format!(
                 "model_tag is required: name the model that made the templates (this gallery: {ours:?})"
@@ -99,7 +100,7 @@ impl GalleryAdmin for AdminService {
                 r.model_tag
             )));
         }
-        let dim = live.dim();
+        let dim = gallery.dim();
         let mut templates = Vec::with_capacity(r.templates.len() * dim);
         for (i, t) in r.templates.iter().enumerate() {
             if t.values.len() != dim {
@@ -111,7 +112,7 @@ impl GalleryAdmin for AdminService {
             templates.extend_from_slice(&t.values);
         }
         let count = r.templates.len() as u32;
-        let done = self
+        let (done, generation) = self
             .commit(
                 "enroll",
                 Change::Enroll {
@@ -133,7 +134,7 @@ impl GalleryAdmin for AdminService {
             replaced: done.replaced,
             templates: count,
             request_id: r.request_id,
-            gallery_generation: self.generation(),
+            gallery_generation: generation,
         }))
     }
 
@@ -142,7 +143,7 @@ impl GalleryAdmin for AdminService {
         req: Request<RemoveRequest>,
     ) -> Result<Response<RemoveResponse>, Status> {
         let r = req.into_inner();
-        let done = self
+        let (done, generation) = self
             .commit(
                 "remove",
                 Change::Remove {
@@ -159,7 +160,29 @@ impl GalleryAdmin for AdminService {
         Ok(Response::new(RemoveResponse {
             sequence: done.sequence,
             request_id: r.request_id,
-            gallery_generation: self.generation(),
+            gallery_generation: generation,
+        }))
+    }
+
+    async fn reload(
+        &self,
+        req: Request<ReloadRequest>,
+    ) -> Result<Response<ReloadResponse>, Status> {
+        let r = req.into_inner();
+        let done = self.state.reload().await?;
+        tracing::info!(
+            rpc = "Reload",
+            request_id = %r.request_id,
+            previous = format!("{:016x}", done.previous),
+            generation = format!("{:016x}", done.generation),
+            carried_over = done.carried_over,
+            "reload done"
+        );
+        Ok(Response::new(ReloadResponse {
+            previous_generation: done.previous,
+            generation: done.generation,
+            carried_over_changes: done.carried_over,
+            request_id: r.request_id,
         }))
     }
 }

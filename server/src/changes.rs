@@ -5,11 +5,20 @@
 //! generation, so a server started on another gallery never replays changes
 //! meant for a different base. It is created by the first change, so a
 //! server that is only searched writes nothing.
+//!
+//! A gallery made by `facegate-index compact` records its parent generation
+//! and the last change of the parent's log it holds. When such a gallery has
+//! no log of its own yet (at a reload, or at a start after a crash between
+//! the compaction and the reload), the changes logged after that point are
+//! carried over from the parent's log into a new log, fsync'd, and only then
+//! is the parent's log deleted: an acknowledged change is always in exactly
+//! the log of the gallery that will be served.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use facegate_core::format::Lineage;
 use facegate_core::live::{CommitError, LiveGallery};
 use facegate_core::wal::{Change, ChangeLog, CommitMode};
 
@@ -59,9 +68,61 @@ impl GalleryChanges {
         if changes.path.exists() {
             let log = changes.open_log()?;
             *changes.lock() = Some(log);
+        } else if let Some(lineage) = changes.live.base().header().lineage {
+            changes.carry_over(data_dir, lineage)?;
         }
         changes.publish();
         Ok(changes)
+    }
+
+    /// Moves the changes the parent's log holds after `lineage`'s point into
+    /// this generation's log, then deletes the parent's log.
+    fn carry_over(&self, data_dir: &Path, lineage: Lineage) -> anyhow::Result<()> {
+        let parent = log_path(data_dir, lineage.parent_generation);
+        let replay = ChangeLog::read(&parent, self.live.dim(), lineage.parent_generation)
+            .with_context(|| format!("reading the parent change log {}", parent.display()))?;
+        let tail: Vec<&Change> = replay
+            .changes
+            .iter()
+            .filter(|(seq, _)| *seq > lineage.through_sequence)
+            .map(|(_, c)| c)
+            .collect();
+        if !tail.is_empty() {
+            let log = self.open_log()?;
+            for change in &tail {
+                match self.live.commit(&log, change) {
+                    Ok(_) => {}
+                    Err(CommitError::Change(e)) => {
+                        tracing::warn!(error = %e, "change in the parent log no longer applies: skipped");
+                    }
+                    Err(e) => {
+                        return Err(e).context("carrying a change over from the parent log");
+                    }
+                }
+            }
+            *self.lock() = Some(log);
+        }
+        if parent.exists() {
+            std::fs::remove_file(&parent)
+                .with_context(|| format!("removing the parent change log {}", parent.display()))?;
+            if let Some(dir) = parent.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .with_context(|| format!("syncing {}", dir.display()))?;
+            }
+        }
+        tracing::info!(
+            parent = format!("{:016x}", lineage.parent_generation),
+            folded_in_through = lineage.through_sequence,
+            carried_over = tail.len(),
+            "adopted a compacted gallery"
+        );
+        Ok(())
+    }
+
+    /// Changes logged against this generation so far (durable ones).
+    pub fn logged_changes(&self) -> u64 {
+        self.lock().as_ref().map_or(0, |l| l.last_sequence())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<ChangeLog>>> {

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use facegate_core::live::LiveGallery;
 use facegate_core::{Candidate, CpuEngine, ProbeBatch, SearchEngine, SearchError};
 
+use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
+
+use crate::config::{EngineChoice, Settings};
 use crate::metrics::Metrics;
 
 /// A GPU engine, as the server sees it.
@@ -64,6 +67,11 @@ impl Engines {
         };
         e.publish();
         e
+    }
+
+    /// The gallery searched.
+    pub fn live(&self) -> &Arc<LiveGallery> {
+        &self.live
     }
 
     /// The exact CPU engine (Verify uses it directly).
@@ -155,6 +163,37 @@ impl Engines {
             tracing::error!(error = %e, strikes, "GPU engine given up: falling back to the CPU engine");
         } else {
             tracing::warn!(error = %e, strikes, "GPU search failed");
+        }
+    }
+}
+
+/// The GPU engine the settings ask for: required for `gpu`, tried for `auto`.
+pub async fn open_gpu(
+    live: &Arc<LiveGallery>,
+    settings: &Settings,
+) -> anyhow::Result<Option<Accelerator>> {
+    if settings.engine == EngineChoice::Cpu {
+        return Ok(None);
+    }
+    let opts = GpuOptions {
+        device: DeviceOptions {
+            allow_software: settings.allow_software_gpu,
+        },
+        memory_budget_bytes: settings.gpu_memory_budget_bytes,
+        tombstones: Some(live.tombstones().clone()),
+        ..Default::default()
+    };
+    let g = live.base().clone();
+    let opened = tokio::task::spawn_blocking(move || GpuEngine::new(g, opts)).await?;
+    match (opened, settings.engine) {
+        (Ok(e), _) => Ok(Some(Accelerator {
+            memory_bytes: e.gpu_memory_bytes(),
+            engine: Arc::new(e),
+        })),
+        (Err(e), EngineChoice::Gpu) => Err(anyhow::Error::new(e).context("--engine gpu")),
+        (Err(e), _) => {
+            tracing::info!(reason = %e, "no usable GPU: serving with the CPU engine");
+            Ok(None)
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod deadline;
 pub mod demo;
 pub mod dispatch;
 pub mod engines;
+pub mod generation;
 pub mod matcher;
 pub mod metrics;
 pub mod serve;

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub gallery_masked_subjects: IntGauge,
     /// Bytes in the change log (grows until the next rebuild and reload).
     pub change_log_bytes: IntGauge,
+    /// Gallery generations adopted by a reload.
+    pub gallery_reloads: IntCounter,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -256,6 +258,14 @@ impl Metrics {
                 IntGauge::new(
                     "facegate_change_log_bytes",
                     "Durable bytes in the change log of online changes.",
+                )
+                .expect("valid"),
+            ),
+            gallery_reloads: register(
+                &r,
+                IntCounter::new(
+                    "facegate_gallery_reloads_total",
+                    "Gallery generations adopted by a reload (Reload RPC or SIGHUP).",
                 )
                 .expect("valid"),
             ),

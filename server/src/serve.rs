@@ -9,14 +9,12 @@ use facegate_core::Gallery;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
-
 use facegate_core::live::{LiveGallery, MAX_TEMPLATES_PER_SUBJECT};
 
 use crate::admin::AdminService;
 use crate::changes::GalleryChanges;
-use crate::config::{EngineChoice, Settings};
-use crate::engines::Accelerator;
+use crate::config::Settings;
+use crate::engines::open_gpu;
 use crate::matcher::MatcherService;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::matcher_server::MatcherServer;
@@ -46,8 +44,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let gpu = open_gpu(&live, &settings).await?;
     let state = Arc::new(
-        ServingState::new(live.clone(), gpu, settings.clone(), metrics.clone())
-            .context("starting the dispatcher thread")?,
+        ServingState::new(
+            changes,
+            gpu,
+            settings.clone(),
+            metrics.clone(),
+            path.clone(),
+        )
+        .context("starting the dispatcher thread")?,
     );
     let info = state.info();
     tracing::info!(
@@ -74,7 +78,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .build_v1()
         .context("building the reflection service")?;
     let matcher = tonic::service::interceptor::InterceptedService::new(
-        MatcherServer::new(MatcherService::new(state))
+        MatcherServer::new(MatcherService::new(state.clone()))
             .max_decoding_message_size(settings.max_message_bytes),
         crate::deadline::stamp,
     );
@@ -83,7 +87,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin_message_bytes = settings
         .max_message_bytes
         .max(MAX_TEMPLATES_PER_SUBJECT * (live.dim() * 5 + 16) + 64 * 1024);
-    let admin = GalleryAdminServer::new(AdminService::new(changes))
+    let admin = GalleryAdminServer::new(AdminService::new(state.clone()))
         .max_decoding_message_size(admin_message_bytes);
 
     let metrics_listener = crate::metrics::bind(settings.metrics_listen).await?;
@@ -115,6 +119,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let _ = stop_rx.await;
         });
     let mut server = tokio::spawn(server);
+    tokio::spawn(reload_on_sighup(state.clone()));
     tokio::select! {
         r = &mut server => return r?.context("server failed"),
         _ = shutdown_signal() => {}
@@ -156,35 +161,27 @@ fn no_delay(
     })
 }
 
-/// The GPU engine the settings ask for: required for `gpu`, tried for `auto`.
-async fn open_gpu(
-    live: &Arc<LiveGallery>,
-    settings: &Settings,
-) -> anyhow::Result<Option<Accelerator>> {
-    if settings.engine == EngineChoice::Cpu {
-        return Ok(None);
-    }
-    let opts = GpuOptions {
-        device: DeviceOptions {
-            allow_software: settings.allow_software_gpu,
-        },
-        memory_budget_bytes: settings.gpu_memory_budget_bytes,
-        tombstones: Some(live.tombstones().clone()),
-        ..Default::default()
-    };
-    let g = live.base().clone();
-    let opened = tokio::task::spawn_blocking(move || GpuEngine::new(g, opts)).await?;
-    match (opened, settings.engine) {
-        (Ok(e), _) => Ok(Some(Accelerator {
-            memory_bytes: e.gpu_memory_bytes(),
-            engine: Arc::new(e),
-        })),
-        (Err(e), EngineChoice::Gpu) => Err(anyhow::Error::new(e).context("--engine gpu")),
-        (Err(e), _) => {
-            tracing::info!(reason = %e, "no usable GPU: serving with the CPU engine");
-            Ok(None)
+/// Reloads the gallery on every SIGHUP, as the Reload RPC does.
+async fn reload_on_sighup(state: Arc<ServingState>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: reload by RPC only");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the gallery");
+            if let Err(e) = state.reload().await {
+                tracing::error!(error = %e.message(), "reload on SIGHUP failed");
+            }
         }
     }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 async fn shutdown_signal() {

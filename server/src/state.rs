@@ -2,27 +2,40 @@
 //! changes), the engines over it, and the request semantics (validation,
 //! thresholds, deadlines) shared by every RPC.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use facegate_core::live::LiveGallery;
+use facegate_core::live::{CommitError, LiveGallery};
+use facegate_core::wal::Change;
 use facegate_core::{Gallery, InputError, ProbeBatch, SearchError};
 use tonic::Status;
 
+use crate::changes::{Committed, GalleryChanges};
 use crate::config::Settings;
 use crate::dispatch::{DispatchSettings, Dispatcher, Job, Searched};
-use crate::engines::{Accelerator, Engines};
+use crate::engines::{Accelerator, Engines, open_gpu};
+use crate::generation::{CurrentGeneration, Generation};
 use crate::metrics::Metrics;
 use crate::proto;
 
 /// The gallery and engines behind the API.
 pub struct ServingState {
-    live: Arc<LiveGallery>,
-    engines: Arc<Engines>,
+    /// The generation served; a reload swaps it.
+    current: CurrentGeneration,
     /// Batches every 1:N search.
     dispatcher: Dispatcher,
     settings: Settings,
     metrics: Arc<Metrics>,
+    /// The gallery file a reload opens again (a compaction renames the new
+    /// generation over it).
+    gallery_path: PathBuf,
+    /// Held shared by every change while it commits, and exclusively while a
+    /// reload carries the log over and swaps generations, so that no change
+    /// lands in a log that is being retired.
+    gate: RwLock<()>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// One validated 1:N request.
@@ -33,36 +46,59 @@ pub struct IdentifyJob {
     threshold: f32,
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, Copy)]
+pub struct Reloaded {
+    /// Generation served before.
+    pub previous: u64,
+    /// Generation served now (equal to `previous` when the file had not changed).
+    pub generation: u64,
+    /// Changes carried over from the previous generation's log.
+    pub carried_over: u64,
+}
+
 fn invalid(e: InputError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
+/// Publishes a generation's gallery figures.
+fn publish_gallery(metrics: &Metrics, g: &Generation) {
+    let live = g.live();
+    let gallery = live.base();
+    let h = gallery.header();
+    let counts = live.counts();
+    metrics.gallery_rows.set(counts.rows as i64);
+    metrics.gallery_subjects.set(counts.subjects as i64);
+    metrics.gallery_bytes.set(gallery.file_bytes() as i64);
+    metrics.gallery_info.reset();
+    metrics
+        .gallery_info
+        .with_label_values(&[
+            &format!("{:016x}", h.generation),
+            &h.model_tag,
+            h.scan_type.name(),
+        ])
+        .set(1);
+}
+
 impl ServingState {
-    /// Serves `live` with the CPU engine, and the GPU engine when given (it
-    /// must mask `live`'s tombstones); starts the dispatcher thread.
+    /// Serves the live gallery of `changes` (loaded from `gallery_path`)
+    /// with the CPU engine, and the GPU engine when given (it must mask the
+    /// live gallery's tombstones); starts the dispatcher thread.
     pub fn new(
-        live: Arc<LiveGallery>,
+        changes: Arc<GalleryChanges>,
         gpu: Option<Accelerator>,
         settings: Settings,
         metrics: Arc<Metrics>,
+        gallery_path: PathBuf,
     ) -> std::io::Result<ServingState> {
-        let gallery = live.base();
-        let h = gallery.header();
-        let counts = live.counts();
-        metrics.gallery_rows.set(counts.rows as i64);
-        metrics.gallery_subjects.set(counts.subjects as i64);
-        metrics.gallery_bytes.set(gallery.file_bytes() as i64);
-        metrics
-            .gallery_info
-            .with_label_values(&[
-                &format!("{:016x}", h.generation),
-                &h.model_tag,
-                h.scan_type.name(),
-            ])
-            .set(1);
-        let engines = Arc::new(Engines::new(live.clone(), gpu, metrics.clone()));
+        let engines = Arc::new(Engines::new(changes.live().clone(), gpu, metrics.clone()));
+        let first = Generation { engines, changes };
+        publish_gallery(&metrics, &first);
+        let current = CurrentGeneration::new(first);
+        let source = current.clone();
         let dispatcher = Dispatcher::start(
-            engines.clone(),
+            Arc::new(move || source.load().engines.clone()),
             DispatchSettings {
                 max_batch: settings.batch_max_size,
                 max_wait: Duration::from_micros(settings.batch_max_wait_us),
@@ -72,11 +108,13 @@ impl ServingState {
             metrics.clone(),
         )?;
         Ok(ServingState {
-            live,
-            engines,
+            current,
             dispatcher,
             settings,
             metrics,
+            gallery_path,
+            gate: RwLock::new(()),
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -85,19 +123,19 @@ impl ServingState {
         &self.metrics
     }
 
-    /// The base gallery served.
-    pub fn gallery(&self) -> &Gallery {
-        self.live.base()
+    /// The generation served now; a request uses one throughout.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.current.load()
     }
 
-    /// The gallery as searches see it: base plus online changes.
-    pub fn live(&self) -> &Arc<LiveGallery> {
-        &self.live
+    /// The base gallery served now.
+    pub fn gallery(&self) -> Arc<Gallery> {
+        self.current.load().live().base().clone()
     }
 
     /// The name of the engine answering 1:N now.
     pub fn engine_name(&self) -> String {
-        self.engines.engine_name()
+        self.current.load().engines.engine_name()
     }
 
     /// The settings in force.
@@ -105,8 +143,111 @@ impl ServingState {
         &self.settings
     }
 
+    /// Commits one online change to the generation served now (blocking on
+    /// its fsync); returns what it did and that generation's id.
+    pub fn commit(&self, change: &Change) -> Result<(Committed, u64), CommitError> {
+        // Poison only means a change panicked; the gate guards no data.
+        let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let g = self.current.load();
+        let done = g.changes.commit(change)?;
+        Ok((done, g.id()))
+    }
+
+    /// Opens the gallery file again and, when it holds a new generation,
+    /// serves it: the changes logged since its compaction are carried over,
+    /// then the generations are swapped between requests. Requests in
+    /// flight finish on the old generation; none fails.
+    pub async fn reload(self: &Arc<Self>) -> Result<Reloaded, Status> {
+        let _one = self.reloading.lock().await;
+        let old = self.current.load();
+        let path = self.gallery_path.clone();
+        let opened = tokio::task::spawn_blocking(move || Gallery::open(&path))
+            .await
+            .map_err(|e| Status::internal(format!("reload task failed: {e}")))?;
+        let gallery = Arc::new(opened.map_err(|e| {
+            Status::failed_precondition(format!("cannot open the gallery to reload: {e}"))
+        })?);
+        let (new_h, old_h) = (gallery.header(), old.live().base().header());
+        if new_h.generation == old_h.generation {
+            return Ok(Reloaded {
+                previous: old_h.generation,
+                generation: old_h.generation,
+                carried_over: 0,
+            });
+        }
+        if new_h.dim != old_h.dim || new_h.model_tag != old_h.model_tag {
+            return Err(Status::failed_precondition(format!(
+                "the new gallery holds {}-d templates of {:?}, the served one {}-d of {:?}: refusing to swap",
+                new_h.dim, new_h.model_tag, old_h.dim, old_h.model_tag
+            )));
+        }
+        let logged = old.changes.logged_changes();
+        let from_old = new_h
+            .lineage
+            .filter(|l| l.parent_generation == old_h.generation);
+        match from_old {
+            Some(l) if l.through_sequence > logged => {
+                return Err(Status::failed_precondition(format!(
+                    "the new gallery folds in change {} of this generation's log, which has only {logged}",
+                    l.through_sequence
+                )));
+            }
+            None if logged > 0 => {
+                return Err(Status::failed_precondition(format!(
+                    "the new gallery was not compacted from generation {:016x}: its {logged} logged changes would be lost; run facegate-index compact first",
+                    old_h.generation
+                )));
+            }
+            _ => {}
+        }
+        let live = Arc::new(LiveGallery::new(gallery.clone()));
+        let gpu = open_gpu(&live, &self.settings).await.map_err(|e| {
+            Status::unavailable(format!(
+                "cannot open the GPU engine for the new gallery: {e:#}"
+            ))
+        })?;
+        let engines = Arc::new(Engines::new(live.clone(), gpu, self.metrics.clone()));
+        let state = self.clone();
+        let swapped = tokio::task::spawn_blocking(move || {
+            let _exclusive = state.gate.write().unwrap_or_else(|p| p.into_inner());
+            let changes = Arc::new(GalleryChanges::open(
+                live,
+                &state.settings.data_dir,
+                state.metrics.clone(),
+            )?);
+            let carried_over = changes.logged_changes();
+            let next = Generation { engines, changes };
+            publish_gallery(&state.metrics, &next);
+            state.current.swap(next);
+            anyhow::Ok(carried_over)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("reload task failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "reload failed; the old generation stays"
+            );
+            Status::unavailable(format!("reload failed, the old generation stays: {e:#}"))
+        })?;
+        self.metrics.gallery_reloads.inc();
+        let done = Reloaded {
+            previous: old_h.generation,
+            generation: new_h.generation,
+            carried_over: swapped,
+        };
+        tracing::info!(
+            previous = format!("{:016x}", done.previous),
+            generation = format!("{:016x}", done.generation),
+            carried_over = done.carried_over,
+            "gallery generation swapped"
+        );
+        Ok(done)
+    }
+
     fn check_model(&self, tag: &str) -> Result<(), Status> {
-        let ours = &self.gallery().header().model_tag;
+        let gallery = self.gallery();
+        let ours = &gallery.header().model_tag;
         if tag.is_empty() {
             return Err(Status::invalid_argument(format!(
                 "model_tag is required: name the model that made the probe (this gallery: {ours:?})"
@@ -189,7 +330,7 @@ impl ServingState {
         let mut candidates = Vec::with_capacity(ranked.candidates.len());
         for (i, c) in ranked.candidates.iter().enumerate() {
             candidates.push(proto::Candidate {
-                subject_id: self.live.subject_id(c.subject).map_err(gallery_status)?,
+                subject_id: ranked.live.subject_id(c.subject).map_err(gallery_status)?,
                 score: c.score,
                 rank: i as u32 + 1,
             });
@@ -204,7 +345,7 @@ impl ServingState {
             request_id,
             threshold: job.threshold,
             timing: Some(timing(ranked.queue_time, ranked.engine_time, total)),
-            gallery_generation: self.gallery().header().generation,
+            gallery_generation: ranked.live.base().header().generation,
             error: None,
         })
     }
@@ -221,10 +362,11 @@ impl ServingState {
         if r.subject_id.is_empty() {
             return Err(Status::invalid_argument("subject_id is required"));
         }
+        let g = self.current.load();
         let t = Instant::now();
-        let (best, templates) = self
-            .live
-            .verify(self.engines.cpu(), &probe, 0, &r.subject_id)
+        let (best, templates) = g
+            .live()
+            .verify(g.engines.cpu(), &probe, 0, &r.subject_id)
             .map_err(search_status)?
             .ok_or_else(|| Status::not_found("no such subject in the gallery"))?;
         let engine_time = t.elapsed();
@@ -240,14 +382,15 @@ impl ServingState {
                 engine_time,
                 total,
             )),
-            gallery_generation: self.gallery().header().generation,
+            gallery_generation: g.id(),
         })
     }
 
     /// GetGalleryInfo.
     pub fn info(&self) -> proto::GalleryInfo {
-        let h = self.gallery().header();
-        let counts = self.live.counts();
+        let g = self.current.load();
+        let h = g.live().base().header();
+        let counts = g.live().counts();
         proto::GalleryInfo {
             rows: counts.rows,
             subjects: counts.subjects,
@@ -255,11 +398,11 @@ impl ServingState {
             element_type: h.scan_type.name().into(),
             model_tag: h.model_tag.clone(),
             generation: h.generation,
-            engine: self.engine_name(),
+            engine: g.engines.engine_name(),
             default_threshold: self.settings.default_threshold,
             max_top_k: self.settings.max_top_k,
             exact_rescore: h.has_rescore,
-            gpu_memory_bytes: self.engines.gpu_memory_bytes(),
+            gpu_memory_bytes: g.engines.gpu_memory_bytes(),
         }
     }
 }
@@ -331,17 +474,21 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        let gallery = Arc::new(LiveGallery::new(Arc::new(Gallery::open(&path).unwrap())));
+        let live = Arc::new(LiveGallery::new(Arc::new(Gallery::open(&path).unwrap())));
+        let metrics = Metrics::new();
+        let changes = Arc::new(
+            GalleryChanges::open(live, &dir.path().join("data"), metrics.clone()).unwrap(),
+        );
         let gpu = Accelerator {
             engine: Arc::new(Broken),
             memory_bytes: 123,
         };
-        let metrics = Metrics::new();
         let state = ServingState::new(
-            gallery,
+            changes,
             Some(gpu),
             Settings::resolve(ServeArgs::default()).unwrap(),
             metrics.clone(),
+            path.clone(),
         )
         .unwrap();
         assert_eq!(metrics.gpu_memory_bytes.get(), 123);

@@ -158,7 +158,12 @@ fn main() -> anyhow::Result<()> {
         .prefix("facegate-enroll-bench")
         .tempdir_in(&a.dir)
         .with_context(|| format!("creating a work dir in {}", a.dir.display()))?;
-    let base = noise_gallery(&dir.path().join("base.fgal"), 1000, a.dim, ElementType::Int8)?;
+    let base = noise_gallery(
+        &dir.path().join("base.fgal"),
+        1000,
+        a.dim,
+        ElementType::Int8,
+    )?;
     // One enrolment's frame: header, id, and the floats.
     let frame = 40 + a.templates * a.dim * 4;
     let raw = raw_fsync_rate(dir.path(), frame, a.seconds)?;

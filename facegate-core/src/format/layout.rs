@@ -21,6 +21,8 @@
 //! 60      4     section count
 //! 64      64    model tag, UTF-8, zero padded
 //! 128     32*n  section table: kind u32, reserved u32, offset u64, length u64, xxh3-64 u64
+//! 4072    8     parent generation: the gallery this one was compacted from (0: built from scratch)
+//! 4080    8     last change-log sequence of the parent folded in by the compaction
 //! 4088    8     xxh3-64 of header bytes 0..4088
 //! ```
 //!
@@ -49,8 +51,19 @@ pub const MAX_ROWS: u64 = u32::MAX as u64;
 const SECTION_TABLE_OFFSET: usize = 128;
 const SECTION_ENTRY_LEN: usize = 32;
 const HEADER_CHECKSUM_OFFSET: usize = HEADER_LEN - 8;
-/// How many section entries fit between the table start and the header checksum.
-pub const MAX_SECTIONS: usize = (HEADER_CHECKSUM_OFFSET - SECTION_TABLE_OFFSET) / SECTION_ENTRY_LEN;
+const LINEAGE_OFFSET: usize = HEADER_CHECKSUM_OFFSET - 16;
+/// How many section entries fit between the table start and the lineage.
+pub const MAX_SECTIONS: usize = (LINEAGE_OFFSET - SECTION_TABLE_OFFSET) / SECTION_ENTRY_LEN;
+
+/// Where a compacted gallery came from: which changes of which change log
+/// it already holds, so that a server adopting it replays only the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage {
+    /// Generation of the gallery it was compacted from.
+    pub parent_generation: u64,
+    /// Last sequence number of the parent's change log folded in (0: none).
+    pub through_sequence: u64,
+}
 
 /// The kinds of section a gallery holds; each appears at most once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -141,6 +154,8 @@ pub struct Header {
     pub max_templates_per_subject: u32,
     /// The embedding model that made the templates; probes from another model are refused.
     pub model_tag: String,
+    /// Set when the gallery was compacted from another gallery and its log.
+    pub lineage: Option<Lineage>,
     /// The section table.
     pub sections: Vec<SectionEntry>,
 }
@@ -194,6 +209,12 @@ impl Header {
             b[o + 8..o + 16].copy_from_slice(&s.offset.to_le_bytes());
             b[o + 16..o + 24].copy_from_slice(&s.length.to_le_bytes());
             b[o + 24..o + 32].copy_from_slice(&s.checksum.to_le_bytes());
+        }
+        if let Some(l) = self.lineage {
+            b[LINEAGE_OFFSET..LINEAGE_OFFSET + 8]
+                .copy_from_slice(&l.parent_generation.to_le_bytes());
+            b[LINEAGE_OFFSET + 8..HEADER_CHECKSUM_OFFSET]
+                .copy_from_slice(&l.through_sequence.to_le_bytes());
         }
         let sum = checksum(&b[..HEADER_CHECKSUM_OFFSET]);
         b[HEADER_CHECKSUM_OFFSET..].copy_from_slice(&sum.to_le_bytes());
@@ -286,6 +307,13 @@ impl Header {
             created_unix: u64_at(b, 48),
             max_templates_per_subject: u32_at(b, 56),
             model_tag: model_tag.to_owned(),
+            lineage: match u64_at(b, LINEAGE_OFFSET) {
+                0 => None,
+                parent_generation => Some(Lineage {
+                    parent_generation,
+                    through_sequence: u64_at(b, LINEAGE_OFFSET + 8),
+                }),
+            },
             sections,
         })
     }
@@ -351,6 +379,10 @@ mod tests {
             created_unix: 1_700_000_000,
             max_templates_per_subject: 5,
             model_tag: "arcface-r100@2".into(),
+            lineage: Some(Lineage {
+                parent_generation: 0xbeef,
+                through_sequence: 77,
+            }),
             sections: vec![SectionEntry {
                 kind: SectionKind::ScanRows,
                 offset: 4096,

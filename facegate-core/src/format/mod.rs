@@ -11,11 +11,13 @@ mod reader;
 mod writer;
 
 pub use layout::{
-    Header, MAX_DIM, MAX_ROWS, MODEL_TAG_MAX, ROW_ALIGN, SectionEntry, SectionKind, row_stride,
+    Header, Lineage, MAX_DIM, MAX_ROWS, MODEL_TAG_MAX, ROW_ALIGN, SectionEntry, SectionKind,
+    row_stride,
 };
 pub use reader::{Gallery, ScanRows, VerifyReport};
 pub use writer::{
-    BuildOptions, BuildReport, RowSource, SliceRows, build_gallery, validate_subject_id,
+    BuildOptions, BuildReport, RowSource, SliceRows, build_gallery, build_gallery_with_lineage,
+    validate_subject_id,
 };
 
 /// The element type of stored template rows.

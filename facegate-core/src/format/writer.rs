@@ -15,7 +15,7 @@ use memmap2::MmapMut;
 
 use super::ElementType;
 use super::layout::{
-    HEADER_LEN, Header, MAX_ROWS, MODEL_TAG_MAX, SectionEntry, SectionKind, align_section,
+    HEADER_LEN, Header, Lineage, MAX_ROWS, MODEL_TAG_MAX, SectionEntry, SectionKind, align_section,
     checksum, row_stride,
 };
 use crate::error::{GalleryError, InputError};
@@ -132,6 +132,20 @@ pub fn build_gallery(
     opts: &BuildOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<BuildReport, GalleryError> {
+    build_gallery_with_lineage(out, rows, ids, ids_name, opts, None, progress)
+}
+
+/// [`build_gallery`] for a compaction: the header records the gallery and
+/// the change-log position the rows came from.
+pub fn build_gallery_with_lineage(
+    out: &Path,
+    rows: &mut dyn RowSource,
+    ids: &[String],
+    ids_name: &str,
+    opts: &BuildOptions,
+    lineage: Option<Lineage>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuildReport, GalleryError> {
     let n = rows.rows();
     let dim = rows.dim();
     check_inputs(n, dim, ids, ids_name, opts)?;
@@ -152,6 +166,7 @@ pub fn build_gallery(
             .unwrap_or(0),
         max_templates_per_subject: table.max_templates,
         model_tag: opts.model_tag.clone(),
+        lineage,
         sections: Vec::new(),
     };
     let id_bytes: u64 = table.sorted_ids.iter().map(|s| s.len() as u64).sum();

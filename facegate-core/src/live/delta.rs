@@ -56,6 +56,11 @@ impl Delta {
         self.by_subject.len()
     }
 
+    /// The subjects with live rows, in no particular order.
+    pub(crate) fn subject_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_subject.keys().copied()
+    }
+
     /// The live rows of `subject`, if it has any here.
     pub(crate) fn rows_of(&self, subject: u32) -> Option<&[u32]> {
         self.by_subject.get(&subject).map(Vec::as_slice)

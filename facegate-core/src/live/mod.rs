@@ -17,6 +17,7 @@
 //! rebuilds the same state) while changes to different subjects still share
 //! log fsyncs.
 
+mod compact;
 mod delta;
 mod tombstones;
 
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use compact::{CompactReport, compact};
 pub use tombstones::Tombstones;
 
 use crate::error::{GalleryError, InputError};
@@ -110,6 +112,15 @@ pub struct LiveGallery {
     stripe_hash: RandomState,
 }
 
+impl std::fmt::Debug for LiveGallery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveGallery")
+            .field("base", &self.base.path())
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
 /// A template set checked and normalised.
 struct Prepared {
     units: Vec<f32>,
@@ -179,12 +190,15 @@ impl LiveGallery {
 
     /// The id of subject number `subject` (base or enrolled online).
     pub fn subject_id(&self, subject: u32) -> Result<String, GalleryError> {
+        self.subject_id_in(&self.read(), subject)
+    }
+
+    fn subject_id_in(&self, o: &Overlay, subject: u32) -> Result<String, GalleryError> {
         let s = subject as usize;
         if s < self.base.subjects() {
             return Ok(self.base.subject_id(subject)?.to_owned());
         }
-        self.read()
-            .new_ids
+        o.new_ids
             .get(s - self.base.subjects())
             .cloned()
             .ok_or_else(|| GalleryError::Corrupt {

@@ -117,6 +117,58 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> WalError + '_ {
     }
 }
 
+/// Checks a log's header and decodes its frames up to the first that is
+/// incomplete, damaged or out of order; returns them and the length of the
+/// valid prefix.
+fn parse(
+    path: &Path,
+    bytes: &[u8],
+    dim: usize,
+    base_generation: u64,
+) -> Result<(Replay, usize), WalError> {
+    let mismatch = |reason: String| WalError::Mismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (file_dim, file_gen) = record::decode_header(bytes).map_err(|e| mismatch(e.to_string()))?;
+    if file_dim as usize != dim {
+        return Err(mismatch(format!(
+            "written for dimension {file_dim}, the gallery has {dim}"
+        )));
+    }
+    if file_gen != base_generation {
+        return Err(mismatch(format!(
+            "written for gallery generation {file_gen:016x}, the gallery is {base_generation:016x}"
+        )));
+    }
+    let mut replay = Replay::default();
+    let mut at = HEADER_LEN;
+    let mut last_seq = 0;
+    while at < bytes.len() {
+        match record::decode_frame(&bytes[at..], dim) {
+            Ok((seq, change, len)) if seq > last_seq => {
+                replay.changes.push((seq, change));
+                last_seq = seq;
+                at += len;
+            }
+            Ok((seq, ..)) => {
+                replay.cut_reason = Some(format!("sequence {seq} after {last_seq}"));
+                break;
+            }
+            Err(DecodeError::Truncated) => {
+                replay.cut_reason = Some("incomplete last frame".into());
+                break;
+            }
+            Err(DecodeError::Invalid(r)) => {
+                replay.cut_reason = Some(r);
+                break;
+            }
+        }
+    }
+    replay.cut_bytes = (bytes.len() - at) as u64;
+    Ok((replay, at))
+}
+
 impl ChangeLog {
     /// Opens (creating if absent) the log at `path` for a gallery of `dim`
     /// floats per template and generation `base_generation`, replays it, and
@@ -154,47 +206,8 @@ impl ChangeLog {
             File::open(dir).and_then(|d| d.sync_all()).map_err(&err)?;
             bytes = record::encode_header(dim as u32, base_generation).to_vec();
         }
-        let mismatch = |reason: String| WalError::Mismatch {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let (file_dim, file_gen) =
-            record::decode_header(&bytes).map_err(|e| mismatch(e.to_string()))?;
-        if file_dim as usize != dim {
-            return Err(mismatch(format!(
-                "written for dimension {file_dim}, the gallery has {dim}"
-            )));
-        }
-        if file_gen != base_generation {
-            return Err(mismatch(format!(
-                "written for gallery generation {file_gen:016x}, the gallery is {base_generation:016x}"
-            )));
-        }
-        let mut replay = Replay::default();
-        let mut at = HEADER_LEN;
-        let mut last_seq = 0;
-        while at < bytes.len() {
-            match record::decode_frame(&bytes[at..], dim) {
-                Ok((seq, change, len)) if seq > last_seq => {
-                    replay.changes.push((seq, change));
-                    last_seq = seq;
-                    at += len;
-                }
-                Ok((seq, ..)) => {
-                    replay.cut_reason = Some(format!("sequence {seq} after {last_seq}"));
-                    break;
-                }
-                Err(DecodeError::Truncated) => {
-                    replay.cut_reason = Some("incomplete last frame".into());
-                    break;
-                }
-                Err(DecodeError::Invalid(r)) => {
-                    replay.cut_reason = Some(r);
-                    break;
-                }
-            }
-        }
-        replay.cut_bytes = (bytes.len() - at) as u64;
+        let (replay, at) = parse(path, &bytes, dim, base_generation)?;
+        let last_seq = replay.changes.last().map_or(0, |(seq, _)| *seq);
         if replay.cut_bytes > 0 {
             file.set_len(at as u64).map_err(&err)?;
             file.sync_all().map_err(&err)?;
@@ -223,9 +236,34 @@ impl ChangeLog {
         Ok((log, replay))
     }
 
+    /// Reads the changes of the log at `path` without changing the file:
+    /// for offline tools that read a log a server may still be appending to
+    /// (an incomplete last frame is then a write in progress; it is
+    /// reported in `cut_bytes` but left alone). A missing file is an empty log.
+    pub fn read(path: &Path, dim: usize, base_generation: u64) -> Result<Replay, WalError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
+            Err(e) => return Err(io(path)(e)),
+        };
+        if bytes.len() < HEADER_LEN {
+            return Ok(Replay {
+                cut_bytes: bytes.len() as u64,
+                cut_reason: Some("incomplete header".into()),
+                ..Replay::default()
+            });
+        }
+        Ok(parse(path, &bytes, dim, base_generation)?.0)
+    }
+
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sequence number of the last durable change (0: none yet).
+    pub fn last_sequence(&self) -> u64 {
+        self.lock().durable_seq
     }
 
     /// Bytes of the log that are durable.

@@ -25,6 +25,9 @@ struct Info<'a> {
     rescore_f16: bool,
     model_tag: &'a str,
     generation: String,
+    /// Set for a compacted gallery: the parent generation and the last change folded in.
+    compacted_from: Option<String>,
+    compacted_through_change: Option<u64>,
     created_unix: u64,
     max_templates_per_subject: u32,
     file_bytes: u64,
@@ -52,6 +55,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         rescore_f16: h.has_rescore,
         model_tag: &h.model_tag,
         generation: format!("{:016x}", h.generation),
+        compacted_from: h.lineage.map(|l| format!("{:016x}", l.parent_generation)),
+        compacted_through_change: h.lineage.map(|l| l.through_sequence),
         created_unix: h.created_unix,
         max_templates_per_subject: h.max_templates_per_subject,
         file_bytes: g.file_bytes(),
@@ -89,6 +94,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     );
     println!("generation   {}", info.generation);
+    if let (Some(parent), Some(seq)) = (&info.compacted_from, info.compacted_through_change) {
+        println!("compacted    from {parent} through change {seq}");
+    }
     println!("created      {} (unix seconds)", info.created_unix);
     println!("file bytes   {}", info.file_bytes);
     println!("sections:");

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod check;
+pub mod compact;
 pub mod demo;
 pub mod info;
 pub mod search;

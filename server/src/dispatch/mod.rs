@@ -28,6 +28,7 @@ pub mod queue;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use facegate_core::live::LiveGallery;
 use facegate_core::{Candidate, ProbeBatch};
 use tokio::sync::oneshot;
 use tonic::Status;
@@ -66,6 +67,9 @@ pub struct Job {
 pub struct Searched {
     /// Best first, at most the job's `top_k`.
     pub candidates: Vec<Candidate>,
+    /// The gallery searched: candidates' subject numbers are its own, so
+    /// ids must be resolved here even if a reload has swapped it since.
+    pub live: Arc<LiveGallery>,
     /// Time the request waited in the queue.
     pub queue_time: Duration,
     /// Time the engine took for the whole batch.
@@ -96,9 +100,13 @@ struct Shared {
     waiting: Mutex<Waiting>,
     wake: Condvar,
     settings: DispatchSettings,
-    engines: Arc<Engines>,
+    engines: EngineSource,
     metrics: Arc<Metrics>,
 }
+
+/// Where each batch gets its engines: the generation served when the batch
+/// starts (a reload swaps it between batches, never during one).
+pub type EngineSource = Arc<dyn Fn() -> Arc<Engines> + Send + Sync>;
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Waiting> {
@@ -122,9 +130,9 @@ fn shed(reason: &str) -> Status {
 }
 
 impl Dispatcher {
-    /// Starts the dispatcher thread over `engines`.
+    /// Starts the dispatcher thread, taking each batch's engines from `engines`.
     pub fn start(
-        engines: Arc<Engines>,
+        engines: EngineSource,
         settings: DispatchSettings,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Dispatcher> {
@@ -297,9 +305,10 @@ fn run_batch(s: &Shared, batch: &mut Vec<(Instant, Pending)>, started: Instant) 
     s.metrics.batch_size.observe(live.len() as f64);
     let probes = ProbeBatch::gather(live.iter().map(|(_, p)| p.job.probe.as_ref()));
     let top_k = live.iter().map(|(_, p)| p.job.top_k).max().unwrap_or(1);
+    let engines = (s.engines)();
     let result = probes
         .map_err(facegate_core::SearchError::from)
-        .and_then(|probes| s.engines.search(&probes, top_k));
+        .and_then(|probes| engines.search(&probes, top_k));
     let batch_size = live.len();
     match result {
         Ok(r) if r.candidates.len() == batch_size => {
@@ -308,6 +317,7 @@ fn run_batch(s: &Shared, batch: &mut Vec<(Instant, Pending)>, started: Instant) 
                 candidates.truncate(p.job.top_k);
                 let _ = p.reply.send(Ok(Searched {
                     candidates,
+                    live: engines.live().clone(),
                     queue_time,
                     engine_time,
                     batch_size,
@@ -345,7 +355,6 @@ mod tests {
     use super::*;
     use crate::engines::Accelerator;
     use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
-    use facegate_core::live::LiveGallery;
     use facegate_core::{CpuEngine, ElementType, Gallery, SearchEngine, SearchError};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -423,7 +432,9 @@ mod tests {
             }),
             metrics.clone(),
         ));
-        let dispatcher = Dispatcher::start(engines, settings, metrics.clone()).unwrap();
+        let dispatcher =
+            Dispatcher::start(Arc::new(move || engines.clone()), settings, metrics.clone())
+                .unwrap();
         Rig {
             _dir: dir,
             slow,

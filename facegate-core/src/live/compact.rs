@@ -1,0 +1,196 @@
+//! Compaction: a base gallery plus its change log, folded into a new gallery
+//! generation offline (`facegate-index compact`).
+//!
+//! The new gallery holds every live subject: the unmasked base rows in their
+//! order, then the delta rows. Base rows are taken from the most exact copy
+//! the file has (f16 re-score rows, else the scan rows), so a subject scores
+//! the same before and after, to within the rounding of re-normalising an
+//! f16 row. Its header records the parent generation and the last log
+//! sequence folded in; a server adopting it (Reload, or a restart) carries
+//! over only the changes logged after that.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use half::f16;
+
+use super::LiveGallery;
+use crate::error::GalleryError;
+use crate::format::{
+    BuildOptions, Gallery, Lineage, RowSource, ScanRows, build_gallery_with_lineage,
+};
+use crate::wal::Change;
+
+/// What a compaction folded in and produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompactReport {
+    /// Changes in the log (read up to its last complete frame).
+    pub changes: usize,
+    /// Changes that no longer applied (skipped, as at server start-up).
+    pub skipped: usize,
+    /// Last log sequence folded in (0: an empty log).
+    pub through_sequence: u64,
+    /// Base subjects dropped or replaced.
+    pub masked_base_subjects: u64,
+    /// Subjects whose templates came from the log.
+    pub enrolled_subjects: u64,
+    /// Rows and subjects of the parent and of the result.
+    pub parent_rows: u64,
+    /// Subjects of the parent gallery.
+    pub parent_subjects: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Subjects written.
+    pub subjects: u64,
+    /// Generation of the parent gallery.
+    pub parent_generation: u64,
+    /// Generation of the new gallery.
+    pub generation: u64,
+}
+
+/// One row of the compacted gallery.
+enum RowRef {
+    Base(u32),
+    Delta(Vec<f16>),
+}
+
+/// Rows for the writer, in order.
+struct CompactRows<'a> {
+    base: &'a Gallery,
+    rows: Vec<RowRef>,
+    next: usize,
+}
+
+impl RowSource for CompactRows<'_> {
+    fn dim(&self) -> usize {
+        self.base.dim()
+    }
+
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn next_row(&mut self, out: &mut [f32]) -> Result<(), GalleryError> {
+        let dim = self.base.dim();
+        match &self.rows[self.next] {
+            RowRef::Delta(v) => {
+                for (o, x) in out.iter_mut().zip(v) {
+                    *o = x.to_f32();
+                }
+            }
+            RowRef::Base(r) => {
+                let r = *r as usize;
+                if let Some((data, stride)) = self.base.rescore_rows() {
+                    for (o, x) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
+                        *o = x.to_f32();
+                    }
+                } else {
+                    match self.base.scan_rows() {
+                        ScanRows::F16 { data, stride } => {
+                            for (o, x) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
+                                *o = x.to_f32();
+                            }
+                        }
+                        ScanRows::F32 { data, stride } => {
+                            out.copy_from_slice(&data[r * stride..r * stride + dim]);
+                        }
+                        ScanRows::Int8 {
+                            data,
+                            scales,
+                            stride,
+                        } => {
+                            for (o, &q) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
+                                *o = f32::from(q) * scales[r];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.next += 1;
+        Ok(())
+    }
+
+    fn describe_row(&self, row: usize) -> String {
+        match self.rows.get(row) {
+            Some(RowRef::Base(r)) => format!("{} row {r}", self.base.path().display()),
+            _ => format!("change-log template (output row {row})"),
+        }
+    }
+}
+
+/// Folds `changes` (a log of `base`'s generation, in order) into a new
+/// gallery at `out`, of the same element type and model.
+pub fn compact(
+    base: Arc<Gallery>,
+    changes: &[(u64, Change)],
+    out: &Path,
+    overwrite: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<CompactReport, GalleryError> {
+    let live = LiveGallery::new(base.clone());
+    let mut skipped = 0;
+    for (_, change) in changes {
+        if live.apply(change).is_err() {
+            skipped += 1;
+        }
+    }
+    let mut rows = Vec::with_capacity(base.rows());
+    let mut ids = Vec::with_capacity(base.rows());
+    for r in 0..base.rows() {
+        let s = base.row_subject(r)?;
+        if !live.tombstones.is_removed(s) {
+            rows.push(RowRef::Base(r as u32));
+            ids.push(base.subject_id(s)?.to_owned());
+        }
+    }
+    let (masked, enrolled) = {
+        let o = live.read();
+        let mut subjects: Vec<u32> = o.delta.subject_numbers().collect();
+        subjects.sort_unstable();
+        for &s in &subjects {
+            let id = live.subject_id_in(&o, s)?;
+            for &r in o.delta.rows_of(s).unwrap_or_default() {
+                rows.push(RowRef::Delta(o.delta.row(r).to_vec()));
+                ids.push(id.clone());
+            }
+        }
+        (live.tombstones.count(), subjects.len() as u64)
+    };
+    let h = base.header();
+    let through_sequence = changes.last().map_or(0, |(seq, _)| *seq);
+    let lineage = Lineage {
+        parent_generation: h.generation,
+        through_sequence,
+    };
+    let report = build_gallery_with_lineage(
+        out,
+        &mut CompactRows {
+            base: &base,
+            rows,
+            next: 0,
+        },
+        &ids,
+        "compacted ids",
+        &BuildOptions {
+            scan_type: h.scan_type,
+            model_tag: h.model_tag.clone(),
+            overwrite,
+        },
+        Some(lineage),
+        progress,
+    )?;
+    Ok(CompactReport {
+        changes: changes.len(),
+        skipped,
+        through_sequence,
+        masked_base_subjects: masked,
+        enrolled_subjects: enrolled,
+        parent_rows: h.rows,
+        parent_subjects: h.subjects,
+        rows: report.header.rows,
+        subjects: report.header.subjects,
+        parent_generation: h.generation,
+        generation: report.header.generation,
+    })
+}
