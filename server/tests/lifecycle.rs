@@ -11,7 +11,7 @@ use common::*;
 use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
 use facegate_server::proto::matcher_client::MatcherClient;
 use facegate_server::proto::{
-    EnrollRequest, GetGalleryInfoRequest, RemoveRequest, Template, VerifyRequest,
+    EnrollRequest, GetGalleryInfoRequest, ReloadRequest, RemoveRequest, Template, VerifyRequest,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -439,4 +439,209 @@ async fn sigkill_during_concurrent_changes_loses_no_acknowledged_change_50_times
         cands.extend(subj.pending);
         observe(&mut c, s, &cands).await;
     }
+}
+
+/// Folds the server's change log into a new generation written over the
+/// served gallery file, as `facegate-index compact --force` does.
+fn compact_in_place(gallery: &std::path::Path, data_dir: &std::path::Path) -> u64 {
+    use facegate_core::wal::ChangeLog;
+    let base = std::sync::Arc::new(facegate_core::Gallery::open(gallery).unwrap());
+    let log = facegate_server::changes::log_path(data_dir, base.header().generation);
+    let replay = ChangeLog::read(&log, base.dim(), base.header().generation).unwrap();
+    facegate_core::live::compact(base, &replay.changes, gallery, true, &mut |_| {})
+        .unwrap()
+        .generation
+}
+
+async fn info_generation(c: &mut MatcherClient<Channel>) -> u64 {
+    c.get_gallery_info(GetGalleryInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .generation
+}
+
+async fn assert_present(
+    c: &mut MatcherClient<Channel>,
+    present: &[(String, u64)],
+    gone: &[String],
+) {
+    for (id, seed) in present {
+        let (score, _) = verify(c, id, &template(*seed))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        assert!(score > 0.999, "{id}: {score}");
+        assert_eq!(top_ids(c, &template(*seed), 1).await[0].0, *id);
+    }
+    for id in gone {
+        assert_eq!(
+            verify(c, id, &template(1)).await,
+            Err(Code::NotFound),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_swaps_generations_under_load_and_no_request_fails() {
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let mut ids = f.synth.gallery_ids();
+    ids.sort();
+    ids.dedup();
+    let original = f.path.with_extension("orig");
+    std::fs::copy(&f.path, &original).unwrap();
+    let mut server = Server::start(&f.path, &["--data-dir", data_dir]);
+    let (mut admin, mut c) = (server.admin().await, server.client().await);
+    let gen0 = info_generation(&mut c).await;
+    let mut present: Vec<(String, u64)> = Vec::new();
+    let mut gone: Vec<String> = Vec::new();
+    for i in 0..10u64 {
+        admin
+            .enroll(enroll(&format!("a{i}"), vec![template(200 + i)]))
+            .await
+            .unwrap();
+        present.push((format!("a{i}"), 200 + i));
+    }
+    for id in &ids[..3] {
+        admin.remove(remove(id)).await.unwrap();
+        gone.push(id.clone());
+    }
+
+    // Steady Identify load from four ports until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for port in 0..4 {
+        let (mut c, stop) = (server.client().await, stop.clone());
+        let probes: Vec<Vec<f32>> = (0..20)
+            .map(|j| f.synth.probe(port * 20 + j).vector)
+            .collect();
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = probes[ok as usize % probes.len()].clone();
+                match c.identify(identify(p, 5, "load")).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+
+    // Compact while changes keep coming: the ones after the compaction
+    // point are carried over by the reload.
+    let gen1 = compact_in_place(&f.path, data.path());
+    for i in 0..5u64 {
+        admin
+            .enroll(enroll(&format!("b{i}"), vec![template(300 + i)]))
+            .await
+            .unwrap();
+        present.push((format!("b{i}"), 300 + i));
+    }
+    admin.remove(remove("a0")).await.unwrap();
+    present.retain(|(id, _)| id != "a0");
+    gone.push("a0".into());
+    let r = admin
+        .reload(ReloadRequest {
+            request_id: "r1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.previous_generation, r.generation, r.carried_over_changes),
+        (gen0, gen1, 6)
+    );
+    assert_eq!(info_generation(&mut c).await, gen1);
+    assert_present(&mut c, &present, &gone).await;
+    let log_of = |g: u64| facegate_server::changes::log_path(data.path(), g);
+    assert!(!log_of(gen0).exists(), "the retired log is deleted");
+    assert!(log_of(gen1).exists());
+    // Reloading the same file again changes nothing.
+    let again = admin
+        .reload(ReloadRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.generation, again.carried_over_changes), (gen1, 0));
+
+    // SIGHUP does the same.
+    admin
+        .enroll(enroll("c0", vec![template(400)]))
+        .await
+        .unwrap();
+    present.push(("c0".into(), 400));
+    let gen2 = compact_in_place(&f.path, data.path());
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t0 = std::time::Instant::now();
+    while info_generation(&mut c).await != gen2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_present(&mut c, &present, &gone).await;
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for t in load {
+        let (ok, failed) = t.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} failed during the swaps: {:?}",
+            failed.len(),
+            &failed[..1]
+        );
+        answered += ok;
+    }
+    eprintln!("{answered} Identify requests answered across the swaps, none failed");
+    assert!(
+        answered > 20,
+        "only {answered} requests ran across the swaps"
+    );
+    let text = http_get(&server.metrics).await;
+    assert_eq!(sample(&text, "facegate_gallery_reloads_total"), 2.0);
+
+    // A gallery not compacted from this one would lose the logged changes:
+    // refused, and the served generation stays.
+    admin
+        .enroll(enroll("d0", vec![template(500)]))
+        .await
+        .unwrap();
+    present.push(("d0".into(), 500));
+    let current = f.path.with_extension("current");
+    std::fs::rename(&f.path, &current).unwrap();
+    std::fs::rename(&original, &f.path).unwrap();
+    let err = admin.reload(ReloadRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("would be lost"), "{err:?}");
+    std::fs::rename(&current, &f.path).unwrap();
+    assert_eq!(info_generation(&mut c).await, gen2);
+
+    // A crash between a compaction and the reload: the restart adopts the
+    // new file and carries the later changes over.
+    let gen3 = compact_in_place(&f.path, data.path());
+    admin
+        .enroll(enroll("d1", vec![template(501)]))
+        .await
+        .unwrap();
+    present.push(("d1".into(), 501));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop((admin, c, server));
+    let server = Server::start(&f.path, &["--data-dir", data_dir]);
+    let mut c = server.client().await;
+    assert_eq!(info_generation(&mut c).await, gen3);
+    assert_present(&mut c, &present, &gone).await;
+    assert!(!log_of(gen2).exists());
 }
