@@ -263,3 +263,89 @@ fn bad_inputs_name_the_file_and_row() {
 fn facegate_write(path: &Path, data: &[f32], dim: usize) {
     facegate_core::npy::write_matrix(path, data, dim).unwrap();
 }
+
+#[test]
+fn compact_folds_a_server_change_log_into_a_new_generation() {
+    use facegate_core::Gallery;
+    use facegate_core::live::LiveGallery;
+    use facegate_core::wal::{Change, ChangeLog, CommitMode};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    synth(d);
+    let g = d.join("g.fgal");
+    ok(&[
+        "build",
+        "--embeddings",
+        p(&d.join("gallery.npy")),
+        "--ids",
+        p(&d.join("gallery_ids.txt")),
+        "--out",
+        p(&g),
+    ]);
+    // The log a server with --data-dir D would have written.
+    let base = std::sync::Arc::new(Gallery::open(&g).unwrap());
+    let generation = base.header().generation;
+    let data = d.join("data");
+    std::fs::create_dir_all(data.join("changes")).unwrap();
+    let log_path = data.join("changes").join(format!("{generation:016x}.wal"));
+    let (log, _) = ChangeLog::open(&log_path, 128, generation, CommitMode::Group).unwrap();
+    let live = LiveGallery::new(base.clone());
+    let first = base.subject_id(0).unwrap().to_string();
+    for change in [
+        Change::Enroll {
+            subject_id: "enrolled-online".into(),
+            templates: vec![0.5; 256],
+        },
+        Change::Remove { subject_id: first },
+    ] {
+        live.commit(&log, &change).unwrap();
+    }
+    drop(log);
+
+    let out = d.join("g2.fgal");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "compact",
+        "--gallery",
+        p(&g),
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&out),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(report["changes"], 2);
+    assert_eq!(report["through_sequence"], 2);
+    assert_eq!(report["subjects"], 300);
+    assert_eq!(report["masked_base_subjects"], 1);
+    assert_eq!(report["enrolled_subjects"], 1);
+    let parent = base.header().rows;
+    let removed_rows = base.subject_rows(0).unwrap().len() as u64;
+    assert_eq!(report["rows"], parent - removed_rows + 2);
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", p(&out), "--json"])).unwrap();
+    assert_eq!(info["compacted_from"], format!("{generation:016x}"));
+    assert_eq!(info["compacted_through_change"], 2);
+    assert!(ok(&["check", p(&out)]).contains("OK"));
+    // The output is not replaced without --force; a log of another
+    // gallery generation is refused.
+    let err = fails(&[
+        "compact",
+        "--gallery",
+        p(&g),
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("--force"), "{err}");
+    let err = fails(&[
+        "compact",
+        "--gallery",
+        p(&out),
+        "--log",
+        p(&log_path),
+        "--out",
+        p(&d.join("g3.fgal")),
+    ]);
+    assert!(err.contains("generation"), "{err}");
+}
