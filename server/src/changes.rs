@@ -68,6 +68,11 @@ impl GalleryChanges {
         if changes.path.exists() {
             let log = changes.open_log()?;
             *changes.lock() = Some(log);
+            // This log exists only once a carry-over finished: a parent log
+            // still there was left by a crash before its deletion.
+            if let Some(lineage) = changes.live.base().header().lineage {
+                remove_log(&log_path(data_dir, lineage.parent_generation))?;
+            }
         } else if let Some(lineage) = changes.live.base().header().lineage {
             changes.carry_over(data_dir, lineage)?;
         }
@@ -77,6 +82,10 @@ impl GalleryChanges {
 
     /// Moves the changes the parent's log holds after `lineage`'s point into
     /// this generation's log, then deletes the parent's log.
+    ///
+    /// The new log is written under a temporary name, fsync'd and renamed
+    /// into place, so it exists only complete: a crash mid-way leaves the
+    /// parent's log, and the next start carries over again.
     fn carry_over(&self, data_dir: &Path, lineage: Lineage) -> anyhow::Result<()> {
         let parent = log_path(data_dir, lineage.parent_generation);
         let replay = ChangeLog::read(&parent, self.live.dim(), lineage.parent_generation)
@@ -88,29 +97,31 @@ impl GalleryChanges {
             .map(|(_, c)| c)
             .collect();
         if !tail.is_empty() {
-            let log = self.open_log()?;
-            for change in &tail {
-                match self.live.commit(&log, change) {
-                    Ok(_) => {}
-                    Err(CommitError::Change(e)) => {
-                        tracing::warn!(error = %e, "change in the parent log no longer applies: skipped");
-                    }
-                    Err(e) => {
-                        return Err(e).context("carrying a change over from the parent log");
-                    }
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let partial = self.path.with_extension("wal.partial");
+            let _ = std::fs::remove_file(&partial);
+            let base = self.live.base();
+            {
+                let (log, _) = ChangeLog::open(
+                    &partial,
+                    base.dim(),
+                    base.header().generation,
+                    CommitMode::Group,
+                )?;
+                for change in &tail {
+                    log.append(change)
+                        .context("carrying a change over from the parent log")?;
                 }
             }
+            std::fs::rename(&partial, &self.path)
+                .with_context(|| format!("renaming {}", partial.display()))?;
+            sync_dir(&self.path)?;
+            // Replays (applies) what was just written.
+            let log = self.open_log()?;
             *self.lock() = Some(log);
         }
-        if parent.exists() {
-            std::fs::remove_file(&parent)
-                .with_context(|| format!("removing the parent change log {}", parent.display()))?;
-            if let Some(dir) = parent.parent() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .with_context(|| format!("syncing {}", dir.display()))?;
-            }
-        }
+        remove_log(&parent)?;
         tracing::info!(
             parent = format!("{:016x}", lineage.parent_generation),
             folded_in_through = lineage.through_sequence,
@@ -212,6 +223,26 @@ impl GalleryChanges {
         m.gallery_masked_subjects.set(c.masked_base_subjects as i64);
         if let Some(log) = &*self.lock() {
             m.change_log_bytes.set(log.durable_len() as i64);
+        }
+    }
+}
+
+/// fsyncs the directory holding `path`, so a rename or removal in it is durable.
+fn sync_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// Deletes a retired change log (its changes are in the new generation or
+/// its log), durably; nothing to do when it is gone already.
+fn remove_log(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("removing the retired change log {}", path.display()))
         }
     }
 }
