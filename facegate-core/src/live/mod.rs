@@ -334,10 +334,20 @@ impl LiveGallery {
     pub fn merge_delta(
         &self,
         probes: &ProbeBatch,
-        base: Vec<Vec<Candidate>>,
+        mut base: Vec<Vec<Candidate>>,
         top_k: usize,
     ) -> Vec<Vec<Candidate>> {
         let o = self.read();
+        if o.delta.rows() == 0 {
+            // Nothing enrolled online: the base answer stands, less any
+            // subject masked while the engine ran (no copy, no re-sort).
+            if !self.tombstones.is_empty() {
+                for list in &mut base {
+                    list.retain(|c| !self.tombstones.is_removed(c.subject));
+                }
+            }
+            return base;
+        }
         let first_row = self.base.rows() as u32;
         let delta = o.delta.search(&self.kernels, probes, top_k, first_row);
         base.into_iter()
