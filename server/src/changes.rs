@@ -183,11 +183,6 @@ impl GalleryChanges {
         &self.live
     }
 
-    /// The metrics changes are counted in.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// Checks, logs durably, and applies one change; blocks on the fsync.
     pub fn commit(&self, change: &Change) -> Result<Committed, CommitError> {
         let log = {
