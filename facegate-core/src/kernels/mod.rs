@@ -16,6 +16,29 @@ mod x86;
 
 use half::f16;
 
+/// Asks the processor to start loading `bytes` into its level-2 cache,
+/// without waiting for them: the scan calls it for the rows a few tiles
+/// ahead of those it scores.
+///
+/// The hardware prefetcher follows a plain stream well while the scan is
+/// memory bound (one probe), but once a batch makes each tile take longer
+/// to score than to load, measured here, memory and arithmetic stopped
+/// overlapping: a batch of 2 to 4 probes cost the sum of both, twice one
+/// probe's time. Loads requested ahead restore the overlap.
+#[inline]
+pub fn prefetch(bytes: &[i8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch never faults and changes no program state; the
+        // address is within `bytes` anyway. SSE is part of x86-64.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr())
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// int8 probe against int8 rows: exact integer dot products.
 pub type I8Block = fn(probe: &[i8], rows: &[i8], stride: usize, out: &mut [i32]);
 /// Every probe of a [`NarrowProbes`] batch against int8 rows: exact integer

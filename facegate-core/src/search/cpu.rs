@@ -25,6 +25,9 @@ use crate::live::Tombstones;
 const CHUNK_ROWS: usize = 16 * 1024;
 /// Rows scored against every probe before moving on (32 x 512 B int8 = 16 KiB).
 const TILE_ROWS: usize = 32;
+/// How many tiles ahead of the one being scored the int8 batch scan asks
+/// for rows ([`crate::kernels::prefetch`]).
+const PREFETCH_TILES: usize = 2;
 
 /// How many distinct subjects the int8 scan keeps for exact re-scoring when
 /// `k` are asked for: int8 scan scores (7-bit probes against 8-bit rows) are
@@ -263,6 +266,11 @@ impl CpuEngine {
                 // reuses each loaded chunk across probes and rows.
                 let mut dots = vec![0i32; count * TILE_ROWS];
                 self.scan_range(tops, start, end, |first, t, out| {
+                    let ahead = first + PREFETCH_TILES * TILE_ROWS;
+                    if count > 1 && ahead < end {
+                        let t = TILE_ROWS.min(end - ahead);
+                        crate::kernels::prefetch(&data[tile(data.len(), stride, ahead, t)]);
+                    }
                     let dots = &mut dots[..out.len()];
                     (k.i8_batch_block)(
                         narrow,
