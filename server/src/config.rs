@@ -23,6 +23,11 @@ pub enum EngineChoice {
 pub const DEFAULT_BATCH_MAX_SIZE: usize = 32;
 /// Upper bound on `batch_max_size`.
 pub const MAX_BATCH_SIZE: usize = 1024;
+/// Predicted engine time a batch may grow to unless configured: a full batch
+/// of 32 on a large gallery and a slow engine (a 1M x 512 int8 scan on two
+/// CPU cores takes about 180 ms for 32 probes) would otherwise hold every
+/// port waiting behind it that long; small galleries never reach it.
+pub const DEFAULT_BATCH_TIME_TARGET_MS: u64 = 100;
 
 /// `facegate serve` flags; each can also come from the environment.
 #[derive(Debug, Default, clap::Args)]
@@ -67,6 +72,10 @@ pub struct ServeArgs {
     /// while the engine is idle.
     #[arg(long, env = "FACEGATE_BATCH_MAX_WAIT_US")]
     pub batch_max_wait_us: Option<u64>,
+    /// Milliseconds a batch is predicted to run on the engine at most: batches
+    /// take only as many probes as fit (at least one); 0 lifts the limit.
+    #[arg(long, env = "FACEGATE_BATCH_TIME_TARGET_MS")]
+    pub batch_time_target_ms: Option<u64>,
     /// Most searches queued at once; beyond it requests are shed.
     #[arg(long, env = "FACEGATE_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
@@ -96,6 +105,7 @@ struct FileSettings {
     drain_seconds: Option<u64>,
     batch_max_size: Option<usize>,
     batch_max_wait_us: Option<u64>,
+    batch_time_target_ms: Option<u64>,
     queue_capacity: Option<usize>,
     max_queue_wait_ms: Option<u64>,
 }
@@ -129,6 +139,8 @@ pub struct Settings {
     pub batch_max_size: usize,
     /// Longest wait for a batch to fill, microseconds.
     pub batch_max_wait_us: u64,
+    /// Longest predicted engine time of a batch, milliseconds (0: no limit).
+    pub batch_time_target_ms: u64,
     /// Most searches queued.
     pub queue_capacity: usize,
     /// Longest expected queue wait admitted, milliseconds.
@@ -179,6 +191,10 @@ impl Settings {
                 .batch_max_wait_us
                 .or(file.batch_max_wait_us)
                 .unwrap_or(2_000),
+            batch_time_target_ms: args
+                .batch_time_target_ms
+                .or(file.batch_time_target_ms)
+                .unwrap_or(DEFAULT_BATCH_TIME_TARGET_MS),
             queue_capacity: args.queue_capacity.or(file.queue_capacity).unwrap_or(1024),
             max_queue_wait_ms: args
                 .max_queue_wait_ms
@@ -207,6 +223,12 @@ impl Settings {
             anyhow::bail!(
                 "batch_max_wait_us must be at most 1000000 (one second), got {}",
                 s.batch_max_wait_us
+            );
+        }
+        if s.batch_time_target_ms > 60_000 {
+            anyhow::bail!(
+                "batch_time_target_ms must be at most 60000 (one minute; 0 lifts the limit), got {}",
+                s.batch_time_target_ms
             );
         }
         if s.queue_capacity == 0 {

@@ -39,6 +39,10 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Searches waiting in the dispatcher queue.
     pub queue_depth: IntGauge,
+    /// Most probes the next batch may take: `--batch-max-size`, or fewer
+    /// where the learned batch cost would overrun the batch time target. A
+    /// batch size histogram at this limit means the engine is saturated.
+    pub batch_limit: IntGauge,
     /// Requests refused for load (load shedding).
     pub shed: IntCounter,
     /// Requests whose deadline passed while queued, dropped unsearched.
@@ -149,6 +153,14 @@ impl Metrics {
                 IntGauge::new(
                     "facegate_queue_depth",
                     "Searches waiting in the dispatcher queue.",
+                )
+                .expect("valid"),
+            ),
+            batch_limit: register(
+                &r,
+                IntGauge::new(
+                    "facegate_batch_limit",
+                    "Most probes the next batch may take (batch max size, or fewer to meet the batch time target).",
                 )
                 .expect("valid"),
             ),

@@ -64,6 +64,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         engine = %info.engine,
         batch_max_size = settings.batch_max_size,
         batch_max_wait_us = settings.batch_max_wait_us,
+        batch_time_target_ms = settings.batch_time_target_ms,
         "gallery open"
     );
 

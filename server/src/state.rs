@@ -102,6 +102,8 @@ impl ServingState {
             DispatchSettings {
                 max_batch: settings.batch_max_size,
                 max_wait: Duration::from_micros(settings.batch_max_wait_us),
+                batch_time_target: (settings.batch_time_target_ms > 0)
+                    .then(|| Duration::from_millis(settings.batch_time_target_ms)),
                 capacity: settings.queue_capacity,
                 max_queue_wait: Duration::from_millis(settings.max_queue_wait_ms),
             },

@@ -8,6 +8,14 @@
 //! batch on the engine, and answers every request of the batch as soon as it
 //! is done.
 //!
+//! - **Sized by cost**: a batch's engine time grows with its size (a fixed
+//!   pass over the rows plus arithmetic per probe, [`cost::BatchCost`],
+//!   learned from the batches run). With a `batch_time_target`, a batch
+//!   takes only as many probes as are predicted to finish within it, so a
+//!   full queue cannot turn into one batch that keeps every port waiting
+//!   for a long scan; the queue wait in front of it is bounded by admission.
+//!   Every few batches cut short, one takes a probe more, so that the model
+//!   keeps learning the cost around the limit.
 //! - **Fair**: requests wait in per-port queues served round robin
 //!   ([`queue::FairQueue`]), so one busy port cannot starve the others.
 //! - **Bounded**: a request that would wait longer than `max_queue_wait`, or
@@ -23,6 +31,7 @@
 //!   CPU engine's own rayon pool); the queue lock is never held across an
 //!   engine call.
 
+pub mod cost;
 pub mod queue;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -35,6 +44,7 @@ use tonic::Status;
 
 use crate::engines::Engines;
 use crate::metrics::Metrics;
+use cost::BatchCost;
 use queue::FairQueue;
 
 /// How batches are formed and how much may wait.
@@ -45,6 +55,10 @@ pub struct DispatchSettings {
     /// Longest time the oldest queued request waits for a batch to fill
     /// while the engine is idle.
     pub max_wait: Duration,
+    /// Batches take only as many probes as are predicted to run within this
+    /// on the engine (at least one); `None`: up to `max_batch` whatever
+    /// they cost.
+    pub batch_time_target: Option<Duration>,
     /// Most requests queued at once.
     pub capacity: usize,
     /// Requests expected to wait longer than this before their batch starts
@@ -89,10 +103,13 @@ struct Pending {
 /// State shared between submitters and the dispatcher thread.
 struct Waiting {
     queue: FairQueue<Pending>,
-    /// When the batch now on the engine started.
-    busy_since: Option<Instant>,
-    /// Smoothed engine time per batch (seconds; 0 until measured).
-    batch_secs: f64,
+    /// When the batch now on the engine started, and its size.
+    busy: Option<(Instant, usize)>,
+    /// Engine time per batch size, learned from the batches run.
+    cost: BatchCost,
+    /// Batches cut short by the time target since the last one that took
+    /// a probe more (see [`EXPLORE_EVERY`]).
+    limited_batches: u32,
     closed: bool,
 }
 
@@ -122,8 +139,14 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
 }
 
-/// Weight of the newest batch in the smoothed batch time.
-const EWMA_WEIGHT: f64 = 0.2;
+/// While the time target cuts batches short, every this many batches one
+/// takes a probe more than the model allows. A model that overestimates
+/// larger batches (one fitted to mostly single probes sees only the step
+/// from one probe to two) would otherwise never see a larger batch again
+/// and keep the limit low for good; the occasional larger batch lets it
+/// learn the cost around the limit, where it matters, at the price of that
+/// batch running a little past the target.
+const EXPLORE_EVERY: u32 = 4;
 
 fn shed(reason: &str) -> Status {
     Status::resource_exhausted(format!("server overloaded: {reason}; retry later"))
@@ -139,8 +162,9 @@ impl Dispatcher {
         let shared = Arc::new(Shared {
             waiting: Mutex::new(Waiting {
                 queue: FairQueue::default(),
-                busy_since: None,
-                batch_secs: 0.0,
+                busy: None,
+                cost: BatchCost::default(),
+                limited_batches: 0,
                 closed: false,
             }),
             wake: Condvar::new(),
@@ -170,7 +194,7 @@ impl Dispatcher {
         if w.closed {
             return Err(Status::unavailable("server shutting down"));
         }
-        let wait = expected_wait(&w, port, s.settings.max_batch, now);
+        let wait = expected_wait(&w, port, &s.settings, now);
         // Only the queue wait is held against a request: an idle engine always
         // takes it, so one slow batch (a cold first scan) cannot shut the
         // door for good by inflating the estimate no later batch corrects.
@@ -210,21 +234,32 @@ impl Dispatcher {
     }
 }
 
+/// The most probes the next batch takes: `max_batch`, or fewer when the
+/// cost model predicts that many would overrun the batch time target.
+fn batch_limit(cost: &BatchCost, settings: &DispatchSettings) -> usize {
+    let max = settings.max_batch.max(1);
+    match settings.batch_time_target {
+        Some(target) => cost.largest_within(target.as_secs_f64(), max),
+        None => max,
+    }
+}
+
 /// Time a new request from `port` should wait before its batch starts: the
-/// rest of the batch on the engine, plus the batches needed for the requests
-/// served before it. Round robin serves, before it, at most as many requests
-/// from each port as this port will have queued.
-fn expected_wait(w: &Waiting, port: &str, max_batch: usize, now: Instant) -> Duration {
-    if w.batch_secs == 0.0 {
+/// rest of the batch on the engine, plus the full batches needed for the
+/// requests served before it. Round robin serves, before it, at most as many
+/// requests from each port as this port will have queued.
+fn expected_wait(w: &Waiting, port: &str, settings: &DispatchSettings, now: Instant) -> Duration {
+    if !w.cost.is_known() {
         return Duration::ZERO; // nothing measured yet: admit
     }
     let own = w.queue.port_len(port) + 1;
     let ahead: usize = w.queue.len().min(own * w.queue.active_ports().max(1));
-    let running = w.busy_since.map_or(0.0, |t| {
-        (w.batch_secs - now.duration_since(t).as_secs_f64()).max(0.0)
+    let running = w.busy.map_or(0.0, |(t, size)| {
+        (w.cost.secs(size) - now.duration_since(t).as_secs_f64()).max(0.0)
     });
-    let batches_ahead = (ahead / max_batch.max(1)) as f64;
-    Duration::from_secs_f64(running + batches_ahead * w.batch_secs)
+    let limit = batch_limit(&w.cost, settings);
+    let batches_ahead = (ahead / limit) as f64;
+    Duration::from_secs_f64(running + batches_ahead * w.cost.secs(limit))
 }
 
 impl Drop for Dispatcher {
@@ -251,7 +286,7 @@ fn run(s: &Shared) {
                 }
                 let now = Instant::now();
                 let due = w.queue.oldest().map_or(now, |t| t + s.settings.max_wait);
-                if w.queue.len() >= s.settings.max_batch || now >= due || w.closed {
+                if w.queue.len() >= batch_limit(&w.cost, &s.settings) || now >= due || w.closed {
                     break;
                 }
                 w = s
@@ -260,28 +295,38 @@ fn run(s: &Shared) {
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            w.queue.pop_round_robin(s.settings.max_batch, &mut batch);
+            let mut limit = batch_limit(&w.cost, &s.settings);
+            s.metrics.batch_limit.set(limit as i64);
+            if limit < s.settings.max_batch && w.queue.len() > limit {
+                w.limited_batches += 1;
+                if w.limited_batches >= EXPLORE_EVERY {
+                    w.limited_batches = 0;
+                    limit += 1;
+                }
+            }
+            w.queue.pop_round_robin(limit, &mut batch);
             s.metrics.queue_depth.set(w.queue.len() as i64);
             let now = Instant::now();
-            w.busy_since = Some(now);
+            w.busy = Some((now, batch.len()));
             now
         };
         let ran = run_batch(s, &mut batch, started);
         let mut w = s.lock();
-        w.busy_since = None;
-        if let Some(secs) = ran {
-            w.batch_secs = if w.batch_secs == 0.0 {
-                secs
-            } else {
-                (1.0 - EWMA_WEIGHT) * w.batch_secs + EWMA_WEIGHT * secs
-            };
+        w.busy = None;
+        if let Some((size, secs)) = ran {
+            w.cost.observe(size, secs);
         }
     }
 }
 
 /// Drops expired and abandoned requests, searches the rest as one batch and
-/// answers each; returns the engine time when the engine ran.
-fn run_batch(s: &Shared, batch: &mut Vec<(Instant, Pending)>, started: Instant) -> Option<f64> {
+/// answers each; returns the probes searched and the engine time when the
+/// engine ran.
+fn run_batch(
+    s: &Shared,
+    batch: &mut Vec<(Instant, Pending)>,
+    started: Instant,
+) -> Option<(usize, f64)> {
     let mut live = Vec::with_capacity(batch.len());
     for (enqueued, p) in batch.drain(..) {
         if p.reply.is_closed() {
@@ -323,7 +368,7 @@ fn run_batch(s: &Shared, batch: &mut Vec<(Instant, Pending)>, started: Instant) 
                     batch_size,
                 }));
             }
-            Some(engine_time.as_secs_f64())
+            Some((batch_size, engine_time.as_secs_f64()))
         }
         Ok(r) => {
             tracing::error!(
@@ -336,7 +381,7 @@ fn run_batch(s: &Shared, batch: &mut Vec<(Instant, Pending)>, started: Instant) 
                     "search engine answered inconsistently",
                 )));
             }
-            Some(r.engine_time.as_secs_f64())
+            Some((batch_size, r.engine_time.as_secs_f64()))
         }
         Err(e) => {
             let status = crate::state::search_status(e);
@@ -361,11 +406,13 @@ mod tests {
     const DIM: usize = 16;
     const SUBJECTS: usize = 64;
 
-    /// An engine that takes `delay` per batch and logs batch sizes, standing
-    /// in for a long scan so that queues build up deterministically.
+    /// An engine that takes `delay` per batch plus `per_probe` for each
+    /// probe, and logs batch sizes, standing in for a long scan so that
+    /// queues build up deterministically.
     struct Slow {
         inner: CpuEngine,
         delay: Duration,
+        per_probe: Duration,
         batches: Mutex<Vec<usize>>,
         panics_left: AtomicUsize,
     }
@@ -383,7 +430,7 @@ mod tests {
             {
                 panic!("simulated engine bug");
             }
-            std::thread::sleep(self.delay);
+            std::thread::sleep(self.delay + self.per_probe * p.len() as u32);
             self.inner.search(p, k)
         }
     }
@@ -396,6 +443,10 @@ mod tests {
     }
 
     fn rig(delay_ms: u64, settings: DispatchSettings) -> Rig {
+        rig_with_cost(delay_ms, 0, settings)
+    }
+
+    fn rig_with_cost(delay_ms: u64, per_probe_ms: u64, settings: DispatchSettings) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.fgal");
         let data: Vec<f32> = (0..SUBJECTS * DIM)
@@ -420,6 +471,7 @@ mod tests {
         let slow = Arc::new(Slow {
             inner: CpuEngine::new(gallery.clone()),
             delay: Duration::from_millis(delay_ms),
+            per_probe: Duration::from_millis(per_probe_ms),
             batches: Mutex::new(Vec::new()),
             panics_left: AtomicUsize::new(0),
         });
@@ -447,6 +499,7 @@ mod tests {
         DispatchSettings {
             max_batch,
             max_wait: Duration::from_millis(2),
+            batch_time_target: None,
             capacity: 1000,
             max_queue_wait: Duration::from_secs(10),
         }
@@ -497,6 +550,49 @@ mod tests {
         assert_eq!(r.batches(), [1, 10]);
         assert_eq!(r.metrics.batch_size.get_sample_count(), 2);
         assert_eq!(r.metrics.batch_size.get_sample_sum(), 11.0);
+    }
+
+    /// Runs one probe, then three that arrive during it (teaching the cost
+    /// model two sizes), then 20 more that queue behind a batch; returns the
+    /// sizes of the batches that served the 20.
+    async fn flood_after_learning(r: &Rig) -> Vec<usize> {
+        let first = r.dispatcher.submit("p0", r.job(0)).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let three: Vec<_> = (1..4)
+            .map(|s| r.dispatcher.submit(&format!("p{s}"), r.job(s)).unwrap())
+            .collect();
+        answer(first).await.unwrap();
+        // The three are on the engine now; 20 more queue behind them.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let flood: Vec<_> = (4..24)
+            .map(|s| r.dispatcher.submit(&format!("p{s}"), r.job(s)).unwrap())
+            .collect();
+        for rx in three {
+            assert_eq!(answer(rx).await.unwrap().batch_size, 3);
+        }
+        for (s, rx) in (4..24).zip(flood) {
+            assert_eq!(answer(rx).await.unwrap().candidates[0].subject, s as u32);
+        }
+        assert_eq!(&r.batches()[..2], [1, 3]);
+        r.batches()[2..].to_vec()
+    }
+
+    #[tokio::test]
+    async fn batches_grow_only_as_far_as_the_time_target_allows() {
+        // 20 ms + 20 ms per probe: a 110 ms target fits 4 probes (100 ms);
+        // every fourth batch cut short takes one more, to keep learning.
+        let target = DispatchSettings {
+            batch_time_target: Some(Duration::from_millis(110)),
+            ..settings(32)
+        };
+        let r = rig_with_cost(20, 20, target);
+        let sizes = flood_after_learning(&r).await;
+        assert_eq!(sizes, [4, 4, 4, 5, 3], "{:?}", r.batches());
+        assert_eq!(r.metrics.batch_limit.get(), 4);
+
+        // Without a target the same queue is one batch of 20 (420 ms).
+        let r = rig_with_cost(20, 20, settings(32));
+        assert_eq!(flood_after_learning(&r).await, [20]);
     }
 
     #[tokio::test]
