@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -43,6 +43,11 @@ pub struct Metrics {
     /// where the learned batch cost would overrun the batch time target. A
     /// batch size histogram at this limit means the engine is saturated.
     pub batch_limit: IntGauge,
+    /// The dispatcher's learned batch cost, `part` = `fixed` (seconds every
+    /// batch pays) or `per_probe` (seconds each probe adds): the engine's
+    /// capacity at a given batch size, and what admission and the batch
+    /// limit are computed from.
+    pub batch_cost_seconds: GaugeVec,
     /// Requests refused for load (load shedding).
     pub shed: IntCounter,
     /// Requests whose deadline passed while queued, dropped unsearched.
@@ -161,6 +166,17 @@ impl Metrics {
                 IntGauge::new(
                     "facegate_batch_limit",
                     "Most probes the next batch may take (batch max size, or fewer to meet the batch time target).",
+                )
+                .expect("valid"),
+            ),
+            batch_cost_seconds: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "facegate_batch_cost_seconds",
+                        "Learned engine time per batch: fixed part and time per probe.",
+                    ),
+                    &["part"],
                 )
                 .expect("valid"),
             ),
@@ -293,6 +309,10 @@ impl Metrics {
             .expect("valid"),
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // Both parts exist (at 0) before the first batch is measured.
+        for part in ["fixed", "per_probe"] {
+            m.batch_cost_seconds.with_label_values(&[part]).set(0.0);
+        }
         Arc::new(m)
     }
 
@@ -428,6 +448,8 @@ mod tests {
             "facegate_request_duration_seconds_bucket",
             "facegate_engine_info",
             "facegate_build_info",
+            "facegate_batch_cost_seconds{part=\"per_probe\"}",
+            "facegate_batch_limit",
         ] {
             assert!(text.contains(name), "{name} missing");
         }
