@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Distinct `port` label values kept before new ports are counted as "other".
@@ -43,11 +43,13 @@ pub struct Metrics {
     /// where the learned batch cost would overrun the batch time target. A
     /// batch size histogram at this limit means the engine is saturated.
     pub batch_limit: IntGauge,
-    /// The dispatcher's learned batch cost, `part` = `fixed` (seconds every
-    /// batch pays) or `per_probe` (seconds each probe adds): the engine's
-    /// capacity at a given batch size, and what admission and the batch
-    /// limit are computed from.
-    pub batch_cost_seconds: GaugeVec,
+    /// The dispatcher's learned batch cost (`facegate_batch_cost_seconds`),
+    /// part `fixed`: seconds every batch pays. With the per-probe part it
+    /// gives the engine's capacity at any batch size, and it is what
+    /// admission and the batch limit are computed from.
+    pub batch_cost_fixed: Gauge,
+    /// The same, part `per_probe`: seconds each probe adds to a batch.
+    pub batch_cost_per_probe: Gauge,
     /// Requests refused for load (load shedding).
     pub shed: IntCounter,
     /// Requests whose deadline passed while queued, dropped unsearched.
@@ -95,6 +97,17 @@ impl Metrics {
         let hist = |name: &str, help: &str| {
             HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
         };
+        let batch_cost = register(
+            &r,
+            GaugeVec::new(
+                Opts::new(
+                    "facegate_batch_cost_seconds",
+                    "Learned engine time per batch: fixed part and time per probe.",
+                ),
+                &["part"],
+            )
+            .expect("valid"),
+        );
         let m = Metrics {
             requests: register(
                 &r,
@@ -169,17 +182,8 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
-            batch_cost_seconds: register(
-                &r,
-                GaugeVec::new(
-                    Opts::new(
-                        "facegate_batch_cost_seconds",
-                        "Learned engine time per batch: fixed part and time per probe.",
-                    ),
-                    &["part"],
-                )
-                .expect("valid"),
-            ),
+            batch_cost_fixed: batch_cost.with_label_values(&["fixed"]),
+            batch_cost_per_probe: batch_cost.with_label_values(&["per_probe"]),
             shed: register(
                 &r,
                 IntCounter::new("facegate_shed_requests_total", "Requests refused for load.")
@@ -309,10 +313,6 @@ impl Metrics {
             .expect("valid"),
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        // Both parts exist (at 0) before the first batch is measured.
-        for part in ["fixed", "per_probe"] {
-            m.batch_cost_seconds.with_label_values(&[part]).set(0.0);
-        }
         Arc::new(m)
     }
 

@@ -315,10 +315,8 @@ fn run(s: &Shared) {
         w.busy = None;
         if let Some((size, secs)) = ran {
             w.cost.observe(size, secs);
-            let cost = &s.metrics.batch_cost_seconds;
-            cost.with_label_values(&["fixed"]).set(w.cost.fixed());
-            cost.with_label_values(&["per_probe"])
-                .set(w.cost.per_probe());
+            s.metrics.batch_cost_fixed.set(w.cost.fixed());
+            s.metrics.batch_cost_per_probe.set(w.cost.per_probe());
         }
     }
 }
