@@ -25,7 +25,7 @@ pub const DEFAULT_BATCH_MAX_SIZE: usize = 32;
 pub const MAX_BATCH_SIZE: usize = 1024;
 /// Predicted engine time a batch may grow to unless configured: a full batch
 /// of 32 on a large gallery and a slow engine (a 1M x 512 int8 scan on two
-/// CPU cores takes about 180 ms for 32 probes) would otherwise hold every
+/// CPU cores takes about 120 ms for 32 probes) would otherwise hold every
 /// port waiting behind it that long; small galleries never reach it.
 pub const DEFAULT_BATCH_TIME_TARGET_MS: u64 = 100;
 
@@ -274,5 +274,28 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+
+    #[test]
+    fn batch_time_target_has_a_default_is_read_from_the_file_and_is_bounded() {
+        let s = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(s.batch_time_target_ms, DEFAULT_BATCH_TIME_TARGET_MS);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "batch_time_target_ms = 0\n").unwrap();
+        let from_file = |batch_time_target_ms| {
+            Settings::resolve(ServeArgs {
+                config: Some(f.clone()),
+                batch_time_target_ms,
+                ..Default::default()
+            })
+        };
+        assert_eq!(from_file(None).unwrap().batch_time_target_ms, 0);
+        assert_eq!(from_file(Some(25)).unwrap().batch_time_target_ms, 25);
+        let err = from_file(Some(60_001)).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("batch_time_target_ms must be at most 60000"),
+            "{err:#}"
+        );
     }
 }
