@@ -27,7 +27,7 @@ cargo build --release --bin facegate --bin facegate-load >&2
 serve() { # label, extra flags...
   local label=$1; shift
   : >"$out/$label.server.log"
-  "$bin/facegate" serve --gallery "$gallery" --engine cpu --listen 127.0.0.1:0 \
+  "$bin/facegate" serve --gallery "$gallery" --engine cpu --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --metrics-listen 127.0.0.1:0 --max-queue-wait-ms "$qwait" "$@" \
     >"$out/$label.server.log" 2>&1 &
   server=$!

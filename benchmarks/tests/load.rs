@@ -88,6 +88,7 @@ async fn serve(gallery: &Path) -> (InProcessServer, Target) {
             gallery: Some(gallery.to_path_buf()),
             listen: Some(([127, 0, 0, 1], port).into()),
             metrics_listen: Some(([127, 0, 0, 1], 0).into()),
+            admin_listen: Some(([127, 0, 0, 1], 0).into()),
             engine: Some(EngineChoice::Cpu),
             ..Default::default()
         })

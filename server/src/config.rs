@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Address of the Prometheus `/metrics` listener (port 0 picks a free one).
     #[arg(long, env = "FACEGATE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Address of the GalleryAdmin service (enrolment back office), kept
+    /// apart from the ports' listener (port 0 picks a free one).
+    #[arg(long, env = "FACEGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Engine: auto, cpu or gpu.
     #[arg(long, env = "FACEGATE_ENGINE")]
     pub engine: Option<EngineChoice>,
@@ -95,6 +99,7 @@ struct FileSettings {
     gallery: Option<PathBuf>,
     listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     engine: Option<EngineChoice>,
     allow_software_gpu: Option<bool>,
     gpu_memory_budget_bytes: Option<u64>,
@@ -119,6 +124,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Metrics listen address.
     pub metrics_listen: SocketAddr,
+    /// GalleryAdmin listen address.
+    pub admin_listen: SocketAddr,
     /// Engine choice.
     pub engine: EngineChoice,
     /// Whether a software GPU adapter may be used.
@@ -164,6 +171,10 @@ impl Settings {
                 .metrics_listen
                 .or(file.metrics_listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+            admin_listen: args
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50052))),
             engine: args.engine.or(file.engine).unwrap_or(EngineChoice::Auto),
             allow_software_gpu: args.allow_software_gpu || file.allow_software_gpu.unwrap_or(false),
             gpu_memory_budget_bytes: args

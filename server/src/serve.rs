@@ -1,5 +1,7 @@
-//! Starts the gRPC server: Matcher, GalleryAdmin, health and reflection,
-//! with a graceful drain on SIGTERM or Ctrl-C.
+//! Starts the gRPC servers, with a graceful drain on SIGTERM or Ctrl-C: the
+//! ports' listener (Matcher, health, reflection) and, on its own address,
+//! the enrolment back office's (GalleryAdmin, health, reflection), so that
+//! the ports' network path cannot reach the RPCs that change the gallery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,11 +75,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     health
         .set_serving::<GalleryAdminServer<AdminService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    // Each listener advertises only the services it serves.
+    let reflection = |service: &str| {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service)
+            .with_service_name("grpc.health.v1.Health")
+            .build_v1()
+            .context("building the reflection service")
+    };
     let matcher = tonic::service::interceptor::InterceptedService::new(
         MatcherServer::new(MatcherService::new(state.clone()))
             .max_decoding_message_size(settings.max_message_bytes),
@@ -99,30 +106,52 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let _ = metrics_stopped.await;
     }));
 
+    let admin_listener = TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener {}", settings.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    // Tests and scripts read this line to find an ephemeral port.
+    // Tests and scripts read these lines to find ephemeral ports; the
+    // ports' listener comes last and means ready.
+    println!("facegate admin listening on {admin_addr}");
     println!("facegate listening on {addr}");
     tracing::info!(
         %addr,
-        "serving facegate.v1.Matcher, facegate.v1.GalleryAdmin, grpc.health.v1 and reflection"
+        %admin_addr,
+        "serving facegate.v1.Matcher on addr, facegate.v1.GalleryAdmin on admin_addr, \
+         grpc.health.v1 and reflection on both"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ports = tonic::transport::Server::builder()
+        .add_service(health_service.clone())
+        .add_service(reflection("facegate.v1.Matcher")?)
         .add_service(matcher)
-        .add_service(admin)
         .serve_with_incoming_shutdown(no_delay(listener), async {
             let _ = stop_rx.await;
         });
-    let mut server = tokio::spawn(server);
+    let back_office = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection("facegate.v1.GalleryAdmin")?)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(no_delay(admin_listener), async {
+            let _ = admin_stop_rx.await;
+        });
+    // Either server failing stops both and the process; both drain together.
+    let mut server = tokio::spawn(async move {
+        tokio::try_join!(
+            async { ports.await.context("ports' listener failed") },
+            async { back_office.await.context("admin listener failed") },
+        )
+        .map(|_| ())
+    });
     tokio::spawn(reload_on_sighup(state.clone()));
     tokio::select! {
-        r = &mut server => return r?.context("server failed"),
+        r = &mut server => return r?,
         _ = shutdown_signal() => {}
     }
     tracing::info!("shutdown requested: draining in-flight requests");
@@ -133,6 +162,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .set_not_serving::<GalleryAdminServer<AdminService>>()
         .await;
     let _ = stop_tx.send(());
+    let _ = admin_stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(settings.drain_seconds), &mut server).await {
         Ok(r) => r?.context("server failed while draining")?,
         Err(_) => tracing::warn!(

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
 use facegate_core::{ElementType, ProbeBatch, SearchEngine};
+use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
 use facegate_server::proto::{GetGalleryInfoRequest, IdentifyRequest, VerifyRequest};
 use rand::{Rng, SeedableRng};
 use tonic::Code;
@@ -341,6 +342,23 @@ async fn health_reports_serving_and_sigterm_stops_cleanly() {
         resp.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    // The back office's listener reports its own service.
+    let admin_channel = Channel::from_shared(format!("http://{}", server.admin_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let resp = tonic_health::pb::health_client::HealthClient::new(admin_channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "facegate.v1.GalleryAdmin".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(server.child.id().to_string())
@@ -498,41 +516,40 @@ async fn a_burst_from_many_ports_is_batched_and_the_excess_is_shed() {
 async fn reflection_lists_the_services_and_environment_sets_limits() {
     let f = fixture();
     let mut cmd_env = Server::start_with_env(&f.path, &[("FACEGATE_MAX_TOP_K", "7")], &[]);
-    let channel = Channel::from_shared(format!("http://{}", cmd_env.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut refl = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut resp = refl
-        .server_reflection_info(tokio_stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        resp.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("no service list")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in [
-        "facegate.v1.Matcher",
-        "facegate.v1.GalleryAdmin",
-        "grpc.health.v1.Health",
+    // Each listener advertises what it serves, and only that.
+    let ports = services(&cmd_env.addr).await;
+    let back_office = services(&cmd_env.admin_addr).await;
+    for (names, want, not) in [
+        (&ports, "facegate.v1.Matcher", "facegate.v1.GalleryAdmin"),
+        (
+            &back_office,
+            "facegate.v1.GalleryAdmin",
+            "facegate.v1.Matcher",
+        ),
     ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
         assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == not),
+            "{not} advertised: {names:?}"
         );
     }
+    // The RPCs that change the gallery cannot be reached through the ports'
+    // listener.
+    let mut wrong = GalleryAdminClient::connect(format!("http://{}", cmd_env.addr))
+        .await
+        .unwrap();
+    let err = wrong
+        .remove(facegate_server::proto::RemoveRequest {
+            subject_id: "s0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
     let mut c = cmd_env.client().await;
     let err = c
         .identify(identify(f.synth.probe(0).vector, 8, ""))
@@ -661,6 +678,8 @@ async fn engine_selection_refuses_software_gpus_unless_allowed() {
                 "--listen",
                 "127.0.0.1:0",
                 "--metrics-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
                 "127.0.0.1:0",
                 "--engine",
                 "gpu",
@@ -1007,4 +1026,33 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
             r["name"]
         );
     }
+}
+
+/// The services a listener advertises through reflection.
+async fn services(addr: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        resp.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list")
+    };
+    list.service.into_iter().map(|s| s.name).collect()
 }

@@ -20,7 +20,10 @@ pub const TAG: &str = "test-model@1";
 
 pub struct Server {
     pub child: Child,
+    /// The ports' listener (Matcher).
     pub addr: String,
+    /// The back office's listener (GalleryAdmin).
+    pub admin_addr: String,
     pub metrics: String,
 }
 
@@ -62,6 +65,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--metrics-listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--gallery",
             ])
             .arg(gallery)
@@ -75,9 +80,10 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("facegate starts");
-        // "facegate metrics on URL" comes first, "facegate listening on ADDR" when ready.
+        // "facegate metrics on URL" and "facegate admin listening on ADDR"
+        // come first, "facegate listening on ADDR" when ready.
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut addr, mut metrics) = (String::new(), String::new());
+        let (mut addr, mut admin_addr, mut metrics) = (String::new(), String::new(), String::new());
         while addr.is_empty() {
             let mut line = String::new();
             assert!(
@@ -86,19 +92,23 @@ impl Server {
             );
             if let Some(m) = line.trim().strip_prefix("facegate metrics on ") {
                 metrics = m.to_string();
+            } else if let Some(a) = line.trim().strip_prefix("facegate admin listening on ") {
+                admin_addr = a.to_string();
             } else if let Some(a) = line.trim().strip_prefix("facegate listening on ") {
                 addr = a.to_string();
             }
         }
+        assert!(!admin_addr.is_empty(), "admin address printed before ready");
         Server {
             child,
             addr,
+            admin_addr,
             metrics,
         }
     }
 
     pub async fn admin(&self) -> GalleryAdminClient<Channel> {
-        GalleryAdminClient::connect(format!("http://{}", self.addr))
+        GalleryAdminClient::connect(format!("http://{}", self.admin_addr))
             .await
             .unwrap()
     }

@@ -33,7 +33,7 @@ def population(tmp_path_factory):
 @pytest.fixture(scope="module")
 def matcher(population):
     proc = subprocess.Popen([str(BIN / "facegate"), "serve", "--listen", "127.0.0.1:0",
-                             "--metrics-listen", "127.0.0.1:0",
+                             "--metrics-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
                              "--gallery", str(population / "g.fgal")], stdout=subprocess.PIPE, text=True)
     m = None
     while m is None:
