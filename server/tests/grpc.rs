@@ -325,39 +325,15 @@ async fn ten_thousand_malformed_requests_never_break_the_server() {
 async fn health_reports_serving_and_sigterm_stops_cleanly() {
     let f = fixture();
     let mut server = Server::start(&f.path, &[]);
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let resp = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "facegate.v1.Matcher".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
     assert_eq!(
-        resp.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        health_of(&server.addr, "facegate.v1.Matcher").await,
+        serving
     );
     // The back office's listener reports its own service.
-    let admin_channel = Channel::from_shared(format!("http://{}", server.admin_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let resp = tonic_health::pb::health_client::HealthClient::new(admin_channel)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "facegate.v1.GalleryAdmin".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        resp.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        health_of(&server.admin_addr, "facegate.v1.GalleryAdmin").await,
+        serving
     );
     let status = Command::new("kill")
         .arg("-TERM")
@@ -1055,4 +1031,21 @@ async fn services(addr: &str) -> Vec<String> {
         panic!("no service list")
     };
     list.service.into_iter().map(|s| s.name).collect()
+}
+
+/// What the health check of `service` answers on the listener at `addr`.
+async fn health_of(addr: &str, service: &str) -> i32 {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
 }
