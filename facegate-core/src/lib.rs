@@ -7,8 +7,10 @@
 //! - [`npy`] and [`ids`]: the interchange files data engineers hand us;
 //! - [`synth`]: a synthetic population for demos, tests and benchmarks;
 //! - [`wal`]: the write-ahead log of online enrolments and removals;
-//! - [`live`]: the base gallery plus those changes, as searches see it.
+//! - [`live`]: the base gallery plus those changes, as searches see it;
+//! - [`audit`]: the durable trail of who searched and changed what.
 
+pub mod audit;
 pub mod error;
 pub mod format;
 pub mod ids;

@@ -1,0 +1,402 @@
+//! The audit trail: one record for every search and every gallery change,
+//! written and fsync'd before the answer leaves the server, so that each
+//! answer a port received can be attributed afterwards.
+//!
+//! A directory of JSON Lines files, `audit-<first seq>-<opened ms>.jsonl`
+//! (16 hex digits each, so names sort in trail order). Every start of the
+//! server opens a new file, and a file is closed for a new one once it
+//! passes [`ROTATE_BYTES`]; a file is never appended to after it was
+//! closed, so a crash can leave an incomplete line only at the end of a
+//! file, where [`verify_dir`] reports it. Records are numbered without gaps
+//! and chained across files ([`record`]).
+//!
+//! [`AuditLog::append`] writes a batch of records in one `write` and one
+//! `fdatasync`: the server's audit thread gathers the records of concurrent
+//! requests into one batch (group commit).
+
+pub mod record;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+pub use record::{AuditEvent, AuditRecord, LineError};
+
+/// Size past which the current file is closed and a new one opened.
+pub const ROTATE_BYTES: u64 = 64 << 20;
+
+/// What can go wrong with the audit trail.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Reading, writing or syncing failed (for example, the disk is full).
+    #[error("audit trail {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A complete line is not a valid record, or records are missing.
+    #[error("audit trail {path}, line {line}: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another process (a second server on the same directory) holds the
+    /// trail: two writers would interleave records and break the chain.
+    #[error("audit trail {0} is held by another process (is a second server using it?)")]
+    Locked(PathBuf),
+    /// An earlier failure could not be undone; nothing more is written.
+    #[error("audit trail {0}: a failed write could not be rolled back; restart the server")]
+    Broken(PathBuf),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The trail's files in order.
+fn trail_files(dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("audit-") && name.ends_with(".jsonl") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Where a file's complete lines end: the bytes after the last newline are
+/// an incomplete line left by a crash.
+fn complete_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// What [`verify_dir`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrailSummary {
+    /// Files read.
+    pub files: usize,
+    /// Valid records.
+    pub records: u64,
+    /// Sequence of the last valid record (0 when there is none).
+    pub last_seq: u64,
+    /// Chain value of the last valid record, the seed of the next.
+    pub last_chain: u64,
+    /// Time of the first and last record.
+    pub first_time_unix_ms: Option<u64>,
+    /// Time of the last record.
+    pub last_time_unix_ms: Option<u64>,
+    /// Files ending in an incomplete line (a crash during a write; that
+    /// record's request was never answered), with the bytes of that line.
+    pub incomplete_tails: Vec<(PathBuf, u64)>,
+}
+
+/// Reads every file of the trail in `dir`, checking that records are
+/// numbered from 1 without gaps and that the chain holds throughout; calls
+/// `each` with every record. The first damage found is the error.
+pub fn read_dir(
+    dir: &Path,
+    each: &mut dyn FnMut(&AuditRecord),
+) -> Result<TrailSummary, AuditError> {
+    let mut summary = TrailSummary::default();
+    for path in trail_files(dir)? {
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let complete = complete_len(&bytes);
+        if complete < bytes.len() {
+            summary
+                .incomplete_tails
+                .push((path.clone(), (bytes.len() - complete) as u64));
+        }
+        for (i, line) in bytes[..complete]
+            .split_inclusive(|&b| b == b'\n')
+            .enumerate()
+        {
+            let line = &line[..line.len() - 1];
+            let damaged = |reason: String| AuditError::Damaged {
+                path: path.clone(),
+                line: i + 1,
+                reason,
+            };
+            let (record, chain) = record::decode_line(line, summary.last_chain)
+                .map_err(|e| damaged(e.to_string()))?;
+            if record.seq != summary.last_seq + 1 {
+                return Err(damaged(format!(
+                    "record {} follows record {}: records are missing",
+                    record.seq, summary.last_seq
+                )));
+            }
+            summary
+                .first_time_unix_ms
+                .get_or_insert(record.event.time_unix_ms);
+            summary.last_time_unix_ms = Some(record.event.time_unix_ms);
+            summary.last_seq = record.seq;
+            summary.last_chain = chain;
+            summary.records += 1;
+            each(&record);
+        }
+        summary.files += 1;
+    }
+    Ok(summary)
+}
+
+/// Checks the whole trail in `dir` (see [`read_dir`]).
+pub fn verify_dir(dir: &Path) -> Result<TrailSummary, AuditError> {
+    read_dir(dir, &mut |_| {})
+}
+
+/// The open trail, appended by one thread.
+pub struct AuditLog {
+    /// Held locked while open: one writer per directory.
+    _lock: File,
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    /// Bytes of the current file known durable.
+    len: u64,
+    next_seq: u64,
+    chain: u64,
+    broken: bool,
+    scratch: Vec<u8>,
+}
+
+impl AuditLog {
+    /// Opens the trail in `dir` (created if missing) for this process
+    /// alone: checks the files already there, then starts a new file that
+    /// continues their numbering and chain. A damaged trail is refused: the
+    /// operator must look at it before more records are added.
+    pub fn open(dir: &Path) -> Result<(AuditLog, TrailSummary), AuditError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => AuditError::Locked(dir.to_path_buf()),
+            std::fs::TryLockError::Error(e) => io(&lock_path)(e),
+        })?;
+        let summary = verify_dir(dir)?;
+        let mut log = AuditLog {
+            _lock: lock,
+            dir: dir.to_path_buf(),
+            path: PathBuf::new(),
+            file: File::open(dir).map_err(io(dir))?,
+            len: 0,
+            next_seq: summary.last_seq + 1,
+            chain: summary.last_chain,
+            broken: false,
+            scratch: Vec::new(),
+        };
+        log.start_file()?;
+        Ok((log, summary))
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a new file named after the next record and the time, and makes
+    /// its directory entry durable.
+    fn start_file(&mut self) -> Result<(), AuditError> {
+        let mut ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut options = OpenOptions::new();
+        options.create_new(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        // A file of the same first record opened in the same millisecond
+        // (a start with no record since): the next millisecond's name still
+        // sorts after it.
+        let (path, file) = loop {
+            let path = self
+                .dir
+                .join(format!("audit-{:016x}-{ms:016x}.jsonl", self.next_seq));
+            match options.open(&path) {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => ms += 1,
+                Err(e) => return Err(io(&path)(e)),
+            }
+        };
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        self.file = file;
+        self.path = path;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Writes `events` as the next records, durably; returns their sequence
+    /// numbers. On failure nothing of the batch stays in the file and the
+    /// numbering is unchanged.
+    pub fn append(&mut self, events: &[AuditEvent]) -> Result<RangeInclusive<u64>, AuditError> {
+        if self.broken {
+            return Err(AuditError::Broken(self.path.clone()));
+        }
+        if self.len >= ROTATE_BYTES {
+            self.start_file()?;
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let mut chain = self.chain;
+        for (i, e) in events.iter().enumerate() {
+            chain = record::encode_line(self.next_seq + i as u64, e, chain, &mut buf);
+        }
+        let result = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        let written = buf.len() as u64;
+        self.scratch = buf;
+        if let Err(e) = result {
+            // Cut the file back to its durable length, so that no partial
+            // line sits before later records.
+            let len = self.len;
+            if self
+                .file
+                .set_len(len)
+                .and_then(|()| self.file.seek(SeekFrom::Start(len)).map(|_| ()))
+                .and_then(|()| self.file.sync_all())
+                .is_err()
+            {
+                self.broken = true;
+            }
+            return Err(io(&self.path)(e));
+        }
+        self.len += written;
+        let first = self.next_seq;
+        self.next_seq += events.len() as u64;
+        self.chain = chain;
+        Ok(first..=self.next_seq - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: u64) -> AuditEvent {
+        AuditEvent {
+            time_unix_ms: 1_000 + i,
+            rpc: "Identify".into(),
+            code: "OK".into(),
+            request_id: format!("r{i}"),
+            port_id: "JFK-T4".into(),
+            subjects: vec![format!("S{i}")],
+            ..Default::default()
+        }
+    }
+
+    fn all(dir: &Path) -> Vec<AuditRecord> {
+        let mut v = Vec::new();
+        read_dir(dir, &mut |r| v.push(r.clone())).unwrap();
+        v
+    }
+
+    #[test]
+    fn records_continue_numbering_and_chain_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, s) = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(s.records, 0);
+        assert_eq!(log.append(&[event(1), event(2)]).unwrap(), 1..=2);
+        assert_eq!(log.append(&[event(3)]).unwrap(), 3..=3);
+        drop(log);
+        let (mut log, s) = AuditLog::open(dir.path()).unwrap();
+        assert_eq!((s.records, s.last_seq, s.files), (3, 3, 1));
+        assert_eq!(log.append(&[event(4)]).unwrap(), 4..=4);
+        let records = all(dir.path());
+        assert_eq!(records.len(), 4);
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.seq, i as u64 + 1);
+            assert_eq!(r.event, event(i as u64 + 1));
+        }
+        assert_eq!(verify_dir(dir.path()).unwrap().files, 2);
+    }
+
+    #[test]
+    fn an_incomplete_last_line_is_reported_and_the_next_start_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        log.append(&[event(1), event(2)]).unwrap();
+        let path = log.path().to_path_buf();
+        drop(log);
+        // A crash in the middle of writing record 3.
+        let mut line = Vec::new();
+        record::encode_line(3, &event(3), 0, &mut line);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&line[..line.len() / 2]).unwrap();
+        let s = verify_dir(dir.path()).unwrap();
+        assert_eq!(s.records, 2);
+        assert_eq!(s.incomplete_tails, vec![(path, (line.len() / 2) as u64)]);
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.append(&[event(3)]).unwrap(), 3..=3);
+        assert_eq!(all(dir.path()).len(), 3);
+    }
+
+    #[test]
+    fn edited_or_dropped_records_are_found_and_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        log.append(&[event(1), event(2), event(3)]).unwrap();
+        let path = log.path().to_path_buf();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+
+        std::fs::write(&path, text.replace("\"S2\"", "\"S9\"")).unwrap();
+        match AuditLog::open(dir.path()) {
+            Err(AuditError::Damaged { line, reason, .. }) => {
+                assert_eq!(line, 2);
+                assert!(reason.contains("chain"), "{reason}");
+            }
+            other => panic!("expected damage, got {:?}", other.map(|(_, s)| s)),
+        }
+
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+        match verify_dir(dir.path()) {
+            Err(AuditError::Damaged { line, .. }) => assert_eq!(line, 2),
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = AuditLog::open(dir.path()).unwrap();
+        assert!(matches!(
+            AuditLog::open(dir.path()),
+            Err(AuditError::Locked(_))
+        ));
+        drop(log);
+        AuditLog::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_full_file_is_closed_for_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        log.append(&[event(1)]).unwrap();
+        let first = log.path().to_path_buf();
+        log.len = ROTATE_BYTES;
+        log.append(&[event(2)]).unwrap();
+        assert_ne!(log.path(), first);
+        let s = verify_dir(dir.path()).unwrap();
+        assert_eq!((s.files, s.records), (2, 2));
+    }
+}
