@@ -81,7 +81,7 @@ fn free_port() -> u16 {
 /// Starts `serve::run` (what `facegate serve` runs) on `gallery` with the CPU
 /// engine and waits until it answers. Should another process take the free
 /// port between the probe and the bind, the start is retried on another.
-async fn serve(gallery: &Path) -> (InProcessServer, Target) {
+async fn serve(gallery: &Path, data_dir: &Path) -> (InProcessServer, Target) {
     for _attempt in 0..5 {
         let port = free_port();
         let settings = Settings::resolve(ServeArgs {
@@ -90,6 +90,7 @@ async fn serve(gallery: &Path) -> (InProcessServer, Target) {
             metrics_listen: Some(([127, 0, 0, 1], 0).into()),
             admin_listen: Some(([127, 0, 0, 1], 0).into()),
             engine: Some(EngineChoice::Cpu),
+            data_dir: Some(data_dir.to_path_buf()),
             ..Default::default()
         })
         .unwrap();
@@ -151,7 +152,8 @@ async fn closed_and_open_loops_count_every_answer_and_write_reports() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("g.fgal");
     build_small_gallery(&gallery);
-    let (_server, target) = serve(&gallery).await;
+    let data = tempfile::tempdir().unwrap();
+    let (_server, target) = serve(&gallery, data.path()).await;
     assert_eq!(target.info().model_tag, "load-test@1");
     let probes = Probes::synthesise(population(40)).unwrap();
 
@@ -207,7 +209,8 @@ async fn a_deadline_shorter_than_any_search_is_counted_as_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("g.fgal");
     build_small_gallery(&gallery);
-    let (_server, target) = serve(&gallery).await;
+    let data = tempfile::tempdir().unwrap();
+    let (_server, target) = serve(&gallery, data.path()).await;
     let probes = Probes::synthesise(population(4)).unwrap();
     let mut opts = options(Load::Closed { ports: 1 }, Bound::Requests(20), "tight");
     opts.deadline = Duration::from_micros(1);

@@ -9,11 +9,13 @@
 //! sequence, never the subject or a template.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use facegate_core::live::{ChangeError, CommitError};
 use facegate_core::wal::{Change, WalError};
 use tonic::{Request, Response, Status};
 
+use crate::audit::{Auditor, Caller};
 use crate::changes::Committed;
 use crate::proto::gallery_admin_server::GalleryAdmin;
 use crate::proto::{
@@ -25,12 +27,13 @@ use crate::state::ServingState;
 #[derive(Clone)]
 pub struct AdminService {
     state: Arc<ServingState>,
+    auditor: Arc<Auditor>,
 }
 
 impl AdminService {
-    /// A service changing what `state` serves.
-    pub fn new(state: Arc<ServingState>) -> Self {
-        AdminService { state }
+    /// A service changing what `state` serves, its answers recorded by `auditor`.
+    pub fn new(state: Arc<ServingState>, auditor: Arc<Auditor>) -> Self {
+        AdminService { state, auditor }
     }
 
     /// Commits on the blocking pool and counts the outcome; returns what
@@ -80,13 +83,9 @@ fn commit_status(e: CommitError) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl GalleryAdmin for AdminService {
-    async fn enroll(
-        &self,
-        req: Request<EnrollRequest>,
-    ) -> Result<Response<EnrollResponse>, Status> {
-        let r = req.into_inner();
+/// The body of each RPC, without its audit record.
+impl AdminService {
+    async fn enroll_change(&self, r: EnrollRequest) -> Result<Response<EnrollResponse>, Status> {
         let gallery = self.state.gallery();
         let ours = &gallery.header().model_tag;
         if r.model_tag.is_empty() {
@@ -138,11 +137,7 @@ impl GalleryAdmin for AdminService {
         }))
     }
 
-    async fn remove(
-        &self,
-        req: Request<RemoveRequest>,
-    ) -> Result<Response<RemoveResponse>, Status> {
-        let r = req.into_inner();
+    async fn remove_change(&self, r: RemoveRequest) -> Result<Response<RemoveResponse>, Status> {
         let (done, generation) = self
             .commit(
                 "remove",
@@ -164,11 +159,10 @@ impl GalleryAdmin for AdminService {
         }))
     }
 
-    async fn reload(
+    async fn reload_generation(
         &self,
-        req: Request<ReloadRequest>,
+        r: ReloadRequest,
     ) -> Result<Response<ReloadResponse>, Status> {
-        let r = req.into_inner();
         let done = self.state.reload().await?;
         tracing::info!(
             rpc = "Reload",
@@ -184,5 +178,89 @@ impl GalleryAdmin for AdminService {
             carried_over_changes: done.carried_over,
             request_id: r.request_id,
         }))
+    }
+
+    /// Runs `body` on the request and records its answer in the audit
+    /// trail, with the request id and subjects `named` takes from the
+    /// request. A change is already durable in the change log when it is
+    /// answered, so a record that cannot be written neither undoes nor
+    /// hides it: the failure is counted (`facegate_audit_failures_total`)
+    /// and logged for the operator.
+    async fn audited<Req, Resp, Fut>(
+        &self,
+        rpc: &str,
+        req: Request<Req>,
+        named: impl FnOnce(&Req) -> (String, Vec<String>),
+        body: impl FnOnce(Req) -> Fut,
+        generation: impl FnOnce(&Resp) -> u64,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let (request_id, subjects) = named(req.get_ref());
+        let caller = Caller::new(req.remote_addr(), &request_id, None, Instant::now());
+        let result = body(req.into_inner()).await;
+        let event = match &result {
+            Ok(r) => caller.event(
+                rpc,
+                tonic::Code::Ok,
+                None,
+                subjects,
+                generation(r.get_ref()),
+            ),
+            Err(s) => caller.event(rpc, s.code(), None, subjects, 0),
+        };
+        if let Err(reason) = self.auditor.record(event).await {
+            tracing::error!(rpc, %reason, "a gallery change was answered without its audit record");
+        }
+        result
+    }
+}
+
+#[tonic::async_trait]
+impl GalleryAdmin for AdminService {
+    async fn enroll(
+        &self,
+        req: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let named = |r: &EnrollRequest| (r.request_id.clone(), vec![r.subject_id.clone()]);
+        self.audited(
+            "Enroll",
+            req,
+            named,
+            |r| self.enroll_change(r),
+            |r| r.gallery_generation,
+        )
+        .await
+    }
+
+    async fn remove(
+        &self,
+        req: Request<RemoveRequest>,
+    ) -> Result<Response<RemoveResponse>, Status> {
+        let named = |r: &RemoveRequest| (r.request_id.clone(), vec![r.subject_id.clone()]);
+        self.audited(
+            "Remove",
+            req,
+            named,
+            |r| self.remove_change(r),
+            |r| r.gallery_generation,
+        )
+        .await
+    }
+
+    async fn reload(
+        &self,
+        req: Request<ReloadRequest>,
+    ) -> Result<Response<ReloadResponse>, Status> {
+        let named = |r: &ReloadRequest| (r.request_id.clone(), Vec::new());
+        self.audited(
+            "Reload",
+            req,
+            named,
+            |r| self.reload_generation(r),
+            |r| r.generation,
+        )
+        .await
     }
 }

@@ -87,6 +87,13 @@ pub struct ServeArgs {
     /// arrival (RESOURCE_EXHAUSTED) instead of waiting for their deadline.
     #[arg(long, env = "FACEGATE_MAX_QUEUE_WAIT_MS")]
     pub max_queue_wait_ms: Option<u64>,
+    /// Directory of the audit trail: one durable record per search and
+    /// gallery change, written before the answer (default: DATA_DIR/audit).
+    #[arg(long, env = "FACEGATE_AUDIT_DIR")]
+    pub audit_dir: Option<PathBuf>,
+    /// Serve without an audit trail (tests, benchmarks); never in service.
+    #[arg(long, env = "FACEGATE_NO_AUDIT")]
+    pub no_audit: bool,
     /// TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "FACEGATE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -113,6 +120,8 @@ struct FileSettings {
     batch_time_target_ms: Option<u64>,
     queue_capacity: Option<usize>,
     max_queue_wait_ms: Option<u64>,
+    audit_dir: Option<PathBuf>,
+    no_audit: Option<bool>,
 }
 
 /// Resolved settings.
@@ -152,6 +161,8 @@ pub struct Settings {
     pub queue_capacity: usize,
     /// Longest expected queue wait admitted, milliseconds.
     pub max_queue_wait_ms: u64,
+    /// Audit trail directory (none only when turned off with `--no-audit`).
+    pub audit_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -211,6 +222,20 @@ impl Settings {
                 .max_queue_wait_ms
                 .or(file.max_queue_wait_ms)
                 .unwrap_or(250),
+            audit_dir: None,
+        };
+        let no_audit = args.no_audit || file.no_audit.unwrap_or(false);
+        let audit_dir = args.audit_dir.or(file.audit_dir);
+        let s = match (no_audit, audit_dir) {
+            (true, Some(dir)) => anyhow::bail!(
+                "no_audit and audit_dir ({}) contradict each other: give one",
+                dir.display()
+            ),
+            (true, None) => s,
+            (false, dir) => Settings {
+                audit_dir: Some(dir.unwrap_or_else(|| s.data_dir.join("audit"))),
+                ..s
+            },
         };
         if s.max_top_k == 0 || s.max_top_k > 10_000 {
             anyhow::bail!("max_top_k must be within 1..=10000, got {}", s.max_top_k);
@@ -308,5 +333,37 @@ mod tests {
             format!("{err:#}").contains("batch_time_target_ms must be at most 60000"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn audit_is_on_by_default_under_the_data_dir_and_off_only_when_asked() {
+        let s = Settings::resolve(ServeArgs {
+            data_dir: Some("/srv/fg".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.audit_dir, Some(PathBuf::from("/srv/fg/audit")));
+        let s = Settings::resolve(ServeArgs {
+            audit_dir: Some("/audit".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.audit_dir, Some(PathBuf::from("/audit")));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "no_audit = true\n").unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(f.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.audit_dir, None);
+        let err = Settings::resolve(ServeArgs {
+            config: Some(f),
+            audit_dir: Some("/audit".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("contradict"), "{err:#}");
     }
 }

@@ -12,6 +12,7 @@
 //! searches read.
 
 pub mod admin;
+pub mod audit;
 pub mod changes;
 pub mod config;
 pub mod deadline;

@@ -8,6 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::audit::{Auditor, Caller, not_audited};
 use crate::deadline::RequestClock;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
@@ -21,12 +22,13 @@ const STREAM_IN_FLIGHT: usize = 32;
 #[derive(Clone)]
 pub struct MatcherService {
     state: Arc<ServingState>,
+    auditor: Arc<Auditor>,
 }
 
 impl MatcherService {
-    /// A service over `state`.
-    pub fn new(state: Arc<ServingState>) -> Self {
-        MatcherService { state }
+    /// A service over `state` whose answers are recorded by `auditor`.
+    pub fn new(state: Arc<ServingState>, auditor: Arc<Auditor>) -> Self {
+        MatcherService { state, auditor }
     }
 }
 
@@ -66,8 +68,8 @@ fn port_of(capture: Option<&proto::CaptureContext>) -> &str {
     capture.map(|c| c.port_id.as_str()).unwrap_or("")
 }
 
-/// Records a finished request: count by code, latency, and the decision.
-fn record(
+/// Counts a finished request by code, its latency and its decision.
+fn count(
     state: &ServingState,
     rpc: &str,
     port: &str,
@@ -90,11 +92,58 @@ fn record(
     }
 }
 
-fn outcome<T>(r: &Result<T, Status>, matched: impl Fn(&T) -> bool) -> (tonic::Code, Option<bool>) {
-    match r {
-        Ok(v) => (tonic::Code::Ok, Some(matched(v))),
-        Err(s) => (s.code(), None),
+/// What an answer disclosed, for its audit record.
+struct Disclosed {
+    matched: bool,
+    subjects: Vec<String>,
+    generation: u64,
+}
+
+fn identify_disclosed(r: &IdentifyResponse) -> Disclosed {
+    Disclosed {
+        matched: r.r#match,
+        subjects: r.candidates.iter().map(|c| c.subject_id.clone()).collect(),
+        generation: r.gallery_generation,
     }
+}
+
+/// Writes the request's audit record, then counts it; the answer leaves
+/// only once its record is durable (UNAVAILABLE when it cannot be made so).
+/// `named` are the subjects the request itself named, recorded even when it
+/// failed.
+async fn finish<T>(
+    svc: &MatcherService,
+    rpc: &str,
+    caller: &Caller,
+    result: Result<T, Status>,
+    disclosed: impl Fn(&T) -> Disclosed,
+    named: Vec<String>,
+) -> Result<T, Status> {
+    let event = match &result {
+        Ok(v) => {
+            let d = disclosed(v);
+            caller.event(
+                rpc,
+                tonic::Code::Ok,
+                Some(d.matched),
+                d.subjects,
+                d.generation,
+            )
+        }
+        Err(s) => caller.event(rpc, s.code(), None, named, 0),
+    };
+    let matched = event.matched;
+    let result = match svc.auditor.record(event).await {
+        Ok(_) => result,
+        Err(reason) => Err(not_audited(&reason)),
+    };
+    let (code, matched) = match &result {
+        Ok(_) => (tonic::Code::Ok, matched),
+        Err(s) => (s.code(), None),
+    };
+    let arrived = caller.arrived.unwrap_or_else(Instant::now);
+    count(&svc.state, rpc, caller.port(), arrived, code, matched);
+    result
 }
 
 #[tonic::async_trait]
@@ -105,13 +154,22 @@ impl Matcher for MatcherService {
     ) -> Result<Response<IdentifyResponse>, Status> {
         let clock = RequestClock::of(&req);
         let _live = InFlight::new(self.state.metrics());
+        let peer = req.remote_addr();
         let r = req.into_inner();
-        let port = port_of(r.capture.as_ref()).to_string();
-        let span = tracing::info_span!("identify", port = %port, request_id = %r.request_id);
+        let caller = Caller::new(peer, &r.request_id, r.capture.as_ref(), clock.arrived);
+        let span =
+            tracing::info_span!("identify", port = %caller.port(), request_id = %r.request_id);
         let result = identify_one(&self.state, r, clock).instrument(span).await;
-        let (code, matched) = outcome(&result, |v| v.r#match);
-        record(&self.state, "Identify", &port, clock.arrived, code, matched);
-        result.map(Response::new)
+        finish(
+            self,
+            "Identify",
+            &caller,
+            result,
+            identify_disclosed,
+            Vec::new(),
+        )
+        .await
+        .map(Response::new)
     }
 
     type IdentifyStreamStream = ReceiverStream<Result<IdentifyResponse, Status>>;
@@ -120,9 +178,10 @@ impl Matcher for MatcherService {
         &self,
         req: Request<Streaming<IdentifyRequest>>,
     ) -> Result<Response<Self::IdentifyStreamStream>, Status> {
+        let peer = req.remote_addr();
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
-        let state = self.state.clone();
+        let svc = self.clone();
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(STREAM_IN_FLIGHT));
             loop {
@@ -141,7 +200,7 @@ impl Matcher for MatcherService {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let (state, tx) = (state.clone(), tx.clone());
+                let (svc, tx) = (svc.clone(), tx.clone());
                 tokio::spawn(async move {
                     if tx.is_closed() {
                         return; // cancelled before it started: do no work
@@ -150,20 +209,21 @@ impl Matcher for MatcherService {
                         arrived: Instant::now(),
                         deadline: None,
                     };
-                    let _live = InFlight::new(state.metrics());
+                    let _live = InFlight::new(svc.state.metrics());
                     let request_id = r.request_id.clone();
-                    let port = port_of(r.capture.as_ref()).to_string();
-                    let span = tracing::info_span!("identify_stream", port = %port, request_id = %r.request_id);
-                    let result = identify_one(&state, r, clock).instrument(span).await;
-                    let (code, matched) = outcome(&result, |v| v.r#match);
-                    record(
-                        &state,
+                    let caller =
+                        Caller::new(peer, &r.request_id, r.capture.as_ref(), clock.arrived);
+                    let span = tracing::info_span!("identify_stream", port = %caller.port(), request_id = %r.request_id);
+                    let result = identify_one(&svc.state, r, clock).instrument(span).await;
+                    let result = finish(
+                        &svc,
                         "IdentifyStream",
-                        &port,
-                        clock.arrived,
-                        code,
-                        matched,
-                    );
+                        &caller,
+                        result,
+                        identify_disclosed,
+                        Vec::new(),
+                    )
+                    .await;
                     let resp = result.unwrap_or_else(|s| IdentifyResponse {
                         request_id,
                         error: Some(proto::RequestError {
@@ -186,9 +246,10 @@ impl Matcher for MatcherService {
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let clock = RequestClock::of(&req);
         let _live = InFlight::new(self.state.metrics());
+        let peer = req.remote_addr();
         let r = req.into_inner();
-        let port = port_of(r.capture.as_ref());
-        let span = tracing::info_span!("verify", port, request_id = %r.request_id);
+        let caller = Caller::new(peer, &r.request_id, r.capture.as_ref(), clock.arrived);
+        let span = tracing::info_span!("verify", port = %caller.port(), request_id = %r.request_id);
         // A few hundred rows at most: answered inline, never queued behind a scan.
         let result = span.in_scope(|| {
             tracing::debug!("verify");
@@ -196,9 +257,15 @@ impl Matcher for MatcherService {
                 .check()
                 .and_then(|()| self.state.verify(&r, clock.arrived))
         });
-        let (code, matched) = outcome(&result, |v| v.r#match);
-        record(&self.state, "Verify", port, clock.arrived, code, matched);
-        result.map(Response::new)
+        let claimed = vec![r.subject_id.clone()];
+        let disclosed = |v: &proto::VerifyResponse| Disclosed {
+            matched: v.r#match,
+            subjects: claimed.clone(),
+            generation: v.gallery_generation,
+        };
+        finish(self, "Verify", &caller, result, disclosed, claimed.clone())
+            .await
+            .map(Response::new)
     }
 
     async fn get_gallery_info(

@@ -80,6 +80,12 @@ pub struct Metrics {
     pub change_log_bytes: IntGauge,
     /// Gallery generations adopted by a reload.
     pub gallery_reloads: IntCounter,
+    /// Audit records made durable.
+    pub audit_records: IntCounter,
+    /// Audit records that could not be written (their searches were refused).
+    pub audit_failures: IntCounter,
+    /// Time to write and fsync one batch of audit records.
+    pub audit_commit_seconds: Histogram,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -299,6 +305,30 @@ impl Metrics {
                     "facegate_gallery_reloads_total",
                     "Gallery generations adopted by a reload (Reload RPC or SIGHUP).",
                 )
+                .expect("valid"),
+            ),
+            audit_records: register(
+                &r,
+                IntCounter::new(
+                    "facegate_audit_records_total",
+                    "Audit records written and fsync'd.",
+                )
+                .expect("valid"),
+            ),
+            audit_failures: register(
+                &r,
+                IntCounter::new(
+                    "facegate_audit_failures_total",
+                    "Audit records that could not be made durable; their searches were refused.",
+                )
+                .expect("valid"),
+            ),
+            audit_commit_seconds: register(
+                &r,
+                Histogram::with_opts(hist(
+                    "facegate_audit_commit_seconds",
+                    "Time to write and fsync one group of audit records.",
+                ))
                 .expect("valid"),
             ),
             registry: r,

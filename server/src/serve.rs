@@ -45,6 +45,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
     };
     let gpu = open_gpu(&live, &settings).await?;
+    // Last of what can fail at start-up, so that a server that cannot start
+    // leaves no audit file behind.
+    let auditor = Arc::new(match settings.audit_dir.clone() {
+        Some(dir) => {
+            let metrics = metrics.clone();
+            tokio::task::spawn_blocking(move || crate::audit::Auditor::open(&dir, metrics))
+                .await??
+        }
+        None => {
+            tracing::warn!("--no-audit: searches and gallery changes are not audited");
+            crate::audit::Auditor::disabled()
+        }
+    });
     let state = Arc::new(
         ServingState::new(
             changes,
@@ -86,7 +99,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .context("building the reflection service")
     };
     let matcher = tonic::service::interceptor::InterceptedService::new(
-        MatcherServer::new(MatcherService::new(state.clone()))
+        MatcherServer::new(MatcherService::new(state.clone(), auditor.clone()))
             .max_decoding_message_size(settings.max_message_bytes),
         crate::deadline::stamp,
     );
@@ -95,7 +108,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin_message_bytes = settings
         .max_message_bytes
         .max(MAX_TEMPLATES_PER_SUBJECT * (live.dim() * 5 + 16) + 64 * 1024);
-    let admin = GalleryAdminServer::new(AdminService::new(state.clone()))
+    let admin = GalleryAdminServer::new(AdminService::new(state.clone(), auditor))
         .max_decoding_message_size(admin_message_bytes);
 
     let metrics_listener = crate::metrics::bind(settings.metrics_listen).await?;

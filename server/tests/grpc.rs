@@ -649,19 +649,8 @@ async fn engine_selection_refuses_software_gpus_unless_allowed() {
     if info.engine.starts_with("cpu/") {
         // No hardware GPU here: --engine gpu must fail at start-up, saying why.
         let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--engine",
-                "gpu",
-                "--gallery",
-            ])
-            .arg(&f.path)
+            .args(serve_args(&f.path))
+            .args(["--engine", "gpu"])
             .output()
             .unwrap();
         assert!(!out.status.success());
@@ -823,6 +812,7 @@ async fn prom_query(prom: &str, q: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     let f = fixture();
+    // The audit trail is on by default (under the server's data directory).
     let server = Server::start(&f.path, &[]);
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -963,7 +953,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(rules.len(), 5);
+    assert_eq!(rules.len(), 6);
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
         let query = r["query"].as_str().unwrap();

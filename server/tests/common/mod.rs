@@ -18,8 +18,31 @@ use tonic::transport::Channel;
 pub const DIM: usize = 64;
 pub const TAG: &str = "test-model@1";
 
+/// `serve` on ephemeral ports (the ports', admin and metrics listeners)
+/// for `gallery`: the arguments every test server starts with.
+pub fn serve_args(gallery: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--gallery",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(gallery.into());
+    args
+}
+
 pub struct Server {
     pub child: Child,
+    /// The data directory (change logs, audit trail) when the test gave
+    /// none: each server its own, so that concurrent tests never share one.
+    pub data_dir: Option<tempfile::TempDir>,
     /// The ports' listener (Matcher).
     pub addr: String,
     /// The back office's listener (GalleryAdmin).
@@ -58,19 +81,15 @@ impl Server {
                 c
             }
         };
+        let data_dir = (!extra.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
+        let data_args: Vec<&std::ffi::OsStr> = match &data_dir {
+            Some(d) => vec!["--data-dir".as_ref(), d.path().as_os_str()],
+            None => Vec::new(),
+        };
         let mut child = cmd
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--gallery",
-            ])
-            .arg(gallery)
+            .args(serve_args(gallery))
             .args(extra)
+            .args(data_args)
             .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
@@ -101,6 +120,7 @@ impl Server {
         assert!(!admin_addr.is_empty(), "admin address printed before ready");
         Server {
             child,
+            data_dir,
             addr,
             admin_addr,
             metrics,

@@ -34,7 +34,8 @@ def population(tmp_path_factory):
 def matcher(population):
     proc = subprocess.Popen([str(BIN / "facegate"), "serve", "--listen", "127.0.0.1:0",
                              "--metrics-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                             "--gallery", str(population / "g.fgal")], stdout=subprocess.PIPE, text=True)
+                             "--gallery", str(population / "g.fgal"),
+                             "--data-dir", str(population / "data")], stdout=subprocess.PIPE, text=True)
     m = None
     while m is None:
         line = proc.stdout.readline()

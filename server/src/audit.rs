@@ -1,0 +1,206 @@
+//! The server's side of the audit trail ([`facegate_core::audit`]): one
+//! thread owns the trail and commits the records of concurrent requests in
+//! one write and one fsync; each request waits for its own record before
+//! its answer leaves (a search whose record cannot be made durable is
+//! refused, never answered unaudited).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use facegate_core::audit::{AuditEvent, AuditLog};
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use crate::metrics::{Metrics, code_name};
+use crate::proto;
+
+/// Records committed together at most: bounds one write.
+const MAX_GROUP: usize = 1024;
+
+/// One record waiting for the audit thread.
+struct Pending {
+    event: AuditEvent,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// The audit trail as the services use it; cheap to share.
+pub struct Auditor {
+    /// `None` when the server was started without an audit directory.
+    tx: Option<mpsc::Sender<Pending>>,
+}
+
+/// Who made a request and in what context: taken from the request before
+/// it is consumed, and written into its audit record.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The caller's address as the server saw it.
+    pub peer: String,
+    /// The client's request id.
+    pub request_id: String,
+    /// The capture context the request carried.
+    pub capture: Option<proto::CaptureContext>,
+    /// When the request arrived.
+    pub arrived: Option<Instant>,
+}
+
+impl Caller {
+    /// The context of a request that arrived at `arrived`.
+    pub fn new(
+        peer: Option<std::net::SocketAddr>,
+        request_id: &str,
+        capture: Option<&proto::CaptureContext>,
+        arrived: Instant,
+    ) -> Caller {
+        Caller {
+            peer: peer.map(|a| a.to_string()).unwrap_or_default(),
+            request_id: request_id.to_string(),
+            capture: capture.cloned(),
+            arrived: Some(arrived),
+        }
+    }
+
+    /// The port the request says it comes from ("" when it gives none).
+    pub fn port(&self) -> &str {
+        self.capture.as_ref().map_or("", |c| c.port_id.as_str())
+    }
+
+    /// The audit record of this request's answer.
+    pub fn event(
+        &self,
+        rpc: &str,
+        code: tonic::Code,
+        matched: Option<bool>,
+        subjects: Vec<String>,
+        generation: u64,
+    ) -> AuditEvent {
+        let c = self.capture.clone().unwrap_or_default();
+        let direction = match proto::Direction::try_from(c.direction) {
+            Ok(proto::Direction::Entry) => "entry",
+            Ok(proto::Direction::Exit) => "exit",
+            _ => "unspecified",
+        };
+        AuditEvent {
+            time_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            rpc: rpc.to_string(),
+            code: code_name(code).to_string(),
+            peer: self.peer.clone(),
+            request_id: self.request_id.clone(),
+            port_id: c.port_id,
+            lane: c.lane,
+            direction: direction.to_string(),
+            captured_at_unix_ms: c.captured_at_unix_ms,
+            matched,
+            subjects,
+            generation,
+            latency_us: self.arrived.map_or(0, |t| t.elapsed().as_micros() as u64),
+        }
+    }
+}
+
+/// The status of a search whose record could not be made durable: its
+/// result is withheld, and the client may retry once the operator has
+/// mended the trail.
+pub fn not_audited(reason: &str) -> Status {
+    Status::unavailable(format!(
+        "the request could not be audited, so its result is withheld: {reason}"
+    ))
+}
+
+impl Auditor {
+    /// An auditor that records nothing (no audit directory configured).
+    pub fn disabled() -> Auditor {
+        Auditor { tx: None }
+    }
+
+    /// Opens the trail in `dir` (checking what is there) and starts the
+    /// audit thread. Blocking: call it from a blocking context.
+    pub fn open(dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Auditor> {
+        let (log, summary) = AuditLog::open(dir)
+            .with_context(|| format!("opening the audit trail in {}", dir.display()))?;
+        for (path, bytes) in &summary.incomplete_tails {
+            tracing::warn!(
+                file = %path.display(),
+                bytes,
+                "audit file ends in an incomplete record (a crash during a write; that request was not answered)"
+            );
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            files = summary.files,
+            records = summary.records,
+            file = %log.path().display(),
+            "audit trail checked and open"
+        );
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("facegate-audit".into())
+            .spawn(move || commit_loop(log, rx, &metrics))
+            .context("starting the audit thread")?;
+        Ok(Auditor { tx: Some(tx) })
+    }
+
+    /// Whether requests are audited.
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Makes `event` durable; returns its sequence number (`None` when
+    /// auditing is off) or why it could not be recorded.
+    pub async fn record(&self, event: AuditEvent) -> Result<Option<u64>, String> {
+        let Some(tx) = &self.tx else {
+            return Ok(None);
+        };
+        let (done, wait) = oneshot::channel();
+        tx.send(Pending { event, done })
+            .map_err(|_| "the audit thread has stopped".to_string())?;
+        match wait.await {
+            Ok(result) => result.map(Some),
+            Err(_) => Err("the audit thread has stopped".to_string()),
+        }
+    }
+}
+
+/// Commits whatever is queued, a group at a time, until every sender is gone.
+fn commit_loop(mut log: AuditLog, rx: mpsc::Receiver<Pending>, metrics: &Metrics) {
+    let mut events = Vec::with_capacity(MAX_GROUP);
+    let mut waiters = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(p) = next {
+            events.push(p.event);
+            waiters.push(p.done);
+            next = if events.len() < MAX_GROUP {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let started = Instant::now();
+        let result = log.append(&events);
+        metrics
+            .audit_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(seqs) => {
+                metrics.audit_records.inc_by(events.len() as u64);
+                for (done, seq) in waiters.drain(..).zip(seqs) {
+                    let _ = done.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = events.len(), "audit trail write failed; those requests are refused");
+                metrics.audit_failures.inc_by(events.len() as u64);
+                let reason = e.to_string();
+                for done in waiters.drain(..) {
+                    let _ = done.send(Err(reason.clone()));
+                }
+            }
+        }
+        events.clear();
+    }
+}
