@@ -36,6 +36,8 @@ enum Command {
     Compact(cmd::compact::Args),
     /// Synthesise a population, build its gallery, search it and report error rates per group.
     Demo(cmd::demo::Args),
+    /// Verify a server's audit trail (numbering, chain) and print the records of a port, subject or RPC.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Search(a) => cmd::search::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Compact(a) => cmd::compact::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -349,3 +349,67 @@ fn compact_folds_a_server_change_log_into_a_new_generation() {
     ]);
     assert!(err.contains("generation"), "{err}");
 }
+
+#[test]
+fn audit_checks_the_trail_and_prints_what_a_subject_or_port_filter_matches() {
+    use facegate_core::audit::{AuditEvent, AuditLog};
+    let dir = tempfile::tempdir().unwrap();
+    let event = |port: &str, rpc: &str, subjects: &[&str]| AuditEvent {
+        time_unix_ms: 1_700_000_000_000,
+        rpc: rpc.into(),
+        code: "OK".into(),
+        port_id: port.into(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+    log.append(&[
+        event("JFK-T4", "Identify", &["S1", "S2"]),
+        event("SEA-1", "Verify", &["S2"]),
+        event("JFK-T4", "Identify", &["S3"]),
+    ])
+    .unwrap();
+    let file = log.path().to_path_buf();
+    drop(log);
+
+    let seqs = |text: &str| -> Vec<u64> {
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(
+        seqs(&ok(&["audit", p(dir.path()), "--subject", "S2"])),
+        [1, 2]
+    );
+    assert_eq!(
+        seqs(&ok(&["audit", p(dir.path()), "--port", "JFK-T4"])),
+        [1, 3]
+    );
+    assert_eq!(
+        seqs(&ok(&[
+            "audit",
+            p(dir.path()),
+            "--port",
+            "JFK-T4",
+            "--subject",
+            "S2"
+        ])),
+        [1]
+    );
+    assert_eq!(seqs(&ok(&["audit", p(dir.path()), "--all"])), [1, 2, 3]);
+    assert_eq!(ok(&["audit", p(dir.path())]), "");
+    let out = run(&["audit", p(dir.path())]);
+    let summary = String::from_utf8(out.stderr).unwrap();
+    assert!(summary.contains("3 records in 1 files"), "{summary}");
+
+    // A record removed from the middle is found, naming the file and line.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&file, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+    let err = fails(&["audit", p(dir.path()), "--all"]);
+    assert!(err.contains(p(&file)) && err.contains("line 2"), "{err}");
+}
