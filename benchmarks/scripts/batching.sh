@@ -28,7 +28,7 @@ serve() { # label, extra flags...
   local label=$1; shift
   : >"$out/$label.server.log"
   "$bin/facegate" serve --gallery "$gallery" --engine cpu --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    --metrics-listen 127.0.0.1:0 --max-queue-wait-ms "$qwait" "$@" \
+    --metrics-listen 127.0.0.1:0 --data-dir "$out/$label.data" --max-queue-wait-ms "$qwait" "$@" \
     >"$out/$label.server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 120); do
