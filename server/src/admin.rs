@@ -198,7 +198,7 @@ impl AdminService {
         Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
     {
         let (request_id, subjects) = named(req.get_ref());
-        let caller = Caller::new(req.remote_addr(), &request_id, None, Instant::now());
+        let caller = Caller::new(&req, &request_id, None, Instant::now());
         let result = body(req.into_inner()).await;
         let event = match &result {
             Ok(r) => caller.event(

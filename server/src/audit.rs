@@ -38,6 +38,8 @@ pub struct Auditor {
 pub struct Caller {
     /// The caller's address as the server saw it.
     pub peer: String,
+    /// The caller its API key names, when the listener takes keys.
+    pub principal: Option<String>,
     /// The client's request id.
     pub request_id: String,
     /// The capture context the request carried.
@@ -47,24 +49,60 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The context of a request that arrived at `arrived`.
-    pub fn new(
-        peer: Option<std::net::SocketAddr>,
+    /// The context of `req`, which arrived at `arrived` and names
+    /// `request_id` and `capture`.
+    pub fn new<T>(
+        req: &tonic::Request<T>,
         request_id: &str,
         capture: Option<&proto::CaptureContext>,
         arrived: Instant,
     ) -> Caller {
         Caller {
-            peer: peer.map(|a| a.to_string()).unwrap_or_default(),
+            peer: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
+            principal: req
+                .extensions()
+                .get::<crate::auth::Principal>()
+                .map(|p| p.0.clone()),
             request_id: request_id.to_string(),
             capture: capture.cloned(),
             arrived: Some(arrived),
         }
     }
 
-    /// The port the request says it comes from ("" when it gives none).
+    /// The context of one message of a stream opened by this caller.
+    pub fn with(
+        &self,
+        request_id: &str,
+        capture: Option<&proto::CaptureContext>,
+        arrived: Instant,
+    ) -> Caller {
+        Caller {
+            request_id: request_id.to_string(),
+            capture: capture.cloned(),
+            arrived: Some(arrived),
+            ..self.clone()
+        }
+    }
+
+    /// The port the request comes from: the one its key names when ports
+    /// are authenticated, else the one it says ("" when it gives none).
     pub fn port(&self) -> &str {
-        self.capture.as_ref().map_or("", |c| c.port_id.as_str())
+        match &self.principal {
+            Some(p) => p,
+            None => self.capture.as_ref().map_or("", |c| c.port_id.as_str()),
+        }
+    }
+
+    /// Refuses a request whose `capture.port_id` is not the port its key
+    /// belongs to: a key authorises searches for its own port only.
+    pub fn authorise(&self) -> Result<(), Status> {
+        let claimed = self.capture.as_ref().map_or("", |c| c.port_id.as_str());
+        match &self.principal {
+            Some(p) if !claimed.is_empty() && claimed != p => Err(Status::permission_denied(
+                "capture.port_id is not the port this API key belongs to",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The audit record of this request's answer.
@@ -89,6 +127,7 @@ impl Caller {
             rpc: rpc.to_string(),
             code: code_name(code).to_string(),
             peer: self.peer.clone(),
+            principal: self.principal.clone().unwrap_or_default(),
             request_id: self.request_id.clone(),
             port_id: c.port_id,
             lane: c.lane,

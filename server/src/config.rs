@@ -91,6 +91,14 @@ pub struct ServeArgs {
     /// gallery change, written before the answer (default: DATA_DIR/audit).
     #[arg(long, env = "FACEGATE_AUDIT_DIR")]
     pub audit_dir: Option<PathBuf>,
+    /// Keys file of the ports (`NAME SHA256` lines, from `facegate keygen`):
+    /// Matcher calls then need `authorization: Bearer TOKEN`, and the key
+    /// names the port.
+    #[arg(long, env = "FACEGATE_PORT_KEYS")]
+    pub port_keys: Option<PathBuf>,
+    /// Keys file of the back office: GalleryAdmin calls then need a key.
+    #[arg(long, env = "FACEGATE_ADMIN_KEYS")]
+    pub admin_keys: Option<PathBuf>,
     /// Serve without an audit trail (tests, benchmarks); never in service.
     #[arg(long, env = "FACEGATE_NO_AUDIT")]
     pub no_audit: bool,
@@ -122,6 +130,8 @@ struct FileSettings {
     max_queue_wait_ms: Option<u64>,
     audit_dir: Option<PathBuf>,
     no_audit: Option<bool>,
+    port_keys: Option<PathBuf>,
+    admin_keys: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -163,6 +173,10 @@ pub struct Settings {
     pub max_queue_wait_ms: u64,
     /// Audit trail directory (none only when turned off with `--no-audit`).
     pub audit_dir: Option<PathBuf>,
+    /// Keys file of the ports (none: ports are not authenticated).
+    pub port_keys: Option<PathBuf>,
+    /// Keys file of the back office (none: admin calls are not authenticated).
+    pub admin_keys: Option<PathBuf>,
 }
 
 impl Settings {
@@ -223,6 +237,8 @@ impl Settings {
                 .or(file.max_queue_wait_ms)
                 .unwrap_or(250),
             audit_dir: None,
+            port_keys: args.port_keys.or(file.port_keys),
+            admin_keys: args.admin_keys.or(file.admin_keys),
         };
         let no_audit = args.no_audit || file.no_audit.unwrap_or(false);
         let audit_dir = args.audit_dir.or(file.audit_dir);

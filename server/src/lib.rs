@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod changes;
 pub mod config;
 pub mod deadline;

@@ -21,7 +21,26 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a gallery over gRPC (a built-in demo gallery when none is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Make an API key for a port (or a back-office user): prints the token,
+    /// to give to the caller, and the line to add to the keys file.
+    Keygen {
+        /// The caller's name: the port id for --port-keys.
+        name: String,
+    },
+}
+
+fn keygen(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
+        anyhow::bail!("a key name must be non-empty, without spaces or '#'");
+    }
+    let (token, line) = facegate_server::auth::new_key(name);
+    println!("token: {token}");
+    println!("keys file line: {line}");
+    eprintln!(
+        "Give the token to {name} over a secure channel; it is not shown again. Add the line to the keys file."
+    );
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,7 +57,8 @@ fn main() -> std::process::ExitCode {
         fmt.init();
     }
     let result = match cli.command {
-        Command::Serve(args) => Settings::resolve(args).and_then(|s| {
+        Command::Keygen { name } => keygen(&name),
+        Command::Serve(args) => Settings::resolve(*args).and_then(|s| {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

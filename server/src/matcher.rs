@@ -36,6 +36,7 @@ async fn identify_one(
     state: &ServingState,
     r: IdentifyRequest,
     clock: RequestClock,
+    port: &str,
 ) -> Result<IdentifyResponse, Status> {
     clock.check()?;
     let job = state.identify_job(&r)?;
@@ -43,7 +44,6 @@ async fn identify_one(
         .deadline
         .map(|d| d.saturating_duration_since(clock.arrived).as_millis() as u64);
     tracing::debug!(top_k = r.top_k, ?budget_ms, "identify");
-    let port = port_of(r.capture.as_ref());
     let ranked = state.search(&job, port, clock.deadline).await?;
     state.identify_response(r.request_id, &job, ranked, clock.arrived)
 }
@@ -62,10 +62,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.dec();
     }
-}
-
-fn port_of(capture: Option<&proto::CaptureContext>) -> &str {
-    capture.map(|c| c.port_id.as_str()).unwrap_or("")
 }
 
 /// Counts a finished request by code, its latency and its decision.
@@ -154,12 +150,17 @@ impl Matcher for MatcherService {
     ) -> Result<Response<IdentifyResponse>, Status> {
         let clock = RequestClock::of(&req);
         let _live = InFlight::new(self.state.metrics());
-        let peer = req.remote_addr();
+        let (id, capture) = (&req.get_ref().request_id, req.get_ref().capture.as_ref());
+        let caller = Caller::new(&req, id, capture, clock.arrived);
         let r = req.into_inner();
-        let caller = Caller::new(peer, &r.request_id, r.capture.as_ref(), clock.arrived);
         let span =
             tracing::info_span!("identify", port = %caller.port(), request_id = %r.request_id);
-        let result = identify_one(&self.state, r, clock).instrument(span).await;
+        let result = async {
+            caller.authorise()?;
+            identify_one(&self.state, r, clock, caller.port()).await
+        }
+        .instrument(span)
+        .await;
         finish(
             self,
             "Identify",
@@ -178,7 +179,7 @@ impl Matcher for MatcherService {
         &self,
         req: Request<Streaming<IdentifyRequest>>,
     ) -> Result<Response<Self::IdentifyStreamStream>, Status> {
-        let peer = req.remote_addr();
+        let base = Caller::new(&req, "", None, Instant::now());
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
         let svc = self.clone();
@@ -200,7 +201,7 @@ impl Matcher for MatcherService {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let (svc, tx) = (svc.clone(), tx.clone());
+                let (svc, tx, base) = (svc.clone(), tx.clone(), base.clone());
                 tokio::spawn(async move {
                     if tx.is_closed() {
                         return; // cancelled before it started: do no work
@@ -211,10 +212,14 @@ impl Matcher for MatcherService {
                     };
                     let _live = InFlight::new(svc.state.metrics());
                     let request_id = r.request_id.clone();
-                    let caller =
-                        Caller::new(peer, &r.request_id, r.capture.as_ref(), clock.arrived);
+                    let caller = base.with(&r.request_id, r.capture.as_ref(), clock.arrived);
                     let span = tracing::info_span!("identify_stream", port = %caller.port(), request_id = %r.request_id);
-                    let result = identify_one(&svc.state, r, clock).instrument(span).await;
+                    let result = async {
+                        caller.authorise()?;
+                        identify_one(&svc.state, r, clock, caller.port()).await
+                    }
+                    .instrument(span)
+                    .await;
                     let result = finish(
                         &svc,
                         "IdentifyStream",
@@ -246,15 +251,16 @@ impl Matcher for MatcherService {
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let clock = RequestClock::of(&req);
         let _live = InFlight::new(self.state.metrics());
-        let peer = req.remote_addr();
+        let (id, capture) = (&req.get_ref().request_id, req.get_ref().capture.as_ref());
+        let caller = Caller::new(&req, id, capture, clock.arrived);
         let r = req.into_inner();
-        let caller = Caller::new(peer, &r.request_id, r.capture.as_ref(), clock.arrived);
         let span = tracing::info_span!("verify", port = %caller.port(), request_id = %r.request_id);
         // A few hundred rows at most: answered inline, never queued behind a scan.
         let result = span.in_scope(|| {
             tracing::debug!("verify");
-            clock
-                .check()
+            caller
+                .authorise()
+                .and_then(|()| clock.check())
                 .and_then(|()| self.state.verify(&r, clock.arrived))
         });
         let claimed = vec![r.subject_id.clone()];

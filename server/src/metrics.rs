@@ -86,6 +86,8 @@ pub struct Metrics {
     pub audit_failures: IntCounter,
     /// Time to write and fsync one batch of audit records.
     pub audit_commit_seconds: Histogram,
+    /// Calls refused for a missing or unknown API key, by listener.
+    pub auth_failures: IntCounterVec,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -329,6 +331,17 @@ impl Metrics {
                     "facegate_audit_commit_seconds",
                     "Time to write and fsync one group of audit records.",
                 ))
+                .expect("valid"),
+            ),
+            auth_failures: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_auth_failures_total",
+                        "Calls refused for a missing or unknown API key, by listener (ports, admin).",
+                    ),
+                    &["listener"],
+                )
                 .expect("valid"),
             ),
             registry: r,

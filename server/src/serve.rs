@@ -14,6 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use facegate_core::live::{LiveGallery, MAX_TEMPLATES_PER_SUBJECT};
 
 use crate::admin::AdminService;
+use crate::auth::KeyRing;
 use crate::changes::GalleryChanges;
 use crate::config::Settings;
 use crate::engines::open_gpu;
@@ -98,18 +99,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .build_v1()
             .context("building the reflection service")
     };
+    let port_keys = keys(settings.port_keys.as_deref(), "ports")?;
+    let admin_keys = keys(settings.admin_keys.as_deref(), "the back office")?;
     let matcher = tonic::service::interceptor::InterceptedService::new(
         MatcherServer::new(MatcherService::new(state.clone(), auditor.clone()))
             .max_decoding_message_size(settings.max_message_bytes),
-        crate::deadline::stamp,
+        {
+            let metrics = metrics.clone();
+            move |mut req: tonic::Request<()>| {
+                if let Some(k) = &port_keys {
+                    refused_if_unknown(k.authenticate(&mut req), &req, "ports", &metrics)?;
+                }
+                crate::deadline::stamp(req)
+            }
+        },
     );
     // An enrolment carries up to 64 templates: allow for them whatever the
     // port-facing message limit is.
     let admin_message_bytes = settings
         .max_message_bytes
         .max(MAX_TEMPLATES_PER_SUBJECT * (live.dim() * 5 + 16) + 64 * 1024);
-    let admin = GalleryAdminServer::new(AdminService::new(state.clone(), auditor))
-        .max_decoding_message_size(admin_message_bytes);
+    let admin = tonic::service::interceptor::InterceptedService::new(
+        GalleryAdminServer::new(AdminService::new(state.clone(), auditor))
+            .max_decoding_message_size(admin_message_bytes),
+        {
+            let metrics = metrics.clone();
+            move |mut req: tonic::Request<()>| {
+                if let Some(k) = &admin_keys {
+                    refused_if_unknown(k.authenticate(&mut req), &req, "admin", &metrics)?;
+                }
+                Ok(req)
+            }
+        },
+    );
 
     let metrics_listener = crate::metrics::bind(settings.metrics_listen).await?;
     let metrics_addr = metrics_listener.local_addr()?;
@@ -186,6 +208,34 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The keys a listener accepts, or none (with a warning: its callers are
+/// then whoever they say they are).
+fn keys(path: Option<&std::path::Path>, whose: &str) -> anyhow::Result<Option<Arc<KeyRing>>> {
+    match path {
+        Some(p) => Ok(Some(Arc::new(KeyRing::load(p)?))),
+        None => {
+            tracing::warn!("no API keys for {whose}: its calls are not authenticated");
+            Ok(None)
+        }
+    }
+}
+
+/// Counts and logs (with the caller's address, nothing else) a call
+/// refused for its key: such calls never reach a handler or the audit trail.
+fn refused_if_unknown(
+    checked: Result<(), tonic::Status>,
+    req: &tonic::Request<()>,
+    listener: &str,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), tonic::Status> {
+    if let Err(status) = &checked {
+        metrics.auth_failures.with_label_values(&[listener]).inc();
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::warn!(listener, %peer, reason = status.message(), "call refused: no valid API key");
+    }
+    checked
 }
 
 /// Accepted connections with Nagle's algorithm off: answers are small and

@@ -36,6 +36,10 @@ pub struct AuditEvent {
     pub code: String,
     /// The caller's network address as the server saw it.
     pub peer: String,
+    /// The caller its API key names (the port, or the back-office user);
+    /// empty when the listener takes no keys.
+    #[serde(default)]
+    pub principal: String,
     /// The client's request id.
     pub request_id: String,
     /// `capture.port_id`: the port the request says it comes from.
