@@ -156,8 +156,8 @@ impl Auditor {
         Auditor { tx: None }
     }
 
-    /// Opens the trail in `dir` (checking what is there) and starts the
-    /// audit thread. Blocking: call it from a blocking context.
+    /// Opens the trail in `dir` (checking its newest records) and starts
+    /// the audit thread. Blocking: call it from a blocking context.
     pub fn open(dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Auditor> {
         let (log, summary) = AuditLog::open(dir)
             .with_context(|| format!("opening the audit trail in {}", dir.display()))?;
@@ -170,10 +170,10 @@ impl Auditor {
         }
         tracing::info!(
             dir = %dir.display(),
-            files = summary.files,
-            records = summary.records,
+            last_seq = summary.last_seq,
+            checked_records = summary.records,
             file = %log.path().display(),
-            "audit trail checked and open"
+            "audit trail open: newest records checked, going on in a new file"
         );
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()

@@ -103,6 +103,51 @@ pub struct TrailSummary {
     pub incomplete_tails: Vec<(PathBuf, u64)>,
 }
 
+/// Checks one file's records against what `summary` says came before
+/// them (numbering and chain), adds them to it, and calls `each` with each.
+fn check_file(
+    path: &Path,
+    bytes: &[u8],
+    summary: &mut TrailSummary,
+    each: &mut dyn FnMut(&AuditRecord),
+) -> Result<(), AuditError> {
+    let complete = complete_len(bytes);
+    if complete < bytes.len() {
+        summary
+            .incomplete_tails
+            .push((path.to_path_buf(), (bytes.len() - complete) as u64));
+    }
+    for (i, line) in bytes[..complete]
+        .split_inclusive(|&b| b == b'\n')
+        .enumerate()
+    {
+        let line = &line[..line.len() - 1];
+        let damaged = |reason: String| AuditError::Damaged {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let (record, chain) =
+            record::decode_line(line, summary.last_chain).map_err(|e| damaged(e.to_string()))?;
+        if record.seq != summary.last_seq + 1 {
+            return Err(damaged(format!(
+                "record {} follows record {}: records are missing",
+                record.seq, summary.last_seq
+            )));
+        }
+        summary
+            .first_time_unix_ms
+            .get_or_insert(record.event.time_unix_ms);
+        summary.last_time_unix_ms = Some(record.event.time_unix_ms);
+        summary.last_seq = record.seq;
+        summary.last_chain = chain;
+        summary.records += 1;
+        each(&record);
+    }
+    summary.files += 1;
+    Ok(())
+}
+
 /// Reads every file of the trail in `dir`, checking that records are
 /// numbered from 1 without gaps and that the chain holds throughout; calls
 /// `each` with every record. The first damage found is the error.
@@ -113,41 +158,53 @@ pub fn read_dir(
     let mut summary = TrailSummary::default();
     for path in trail_files(dir)? {
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let complete = complete_len(&bytes);
-        if complete < bytes.len() {
-            summary
-                .incomplete_tails
-                .push((path.clone(), (bytes.len() - complete) as u64));
-        }
-        for (i, line) in bytes[..complete]
-            .split_inclusive(|&b| b == b'\n')
-            .enumerate()
-        {
-            let line = &line[..line.len() - 1];
-            let damaged = |reason: String| AuditError::Damaged {
-                path: path.clone(),
-                line: i + 1,
-                reason,
-            };
-            let (record, chain) = record::decode_line(line, summary.last_chain)
-                .map_err(|e| damaged(e.to_string()))?;
-            if record.seq != summary.last_seq + 1 {
-                return Err(damaged(format!(
-                    "record {} follows record {}: records are missing",
-                    record.seq, summary.last_seq
-                )));
-            }
-            summary
-                .first_time_unix_ms
-                .get_or_insert(record.event.time_unix_ms);
-            summary.last_time_unix_ms = Some(record.event.time_unix_ms);
-            summary.last_seq = record.seq;
-            summary.last_chain = chain;
-            summary.records += 1;
-            each(&record);
-        }
-        summary.files += 1;
+        check_file(&path, &bytes, &mut summary, &mut *each)?;
     }
+    Ok(summary)
+}
+
+/// Checks the newest records, where a restart goes on: the newest file
+/// holding a complete record, chained from the last record of the file
+/// before it. Closed files are never written again, so this is what a
+/// crash or a careless hand can have changed since the last full check
+/// ([`read_dir`], `facegate-index audit`), and it takes the same time
+/// however long the trail has grown. `records` and `files` count the
+/// checked file only.
+pub fn check_newest(dir: &Path) -> Result<TrailSummary, AuditError> {
+    let files = trail_files(dir)?;
+    let mut newest = None;
+    for (i, path) in files.iter().enumerate().rev() {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        if complete_len(&bytes) > 0 {
+            newest = Some((i, bytes));
+            break;
+        }
+    }
+    let mut summary = TrailSummary::default();
+    let Some((newest, bytes)) = newest else {
+        return Ok(summary);
+    };
+    for path in files[..newest].iter().rev() {
+        let earlier = std::fs::read(path).map_err(io(path))?;
+        let complete = complete_len(&earlier);
+        if complete == 0 {
+            continue;
+        }
+        let lines = earlier[..complete - 1].split(|&b| b == b'\n').count();
+        let last = earlier[..complete - 1]
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let (seq, chain) = record::stated(last).map_err(|e| AuditError::Damaged {
+            path: path.clone(),
+            line: lines,
+            reason: e.to_string(),
+        })?;
+        summary.last_seq = seq;
+        summary.last_chain = chain;
+        break;
+    }
+    check_file(&files[newest], &bytes, &mut summary, &mut |_| {})?;
     Ok(summary)
 }
 
@@ -173,9 +230,10 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Opens the trail in `dir` (created if missing) for this process
-    /// alone: checks the files already there, then starts a new file that
-    /// continues their numbering and chain. A damaged trail is refused: the
-    /// operator must look at it before more records are added.
+    /// alone: checks its newest records ([`check_newest`]), then starts a
+    /// new file that continues their numbering and chain. Damage there is
+    /// refused: the operator must look at the trail before more records are
+    /// added.
     pub fn open(dir: &Path) -> Result<(AuditLog, TrailSummary), AuditError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let lock_path = dir.join("LOCK");
@@ -189,7 +247,7 @@ impl AuditLog {
             std::fs::TryLockError::WouldBlock => AuditError::Locked(dir.to_path_buf()),
             std::fs::TryLockError::Error(e) => io(&lock_path)(e),
         })?;
-        let summary = verify_dir(dir)?;
+        let summary = check_newest(dir)?;
         let mut log = AuditLog {
             _lock: lock,
             dir: dir.to_path_buf(),
@@ -371,6 +429,34 @@ mod tests {
         std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
         match verify_dir(dir.path()) {
             Err(AuditError::Damaged { line, .. }) => assert_eq!(line, 2),
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_checks_the_newest_file_and_the_full_check_finds_older_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        log.append(&[event(1), event(2)]).unwrap();
+        let old = log.path().to_path_buf();
+        drop(log);
+        let (mut log, s) = AuditLog::open(dir.path()).unwrap();
+        assert_eq!((s.last_seq, s.records), (2, 2));
+        log.append(&[event(3)]).unwrap();
+        drop(log);
+        // An empty newest file (a start with no record) is passed over.
+        drop(AuditLog::open(dir.path()).unwrap());
+        let (log, s) = AuditLog::open(dir.path()).unwrap();
+        assert_eq!((s.last_seq, s.records, s.files), (3, 1, 1));
+        drop(log);
+
+        let text = std::fs::read_to_string(&old).unwrap();
+        std::fs::write(&old, text.replace("\"S1\"", "\"S7\"")).unwrap();
+        let (mut log, s) = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(s.last_seq, 3);
+        assert_eq!(log.append(&[event(4)]).unwrap(), 4..=4);
+        match verify_dir(dir.path()) {
+            Err(AuditError::Damaged { path, line, .. }) => assert_eq!((path, line), (old, 1)),
             other => panic!("expected damage, got {other:?}"),
         }
     }

@@ -111,20 +111,46 @@ pub fn encode_line(seq: u64, event: &AuditEvent, prev_chain: u64, out: &mut Vec<
     chain
 }
 
+/// A line split at its chain field: the record's JSON (closed again) and
+/// the chain value it states, with where the field starts.
+struct Parts {
+    record: AuditRecord,
+    chain_at: usize,
+    chain: u64,
+}
+
+fn split(line: &[u8]) -> Result<Parts, LineError> {
+    let text = std::str::from_utf8(line).map_err(|e| LineError::Json(e.to_string()))?;
+    let chain_at = text.rfind(CHAIN_FIELD).ok_or(LineError::NoChain)?;
+    let hex = text[chain_at + CHAIN_FIELD.len()..]
+        .strip_suffix("\"}")
+        .filter(|h| h.len() == 16)
+        .ok_or(LineError::NoChain)?;
+    let chain = u64::from_str_radix(hex, 16).map_err(|_| LineError::NoChain)?;
+    let record = serde_json::from_str(&format!("{}}}", &text[..chain_at]))
+        .map_err(|e| LineError::Json(e.to_string()))?;
+    Ok(Parts {
+        record,
+        chain_at,
+        chain,
+    })
+}
+
+/// The sequence number and chain value a line states, without checking
+/// the chain (whose seed is in the line before): where a new file goes on.
+pub fn stated(line: &[u8]) -> Result<(u64, u64), LineError> {
+    let p = split(line)?;
+    Ok((p.record.seq, p.chain))
+}
+
 /// Decodes one line (without its newline) that must follow a record whose
 /// chain was `prev_chain`; returns the record and its chain value.
 pub fn decode_line(line: &[u8], prev_chain: u64) -> Result<(AuditRecord, u64), LineError> {
-    let text = std::str::from_utf8(line).map_err(|e| LineError::Json(e.to_string()))?;
-    let at = text.rfind(CHAIN_FIELD).ok_or(LineError::NoChain)?;
-    let tail = &text[at + CHAIN_FIELD.len()..];
-    let hex = tail.strip_suffix("\"}").ok_or(LineError::NoChain)?;
-    let stated = u64::from_str_radix(hex, 16).map_err(|_| LineError::NoChain)?;
-    if hex.len() != 16 || xxh3_64_with_seed(&line[..at], prev_chain) != stated {
+    let p = split(line)?;
+    if xxh3_64_with_seed(&line[..p.chain_at], prev_chain) != p.chain {
         return Err(LineError::Chain);
     }
-    let record: AuditRecord = serde_json::from_str(&format!("{}}}", &text[..at]))
-        .map_err(|e| LineError::Json(e.to_string()))?;
-    Ok((record, stated))
+    Ok((p.record, p.chain))
 }
 
 #[cfg(test)]
