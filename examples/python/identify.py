@@ -4,8 +4,11 @@
 
 ADDRESS defaults to 127.0.0.1:50051 (the demo server of the README). The probe
 is random, so expect "no match": this shows the calls, not the accuracy.
+Against a server with --port-keys, set FACEGATE_TOKEN to a key made by
+`facegate keygen DEMO-PORT`.
 """
 
+import os
 import random
 import sys
 
@@ -16,9 +19,23 @@ from facegate_client import load_stubs
 pb, rpc = load_stubs()
 
 
+class BearerToken(grpc.UnaryUnaryClientInterceptor):
+    """Adds `authorization: Bearer TOKEN` to every call."""
+
+    def __init__(self, token):
+        self.header = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(self, continuation, details, request):
+        metadata = list(details.metadata or []) + [self.header]
+        details = details._replace(metadata=metadata)
+        return continuation(details, request)
+
+
 def main():
     address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
-    with grpc.insecure_channel(address) as channel:
+    token = os.environ.get("FACEGATE_TOKEN")
+    with grpc.insecure_channel(address) as plain:
+        channel = grpc.intercept_channel(plain, BearerToken(token)) if token else plain
         matcher = rpc.MatcherStub(channel)
         info = matcher.GetGalleryInfo(pb.GetGalleryInfoRequest(), timeout=5)
         print(f"gallery: {info.subjects} subjects, {info.rows} templates, d={info.dimension}, "

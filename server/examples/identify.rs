@@ -4,7 +4,8 @@
 //!
 //! The probe is a fresh capture of an enrolled demo subject (the demo
 //! population is deterministic), so against the README's demo server the
-//! true subject should come back first.
+//! true subject should come back first. Against a server with `--port-keys`,
+//! set `FACEGATE_TOKEN` to a key made by `facegate keygen DEMO-PORT`.
 
 use facegate_server::proto::matcher_client::MatcherClient;
 use facegate_server::proto::{
@@ -16,7 +17,19 @@ async fn main() -> anyhow::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());
-    let mut client = MatcherClient::connect(addr).await?;
+    let channel = tonic::transport::Endpoint::from_shared(addr)?
+        .connect()
+        .await?;
+    let token = std::env::var("FACEGATE_TOKEN")
+        .ok()
+        .map(|t| format!("Bearer {t}").parse::<tonic::metadata::MetadataValue<_>>())
+        .transpose()?;
+    let mut client = MatcherClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(t) = &token {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    });
     let info = client
         .get_gallery_info(GetGalleryInfoRequest {})
         .await?

@@ -6,7 +6,16 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use facegate_core::audit::{AuditRecord, read_dir};
+use facegate_core::audit::{AuditEvent, AuditRecord, read_dir};
+
+/// A record as printed: the file's fields in the file's order, without the
+/// chain (which only means something next to the line before it).
+#[derive(serde::Serialize)]
+struct Printed<'a> {
+    seq: u64,
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+}
 
 /// Arguments of `audit`.
 #[derive(clap::Args)]
@@ -49,11 +58,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let summary = read_dir(&a.dir, &mut |r| {
         if write_error.is_none() && a.wants(r) {
             printed += 1;
-            let line = serde_json::json!({
-                "seq": r.seq,
-                "event": &r.event,
-            });
-            if let Err(e) = writeln!(out, "{line}") {
+            let printed = Printed {
+                seq: r.seq,
+                event: &r.event,
+            };
+            let written = serde_json::to_writer(&mut out, &printed)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out));
+            if let Err(e) = written {
                 write_error = Some(e);
             }
         }
