@@ -232,12 +232,19 @@ fn commit_loop(mut log: AuditLog, rx: mpsc::Receiver<Pending>, metrics: &Metrics
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = events.len(), "audit trail write failed; those requests are refused");
                 metrics.audit_failures.inc_by(events.len() as u64);
                 let reason = e.to_string();
                 for done in waiters.drain(..) {
                     let _ = done.send(Err(reason.clone()));
                 }
+                // Logged last, and a panic there contained: when stderr is
+                // on the same full disk, the log's fallback (`eprintln!`)
+                // panics, and that must neither keep the waiters from their
+                // answer nor stop this thread.
+                let records = events.len();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tracing::error!(error = %e, records, "audit trail write failed; those requests are refused");
+                }));
             }
         }
         events.clear();

@@ -48,9 +48,13 @@ fn main() -> std::process::ExitCode {
     // Level from RUST_LOG (e.g. RUST_LOG=facegate=debug); info by default.
     // Nothing at info level names a subject or carries a template.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A log line that cannot be written (stderr on a full disk) is dropped:
+    // tracing's fallback would report it with `eprintln!`, which panics on
+    // the same failure, and logging must never stop a search or the server.
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     if cli.log_json {
         fmt.json().init();
     } else {
