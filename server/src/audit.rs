@@ -34,38 +34,39 @@ pub struct Auditor {
 
 /// Who made a request and in what context: taken from the request before
 /// it is consumed, and written into its audit record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// The caller's address as the server saw it.
-    pub peer: String,
+    pub peer: Option<std::net::SocketAddr>,
     /// The caller its API key names, when the listener takes keys.
-    pub principal: Option<String>,
+    pub principal: Option<Arc<str>>,
     /// The client's request id.
     pub request_id: String,
     /// The capture context the request carried.
     pub capture: Option<proto::CaptureContext>,
     /// When the request arrived.
-    pub arrived: Option<Instant>,
+    pub arrived: Instant,
 }
 
 impl Caller {
     /// The context of `req`, which arrived at `arrived` and names
-    /// `request_id` and `capture`.
+    /// `request_id` and `capture` (moved out of the request: the search
+    /// does not need it).
     pub fn new<T>(
         req: &tonic::Request<T>,
         request_id: &str,
-        capture: Option<&proto::CaptureContext>,
+        capture: Option<proto::CaptureContext>,
         arrived: Instant,
     ) -> Caller {
         Caller {
-            peer: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
+            peer: req.remote_addr(),
             principal: req
                 .extensions()
                 .get::<crate::auth::Principal>()
                 .map(|p| p.0.clone()),
             request_id: request_id.to_string(),
-            capture: capture.cloned(),
-            arrived: Some(arrived),
+            capture,
+            arrived,
         }
     }
 
@@ -73,14 +74,15 @@ impl Caller {
     pub fn with(
         &self,
         request_id: &str,
-        capture: Option<&proto::CaptureContext>,
+        capture: Option<proto::CaptureContext>,
         arrived: Instant,
     ) -> Caller {
         Caller {
+            peer: self.peer,
+            principal: self.principal.clone(),
             request_id: request_id.to_string(),
-            capture: capture.cloned(),
-            arrived: Some(arrived),
-            ..self.clone()
+            capture,
+            arrived,
         }
     }
 
@@ -98,7 +100,7 @@ impl Caller {
     pub fn authorise(&self) -> Result<(), Status> {
         let claimed = self.capture.as_ref().map_or("", |c| c.port_id.as_str());
         match &self.principal {
-            Some(p) if !claimed.is_empty() && claimed != p => Err(Status::permission_denied(
+            Some(p) if !claimed.is_empty() && claimed != &**p => Err(Status::permission_denied(
                 "capture.port_id is not the port this API key belongs to",
             )),
             _ => Ok(()),
@@ -126,8 +128,8 @@ impl Caller {
                 .map_or(0, |d| d.as_millis() as u64),
             rpc: rpc.to_string(),
             code: code_name(code).to_string(),
-            peer: self.peer.clone(),
-            principal: self.principal.clone().unwrap_or_default(),
+            peer: self.peer.map(|a| a.to_string()).unwrap_or_default(),
+            principal: self.principal.as_deref().unwrap_or_default().to_string(),
             request_id: self.request_id.clone(),
             port_id: c.port_id,
             lane: c.lane,
@@ -136,7 +138,7 @@ impl Caller {
             matched,
             subjects,
             generation,
-            latency_us: self.arrived.map_or(0, |t| t.elapsed().as_micros() as u64),
+            latency_us: self.arrived.elapsed().as_micros() as u64,
         }
     }
 }

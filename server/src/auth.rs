@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -19,12 +20,12 @@ use tonic::{Request, Status};
 /// The caller a request's key belongs to, set on the request by
 /// [`KeyRing::authenticate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal(pub String);
+pub struct Principal(pub Arc<str>);
 
 /// The keys one listener accepts.
 #[derive(Debug, Default)]
 pub struct KeyRing {
-    by_hash: HashMap<[u8; 32], String>,
+    by_hash: HashMap<[u8; 32], Arc<str>>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -74,7 +75,7 @@ impl KeyRing {
             };
             let hash = parse_hash(hash)
                 .with_context(|| format!("line {}: the key hash must be 64 hex digits", i + 1))?;
-            if by_hash.insert(hash, name.to_string()).is_some() {
+            if by_hash.insert(hash, Arc::from(name)).is_some() {
                 anyhow::bail!("line {}: this key is listed twice", i + 1);
             }
         }
@@ -82,8 +83,8 @@ impl KeyRing {
     }
 
     /// The caller a token belongs to.
-    pub fn identify(&self, token: &str) -> Option<&str> {
-        self.by_hash.get(&digest(token)).map(String::as_str)
+    pub fn identify(&self, token: &str) -> Option<&Arc<str>> {
+        self.by_hash.get(&digest(token))
     }
 
     /// Checks the request's bearer token and records its [`Principal`] on
@@ -102,7 +103,7 @@ impl KeyRing {
         let name = self
             .identify(token.trim())
             .ok_or_else(|| Status::unauthenticated("unknown API key"))?;
-        req.extensions_mut().insert(Principal(name.to_string()));
+        req.extensions_mut().insert(Principal(name.clone()));
         Ok(())
     }
 }
@@ -126,8 +127,8 @@ mod tests {
         let (other, other_line) = new_key("JFK-T4");
         let ring =
             KeyRing::parse(&format!("# ports\n{line}\n\n{other_line}  # rotated\n")).unwrap();
-        assert_eq!(ring.identify(&token), Some("JFK-T4"));
-        assert_eq!(ring.identify(&other), Some("JFK-T4"));
+        assert_eq!(ring.identify(&token).map(|n| &**n), Some("JFK-T4"));
+        assert_eq!(ring.identify(&other).map(|n| &**n), Some("JFK-T4"));
         assert_eq!(ring.identify("not a key"), None);
         assert_ne!(token, other);
 
@@ -141,7 +142,7 @@ mod tests {
         ring.authenticate(&mut req).unwrap();
         assert_eq!(
             req.extensions().get::<Principal>(),
-            Some(&Principal("JFK-T4".into()))
+            Some(&Principal(Arc::from("JFK-T4")))
         );
     }
 

@@ -88,57 +88,78 @@ fn count(
     }
 }
 
-/// What an answer disclosed, for its audit record.
-struct Disclosed {
-    matched: bool,
-    subjects: Vec<String>,
-    generation: u64,
+/// What an answer decided and disclosed, for metrics and its audit record.
+trait Answer {
+    /// The decision.
+    fn matched(&self) -> bool;
+    /// The subjects the answer disclosed, and the generation that answered.
+    fn disclosed(&self) -> (Vec<String>, u64);
 }
 
-fn identify_disclosed(r: &IdentifyResponse) -> Disclosed {
-    Disclosed {
-        matched: r.r#match,
-        subjects: r.candidates.iter().map(|c| c.subject_id.clone()).collect(),
-        generation: r.gallery_generation,
+impl Answer for IdentifyResponse {
+    fn matched(&self) -> bool {
+        self.r#match
+    }
+    fn disclosed(&self) -> (Vec<String>, u64) {
+        let ids = self.candidates.iter().map(|c| c.subject_id.clone());
+        (ids.collect(), self.gallery_generation)
     }
 }
 
-/// Writes the request's audit record, then counts it; the answer leaves
-/// only once its record is durable (UNAVAILABLE when it cannot be made so).
-/// `named` are the subjects the request itself named, recorded even when it
-/// failed.
-async fn finish<T>(
+/// A Verify answer with the subject it was asked about.
+struct Verified {
+    response: proto::VerifyResponse,
+    subject: String,
+}
+
+impl Answer for Verified {
+    fn matched(&self) -> bool {
+        self.response.r#match
+    }
+    fn disclosed(&self) -> (Vec<String>, u64) {
+        (vec![self.subject.clone()], self.response.gallery_generation)
+    }
+}
+
+/// Writes the request's audit record (when the trail is on), then counts
+/// it; the answer leaves only once its record is durable (UNAVAILABLE when
+/// it cannot be made so). `named` are the subjects the request itself
+/// named, recorded when it failed.
+async fn finish<T: Answer>(
     svc: &MatcherService,
     rpc: &str,
     caller: &Caller,
     result: Result<T, Status>,
-    disclosed: impl Fn(&T) -> Disclosed,
-    named: Vec<String>,
+    named: impl FnOnce() -> Vec<String>,
 ) -> Result<T, Status> {
-    let event = match &result {
-        Ok(v) => {
-            let d = disclosed(v);
-            caller.event(
-                rpc,
-                tonic::Code::Ok,
-                Some(d.matched),
-                d.subjects,
-                d.generation,
-            )
+    let result = if svc.auditor.is_enabled() {
+        let event = match &result {
+            Ok(v) => {
+                let (subjects, generation) = v.disclosed();
+                let matched = Some(v.matched());
+                caller.event(rpc, tonic::Code::Ok, matched, subjects, generation)
+            }
+            Err(s) => caller.event(rpc, s.code(), None, named(), 0),
+        };
+        match svc.auditor.record(event).await {
+            Ok(_) => result,
+            Err(reason) => Err(not_audited(&reason)),
         }
-        Err(s) => caller.event(rpc, s.code(), None, named, 0),
-    };
-    let matched = event.matched;
-    let result = match svc.auditor.record(event).await {
-        Ok(_) => result,
-        Err(reason) => Err(not_audited(&reason)),
+    } else {
+        result
     };
     let (code, matched) = match &result {
-        Ok(_) => (tonic::Code::Ok, matched),
+        Ok(v) => (tonic::Code::Ok, Some(v.matched())),
         Err(s) => (s.code(), None),
     };
-    let arrived = caller.arrived.unwrap_or_else(Instant::now);
-    count(&svc.state, rpc, caller.port(), arrived, code, matched);
+    count(
+        &svc.state,
+        rpc,
+        caller.port(),
+        caller.arrived,
+        code,
+        matched,
+    );
     result
 }
 
@@ -146,12 +167,12 @@ async fn finish<T>(
 impl Matcher for MatcherService {
     async fn identify(
         &self,
-        req: Request<IdentifyRequest>,
+        mut req: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
         let clock = RequestClock::of(&req);
         let _live = InFlight::new(self.state.metrics());
-        let (id, capture) = (&req.get_ref().request_id, req.get_ref().capture.as_ref());
-        let caller = Caller::new(&req, id, capture, clock.arrived);
+        let capture = req.get_mut().capture.take();
+        let caller = Caller::new(&req, &req.get_ref().request_id, capture, clock.arrived);
         let r = req.into_inner();
         let span =
             tracing::info_span!("identify", port = %caller.port(), request_id = %r.request_id);
@@ -161,16 +182,9 @@ impl Matcher for MatcherService {
         }
         .instrument(span)
         .await;
-        finish(
-            self,
-            "Identify",
-            &caller,
-            result,
-            identify_disclosed,
-            Vec::new(),
-        )
-        .await
-        .map(Response::new)
+        finish(self, "Identify", &caller, result, Vec::new)
+            .await
+            .map(Response::new)
     }
 
     type IdentifyStreamStream = ReceiverStream<Result<IdentifyResponse, Status>>;
@@ -190,7 +204,7 @@ impl Matcher for MatcherService {
                     _ = tx.closed() => break, // the client went away: stop reading
                     m = inbound.message() => m,
                 };
-                let r = match next {
+                let mut r = match next {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(status) => {
@@ -212,7 +226,7 @@ impl Matcher for MatcherService {
                     };
                     let _live = InFlight::new(svc.state.metrics());
                     let request_id = r.request_id.clone();
-                    let caller = base.with(&r.request_id, r.capture.as_ref(), clock.arrived);
+                    let caller = base.with(&r.request_id, r.capture.take(), clock.arrived);
                     let span = tracing::info_span!("identify_stream", port = %caller.port(), request_id = %r.request_id);
                     let result = async {
                         caller.authorise()?;
@@ -220,15 +234,7 @@ impl Matcher for MatcherService {
                     }
                     .instrument(span)
                     .await;
-                    let result = finish(
-                        &svc,
-                        "IdentifyStream",
-                        &caller,
-                        result,
-                        identify_disclosed,
-                        Vec::new(),
-                    )
-                    .await;
+                    let result = finish(&svc, "IdentifyStream", &caller, result, Vec::new).await;
                     let resp = result.unwrap_or_else(|s| IdentifyResponse {
                         request_id,
                         error: Some(proto::RequestError {
@@ -247,12 +253,12 @@ impl Matcher for MatcherService {
 
     async fn verify(
         &self,
-        req: Request<proto::VerifyRequest>,
+        mut req: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let clock = RequestClock::of(&req);
         let _live = InFlight::new(self.state.metrics());
-        let (id, capture) = (&req.get_ref().request_id, req.get_ref().capture.as_ref());
-        let caller = Caller::new(&req, id, capture, clock.arrived);
+        let capture = req.get_mut().capture.take();
+        let caller = Caller::new(&req, &req.get_ref().request_id, capture, clock.arrived);
         let r = req.into_inner();
         let span = tracing::info_span!("verify", port = %caller.port(), request_id = %r.request_id);
         // A few hundred rows at most: answered inline, never queued behind a scan.
@@ -263,15 +269,13 @@ impl Matcher for MatcherService {
                 .and_then(|()| clock.check())
                 .and_then(|()| self.state.verify(&r, clock.arrived))
         });
-        let claimed = vec![r.subject_id.clone()];
-        let disclosed = |v: &proto::VerifyResponse| Disclosed {
-            matched: v.r#match,
-            subjects: claimed.clone(),
-            generation: v.gallery_generation,
-        };
-        finish(self, "Verify", &caller, result, disclosed, claimed.clone())
+        let result = result.map(|response| Verified {
+            response,
+            subject: r.subject_id.clone(),
+        });
+        finish(self, "Verify", &caller, result, || vec![r.subject_id])
             .await
-            .map(Response::new)
+            .map(|v| Response::new(v.response))
     }
 
     async fn get_gallery_info(
