@@ -46,8 +46,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
     };
     let gpu = open_gpu(&live, &settings).await?;
-    // Last of what can fail at start-up, so that a server that cannot start
-    // leaves no audit file behind.
+    let port_keys = key_check(settings.port_keys.as_deref(), "ports", &metrics)?;
+    let admin_keys = key_check(settings.admin_keys.as_deref(), "admin", &metrics)?;
+    // After what most often fails at start-up (the gallery, the engine, the
+    // keys files), so that such a failure leaves no audit file behind; an
+    // empty one, should binding fail later, is passed over at the next start.
     let auditor = Arc::new(match settings.audit_dir.clone() {
         Some(dir) => {
             let metrics = metrics.clone();
@@ -99,19 +102,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .build_v1()
             .context("building the reflection service")
     };
-    let port_keys = keys(settings.port_keys.as_deref(), "ports")?;
-    let admin_keys = keys(settings.admin_keys.as_deref(), "the back office")?;
     let matcher = tonic::service::interceptor::InterceptedService::new(
         MatcherServer::new(MatcherService::new(state.clone(), auditor.clone()))
             .max_decoding_message_size(settings.max_message_bytes),
-        {
-            let metrics = metrics.clone();
-            move |mut req: tonic::Request<()>| {
-                if let Some(k) = &port_keys {
-                    refused_if_unknown(k.authenticate(&mut req), &req, "ports", &metrics)?;
-                }
-                crate::deadline::stamp(req)
-            }
+        move |mut req: tonic::Request<()>| {
+            port_keys(&mut req)?;
+            crate::deadline::stamp(req)
         },
     );
     // An enrolment carries up to 64 templates: allow for them whatever the
@@ -122,14 +118,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin = tonic::service::interceptor::InterceptedService::new(
         GalleryAdminServer::new(AdminService::new(state.clone(), auditor))
             .max_decoding_message_size(admin_message_bytes),
-        {
-            let metrics = metrics.clone();
-            move |mut req: tonic::Request<()>| {
-                if let Some(k) = &admin_keys {
-                    refused_if_unknown(k.authenticate(&mut req), &req, "admin", &metrics)?;
-                }
-                Ok(req)
-            }
+        move |mut req: tonic::Request<()>| {
+            admin_keys(&mut req)?;
+            Ok(req)
         },
     );
 
@@ -210,32 +201,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The keys a listener accepts, or none (with a warning: its callers are
-/// then whoever they say they are).
-fn keys(path: Option<&std::path::Path>, whose: &str) -> anyhow::Result<Option<Arc<KeyRing>>> {
-    match path {
-        Some(p) => Ok(Some(Arc::new(KeyRing::load(p)?))),
+/// The key check one listener runs on every call before its handler, from
+/// its keys file; with none, every call passes, and the server warns that
+/// the listener's callers are whoever they say they are. A refused call is
+/// counted and logged with the caller's address (nothing else): it never
+/// reaches a handler or the audit trail.
+fn key_check(
+    path: Option<&std::path::Path>,
+    listener: &'static str,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<impl Fn(&mut tonic::Request<()>) -> Result<(), tonic::Status> + Clone + use<>> {
+    let keys = match path {
+        Some(p) => Some(Arc::new(KeyRing::load(p)?)),
         None => {
-            tracing::warn!("no API keys for {whose}: its calls are not authenticated");
-            Ok(None)
+            tracing::warn!(
+                listener,
+                "no API keys: this listener's calls are not authenticated"
+            );
+            None
         }
-    }
-}
-
-/// Counts and logs (with the caller's address, nothing else) a call
-/// refused for its key: such calls never reach a handler or the audit trail.
-fn refused_if_unknown(
-    checked: Result<(), tonic::Status>,
-    req: &tonic::Request<()>,
-    listener: &str,
-    metrics: &crate::metrics::Metrics,
-) -> Result<(), tonic::Status> {
-    if let Err(status) = &checked {
-        metrics.auth_failures.with_label_values(&[listener]).inc();
-        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::warn!(listener, %peer, reason = status.message(), "call refused: no valid API key");
-    }
-    checked
+    };
+    let metrics = metrics.clone();
+    Ok(move |req: &mut tonic::Request<()>| {
+        let Some(keys) = &keys else {
+            return Ok(());
+        };
+        let checked = keys.authenticate(req);
+        if let Err(status) = &checked {
+            metrics.auth_failures.with_label_values(&[listener]).inc();
+            let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::warn!(listener, %peer, reason = status.message(), "call refused: no valid API key");
+        }
+        checked
+    })
 }
 
 /// Accepted connections with Nagle's algorithm off: answers are small and
