@@ -367,6 +367,10 @@ fn audit_checks_the_trail_and_prints_what_a_subject_or_port_filter_matches() {
         event("JFK-T4", "Identify", &["S1", "S2"]),
         event("SEA-1", "Verify", &["S2"]),
         event("JFK-T4", "Identify", &["S3"]),
+        AuditEvent {
+            principal: "JFK-T4".into(),
+            ..event("", "Verify", &["S4"])
+        },
     ])
     .unwrap();
     let file = log.path().to_path_buf();
@@ -385,9 +389,10 @@ fn audit_checks_the_trail_and_prints_what_a_subject_or_port_filter_matches() {
         seqs(&ok(&["audit", p(dir.path()), "--subject", "S2"])),
         [1, 2]
     );
+    // A keyed request that named no port is still its key's port's.
     assert_eq!(
         seqs(&ok(&["audit", p(dir.path()), "--port", "JFK-T4"])),
-        [1, 3]
+        [1, 3, 4]
     );
     assert_eq!(
         seqs(&ok(&[
@@ -400,11 +405,11 @@ fn audit_checks_the_trail_and_prints_what_a_subject_or_port_filter_matches() {
         ])),
         [1]
     );
-    assert_eq!(seqs(&ok(&["audit", p(dir.path()), "--all"])), [1, 2, 3]);
+    assert_eq!(seqs(&ok(&["audit", p(dir.path()), "--all"])), [1, 2, 3, 4]);
     assert_eq!(ok(&["audit", p(dir.path())]), "");
     let out = run(&["audit", p(dir.path())]);
     let summary = String::from_utf8(out.stderr).unwrap();
-    assert!(summary.contains("3 records in 1 files"), "{summary}");
+    assert!(summary.contains("4 records in 1 files"), "{summary}");
 
     // A record removed from the middle is found, naming the file and line.
     let text = std::fs::read_to_string(&file).unwrap();

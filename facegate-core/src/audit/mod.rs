@@ -172,40 +172,34 @@ pub fn read_dir(
 /// checked file only.
 pub fn check_newest(dir: &Path) -> Result<TrailSummary, AuditError> {
     let files = trail_files(dir)?;
-    let mut newest = None;
-    for (i, path) in files.iter().enumerate().rev() {
-        let bytes = std::fs::read(path).map_err(io(path))?;
-        if complete_len(&bytes) > 0 {
-            newest = Some((i, bytes));
-            break;
-        }
-    }
     let mut summary = TrailSummary::default();
-    let Some((newest, bytes)) = newest else {
+    let Some((newest, bytes)) = last_with_record(&files)? else {
         return Ok(summary);
     };
-    for path in files[..newest].iter().rev() {
-        let earlier = std::fs::read(path).map_err(io(path))?;
-        let complete = complete_len(&earlier);
-        if complete == 0 {
-            continue;
-        }
-        let lines = earlier[..complete - 1].split(|&b| b == b'\n').count();
-        let last = earlier[..complete - 1]
-            .rsplit(|&b| b == b'\n')
-            .next()
-            .unwrap_or_default();
+    if let Some((before, earlier)) = last_with_record(&files[..newest])? {
+        let complete = &earlier[..complete_len(&earlier) - 1];
+        let last = complete.rsplit(|&b| b == b'\n').next().unwrap_or_default();
         let (seq, chain) = record::stated(last).map_err(|e| AuditError::Damaged {
-            path: path.clone(),
-            line: lines,
+            path: files[before].clone(),
+            line: complete.split(|&b| b == b'\n').count(),
             reason: e.to_string(),
         })?;
         summary.last_seq = seq;
         summary.last_chain = chain;
-        break;
     }
     check_file(&files[newest], &bytes, &mut summary, &mut |_| {})?;
     Ok(summary)
+}
+
+/// The last of `files` holding a complete record, with its bytes.
+fn last_with_record(files: &[PathBuf]) -> Result<Option<(usize, Vec<u8>)>, AuditError> {
+    for (i, path) in files.iter().enumerate().rev() {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        if complete_len(&bytes) > 0 {
+            return Ok(Some((i, bytes)));
+        }
+    }
+    Ok(None)
 }
 
 /// Checks the whole trail in `dir` (see [`read_dir`]).

@@ -22,7 +22,8 @@ struct Printed<'a> {
 pub struct Args {
     /// The server's audit directory (`--audit-dir`).
     pub dir: PathBuf,
-    /// Print the records of this port (`capture.port_id`).
+    /// Print the records of this port: those naming it in `capture.port_id`
+    /// or made with its API key (`principal`).
     #[arg(long)]
     pub port: Option<String>,
     /// Print the records that named or disclosed this subject.
@@ -41,7 +42,10 @@ impl Args {
         let e = &r.event;
         let filtered = self.port.is_some() || self.subject.is_some() || self.rpc.is_some();
         (self.all || filtered)
-            && self.port.as_ref().is_none_or(|p| &e.port_id == p)
+            && self
+                .port
+                .as_ref()
+                .is_none_or(|p| &e.port_id == p || &e.principal == p)
             && self.rpc.as_ref().is_none_or(|p| &e.rpc == p)
             && self
                 .subject
