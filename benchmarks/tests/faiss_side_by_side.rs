@@ -7,7 +7,7 @@ use std::sync::Arc;
 use facegate_benchmarks::NoiseRows;
 use facegate_benchmarks::faiss_peer::{FlatIp, agreement, distinct_subjects};
 use facegate_core::format::{BuildOptions, RowSource, SliceRows, build_gallery};
-use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
 
 const DIM: usize = 64;
 const ROWS: usize = 20_000;
@@ -70,7 +70,7 @@ fn facegate_finds_what_faiss_flat_ip_finds() {
             .map(|r| distinct_subjects(r, subject_of, K).unwrap())
             .collect();
         assert!(theirs.iter().all(|t| t.len() == K));
-        let ours = CpuEngine::new(g.clone())
+        let ours = CpuEngine::new(ScanTarget::whole(g.clone()))
             .search(&ProbeBatch::new(DIM, &probes).unwrap(), K)
             .unwrap();
         let a = agreement(&ours, &theirs);

@@ -24,4 +24,4 @@ pub mod wal;
 
 pub use error::{GalleryError, InputError};
 pub use format::{ElementType, Gallery};
-pub use search::{Candidate, CpuEngine, ProbeBatch, SearchEngine, SearchError};
+pub use search::{Candidate, CpuEngine, ProbeBatch, ScanTarget, SearchEngine, SearchError};

@@ -45,12 +45,13 @@ fn round_trip_keeps_rows_subjects_and_header() {
         assert_eq!(g.find_subject("nobody").unwrap(), None);
         g.verify(&mut |_| {}).unwrap();
         // Stored rows are the normalised input, to the type's precision.
-        let engine = facegate_core::CpuEngine::new(std::sync::Arc::new(g));
+        let engine =
+            facegate_core::CpuEngine::new(facegate_core::ScanTarget::whole(std::sync::Arc::new(g)));
         for row in [0, ids.len() / 2, ids.len() - 1] {
             let probe =
                 facegate_core::ProbeBatch::single(dim, &data[row * dim..(row + 1) * dim]).unwrap();
             let subject = engine.gallery().row_subject(row).unwrap();
-            let c = engine.score_subject(&probe, 0, subject).unwrap();
+            let c = engine.refiner().score_subject(&probe, 0, subject).unwrap();
             assert!((c.score - 1.0).abs() < 2e-3, "{ty}: self-score {}", c.score);
         }
     }
@@ -226,7 +227,7 @@ fn damaged_tables_never_panic_the_reader() {
     assert!(g.row_subject(0).is_err());
     assert!(g.subject_rows(0).is_err());
     assert!(g.subject_id(0).is_err());
-    let engine = facegate_core::CpuEngine::new(g);
+    let engine = facegate_core::CpuEngine::new(facegate_core::ScanTarget::whole(g));
     let probe = facegate_core::ProbeBatch::single(dim, &data[..dim]).unwrap();
     use facegate_core::SearchEngine;
     let err = engine.search(&probe, 5).unwrap_err().to_string();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::*;
 use facegate_core::live::{ChangeError, CommitError, LiveGallery};
 use facegate_core::wal::{Change, ChangeLog, CommitMode};
-use facegate_core::{CpuEngine, ElementType, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, ProbeBatch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,14 +48,14 @@ struct Live {
 impl Live {
     fn new(g: Arc<facegate_core::Gallery>) -> Live {
         let live = LiveGallery::new(g.clone());
-        let cpu = CpuEngine::new(g).masked(live.tombstones().clone());
+        let cpu = CpuEngine::new(live.scan_target().clone());
         Live { live, cpu }
     }
 
     fn search(&self, probes: &ProbeBatch, k: usize) -> Vec<Vec<(String, f32)>> {
-        let base = self.cpu.search(probes, k).unwrap();
         self.live
-            .merge_delta(probes, base, k)
+            .search(&self.cpu, probes, k)
+            .unwrap()
             .into_iter()
             .map(|list| {
                 list.iter()
@@ -182,7 +182,7 @@ fn enrolments_and_removals_search_like_brute_force_for_every_scan_type() {
             }
             // Verify agrees with the model for live and removed subjects.
             for id in ids.iter().take(40) {
-                let v = live.live.verify(&live.cpu, &batch, 0, id).unwrap();
+                let v = live.live.verify(&batch, 0, id).unwrap();
                 match model.get(id) {
                     Some(ts) => {
                         let (c, n) = v.expect("live subject verifies");

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use common::*;
 use facegate_core::kernels::Kernels;
-use facegate_core::{CpuEngine, ElementType, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, ProbeBatch, ScanTarget, SearchEngine};
 
 /// Best score per subject by a plain f64 loop over the normalised input.
 fn brute_force(
@@ -59,7 +59,7 @@ fn every_element_type_and_kernel_set_matches_brute_force() {
             ty,
         ));
         for kernels in Kernels::available() {
-            let engine = CpuEngine::with_kernels(g.clone(), kernels);
+            let engine = CpuEngine::with_kernels(ScanTarget::whole(g.clone()), kernels);
             for k in [1, 10, 100] {
                 let got = engine.search(&batch, k).unwrap();
                 for (j, cands) in got.iter().enumerate() {
@@ -108,7 +108,7 @@ fn a_batch_answers_as_its_probes_alone_would() {
         &ids,
         ElementType::Int8,
     ));
-    let engine = CpuEngine::new(g);
+    let engine = CpuEngine::new(ScanTarget::whole(g));
     let probes: Vec<f32> = (0..7).flat_map(|j| s.probe(j).vector).collect();
     let together = engine
         .search(&ProbeBatch::new(dim, &probes).unwrap(), 10)
@@ -141,7 +141,7 @@ fn ties_and_duplicate_subjects_resolve_by_row_order() {
             &ids,
             ty,
         ));
-        let engine = CpuEngine::new(g.clone());
+        let engine = CpuEngine::new(ScanTarget::whole(g.clone()));
         let got = engine
             .search(&ProbeBatch::single(dim, &row).unwrap(), 3)
             .unwrap();
@@ -180,8 +180,12 @@ fn int8_with_rescore_agrees_with_f32_exact_on_mated_probes() {
     assert!(probes.iter().all(|p| p.mate.is_some()));
     let flat: Vec<f32> = probes.iter().flat_map(|p| p.vector.clone()).collect();
     let batch = ProbeBatch::new(dim, &flat).unwrap();
-    let exact = CpuEngine::new(f32g.clone()).search(&batch, 10).unwrap();
-    let fast = CpuEngine::new(i8g.clone()).search(&batch, 10).unwrap();
+    let exact = CpuEngine::new(ScanTarget::whole(f32g.clone()))
+        .search(&batch, 10)
+        .unwrap();
+    let fast = CpuEngine::new(ScanTarget::whole(i8g.clone()))
+        .search(&batch, 10)
+        .unwrap();
     let mut same_top1 = 0;
     let mut max_err = 0f32;
     for (e, f) in exact.iter().zip(&fast) {
@@ -207,14 +211,14 @@ fn bad_probes_and_parameters_are_refused() {
     let dim = 16;
     let s = synth(20, 0, dim, 2);
     let (data, ids) = population(&s);
-    let engine = CpuEngine::new(open(&build(
+    let engine = CpuEngine::new(ScanTarget::whole(open(&build(
         dir.path(),
         "g.fgal",
         &data,
         dim,
         &ids,
         ElementType::Int8,
-    )));
+    ))));
     let good = vec![0.5f32; dim];
     assert!(
         ProbeBatch::single(dim, &good[..15])

@@ -1,11 +1,12 @@
 //! The GPU search engine.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use facegate_core::format::row_stride;
-use facegate_core::live::Tombstones;
-use facegate_core::search::{Candidate, CpuEngine, ProbeBatch, SearchEngine, SearchError};
-use facegate_core::{ElementType, Gallery, InputError};
+use facegate_core::search::{
+    Candidate, CpuEngine, ProbeBatch, ScanTarget, SearchEngine, SearchError,
+};
+use facegate_core::{ElementType, InputError};
 
 use crate::GpuError;
 use crate::buffers::{GpuGallery, read_back, scratch, uniform, upload};
@@ -30,9 +31,6 @@ pub struct GpuOptions {
     /// Cap on rows per chunk (default: from the adapter's binding limit); tests
     /// use small values to exercise many chunks.
     pub max_chunk_rows: Option<usize>,
-    /// Base subjects removed or re-enrolled since the gallery was built,
-    /// shared with the live gallery that sets them; none when absent.
-    pub tombstones: Option<Arc<Tombstones>>,
 }
 
 #[repr(C)]
@@ -74,9 +72,13 @@ impl Pairs {
     }
 }
 
-/// The GPU engine: resident gallery, compiled kernels, and the CPU engine
-/// that finishes candidates (and answers what the GPU kernels cannot).
+/// The GPU engine: resident gallery and compiled kernels that pre-select
+/// rows; candidates are finished by the same [`facegate_core::search::Refiner`]
+/// as the CPU engine's.
 pub struct GpuEngine {
+    /// The exact CPU engine over the same target: its refiner finishes the
+    /// GPU's candidates, and its scan answers the probes the kernels cannot
+    /// (more candidates than the top-k kernel keeps, or masked-short lists).
     cpu: CpuEngine,
     dev: GpuDevice,
     pipes: Pipelines,
@@ -122,9 +124,9 @@ impl GpuEngine {
         ranked: Vec<Candidate>,
         top_k: usize,
     ) -> Result<Vec<Candidate>, SearchError> {
-        let masked = self.cpu.tombstones();
-        let live = self.cpu.gallery().subjects() as u64 - masked.count();
-        if ranked.len() >= top_k || masked.is_empty() || ranked.len() as u64 >= live {
+        let target = self.cpu.refiner().target();
+        let unmasked = target.unmasked_subjects();
+        if ranked.len() >= top_k || target.mask().is_empty() || ranked.len() as u64 >= unmasked {
             return Ok(ranked);
         }
         // The probe is unit length already: preparing it again changes nothing.
@@ -133,8 +135,10 @@ impl GpuEngine {
         Ok(self.cpu.search(&single, top_k)?.swap_remove(0))
     }
 
-    /// Opens a device, compiles the kernels and uploads the gallery's scan rows.
-    pub fn new(gallery: Arc<Gallery>, opts: GpuOptions) -> Result<GpuEngine, GpuError> {
+    /// Opens a device, compiles the kernels and uploads the scan rows of
+    /// `target`'s gallery; its mask applies to every search.
+    pub fn new(target: ScanTarget, opts: GpuOptions) -> Result<GpuEngine, GpuError> {
+        let gallery = target.gallery().clone();
         let dev = GpuDevice::open(opts.device)?;
         let ty = gallery.header().scan_type;
         let dim = gallery.dim();
@@ -185,10 +189,7 @@ impl GpuEngine {
             "gallery on the GPU"
         );
         Ok(GpuEngine {
-            cpu: match opts.tombstones {
-                Some(t) => CpuEngine::new(gallery).masked(t),
-                None => CpuEngine::new(gallery),
-            },
+            cpu: CpuEngine::new(target),
             dev,
             pipes,
             on_gpu,
@@ -487,7 +488,7 @@ impl SearchEngine for GpuEngine {
         if self.dev.is_lost() {
             return Err(SearchError::Unavailable("GPU device lost".into()));
         }
-        let m = self.cpu.candidate_rows(top_k) as u32;
+        let m = self.cpu.refiner().candidate_rows(top_k) as u32;
         if m > TOPK_MAX_K {
             // More candidates than the top-k kernel keeps: the CPU answers.
             return self.cpu.search(probes, top_k);
@@ -503,7 +504,10 @@ impl SearchEngine for GpuEngine {
                     .map_err(|e| SearchError::Unavailable(e.to_string()))?
             };
             for (i, list) in lists.into_iter().enumerate() {
-                let ranked = self.cpu.rank_candidates(probes, b0 + i, list, top_k)?;
+                let ranked = self
+                    .cpu
+                    .refiner()
+                    .rank_candidates(probes, b0 + i, list, top_k)?;
                 out.push(self.fill_masked(probes, b0 + i, ranked, top_k)?);
             }
             b0 += nb;

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
-use facegate_core::live::Tombstones;
-use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
 use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
 use rand::{Rng, SeedableRng};
 
@@ -17,7 +16,7 @@ fn skip() -> bool {
 
 fn gpu(g: &Arc<Gallery>, chunk_rows: usize) -> GpuEngine {
     GpuEngine::new(
-        g.clone(),
+        ScanTarget::whole(g.clone()),
         GpuOptions {
             device: DeviceOptions {
                 allow_software: true,
@@ -70,7 +69,13 @@ fn gallery(
 }
 
 fn compare(g: &Arc<Gallery>, gpu: &GpuEngine, probes: &ProbeBatch, k: usize, label: &str) {
-    compare_with(&CpuEngine::new(g.clone()), gpu, probes, k, label);
+    compare_with(
+        &CpuEngine::new(ScanTarget::whole(g.clone())),
+        gpu,
+        probes,
+        k,
+        label,
+    );
 }
 
 fn compare_with(cpu: &CpuEngine, gpu: &GpuEngine, probes: &ProbeBatch, k: usize, label: &str) {
@@ -136,20 +141,20 @@ fn masked_subjects_are_never_returned_even_when_they_fill_the_candidates() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (g, data) = gallery(dir.path(), ElementType::Int8, 2501, 64, 4);
-    let tombstones = Arc::new(Tombstones::new(g.subjects()));
+    let target = ScanTarget::whole(g.clone());
+    let tombstones = target.mask().clone();
     let engine = GpuEngine::new(
-        g.clone(),
+        target.clone(),
         GpuOptions {
             device: DeviceOptions {
                 allow_software: true,
             },
             max_chunk_rows: Some(700),
-            tombstones: Some(tombstones.clone()),
             ..Default::default()
         },
     )
     .unwrap();
-    let cpu = CpuEngine::new(g.clone()).masked(tombstones.clone());
+    let cpu = CpuEngine::new(target);
     let raw: Vec<f32> = (0..7)
         .flat_map(|r| data[r * 64 * 11..r * 64 * 11 + 64].to_vec())
         .collect();
@@ -201,7 +206,7 @@ fn software_adapters_are_refused_unless_allowed() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (g, _) = gallery(dir.path(), ElementType::F32, 100, 16, 1);
-    match GpuEngine::new(g, GpuOptions::default()) {
+    match GpuEngine::new(ScanTarget::whole(g), GpuOptions::default()) {
         // A machine with a hardware GPU opens it: nothing to check here.
         Ok(e) => assert!(!e.device().is_software()),
         Err(e) => assert!(
@@ -222,14 +227,13 @@ fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
     // 700 rows need 47,600 bytes each, so a 100,000-byte budget streams.
     let (g, data) = gallery(dir.path(), ElementType::Int8, 2501, 64, 8);
     let engine = GpuEngine::new(
-        g.clone(),
+        ScanTarget::whole(g.clone()),
         GpuOptions {
             device: DeviceOptions {
                 allow_software: true,
             },
             max_chunk_rows: Some(700),
             memory_budget_bytes: Some(100_000),
-            ..Default::default()
         },
     )
     .unwrap();
@@ -246,14 +250,13 @@ fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
     }
     // A budget below two chunks is refused with the reason.
     let err = GpuEngine::new(
-        g,
+        ScanTarget::whole(g),
         GpuOptions {
             device: DeviceOptions {
                 allow_software: true,
             },
             max_chunk_rows: Some(700),
             memory_budget_bytes: Some(50_000),
-            ..Default::default()
         },
     )
     .err()

@@ -56,7 +56,7 @@ impl Engines {
     /// The engines over `live` (a GPU engine must mask `live`'s
     /// tombstones); publishes which one answers.
     pub fn new(live: Arc<LiveGallery>, gpu: Option<Accelerator>, metrics: Arc<Metrics>) -> Self {
-        let cpu = CpuEngine::new(live.base().clone()).masked(live.tombstones().clone());
+        let cpu = CpuEngine::new(live.scan_target().clone());
         let e = Engines {
             live,
             cpu: Arc::new(cpu),
@@ -125,8 +125,7 @@ impl Engines {
         };
         let started = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let base = engine.search(probes, top_k)?;
-            Ok(self.live.merge_delta(probes, base, top_k))
+            self.live.search(engine, probes, top_k)
         }))
         .unwrap_or_else(|_| Err(SearchError::Unavailable("search engine panicked".into())));
         let engine_time = started.elapsed();
@@ -180,11 +179,10 @@ pub async fn open_gpu(
             allow_software: settings.allow_software_gpu,
         },
         memory_budget_bytes: settings.gpu_memory_budget_bytes,
-        tombstones: Some(live.tombstones().clone()),
         ..Default::default()
     };
-    let g = live.base().clone();
-    let opened = tokio::task::spawn_blocking(move || GpuEngine::new(g, opts)).await?;
+    let target = live.scan_target().clone();
+    let opened = tokio::task::spawn_blocking(move || GpuEngine::new(target, opts)).await?;
     match (opened, settings.engine) {
         (Ok(e), _) => Ok(Some(Accelerator {
             memory_bytes: e.gpu_memory_bytes(),

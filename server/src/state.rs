@@ -368,7 +368,7 @@ impl ServingState {
         let t = Instant::now();
         let (best, templates) = g
             .live()
-            .verify(g.engines.cpu(), &probe, 0, &r.subject_id)
+            .verify(&probe, 0, &r.subject_id)
             .map_err(search_status)?
             .ok_or_else(|| Status::not_found("no such subject in the gallery"))?;
         let engine_time = t.elapsed();

@@ -78,6 +78,7 @@ async fn identify_verify_and_info_equal_the_exact_engine() {
         let subject = g.find_subject(&claimed).unwrap().unwrap();
         let exact = f
             .engine
+            .refiner()
             .score_subject(&ProbeBatch::single(DIM, &p.vector).unwrap(), 0, subject)
             .unwrap();
         assert_eq!(v.score, exact.score);

@@ -18,7 +18,7 @@ use clap::Parser;
 use facegate_benchmarks::NoiseRows;
 use facegate_benchmarks::faiss_peer::{Agreement, FlatIp, agreement, distinct_subjects};
 use facegate_core::format::{BuildOptions, RowSource, ScanRows, SliceRows, build_gallery};
-use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
 
 #[derive(Parser)]
 #[command(about = "facegate CPU engine against Faiss IndexFlatIP on the same data")]
@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
         &mut |_| {},
     )?;
     let gallery = std::sync::Arc::new(Gallery::open(&path)?);
-    let engine = CpuEngine::new(gallery.clone());
+    let engine = CpuEngine::new(ScanTarget::whole(gallery.clone()));
     eprintln!("adding the rows to Faiss IndexFlatIP");
     let mut faiss = FlatIp::build(dim, &rows)?;
 

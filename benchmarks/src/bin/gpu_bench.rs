@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use facegate_benchmarks::noise_gallery;
-use facegate_core::{CpuEngine, ElementType, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, ProbeBatch, ScanTarget, SearchEngine};
 use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
 
 #[derive(Parser)]
@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let t = Instant::now();
     let gpu = GpuEngine::new(
-        gallery.clone(),
+        ScanTarget::whole(gallery.clone()),
         GpuOptions {
             device: DeviceOptions {
                 allow_software: a.allow_software_gpu,
@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         gpu.chunks(),
         t.elapsed().as_secs_f64()
     );
-    let cpu = CpuEngine::new(gallery.clone());
+    let cpu = CpuEngine::new(ScanTarget::whole(gallery.clone()));
     let scan_bytes = gpu.gpu_memory_bytes() as f64;
     let mut cases = Vec::new();
     for &b in &a.batches {

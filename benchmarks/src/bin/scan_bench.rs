@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 use facegate_benchmarks::noise_gallery;
 use facegate_core::kernels::Kernels;
-use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
 use rayon::prelude::*;
 
 #[derive(Parser)]
@@ -187,7 +187,7 @@ fn main() -> anyhow::Result<()> {
             kernel_sets.push(Kernels::portable());
         }
         for kernels in kernel_sets {
-            let engine = CpuEngine::with_kernels(g.clone(), kernels);
+            let engine = CpuEngine::with_kernels(ScanTarget::whole(g.clone()), kernels);
             for &b in &args.batches {
                 let probes = bench_probes(b, args.dim);
                 let batch = ProbeBatch::new(args.dim, &probes).context("probes")?;
@@ -234,7 +234,7 @@ fn main() -> anyhow::Result<()> {
                                 a.same_top1 += 1;
                             } else {
                                 let s = g.find_subject(id)?.context("subject missing")?;
-                                let theirs = engine.score_subject(&batch, j, s)?.score;
+                                let theirs = engine.refiner().score_subject(&batch, j, s)?.score;
                                 a.max_shortfall = a.max_shortfall.max(exact[0].score - theirs);
                             }
                         }

@@ -139,7 +139,7 @@ pub fn compact(
     let mut ids = Vec::with_capacity(base.rows());
     for r in 0..base.rows() {
         let s = base.row_subject(r)?;
-        if !live.tombstones.is_removed(s) {
+        if !live.tombstones().is_removed(s) {
             rows.push(RowRef::Base(r as u32));
             ids.push(base.subject_id(s)?.to_owned());
         }
@@ -155,7 +155,7 @@ pub fn compact(
                 ids.push(id.clone());
             }
         }
-        (live.tombstones.count(), subjects.len() as u64)
+        (live.tombstones().count(), subjects.len() as u64)
     };
     let h = base.header();
     let through_sequence = changes.last().map_or(0, |(seq, _)| *seq);

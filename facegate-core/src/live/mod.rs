@@ -7,8 +7,10 @@
 //! (`S, S+1, ...`, in the order of enrolment, which replay of the log
 //! repeats). An enrolment is the subject's whole current record: it masks
 //! the subject's base rows and replaces any delta rows it had. A removal
-//! masks both. Engines search the base with the tombstones masked; the delta
-//! is searched exactly here and the two answers are merged by subject.
+//! masks both. Engines are built from this gallery's [`ScanTarget`] (the base
+//! with the tombstones as its mask); [`LiveGallery::search`] runs one over
+//! the base, searches the delta exactly, and merges the two answers by
+//! subject, so that every engine answers over the gallery as it is now.
 //!
 //! [`LiveGallery::commit`] is the only way a change is made while serving:
 //! it checks the change against the current state, makes it durable in the
@@ -19,20 +21,20 @@
 
 mod compact;
 mod delta;
-mod tombstones;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use compact::{CompactReport, compact};
-pub use tombstones::Tombstones;
 
 use crate::error::{GalleryError, InputError};
 use crate::format::{Gallery, validate_subject_id};
 use crate::kernels::Kernels;
 use crate::quantize::normalize_into;
-use crate::search::{Candidate, CpuEngine, ProbeBatch, SearchError, sort_ranked};
+use crate::search::{
+    Candidate, ProbeBatch, Refiner, ScanTarget, SearchEngine, SearchError, Tombstones, sort_ranked,
+};
 use crate::wal::{Change, ChangeLog, WalError};
 use delta::Delta;
 
@@ -104,10 +106,10 @@ struct Overlay {
 
 /// The base gallery with the changes made since it was built.
 pub struct LiveGallery {
-    base: Arc<Gallery>,
-    tombstones: Arc<Tombstones>,
+    /// The base and its mask (the tombstones), with the exact scoring that
+    /// Verify and the delta merge share with the engines.
+    refiner: Refiner,
     overlay: RwLock<Overlay>,
-    kernels: Kernels,
     stripes: Vec<Mutex<()>>,
     stripe_hash: RandomState,
 }
@@ -115,7 +117,7 @@ pub struct LiveGallery {
 impl std::fmt::Debug for LiveGallery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveGallery")
-            .field("base", &self.base.path())
+            .field("base", &self.base().path())
             .field("counts", &self.counts())
             .finish()
     }
@@ -131,14 +133,12 @@ impl LiveGallery {
     pub fn new(base: Arc<Gallery>) -> Self {
         let dim = base.dim();
         LiveGallery {
-            tombstones: Arc::new(Tombstones::new(base.subjects())),
-            base,
+            refiner: Refiner::new(ScanTarget::whole(base), Kernels::detect()),
             overlay: RwLock::new(Overlay {
                 delta: Delta::new(dim),
                 new_ids: Vec::new(),
                 new_index: HashMap::new(),
             }),
-            kernels: Kernels::detect(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             stripe_hash: RandomState::new(),
         }
@@ -146,17 +146,23 @@ impl LiveGallery {
 
     /// The mapped base gallery.
     pub fn base(&self) -> &Arc<Gallery> {
-        &self.base
+        self.refiner.target().gallery()
     }
 
-    /// The base subjects masked; engines over the base share them.
-    pub fn tombstones(&self) -> &Arc<Tombstones> {
-        &self.tombstones
+    /// The base with this gallery's mask: what every engine that serves it
+    /// must be built from, so that removals apply to its scans at once.
+    pub fn scan_target(&self) -> &ScanTarget {
+        self.refiner.target()
+    }
+
+    /// The base subjects masked (removed or re-enrolled).
+    fn tombstones(&self) -> &Tombstones {
+        self.refiner.target().mask()
     }
 
     /// Template dimension.
     pub fn dim(&self) -> usize {
-        self.base.dim()
+        self.base().dim()
     }
 
     // A poisoned lock means a panic mid-change elsewhere; the overlay's
@@ -171,7 +177,7 @@ impl LiveGallery {
 
     /// The subject number of `id` (live or not), if it was ever known.
     fn index_of(&self, overlay: &Overlay, id: &str) -> Result<Option<u32>, GalleryError> {
-        if let Some(i) = self.base.find_subject(id)? {
+        if let Some(i) = self.base().find_subject(id)? {
             return Ok(Some(i));
         }
         Ok(overlay.new_index.get(id).copied())
@@ -179,7 +185,8 @@ impl LiveGallery {
 
     fn is_live(&self, overlay: &Overlay, subject: u32) -> bool {
         overlay.delta.rows_of(subject).is_some()
-            || ((subject as usize) < self.base.subjects() && !self.tombstones.is_removed(subject))
+            || ((subject as usize) < self.base().subjects()
+                && !self.tombstones().is_removed(subject))
     }
 
     /// The number of `id` when it can be returned by a search now.
@@ -195,14 +202,14 @@ impl LiveGallery {
 
     fn subject_id_in(&self, o: &Overlay, subject: u32) -> Result<String, GalleryError> {
         let s = subject as usize;
-        if s < self.base.subjects() {
-            return Ok(self.base.subject_id(subject)?.to_owned());
+        if s < self.base().subjects() {
+            return Ok(self.base().subject_id(subject)?.to_owned());
         }
         o.new_ids
-            .get(s - self.base.subjects())
+            .get(s - self.base().subjects())
             .cloned()
             .ok_or_else(|| GalleryError::Corrupt {
-                path: self.base.path().to_path_buf(),
+                path: self.base().path().to_path_buf(),
                 reason: format!("subject number {subject} is not in the gallery or its delta"),
             })
     }
@@ -270,7 +277,7 @@ impl LiveGallery {
                         s
                     }
                     None => {
-                        let s = (self.base.subjects() + o.new_ids.len()) as u32;
+                        let s = (self.base().subjects() + o.new_ids.len()) as u32;
                         o.new_ids.push(subject_id.clone());
                         o.new_index.insert(subject_id.clone(), s);
                         s
@@ -279,7 +286,7 @@ impl LiveGallery {
                 // New rows first, then the mask: a search running across
                 // the change sees the subject at least once, never not at all.
                 o.delta.set(subject, &p.units);
-                self.tombstones.remove(subject);
+                self.tombstones().remove(subject);
                 Ok(replaced)
             }
             Change::Remove { subject_id } => {
@@ -288,7 +295,7 @@ impl LiveGallery {
                     .index_of(&o, subject_id)?
                     .filter(|&s| self.is_live(&o, s))
                     .ok_or(ChangeError::UnknownSubject)?;
-                self.tombstones.remove(subject);
+                self.tombstones().remove(subject);
                 o.delta.clear(subject);
                 Ok(true)
             }
@@ -315,23 +322,36 @@ impl LiveGallery {
     /// Sizes now.
     pub fn counts(&self) -> LiveCounts {
         let o = self.read();
-        let masked = self.tombstones.count();
+        let masked = self.tombstones().count();
         let delta_subjects = o.delta.subjects() as u64;
         // A re-enrolled base subject is masked in the base and counted in
         // the delta: once in all.
         LiveCounts {
-            rows: self.base.rows() as u64 + o.delta.rows() as u64,
-            subjects: self.base.subjects() as u64 - masked + delta_subjects,
+            rows: self.base().rows() as u64 + o.delta.rows() as u64,
+            subjects: self.base().subjects() as u64 - masked + delta_subjects,
             masked_base_subjects: masked,
             delta_rows: o.delta.rows() as u64,
             delta_subjects,
         }
     }
 
+    /// 1:N over the gallery as it is now: `engine` (built from
+    /// [`LiveGallery::scan_target`]) searches the masked base, the delta is
+    /// searched exactly, and the answers are merged per probe.
+    pub fn search(
+        &self,
+        engine: &dyn SearchEngine,
+        probes: &ProbeBatch,
+        top_k: usize,
+    ) -> Result<Vec<Vec<Candidate>>, SearchError> {
+        let base = engine.search(probes, top_k)?;
+        Ok(self.merge_delta(probes, base, top_k))
+    }
+
     /// Merges the engine's answers over the base with the delta's, per
     /// probe: the best `top_k` distinct subjects of both, best first. Base
     /// candidates masked since the engine ran are dropped.
-    pub fn merge_delta(
+    fn merge_delta(
         &self,
         probes: &ProbeBatch,
         mut base: Vec<Vec<Candidate>>,
@@ -341,19 +361,21 @@ impl LiveGallery {
         if o.delta.rows() == 0 {
             // Nothing enrolled online: the base answer stands, less any
             // subject masked while the engine ran (no copy, no re-sort).
-            if !self.tombstones.is_empty() {
+            if !self.tombstones().is_empty() {
                 for list in &mut base {
-                    list.retain(|c| !self.tombstones.is_removed(c.subject));
+                    list.retain(|c| !self.tombstones().is_removed(c.subject));
                 }
             }
             return base;
         }
-        let first_row = self.base.rows() as u32;
-        let delta = o.delta.search(&self.kernels, probes, top_k, first_row);
+        let first_row = self.base().rows() as u32;
+        let delta = o
+            .delta
+            .search(self.refiner.kernels(), probes, top_k, first_row);
         base.into_iter()
             .zip(delta)
             .map(|(mut all, delta)| {
-                all.retain(|c| !self.tombstones.is_removed(c.subject));
+                all.retain(|c| !self.tombstones().is_removed(c.subject));
                 for c in delta {
                     match all.iter_mut().find(|e| e.subject == c.subject) {
                         Some(e) if c.ranks_before(e) => *e = c,
@@ -372,7 +394,6 @@ impl LiveGallery {
     /// and how many templates it has; `None` when the subject is not live.
     pub fn verify(
         &self,
-        cpu: &CpuEngine,
         probes: &ProbeBatch,
         b: usize,
         id: &str,
@@ -382,17 +403,20 @@ impl LiveGallery {
             return Ok(None);
         };
         if let Some(rows) = o.delta.rows_of(subject) {
-            let first_row = self.base.rows() as u32;
-            let best = o
-                .delta
-                .score_subject(&self.kernels, probes.unit(b), subject, first_row);
+            let first_row = self.base().rows() as u32;
+            let best =
+                o.delta
+                    .score_subject(self.refiner.kernels(), probes.unit(b), subject, first_row);
             return Ok(best.map(|c| (c, rows.len())));
         }
         if !self.is_live(&o, subject) {
             return Ok(None);
         }
         drop(o);
-        let templates = self.base.subject_rows(subject)?.len();
-        Ok(Some((cpu.score_subject(probes, b, subject)?, templates)))
+        let templates = self.base().subject_rows(subject)?.len();
+        Ok(Some((
+            self.refiner.score_subject(probes, b, subject)?,
+            templates,
+        )))
     }
 }

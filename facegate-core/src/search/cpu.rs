@@ -13,12 +13,13 @@ use std::sync::Arc;
 use half::f16;
 use rayon::prelude::*;
 
-use super::topk::{Candidate, SubjectTopK, sort_ranked};
+use super::refine::{Refiner, rescore_pool};
+use super::target::ScanTarget;
+use super::topk::{Candidate, SubjectTopK};
 use super::{ProbeBatch, SearchEngine, SearchError};
 use crate::error::InputError;
 use crate::format::{Gallery, ScanRows};
 use crate::kernels::{Kernels, NarrowProbes};
-use crate::live::Tombstones;
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough
 /// to balance the load over cores.
@@ -29,137 +30,33 @@ const TILE_ROWS: usize = 32;
 /// for rows ([`crate::kernels::prefetch`]).
 const PREFETCH_TILES: usize = 2;
 
-/// How many distinct subjects the int8 scan keeps for exact re-scoring when
-/// `k` are asked for: int8 scan scores (7-bit probes against 8-bit rows) are
-/// typically within 1e-3 of the exact ones (rms 4e-4 to 7e-4 at 512
-/// dimensions, rarely a few 1e-3), so a margin of a few dozen subjects holds
-/// every true top-k subject.
-pub fn rescore_pool(k: usize) -> usize {
-    (2 * k).max(k + 32)
-}
-
 /// The exact CPU search engine.
 pub struct CpuEngine {
-    gallery: Arc<Gallery>,
-    kernels: Kernels,
-    /// Base subjects removed or re-enrolled since the gallery was built:
-    /// never returned by 1:N search.
-    masked: Arc<Tombstones>,
+    /// The gallery, its mask, and the exact re-score shared with the GPU engine.
+    refiner: Refiner,
 }
 
 impl CpuEngine {
-    /// An engine over `gallery` with the fastest kernels this processor has.
-    pub fn new(gallery: Arc<Gallery>) -> Self {
-        Self::with_kernels(gallery, Kernels::detect())
+    /// An engine over `target` with the fastest kernels this processor has.
+    pub fn new(target: ScanTarget) -> Self {
+        Self::with_kernels(target, Kernels::detect())
     }
 
     /// An engine with a chosen kernel set (tests and benchmarks compare them).
-    pub fn with_kernels(gallery: Arc<Gallery>, kernels: Kernels) -> Self {
-        let masked = Arc::new(Tombstones::new(gallery.subjects()));
+    pub fn with_kernels(target: ScanTarget, kernels: Kernels) -> Self {
         CpuEngine {
-            gallery,
-            kernels,
-            masked,
+            refiner: Refiner::new(target, kernels),
         }
-    }
-
-    /// The same engine skipping the subjects `masked` holds (shared with the
-    /// [`crate::live::LiveGallery`] that sets them), so that a removal applies
-    /// to searches at once.
-    pub fn masked(mut self, masked: Arc<Tombstones>) -> Self {
-        self.masked = masked;
-        self
-    }
-
-    /// The subjects this engine skips.
-    pub fn tombstones(&self) -> &Arc<Tombstones> {
-        &self.masked
     }
 
     /// The gallery searched.
     pub fn gallery(&self) -> &Arc<Gallery> {
-        &self.gallery
+        self.refiner.target().gallery()
     }
 
-    /// The exact score of probe `b` against template `row`: f16 re-score rows
-    /// when the gallery has them, else the scan rows themselves.
-    fn exact_score(&self, probes: &ProbeBatch, b: usize, row: usize) -> f32 {
-        let dim = self.gallery.dim();
-        if let Some((data, stride)) = self.gallery.rescore_rows() {
-            return self
-                .kernels
-                .dot_f16(probes.unit(b), &data[row * stride..row * stride + dim]);
-        }
-        let mut out = [0f32];
-        match self.gallery.scan_rows() {
-            ScanRows::F16 { data, stride } => {
-                (self.kernels.f16_block)(
-                    probes.unit(b),
-                    &data[row * stride..row * stride + dim],
-                    stride,
-                    &mut out,
-                );
-            }
-            ScanRows::F32 { data, stride } => {
-                (self.kernels.f32_block)(
-                    probes.unit(b),
-                    &data[row * stride..row * stride + dim],
-                    stride,
-                    &mut out,
-                );
-            }
-            ScanRows::Int8 {
-                data,
-                scales,
-                stride,
-            } => {
-                let (q, s) = probes.quantized(b);
-                let mut i = [0i32];
-                (self.kernels.i8_block)(q, &data[row * stride..row * stride + dim], stride, &mut i);
-                out[0] = i[0] as f32 * s * scales[row];
-            }
-        }
-        out[0]
-    }
-
-    /// The best exact score of a probe over one subject's templates (1:1
-    /// verification), with the row that gave it.
-    pub fn score_subject(
-        &self,
-        probes: &ProbeBatch,
-        b: usize,
-        subject: u32,
-    ) -> Result<Candidate, SearchError> {
-        self.check_probes(probes)?;
-        let rows = self.gallery.subject_rows(subject)?;
-        let mut best: Option<Candidate> = None;
-        for &row in rows {
-            let c = Candidate {
-                subject,
-                row,
-                score: self.exact_score(probes, b, row as usize),
-            };
-            if best.is_none_or(|b| c.ranks_before(&b)) {
-                best = Some(c);
-            }
-        }
-        best.ok_or_else(|| {
-            SearchError::Gallery(crate::error::GalleryError::Corrupt {
-                path: self.gallery.path().to_path_buf(),
-                reason: format!("subject {subject} has no rows"),
-            })
-        })
-    }
-
-    fn check_probes(&self, probes: &ProbeBatch) -> Result<(), InputError> {
-        if probes.dim() != self.gallery.dim() {
-            return Err(InputError::Dimension {
-                what: "probe".into(),
-                expected: self.gallery.dim(),
-                actual: probes.dim(),
-            });
-        }
-        Ok(())
+    /// The exact scoring and final selection this engine finishes with.
+    pub fn refiner(&self) -> &Refiner {
+        &self.refiner
     }
 
     /// Scans rows `[start, end)` for every probe into `tops` (one per probe);
@@ -220,15 +117,7 @@ impl CpuEngine {
         for (j, &score) in scores.iter().enumerate() {
             let row = (first + j) as u32;
             if top.admits(score, row) {
-                let subject = self.gallery.row_subject(row as usize)?;
-                if self.masked.is_removed(subject) {
-                    continue;
-                }
-                top.insert(Candidate {
-                    subject,
-                    row,
-                    score,
-                });
+                self.refiner.offer(top, row, score)?;
             }
         }
         Ok(())
@@ -246,14 +135,14 @@ impl CpuEngine {
         tops: &mut [SubjectTopK],
     ) -> Result<(), SearchError> {
         let start = chunk * CHUNK_ROWS;
-        let end = (start + CHUNK_ROWS).min(self.gallery.rows());
-        let dim = self.gallery.dim();
+        let end = (start + CHUNK_ROWS).min(self.gallery().rows());
+        let dim = self.gallery().dim();
         let count = probes.len();
-        let k = self.kernels;
+        let k = *self.refiner.kernels();
         let tile = |data_len: usize, stride: usize, first: usize, t: usize| {
             (first * stride)..((first + t - 1) * stride + dim).min(data_len)
         };
-        match (self.gallery.scan_rows(), narrow) {
+        match (self.gallery().scan_rows(), narrow) {
             (
                 ScanRows::Int8 {
                     data,
@@ -330,70 +219,11 @@ impl CpuEngine {
             }
         }
     }
-
-    /// Finishes a search from candidate rows scored elsewhere (the GPU
-    /// engine): the same distinct-subject selection and exact re-score as
-    /// [`SearchEngine::search`], so both engines answer alike.
-    ///
-    /// `candidates` must hold, for probe `b`, at least the best
-    /// `candidate_rows(k)` rows by scan score (rows equal to `u32::MAX` are
-    /// padding and ignored).
-    pub fn rank_candidates(
-        &self,
-        probes: &ProbeBatch,
-        b: usize,
-        candidates: impl IntoIterator<Item = (u32, f32)>,
-        top_k: usize,
-    ) -> Result<Vec<Candidate>, SearchError> {
-        self.check_probes(probes)?;
-        let mut top = SubjectTopK::new(rescore_pool(top_k));
-        for (row, score) in candidates {
-            if row != u32::MAX && top.admits(score, row) {
-                let subject = self.gallery.row_subject(row as usize)?;
-                if self.masked.is_removed(subject) {
-                    continue;
-                }
-                top.insert(Candidate {
-                    subject,
-                    row,
-                    score,
-                });
-            }
-        }
-        self.rescore(probes, b, top.into_sorted(), top_k)
-    }
-
-    /// How many best rows by scan score always contain the best rows of the
-    /// distinct subjects [`CpuEngine::rank_candidates`] needs for `top_k`: a
-    /// subject's best row is preceded only by rows of better-ranked subjects,
-    /// each having at most `max_templates_per_subject` rows.
-    pub fn candidate_rows(&self, top_k: usize) -> usize {
-        let per_subject = self.gallery.header().max_templates_per_subject.max(1) as usize;
-        (rescore_pool(top_k) * per_subject).min(self.gallery.rows())
-    }
-
-    /// Re-scores each candidate subject exactly over all of its templates,
-    /// then keeps the best `k`.
-    fn rescore(
-        &self,
-        probes: &ProbeBatch,
-        b: usize,
-        pool: Vec<Candidate>,
-        k: usize,
-    ) -> Result<Vec<Candidate>, SearchError> {
-        let mut out = Vec::with_capacity(pool.len());
-        for c in pool {
-            out.push(self.score_subject(probes, b, c.subject)?);
-        }
-        sort_ranked(&mut out);
-        out.truncate(k);
-        Ok(out)
-    }
 }
 
 impl SearchEngine for CpuEngine {
     fn describe(&self) -> String {
-        format!("cpu/{}", self.kernels.name)
+        format!("cpu/{}", self.refiner.kernels().name)
     }
 
     fn search(
@@ -401,11 +231,11 @@ impl SearchEngine for CpuEngine {
         probes: &ProbeBatch,
         top_k: usize,
     ) -> Result<Vec<Vec<Candidate>>, SearchError> {
-        self.check_probes(probes)?;
+        self.refiner.check_probes(probes)?;
         if top_k == 0 {
             return Err(InputError::BadParameter("top_k must be at least 1".into()).into());
         }
-        let rescoring = self.gallery.rescore_rows().is_some();
+        let rescoring = self.gallery().rescore_rows().is_some();
         let pool = if rescoring {
             rescore_pool(top_k)
         } else {
@@ -414,11 +244,11 @@ impl SearchEngine for CpuEngine {
         // The int8 pre-selection scan uses the batch kernel's 7-bit probes
         // (quantised once per search); the exact re-score makes up for their
         // coarser scan scores.
-        let narrow =
-            (rescoring && matches!(self.gallery.scan_rows(), ScanRows::Int8 { .. })).then(|| {
+        let narrow = (rescoring && matches!(self.gallery().scan_rows(), ScanRows::Int8 { .. }))
+            .then(|| {
                 NarrowProbes::quantize(probes.dim(), (0..probes.len()).map(|b| probes.unit(b)))
             });
-        let chunks = self.gallery.rows().div_ceil(CHUNK_ROWS);
+        let chunks = self.gallery().rows().div_ceil(CHUNK_ROWS);
         // Chunks that one thread scans in a row share their selections: a
         // fresh selection admits almost every row at first, and each insert
         // costs far more than the check that rejects a row.
@@ -445,7 +275,7 @@ impl SearchEngine for CpuEngine {
             .map(|(b, top)| {
                 let ranked = top.into_sorted();
                 if rescoring {
-                    self.rescore(probes, b, ranked, top_k)
+                    self.refiner.rescore(probes, b, ranked, top_k)
                 } else {
                     Ok(ranked.into_iter().take(top_k).collect())
                 }

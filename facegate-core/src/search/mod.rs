@@ -3,13 +3,26 @@
 //! Every engine answers the same question the same way: for each probe, the
 //! `k` best distinct subjects by cosine similarity, ties broken by row order.
 //! [`CpuEngine`] is the reference that every faster engine is tested against.
+//!
+//! The layers, bottom up: a [`ScanTarget`] is the mapped base gallery with
+//! its [`Tombstones`] (the subjects that must not be returned); engines are
+//! built from a target, scan it, and finish their candidates through one
+//! shared [`Refiner`] (distinct subjects, mask, exact re-score). The live
+//! gallery (`crate::live`), above this module, merges online enrolments into
+//! an engine's answer.
 
 mod cpu;
 mod probe;
+mod refine;
+mod target;
+mod tombstones;
 mod topk;
 
-pub use cpu::{CpuEngine, rescore_pool};
+pub use cpu::CpuEngine;
 pub use probe::ProbeBatch;
+pub use refine::{Refiner, rescore_pool};
+pub use target::ScanTarget;
+pub use tombstones::Tombstones;
 pub use topk::{Candidate, SubjectTopK, sort_ranked};
 
 use crate::error::{GalleryError, InputError};

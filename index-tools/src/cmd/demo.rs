@@ -11,7 +11,7 @@ use facegate_core::format::{BuildOptions, build_gallery};
 use facegate_core::ids::read_ids;
 use facegate_core::npy::NpyRows;
 use facegate_core::synth::GROUPS;
-use facegate_core::{CpuEngine, ElementType, Gallery, SearchEngine};
+use facegate_core::{CpuEngine, ElementType, Gallery, ScanTarget, SearchEngine};
 
 use crate::progress;
 
@@ -77,7 +77,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         gallery.rows(),
         gallery.subjects()
     );
-    let engine = CpuEngine::new(gallery.clone());
+    let engine = CpuEngine::new(ScanTarget::whole(gallery.clone()));
     let (probes, dim) = NpyRows::open(data.join("probes.npy"))?.read_all()?;
     let n = probes.len() / dim;
     let pb = progress::bar(n as u64, "searching", false);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use facegate_core::npy::NpyRows;
-use facegate_core::{CpuEngine, Gallery, ProbeBatch, SearchEngine};
+use facegate_core::{CpuEngine, Gallery, ProbeBatch, ScanTarget, SearchEngine};
 
 use crate::progress;
 
@@ -53,7 +53,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             gallery.dim()
         );
     }
-    let engine = CpuEngine::new(gallery.clone());
+    let engine = CpuEngine::new(ScanTarget::whole(gallery.clone()));
     let n = probes.len() / dim;
     let pb = progress::bar(n as u64, "searching", false);
     let results = search_all(

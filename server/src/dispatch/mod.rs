@@ -402,7 +402,7 @@ mod tests {
     use super::*;
     use crate::engines::Accelerator;
     use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
-    use facegate_core::{CpuEngine, ElementType, Gallery, SearchEngine, SearchError};
+    use facegate_core::{CpuEngine, ElementType, Gallery, ScanTarget, SearchEngine, SearchError};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const DIM: usize = 16;
@@ -471,7 +471,7 @@ mod tests {
         .unwrap();
         let gallery = Arc::new(Gallery::open(&path).unwrap());
         let slow = Arc::new(Slow {
-            inner: CpuEngine::new(gallery.clone()),
+            inner: CpuEngine::new(ScanTarget::whole(gallery.clone())),
             delay: Duration::from_millis(delay_ms),
             per_probe: Duration::from_millis(per_probe_ms),
             batches: Mutex::new(Vec::new()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
 use facegate_core::synth::{Synth, SynthConfig};
-use facegate_core::{CpuEngine, ElementType, Gallery};
+use facegate_core::{CpuEngine, ElementType, Gallery, ScanTarget};
 use facegate_server::proto::IdentifyRequest;
 use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
 use facegate_server::proto::matcher_client::MatcherClient;
@@ -189,7 +189,7 @@ pub fn fixture() -> Fixture {
         &mut |_| {},
     )
     .unwrap();
-    let engine = CpuEngine::new(Arc::new(Gallery::open(&path).unwrap()));
+    let engine = CpuEngine::new(ScanTarget::whole(Arc::new(Gallery::open(&path).unwrap())));
     Fixture {
         _dir: dir,
         path,
