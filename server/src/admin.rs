@@ -22,6 +22,7 @@ use crate::proto::{
     EnrollRequest, EnrollResponse, ReloadRequest, ReloadResponse, RemoveRequest, RemoveResponse,
 };
 use crate::state::ServingState;
+use crate::{request, status};
 
 /// The service; cheap to clone.
 #[derive(Clone)]
@@ -49,67 +50,29 @@ impl AdminService {
         let outcome = match &result {
             Ok(_) => "ok",
             Err(CommitError::Change(ChangeError::UnknownSubject)) => "not_found",
+            Err(e @ CommitError::Change(ChangeError::Gallery(_))) => {
+                tracing::error!(error = %e, "gallery read failed during a change");
+                "invalid"
+            }
             Err(CommitError::Change(_)) | Err(CommitError::Log(WalError::Refused(_))) => "invalid",
-            Err(CommitError::Log(_)) => "log_error",
+            Err(e @ CommitError::Log(_)) => {
+                tracing::error!(error = %e, "change log write failed");
+                "log_error"
+            }
         };
         self.state
             .metrics()
             .gallery_changes
             .with_label_values(&[kind, outcome])
             .inc();
-        result.map_err(commit_status)
-    }
-}
-
-/// The status of a refused change. Log failures are the operator's to fix
-/// (a full disk); nothing was applied, so the client may retry later.
-fn commit_status(e: CommitError) -> Status {
-    match e {
-        CommitError::Change(ChangeError::UnknownSubject) => {
-            Status::not_found("no such subject in the gallery")
-        }
-        CommitError::Change(ChangeError::Gallery(e)) => {
-            tracing::error!(error = %e, "gallery read failed during a change");
-            Status::internal("gallery data error; the operator has been alerted")
-        }
-        CommitError::Change(e) => Status::invalid_argument(e.to_string()),
-        CommitError::Log(WalError::Refused(m)) => Status::invalid_argument(m),
-        CommitError::Log(e) => {
-            tracing::error!(error = %e, "change log write failed");
-            Status::unavailable(format!(
-                "the change could not be made durable and was not applied: {e}"
-            ))
-        }
+        result.map_err(|e| status::commit(&e))
     }
 }
 
 /// The body of each RPC, without its audit record.
 impl AdminService {
     async fn enroll_change(&self, r: EnrollRequest) -> Result<Response<EnrollResponse>, Status> {
-        let gallery = self.state.gallery();
-        let ours = &gallery.header().model_tag;
-        if r.model_tag.is_empty() {
-            return Err(Status::invalid_argument(format!(
-                "model_tag is required: name the model that made the templates (this gallery: {ours:?})"
-            )));
-        }
-        if &r.model_tag != ours {
-            return Err(Status::failed_precondition(format!(
-                "templates made by model {:?}, the gallery holds templates of {ours:?}",
-                r.model_tag
-            )));
-        }
-        let dim = gallery.dim();
-        let mut templates = Vec::with_capacity(r.templates.len() * dim);
-        for (i, t) in r.templates.iter().enumerate() {
-            if t.values.len() != dim {
-                return Err(Status::invalid_argument(format!(
-                    "template {i}: expected dimension {dim}, got {}",
-                    t.values.len()
-                )));
-            }
-            templates.extend_from_slice(&t.values);
-        }
+        let templates = request::enrolment_templates(&r, self.state.gallery().header())?;
         let count = r.templates.len() as u32;
         let (done, generation) = self
             .commit(

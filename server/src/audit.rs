@@ -12,7 +12,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use facegate_core::audit::{AuditEvent, AuditLog};
 use tokio::sync::oneshot;
-use tonic::Status;
 
 use crate::metrics::{Metrics, code_name};
 use crate::proto;
@@ -91,20 +90,14 @@ impl Caller {
     pub fn port(&self) -> &str {
         match &self.principal {
             Some(p) => p,
-            None => self.capture.as_ref().map_or("", |c| c.port_id.as_str()),
+            None => self.claimed_port(),
         }
     }
 
-    /// Refuses a request whose `capture.port_id` is not the port its key
-    /// belongs to: a key authorises searches for its own port only.
-    pub fn authorise(&self) -> Result<(), Status> {
-        let claimed = self.capture.as_ref().map_or("", |c| c.port_id.as_str());
-        match &self.principal {
-            Some(p) if !claimed.is_empty() && claimed != &**p => Err(Status::permission_denied(
-                "capture.port_id is not the port this API key belongs to",
-            )),
-            _ => Ok(()),
-        }
+    /// The port the request says it comes from (`capture.port_id`, "" when
+    /// it gives none), which `crate::auth::authorise` checks against its key.
+    pub fn claimed_port(&self) -> &str {
+        self.capture.as_ref().map_or("", |c| c.port_id.as_str())
     }
 
     /// The audit record of this request's answer.
@@ -141,15 +134,6 @@ impl Caller {
             latency_us: self.arrived.elapsed().as_micros() as u64,
         }
     }
-}
-
-/// The status of a search whose record could not be made durable: its
-/// result is withheld, and the client may retry once the operator has
-/// mended the trail.
-pub fn not_audited(reason: &str) -> Status {
-    Status::unavailable(format!(
-        "the request could not be audited, so its result is withheld: {reason}"
-    ))
 }
 
 impl Auditor {

@@ -108,6 +108,19 @@ impl KeyRing {
     }
 }
 
+/// Refuses a request whose claimed port (`capture.port_id`) is not the port
+/// its key belongs to (`principal`): a key authorises searches for its own
+/// port only. Requests without a key (the listener takes none) or without a
+/// claimed port pass.
+pub fn authorise(principal: Option<&str>, claimed_port: &str) -> Result<(), Status> {
+    match principal {
+        Some(p) if !claimed_port.is_empty() && claimed_port != p => Err(Status::permission_denied(
+            "capture.port_id is not the port this API key belongs to",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A new random token for `name` and the keys-file line that accepts it.
 pub fn new_key(name: &str) -> (String, String) {
     let mut bytes = [0u8; 32];

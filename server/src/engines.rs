@@ -1,12 +1,8 @@
-//! The engines behind 1:N search and which of them answers: the GPU while it
-//! works, the exact CPU engine otherwise.
-//!
-//! Shared by the dispatcher thread (which runs the searches) and the serving
-//! state (which reports the engine in GalleryInfo and answers Verify on the
-//! CPU engine). Either engine searches the mapped base with the live
-//! gallery's removals masked; the live gallery's delta segment (online
-//! enrolments) is then merged in, so both engines answer over the gallery as
-//! it is now.
+//! Which engine answers 1:N: the GPU while it works, the exact CPU engine
+//! otherwise. That failover is all this module decides: both engines are
+//! built from the live gallery's scan target (the base with its mask), and
+//! the live gallery merges its online enrolments into whichever answered
+//! (`LiveGallery::search`, in facegate-core).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -21,7 +17,7 @@ use crate::config::{EngineChoice, Settings};
 use crate::metrics::Metrics;
 
 /// A GPU engine, as the server sees it.
-pub struct Accelerator {
+pub struct OpenedGpu {
     /// The engine.
     pub engine: Arc<dyn SearchEngine>,
     /// GPU memory it holds, for GalleryInfo and metrics.
@@ -32,10 +28,10 @@ pub struct Accelerator {
 pub const GPU_STRIKES: u32 = 3;
 
 /// The CPU engine, the optional GPU engine, and the GPU's health.
-pub struct Engines {
+pub struct FailoverEngine {
     live: Arc<LiveGallery>,
     cpu: Arc<CpuEngine>,
-    gpu: Option<Accelerator>,
+    gpu: Option<OpenedGpu>,
     /// Set once the GPU is given up (device lost, or repeated failures);
     /// from then on the CPU answers.
     gpu_failed: AtomicBool,
@@ -52,12 +48,12 @@ pub struct BatchResult {
     pub engine_time: Duration,
 }
 
-impl Engines {
+impl FailoverEngine {
     /// The engines over `live` (a GPU engine must mask `live`'s
     /// tombstones); publishes which one answers.
-    pub fn new(live: Arc<LiveGallery>, gpu: Option<Accelerator>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(live: Arc<LiveGallery>, gpu: Option<OpenedGpu>, metrics: Arc<Metrics>) -> Self {
         let cpu = CpuEngine::new(live.scan_target().clone());
-        let e = Engines {
+        let e = FailoverEngine {
             live,
             cpu: Arc::new(cpu),
             gpu,
@@ -74,13 +70,8 @@ impl Engines {
         &self.live
     }
 
-    /// The exact CPU engine (Verify uses it directly).
-    pub fn cpu(&self) -> &CpuEngine {
-        &self.cpu
-    }
-
     /// The GPU engine, unless there is none or it was given up.
-    fn live_gpu(&self) -> Option<&Accelerator> {
+    fn usable_gpu(&self) -> Option<&OpenedGpu> {
         self.gpu
             .as_ref()
             .filter(|_| !self.gpu_failed.load(Ordering::SeqCst))
@@ -88,7 +79,7 @@ impl Engines {
 
     /// The name of the engine answering 1:N now.
     pub fn engine_name(&self) -> String {
-        match self.live_gpu() {
+        match self.usable_gpu() {
             Some(g) => g.engine.describe(),
             None => self.cpu.describe(),
         }
@@ -96,7 +87,7 @@ impl Engines {
 
     /// GPU memory held by the engine answering, 0 for the CPU.
     pub fn gpu_memory_bytes(&self) -> u64 {
-        self.live_gpu().map_or(0, |g| g.memory_bytes)
+        self.usable_gpu().map_or(0, |g| g.memory_bytes)
     }
 
     /// Publishes which engine answers, and its GPU memory.
@@ -107,7 +98,7 @@ impl Engines {
             .set(self.gpu_memory_bytes() as i64);
         self.metrics
             .engine_fallback
-            .set(i64::from(self.gpu.is_some() && self.live_gpu().is_none()));
+            .set(i64::from(self.gpu.is_some() && self.usable_gpu().is_none()));
     }
 
     /// Searches a batch on the engine in use, blocking the calling thread.
@@ -118,7 +109,7 @@ impl Engines {
     /// is caught and treated as that engine failing, so it cannot take the
     /// dispatcher down.
     pub fn search(&self, probes: &ProbeBatch, top_k: usize) -> Result<BatchResult, SearchError> {
-        let gpu = self.live_gpu();
+        let gpu = self.usable_gpu();
         let (engine, kind): (&dyn SearchEngine, &str) = match gpu {
             Some(g) => (g.engine.as_ref(), "gpu"),
             None => (self.cpu.as_ref(), "cpu"),
@@ -170,7 +161,7 @@ impl Engines {
 pub async fn open_gpu(
     live: &Arc<LiveGallery>,
     settings: &Settings,
-) -> anyhow::Result<Option<Accelerator>> {
+) -> anyhow::Result<Option<OpenedGpu>> {
     if settings.engine == EngineChoice::Cpu {
         return Ok(None);
     }
@@ -184,7 +175,7 @@ pub async fn open_gpu(
     let target = live.scan_target().clone();
     let opened = tokio::task::spawn_blocking(move || GpuEngine::new(target, opts)).await?;
     match (opened, settings.engine) {
-        (Ok(e), _) => Ok(Some(Accelerator {
+        (Ok(e), _) => Ok(Some(OpenedGpu {
             memory_bytes: e.gpu_memory_bytes(),
             engine: Arc::new(e),
         })),

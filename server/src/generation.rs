@@ -12,12 +12,14 @@ use std::sync::{Arc, RwLock};
 use facegate_core::live::LiveGallery;
 
 use crate::changes::GalleryChanges;
-use crate::engines::Engines;
+use crate::engines::FailoverEngine;
+use crate::metrics::Metrics;
+use crate::request::Limits;
 
 /// One servable gallery generation.
 pub struct Generation {
-    /// The engines over it.
-    pub engines: Arc<Engines>,
+    /// The engine that answers 1:N over it (GPU, failing over to the CPU).
+    pub engines: Arc<FailoverEngine>,
     /// Its change log and live gallery.
     pub changes: Arc<GalleryChanges>,
 }
@@ -54,5 +56,73 @@ impl CurrentGeneration {
     pub fn swap(&self, g: Generation) -> Arc<Generation> {
         let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *slot, Arc::new(g))
+    }
+}
+
+/// What GetGalleryInfo reports of a generation, in domain terms.
+#[derive(Debug, Clone)]
+pub struct GalleryFacts {
+    /// Rows held (base rows, masked ones included, plus delta rows).
+    pub rows: u64,
+    /// Subjects that can be returned.
+    pub subjects: u64,
+    /// Template dimension.
+    pub dimension: u32,
+    /// The scan rows' element type ("int8", "f16", "f32").
+    pub element_type: &'static str,
+    /// The model that made the templates.
+    pub model_tag: String,
+    /// The base gallery's generation id.
+    pub generation: u64,
+    /// The engine answering 1:N now.
+    pub engine: String,
+    /// The threshold used when a request gives none.
+    pub default_threshold: f32,
+    /// The largest `top_k` allowed.
+    pub max_top_k: u32,
+    /// Whether int8 candidates are re-scored exactly.
+    pub exact_rescore: bool,
+    /// GPU memory held by the engine answering (0 on the CPU).
+    pub gpu_memory_bytes: u64,
+}
+
+impl Generation {
+    /// Its figures, with the request limits in force.
+    pub fn facts(&self, limits: &Limits) -> GalleryFacts {
+        let h = self.live().base().header();
+        let counts = self.live().counts();
+        GalleryFacts {
+            rows: counts.rows,
+            subjects: counts.subjects,
+            dimension: h.dim,
+            element_type: h.scan_type.name(),
+            model_tag: h.model_tag.clone(),
+            generation: h.generation,
+            engine: self.engines.engine_name(),
+            default_threshold: limits.default_threshold,
+            max_top_k: limits.max_top_k,
+            exact_rescore: h.has_rescore,
+            gpu_memory_bytes: self.engines.gpu_memory_bytes(),
+        }
+    }
+
+    /// Publishes its gallery figures (sizes, bytes, and which file is served).
+    pub fn publish(&self, metrics: &Metrics) {
+        let live = self.live();
+        let gallery = live.base();
+        let h = gallery.header();
+        let counts = live.counts();
+        metrics.gallery_rows.set(counts.rows as i64);
+        metrics.gallery_subjects.set(counts.subjects as i64);
+        metrics.gallery_bytes.set(gallery.file_bytes() as i64);
+        metrics.gallery_info.reset();
+        metrics
+            .gallery_info
+            .with_label_values(&[
+                &format!("{:016x}", h.generation),
+                &h.model_tag,
+                h.scan_type.name(),
+            ])
+            .set(1);
     }
 }

@@ -23,8 +23,11 @@ pub mod engines;
 pub mod generation;
 pub mod matcher;
 pub mod metrics;
+pub mod reload;
+pub mod request;
 pub mod serve;
 pub mod state;
+pub mod status;
 
 /// Types and clients generated from proto/facegate/v1/{matcher,admin}.proto.
 pub mod proto {

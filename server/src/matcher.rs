@@ -1,18 +1,24 @@
-//! The `facegate.v1.Matcher` gRPC service.
+//! The `facegate.v1.Matcher` gRPC service: the wire layer of searches. It
+//! checks each request (`crate::request`), asks the serving state, builds the
+//! proto response, audits and counts the answer; errors become statuses
+//! through `crate::status`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::audit::{Auditor, Caller, not_audited};
+use crate::audit::{Auditor, Caller};
 use crate::deadline::RequestClock;
+use crate::generation::GalleryFacts;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
-use crate::state::ServingState;
+use crate::state::{Identified, ServingState, Verified};
+use crate::status::not_audited;
+use crate::{auth, request};
 
 /// Probes of one stream searched at once; more wait for a slot, which pushes
 /// back on the client through flow control.
@@ -32,6 +38,7 @@ impl MatcherService {
     }
 }
 
+/// One Identify, unary or streamed: checked, searched, answered.
 async fn identify_one(
     state: &ServingState,
     r: IdentifyRequest,
@@ -39,13 +46,90 @@ async fn identify_one(
     port: &str,
 ) -> Result<IdentifyResponse, Status> {
     clock.check()?;
-    let job = state.identify_job(&r)?;
+    let job = request::identify(&r, state.gallery().header(), state.limits())?;
     let budget_ms = clock
         .deadline
         .map(|d| d.saturating_duration_since(clock.arrived).as_millis() as u64);
     tracing::debug!(top_k = r.top_k, ?budget_ms, "identify");
-    let ranked = state.search(&job, port, clock.deadline).await?;
-    state.identify_response(r.request_id, &job, ranked, clock.arrived)
+    let found = state.identify(&job, port, clock.deadline).await?;
+    Ok(identify_response(r.request_id, found, clock.arrived))
+}
+
+/// The proto answer to a finished Identify.
+fn identify_response(request_id: String, found: Identified, arrived: Instant) -> IdentifyResponse {
+    let candidates = found
+        .candidates
+        .into_iter()
+        .enumerate()
+        .map(|(i, (subject_id, score))| proto::Candidate {
+            subject_id,
+            score,
+            rank: i as u32 + 1,
+        })
+        .collect();
+    IdentifyResponse {
+        r#match: found.matched,
+        candidates,
+        request_id,
+        threshold: found.threshold,
+        timing: Some(timing(
+            found.queue_time,
+            found.engine_time,
+            arrived.elapsed(),
+        )),
+        gallery_generation: found.generation,
+        error: None,
+    }
+}
+
+/// One Verify: checked and scored inline (a few hundred rows at most, never
+/// queued behind a scan).
+fn verify_one(
+    state: &ServingState,
+    r: &proto::VerifyRequest,
+    arrived: Instant,
+) -> Result<proto::VerifyResponse, Status> {
+    let job = request::verify(r, state.gallery().header(), state.limits())?;
+    let v: Verified = state.verify(&job)?;
+    let total = arrived.elapsed();
+    Ok(proto::VerifyResponse {
+        r#match: v.matched,
+        score: v.score,
+        request_id: r.request_id.clone(),
+        threshold: v.threshold,
+        templates_compared: v.templates as u32,
+        timing: Some(timing(
+            total.saturating_sub(v.engine_time),
+            v.engine_time,
+            total,
+        )),
+        gallery_generation: v.generation,
+    })
+}
+
+/// The proto GalleryInfo.
+fn gallery_info(f: GalleryFacts) -> GalleryInfo {
+    GalleryInfo {
+        rows: f.rows,
+        subjects: f.subjects,
+        dimension: f.dimension,
+        element_type: f.element_type.into(),
+        model_tag: f.model_tag,
+        generation: f.generation,
+        engine: f.engine,
+        default_threshold: f.default_threshold,
+        max_top_k: f.max_top_k,
+        exact_rescore: f.exact_rescore,
+        gpu_memory_bytes: f.gpu_memory_bytes,
+    }
+}
+
+fn timing(queue: Duration, engine: Duration, total: Duration) -> proto::Timing {
+    proto::Timing {
+        queue_us: queue.as_micros() as u64,
+        engine_us: engine.as_micros() as u64,
+        total_us: total.as_micros() as u64,
+    }
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -107,12 +191,12 @@ impl Answer for IdentifyResponse {
 }
 
 /// A Verify answer with the subject it was asked about.
-struct Verified {
+struct VerifyAnswer {
     response: proto::VerifyResponse,
     subject: String,
 }
 
-impl Answer for Verified {
+impl Answer for VerifyAnswer {
     fn matched(&self) -> bool {
         self.response.r#match
     }
@@ -170,14 +254,14 @@ impl Matcher for MatcherService {
         mut req: Request<IdentifyRequest>,
     ) -> Result<Response<IdentifyResponse>, Status> {
         let clock = RequestClock::of(&req);
-        let _live = InFlight::new(self.state.metrics());
+        let _in_flight = InFlight::new(self.state.metrics());
         let capture = req.get_mut().capture.take();
         let caller = Caller::new(&req, &req.get_ref().request_id, capture, clock.arrived);
         let r = req.into_inner();
         let span =
             tracing::info_span!("identify", port = %caller.port(), request_id = %r.request_id);
         let result = async {
-            caller.authorise()?;
+            auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
             identify_one(&self.state, r, clock, caller.port()).await
         }
         .instrument(span)
@@ -224,12 +308,12 @@ impl Matcher for MatcherService {
                         arrived: Instant::now(),
                         deadline: None,
                     };
-                    let _live = InFlight::new(svc.state.metrics());
+                    let _in_flight = InFlight::new(svc.state.metrics());
                     let request_id = r.request_id.clone();
                     let caller = base.with(&r.request_id, r.capture.take(), clock.arrived);
                     let span = tracing::info_span!("identify_stream", port = %caller.port(), request_id = %r.request_id);
                     let result = async {
-                        caller.authorise()?;
+                        auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
                         identify_one(&svc.state, r, clock, caller.port()).await
                     }
                     .instrument(span)
@@ -256,20 +340,18 @@ impl Matcher for MatcherService {
         mut req: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let clock = RequestClock::of(&req);
-        let _live = InFlight::new(self.state.metrics());
+        let _in_flight = InFlight::new(self.state.metrics());
         let capture = req.get_mut().capture.take();
         let caller = Caller::new(&req, &req.get_ref().request_id, capture, clock.arrived);
         let r = req.into_inner();
         let span = tracing::info_span!("verify", port = %caller.port(), request_id = %r.request_id);
-        // A few hundred rows at most: answered inline, never queued behind a scan.
         let result = span.in_scope(|| {
             tracing::debug!("verify");
-            caller
-                .authorise()
+            auth::authorise(caller.principal.as_deref(), caller.claimed_port())
                 .and_then(|()| clock.check())
-                .and_then(|()| self.state.verify(&r, clock.arrived))
+                .and_then(|()| verify_one(&self.state, &r, clock.arrived))
         });
-        let result = result.map(|response| Verified {
+        let result = result.map(|response| VerifyAnswer {
             response,
             subject: r.subject_id.clone(),
         });
@@ -282,6 +364,6 @@ impl Matcher for MatcherService {
         &self,
         _: Request<GetGalleryInfoRequest>,
     ) -> Result<Response<GalleryInfo>, Status> {
-        Ok(Response::new(self.state.info()))
+        Ok(Response::new(gallery_info(self.state.info())))
     }
 }

@@ -268,7 +268,7 @@ async fn reload_on_sighup(state: Arc<ServingState>) {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the gallery");
             if let Err(e) = state.reload().await {
-                tracing::error!(error = %e.message(), "reload on SIGHUP failed");
+                tracing::error!(error = %e, "reload on SIGHUP failed");
             }
         }
     }

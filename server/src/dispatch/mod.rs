@@ -32,6 +32,7 @@
 //!   engine call.
 
 pub mod cost;
+mod error;
 pub mod queue;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -40,11 +41,11 @@ use std::time::{Duration, Instant};
 use facegate_core::live::LiveGallery;
 use facegate_core::{Candidate, ProbeBatch};
 use tokio::sync::oneshot;
-use tonic::Status;
 
-use crate::engines::Engines;
+use crate::engines::FailoverEngine;
 use crate::metrics::Metrics;
 use cost::BatchCost;
+pub use error::DispatchError;
 use queue::FairQueue;
 
 /// How batches are formed and how much may wait.
@@ -78,12 +79,12 @@ pub struct Job {
 
 /// A search answered by the dispatcher.
 #[derive(Debug)]
-pub struct Searched {
+pub struct SearchAnswer {
     /// Best first, at most the job's `top_k`.
     pub candidates: Vec<Candidate>,
     /// The gallery searched: candidates' subject numbers are its own, so
     /// ids must be resolved here even if a reload has swapped it since.
-    pub live: Arc<LiveGallery>,
+    pub gallery: Arc<LiveGallery>,
     /// Time the request waited in the queue.
     pub queue_time: Duration,
     /// Time the engine took for the whole batch.
@@ -93,7 +94,7 @@ pub struct Searched {
 }
 
 /// What a submitted request eventually receives.
-pub type Reply = Result<Searched, Status>;
+pub type Reply = Result<SearchAnswer, DispatchError>;
 
 struct Pending {
     job: Job,
@@ -123,7 +124,7 @@ struct Shared {
 
 /// Where each batch gets its engines: the generation served when the batch
 /// starts (a reload swaps it between batches, never during one).
-pub type EngineSource = Arc<dyn Fn() -> Arc<Engines> + Send + Sync>;
+pub type EngineSource = Arc<dyn Fn() -> Arc<FailoverEngine> + Send + Sync>;
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Waiting> {
@@ -147,10 +148,6 @@ pub struct Dispatcher {
 /// learn the cost around the limit, where it matters, at the price of that
 /// batch running a little past the target.
 const EXPLORE_EVERY: u32 = 4;
-
-fn shed(reason: &str) -> Status {
-    Status::resource_exhausted(format!("server overloaded: {reason}; retry later"))
-}
 
 impl Dispatcher {
     /// Starts the dispatcher thread, taking each batch's engines from `engines`.
@@ -184,15 +181,29 @@ impl Dispatcher {
         self.shared.settings
     }
 
+    /// Queues a search from `port` and waits for its batch, giving up at
+    /// the job's deadline (a late answer is never a success).
+    pub async fn search(&self, port: &str, job: Job) -> Reply {
+        let deadline = job.deadline;
+        let reply = self.submit(port, job)?;
+        let answer = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), reply)
+                .await
+                .map_err(|_| DispatchError::DeadlineExceeded)?,
+            None => reply.await,
+        };
+        answer.map_err(|_| DispatchError::Dropped)?
+    }
+
     /// Queues a search for `port`, or refuses it at once when the server
-    /// cannot take it (RESOURCE_EXHAUSTED).
-    pub fn submit(&self, port: &str, job: Job) -> Result<oneshot::Receiver<Reply>, Status> {
+    /// cannot take it ([`DispatchError::Overloaded`]).
+    pub fn submit(&self, port: &str, job: Job) -> Result<oneshot::Receiver<Reply>, DispatchError> {
         let s = &self.shared;
         let now = Instant::now();
         let (tx, rx) = oneshot::channel();
         let mut w = s.lock();
         if w.closed {
-            return Err(Status::unavailable("server shutting down"));
+            return Err(DispatchError::ShuttingDown);
         }
         let wait = expected_wait(&w, port, &s.settings, now);
         // Only the queue wait is held against a request: an idle engine always
@@ -211,9 +222,9 @@ impl Dispatcher {
                     let long = long.to_owned();
                     if let Some(evicted) = w.queue.pop_newest(&long) {
                         s.metrics.shed.inc();
-                        let _ = evicted
-                            .reply
-                            .send(Err(shed("queue full, evicted for a quieter port")));
+                        let _ = evicted.reply.send(Err(DispatchError::Overloaded(
+                            "queue full, evicted for a quieter port",
+                        )));
                     }
                     None
                 }
@@ -224,7 +235,7 @@ impl Dispatcher {
         };
         if let Some(reason) = refusal {
             s.metrics.shed.inc();
-            return Err(shed(reason));
+            return Err(DispatchError::Overloaded(reason));
         }
         w.queue.push(port, now, Pending { job, reply: tx });
         s.metrics.queue_depth.set(w.queue.len() as i64);
@@ -329,42 +340,44 @@ fn run_batch(
     batch: &mut Vec<(Instant, Pending)>,
     started: Instant,
 ) -> Option<(usize, f64)> {
-    let mut live = Vec::with_capacity(batch.len());
+    let mut to_search = Vec::with_capacity(batch.len());
     for (enqueued, p) in batch.drain(..) {
         if p.reply.is_closed() {
             continue; // the client gave up: skip the work
         }
         if p.job.deadline.is_some_and(|d| d <= started) {
             s.metrics.queue_expired.inc();
-            let _ = p.reply.send(Err(Status::deadline_exceeded(
-                "deadline passed while queued; not searched",
-            )));
+            let _ = p.reply.send(Err(DispatchError::ExpiredInQueue));
             continue;
         }
         s.metrics
             .queue_wait_seconds
             .observe(started.duration_since(enqueued).as_secs_f64());
-        live.push((started.duration_since(enqueued), p));
+        to_search.push((started.duration_since(enqueued), p));
     }
-    if live.is_empty() {
+    if to_search.is_empty() {
         return None;
     }
-    s.metrics.batch_size.observe(live.len() as f64);
-    let probes = ProbeBatch::gather(live.iter().map(|(_, p)| p.job.probe.as_ref()));
-    let top_k = live.iter().map(|(_, p)| p.job.top_k).max().unwrap_or(1);
+    s.metrics.batch_size.observe(to_search.len() as f64);
+    let probes = ProbeBatch::gather(to_search.iter().map(|(_, p)| p.job.probe.as_ref()));
+    let top_k = to_search
+        .iter()
+        .map(|(_, p)| p.job.top_k)
+        .max()
+        .unwrap_or(1);
     let engines = (s.engines)();
     let result = probes
         .map_err(facegate_core::SearchError::from)
         .and_then(|probes| engines.search(&probes, top_k));
-    let batch_size = live.len();
+    let batch_size = to_search.len();
     match result {
         Ok(r) if r.candidates.len() == batch_size => {
             let engine_time = r.engine_time;
-            for ((queue_time, p), mut candidates) in live.into_iter().zip(r.candidates) {
+            for ((queue_time, p), mut candidates) in to_search.into_iter().zip(r.candidates) {
                 candidates.truncate(p.job.top_k);
-                let _ = p.reply.send(Ok(Searched {
+                let _ = p.reply.send(Ok(SearchAnswer {
                     candidates,
-                    live: engines.live().clone(),
+                    gallery: engines.live().clone(),
                     queue_time,
                     engine_time,
                     batch_size,
@@ -378,19 +391,16 @@ fn run_batch(
                 got = r.candidates.len(),
                 "engine answered the wrong number of probes"
             );
-            for (_, p) in live {
-                let _ = p.reply.send(Err(Status::internal(
-                    "search engine answered inconsistently",
-                )));
+            for (_, p) in to_search {
+                let _ = p.reply.send(Err(DispatchError::Inconsistent));
             }
             Some((batch_size, r.engine_time.as_secs_f64()))
         }
         Err(e) => {
-            let status = crate::state::search_status(e);
-            for (_, p) in live {
-                let _ = p
-                    .reply
-                    .send(Err(Status::new(status.code(), status.message())));
+            tracing::error!(error = %e, batch_size, "batch search failed");
+            let e = Arc::new(e);
+            for (_, p) in to_search {
+                let _ = p.reply.send(Err(DispatchError::Search(e.clone())));
             }
             None
         }
@@ -400,7 +410,7 @@ fn run_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engines::Accelerator;
+    use crate::engines::OpenedGpu;
     use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
     use facegate_core::{CpuEngine, ElementType, Gallery, ScanTarget, SearchEngine, SearchError};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -478,9 +488,9 @@ mod tests {
             panics_left: AtomicUsize::new(0),
         });
         let metrics = Metrics::new();
-        let engines = Arc::new(Engines::new(
+        let engines = Arc::new(FailoverEngine::new(
             Arc::new(LiveGallery::new(gallery.clone())),
-            Some(Accelerator {
+            Some(OpenedGpu {
                 engine: slow.clone(),
                 memory_bytes: 0,
             }),
@@ -526,8 +536,15 @@ mod tests {
         }
     }
 
-    async fn answer(rx: oneshot::Receiver<Reply>) -> Reply {
-        rx.await.expect("the dispatcher answers every request")
+    /// The request's answer, its error as the client would see it.
+    async fn answer(rx: oneshot::Receiver<Reply>) -> Result<SearchAnswer, tonic::Status> {
+        let reply = rx.await.expect("the dispatcher answers every request");
+        reply.map_err(tonic::Status::from)
+    }
+
+    /// A refusal on arrival, as the client would see it.
+    fn refused(r: Result<oneshot::Receiver<Reply>, DispatchError>) -> tonic::Status {
+        tonic::Status::from(r.expect_err("refused at once"))
     }
 
     #[tokio::test]
@@ -626,7 +643,7 @@ mod tests {
             .collect();
         // Same port, queue full: refused on the spot.
         let t = Instant::now();
-        let err = r.dispatcher.submit("busy", r.job(5)).unwrap_err();
+        let err = refused(r.dispatcher.submit("busy", r.job(5)));
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(t.elapsed() < Duration::from_millis(20));
         // Another port: admitted, at the busy port's expense.
@@ -675,7 +692,7 @@ mod tests {
             .unwrap();
         let running = r.dispatcher.submit("p", r.job(1)).unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let err = r.dispatcher.submit("p", r.job(2)).unwrap_err();
+        let err = refused(r.dispatcher.submit("p", r.job(2)));
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(err.message().contains("queue wait"), "{}", err.message());
         answer(running).await.unwrap();
@@ -685,7 +702,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let mut hurried = r.job(4);
         hurried.deadline = Some(Instant::now() + Duration::from_millis(30));
-        let err = r.dispatcher.submit("p", hurried).unwrap_err();
+        let err = refused(r.dispatcher.submit("p", hurried));
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(err.message().contains("deadline"), "{}", err.message());
         answer(running).await.unwrap();

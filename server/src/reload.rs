@@ -1,0 +1,237 @@
+//! The generation served and how it is swapped: online changes commit to
+//! the current generation under a shared gate; a reload (the Reload RPC or
+//! SIGHUP) opens the gallery file again and, when a compaction has put a new
+//! generation there, carries the change log over and swaps generations
+//! between requests, holding the gate exclusively so that no change lands in
+//! a log being retired. Requests in flight finish on the old generation.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use facegate_core::format::Header;
+use facegate_core::live::{CommitError, LiveGallery};
+use facegate_core::wal::Change;
+use facegate_core::{Gallery, GalleryError};
+
+use crate::changes::{Committed, GalleryChanges};
+use crate::config::Settings;
+use crate::engines::{FailoverEngine, open_gpu};
+use crate::generation::{CurrentGeneration, Generation};
+use crate::metrics::Metrics;
+
+/// Why a reload kept the generation served.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The gallery file could not be opened (missing, damaged).
+    #[error("cannot open the gallery to reload: {0}")]
+    Open(GalleryError),
+    /// The new file holds templates of another model or dimension.
+    #[error(
+        "the new gallery holds {new_dim}-d templates of {new_model:?}, the served one {old_dim}-d of {old_model:?}: refusing to swap"
+    )]
+    Incompatible {
+        /// The new file's dimension.
+        new_dim: u32,
+        /// The new file's model tag.
+        new_model: String,
+        /// The served gallery's dimension.
+        old_dim: u32,
+        /// The served gallery's model tag.
+        old_model: String,
+    },
+    /// The new file folds in changes this generation's log never had.
+    #[error(
+        "the new gallery folds in change {through} of this generation's log, which has only {logged}"
+    )]
+    AheadOfLog {
+        /// The last change the compaction folded in.
+        through: u64,
+        /// Changes this generation logged.
+        logged: u64,
+    },
+    /// The new file was not compacted from the served generation, so the
+    /// changes logged against it would be lost.
+    #[error(
+        "the new gallery was not compacted from generation {served:016x}: its {logged} logged changes would be lost; run facegate-index compact first"
+    )]
+    NotCompactedFromServed {
+        /// The served generation.
+        served: u64,
+        /// Changes it logged.
+        logged: u64,
+    },
+    /// The GPU engine could not be opened over the new gallery.
+    #[error("cannot open the GPU engine for the new gallery: {0}")]
+    Gpu(String),
+    /// Carrying the log over or swapping failed; the old generation stays.
+    #[error("reload failed, the old generation stays: {0}")]
+    Swap(String),
+    /// A blocking task of the reload died.
+    #[error("reload task failed: {0}")]
+    Task(String),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy)]
+pub struct Reloaded {
+    /// Generation served before.
+    pub previous: u64,
+    /// Generation served now (equal to `previous` when the file had not changed).
+    pub generation: u64,
+    /// Changes carried over from the previous generation's log.
+    pub carried_over: u64,
+}
+
+/// The generation served, the gate between changes and swaps, and the reload.
+pub struct Generations {
+    current: CurrentGeneration,
+    /// The gallery file a reload opens again (a compaction renames the new
+    /// generation over it).
+    gallery_path: PathBuf,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    /// Held shared by every change while it commits, and exclusively while a
+    /// reload carries the log over and swaps generations.
+    gate: RwLock<()>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Generations {
+    /// Serves `first`, read from `gallery_path`; publishes its figures.
+    pub fn new(
+        first: Generation,
+        gallery_path: PathBuf,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        first.publish(&metrics);
+        Generations {
+            current: CurrentGeneration::new(first),
+            gallery_path,
+            settings,
+            metrics,
+            gate: RwLock::new(()),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The slot the dispatcher loads each batch's generation from.
+    pub fn current(&self) -> &CurrentGeneration {
+        &self.current
+    }
+
+    /// Commits one online change to the generation served now (blocking on
+    /// its fsync); returns what it did and that generation's id.
+    pub fn commit(&self, change: &Change) -> Result<(Committed, u64), CommitError> {
+        // Poison only means a change panicked; the gate guards no data.
+        let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let g = self.current.load();
+        let done = g.changes.commit(change)?;
+        Ok((done, g.id()))
+    }
+
+    /// Opens the gallery file again and, when it holds a new generation
+    /// compacted from the served one, serves it; none of the requests in
+    /// flight fails.
+    pub async fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
+        let _one = self.reloading.lock().await;
+        let old = self.current.load();
+        let old_h = old.live().base().header().clone();
+        let gallery = self.open_file().await?;
+        let new_h = gallery.header();
+        if new_h.generation == old_h.generation {
+            return Ok(Reloaded {
+                previous: old_h.generation,
+                generation: old_h.generation,
+                carried_over: 0,
+            });
+        }
+        check_successor(&old_h, new_h, old.changes.logged_changes())?;
+        let live = Arc::new(LiveGallery::new(gallery.clone()));
+        let gpu = open_gpu(&live, &self.settings)
+            .await
+            .map_err(|e| ReloadError::Gpu(format!("{e:#}")))?;
+        let engines = Arc::new(FailoverEngine::new(live.clone(), gpu, self.metrics.clone()));
+        let carried_over = self.swap(live, engines).await?;
+        self.metrics.gallery_reloads.inc();
+        let done = Reloaded {
+            previous: old_h.generation,
+            generation: new_h.generation,
+            carried_over,
+        };
+        tracing::info!(
+            previous = format!("{:016x}", done.previous),
+            generation = format!("{:016x}", done.generation),
+            carried_over = done.carried_over,
+            "gallery generation swapped"
+        );
+        Ok(done)
+    }
+
+    /// The gallery file as it is now, opened off the async workers.
+    async fn open_file(&self) -> Result<Arc<Gallery>, ReloadError> {
+        let path = self.gallery_path.clone();
+        let opened = tokio::task::spawn_blocking(move || Gallery::open(&path))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))?;
+        opened.map(Arc::new).map_err(ReloadError::Open)
+    }
+
+    /// With the gate held exclusively, carries the old log over into the new
+    /// generation's and serves it; returns the changes carried over.
+    async fn swap(
+        self: &Arc<Self>,
+        live: Arc<LiveGallery>,
+        engines: Arc<FailoverEngine>,
+    ) -> Result<u64, ReloadError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _exclusive = this.gate.write().unwrap_or_else(|p| p.into_inner());
+            let data_dir = &this.settings.data_dir;
+            let changes = Arc::new(GalleryChanges::open(live, data_dir, this.metrics.clone())?);
+            let carried_over = changes.logged_changes();
+            let next = Generation { engines, changes };
+            next.publish(&this.metrics);
+            this.current.swap(next);
+            anyhow::Ok(carried_over)
+        })
+        .await
+        .map_err(|e| ReloadError::Task(e.to_string()))?
+        .map_err(|e| {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "reload failed; the old generation stays"
+            );
+            ReloadError::Swap(format!("{e:#}"))
+        })
+    }
+}
+
+/// Whether the gallery `new` may replace `old`, whose log holds `logged`
+/// changes: same model and dimension, and compacted from `old` through no
+/// more than its log holds (or `old` logged nothing to lose).
+fn check_successor(old: &Header, new: &Header, logged: u64) -> Result<(), ReloadError> {
+    if new.dim != old.dim || new.model_tag != old.model_tag {
+        return Err(ReloadError::Incompatible {
+            new_dim: new.dim,
+            new_model: new.model_tag.clone(),
+            old_dim: old.dim,
+            old_model: old.model_tag.clone(),
+        });
+    }
+    let from_old = new
+        .lineage
+        .filter(|l| l.parent_generation == old.generation);
+    match from_old {
+        Some(l) if l.through_sequence > logged => Err(ReloadError::AheadOfLog {
+            through: l.through_sequence,
+            logged,
+        }),
+        None if logged > 0 => Err(ReloadError::NotCompactedFromServed {
+            served: old.generation,
+            logged,
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,188 @@
+//! Requests checked in one place: a proto request in, a checked job out (or
+//! a [`RequestError`] saying what is wrong), before anything is queued,
+//! searched or written. The rules that depend on the gallery (model tag,
+//! dimension) are checked against the generation that will serve the
+//! request.
+
+use std::sync::Arc;
+
+use facegate_core::format::Header as GalleryHeader;
+use facegate_core::{InputError, ProbeBatch};
+
+use crate::proto;
+
+/// Why a request was refused before any work was done.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The request does not name the model that made its templates.
+    #[error("model_tag is required: name the model that made the {what} (this gallery: {ours:?})")]
+    ModelTagMissing {
+        /// What the request carries ("probe", "templates").
+        what: &'static str,
+        /// The gallery's model tag.
+        ours: String,
+    },
+    /// Templates of another model cannot be compared with the gallery's.
+    #[error(
+        "{what} made by model {theirs:?}, the gallery holds templates of {ours:?}: they cannot be compared"
+    )]
+    ModelMismatch {
+        /// What the request carries ("probe", "templates").
+        what: &'static str,
+        /// The request's model tag.
+        theirs: String,
+        /// The gallery's model tag.
+        ours: String,
+    },
+    /// `top_k` outside `1..=max`.
+    #[error("top_k must be within 1..={max}, got {got}")]
+    TopK {
+        /// The largest `top_k` the server allows.
+        max: u32,
+        /// What the request asked for.
+        got: u32,
+    },
+    /// A threshold outside the range of cosine similarity.
+    #[error("threshold must be within -1..=1, got {0}")]
+    Threshold(f32),
+    /// Verify without the claimed subject.
+    #[error("subject_id is required")]
+    SubjectIdMissing,
+    /// An enrolment template of the wrong dimension.
+    #[error("template {index}: expected dimension {expected}, got {got}")]
+    TemplateDimension {
+        /// The template's position in the request.
+        index: usize,
+        /// The gallery's dimension.
+        expected: usize,
+        /// The template's length.
+        got: usize,
+    },
+    /// A probe that cannot be searched (dimension, non-finite, zero norm).
+    #[error(transparent)]
+    Probe(#[from] InputError),
+}
+
+/// The limits a request is checked against besides the gallery.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The threshold used when a request gives none.
+    pub default_threshold: f32,
+    /// The largest `top_k` allowed.
+    pub max_top_k: u32,
+}
+
+/// A checked Identify: ready for the dispatcher.
+#[derive(Debug, Clone)]
+pub struct CheckedIdentify {
+    /// The prepared probe, shared with the engine thread without copying.
+    pub probe: Arc<ProbeBatch>,
+    /// Candidates wanted.
+    pub top_k: usize,
+    /// The score at or above which the best candidate is a match.
+    pub threshold: f32,
+}
+
+/// A checked Verify.
+#[derive(Debug, Clone)]
+pub struct CheckedVerify {
+    /// The prepared probe.
+    pub probe: ProbeBatch,
+    /// The subject the traveller claims to be.
+    pub subject_id: String,
+    /// The score at or above which the claim is confirmed.
+    pub threshold: f32,
+}
+
+/// Checks that templates of model `theirs` can be compared with the gallery's.
+pub fn check_model(
+    header: &GalleryHeader,
+    what: &'static str,
+    theirs: &str,
+) -> Result<(), RequestError> {
+    let ours = &header.model_tag;
+    if theirs.is_empty() {
+        return Err(RequestError::ModelTagMissing {
+            what,
+            ours: ours.clone(),
+        });
+    }
+    if theirs != ours {
+        return Err(RequestError::ModelMismatch {
+            what,
+            theirs: theirs.to_owned(),
+            ours: ours.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn threshold(limits: &Limits, asked: Option<f32>) -> Result<f32, RequestError> {
+    match asked {
+        None => Ok(limits.default_threshold),
+        Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+        Some(t) => Err(RequestError::Threshold(t)),
+    }
+}
+
+/// Checks an Identify against the gallery that will search it.
+pub fn identify(
+    r: &proto::IdentifyRequest,
+    header: &GalleryHeader,
+    limits: &Limits,
+) -> Result<CheckedIdentify, RequestError> {
+    check_model(header, "probe", &r.model_tag)?;
+    if r.top_k == 0 || r.top_k > limits.max_top_k {
+        return Err(RequestError::TopK {
+            max: limits.max_top_k,
+            got: r.top_k,
+        });
+    }
+    Ok(CheckedIdentify {
+        probe: Arc::new(ProbeBatch::single(header.dim as usize, &r.probe)?),
+        top_k: r.top_k as usize,
+        threshold: threshold(limits, r.threshold)?,
+    })
+}
+
+/// Checks a Verify against the gallery that will answer it.
+pub fn verify(
+    r: &proto::VerifyRequest,
+    header: &GalleryHeader,
+    limits: &Limits,
+) -> Result<CheckedVerify, RequestError> {
+    check_model(header, "probe", &r.model_tag)?;
+    let threshold = threshold(limits, r.threshold)?;
+    let probe = ProbeBatch::single(header.dim as usize, &r.probe)?;
+    if r.subject_id.is_empty() {
+        return Err(RequestError::SubjectIdMissing);
+    }
+    Ok(CheckedVerify {
+        probe,
+        subject_id: r.subject_id.clone(),
+        threshold,
+    })
+}
+
+/// Checks an enrolment's model and template dimensions and flattens its
+/// templates; the live gallery checks the rest (values, count, subject id)
+/// when the change commits.
+pub fn enrolment_templates(
+    r: &proto::EnrollRequest,
+    header: &GalleryHeader,
+) -> Result<Vec<f32>, RequestError> {
+    check_model(header, "templates", &r.model_tag)?;
+    let dim = header.dim as usize;
+    let mut templates = Vec::with_capacity(r.templates.len() * dim);
+    for (index, t) in r.templates.iter().enumerate() {
+        if t.values.len() != dim {
+            return Err(RequestError::TemplateDimension {
+                index,
+                expected: dim,
+                got: t.values.len(),
+            });
+        }
+        templates.extend_from_slice(&t.values);
+    }
+    Ok(templates)
+}
