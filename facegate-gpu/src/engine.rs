@@ -11,7 +11,10 @@ use crate::GpuError;
 use crate::buffers::{GpuGallery, read_back, scratch, uniform, upload};
 use crate::device::{DeviceOptions, GpuDevice};
 use crate::pipeline::Pipelines;
-use crate::shaders::{PROBE_TILE, SCORE_WORKGROUP, TOPK_MAX_K, TOPK_WORKGROUP};
+use crate::shared::{
+    PROBE_TILE, SCORE_WORKGROUP, ScoreParams, TOPK_MAX_K, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES,
+    TopkParams,
+};
 
 /// Probes scored together in one pass (bounds the score buffer).
 const MAX_BATCH: usize = 64;
@@ -33,30 +36,6 @@ pub struct GpuOptions {
     /// Base subjects removed or re-enrolled since the gallery was built,
     /// shared with the live gallery that sets them; none when absent.
     pub tombstones: Option<Arc<Tombstones>>,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ScoreParams {
-    rows: u32,
-    dim_words: u32,
-    stride_words: u32,
-    probes: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TopkParams {
-    n_in: u32,
-    in_stride: u32,
-    seg_len: u32,
-    m: u32,
-    k: u32,
-    from_pairs: u32,
-    row_base: u32,
-    out_stride: u32,
-    out_base: u32,
-    pad: [u32; 3],
 }
 
 /// A pair of candidate buffers (scores, rows).
@@ -89,9 +68,6 @@ pub struct GpuEngine {
     /// (Cross-port batching will feed this one queue with large batches.)
     in_flight: Mutex<()>,
 }
-
-/// Workgroup memory the top-k kernel declares (two 2048-entry arrays and four scalars).
-const TOPK_WORKGROUP_BYTES: u32 = 2 * 2048 * 4 + 16;
 
 /// Runs `f` inside out-of-memory and validation error scopes.
 fn checked<T>(
@@ -341,7 +317,9 @@ impl GpuEngine {
             row_base,
             out_stride: out.0,
             out_base: out.1,
-            pad: [0; 3],
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
         let gallery = self.cpu.gallery();
         for (c, chunk) in chunks.iter().enumerate() {
