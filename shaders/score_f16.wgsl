@@ -8,26 +8,20 @@
 //   2 probes   storage, read        array<vec2<f32>>  probe p starts at p * params.dim_words
 //   3 unused   storage, read        array<f32>
 //   4 scores   storage, read_write  array<f32>        probe-major: scores[p * params.rows + r]
-//   5 params   uniform              Params            dim_words = ceil(dim / 2); row and probe padding is zero
-// Workgroup layout: 64 x 1 x 1; x = row within the chunk, y = tile of PROBE_TILE probes.
+//   5 params   uniform              ScoreParams       dim_words = ceil(dim / 2); row and probe padding is zero
+// Workgroup layout: SCORE_WORKGROUP x 1 x 1; x = row within the chunk, y = tile of PROBE_TILE probes.
+// Names in capitals and ScoreParams are declared by the prelude that
+// facegate-gpu generates from src/shared.rs and puts before this file.
 
-struct Params {
-    rows: u32,
-    dim_words: u32,
-    stride_words: u32,
-    probes: u32,
-}
-
-const PROBE_TILE: u32 = 8u;
 
 @group(0) @binding(0) var<storage, read> rows: array<u32>;
 @group(0) @binding(1) var<storage, read> unused_a: array<f32>;
 @group(0) @binding(2) var<storage, read> probes: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read> unused_b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(5) var<uniform> params: ScoreParams;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(SCORE_WORKGROUP, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;
     if (r >= params.rows) {

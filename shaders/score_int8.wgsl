@@ -7,30 +7,24 @@
 //   2 probes   storage, read        array<u32>  4 int8 per word; probe p starts at word p * params.dim_words
 //   3 pscales  storage, read        array<f32>  one scale per probe
 //   4 scores   storage, read_write  array<f32>  probe-major: scores[p * params.rows + r]
-//   5 params   uniform              Params  dim_words = ceil(dim / 4); row and probe padding is zero
-// Workgroup layout: 64 x 1 x 1. global_invocation_id.x is the row within the
+//   5 params   uniform              ScoreParams  dim_words = ceil(dim / 4); row and probe padding is zero
+// Workgroup layout: SCORE_WORKGROUP x 1 x 1. global_invocation_id.x is the row within the
 // chunk; global_invocation_id.y selects a tile of PROBE_TILE probes, so each
 // row word read from memory serves PROBE_TILE probes.
 // Score = f32(dot) * probe scale * row scale, the same operations in the same
 // order as the CPU engine, so both rank int8 candidates identically.
+// Names in capitals and ScoreParams are declared by the prelude that
+// facegate-gpu generates from src/shared.rs and puts before this file.
 
-struct Params {
-    rows: u32,
-    dim_words: u32,
-    stride_words: u32,
-    probes: u32,
-}
-
-const PROBE_TILE: u32 = 8u;
 
 @group(0) @binding(0) var<storage, read> rows: array<u32>;
 @group(0) @binding(1) var<storage, read> scales: array<f32>;
 @group(0) @binding(2) var<storage, read> probes: array<u32>;
 @group(0) @binding(3) var<storage, read> pscales: array<f32>;
 @group(0) @binding(4) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(5) var<uniform> params: ScoreParams;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(SCORE_WORKGROUP, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x;
     if (r >= params.rows) {

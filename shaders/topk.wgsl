@@ -10,42 +10,26 @@
 //   0 in_scores   storage, read        array<f32>  probe p's inputs at p * params.in_stride + i, i < params.n_in
 //   1 in_rows     storage, read        array<u32>  rows of the inputs (only when params.from_pairs == 1)
 //   2 out_scores  storage, read_write  array<f32>  probe p, segment s: p * params.out_stride + params.out_base + s * params.m + j
-//   3 out_rows    storage, read_write  array<u32>  same indexing; missing entries are (-inf, 0xffffffff)
-//   4 params      uniform              Params
-// Workgroup layout: 256 x 1 x 1; workgroup_id.x = segment of params.seg_len
+//   3 out_rows    storage, read_write  array<u32>  same indexing; missing entries are (-inf, NO_ROW)
+//   4 params      uniform              TopkParams
+// Workgroup layout: TOPK_WORKGROUP x 1 x 1; workgroup_id.x = segment of params.seg_len
 // inputs, workgroup_id.y = probe. Each workgroup keeps its best K = params.k
-// (a power of two, 256 <= K <= 1024, K >= M) in the lower half of a 2K
-// buffer; inputs strictly better than the current M-th best are appended to
-// the upper half, and a bitonic sort of the whole buffer folds them in
-// whenever the upper half could overflow, and once at the end.
-
-struct Params {
-    n_in: u32,
-    in_stride: u32,
-    seg_len: u32,
-    m: u32,
-    k: u32,
-    from_pairs: u32,
-    row_base: u32,
-    out_stride: u32,
-    out_base: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-const WG: u32 = 256u;
-const CAP: u32 = 2048u;
-const NO_ROW: u32 = 0xffffffffu;
+// (a power of two, TOPK_WORKGROUP <= K <= TOPK_MAX_K, K >= M) in the lower
+// half of a 2K buffer (of TOPK_CAPACITY = 2 x TOPK_MAX_K entries); inputs
+// strictly better than the current M-th best are appended to the upper half,
+// and a bitonic sort of the whole buffer folds them in whenever the upper
+// half could overflow, and once at the end.
+// Names in capitals and TopkParams are declared by the prelude that
+// facegate-gpu generates from src/shared.rs and puts before this file.
 
 @group(0) @binding(0) var<storage, read> in_scores: array<f32>;
 @group(0) @binding(1) var<storage, read> in_rows: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out_scores: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out_rows: array<u32>;
-@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(4) var<uniform> params: TopkParams;
 
-var<workgroup> s_key: array<f32, CAP>;
-var<workgroup> s_row: array<u32, CAP>;
+var<workgroup> s_key: array<f32, TOPK_CAPACITY>;
+var<workgroup> s_row: array<u32, TOPK_CAPACITY>;
 var<workgroup> appended: atomic<u32>;
 var<workgroup> appended_seen: u32;
 var<workgroup> cut_key: f32;
@@ -65,7 +49,7 @@ fn fold(lid: u32) {
     let n = 2u * params.k;
     for (var size = 2u; size <= n; size = size << 1u) {
         for (var stride = size >> 1u; stride > 0u; stride = stride >> 1u) {
-            for (var i = lid; i < n; i = i + WG) {
+            for (var i = lid; i < n; i = i + TOPK_WORKGROUP) {
                 let j = i ^ stride;
                 if (j > i) {
                     let best_first = (i & size) == 0u;
@@ -83,7 +67,7 @@ fn fold(lid: u32) {
             workgroupBarrier();
         }
     }
-    for (var i = params.k + lid; i < n; i = i + WG) {
+    for (var i = params.k + lid; i < n; i = i + TOPK_WORKGROUP) {
         s_key[i] = neg_inf();
         s_row[i] = NO_ROW;
     }
@@ -95,13 +79,13 @@ fn fold(lid: u32) {
     workgroupBarrier();
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(TOPK_WORKGROUP, 1, 1)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let lid = lid3.x;
     let seg = wid.x;
     let p = wid.y;
     let n = 2u * params.k;
-    for (var i = lid; i < n; i = i + WG) {
+    for (var i = lid; i < n; i = i + TOPK_WORKGROUP) {
         s_key[i] = neg_inf();
         s_row[i] = NO_ROW;
     }
@@ -114,17 +98,17 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
 
     let start = seg * params.seg_len;
     let end = min(start + params.seg_len, params.n_in);
-    let blocks = (end - min(start, end) + WG - 1u) / WG;
+    let blocks = (end - min(start, end) + TOPK_WORKGROUP - 1u) / TOPK_WORKGROUP;
     for (var b = 0u; b < blocks; b = b + 1u) {
         // Fold first if this block could overflow the upper half.
         if (lid == 0u) {
             appended_seen = atomicLoad(&appended);
         }
         let seen = workgroupUniformLoad(&appended_seen);
-        if (seen + WG > params.k) {
+        if (seen + TOPK_WORKGROUP > params.k) {
             fold(lid);
         }
-        let i = start + b * WG + lid;
+        let i = start + b * TOPK_WORKGROUP + lid;
         if (i < end) {
             let key = in_scores[p * params.in_stride + i];
             var row = params.row_base + i;
@@ -140,7 +124,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         workgroupBarrier();
     }
     fold(lid);
-    for (var j = lid; j < params.m; j = j + WG) {
+    for (var j = lid; j < params.m; j = j + TOPK_WORKGROUP) {
         let o = p * params.out_stride + params.out_base + seg * params.m + j;
         out_scores[o] = s_key[j];
         out_rows[o] = s_row[j];

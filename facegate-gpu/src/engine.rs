@@ -9,10 +9,13 @@ use facegate_core::search::{
 use facegate_core::{ElementType, InputError};
 
 use crate::GpuError;
-use crate::buffers::{GpuGallery, read_back, scratch, uniform, upload};
+use crate::buffers::{ChunkRange, GpuGallery, read_back, scratch, uniform, upload};
 use crate::device::{DeviceOptions, GpuDevice};
 use crate::pipeline::Pipelines;
-use crate::shaders::{PROBE_TILE, SCORE_WORKGROUP, TOPK_MAX_K, TOPK_WORKGROUP};
+use crate::shared::{
+    PROBE_TILE, SCORE_WORKGROUP, ScoreParams, TOPK_MAX_K, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES,
+    TopkParams,
+};
 
 /// Probes scored together in one pass (bounds the score buffer).
 const MAX_BATCH: usize = 64;
@@ -33,30 +36,6 @@ pub struct GpuOptions {
     pub max_chunk_rows: Option<usize>,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ScoreParams {
-    rows: u32,
-    dim_words: u32,
-    stride_words: u32,
-    probes: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TopkParams {
-    n_in: u32,
-    in_stride: u32,
-    seg_len: u32,
-    m: u32,
-    k: u32,
-    from_pairs: u32,
-    row_base: u32,
-    out_stride: u32,
-    out_base: u32,
-    pad: [u32; 3],
-}
-
 /// A pair of candidate buffers (scores, rows).
 struct Pairs {
     scores: wgpu::Buffer,
@@ -70,6 +49,84 @@ impl Pairs {
             rows: scratch(device, label, entries * 4),
         }
     }
+}
+
+/// `count` candidate lists of M (score, row) pairs per probe in `pairs`:
+/// probe p's list i starts at entry `p * stride + base + i * M`.
+#[derive(Clone, Copy)]
+struct Lists<'a> {
+    pairs: &'a Pairs,
+    count: u32,
+    stride: u32,
+    base: u32,
+}
+
+impl<'a> Lists<'a> {
+    /// `count` lists per probe, packed from the start of `pairs`.
+    fn packed(pairs: &'a Pairs, count: u32, m: u32) -> Lists<'a> {
+        Lists {
+            pairs,
+            count,
+            stride: count * m,
+            base: 0,
+        }
+    }
+
+    /// List `i` of these alone.
+    fn list(self, i: u32, m: u32) -> Lists<'a> {
+        Lists {
+            count: 1,
+            base: self.base + i * m,
+            ..self
+        }
+    }
+}
+
+/// The sizes every top-k pass of one batch shares.
+#[derive(Clone, Copy)]
+struct TopkShape {
+    /// Probes in the batch (the dispatch's y).
+    probes: u32,
+    /// Candidates kept per list.
+    m: u32,
+    /// Candidates a workgroup keeps while selecting: the kernel's K.
+    k: u32,
+}
+
+impl TopkShape {
+    /// The sizes for `probes` probes keeping `m` candidates: K is the
+    /// smallest power of two the kernel accepts that holds M.
+    fn new(probes: usize, m: u32) -> TopkShape {
+        TopkShape {
+            probes: probes as u32,
+            m,
+            k: TOPK_WORKGROUP.max(m.next_power_of_two()),
+        }
+    }
+
+    /// Where a pass producing `count` lists writes: into `dest` when it
+    /// produces the last list, else packed into `spare`.
+    fn output<'a>(self, count: u32, dest: Option<Lists<'a>>, spare: &'a Pairs) -> Lists<'a> {
+        match dest {
+            Some(dest) if count == 1 => dest,
+            _ => Lists::packed(spare, count, self.m),
+        }
+    }
+}
+
+/// The buffers one batch's search works in, sized for its probes, its M and
+/// the gallery's chunks.
+struct BatchBuffers {
+    /// The batch's probes, in the score kernels' layout.
+    probes: wgpu::Buffer,
+    /// Their int8 scales (a placeholder for f16/f32).
+    probe_scales: wgpu::Buffer,
+    /// One chunk's score matrix, probe-major; its `rows` is an unread placeholder.
+    chunk_scores: Pairs,
+    /// Intermediate lists: the passes of one reduction write them in turn.
+    spare: [Pairs; 2],
+    /// Each chunk's best M per probe: chunk c's is list c.
+    chunk_best: Pairs,
 }
 
 /// The GPU engine: resident gallery and compiled kernels that pre-select
@@ -88,12 +145,10 @@ pub struct GpuEngine {
     stride_words: u32,
     /// One search on the device at a time: each allocates scratch buffers
     /// sized for its batch, so unbounded concurrency could exhaust GPU memory.
-    /// (Cross-port batching will feed this one queue with large batches.)
+    /// The server's dispatcher batches requests across ports and runs one
+    /// batch at a time; this lock holds any other caller to the same rule.
     in_flight: Mutex<()>,
 }
-
-/// Workgroup memory the top-k kernel declares (two 2048-entry arrays and four scalars).
-const TOPK_WORKGROUP_BYTES: u32 = 2 * 2048 * 4 + 16;
 
 /// Runs `f` inside out-of-memory and validation error scopes.
 fn checked<T>(
@@ -221,6 +276,8 @@ impl GpuEngine {
         &self.dev
     }
 
+    /// Uploads probes `b0 .. b0 + nb` as the score kernel reads them (int8
+    /// words and scales, or unit f32 vectors), each padded to `dim_words`.
     fn probe_buffers(
         &self,
         probes: &ProbeBatch,
@@ -259,6 +316,7 @@ impl GpuEngine {
         }
     }
 
+    /// A bind group giving `buffers` to `pipeline`'s bindings 0, 1, ... in order.
     fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
@@ -277,31 +335,6 @@ impl GpuEngine {
             })
     }
 
-    fn topk_pass(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        input: &Pairs,
-        output: &Pairs,
-        p: TopkParams,
-        segments: u32,
-        nb: u32,
-    ) {
-        let params = uniform(&self.dev.device, "topk params", &p);
-        let bg = self.bind(
-            &self.pipes.topk,
-            &[
-                &input.scores,
-                &input.rows,
-                &output.scores,
-                &output.rows,
-                &params,
-            ],
-        );
-        pass.set_pipeline(&self.pipes.topk);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(segments, nb, 1);
-    }
-
     /// Searches probes `b0 .. b0 + nb` on the GPU; returns each probe's best
     /// `m` (row, score) pairs. Each chunk is one submission (so that streamed
     /// chunks can reuse their slots); the merge across chunks is the last.
@@ -312,147 +345,219 @@ impl GpuEngine {
         nb: usize,
         m: u32,
     ) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
-        let d = &self.dev.device;
-        let k = TOPK_WORKGROUP.max(m.next_power_of_two());
+        let shape = TopkShape::new(nb, m);
+        let bufs = self.batch_buffers(probes, b0, nb, m);
         let chunks = &self.on_gpu.chunks;
-        let nchunks = chunks.len() as u32;
+        let chunk_best = Lists::packed(&bufs.chunk_best, chunks.len() as u32, m);
+        for (c, &chunk) in chunks.iter().enumerate() {
+            let chunk_buffers = self.on_gpu.chunk(&self.dev.queue, self.cpu.gallery(), c);
+            self.submit_pass("chunk", |pass| {
+                self.score_pass(pass, &bufs, chunk_buffers, chunk.rows, shape.probes);
+                let dest = chunk_best.list(c as u32, m);
+                self.reduce_chunk(pass, shape, &bufs, chunk, dest);
+            });
+        }
+        let best = self.submit_pass("merge", |pass| {
+            let [a, b] = &bufs.spare;
+            self.merge_until_one(pass, shape, chunk_best, None, [a, b])
+        });
+        self.read_lists(best, shape)
+    }
+
+    /// Uploads the batch's probes and allocates the scratch its passes need:
+    /// a score matrix for the largest chunk, and lists of M for its segments
+    /// and for the chunks.
+    fn batch_buffers(&self, probes: &ProbeBatch, b0: usize, nb: usize, m: u32) -> BatchBuffers {
+        let d = &self.dev.device;
+        let chunks = &self.on_gpu.chunks;
         let max_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
-        let nseg1 = max_rows.div_ceil(SEG_LEN);
-        let nb32 = nb as u32;
-        let (probe_buf, pscale_buf) = self.probe_buffers(probes, b0, nb);
-        let scores = Pairs {
-            scores: scratch(d, "scores", u64::from(nb32) * u64::from(max_rows) * 4),
+        let most_segments = max_rows.div_ceil(SEG_LEN);
+        let nchunks = chunks.len() as u32;
+        // Entries of `lists` lists of M for every probe.
+        let entries = |lists: u32| nb as u64 * u64::from(m) * u64::from(lists);
+        let (probes, probe_scales) = self.probe_buffers(probes, b0, nb);
+        let chunk_scores = Pairs {
+            scores: scratch(d, "scores", nb as u64 * u64::from(max_rows) * 4),
             rows: upload(d, "no rows", &[0; 4]),
         };
-        let ping_entries = u64::from(nb32) * u64::from(m) * u64::from(nseg1.max(nchunks));
-        let ping = Pairs::new(d, "candidates a", ping_entries);
-        let pong = Pairs::new(d, "candidates b", ping_entries);
-        let fin = Pairs::new(
-            d,
-            "chunk candidates",
-            u64::from(nb32) * u64::from(m) * u64::from(nchunks),
-        );
-        let topk = |n_in, seg_len, from_pairs, row_base, out: (u32, u32)| TopkParams {
-            n_in,
-            in_stride: n_in,
-            seg_len,
-            m,
-            k,
-            from_pairs,
-            row_base,
-            out_stride: out.0,
-            out_base: out.1,
-            pad: [0; 3],
-        };
-        let gallery = self.cpu.gallery();
-        for (c, chunk) in chunks.iter().enumerate() {
-            let (rows_buf, scales_buf) = self.on_gpu.chunk(&self.dev.queue, gallery, c);
-            let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("chunk"),
-            });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("chunk"),
-                    timestamp_writes: None,
-                });
-                let params = uniform(
-                    d,
-                    "score params",
-                    &ScoreParams {
-                        rows: chunk.rows,
-                        dim_words: self.dim_words,
-                        stride_words: self.stride_words,
-                        probes: nb32,
-                    },
-                );
-                let bg = self.bind(
-                    &self.pipes.score,
-                    &[
-                        rows_buf,
-                        scales_buf,
-                        &probe_buf,
-                        &pscale_buf,
-                        &scores.scores,
-                        &params,
-                    ],
-                );
-                pass.set_pipeline(&self.pipes.score);
-                pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(
-                    chunk.rows.div_ceil(SCORE_WORKGROUP),
-                    nb32.div_ceil(PROBE_TILE),
-                    1,
-                );
-
-                // The score matrix to one list per segment, then merged until
-                // one list is left, in the chunk's slot of `fin`.
-                let fin_slot = (nchunks * m, c as u32 * m);
-                let mut nseg = chunk.rows.div_ceil(SEG_LEN);
-                let (mut cur, mut other) = (&ping, &pong);
-                let out = if nseg == 1 {
-                    (&fin, fin_slot)
-                } else {
-                    (cur, (nseg * m, 0))
-                };
-                let first = topk(chunk.rows, SEG_LEN, 0, chunk.first_row, out.1);
-                self.topk_pass(&mut pass, &scores, out.0, first, nseg, nb32);
-                while nseg > 1 {
-                    let n_in = nseg * m;
-                    let next = n_in.div_ceil(MERGE_LISTS * m);
-                    let out = if next == 1 {
-                        (&fin, fin_slot)
-                    } else {
-                        (other, (next * m, 0))
-                    };
-                    let merge = topk(n_in, MERGE_LISTS * m, 1, 0, out.1);
-                    self.topk_pass(&mut pass, cur, out.0, merge, next, nb32);
-                    std::mem::swap(&mut cur, &mut other);
-                    nseg = next;
-                }
-            }
-            self.dev.queue.submit([enc.finish()]);
+        let spare_entries = entries(most_segments.max(nchunks));
+        BatchBuffers {
+            probes,
+            probe_scales,
+            chunk_scores,
+            spare: [
+                Pairs::new(d, "candidates a", spare_entries),
+                Pairs::new(d, "candidates b", spare_entries),
+            ],
+            chunk_best: Pairs::new(d, "chunk candidates", entries(nchunks)),
         }
-        // Merge the chunks' lists.
-        let mut enc = d.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("merge"),
-        });
-        let mut result = &fin;
-        {
+    }
+
+    /// Records `record` in one compute pass and submits it.
+    fn submit_pass<T>(&self, label: &str, record: impl FnOnce(&mut wgpu::ComputePass) -> T) -> T {
+        let mut enc = self
+            .dev
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        let out = {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("merge"),
+                label: Some(label),
                 timestamp_writes: None,
             });
-            let (mut a, mut b) = (&ping, &pong);
-            let mut n = nchunks;
-            while n > 1 {
-                let n_in = n * m;
-                let next = n_in.div_ceil(MERGE_LISTS * m);
-                self.topk_pass(
-                    &mut pass,
-                    result,
-                    a,
-                    topk(n_in, MERGE_LISTS * m, 1, 0, (next * m, 0)),
-                    next,
-                    nb32,
-                );
-                result = a;
-                std::mem::swap(&mut a, &mut b);
-                n = next;
-            }
-        }
+            record(&mut pass)
+        };
         self.dev.queue.submit([enc.finish()]);
-        let bytes = u64::from(nb32) * u64::from(m) * 4;
-        let s = read_back(d, &self.dev.queue, &result.scores, bytes)?;
-        let r = read_back(d, &self.dev.queue, &result.rows, bytes)?;
-        let s: &[f32] = bytemuck::cast_slice(&s);
-        let r: &[u32] = bytemuck::cast_slice(&r);
-        let m = m as usize;
-        Ok((0..nb)
-            .map(|i| {
-                r[i * m..(i + 1) * m]
+        out
+    }
+
+    /// Scores the batch's probes against one chunk's `rows` (its data and
+    /// scales buffers) into `bufs.chunk_scores`.
+    fn score_pass(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        bufs: &BatchBuffers,
+        (rows, scales): (&wgpu::Buffer, &wgpu::Buffer),
+        chunk_rows: u32,
+        probes: u32,
+    ) {
+        let params = ScoreParams {
+            rows: chunk_rows,
+            dim_words: self.dim_words,
+            stride_words: self.stride_words,
+            probes,
+        };
+        let params = uniform(&self.dev.device, "score params", &params);
+        let bg = self.bind(
+            &self.pipes.score,
+            &[
+                rows,
+                scales,
+                &bufs.probes,
+                &bufs.probe_scales,
+                &bufs.chunk_scores.scores,
+                &params,
+            ],
+        );
+        pass.set_pipeline(&self.pipes.score);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(
+            chunk_rows.div_ceil(SCORE_WORKGROUP),
+            probes.div_ceil(PROBE_TILE),
+            1,
+        );
+    }
+
+    /// Reduces a chunk's score matrix to each probe's best M rows, written to
+    /// `dest`: the best M of every `SEG_LEN` rows, then merged until one list
+    /// is left.
+    fn reduce_chunk(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        shape: TopkShape,
+        bufs: &BatchBuffers,
+        chunk: ChunkRange,
+        dest: Lists,
+    ) {
+        let segments = chunk.rows.div_ceil(SEG_LEN);
+        let [a, b] = &bufs.spare;
+        let per_segment = shape.output(segments, Some(dest), a);
+        let params = TopkParams {
+            n_in: chunk.rows,
+            in_stride: chunk.rows,
+            seg_len: SEG_LEN,
+            m: shape.m,
+            k: shape.k,
+            from_pairs: 0,
+            row_base: chunk.first_row,
+            out_stride: per_segment.stride,
+            out_base: per_segment.base,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        self.topk_pass(pass, shape, &bufs.chunk_scores, per_segment, params);
+        self.merge_until_one(pass, shape, per_segment, Some(dest), [b, a]);
+    }
+
+    /// Merges `lists` `MERGE_LISTS` at a time until one list per probe is
+    /// left, and returns where it is: in `dest` when given, else in a spare.
+    /// Successive passes write to `spare[0]`, `spare[1]`, `spare[0]`, ...
+    fn merge_until_one<'a>(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        shape: TopkShape,
+        mut lists: Lists<'a>,
+        dest: Option<Lists<'a>>,
+        mut spare: [&'a Pairs; 2],
+    ) -> Lists<'a> {
+        while lists.count > 1 {
+            let merged = shape.output(lists.count.div_ceil(MERGE_LISTS), dest, spare[0]);
+            // The kernel reads every probe's inputs from the start of its stride.
+            debug_assert_eq!(lists.base, 0);
+            let params = TopkParams {
+                n_in: lists.count * shape.m,
+                in_stride: lists.stride,
+                seg_len: MERGE_LISTS * shape.m,
+                m: shape.m,
+                k: shape.k,
+                from_pairs: 1,
+                row_base: 0,
+                out_stride: merged.stride,
+                out_base: merged.base,
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
+            };
+            self.topk_pass(pass, shape, lists.pairs, merged, params);
+            lists = merged;
+            spare.swap(0, 1);
+        }
+        lists
+    }
+
+    /// One top-k pass: a workgroup per output list and probe reads `input`
+    /// as `params` says and writes its list into `output`.
+    fn topk_pass(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        shape: TopkShape,
+        input: &Pairs,
+        output: Lists,
+        params: TopkParams,
+    ) {
+        let params = uniform(&self.dev.device, "topk params", &params);
+        let bg = self.bind(
+            &self.pipes.topk,
+            &[
+                &input.scores,
+                &input.rows,
+                &output.pairs.scores,
+                &output.pairs.rows,
+                &params,
+            ],
+        );
+        pass.set_pipeline(&self.pipes.topk);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(output.count, shape.probes, 1);
+    }
+
+    /// Reads each probe's one list of M back as (row, score) pairs.
+    fn read_lists(&self, best: Lists, shape: TopkShape) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
+        debug_assert_eq!((best.count, best.stride, best.base), (1, shape.m, 0));
+        let (d, q) = (&self.dev.device, &self.dev.queue);
+        let bytes = u64::from(shape.probes) * u64::from(shape.m) * 4;
+        let scores = read_back(d, q, &best.pairs.scores, bytes)?;
+        let rows = read_back(d, q, &best.pairs.rows, bytes)?;
+        let scores: &[f32] = bytemuck::cast_slice(&scores);
+        let rows: &[u32] = bytemuck::cast_slice(&rows);
+        let m = shape.m as usize;
+        Ok((0..shape.probes as usize)
+            .map(|p| {
+                let list = p * m..(p + 1) * m;
+                rows[list.clone()]
                     .iter()
                     .copied()
-                    .zip(s[i * m..(i + 1) * m].iter().copied())
+                    .zip(scores[list].iter().copied())
                     .collect()
             })
             .collect())

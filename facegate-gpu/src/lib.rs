@@ -13,15 +13,17 @@
 //! exact re-score of a 2k-subject pool makes a difference in the final top-k
 //! possible only among subjects whose scores agree to within rounding.
 //!
-//! Modules: [`device`] (adapter and device), [`shaders`] (WGSL sources),
-//! [`pipeline`] (compute pipelines), [`buffers`] (gallery chunks on the GPU and
-//! transfers), [`engine`] (the `SearchEngine`).
+//! Modules: [`device`] (adapter and device), [`shared`] (the constants and
+//! uniform structs Rust and WGSL share, and the WGSL prelude declaring them),
+//! [`shaders`] (WGSL sources), [`pipeline`] (compute pipelines), [`buffers`]
+//! (gallery chunks on the GPU and transfers), [`engine`] (the `SearchEngine`).
 
 pub mod buffers;
 pub mod device;
 pub mod engine;
 pub mod pipeline;
 pub mod shaders;
+pub mod shared;
 
 pub use device::{DeviceOptions, GpuDevice};
 pub use engine::{GpuEngine, GpuOptions};

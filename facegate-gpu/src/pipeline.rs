@@ -2,7 +2,7 @@
 
 use facegate_core::ElementType;
 
-use crate::shaders;
+use crate::shaders::Kernel;
 
 /// The score pipeline for the gallery's element type and the top-k pipeline.
 pub struct Pipelines {
@@ -12,10 +12,13 @@ pub struct Pipelines {
     pub topk: wgpu::ComputePipeline,
 }
 
-fn pipeline(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ComputePipeline {
+/// Compiles `kernel` (the shared prelude, then its file) into a pipeline whose
+/// bind group layout is derived from the shader.
+fn pipeline(device: &wgpu::Device, kernel: Kernel) -> wgpu::ComputePipeline {
+    let label = kernel.file_name();
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
+        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
     });
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(label),
@@ -30,14 +33,9 @@ fn pipeline(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ComputePi
 impl Pipelines {
     /// Compiles the pipelines (validation errors surface through the caller's error scope).
     pub fn new(device: &wgpu::Device, ty: ElementType) -> Pipelines {
-        let (label, source) = match ty {
-            ElementType::Int8 => ("score_int8", shaders::SCORE_INT8),
-            ElementType::F16 => ("score_f16", shaders::SCORE_F16),
-            ElementType::F32 => ("score_f32", shaders::SCORE_F32),
-        };
         Pipelines {
-            score: pipeline(device, label, source),
-            topk: pipeline(device, "topk", shaders::TOPK),
+            score: pipeline(device, Kernel::score(ty)),
+            topk: pipeline(device, Kernel::Topk),
         }
     }
 }

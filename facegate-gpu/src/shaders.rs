@@ -1,28 +1,75 @@
-//! The WGSL sources, embedded at build time from the repository's shaders/
-//! directory. Each file's header comment gives its bindings and workgroup layout.
+//! The WGSL kernels, embedded at build time from the repository's shaders/
+//! directory, and the source each pipeline compiles: the prelude generated
+//! from [`crate::shared`] (the constants and uniform structs the files use but
+//! do not declare) followed by the file. Each file's header comment gives its
+//! bindings and workgroup layout.
 
-/// int8 rows x int8 probes with `dot4I8Packed`.
-pub const SCORE_INT8: &str = include_str!("../../shaders/score_int8.wgsl");
-/// f16 rows (read as packed pairs) x f32 probes.
-pub const SCORE_F16: &str = include_str!("../../shaders/score_f16.wgsl");
-/// f32 rows x f32 probes.
-pub const SCORE_F32: &str = include_str!("../../shaders/score_f32.wgsl");
-/// Per-segment top-M selection and merging in workgroup memory.
-pub const TOPK: &str = include_str!("../../shaders/topk.wgsl");
+use facegate_core::ElementType;
 
-/// Every shader with its file name, for validation and diagnostics.
-pub const ALL: [(&str, &str); 4] = [
-    ("score_int8.wgsl", SCORE_INT8),
-    ("score_f16.wgsl", SCORE_F16),
-    ("score_f32.wgsl", SCORE_F32),
-    ("topk.wgsl", TOPK),
-];
+use crate::shared::wgsl_prelude;
 
-/// Probes scored per invocation (PROBE_TILE in the score shaders).
-pub const PROBE_TILE: u32 = 8;
-/// Workgroup width of the score shaders.
-pub const SCORE_WORKGROUP: u32 = 64;
-/// Workgroup width of the top-k shader.
-pub const TOPK_WORKGROUP: u32 = 256;
-/// Largest K (kept candidates per workgroup) the top-k shader's buffer holds.
-pub const TOPK_MAX_K: u32 = 1024;
+/// One compute kernel of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// int8 rows x int8 probes with `dot4I8Packed`.
+    ScoreInt8,
+    /// f16 rows (read as packed pairs) x f32 probes.
+    ScoreF16,
+    /// f32 rows x f32 probes.
+    ScoreF32,
+    /// Per-segment top-M selection and merging in workgroup memory.
+    Topk,
+}
+
+impl Kernel {
+    /// Every kernel, for validation and diagnostics.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::ScoreInt8,
+        Kernel::ScoreF16,
+        Kernel::ScoreF32,
+        Kernel::Topk,
+    ];
+
+    /// The score kernel for a gallery whose scan rows are of type `ty`.
+    pub fn score(ty: ElementType) -> Kernel {
+        match ty {
+            ElementType::Int8 => Kernel::ScoreInt8,
+            ElementType::F16 => Kernel::ScoreF16,
+            ElementType::F32 => Kernel::ScoreF32,
+        }
+    }
+
+    /// The kernel's file name in shaders/, which also labels its pipeline.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Kernel::ScoreInt8 => "score_int8.wgsl",
+            Kernel::ScoreF16 => "score_f16.wgsl",
+            Kernel::ScoreF32 => "score_f32.wgsl",
+            Kernel::Topk => "topk.wgsl",
+        }
+    }
+
+    /// The file as written: not valid WGSL on its own, since it uses the
+    /// prelude's declarations.
+    pub fn file(self) -> &'static str {
+        match self {
+            Kernel::ScoreInt8 => include_str!("../../shaders/score_int8.wgsl"),
+            Kernel::ScoreF16 => include_str!("../../shaders/score_f16.wgsl"),
+            Kernel::ScoreF32 => include_str!("../../shaders/score_f32.wgsl"),
+            Kernel::Topk => include_str!("../../shaders/topk.wgsl"),
+        }
+    }
+
+    /// What the pipeline compiles: the shared prelude, then the file. A
+    /// marker line says where the file starts, to map line numbers in
+    /// compiler errors back to it.
+    pub fn source(self) -> String {
+        let prelude = wgsl_prelude();
+        let first_line = prelude.lines().count() + 2;
+        format!(
+            "{prelude}// shaders/{}, whose line 1 is line {first_line} here:\n{}",
+            self.file_name(),
+            self.file()
+        )
+    }
+}

@@ -263,3 +263,24 @@ fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
     .unwrap();
     assert!(err.to_string().contains("below two"), "{err}");
 }
+
+#[test]
+fn lists_merge_over_several_passes_within_a_chunk_and_across_chunks() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 40,000 rows: one chunk has 10 segments of 4,096 rows (merged 10 -> 2 -> 1);
+    // chunks of 400 rows make 100 chunks (merged 100 -> 13 -> 2 -> 1).
+    let (g, data) = gallery(dir.path(), ElementType::Int8, 40_000, 16, 9);
+    let mut raw: Vec<f32> = data[..3 * 16].to_vec();
+    raw.extend_from_slice(&data[31_000 * 16..31_002 * 16]);
+    let probes = ProbeBatch::new(16, &raw).unwrap();
+    for (chunk_rows, chunks) in [(usize::MAX, 1), (400, 100)] {
+        let engine = gpu(&g, chunk_rows);
+        assert_eq!(engine.chunks(), chunks);
+        for k in [1, 10] {
+            compare(&g, &engine, &probes, k, &format!("{chunks} chunks k={k}"));
+        }
+    }
+}
