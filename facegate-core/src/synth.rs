@@ -80,6 +80,32 @@ pub struct SynthConfig {
     pub seed: u64,
 }
 
+/// Subjects of the demo population, whose gallery the server builds and
+/// serves when it is given none. Defined here rather than in the server so
+/// that clients (the load generator, the example client) can regenerate the
+/// demo's captures without linking the server.
+pub const DEMO_SUBJECTS: usize = 20_000;
+
+/// Seed of the demo population (the same as `facegate-index demo`'s), here
+/// for the same reason as [`DEMO_SUBJECTS`].
+pub const DEMO_SEED: u64 = 1;
+
+impl SynthConfig {
+    /// The demo population: the server's built-in demo gallery holds its
+    /// subjects, and clients draw captures from its probes, so a client that
+    /// builds the same configuration (without the server) sends probes whose
+    /// subjects the demo server knows.
+    pub fn demo() -> SynthConfig {
+        SynthConfig {
+            subjects: DEMO_SUBJECTS,
+            probes: 1_000,
+            dim: 512,
+            mated_fraction: 0.8,
+            seed: DEMO_SEED,
+        }
+    }
+}
+
 /// One enrolled subject.
 #[derive(Debug, Clone)]
 pub struct Subject {

@@ -7,24 +7,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use facegate_core::ElementType;
 use facegate_core::format::{BuildOptions, build_gallery};
-use facegate_core::synth::{Synth, SynthConfig};
+use facegate_core::synth::{DEMO_SUBJECTS, Synth, SynthConfig};
 
 /// Model tag of the demo gallery; probes must carry it.
 pub const DEMO_MODEL_TAG: &str = "synthetic-v1";
-/// Subjects in the demo gallery.
-pub const DEMO_SUBJECTS: usize = 20_000;
-/// Seed of the demo population (the same as `facegate-index demo`).
-pub const DEMO_SEED: u64 = 1;
 
-/// The demo population's generator (probes for examples come from it too).
+/// The demo population's generator. Its definition
+/// ([`SynthConfig::demo`]) lives in facegate-core, so that clients draw
+/// probes from the same population without linking the server.
 pub fn demo_synth() -> anyhow::Result<Synth> {
-    Ok(Synth::new(SynthConfig {
-        subjects: DEMO_SUBJECTS,
-        probes: 1_000,
-        dim: 512,
-        mated_fraction: 0.8,
-        seed: DEMO_SEED,
-    })?)
+    Ok(Synth::new(SynthConfig::demo())?)
 }
 
 /// Returns the demo gallery's path under `data_dir`, building it if missing.

@@ -1,5 +1,6 @@
 //! The facegate gRPC matching server, as a library so that integration tests
-//! and example clients share the generated API types.
+//! (and the in-process load test in benchmarks/) can start it. The API types
+//! and clients are in the facegate-api crate, which clients use directly.
 //!
 //! Layers, from the wire inwards: [`matcher`] (the tonic service: decoding,
 //! validation, status codes) calls [`state::ServingState`] (the gallery and
@@ -29,12 +30,7 @@ pub mod serve;
 pub mod state;
 pub mod status;
 
-/// Types and clients generated from proto/facegate/v1/{matcher,admin}.proto.
-pub mod proto {
-    #![allow(missing_docs)]
-    tonic::include_proto!("facegate.v1");
-
-    /// The encoded descriptor set, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/facegate_descriptor.bin"));
-}
+/// The generated API (facegate-api's `v1`), under the name the server's
+/// modules have always used (`crate::proto::X`), so that moving the
+/// generated code into its own crate changed no path inside the server.
+pub use facegate_api::v1 as proto;

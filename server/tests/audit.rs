@@ -10,10 +10,10 @@ use common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use facegate_core::audit::{AuditRecord, read_dir, verify_dir};
-use facegate_server::proto::{
+use facegate_api::v1::{
     CaptureContext, Direction, GetGalleryInfoRequest, RemoveRequest, VerifyRequest,
 };
+use facegate_core::audit::{AuditRecord, read_dir, verify_dir};
 use tonic::Code;
 
 fn records(dir: &Path) -> Vec<AuditRecord> {

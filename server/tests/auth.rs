@@ -10,8 +10,8 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
+use facegate_api::v1::{CaptureContext, GetGalleryInfoRequest, RemoveRequest};
 use facegate_core::audit::read_dir;
-use facegate_server::proto::{CaptureContext, GetGalleryInfoRequest, RemoveRequest};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
@@ -39,10 +39,7 @@ fn with_key<T>(msg: T, token: &str) -> tonic::Request<T> {
     req
 }
 
-fn at(
-    port: &str,
-    mut r: facegate_server::proto::IdentifyRequest,
-) -> facegate_server::proto::IdentifyRequest {
+fn at(port: &str, mut r: facegate_api::v1::IdentifyRequest) -> facegate_api::v1::IdentifyRequest {
     r.capture = Some(CaptureContext {
         port_id: port.into(),
         ..Default::default()

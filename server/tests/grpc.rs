@@ -8,10 +8,10 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
+use facegate_api::v1::{GetGalleryInfoRequest, IdentifyRequest, VerifyRequest};
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
 use facegate_core::{ElementType, ProbeBatch, SearchEngine};
-use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
-use facegate_server::proto::{GetGalleryInfoRequest, IdentifyRequest, VerifyRequest};
 use rand::{Rng, SeedableRng};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -98,7 +98,7 @@ async fn bad_requests_get_their_documented_codes() {
     let good = f.synth.probe(0).vector;
     let code = |r: Result<tonic::Response<_>, tonic::Status>| -> (Code, String) {
         let s = r
-            .map(|_: tonic::Response<facegate_server::proto::IdentifyResponse>| ())
+            .map(|_: tonic::Response<facegate_api::v1::IdentifyResponse>| ())
             .unwrap_err();
         (s.code(), s.message().to_string())
     };
@@ -451,7 +451,7 @@ async fn a_burst_from_many_ports_is_batched_and_the_excess_is_shed() {
         let p = probe(j);
         tasks.push(tokio::spawn(async move {
             let mut req = identify(p, 5, &format!("b{j}"));
-            req.capture = Some(facegate_server::proto::CaptureContext {
+            req.capture = Some(facegate_api::v1::CaptureContext {
                 port_id: format!("port-{}", j % 8),
                 ..Default::default()
             });
@@ -520,7 +520,7 @@ async fn reflection_lists_the_services_and_environment_sets_limits() {
         .await
         .unwrap();
     let err = wrong
-        .remove(facegate_server::proto::RemoveRequest {
+        .remove(facegate_api::v1::RemoveRequest {
             subject_id: "s0".into(),
             ..Default::default()
         })
@@ -672,7 +672,7 @@ async fn metrics_count_requests_by_rpc_port_and_code() {
     let f = fixture();
     let server = Server::start(&f.path, &[]);
     let mut c = server.client().await;
-    let capture = Some(facegate_server::proto::CaptureContext {
+    let capture = Some(facegate_api::v1::CaptureContext {
         port_id: "JFK-T4".into(),
         ..Default::default()
     });
@@ -883,7 +883,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     let mut j = 0;
     while started.elapsed() < std::time::Duration::from_secs(8) {
         for port in ["JFK-T4", "CHAMPLAIN"] {
-            let capture = Some(facegate_server::proto::CaptureContext {
+            let capture = Some(facegate_api::v1::CaptureContext {
                 port_id: port.into(),
                 ..Default::default()
             });

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
-use facegate_server::proto::matcher_client::MatcherClient;
-use facegate_server::proto::{
+use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
+use facegate_api::v1::matcher_client::MatcherClient;
+use facegate_api::v1::{
     EnrollRequest, GetGalleryInfoRequest, ReloadRequest, RemoveRequest, Template, VerifyRequest,
 };
 use rand::{Rng, SeedableRng};

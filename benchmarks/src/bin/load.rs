@@ -21,7 +21,7 @@ use facegate_benchmarks::load::{
     Bound, Load, Probes, RunStats, Spread, StepOptions, Target, markdown, run_step, run_sweep,
     write_svg,
 };
-use facegate_core::synth::SynthConfig;
+use facegate_core::synth::{DEMO_SEED, DEMO_SUBJECTS, SynthConfig};
 
 #[derive(Parser)]
 #[command(
@@ -120,10 +120,10 @@ struct Common {
     #[arg(long, value_name = "P.npy")]
     probes: Option<PathBuf>,
     /// Synthetic probes: subjects of the population (the demo gallery's by default).
-    #[arg(long, default_value_t = facegate_server::demo::DEMO_SUBJECTS)]
+    #[arg(long, default_value_t = DEMO_SUBJECTS)]
     synth_subjects: usize,
     /// Synthetic probes: population seed (the demo gallery's by default).
-    #[arg(long, default_value_t = facegate_server::demo::DEMO_SEED)]
+    #[arg(long, default_value_t = DEMO_SEED)]
     synth_seed: u64,
     /// Synthetic probes: how many distinct probes requests cycle through.
     #[arg(long, default_value_t = 1000)]

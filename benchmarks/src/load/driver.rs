@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use facegate_server::proto::matcher_client::MatcherClient;
-use facegate_server::proto::{CaptureContext, Direction, IdentifyRequest};
+use facegate_api::v1::matcher_client::MatcherClient;
+use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};

@@ -1,8 +1,8 @@
 //! The server under load: a few gRPC connections to it, and what it serves.
 
 use anyhow::Context;
-use facegate_server::proto::matcher_client::MatcherClient;
-use facegate_server::proto::{GalleryInfo, GetGalleryInfoRequest};
+use facegate_api::v1::matcher_client::MatcherClient;
+use facegate_api::v1::{GalleryInfo, GetGalleryInfoRequest};
 use tonic::transport::{Channel, Endpoint};
 
 /// A server to load: a few gRPC connections and what it serves.

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use facegate_api::v1::IdentifyRequest;
+use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
+use facegate_api::v1::matcher_client::MatcherClient;
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
 use facegate_core::synth::{Synth, SynthConfig};
 use facegate_core::{CpuEngine, ElementType, Gallery, ScanTarget};
-use facegate_server::proto::IdentifyRequest;
-use facegate_server::proto::gallery_admin_client::GalleryAdminClient;
-use facegate_server::proto::matcher_client::MatcherClient;
 use tonic::transport::Channel;
 
 pub const DIM: usize = 64;

@@ -1,16 +1,20 @@
 //! Identify and verify one probe against a running facegate, from Rust.
 //!
-//!     cargo run --release -p facegate-server --example identify [-- http://127.0.0.1:50051]
+//!     cargo run --release -p facegate-api --example identify [-- http://127.0.0.1:50051]
+//!
+//! It depends only on the API crate (and on facegate-core for the demo
+//! population), as a port's client would: not on the server.
 //!
 //! The probe is a fresh capture of an enrolled demo subject (the demo
 //! population is deterministic), so against the README's demo server the
 //! true subject should come back first. Against a server with `--port-keys`,
 //! set `FACEGATE_TOKEN` to a key made by `facegate keygen DEMO-PORT`.
 
-use facegate_server::proto::matcher_client::MatcherClient;
-use facegate_server::proto::{
+use facegate_api::v1::matcher_client::MatcherClient;
+use facegate_api::v1::{
     CaptureContext, Direction, GetGalleryInfoRequest, IdentifyRequest, VerifyRequest,
 };
+use facegate_core::synth::{Synth, SynthConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -39,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
         info.subjects, info.rows, info.dimension, info.model_tag, info.engine
     );
     // The first mated probe of the demo population (80 % are); the generator knows its truth.
-    let synth = facegate_server::demo::demo_synth()?;
+    let synth = Synth::new(SynthConfig::demo())?;
     let probe = (0..synth.config().probes)
         .map(|j| synth.probe(j))
         .find(|p| p.mate.is_some())
@@ -68,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
         println!("  rank {}: {} score {:.3}", c.rank, c.subject_id, c.score);
     }
     if let Some(mate) = probe.mate {
-        let id = facegate_core::synth::Synth::subject_id(mate);
+        let id = Synth::subject_id(mate);
         let v = client
             .verify(VerifyRequest {
                 probe: probe.vector,
