@@ -2,15 +2,16 @@
 //! (and the in-process load test in benchmarks/) can start it. The API types
 //! and clients are in the facegate-api crate, which clients use directly.
 //!
-//! Layers, from the wire inwards: [`matcher`] (the tonic service: decoding,
-//! validation, status codes) calls [`state::ServingState`] (the gallery and
-//! request semantics), which queues 1:N searches with the batching
-//! [`dispatch::Dispatcher`]; its thread runs batches on [`engines::Engines`]
-//! (GPU or exact CPU, from `facegate_core` and `facegate_gpu`). Online
-//! changes arrive through [`admin`] (the GalleryAdmin service), which
-//! commits them with [`changes::GalleryChanges`]: the change log under
-//! `--data-dir` and the live gallery (base + delta + tombstones) that
-//! searches read.
+//! Layers, from the wire inwards (docs/architecture.md, "Life of an
+//! Identify", follows one request through them): [`matcher`] and [`admin`]
+//! (the tonic services: check with [`request`], answer, audit, map errors
+//! with [`status`]) call [`state::ServingState`], which holds the generation
+//! served ([`reload::Generations`]) and queues 1:N searches with the
+//! batching [`dispatch::Dispatcher`]; its thread runs each batch on the
+//! generation's [`engines::FailoverEngine`] (GPU or exact CPU, over
+//! `facegate_core::live::LiveGallery::search`). Online changes commit
+//! through [`changes::GalleryChanges`]: the change log under `--data-dir`
+//! and the live gallery (base + delta + tombstones) that searches read.
 
 pub mod admin;
 pub mod audit;
