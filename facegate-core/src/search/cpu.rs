@@ -135,13 +135,9 @@ impl CpuEngine {
         tops: &mut [SubjectTopK],
     ) -> Result<(), SearchError> {
         let start = chunk * CHUNK_ROWS;
-        let end = (start + CHUNK_ROWS).min(self.gallery().rows());
+        let rows = start..(start + CHUNK_ROWS).min(self.gallery().rows());
         let dim = self.gallery().dim();
-        let count = probes.len();
         let k = *self.refiner.kernels();
-        let tile = |data_len: usize, stride: usize, first: usize, t: usize| {
-            (first * stride)..((first + t - 1) * stride + dim).min(data_len)
-        };
         match (self.gallery().scan_rows(), narrow) {
             (
                 ScanRows::Int8 {
@@ -151,34 +147,13 @@ impl CpuEngine {
                 },
                 Some(narrow),
             ) => {
-                // Every probe against the tile in one call: the batch kernel
-                // reuses each loaded chunk across probes and rows.
-                let mut dots = vec![0i32; count * TILE_ROWS];
-                self.scan_range(tops, start, end, |first, t, out| {
-                    let ahead = first + PREFETCH_TILES * TILE_ROWS;
-                    if count > 1 && ahead < end {
-                        let t = TILE_ROWS.min(end - ahead);
-                        crate::kernels::prefetch(&data[tile(data.len(), stride, ahead, t)]);
-                    }
-                    let dots = &mut dots[..out.len()];
-                    (k.i8_batch_block)(
-                        narrow,
-                        &data[tile(data.len(), stride, first, t)],
-                        stride,
-                        dots,
-                    );
-                    let row_scales = &scales[first..first + t];
-                    for (b, (out, dots)) in out
-                        .chunks_exact_mut(t)
-                        .zip(dots.chunks_exact(t))
-                        .enumerate()
-                    {
-                        let s = narrow.scale(b);
-                        for ((o, &d), &rs) in out.iter_mut().zip(dots).zip(row_scales) {
-                            *o = d as f32 * s * rs;
-                        }
-                    }
-                })
+                let int8 = Int8Rows {
+                    data,
+                    scales,
+                    stride,
+                    dim,
+                };
+                self.scan_int8_batch(tops, rows, &int8, narrow)
             }
             (
                 ScanRows::Int8 {
@@ -188,35 +163,107 @@ impl CpuEngine {
                 },
                 None,
             ) => {
+                let int8 = Int8Rows {
+                    data,
+                    scales,
+                    stride,
+                    dim,
+                };
                 let mut dots = [0i32; TILE_ROWS];
-                self.scan_range(tops, start, end, |first, t, out| {
-                    let rows = &data[tile(data.len(), stride, first, t)];
-                    let row_scales = &scales[first..first + t];
+                self.scan_range(tops, rows.start, rows.end, |first, t, out| {
+                    let tile = int8.tile(first, t);
                     for (b, out) in out.chunks_exact_mut(t).enumerate() {
                         let (q, s) = probes.quantized(b);
-                        (k.i8_block)(q, rows, stride, &mut dots[..t]);
-                        for ((o, &d), &rs) in out.iter_mut().zip(&dots[..t]).zip(row_scales) {
-                            *o = d as f32 * s * rs;
-                        }
+                        (k.i8_block)(q, tile, stride, &mut dots[..t]);
+                        int8.scale(&dots[..t], s, first, out);
                     }
                 })
             }
             (ScanRows::F16 { data, stride }, _) => {
-                self.scan_range(tops, start, end, |first, t, out| {
-                    let rows: &[f16] = &data[tile(data.len(), stride, first, t)];
+                self.scan_range(tops, rows.start, rows.end, |first, t, out| {
+                    let tile: &[f16] = &data[tile_range(first, t, stride, dim, data.len())];
                     for (b, out) in out.chunks_exact_mut(t).enumerate() {
-                        (k.f16_block)(probes.unit(b), rows, stride, out);
+                        (k.f16_block)(probes.unit(b), tile, stride, out);
                     }
                 })
             }
             (ScanRows::F32 { data, stride }, _) => {
-                self.scan_range(tops, start, end, |first, t, out| {
-                    let rows = &data[tile(data.len(), stride, first, t)];
+                self.scan_range(tops, rows.start, rows.end, |first, t, out| {
+                    let tile = &data[tile_range(first, t, stride, dim, data.len())];
                     for (b, out) in out.chunks_exact_mut(t).enumerate() {
-                        (k.f32_block)(probes.unit(b), rows, stride, out);
+                        (k.f32_block)(probes.unit(b), tile, stride, out);
                     }
                 })
             }
+        }
+    }
+
+    /// The int8 pre-selection scan of `rows`: every probe against each tile
+    /// in one call of the batch kernel, which reuses each loaded chunk
+    /// across probes and rows; for batches, the rows two tiles ahead are
+    /// asked for while this one is scored.
+    fn scan_int8_batch(
+        &self,
+        tops: &mut [SubjectTopK],
+        rows: std::ops::Range<usize>,
+        int8: &Int8Rows<'_>,
+        narrow: &NarrowProbes,
+    ) -> Result<(), SearchError> {
+        let k = *self.refiner.kernels();
+        let count = tops.len();
+        let end = rows.end;
+        let mut dots = vec![0i32; count * TILE_ROWS];
+        self.scan_range(tops, rows.start, end, |first, t, out| {
+            let ahead = first + PREFETCH_TILES * TILE_ROWS;
+            if count > 1 && ahead < end {
+                crate::kernels::prefetch(int8.tile(ahead, TILE_ROWS.min(end - ahead)));
+            }
+            let dots = &mut dots[..out.len()];
+            (k.i8_batch_block)(narrow, int8.tile(first, t), int8.stride, dots);
+            for (b, (out, dots)) in out
+                .chunks_exact_mut(t)
+                .zip(dots.chunks_exact(t))
+                .enumerate()
+            {
+                int8.scale(dots, narrow.scale(b), first, out);
+            }
+        })
+    }
+}
+
+/// The elements of rows `first..first + t` in a row-major buffer of `len`
+/// elements with `stride` elements per row, of which the first `dim` count.
+fn tile_range(
+    first: usize,
+    t: usize,
+    stride: usize,
+    dim: usize,
+    len: usize,
+) -> std::ops::Range<usize> {
+    (first * stride)..((first + t - 1) * stride + dim).min(len)
+}
+
+/// The int8 scan rows of a gallery with their per-row scales.
+struct Int8Rows<'a> {
+    data: &'a [i8],
+    scales: &'a [f32],
+    stride: usize,
+    dim: usize,
+}
+
+impl Int8Rows<'_> {
+    /// Rows `first..first + t`, as the kernels read them.
+    fn tile(&self, first: usize, t: usize) -> &[i8] {
+        &self.data[tile_range(first, t, self.stride, self.dim, self.data.len())]
+    }
+
+    /// Scores from integer dot products with rows `first..`: each times the
+    /// probe's scale and the row's.
+    #[inline]
+    fn scale(&self, dots: &[i32], probe_scale: f32, first: usize, out: &mut [f32]) {
+        let row_scales = &self.scales[first..first + dots.len()];
+        for ((o, &d), &rs) in out.iter_mut().zip(dots).zip(row_scales) {
+            *o = d as f32 * probe_scale * rs;
         }
     }
 }
