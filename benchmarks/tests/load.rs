@@ -22,7 +22,7 @@ use facegate_benchmarks::load::{
 use facegate_core::ElementType;
 use facegate_core::format::{BuildOptions, build_gallery};
 use facegate_core::synth::{Synth, SynthConfig};
-use facegate_server::config::{EngineChoice, ServeArgs, Settings};
+use facegate_server::config::{EngineChoice, Settings};
 
 const DIM: usize = 64;
 const SUBJECTS: usize = 300;
@@ -84,15 +84,16 @@ fn free_port() -> u16 {
 async fn serve(gallery: &Path, data_dir: &Path) -> (InProcessServer, Target) {
     for _attempt in 0..5 {
         let port = free_port();
-        let settings = Settings::resolve(ServeArgs {
+        let settings = Settings {
             gallery: Some(gallery.to_path_buf()),
-            listen: Some(([127, 0, 0, 1], port).into()),
-            metrics_listen: Some(([127, 0, 0, 1], 0).into()),
-            admin_listen: Some(([127, 0, 0, 1], 0).into()),
-            engine: Some(EngineChoice::Cpu),
-            data_dir: Some(data_dir.to_path_buf()),
-            ..Default::default()
-        })
+            listen: ([127, 0, 0, 1], port).into(),
+            metrics_listen: ([127, 0, 0, 1], 0).into(),
+            admin_listen: ([127, 0, 0, 1], 0).into(),
+            engine: EngineChoice::Cpu,
+            data_dir: data_dir.to_path_buf(),
+            ..Settings::defaults()
+        }
+        .resolve()
         .unwrap();
         let server = InProcessServer {
             addr: format!("http://127.0.0.1:{port}"),

@@ -1,10 +1,18 @@
-//! Server settings: command-line flags, then environment variables, then an
-//! optional TOML file, then defaults (earlier wins).
+//! Server settings, declared once in [`Settings`]: command-line flags, then
+//! `FACEGATE_*` environment variables, then an optional TOML file
+//! (`--config FILE`, keys named as the fields), then defaults (earlier wins).
+//!
+//! clap reads the flags and variables, serde the file, from the same struct;
+//! [`Settings::from_matches`] merges them by asking clap where each value
+//! came from, so that a setting has one declaration, not one per source.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches};
 
 /// Which engine answers searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -29,25 +37,35 @@ pub const MAX_BATCH_SIZE: usize = 1024;
 /// port waiting behind it that long; small galleries never reach it.
 pub const DEFAULT_BATCH_TIME_TARGET_MS: u64 = 100;
 
-/// `facegate serve` flags; each can also come from the environment.
-#[derive(Debug, Default, clap::Args)]
-pub struct ServeArgs {
+/// `facegate serve`'s settings. Each field is a flag (its doc comment is the
+/// flag's help), a `FACEGATE_*` variable, and a key of the TOML file; its
+/// default is the flag's. Built by [`Settings::from_matches`] (the command
+/// line), [`Settings::from_args`], or [`Settings::defaults`] and
+/// [`Settings::resolve`] (code), which derives the audit directory and
+/// checks the bounds.
+#[derive(Debug, Clone, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, default = "Settings::defaults")]
+pub struct Settings {
     /// Gallery file to serve; a built-in demo gallery when absent.
     #[arg(long, env = "FACEGATE_GALLERY")]
     pub gallery: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free one).
-    #[arg(long, env = "FACEGATE_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "FACEGATE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
     /// Address of the Prometheus `/metrics` listener (port 0 picks a free one).
-    #[arg(long, env = "FACEGATE_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
+    #[arg(
+        long,
+        env = "FACEGATE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: SocketAddr,
     /// Address of the GalleryAdmin service (enrolment back office), kept
     /// apart from the ports' listener (port 0 picks a free one).
-    #[arg(long, env = "FACEGATE_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
+    #[arg(long, env = "FACEGATE_ADMIN_LISTEN", default_value = "127.0.0.1:50052")]
+    pub admin_listen: SocketAddr,
     /// Engine: auto, cpu or gpu.
-    #[arg(long, env = "FACEGATE_ENGINE")]
-    pub engine: Option<EngineChoice>,
+    #[arg(long, env = "FACEGATE_ENGINE", value_enum, default_value_t = EngineChoice::Auto)]
+    pub engine: EngineChoice,
     /// Accept a software GPU adapter (e.g. Mesa's lavapipe) for --engine gpu/auto.
     #[arg(long, env = "FACEGATE_ALLOW_SOFTWARE_GPU")]
     pub allow_software_gpu: bool,
@@ -55,38 +73,38 @@ pub struct ServeArgs {
     #[arg(long, env = "FACEGATE_GPU_MEMORY_BUDGET_BYTES")]
     pub gpu_memory_budget_bytes: Option<u64>,
     /// Directory for server data (the demo gallery).
-    #[arg(long, env = "FACEGATE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "FACEGATE_DATA_DIR", default_value = ".data")]
+    pub data_dir: PathBuf,
     /// Largest top_k a request may ask for.
-    #[arg(long, env = "FACEGATE_MAX_TOP_K")]
-    pub max_top_k: Option<u32>,
+    #[arg(long, env = "FACEGATE_MAX_TOP_K", default_value_t = 100)]
+    pub max_top_k: u32,
     /// Threshold applied when a request gives none.
-    #[arg(long, env = "FACEGATE_DEFAULT_THRESHOLD")]
-    pub default_threshold: Option<f32>,
+    #[arg(long, env = "FACEGATE_DEFAULT_THRESHOLD", default_value_t = 0.35)]
+    pub default_threshold: f32,
     /// Largest request message accepted, in bytes.
-    #[arg(long, env = "FACEGATE_MAX_MESSAGE_BYTES")]
-    pub max_message_bytes: Option<usize>,
+    #[arg(long, env = "FACEGATE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
     /// Seconds to let in-flight requests finish after SIGTERM.
-    #[arg(long, env = "FACEGATE_DRAIN_SECONDS")]
-    pub drain_seconds: Option<u64>,
+    #[arg(long, env = "FACEGATE_DRAIN_SECONDS", default_value_t = 30)]
+    pub drain_seconds: u64,
     /// Most probes searched in one engine call (1 turns batching off).
-    #[arg(long, env = "FACEGATE_BATCH_MAX_SIZE")]
-    pub batch_max_size: Option<usize>,
+    #[arg(long, env = "FACEGATE_BATCH_MAX_SIZE", default_value_t = DEFAULT_BATCH_MAX_SIZE)]
+    pub batch_max_size: usize,
     /// Microseconds the oldest queued search waits for its batch to fill
     /// while the engine is idle.
-    #[arg(long, env = "FACEGATE_BATCH_MAX_WAIT_US")]
-    pub batch_max_wait_us: Option<u64>,
+    #[arg(long, env = "FACEGATE_BATCH_MAX_WAIT_US", default_value_t = 2_000)]
+    pub batch_max_wait_us: u64,
     /// Milliseconds a batch is predicted to run on the engine at most: batches
     /// take only as many probes as fit (at least one); 0 lifts the limit.
-    #[arg(long, env = "FACEGATE_BATCH_TIME_TARGET_MS")]
-    pub batch_time_target_ms: Option<u64>,
+    #[arg(long, env = "FACEGATE_BATCH_TIME_TARGET_MS", default_value_t = DEFAULT_BATCH_TIME_TARGET_MS)]
+    pub batch_time_target_ms: u64,
     /// Most searches queued at once; beyond it requests are shed.
-    #[arg(long, env = "FACEGATE_QUEUE_CAPACITY")]
-    pub queue_capacity: Option<usize>,
+    #[arg(long, env = "FACEGATE_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
     /// Searches expected to wait longer than this in the queue are shed on
     /// arrival (RESOURCE_EXHAUSTED) instead of waiting for their deadline.
-    #[arg(long, env = "FACEGATE_MAX_QUEUE_WAIT_MS")]
-    pub max_queue_wait_ms: Option<u64>,
+    #[arg(long, env = "FACEGATE_MAX_QUEUE_WAIT_MS", default_value_t = 250)]
+    pub max_queue_wait_ms: u64,
     /// Directory of the audit trail: one durable record per search and
     /// gallery change, written before the answer (default: DATA_DIR/audit).
     #[arg(long, env = "FACEGATE_AUDIT_DIR")]
@@ -104,193 +122,135 @@ pub struct ServeArgs {
     pub no_audit: bool,
     /// TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "FACEGATE_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 }
 
-/// The same settings as read from a TOML file.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    gallery: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    metrics_listen: Option<SocketAddr>,
-    admin_listen: Option<SocketAddr>,
-    engine: Option<EngineChoice>,
-    allow_software_gpu: Option<bool>,
-    gpu_memory_budget_bytes: Option<u64>,
-    data_dir: Option<PathBuf>,
-    max_top_k: Option<u32>,
-    default_threshold: Option<f32>,
-    max_message_bytes: Option<usize>,
-    drain_seconds: Option<u64>,
-    batch_max_size: Option<usize>,
-    batch_max_wait_us: Option<u64>,
-    batch_time_target_ms: Option<u64>,
-    queue_capacity: Option<usize>,
-    max_queue_wait_ms: Option<u64>,
-    audit_dir: Option<PathBuf>,
-    no_audit: Option<bool>,
-    port_keys: Option<PathBuf>,
-    admin_keys: Option<PathBuf>,
-}
-
-/// Resolved settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Gallery file, or `None` for the demo gallery.
-    pub gallery: Option<PathBuf>,
-    /// Listen address.
-    pub listen: SocketAddr,
-    /// Metrics listen address.
-    pub metrics_listen: SocketAddr,
-    /// GalleryAdmin listen address.
-    pub admin_listen: SocketAddr,
-    /// Engine choice.
-    pub engine: EngineChoice,
-    /// Whether a software GPU adapter may be used.
-    pub allow_software_gpu: bool,
-    /// GPU memory budget for the gallery rows (none: the device's).
-    pub gpu_memory_budget_bytes: Option<u64>,
-    /// Data directory.
-    pub data_dir: PathBuf,
-    /// Largest top_k.
-    pub max_top_k: u32,
-    /// Default decision threshold.
-    pub default_threshold: f32,
-    /// Largest request message, bytes.
-    pub max_message_bytes: usize,
-    /// Grace period for draining on SIGTERM.
-    pub drain_seconds: u64,
-    /// Most probes per engine call.
-    pub batch_max_size: usize,
-    /// Longest wait for a batch to fill, microseconds.
-    pub batch_max_wait_us: u64,
-    /// Longest predicted engine time of a batch, milliseconds (0: no limit).
-    pub batch_time_target_ms: u64,
-    /// Most searches queued.
-    pub queue_capacity: usize,
-    /// Longest expected queue wait admitted, milliseconds.
-    pub max_queue_wait_ms: u64,
-    /// Audit trail directory (none only when turned off with `--no-audit`).
-    pub audit_dir: Option<PathBuf>,
-    /// Keys file of the ports (none: ports are not authenticated).
-    pub port_keys: Option<PathBuf>,
-    /// Keys file of the back office (none: admin calls are not authenticated).
-    pub admin_keys: Option<PathBuf>,
-}
-
 impl Settings {
-    /// Merges flags/environment over the TOML file over defaults, and checks ranges.
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
-        let file = match &args.config {
-            Some(p) => read_file(p)?,
-            None => FileSettings::default(),
+    /// The built-in defaults: what `facegate serve` gets from no flag, no
+    /// variable and no file, taken from the flags' declarations so that
+    /// they are stated once. Not yet [resolved](Settings::resolve): callers
+    /// that build settings in code start here, change fields, then resolve.
+    pub fn defaults() -> Settings {
+        // No argument given and no variable read: only declared defaults,
+        // which always parse (the tests parse them on every run).
+        let matches = Self::command()
+            .mut_args(|arg| arg.env(None::<&'static str>))
+            .try_get_matches_from(std::iter::empty::<OsString>())
+            .expect("the declared defaults parse");
+        Settings::from_arg_matches(&matches).expect("the declared defaults parse")
+    }
+
+    /// Settings from `facegate serve`'s arguments (`args`, without `serve`),
+    /// the environment, the file given with `--config`, and the defaults;
+    /// for tests and embedders, which have no [`ArgMatches`] of their own.
+    pub fn from_args<I, T>(args: I) -> anyhow::Result<Settings>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Settings::from_matches(&Self::command().try_get_matches_from(args)?)
+    }
+
+    /// Settings from what clap parsed for `facegate serve` (`matches`:
+    /// flags, then variables, then the declared defaults), with the TOML
+    /// file named by `--config` taking the place of the defaults; resolved.
+    pub fn from_matches(matches: &ArgMatches) -> anyhow::Result<Settings> {
+        let given = Settings::from_arg_matches(matches)?;
+        let Some(path) = given.config.clone() else {
+            return given.resolve();
         };
-        let s = Settings {
-            gallery: args.gallery.or(file.gallery),
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
-            metrics_listen: args
-                .metrics_listen
-                .or(file.metrics_listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
-            admin_listen: args
-                .admin_listen
-                .or(file.admin_listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50052))),
-            engine: args.engine.or(file.engine).unwrap_or(EngineChoice::Auto),
-            allow_software_gpu: args.allow_software_gpu || file.allow_software_gpu.unwrap_or(false),
-            gpu_memory_budget_bytes: args
-                .gpu_memory_budget_bytes
-                .or(file.gpu_memory_budget_bytes),
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(".data")),
-            max_top_k: args.max_top_k.or(file.max_top_k).unwrap_or(100),
-            default_threshold: args
-                .default_threshold
-                .or(file.default_threshold)
-                .unwrap_or(0.35),
-            max_message_bytes: args
-                .max_message_bytes
-                .or(file.max_message_bytes)
-                .unwrap_or(64 * 1024),
-            drain_seconds: args.drain_seconds.or(file.drain_seconds).unwrap_or(30),
-            batch_max_size: args
-                .batch_max_size
-                .or(file.batch_max_size)
-                .unwrap_or(DEFAULT_BATCH_MAX_SIZE),
-            batch_max_wait_us: args
-                .batch_max_wait_us
-                .or(file.batch_max_wait_us)
-                .unwrap_or(2_000),
-            batch_time_target_ms: args
-                .batch_time_target_ms
-                .or(file.batch_time_target_ms)
-                .unwrap_or(DEFAULT_BATCH_TIME_TARGET_MS),
-            queue_capacity: args.queue_capacity.or(file.queue_capacity).unwrap_or(1024),
-            max_queue_wait_ms: args
-                .max_queue_wait_ms
-                .or(file.max_queue_wait_ms)
-                .unwrap_or(250),
-            audit_dir: None,
-            port_keys: args.port_keys.or(file.port_keys),
-            admin_keys: args.admin_keys.or(file.admin_keys),
-        };
-        let no_audit = args.no_audit || file.no_audit.unwrap_or(false);
-        let audit_dir = args.audit_dir.or(file.audit_dir);
-        let s = match (no_audit, audit_dir) {
+        let mut settings = read_file(&path)?;
+        settings.update_from_arg_matches(&only_given(matches)?)?;
+        settings.resolve()
+    }
+
+    /// Derives the audit directory (`DATA_DIR/audit` unless given or turned
+    /// off) and checks every bound; settings that pass it twice do not
+    /// change, so [`crate::serve::run`] resolves what it is given again.
+    pub fn resolve(mut self) -> anyhow::Result<Settings> {
+        match (self.no_audit, &self.audit_dir) {
             (true, Some(dir)) => anyhow::bail!(
                 "no_audit and audit_dir ({}) contradict each other: give one",
                 dir.display()
             ),
-            (true, None) => s,
-            (false, dir) => Settings {
-                audit_dir: Some(dir.unwrap_or_else(|| s.data_dir.join("audit"))),
-                ..s
-            },
-        };
-        if s.max_top_k == 0 || s.max_top_k > 10_000 {
-            anyhow::bail!("max_top_k must be within 1..=10000, got {}", s.max_top_k);
+            (true, None) => {}
+            (false, dir) => {
+                self.audit_dir = Some(dir.clone().unwrap_or_else(|| self.data_dir.join("audit")))
+            }
         }
-        if !(-1.0..=1.0).contains(&s.default_threshold) {
+        self.check_bounds()?;
+        Ok(self)
+    }
+
+    fn check_bounds(&self) -> anyhow::Result<()> {
+        if self.max_top_k == 0 || self.max_top_k > 10_000 {
+            anyhow::bail!("max_top_k must be within 1..=10000, got {}", self.max_top_k);
+        }
+        if !(-1.0..=1.0).contains(&self.default_threshold) {
             anyhow::bail!(
                 "default_threshold must be within -1..=1, got {}",
-                s.default_threshold
+                self.default_threshold
             );
         }
-        if s.max_message_bytes < 1024 {
+        if self.max_message_bytes < 1024 {
             anyhow::bail!("max_message_bytes must be at least 1024");
         }
-        if !(1..=MAX_BATCH_SIZE).contains(&s.batch_max_size) {
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_max_size) {
             anyhow::bail!(
                 "batch_max_size must be within 1..={MAX_BATCH_SIZE}, got {}",
-                s.batch_max_size
+                self.batch_max_size
             );
         }
-        if s.batch_max_wait_us > 1_000_000 {
+        if self.batch_max_wait_us > 1_000_000 {
             anyhow::bail!(
                 "batch_max_wait_us must be at most 1000000 (one second), got {}",
-                s.batch_max_wait_us
+                self.batch_max_wait_us
             );
         }
-        if s.batch_time_target_ms > 60_000 {
+        if self.batch_time_target_ms > 60_000 {
             anyhow::bail!(
                 "batch_time_target_ms must be at most 60000 (one minute; 0 lifts the limit), got {}",
-                s.batch_time_target_ms
+                self.batch_time_target_ms
             );
         }
-        if s.queue_capacity == 0 {
+        if self.queue_capacity == 0 {
             anyhow::bail!("queue_capacity must be at least 1");
         }
-        Ok(s)
+        Ok(())
+    }
+
+    /// The settings as a clap command of their own (`serve`'s arguments
+    /// without the program or subcommand name).
+    fn command() -> clap::Command {
+        Settings::augment_args(clap::Command::new("serve").no_binary_name(true))
     }
 }
 
-fn read_file(p: &Path) -> anyhow::Result<FileSettings> {
+/// `matches` less the values that neither a flag nor a variable gave, so
+/// that updating the file's settings from them keeps the file's values (or
+/// the defaults) for the rest. A switch that is off (absent, or `false` in
+/// its variable) is also left out: a switch can turn a setting on over the
+/// file, never off, as `--no-audit` and `--allow-software-gpu` always have.
+fn only_given(matches: &ArgMatches) -> anyhow::Result<ArgMatches> {
+    let mut given = matches.clone();
+    let ids: Vec<String> = matches.ids().map(|id| id.as_str().to_owned()).collect();
+    for id in ids {
+        let from_user = matches!(
+            matches.value_source(&id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        let switch_off = matches.try_get_one::<bool>(&id).ok().flatten() == Some(&false);
+        if !from_user || switch_off {
+            given.try_clear_id(&id)?;
+        }
+    }
+    Ok(given)
+}
+
+/// The TOML file's settings, the defaults for the keys it leaves out; an
+/// unknown key or a value of the wrong type is an error naming the file.
+fn read_file(p: &Path) -> anyhow::Result<Settings> {
     let text =
         std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
@@ -300,51 +260,51 @@ fn read_file(p: &Path) -> anyhow::Result<FileSettings> {
 mod tests {
     use super::*;
 
+    /// `facegate serve ARGS` as the command line would give them.
+    fn flags(args: &[&str]) -> anyhow::Result<Settings> {
+        Settings::from_args(args)
+    }
+
     #[test]
     fn flags_override_file_and_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
+        let config = f.to_str().unwrap();
         std::fs::write(
             &f,
             "listen = \"127.0.0.1:7000\"\nmax_top_k = 50\nengine = \"cpu\"\n",
         )
         .unwrap();
-        let s = Settings::resolve(ServeArgs {
-            config: Some(f.clone()),
-            max_top_k: Some(20),
-            ..Default::default()
-        })
-        .unwrap();
+        let s = flags(&["--config", config, "--max-top-k", "20"]).unwrap();
         assert_eq!(s.listen.port(), 7000);
         assert_eq!(s.max_top_k, 20);
         assert_eq!(s.engine, EngineChoice::Cpu);
         assert_eq!(s.default_threshold, 0.35);
         std::fs::write(&f, "listn = \"x\"\n").unwrap();
-        let err = Settings::resolve(ServeArgs {
-            config: Some(f),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = flags(&["--config", config]).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
     }
 
     #[test]
     fn batch_time_target_has_a_default_is_read_from_the_file_and_is_bounded() {
-        let s = Settings::resolve(ServeArgs::default()).unwrap();
+        let s = Settings::defaults().resolve().unwrap();
         assert_eq!(s.batch_time_target_ms, DEFAULT_BATCH_TIME_TARGET_MS);
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "batch_time_target_ms = 0\n").unwrap();
-        let from_file = |batch_time_target_ms| {
-            Settings::resolve(ServeArgs {
-                config: Some(f.clone()),
-                batch_time_target_ms,
-                ..Default::default()
-            })
+        let from_file = |batch_time_target_ms: Option<&str>| {
+            let mut args = vec!["--config", f.to_str().unwrap()];
+            args.extend(
+                batch_time_target_ms
+                    .map(|ms| ["--batch-time-target-ms", ms])
+                    .into_iter()
+                    .flatten(),
+            );
+            flags(&args)
         };
         assert_eq!(from_file(None).unwrap().batch_time_target_ms, 0);
-        assert_eq!(from_file(Some(25)).unwrap().batch_time_target_ms, 25);
-        let err = from_file(Some(60_001)).unwrap_err();
+        assert_eq!(from_file(Some("25")).unwrap().batch_time_target_ms, 25);
+        let err = from_file(Some("60001")).unwrap_err();
         assert!(
             format!("{err:#}").contains("batch_time_target_ms must be at most 60000"),
             "{err:#}"
@@ -353,33 +313,92 @@ mod tests {
 
     #[test]
     fn audit_is_on_by_default_under_the_data_dir_and_off_only_when_asked() {
-        let s = Settings::resolve(ServeArgs {
-            data_dir: Some("/srv/fg".into()),
-            ..Default::default()
-        })
-        .unwrap();
+        let s = flags(&["--data-dir", "/srv/fg"]).unwrap();
         assert_eq!(s.audit_dir, Some(PathBuf::from("/srv/fg/audit")));
-        let s = Settings::resolve(ServeArgs {
-            audit_dir: Some("/audit".into()),
-            ..Default::default()
-        })
-        .unwrap();
+        let s = flags(&["--audit-dir", "/audit"]).unwrap();
         assert_eq!(s.audit_dir, Some(PathBuf::from("/audit")));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
+        let config = f.to_str().unwrap();
         std::fs::write(&f, "no_audit = true\n").unwrap();
-        let s = Settings::resolve(ServeArgs {
-            config: Some(f.clone()),
-            ..Default::default()
-        })
-        .unwrap();
+        let s = flags(&["--config", config]).unwrap();
         assert_eq!(s.audit_dir, None);
-        let err = Settings::resolve(ServeArgs {
-            config: Some(f),
-            audit_dir: Some("/audit".into()),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = flags(&["--config", config, "--audit-dir", "/audit"]).unwrap_err();
         assert!(format!("{err:#}").contains("contradict"), "{err:#}");
+    }
+
+    #[test]
+    fn the_defaults_are_the_flags_defaults_and_pass_the_checks() {
+        let s = Settings::defaults();
+        assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 50051)));
+        assert_eq!(s.metrics_listen, SocketAddr::from(([127, 0, 0, 1], 9464)));
+        assert_eq!(s.admin_listen, SocketAddr::from(([127, 0, 0, 1], 50052)));
+        assert_eq!(s.engine, EngineChoice::Auto);
+        assert_eq!(s.data_dir, PathBuf::from(".data"));
+        assert_eq!(
+            (s.max_top_k, s.default_threshold, s.max_message_bytes),
+            (100, 0.35, 64 * 1024)
+        );
+        assert_eq!(
+            (s.drain_seconds, s.batch_max_size, s.batch_max_wait_us),
+            (30, DEFAULT_BATCH_MAX_SIZE, 2_000)
+        );
+        assert_eq!((s.queue_capacity, s.max_queue_wait_ms), (1024, 250));
+        assert!(!s.allow_software_gpu && !s.no_audit);
+        assert!(s.gallery.is_none() && s.gpu_memory_budget_bytes.is_none());
+        assert!(s.audit_dir.is_none() && s.port_keys.is_none() && s.config.is_none());
+        let s = s.resolve().unwrap();
+        assert_eq!(s.audit_dir, Some(PathBuf::from(".data/audit")));
+        let again = s.clone().resolve().unwrap();
+        assert_eq!(
+            again.audit_dir, s.audit_dir,
+            "resolving twice changes nothing"
+        );
+    }
+
+    #[test]
+    fn the_file_fills_what_no_flag_gives_with_its_own_types_and_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let config = f.to_str().unwrap();
+        std::fs::write(
+            &f,
+            "gallery = \"/g.fgal\"\nallow_software_gpu = true\ndefault_threshold = 0.5\n\
+             gpu_memory_budget_bytes = 1000\nport_keys = \"/p.keys\"\n",
+        )
+        .unwrap();
+        let s = flags(&["--config", config, "--gallery", "/other.fgal"]).unwrap();
+        assert_eq!(s.gallery, Some(PathBuf::from("/other.fgal")));
+        assert!(s.allow_software_gpu);
+        assert_eq!(s.default_threshold, 0.5);
+        assert_eq!(s.gpu_memory_budget_bytes, Some(1000));
+        assert_eq!(s.port_keys, Some(PathBuf::from("/p.keys")));
+        assert_eq!(s.config, Some(f.clone()));
+        // The file cannot name another file, nor give a value of the wrong type.
+        std::fs::write(&f, "config = \"/other.toml\"\n").unwrap();
+        let err = flags(&["--config", config]).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        std::fs::write(&f, "max_top_k = \"many\"\n").unwrap();
+        let err = flags(&["--config", config]).unwrap_err();
+        assert!(format!("{err:#}").contains("parsing config"), "{err:#}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_path_flag_need_not_be_utf8_beside_a_file() {
+        use std::os::unix::ffi::OsStringExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "max_top_k = 50\n").unwrap();
+        let odd = OsString::from_vec(b"/g\xff.fgal".to_vec());
+        let s = Settings::from_args([
+            OsString::from("--config"),
+            f.into_os_string(),
+            OsString::from("--gallery"),
+            odd.clone(),
+        ])
+        .unwrap();
+        assert_eq!(s.gallery, Some(PathBuf::from(odd)));
+        assert_eq!(s.max_top_k, 50);
     }
 }

@@ -1,7 +1,8 @@
 //! `facegate`: the biometric matching server.
 
-use clap::{Parser, Subcommand};
-use facegate_server::config::{ServeArgs, Settings};
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use facegate_server::config::Settings;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -21,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a gallery over gRPC (a built-in demo gallery when none is given).
-    Serve(Box<ServeArgs>),
+    Serve(Box<Settings>),
     /// Make an API key for a port (or a back-office user): prints the token,
     /// to give to the caller, and the line to add to the keys file.
     Keygen {
@@ -43,8 +44,19 @@ fn keygen(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `facegate serve`'s settings, from its subcommand's matches.
+fn serve_settings(matches: &clap::ArgMatches) -> anyhow::Result<Settings> {
+    let serve = matches
+        .subcommand_matches("serve")
+        .context("the serve subcommand was parsed")?;
+    Settings::from_matches(serve)
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The matches are kept: settings merge by where each value came from.
+    let matches = Cli::command().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     // Level from RUST_LOG (e.g. RUST_LOG=facegate=debug); info by default.
     // Nothing at info level names a subject or carries a template.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -62,7 +74,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Keygen { name } => keygen(&name),
-        Command::Serve(args) => Settings::resolve(*args).and_then(|s| {
+        Command::Serve(_) => serve_settings(&matches).and_then(|s| {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

@@ -25,6 +25,9 @@ use crate::state::ServingState;
 
 /// Opens the gallery, binds, serves until a shutdown signal, then drains.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Settings built in code get the audit directory and checks that the
+    // command line's get (resolving resolved settings changes nothing).
+    let settings = settings.resolve()?;
     let path = match &settings.gallery {
         Some(p) => p.clone(),
         None => {

@@ -236,7 +236,7 @@ fn dispatch_settings(settings: &Settings) -> DispatchSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ServeArgs, Settings};
+    use crate::config::Settings;
     use crate::engines::GPU_STRIKES;
     use crate::proto;
     use facegate_core::ProbeBatch;
@@ -288,7 +288,7 @@ mod tests {
         let state = ServingState::new(
             changes,
             Some(gpu),
-            Settings::resolve(ServeArgs::default()).unwrap(),
+            Settings::defaults().resolve().unwrap(),
             metrics.clone(),
             path.clone(),
         )
