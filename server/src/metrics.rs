@@ -91,272 +91,54 @@ pub struct Metrics {
     ports: Mutex<HashSet<String>>,
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    // Names are fixed and distinct, so registration cannot fail.
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique");
-    c
-}
-
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric, group by group (each group's
+    /// names and help are in its `register`).
     pub fn new() -> Arc<Metrics> {
-        let r = Registry::new();
-        let hist = |name: &str, help: &str| {
-            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
-        };
-        let batch_cost = register(
-            &r,
-            GaugeVec::new(
-                Opts::new(
-                    "facegate_batch_cost_seconds",
-                    "Learned engine time per batch: fixed part and time per probe.",
-                ),
-                &["part"],
-            )
-            .expect("valid"),
-        );
-        let m = Metrics {
-            requests: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "facegate_requests_total",
-                        "Requests by RPC, port of entry and gRPC status code.",
-                    ),
-                    &["rpc", "port", "code"],
-                )
-                .expect("valid"),
-            ),
-            request_seconds: register(
-                &r,
-                HistogramVec::new(
-                    hist(
-                        "facegate_request_duration_seconds",
-                        "End-to-end request latency.",
-                    ),
-                    &["rpc"],
-                )
-                .expect("valid"),
-            ),
-            queue_wait_seconds: register(
-                &r,
-                Histogram::with_opts(hist(
-                    "facegate_queue_wait_seconds",
-                    "Time a search waited in the dispatcher queue before its batch started.",
-                ))
-                .expect("valid"),
-            ),
-            engine_seconds: register(
-                &r,
-                HistogramVec::new(
-                    hist(
-                        "facegate_engine_duration_seconds",
-                        "Time inside the search engine.",
-                    ),
-                    &["kind"],
-                )
-                .expect("valid"),
-            ),
-            batch_size: register(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new("facegate_batch_size", "Probes per engine call.").buckets(
-                        vec![
-                            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-                        ],
-                    ),
-                )
-                .expect("valid"),
-            ),
-            in_flight: register(
-                &r,
-                IntGauge::new("facegate_in_flight_requests", "Requests being served.")
-                    .expect("valid"),
-            ),
-            queue_depth: register(
-                &r,
-                IntGauge::new(
-                    "facegate_queue_depth",
-                    "Searches waiting in the dispatcher queue.",
-                )
-                .expect("valid"),
-            ),
-            batch_limit: register(
-                &r,
-                IntGauge::new(
-                    "facegate_batch_limit",
-                    "Most probes the next batch may take (batch max size, or fewer to meet the batch time target).",
-                )
-                .expect("valid"),
-            ),
-            batch_cost_fixed: batch_cost.with_label_values(&["fixed"]),
-            batch_cost_per_probe: batch_cost.with_label_values(&["per_probe"]),
-            shed: register(
-                &r,
-                IntCounter::new("facegate_shed_requests_total", "Requests refused for load.")
-                    .expect("valid"),
-            ),
-            queue_expired: register(
-                &r,
-                IntCounter::new(
-                    "facegate_queue_expired_total",
-                    "Searches whose deadline passed while queued; dropped before the engine.",
-                )
-                .expect("valid"),
-            ),
-            decisions: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("facegate_decisions_total", "Match and no-match decisions."),
-                    &["rpc", "decision"],
-                )
-                .expect("valid"),
-            ),
-            gallery_rows: register(
-                &r,
-                IntGauge::new("facegate_gallery_rows", "Template rows in the gallery.")
-                    .expect("valid"),
-            ),
-            gallery_subjects: register(
-                &r,
-                IntGauge::new("facegate_gallery_subjects", "Subjects in the gallery.")
-                    .expect("valid"),
-            ),
-            gallery_bytes: register(
-                &r,
-                IntGauge::new("facegate_gallery_bytes", "Size of the gallery file.")
-                    .expect("valid"),
-            ),
-            gallery_info: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "facegate_gallery_info",
-                        "The gallery being served (value 1).",
-                    ),
-                    &["generation", "model_tag", "element_type"],
-                )
-                .expect("valid"),
-            ),
-            engine_info: register(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "facegate_engine_info",
-                        "The engine answering 1:N searches (value 1).",
-                    ),
-                    &["engine", "kind"],
-                )
-                .expect("valid"),
-            ),
-            gpu_memory_bytes: register(
-                &r,
-                IntGauge::new(
-                    "facegate_gpu_memory_bytes",
-                    "GPU memory held by the gallery rows.",
-                )
-                .expect("valid"),
-            ),
-            engine_fallback: register(
-                &r,
-                IntGauge::new(
-                    "facegate_engine_fallback",
-                    "1 once the GPU engine has been given up for the CPU.",
-                )
-                .expect("valid"),
-            ),
-            gallery_changes: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "facegate_gallery_changes_total",
-                        "Online gallery changes by kind and outcome.",
-                    ),
-                    &["kind", "outcome"],
-                )
-                .expect("valid"),
-            ),
-            gallery_delta_rows: register(
-                &r,
-                IntGauge::new(
-                    "facegate_gallery_delta_rows",
-                    "Templates enrolled online since the base gallery was built.",
-                )
-                .expect("valid"),
-            ),
-            gallery_masked_subjects: register(
-                &r,
-                IntGauge::new(
-                    "facegate_gallery_masked_subjects",
-                    "Base subjects removed or re-enrolled online.",
-                )
-                .expect("valid"),
-            ),
-            change_log_bytes: register(
-                &r,
-                IntGauge::new(
-                    "facegate_change_log_bytes",
-                    "Durable bytes in the change log of online changes.",
-                )
-                .expect("valid"),
-            ),
-            gallery_reloads: register(
-                &r,
-                IntCounter::new(
-                    "facegate_gallery_reloads_total",
-                    "Gallery generations adopted by a reload (Reload RPC or SIGHUP).",
-                )
-                .expect("valid"),
-            ),
-            audit_records: register(
-                &r,
-                IntCounter::new(
-                    "facegate_audit_records_total",
-                    "Audit records written and fsync'd.",
-                )
-                .expect("valid"),
-            ),
-            audit_failures: register(
-                &r,
-                IntCounter::new(
-                    "facegate_audit_failures_total",
-                    "Audit records that could not be made durable; their searches were refused.",
-                )
-                .expect("valid"),
-            ),
-            audit_commit_seconds: register(
-                &r,
-                Histogram::with_opts(hist(
-                    "facegate_audit_commit_seconds",
-                    "Time to write and fsync one group of audit records.",
-                ))
-                .expect("valid"),
-            ),
-            auth_failures: register(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "facegate_auth_failures_total",
-                        "Calls refused for a missing or unknown API key, by listener (ports, admin).",
-                    ),
-                    &["listener"],
-                )
-                .expect("valid"),
-            ),
-            registry: r,
+        let registry = Registry::new();
+        let r = &registry;
+        register_build_info(r);
+        let requests = RequestMetrics::register(r);
+        let queue = QueueMetrics::register(r);
+        let batching = BatchMetrics::register(r);
+        let gallery = GalleryMetrics::register(r);
+        let changes = ChangeMetrics::register(r);
+        let engine = EngineMetrics::register(r);
+        let audit = AuditMetrics::register(r);
+        let auth_failures = register_auth_failures(r);
+        Arc::new(Metrics {
+            requests: requests.total,
+            request_seconds: requests.seconds,
+            in_flight: requests.in_flight,
+            decisions: requests.decisions,
+            queue_wait_seconds: queue.wait_seconds,
+            queue_depth: queue.depth,
+            shed: queue.shed,
+            queue_expired: queue.expired,
+            batch_size: batching.size,
+            batch_limit: batching.limit,
+            batch_cost_fixed: batching.cost_fixed,
+            batch_cost_per_probe: batching.cost_per_probe,
+            gallery_rows: gallery.rows,
+            gallery_subjects: gallery.subjects,
+            gallery_bytes: gallery.bytes,
+            gallery_info: gallery.info,
+            gallery_reloads: gallery.reloads,
+            gallery_changes: changes.total,
+            gallery_delta_rows: changes.delta_rows,
+            gallery_masked_subjects: changes.masked_subjects,
+            change_log_bytes: changes.log_bytes,
+            engine_seconds: engine.seconds,
+            engine_info: engine.info,
+            gpu_memory_bytes: engine.gpu_memory_bytes,
+            engine_fallback: engine.fallback,
+            audit_records: audit.records,
+            audit_failures: audit.failures,
+            audit_commit_seconds: audit.commit_seconds,
+            auth_failures,
+            registry,
             ports: Mutex::new(HashSet::new()),
-        };
-        let build = register(
-            &m.registry,
-            IntGaugeVec::new(
-                Opts::new("facegate_build_info", "Build of the server (value 1)."),
-                &["version"],
-            )
-            .expect("valid"),
-        );
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Arc::new(m)
+        })
     }
 
     /// The label for a client-given port id: "unknown" when absent,
@@ -401,6 +183,360 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Registers a metric with `r` and returns it. Names, labels and buckets
+/// are fixed and distinct, so neither building nor registering can fail.
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    metric: prometheus::Result<T>,
+) -> T {
+    let metric = metric.expect("metric options are valid");
+    r.register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+/// Options of a latency histogram ([`LATENCY_BUCKETS`]).
+fn latency(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+}
+
+/// Requests as the ports see them: how many, how long, what they decided.
+struct RequestMetrics {
+    total: IntCounterVec,
+    seconds: HistogramVec,
+    in_flight: IntGauge,
+    decisions: IntCounterVec,
+}
+
+impl RequestMetrics {
+    fn register(r: &Registry) -> Self {
+        RequestMetrics {
+            total: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_requests_total",
+                        "Requests by RPC, port of entry and gRPC status code.",
+                    ),
+                    &["rpc", "port", "code"],
+                ),
+            ),
+            seconds: register(
+                r,
+                HistogramVec::new(
+                    latency(
+                        "facegate_request_duration_seconds",
+                        "End-to-end request latency.",
+                    ),
+                    &["rpc"],
+                ),
+            ),
+            in_flight: register(
+                r,
+                IntGauge::new("facegate_in_flight_requests", "Requests being served."),
+            ),
+            decisions: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("facegate_decisions_total", "Match and no-match decisions."),
+                    &["rpc", "decision"],
+                ),
+            ),
+        }
+    }
+}
+
+/// The dispatcher's queue: how long searches wait, and which never get in
+/// or never get out.
+struct QueueMetrics {
+    wait_seconds: Histogram,
+    depth: IntGauge,
+    shed: IntCounter,
+    expired: IntCounter,
+}
+
+impl QueueMetrics {
+    fn register(r: &Registry) -> Self {
+        QueueMetrics {
+            wait_seconds: register(
+                r,
+                Histogram::with_opts(latency(
+                    "facegate_queue_wait_seconds",
+                    "Time a search waited in the dispatcher queue before its batch started.",
+                )),
+            ),
+            depth: register(
+                r,
+                IntGauge::new(
+                    "facegate_queue_depth",
+                    "Searches waiting in the dispatcher queue.",
+                ),
+            ),
+            shed: register(
+                r,
+                IntCounter::new("facegate_shed_requests_total", "Requests refused for load."),
+            ),
+            expired: register(
+                r,
+                IntCounter::new(
+                    "facegate_queue_expired_total",
+                    "Searches whose deadline passed while queued; dropped before the engine.",
+                ),
+            ),
+        }
+    }
+}
+
+/// Batching: the batches run, the limit on the next, and the learned cost
+/// the limit comes from.
+struct BatchMetrics {
+    size: Histogram,
+    limit: IntGauge,
+    cost_fixed: Gauge,
+    cost_per_probe: Gauge,
+}
+
+impl BatchMetrics {
+    fn register(r: &Registry) -> Self {
+        let cost = register(
+            r,
+            GaugeVec::new(
+                Opts::new(
+                    "facegate_batch_cost_seconds",
+                    "Learned engine time per batch: fixed part and time per probe.",
+                ),
+                &["part"],
+            ),
+        );
+        BatchMetrics {
+            size: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new("facegate_batch_size", "Probes per engine call.").buckets(
+                        vec![
+                            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                        ],
+                    ),
+                ),
+            ),
+            limit: register(
+                r,
+                IntGauge::new(
+                    "facegate_batch_limit",
+                    "Most probes the next batch may take (batch max size, or fewer to meet the batch time target).",
+                ),
+            ),
+            cost_fixed: cost.with_label_values(&["fixed"]),
+            cost_per_probe: cost.with_label_values(&["per_probe"]),
+        }
+    }
+}
+
+/// The gallery being served, and its reloads.
+struct GalleryMetrics {
+    rows: IntGauge,
+    subjects: IntGauge,
+    bytes: IntGauge,
+    info: IntGaugeVec,
+    reloads: IntCounter,
+}
+
+impl GalleryMetrics {
+    fn register(r: &Registry) -> Self {
+        GalleryMetrics {
+            rows: register(
+                r,
+                IntGauge::new("facegate_gallery_rows", "Template rows in the gallery."),
+            ),
+            subjects: register(
+                r,
+                IntGauge::new("facegate_gallery_subjects", "Subjects in the gallery."),
+            ),
+            bytes: register(
+                r,
+                IntGauge::new("facegate_gallery_bytes", "Size of the gallery file."),
+            ),
+            info: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "facegate_gallery_info",
+                        "The gallery being served (value 1).",
+                    ),
+                    &["generation", "model_tag", "element_type"],
+                ),
+            ),
+            reloads: register(
+                r,
+                IntCounter::new(
+                    "facegate_gallery_reloads_total",
+                    "Gallery generations adopted by a reload (Reload RPC or SIGHUP).",
+                ),
+            ),
+        }
+    }
+}
+
+/// Online changes to the gallery, and what they have added up to since the
+/// base was built.
+struct ChangeMetrics {
+    total: IntCounterVec,
+    delta_rows: IntGauge,
+    masked_subjects: IntGauge,
+    log_bytes: IntGauge,
+}
+
+impl ChangeMetrics {
+    fn register(r: &Registry) -> Self {
+        ChangeMetrics {
+            total: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_gallery_changes_total",
+                        "Online gallery changes by kind and outcome.",
+                    ),
+                    &["kind", "outcome"],
+                ),
+            ),
+            delta_rows: register(
+                r,
+                IntGauge::new(
+                    "facegate_gallery_delta_rows",
+                    "Templates enrolled online since the base gallery was built.",
+                ),
+            ),
+            masked_subjects: register(
+                r,
+                IntGauge::new(
+                    "facegate_gallery_masked_subjects",
+                    "Base subjects removed or re-enrolled online.",
+                ),
+            ),
+            log_bytes: register(
+                r,
+                IntGauge::new(
+                    "facegate_change_log_bytes",
+                    "Durable bytes in the change log of online changes.",
+                ),
+            ),
+        }
+    }
+}
+
+/// The engine answering 1:N: which one, how long it takes, what GPU memory
+/// it holds, and whether the GPU has been given up.
+struct EngineMetrics {
+    seconds: HistogramVec,
+    info: IntGaugeVec,
+    gpu_memory_bytes: IntGauge,
+    fallback: IntGauge,
+}
+
+impl EngineMetrics {
+    fn register(r: &Registry) -> Self {
+        EngineMetrics {
+            seconds: register(
+                r,
+                HistogramVec::new(
+                    latency(
+                        "facegate_engine_duration_seconds",
+                        "Time inside the search engine.",
+                    ),
+                    &["kind"],
+                ),
+            ),
+            info: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "facegate_engine_info",
+                        "The engine answering 1:N searches (value 1).",
+                    ),
+                    &["engine", "kind"],
+                ),
+            ),
+            gpu_memory_bytes: register(
+                r,
+                IntGauge::new(
+                    "facegate_gpu_memory_bytes",
+                    "GPU memory held by the gallery rows.",
+                ),
+            ),
+            fallback: register(
+                r,
+                IntGauge::new(
+                    "facegate_engine_fallback",
+                    "1 once the GPU engine has been given up for the CPU.",
+                ),
+            ),
+        }
+    }
+}
+
+/// The audit trail: records made durable, records lost (their searches
+/// refused), and the time each group commit takes.
+struct AuditMetrics {
+    records: IntCounter,
+    failures: IntCounter,
+    commit_seconds: Histogram,
+}
+
+impl AuditMetrics {
+    fn register(r: &Registry) -> Self {
+        AuditMetrics {
+            records: register(
+                r,
+                IntCounter::new(
+                    "facegate_audit_records_total",
+                    "Audit records written and fsync'd.",
+                ),
+            ),
+            failures: register(
+                r,
+                IntCounter::new(
+                    "facegate_audit_failures_total",
+                    "Audit records that could not be made durable; their searches were refused.",
+                ),
+            ),
+            commit_seconds: register(
+                r,
+                Histogram::with_opts(latency(
+                    "facegate_audit_commit_seconds",
+                    "Time to write and fsync one group of audit records.",
+                )),
+            ),
+        }
+    }
+}
+
+/// Authentication: calls refused for a missing or unknown API key, by
+/// listener.
+fn register_auth_failures(r: &Registry) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(
+            Opts::new(
+                "facegate_auth_failures_total",
+                "Calls refused for a missing or unknown API key, by listener (ports, admin).",
+            ),
+            &["listener"],
+        ),
+    )
+}
+
+/// The build: 1, labelled with the server's version.
+fn register_build_info(r: &Registry) {
+    let build = register(
+        r,
+        IntGaugeVec::new(
+            Opts::new("facegate_build_info", "Build of the server (value 1)."),
+            &["version"],
+        ),
+    );
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 }
 
 /// The canonical name of a gRPC status code, as gRPC documents it.
