@@ -3,22 +3,29 @@
 //! the enrolment back office's (GalleryAdmin, health, reflection), so that
 //! the ports' network path cannot reach the RPCs that change the gallery.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use facegate_core::Gallery;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::server::HealthReporter;
 
 use facegate_core::live::{LiveGallery, MAX_TEMPLATES_PER_SUBJECT};
 
 use crate::admin::AdminService;
+use crate::audit::Auditor;
 use crate::auth::KeyRing;
 use crate::changes::GalleryChanges;
 use crate::config::Settings;
 use crate::engines::open_gpu;
 use crate::matcher::MatcherService;
+use crate::metrics::Metrics;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::matcher_server::MatcherServer;
 use crate::state::ServingState;
@@ -28,43 +35,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Settings built in code get the audit directory and checks that the
     // command line's get (resolving resolved settings changes nothing).
     let settings = settings.resolve()?;
-    let path = match &settings.gallery {
-        Some(p) => p.clone(),
-        None => {
-            let data_dir = settings.data_dir.clone();
-            tokio::task::spawn_blocking(move || crate::demo::ensure_demo_gallery(&data_dir))
-                .await??
-        }
-    };
-    let gallery = Arc::new(
-        Gallery::open(&path).with_context(|| format!("opening gallery {}", path.display()))?,
-    );
-    let metrics = crate::metrics::Metrics::new();
-    let live = Arc::new(LiveGallery::new(gallery));
-    let changes = {
-        let (live, dir, metrics) = (live.clone(), settings.data_dir.clone(), metrics.clone());
-        Arc::new(
-            tokio::task::spawn_blocking(move || GalleryChanges::open(live, &dir, metrics))
-                .await??,
-        )
-    };
+    let (path, live) = open_gallery(&settings).await?;
+    let metrics = Metrics::new();
+    let changes = open_changes(&live, &settings.data_dir, &metrics).await?;
     let gpu = open_gpu(&live, &settings).await?;
     let port_keys = key_check(settings.port_keys.as_deref(), "ports", &metrics)?;
     let admin_keys = key_check(settings.admin_keys.as_deref(), "admin", &metrics)?;
     // After what most often fails at start-up (the gallery, the engine, the
     // keys files), so that such a failure leaves no audit file behind; an
     // empty one, should binding fail later, is passed over at the next start.
-    let auditor = Arc::new(match settings.audit_dir.clone() {
-        Some(dir) => {
-            let metrics = metrics.clone();
-            tokio::task::spawn_blocking(move || crate::audit::Auditor::open(&dir, metrics))
-                .await??
-        }
-        None => {
-            tracing::warn!("--no-audit: searches and gallery changes are not audited");
-            crate::audit::Auditor::disabled()
-        }
-    });
+    let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics).await?;
     let state = Arc::new(
         ServingState::new(
             changes,
@@ -75,6 +55,79 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .context("starting the dispatcher thread")?,
     );
+    log_gallery_open(&path, &state, &settings);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<MatcherServer<MatcherService>>().await;
+    health
+        .set_serving::<GalleryAdminServer<AdminService>>()
+        .await;
+    let matcher = matcher_service(&state, &auditor, settings.max_message_bytes, port_keys);
+    let ports = Routes::new(matcher).add_service(health_service.clone());
+    let ports = with_reflection(ports, "facegate.v1.Matcher")?;
+    let admin = admin_service(&state, auditor, &settings, &live, admin_keys);
+    let back_office = Routes::new(admin).add_service(health_service);
+    let back_office = with_reflection(back_office, "facegate.v1.GalleryAdmin")?;
+
+    let metrics_stop = start_metrics(settings.metrics_listen, metrics).await?;
+    let listeners = bind_listeners(&settings).await?;
+    let drain = Duration::from_secs(settings.drain_seconds);
+    serve_until_shutdown(listeners, ports, back_office, &health, state, drain).await?;
+    let _ = metrics_stop.send(());
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The gallery file (the demo gallery, synthesised on first use, when none
+/// is given) and the live gallery over it.
+async fn open_gallery(settings: &Settings) -> anyhow::Result<(PathBuf, Arc<LiveGallery>)> {
+    let path = match &settings.gallery {
+        Some(p) => p.clone(),
+        None => {
+            let data_dir = settings.data_dir.clone();
+            tokio::task::spawn_blocking(move || crate::demo::ensure_demo_gallery(&data_dir))
+                .await??
+        }
+    };
+    let gallery =
+        Gallery::open(&path).with_context(|| format!("opening gallery {}", path.display()))?;
+    Ok((path, Arc::new(LiveGallery::new(Arc::new(gallery)))))
+}
+
+/// The gallery's online changes: the change log under `data_dir`, replayed
+/// onto the live gallery.
+async fn open_changes(
+    live: &Arc<LiveGallery>,
+    data_dir: &Path,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<GalleryChanges>> {
+    let (live, dir, metrics) = (live.clone(), data_dir.to_path_buf(), metrics.clone());
+    let changes =
+        tokio::task::spawn_blocking(move || GalleryChanges::open(live, &dir, metrics)).await??;
+    Ok(Arc::new(changes))
+}
+
+/// The audit trail in `dir`, or a disabled one (with a warning) when the
+/// settings turned it off.
+async fn open_audit_trail(
+    dir: Option<&Path>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<Auditor>> {
+    let auditor = match dir {
+        Some(dir) => {
+            let (dir, metrics) = (dir.to_path_buf(), metrics.clone());
+            tokio::task::spawn_blocking(move || Auditor::open(&dir, metrics)).await??
+        }
+        None => {
+            tracing::warn!("--no-audit: searches and gallery changes are not audited");
+            Auditor::disabled()
+        }
+    };
+    Ok(Arc::new(auditor))
+}
+
+/// One line saying what is served, and how it is batched.
+fn log_gallery_open(path: &Path, state: &ServingState, settings: &Settings) {
     let info = state.info();
     tracing::info!(
         gallery = %path.display(),
@@ -89,62 +142,120 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         batch_time_target_ms = settings.batch_time_target_ms,
         "gallery open"
     );
+}
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<MatcherServer<MatcherService>>().await;
-    health
-        .set_serving::<GalleryAdminServer<AdminService>>()
-        .await;
-    // Each listener advertises only the services it serves.
-    let reflection = |service: &str| {
+/// The check a listener runs on every call before its handler (see
+/// [`key_check`]).
+trait KeyCheck:
+    Fn(&mut tonic::Request<()>) -> Result<(), tonic::Status> + Clone + Send + Sync + 'static
+{
+}
+
+impl<F> KeyCheck for F where
+    F: Fn(&mut tonic::Request<()>) -> Result<(), tonic::Status> + Clone + Send + Sync + 'static
+{
+}
+
+/// The Matcher service of the ports' listener: each call's key checked,
+/// then its deadline stamped, before the handler.
+fn matcher_service(
+    state: &Arc<ServingState>,
+    auditor: &Arc<Auditor>,
+    max_message_bytes: usize,
+    keys: impl KeyCheck,
+) -> InterceptedService<
+    MatcherServer<MatcherService>,
+    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
+> {
+    InterceptedService::new(
+        MatcherServer::new(MatcherService::new(state.clone(), auditor.clone()))
+            .max_decoding_message_size(max_message_bytes),
+        move |mut req: tonic::Request<()>| {
+            keys(&mut req)?;
+            crate::deadline::stamp(req)
+        },
+    )
+}
+
+/// The GalleryAdmin service of the back office's listener, each call's key
+/// checked before the handler. An enrolment carries up to 64 templates:
+/// its message limit allows for them whatever the ports' limit is.
+fn admin_service(
+    state: &Arc<ServingState>,
+    auditor: Arc<Auditor>,
+    settings: &Settings,
+    live: &LiveGallery,
+    keys: impl KeyCheck,
+) -> InterceptedService<
+    GalleryAdminServer<AdminService>,
+    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
+> {
+    let message_bytes = settings
+        .max_message_bytes
+        .max(MAX_TEMPLATES_PER_SUBJECT * (live.dim() * 5 + 16) + 64 * 1024);
+    InterceptedService::new(
+        GalleryAdminServer::new(AdminService::new(state.clone(), auditor))
+            .max_decoding_message_size(message_bytes),
+        move |mut req: tonic::Request<()>| {
+            keys(&mut req)?;
+            Ok(req)
+        },
+    )
+}
+
+/// `routes` with server reflection (`grpc.reflection.v1`). It advertises
+/// only `service` and health: each listener lists what it serves, and only
+/// that.
+fn with_reflection(routes: Routes, service: &str) -> anyhow::Result<Routes> {
+    let builder = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name(service)
             .with_service_name("grpc.health.v1.Health")
-            .build_v1()
-            .context("building the reflection service")
     };
-    let matcher = tonic::service::interceptor::InterceptedService::new(
-        MatcherServer::new(MatcherService::new(state.clone(), auditor.clone()))
-            .max_decoding_message_size(settings.max_message_bytes),
-        move |mut req: tonic::Request<()>| {
-            port_keys(&mut req)?;
-            crate::deadline::stamp(req)
-        },
-    );
-    // An enrolment carries up to 64 templates: allow for them whatever the
-    // port-facing message limit is.
-    let admin_message_bytes = settings
-        .max_message_bytes
-        .max(MAX_TEMPLATES_PER_SUBJECT * (live.dim() * 5 + 16) + 64 * 1024);
-    let admin = tonic::service::interceptor::InterceptedService::new(
-        GalleryAdminServer::new(AdminService::new(state.clone(), auditor))
-            .max_decoding_message_size(admin_message_bytes),
-        move |mut req: tonic::Request<()>| {
-            admin_keys(&mut req)?;
-            Ok(req)
-        },
-    );
+    let v1 = builder()
+        .build_v1()
+        .context("building the reflection service")?;
+    Ok(routes.add_service(v1))
+}
 
-    let metrics_listener = crate::metrics::bind(settings.metrics_listen).await?;
-    let metrics_addr = metrics_listener.local_addr()?;
-    println!("facegate metrics on http://{metrics_addr}/metrics");
-    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(crate::metrics::serve(metrics_listener, metrics, async {
-        let _ = metrics_stopped.await;
+/// Serves `/metrics` on its own listener (printing its address first)
+/// until the returned sender fires or is dropped.
+async fn start_metrics(
+    addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<oneshot::Sender<()>> {
+    let listener = crate::metrics::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    println!("facegate metrics on http://{addr}/metrics");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(crate::metrics::serve(listener, metrics, async {
+        let _ = stopped.await;
     }));
+    Ok(stop)
+}
 
-    let admin_listener = TcpListener::bind(settings.admin_listen)
+/// The two gRPC listeners, bound.
+struct Listeners {
+    /// The ports' listener (Matcher).
+    ports: TcpListener,
+    /// The back office's listener (GalleryAdmin).
+    admin: TcpListener,
+}
+
+/// Binds both gRPC listeners and says where: tests and scripts read the
+/// printed lines to find ephemeral ports, and the ports' listener comes
+/// last and means ready.
+async fn bind_listeners(settings: &Settings) -> anyhow::Result<Listeners> {
+    let admin = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener {}", settings.admin_listen))?;
-    let admin_addr = admin_listener.local_addr()?;
-    let listener = TcpListener::bind(settings.listen)
+    let admin_addr = admin.local_addr()?;
+    let ports = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
-    let addr = listener.local_addr()?;
-    // Tests and scripts read these lines to find ephemeral ports; the
-    // ports' listener comes last and means ready.
+    let addr = ports.local_addr()?;
     println!("facegate admin listening on {admin_addr}");
     println!("facegate listening on {addr}");
     tracing::info!(
@@ -153,24 +264,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "serving facegate.v1.Matcher on addr, facegate.v1.GalleryAdmin on admin_addr, \
          grpc.health.v1 and reflection on both"
     );
+    Ok(Listeners { ports, admin })
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+/// Serves both listeners (reloading on SIGHUP) until either fails, which
+/// stops both and the process, or a shutdown signal comes: then health
+/// turns NOT_SERVING and both drain together, for up to `drain`.
+async fn serve_until_shutdown(
+    listeners: Listeners,
+    ports: Routes,
+    back_office: Routes,
+    health: &HealthReporter,
+    state: Arc<ServingState>,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let (stop_ports, ports_stopped) = oneshot::channel::<()>();
+    let (stop_admin, admin_stopped) = oneshot::channel::<()>();
     let ports = tonic::transport::Server::builder()
-        .add_service(health_service.clone())
-        .add_service(reflection("facegate.v1.Matcher")?)
-        .add_service(matcher)
-        .serve_with_incoming_shutdown(no_delay(listener), async {
-            let _ = stop_rx.await;
+        .add_routes(ports)
+        .serve_with_incoming_shutdown(no_delay(listeners.ports), async {
+            let _ = ports_stopped.await;
         });
     let back_office = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection("facegate.v1.GalleryAdmin")?)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(no_delay(admin_listener), async {
-            let _ = admin_stop_rx.await;
+        .add_routes(back_office)
+        .serve_with_incoming_shutdown(no_delay(listeners.admin), async {
+            let _ = admin_stopped.await;
         });
-    // Either server failing stops both and the process; both drain together.
     let mut server = tokio::spawn(async move {
         tokio::try_join!(
             async { ports.await.context("ports' listener failed") },
@@ -178,7 +297,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .map(|_| ())
     });
-    tokio::spawn(reload_on_sighup(state.clone()));
+    tokio::spawn(reload_on_sighup(state));
     tokio::select! {
         r = &mut server => return r?,
         _ = shutdown_signal() => {}
@@ -190,17 +309,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     health
         .set_not_serving::<GalleryAdminServer<AdminService>>()
         .await;
-    let _ = stop_tx.send(());
-    let _ = admin_stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(settings.drain_seconds), &mut server).await {
+    let _ = stop_ports.send(());
+    let _ = stop_admin.send(());
+    match tokio::time::timeout(drain, &mut server).await {
         Ok(r) => r?.context("server failed while draining")?,
         Err(_) => tracing::warn!(
-            seconds = settings.drain_seconds,
+            seconds = drain.as_secs(),
             "drain period over; exiting with requests in flight"
         ),
     }
-    let _ = metrics_stop.send(());
-    tracing::info!("stopped");
     Ok(())
 }
 
