@@ -203,9 +203,10 @@ fn admin_service(
     )
 }
 
-/// `routes` with server reflection (`grpc.reflection.v1`). It advertises
-/// only `service` and health: each listener lists what it serves, and only
-/// that.
+/// `routes` with server reflection: `grpc.reflection.v1`, and the
+/// `v1alpha` that clients written before v1 still ask for alone (older
+/// grpcurl and grpc_cli, many language libraries). Both advertise only
+/// `service` and health: each listener lists what it serves, and only that.
 fn with_reflection(routes: Routes, service: &str) -> anyhow::Result<Routes> {
     let builder = || {
         tonic_reflection::server::Builder::configure()
@@ -217,7 +218,10 @@ fn with_reflection(routes: Routes, service: &str) -> anyhow::Result<Routes> {
     let v1 = builder()
         .build_v1()
         .context("building the reflection service")?;
-    Ok(routes.add_service(v1))
+    let v1alpha = builder()
+        .build_v1alpha()
+        .context("building the v1alpha reflection service")?;
+    Ok(routes.add_service(v1).add_service(v1alpha))
 }
 
 /// Serves `/metrics` on its own listener (printing its address first)
