@@ -70,9 +70,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let back_office = with_reflection(back_office, "facegate.v1.GalleryAdmin")?;
 
     let metrics_stop = start_metrics(settings.metrics_listen, metrics).await?;
+    let signals = Signals::listen();
     let listeners = bind_listeners(&settings).await?;
     let drain = Duration::from_secs(settings.drain_seconds);
-    serve_until_shutdown(listeners, ports, back_office, &health, state, drain).await?;
+    serve_until_shutdown(
+        listeners,
+        ports,
+        back_office,
+        &health,
+        state,
+        signals,
+        drain,
+    )
+    .await?;
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())
@@ -280,6 +290,7 @@ async fn serve_until_shutdown(
     back_office: Routes,
     health: &HealthReporter,
     state: Arc<ServingState>,
+    signals: Signals,
     drain: Duration,
 ) -> anyhow::Result<()> {
     let (stop_ports, ports_stopped) = oneshot::channel::<()>();
@@ -301,10 +312,19 @@ async fn serve_until_shutdown(
         )
         .map(|_| ())
     });
-    tokio::spawn(reload_on_sighup(state));
+    #[cfg(unix)]
+    let shutdown = {
+        tokio::spawn(reload_on_sighup(state, signals.hangup));
+        shutdown_requested(signals.terminate, signals.interrupt)
+    };
+    #[cfg(not(unix))]
+    let shutdown = {
+        let _ = (state, signals);
+        shutdown_requested()
+    };
     tokio::select! {
         r = &mut server => return r?,
-        _ = shutdown_signal() => {}
+        _ = shutdown => {}
     }
     tracing::info!("shutdown requested: draining in-flight requests");
     health
@@ -377,47 +397,84 @@ fn no_delay(
     })
 }
 
-/// Reloads the gallery on every SIGHUP, as the Reload RPC does.
-async fn reload_on_sighup(state: Arc<ServingState>) {
+/// The signals the server acts on: SIGTERM and Ctrl-C drain it, SIGHUP
+/// reloads the gallery. Listened for before the ready line, because until
+/// a process listens for them they kill it: a supervisor's SIGTERM just
+/// after the ready line would otherwise end the server without a drain.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP: reload by RPC only");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the gallery");
-            if let Err(e) = state.reload().await {
-                tracing::error!(error = %e, "reload on SIGHUP failed");
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = state;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+impl Signals {
+    /// Starts listening; a signal that cannot be listened for is logged
+    /// and keeps its default action.
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::SignalKind;
+            Signals {
+                terminate: listen_for(SignalKind::terminate(), "cannot listen for SIGTERM"),
+                interrupt: listen_for(SignalKind::interrupt(), "cannot listen for Ctrl-C"),
+                hangup: listen_for(
+                    SignalKind::hangup(),
+                    "cannot listen for SIGHUP: reload by RPC only",
+                ),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
+
+#[cfg(unix)]
+fn listen_for(
+    kind: tokio::signal::unix::SignalKind,
+    failure: &'static str,
+) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .inspect_err(|e| tracing::warn!(error = %e, "{failure}"))
+        .ok()
+}
+
+/// Reloads the gallery on every SIGHUP, as the Reload RPC does.
+#[cfg(unix)]
+async fn reload_on_sighup(state: Arc<ServingState>, hangup: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hup) = hangup else { return };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the gallery");
+        if let Err(e) = state.reload().await {
+            tracing::error!(error = %e, "reload on SIGHUP failed");
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+/// Resolves at the first SIGTERM or Ctrl-C.
+#[cfg(unix)]
+async fn shutdown_requested(
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+) {
+    async fn next(signal: Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        _ = next(terminate) => {}
+        _ = next(interrupt) => {}
+    }
+}
+
+/// Resolves at the first Ctrl-C.
+#[cfg(not(unix))]
+async fn shutdown_requested() {
+    let _ = tokio::signal::ctrl_c().await;
 }
