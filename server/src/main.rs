@@ -1,5 +1,7 @@
 //! `facegate`: the biometric matching server.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use facegate_server::config::Settings;
@@ -67,6 +69,14 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
+    // Colours only for a person at a terminal: `facegate serve 2>log`, a
+    // pipe or a journal would get escape codes as text. (On a terminal,
+    // tracing's default stands, which honours NO_COLOR.)
+    let fmt = if std::io::stderr().is_terminal() {
+        fmt
+    } else {
+        fmt.with_ansi(false)
+    };
     if cli.log_json {
         fmt.json().init();
     } else {

@@ -61,3 +61,71 @@ async fn both_listeners_answer_v1alpha_reflection_with_what_they_serve() {
         assert!(described, "{want} is not described on {addr}");
     }
 }
+
+/// Starts `facegate serve` on `gallery` (ephemeral ports, no audit, info
+/// logs) with stderr to a file, as `facegate serve 2>log` would; `env`
+/// sets variables, `None` removes one. Returns the child, its stdout, and
+/// the log file.
+fn start_logging_to_a_file(
+    gallery: &std::path::Path,
+    env: &[(&str, Option<&std::ffi::OsStr>)],
+    log: &std::path::Path,
+) -> std::process::Child {
+    let data = log.with_extension("data");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"));
+    cmd.args(serve_args(gallery))
+        .args(["--no-audit", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Reads the child's stdout until it says it is ready.
+fn wait_until_listening(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("facegate listening on ") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "exited before listening"
+        );
+    }
+}
+
+/// SIGTERM, then the exit status.
+fn stop(mut child: std::process::Child) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn a_log_that_is_not_a_terminal_gets_no_colour_codes() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut child = start_logging_to_a_file(&f.path, &[("NO_COLOR", None)], &log);
+    wait_until_listening(&mut child);
+    let exit = stop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "{exit:?}: {text}");
+    assert!(text.contains("gallery open"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in the log: {text:?}"
+    );
+}
