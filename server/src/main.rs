@@ -46,6 +46,54 @@ fn keygen(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A private directory made for this process, removed when dropped.
+struct RuntimeDir(std::path::PathBuf);
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Gives the GPU driver a valid `XDG_RUNTIME_DIR` where the environment has
+/// none: a new private directory (mode 0700, as the XDG specification asks
+/// of a runtime directory), removed at exit. Mesa's Vulkan drivers probe
+/// for a Wayland display while wgpu looks for adapters, and libwayland
+/// prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment"
+/// at each probe (twice at start-up) when the variable is unset or not an
+/// absolute path, as on a server or in a container without a login
+/// session: noise that reads like a failure on a newcomer's first run.
+/// Must run before any other thread starts: setting a variable races with
+/// any thread that reads the environment.
+#[cfg(unix)]
+fn runtime_dir_for_the_gpu_driver() -> Option<RuntimeDir> {
+    use std::os::unix::fs::DirBuilderExt;
+    let given = std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from);
+    if given.is_some_and(|d| d.is_absolute() && d.is_dir()) {
+        return None;
+    }
+    let name = format!(
+        "facegate-runtime-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let dir = std::env::temp_dir().join(name);
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        tracing::debug!(error = %e, dir = %dir.display(), "no runtime directory for the GPU driver");
+        return None;
+    }
+    // SAFETY: no other thread exists yet (see above), so none reads the
+    // environment while it changes.
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    Some(RuntimeDir(dir))
+}
+
+/// Only Unix GPU drivers look for a runtime directory.
+#[cfg(not(unix))]
+fn runtime_dir_for_the_gpu_driver() -> Option<RuntimeDir> {
+    None
+}
+
 /// `facegate serve`'s settings, from its subcommand's matches.
 fn serve_settings(matches: &clap::ArgMatches) -> anyhow::Result<Settings> {
     let serve = matches
@@ -85,6 +133,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Keygen { name } => keygen(&name),
         Command::Serve(_) => serve_settings(&matches).and_then(|s| {
+            // Here, before the runtime's threads: it changes the environment.
+            let _runtime_dir = runtime_dir_for_the_gpu_driver();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

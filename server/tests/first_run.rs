@@ -129,3 +129,30 @@ fn a_log_that_is_not_a_terminal_gets_no_colour_codes() {
         "escape codes in the log: {text:?}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn without_xdg_runtime_dir_the_gpu_driver_is_quiet_and_nothing_is_left_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, tmp) = (dir.path().join("log"), dir.path().join("tmp"));
+    std::fs::create_dir(&tmp).unwrap();
+    let env = [("XDG_RUNTIME_DIR", None), ("TMPDIR", Some(tmp.as_os_str()))];
+    // --engine auto (the default) has the driver look for GPUs.
+    let mut child = start_logging_to_a_file(&f.path, &env, &log);
+    wait_until_listening(&mut child);
+    let made: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    let mode = std::fs::metadata(&made[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{:?} is not private", made[0]);
+    assert!(stop(child).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("XDG_RUNTIME_DIR"), "{text}");
+    assert!(text.contains("gallery open"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
