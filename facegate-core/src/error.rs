@@ -10,13 +10,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
     /// The file could not be read, written or mapped.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file the operation was on.
         path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        /// What the operating system said: part of the message and not a
+        /// `source()` as well, or a cause chain printed in full (`{:#}`)
+        /// would say it twice. Not named `source`, which thiserror makes
+        /// the source.
+        error: std::io::Error,
     },
     /// The file is not a facegate gallery, or not one this build can read.
     #[error("{path}: not a facegate gallery: {reason}")]
@@ -35,7 +37,7 @@ pub enum GalleryError {
         reason: String,
     },
     /// The input to a build is unusable (shape, values, ids).
-    #[error("{0}")]
+    #[error(transparent)]
     Input(#[from] InputError),
     /// The output exists and the caller did not ask to replace it.
     #[error("{0}: output exists; pass --force to replace it")]
@@ -110,7 +112,7 @@ impl GalleryError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         GalleryError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -102,6 +102,17 @@ fn serve_settings(matches: &clap::ArgMatches) -> anyhow::Result<Settings> {
     Settings::from_matches(serve)
 }
 
+/// Says once why the process stops, with its causes: as a log event when
+/// the log is JSON lines (a plain line would break them) and error events
+/// are logged, else as a plain `error:` line, which RUST_LOG cannot hide.
+fn report(e: &anyhow::Error, log_json: bool) {
+    if log_json && tracing::enabled!(tracing::Level::ERROR) {
+        tracing::error!("{e:#}");
+    } else {
+        eprintln!("error: {e:#}");
+    }
+}
+
 fn main() -> std::process::ExitCode {
     // The matches are kept: settings merge by where each value came from.
     let matches = Cli::command().get_matches();
@@ -144,8 +155,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            report(&e, cli.log_json);
             std::process::ExitCode::FAILURE
         }
     }

@@ -99,8 +99,8 @@ async fn open_gallery(settings: &Settings) -> anyhow::Result<(PathBuf, Arc<LiveG
                 .await??
         }
     };
-    let gallery =
-        Gallery::open(&path).with_context(|| format!("opening gallery {}", path.display()))?;
+    // The gallery's errors name its file; the context does not repeat it.
+    let gallery = Gallery::open(&path).context("opening the gallery")?;
     Ok((path, Arc::new(LiveGallery::new(Arc::new(gallery)))))
 }
 

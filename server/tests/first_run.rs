@@ -156,3 +156,52 @@ fn without_xdg_runtime_dir_the_gpu_driver_is_quiet_and_nothing_is_left_behind() 
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `facegate serve` on a gallery file that does not exist, stderr to a
+/// file: the exit status and what the file says.
+fn start_without_the_gallery(extra: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, missing) = (dir.path().join("log"), dir.path().join("missing.fgal"));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(serve_args(&missing))
+        .args(["--no-audit", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(extra)
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    (status, text, missing.display().to_string())
+}
+
+#[test]
+fn a_missing_gallery_is_said_once_with_its_cause_once() {
+    let (status, text, missing) = start_without_the_gallery(&[]);
+    assert!(!status.success());
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches(&missing).count(), 1, "{text}");
+    assert!(text.starts_with("error: opening the gallery: "), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in the log: {text:?}"
+    );
+
+    // In JSON lines, once too, and every line is JSON.
+    let (status, text, _) = start_without_the_gallery(&["--log-json"]);
+    assert!(!status.success());
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect(line);
+    }
+}
