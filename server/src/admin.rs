@@ -21,19 +21,19 @@ use crate::proto::gallery_admin_server::GalleryAdmin;
 use crate::proto::{
     EnrollRequest, EnrollResponse, ReloadRequest, ReloadResponse, RemoveRequest, RemoveResponse,
 };
-use crate::state::ServingState;
+use crate::served::ServedGallery;
 use crate::{request, status};
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct AdminService {
-    state: Arc<ServingState>,
+    state: Arc<ServedGallery>,
     auditor: Arc<Auditor>,
 }
 
 impl AdminService {
     /// A service changing what `state` serves, its answers recorded by `auditor`.
-    pub fn new(state: Arc<ServingState>, auditor: Arc<Auditor>) -> Self {
+    pub fn new(state: Arc<ServedGallery>, auditor: Arc<Auditor>) -> Self {
         AdminService { state, auditor }
     }
 

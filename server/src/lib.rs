@@ -5,7 +5,7 @@
 //! Layers, from the wire inwards (docs/architecture.md, "Life of an
 //! Identify", follows one request through them): [`matcher`] and [`admin`]
 //! (the tonic services: check with [`request`], answer, audit, map errors
-//! with [`status`]) call [`state::ServingState`], which holds the generation
+//! with [`status`]) call [`served::ServedGallery`], which holds the generation
 //! served ([`reload::Generations`]) and queues 1:N searches with the
 //! batching [`dispatch::Dispatcher`]; its thread runs each batch on the
 //! generation's [`engines::FailoverEngine`] (GPU or exact CPU, over
@@ -28,7 +28,7 @@ pub mod metrics;
 pub mod reload;
 pub mod request;
 pub mod serve;
-pub mod state;
+pub mod served;
 pub mod status;
 
 /// The generated API (facegate-api's `v1`), under the name the server's

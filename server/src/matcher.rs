@@ -16,7 +16,7 @@ use crate::deadline::RequestClock;
 use crate::generation::GalleryFacts;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
-use crate::state::{Identified, ServingState, Verified};
+use crate::served::{Identified, ServedGallery, Verified};
 use crate::status::not_audited;
 use crate::{auth, request};
 
@@ -27,20 +27,20 @@ const STREAM_IN_FLIGHT: usize = 32;
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct MatcherService {
-    state: Arc<ServingState>,
+    state: Arc<ServedGallery>,
     auditor: Arc<Auditor>,
 }
 
 impl MatcherService {
     /// A service over `state` whose answers are recorded by `auditor`.
-    pub fn new(state: Arc<ServingState>, auditor: Arc<Auditor>) -> Self {
+    pub fn new(state: Arc<ServedGallery>, auditor: Arc<Auditor>) -> Self {
         MatcherService { state, auditor }
     }
 }
 
 /// One Identify, unary or streamed: checked, searched, answered.
 async fn identify_one(
-    state: &ServingState,
+    state: &ServedGallery,
     r: IdentifyRequest,
     clock: RequestClock,
     port: &str,
@@ -85,7 +85,7 @@ fn identify_response(request_id: String, found: Identified, arrived: Instant) ->
 /// One Verify: checked and scored inline (a few hundred rows at most, never
 /// queued behind a scan).
 fn verify_one(
-    state: &ServingState,
+    state: &ServedGallery,
     r: &proto::VerifyRequest,
     arrived: Instant,
 ) -> Result<proto::VerifyResponse, Status> {
@@ -150,7 +150,7 @@ impl Drop for InFlight<'_> {
 
 /// Counts a finished request by code, its latency and its decision.
 fn count(
-    state: &ServingState,
+    state: &ServedGallery,
     rpc: &str,
     port: &str,
     arrived: Instant,

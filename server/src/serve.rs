@@ -28,7 +28,7 @@ use crate::matcher::MatcherService;
 use crate::metrics::Metrics;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::matcher_server::MatcherServer;
-use crate::state::ServingState;
+use crate::served::ServedGallery;
 
 /// Opens the gallery, binds, serves until a shutdown signal, then drains.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -46,7 +46,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // empty one, should binding fail later, is passed over at the next start.
     let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics).await?;
     let state = Arc::new(
-        ServingState::new(
+        ServedGallery::new(
             changes,
             gpu,
             settings.clone(),
@@ -137,7 +137,7 @@ async fn open_audit_trail(
 }
 
 /// One line saying what is served, and how it is batched.
-fn log_gallery_open(path: &Path, state: &ServingState, settings: &Settings) {
+fn log_gallery_open(path: &Path, state: &ServedGallery, settings: &Settings) {
     let info = state.info();
     tracing::info!(
         gallery = %path.display(),
@@ -169,7 +169,7 @@ impl<F> KeyCheck for F where
 /// The Matcher service of the ports' listener: each call's key checked,
 /// then its deadline stamped, before the handler.
 fn matcher_service(
-    state: &Arc<ServingState>,
+    state: &Arc<ServedGallery>,
     auditor: &Arc<Auditor>,
     max_message_bytes: usize,
     keys: impl KeyCheck,
@@ -191,7 +191,7 @@ fn matcher_service(
 /// checked before the handler. An enrolment carries up to 64 templates:
 /// its message limit allows for them whatever the ports' limit is.
 fn admin_service(
-    state: &Arc<ServingState>,
+    state: &Arc<ServedGallery>,
     auditor: Arc<Auditor>,
     settings: &Settings,
     live: &LiveGallery,
@@ -289,7 +289,7 @@ async fn serve_until_shutdown(
     ports: Routes,
     back_office: Routes,
     health: &HealthReporter,
-    state: Arc<ServingState>,
+    state: Arc<ServedGallery>,
     signals: Signals,
     drain: Duration,
 ) -> anyhow::Result<()> {
@@ -443,7 +443,7 @@ fn listen_for(
 
 /// Reloads the gallery on every SIGHUP, as the Reload RPC does.
 #[cfg(unix)]
-async fn reload_on_sighup(state: Arc<ServingState>, hangup: Option<tokio::signal::unix::Signal>) {
+async fn reload_on_sighup(state: Arc<ServedGallery>, hangup: Option<tokio::signal::unix::Signal>) {
     let Some(mut hup) = hangup else { return };
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the gallery");

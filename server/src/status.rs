@@ -17,7 +17,7 @@ use tonic::Status;
 use crate::dispatch::DispatchError;
 use crate::reload::ReloadError;
 use crate::request::RequestError;
-use crate::state::{IdentifyError, VerifyError};
+use crate::served::{IdentifyError, VerifyError};
 
 /// The message of every INTERNAL answer caused by a damaged gallery.
 const GALLERY_DAMAGED: &str = "gallery data error; the operator has been alerted";

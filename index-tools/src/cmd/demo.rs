@@ -11,7 +11,7 @@ use facegate_core::format::{BuildOptions, build_gallery};
 use facegate_core::ids::read_ids;
 use facegate_core::npy::NpyRows;
 use facegate_core::synth::GROUPS;
-use facegate_core::{CpuEngine, ElementType, Gallery, ScanTarget, SearchEngine};
+use facegate_core::{Candidate, CpuEngine, ElementType, Gallery, ScanTarget, SearchEngine};
 
 use crate::progress;
 
@@ -39,9 +39,24 @@ struct Truth {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let data = a.dir.join("synth");
+    let gallery = prepare(&a, &data)?;
+    let results = search_probes(&gallery, &data)?;
+    let truth = read_truth(&data)?;
+    let per_group = tally(&gallery, &results, &truth, a.threshold)?;
+    print_rates(&per_group, a.threshold);
+    Ok(())
+}
+
+/// Per group: mated probes, mated found at rank 1 above the threshold,
+/// non-mated probes, non-mated with anyone above the threshold.
+type GroupCounts = HashMap<String, [usize; 4]>;
+
+/// Synthesises the population and builds its gallery unless a previous run
+/// left them in `a.dir`; opens the gallery.
+fn prepare(a: &Args, data: &std::path::Path) -> anyhow::Result<Arc<Gallery>> {
     if !data.join("probes_truth.csv").exists() {
         super::synth::run(super::synth::Args {
-            out_dir: data.clone(),
+            out_dir: data.to_path_buf(),
             subjects: a.subjects,
             probes: a.probes,
             dim: 512,
@@ -77,6 +92,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         gallery.rows(),
         gallery.subjects()
     );
+    Ok(gallery)
+}
+
+/// Searches every probe of the population (rank 1), with a progress bar.
+fn search_probes(
+    gallery: &Arc<Gallery>,
+    data: &std::path::Path,
+) -> anyhow::Result<Vec<Vec<Candidate>>> {
     let engine = CpuEngine::new(ScanTarget::whole(gallery.clone()));
     let (probes, dim) = NpyRows::open(data.join("probes.npy"))?.read_all()?;
     let n = probes.len() / dim;
@@ -99,14 +122,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         engine.describe(),
         n as f64 / elapsed.as_secs_f64()
     );
+    Ok(results)
+}
 
-    let truth = read_truth(&data)?;
-    // group -> (mated, mated found at rank 1 above threshold, non-mated, non-mated above threshold)
-    let mut per_group: HashMap<&str, [usize; 4]> = HashMap::new();
-    for (cands, t) in results.iter().zip(&truth) {
+/// Counts each group's rank-1 outcomes at `threshold`.
+fn tally(
+    gallery: &Gallery,
+    results: &[Vec<Candidate>],
+    truth: &[Truth],
+    threshold: f32,
+) -> anyhow::Result<GroupCounts> {
+    let mut per_group = GroupCounts::new();
+    for (cands, t) in results.iter().zip(truth) {
         let top = cands.first().context("empty result")?;
-        let above = top.score >= a.threshold;
-        let e = per_group.entry(t.group.as_str()).or_default();
+        let above = top.score >= threshold;
+        let e = per_group.entry(t.group.clone()).or_default();
         match &t.mate {
             Some(m) => {
                 e[0] += 1;
@@ -122,23 +152,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         }
     }
-    println!(
-        "\n1:N identification at threshold {:.2} (rank 1):",
-        a.threshold
-    );
+    Ok(per_group)
+}
+
+/// Prints FNIR and FPIR per group.
+fn print_rates(per_group: &GroupCounts, threshold: f32) {
+    println!("\n1:N identification at threshold {threshold:.2} (rank 1):");
     println!(
         "{:<6} {:>7} {:>8} {:>11} {:>8}",
         "group", "mated", "FNIR", "non-mated", "FPIR"
     );
+    let rate = |x: usize, n: usize| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            x as f64 / n as f64
+        }
+    };
     for g in GROUPS {
         let e = per_group.get(g.name).copied().unwrap_or_default();
-        let rate = |x: usize, n: usize| {
-            if n == 0 {
-                f64::NAN
-            } else {
-                x as f64 / n as f64
-            }
-        };
         println!(
             "{:<6} {:>7} {:>8.4} {:>11} {:>8.4}",
             g.name,
@@ -150,7 +182,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     println!("\nFNIR: mated probes whose subject was not returned at rank 1 above the threshold.");
     println!("FPIR: non-mated probes that returned anyone above the threshold.");
-    Ok(())
 }
 
 fn read_truth(dir: &std::path::Path) -> anyhow::Result<Vec<Truth>> {

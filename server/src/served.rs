@@ -23,7 +23,7 @@ use crate::reload::{Generations, ReloadError, Reloaded};
 use crate::request::{CheckedIdentify, CheckedVerify, Limits};
 
 /// The gallery served and the machinery that searches and changes it.
-pub struct ServingState {
+pub struct ServedGallery {
     /// The generation served, the change gate and the reload.
     generations: Arc<Generations>,
     /// Batches every 1:N search.
@@ -89,7 +89,7 @@ pub enum IdentifyError {
     Gallery(#[from] GalleryError),
 }
 
-impl ServingState {
+impl ServedGallery {
     /// Serves the live gallery of `changes` (loaded from `gallery_path`)
     /// with the CPU engine, and the GPU engine when given (built from the
     /// live gallery's scan target); starts the dispatcher thread.
@@ -99,7 +99,7 @@ impl ServingState {
         settings: Settings,
         metrics: Arc<Metrics>,
         gallery_path: PathBuf,
-    ) -> std::io::Result<ServingState> {
+    ) -> std::io::Result<ServedGallery> {
         let engines = Arc::new(FailoverEngine::new(
             changes.live().clone(),
             gpu,
@@ -123,7 +123,7 @@ impl ServingState {
             dispatch,
             metrics.clone(),
         )?;
-        Ok(ServingState {
+        Ok(ServedGallery {
             generations,
             dispatcher,
             limits,
@@ -285,7 +285,7 @@ mod tests {
             engine: Arc::new(Broken),
             memory_bytes: 123,
         };
-        let state = ServingState::new(
+        let state = ServedGallery::new(
             changes,
             Some(gpu),
             Settings::defaults().resolve().unwrap(),
