@@ -195,7 +195,7 @@ impl GalleryChanges {
                     let l = self.open_log().map_err(|e| {
                         CommitError::Log(facegate_core::wal::WalError::Io {
                             path: self.path.clone(),
-                            source: std::io::Error::other(format!("{e:#}")),
+                            error: std::io::Error::other(format!("{e:#}")),
                         })
                     })?;
                     *slot = Some(l.clone());

@@ -30,12 +30,14 @@ pub const ROTATE_BYTES: u64 = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// Reading, writing or syncing failed (for example, the disk is full).
-    #[error("audit trail {path}: {source}")]
+    #[error("audit trail {path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
+        /// What the operating system said: part of the message and not a
+        /// `source()` as well, or a cause chain printed in full (`{:#}`)
+        /// would say it twice.
+        error: std::io::Error,
     },
     /// A complete line is not a valid record, or records are missing.
     #[error("audit trail {path}, line {line}: {reason}")]
@@ -57,9 +59,9 @@ pub enum AuditError {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
-    move |source| AuditError::Io {
+    move |error| AuditError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

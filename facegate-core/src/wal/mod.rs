@@ -33,13 +33,14 @@ use record::{DecodeError, HEADER_LEN};
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     /// Reading, writing or syncing failed (for example, the disk is full).
-    #[error("change log {path}: {source}")]
+    #[error("change log {path}: {error}")]
     Io {
         /// The log file.
         path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        /// What the operating system said: part of the message and not a
+        /// `source()` as well, or a cause chain printed in full (`{:#}`)
+        /// would say it twice.
+        error: std::io::Error,
     },
     /// The file is not a change log for this gallery.
     #[error("change log {path}: {reason}")]
@@ -111,9 +112,9 @@ pub struct ChangeLog {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io {
+    move |error| WalError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -300,7 +301,7 @@ impl ChangeLog {
             if let Some(reason) = s.failures.remove(&seq) {
                 return Err(WalError::Io {
                     path: self.path.clone(),
-                    source: std::io::Error::other(reason),
+                    error: std::io::Error::other(reason),
                 });
             }
             if s.durable_seq >= seq {
