@@ -8,9 +8,11 @@
 //! - [`synth`]: a synthetic population for demos, tests and benchmarks;
 //! - [`wal`]: the write-ahead log of online enrolments and removals;
 //! - [`live`]: the base gallery plus those changes, as searches see it;
-//! - [`audit`]: the durable trail of who searched and changed what.
+//! - [`audit`]: the durable trail of who searched and changed what;
+//! - [`clock`]: the injectable time that expiry and retention read.
 
 pub mod audit;
+pub mod clock;
 pub mod error;
 pub mod format;
 pub mod ids;
