@@ -9,7 +9,8 @@
 //! - [`wal`]: the write-ahead log of online enrolments and removals;
 //! - [`live`]: the base gallery plus those changes, as searches see it;
 //! - [`audit`]: the durable trail of who searched and changed what;
-//! - [`clock`]: the injectable time that expiry and retention read.
+//! - [`clock`]: the injectable time that expiry and retention read;
+//! - [`manifest`]: manifest galleries, staged, stored and expiring.
 
 pub mod audit;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod format;
 pub mod ids;
 pub mod kernels;
 pub mod live;
+pub mod manifest;
 pub mod npy;
 pub mod quantize;
 pub mod search;
