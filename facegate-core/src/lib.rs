@@ -8,14 +8,18 @@
 //! - [`synth`]: a synthetic population for demos, tests and benchmarks;
 //! - [`wal`]: the write-ahead log of online enrolments and removals;
 //! - [`live`]: the base gallery plus those changes, as searches see it;
-//! - [`audit`]: the durable trail of who searched and changed what.
+//! - [`audit`]: the durable trail of who searched and changed what;
+//! - [`clock`]: the injectable time that expiry and retention read;
+//! - [`manifest`]: manifest galleries, staged, stored and expiring.
 
 pub mod audit;
+pub mod clock;
 pub mod error;
 pub mod format;
 pub mod ids;
 pub mod kernels;
 pub mod live;
+pub mod manifest;
 pub mod npy;
 pub mod quantize;
 pub mod search;

@@ -399,3 +399,170 @@ fn compaction_folds_the_log_into_a_gallery_that_searches_the_same() {
         }
     }
 }
+
+/// What a scoped search should answer: the listed ids live in the model,
+/// each once, by best template, best first, cut to `k`.
+fn brute_force_scoped(
+    model: &Model,
+    listed: &[String],
+    probe: &[f32],
+    k: usize,
+) -> Vec<(String, f64)> {
+    let distinct: std::collections::BTreeSet<&String> =
+        listed.iter().filter(|id| model.contains_key(*id)).collect();
+    let mut s: Vec<(String, f64)> = distinct
+        .into_iter()
+        .map(|id| (id.clone(), best_of(model, id, probe)))
+        .collect();
+    s.sort_by(|a, b| b.1.total_cmp(&a.1));
+    s.truncate(k);
+    s
+}
+
+#[test]
+fn scoped_search_matches_brute_force_over_the_listed_subjects() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 32;
+    let s = synth(120, 6, dim, 21);
+    let (data, ids) = population(&s);
+    let probes: Vec<Vec<f32>> = (0..6).map(|j| s.probe(j).vector).collect();
+    let batch = ProbeBatch::new(dim, &probes.concat()).unwrap();
+    for ty in [ElementType::Int8, ElementType::F16, ElementType::F32] {
+        let g = open(&build(
+            dir.path(),
+            &format!("s-{ty}.fgal"),
+            &data,
+            dim,
+            &ids,
+            ty,
+        ));
+        let live = Live::new(g);
+        let mut model = Model::new();
+        for (row, id) in data.chunks_exact(dim).zip(&ids) {
+            model.entry(id.clone()).or_default().push(row.to_vec());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        // New subjects near the probes (in the delta), re-enrolments of
+        // base subjects (delta, base masked) and removals.
+        let mut changes = Vec::new();
+        for i in 0..12 {
+            let p = &probes[i % probes.len()];
+            changes.push(Change::Enroll {
+                subject_id: format!("new-{i}"),
+                templates: random_templates(&mut rng, 1 + i % 3, dim, Some(p)).concat(),
+            });
+        }
+        for i in 0..10 {
+            changes.push(Change::Enroll {
+                subject_id: ids[i * 7].clone(),
+                templates: random_templates(&mut rng, 2, dim, Some(&probes[i % 6])).concat(),
+            });
+        }
+        for i in 0..10 {
+            changes.push(Change::Remove {
+                subject_id: ids[i * 11 + 3].clone(),
+            });
+        }
+        for change in &changes {
+            if live.live.apply(change).is_err() {
+                continue; // removing a subject already removed
+            }
+            match change {
+                Change::Enroll {
+                    subject_id,
+                    templates,
+                } => {
+                    model.insert(
+                        subject_id.clone(),
+                        templates.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+                    );
+                }
+                Change::Remove { subject_id } => {
+                    model.remove(subject_id);
+                }
+            }
+        }
+        // A manifest: base subjects (some removed, some re-enrolled), new
+        // ones, ids never enrolled, and duplicates.
+        let mut listed: Vec<String> = ids.iter().step_by(3).cloned().collect();
+        listed.extend((0..12).step_by(2).map(|i| format!("new-{i}")));
+        listed.extend(["ghost-1".to_string(), "ghost-2".to_string()]);
+        listed.extend(listed.clone().into_iter().take(9));
+        let distinct: std::collections::BTreeSet<&String> = listed.iter().collect();
+        let live_listed = distinct
+            .iter()
+            .filter(|id| model.contains_key(**id))
+            .count();
+        let manifest_size = distinct.len();
+        for k in [1, 5, manifest_size + 10] {
+            for (b, probe) in probes.iter().enumerate() {
+                let what = format!("{ty} k {k} probe {b}");
+                let got = live.live.search_subjects(&batch, b, &listed, k).unwrap();
+                assert_eq!(got.searched, live_listed, "{what}");
+                assert_eq!(got.not_found, manifest_size - live_listed, "{what}");
+                let want = brute_force_scoped(&model, &listed, probe, k);
+                assert_eq!(got.candidates.len(), want.len(), "{what}");
+                let named: Vec<(String, f32)> = got
+                    .candidates
+                    .iter()
+                    .map(|c| (live.live.subject_id(c.subject).unwrap(), c.score))
+                    .collect();
+                for (i, ((id, score), (_, w))) in named.iter().zip(&want).enumerate() {
+                    assert!(listed.contains(id), "{what}: {id} is not listed");
+                    assert!(
+                        (f64::from(*score) - w).abs() < 3e-3,
+                        "{what}: rank {i}: {score} vs {w}"
+                    );
+                    // Each score is exactly Verify's for that subject.
+                    let (v, _) = live.live.verify(&batch, b, id).unwrap().unwrap();
+                    assert_eq!(v, got.candidates[i], "{what}: {id}");
+                }
+                let mut ranked = got.candidates.clone();
+                facegate_core::search::sort_ranked(&mut ranked);
+                assert_eq!(ranked, got.candidates, "{what}: ranked as 1:N ranks");
+            }
+        }
+        // Every live subject listed: the same answer as the exact 1:N.
+        if ty == ElementType::F32 {
+            let everyone: Vec<String> = model.keys().cloned().collect();
+            let national = live.live.search(&live.cpu, &batch, 10).unwrap();
+            for (b, want) in national.iter().enumerate() {
+                let got = live.live.search_subjects(&batch, b, &everyone, 10).unwrap();
+                assert_eq!(&got.candidates, want, "{ty} probe {b}: scoped vs 1:N");
+            }
+        }
+        // An empty manifest, and bad arguments.
+        let empty = live.live.search_subjects(&batch, 0, &[], 3).unwrap();
+        assert_eq!(
+            (empty.candidates.len(), empty.searched, empty.not_found),
+            (0, 0, 0)
+        );
+        assert!(live.live.search_subjects(&batch, 0, &listed, 0).is_err());
+        assert!(live.live.search_subjects(&batch, 6, &listed, 1).is_err());
+        let wrong_dim = ProbeBatch::single(dim + 1, &vec![1.0; dim + 1]).unwrap();
+        assert!(
+            live.live
+                .search_subjects(&wrong_dim, 0, &listed, 1)
+                .is_err()
+        );
+        // A removal is reflected at once: the best subject goes, and is
+        // counted as not found.
+        let before = live.live.search_subjects(&batch, 0, &listed, 1).unwrap();
+        let top = live.live.subject_id(before.candidates[0].subject).unwrap();
+        live.live
+            .apply(&Change::Remove {
+                subject_id: top.clone(),
+            })
+            .unwrap();
+        let after = live.live.search_subjects(&batch, 0, &listed, 3).unwrap();
+        assert!(
+            after
+                .candidates
+                .iter()
+                .all(|c| c.subject != before.candidates[0].subject)
+        );
+        assert_eq!(after.not_found, before.not_found + 1, "{ty}");
+        let missing = live.live.missing_subjects(&listed).unwrap();
+        assert!(missing.contains(&top.as_str()) && missing.contains(&"ghost-1"));
+    }
+}

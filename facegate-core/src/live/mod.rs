@@ -22,7 +22,7 @@
 mod compact;
 mod delta;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -93,6 +93,19 @@ pub struct LiveCounts {
     pub delta_rows: u64,
     /// Subjects with rows in the delta segment.
     pub delta_subjects: u64,
+}
+
+/// The answer of a scoped (1:few) search: a manifest's travellers only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopedAnswer {
+    /// The best `top_k` distinct subjects, best first, ranked as 1:N ranks
+    /// (score, then row).
+    pub candidates: Vec<Candidate>,
+    /// Distinct listed subjects that were live and scored.
+    pub searched: usize,
+    /// Distinct listed ids not live now (removed, or never enrolled): the
+    /// response reports them, they are not an error.
+    pub not_found: usize,
 }
 
 /// Subjects enrolled online, and the delta segment.
@@ -418,5 +431,65 @@ impl LiveGallery {
             self.refiner.score_subject(probes, b, subject)?,
             templates,
         )))
+    }
+
+    /// 1:few: probe `b` scored exactly against every live template of each
+    /// listed subject (a manifest's travellers), the best `top_k` distinct
+    /// subjects first. Ids are resolved now, through [`LiveGallery::verify`]
+    /// (base rows through the `Refiner`, online enrolments through the
+    /// delta), so a removal or re-enrolment is reflected at once; an id
+    /// listed twice is scored once.
+    pub fn search_subjects(
+        &self,
+        probes: &ProbeBatch,
+        b: usize,
+        subject_ids: &[String],
+        top_k: usize,
+    ) -> Result<ScopedAnswer, SearchError> {
+        if top_k == 0 {
+            return Err(InputError::BadParameter("top_k must be at least 1".into()).into());
+        }
+        self.refiner.check_probes(probes)?;
+        if b >= probes.len() {
+            let n = probes.len();
+            return Err(InputError::BadParameter(format!("probe {b} of a batch of {n}")).into());
+        }
+        let mut seen = HashSet::with_capacity(subject_ids.len());
+        let mut scored = Vec::with_capacity(subject_ids.len());
+        let mut not_found = 0;
+        for id in subject_ids {
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
+            match self.verify(probes, b, id)? {
+                Some((best, _templates)) => scored.push(best),
+                None => not_found += 1,
+            }
+        }
+        let searched = scored.len();
+        // As in SubjectTopK: a NaN (only from a damaged file) never ranks.
+        scored.retain(|c| !c.score.is_nan());
+        sort_ranked(&mut scored);
+        scored.truncate(top_k);
+        Ok(ScopedAnswer {
+            candidates: scored,
+            searched,
+            not_found,
+        })
+    }
+
+    /// The ids of `subject_ids` not live now, in the order given: what a
+    /// staging response reports back (staging them is not an error).
+    pub fn missing_subjects<'a>(
+        &self,
+        subject_ids: &'a [String],
+    ) -> Result<Vec<&'a str>, GalleryError> {
+        let mut missing = Vec::new();
+        for id in subject_ids {
+            if self.find_live(id)?.is_none() {
+                missing.push(id.as_str());
+            }
+        }
+        Ok(missing)
     }
 }
