@@ -42,6 +42,15 @@ pub fn prefetch(bytes: &[i8]) {
     let _ = bytes;
 }
 
+/// Rows per call of the int8 batch kernel in the CPU engine's scan: every
+/// probe of a batch is scored against one tile before the next, so the tile
+/// (32 x 512 B = 16 KiB) stays in L1 while the probes stream from L2.
+pub const BATCH_TILE_ROWS: usize = 32;
+
+/// How many tiles ahead of the one being scored the int8 batch scan asks
+/// for rows with [`prefetch`].
+pub const PREFETCH_TILES: usize = 2;
+
 /// int8 probe against int8 rows: exact integer dot products.
 pub type I8Block = fn(probe: &[i8], rows: &[i8], stride: usize, out: &mut [i32]);
 /// Every probe of a [`NarrowProbes`] batch against int8 rows: exact integer

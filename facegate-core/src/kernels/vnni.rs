@@ -179,6 +179,10 @@ unsafe fn batch<M: Micro, const P: usize, const R: usize>(
             group::<M, P, R>(probes, b, rows, stride, n, out);
             b += P;
         }
+        while count - b >= 4 {
+            group::<M, 4, R>(probes, b, rows, stride, n, out);
+            b += 4;
+        }
         // A single probe is memory bound: one row at a time, as in AVX2.
         match count - b {
             0 => {}
@@ -245,29 +249,51 @@ unsafe fn micro_zmm<const P: usize, const R: usize>(
     let flip = _mm512_set1_epi8(i8::MIN);
     let mut acc = [[_mm512_setzero_si512(); R]; P];
     let mut i = 0;
-    // SAFETY: unmasked loads read elements i..i + 64 <= dim of a row or
+    // SAFETY: the plain loads read elements i..i + 64 <= dim of a row or
     // probe; the masked ones only elements below dim.
     unsafe {
-        while i < dim {
-            let mask: __mmask64 = if dim - i >= 64 {
-                !0
-            } else {
-                (1u64 << (dim - i)) - 1
-            };
-            let r: [__m512i; R] = std::array::from_fn(|k| {
-                let row = _mm512_maskz_loadu_epi8(mask, rows.add(k * stride + i));
-                _mm512_xor_si512(row, flip)
-            });
-            for (b, acc) in acc.iter_mut().enumerate() {
-                let p = _mm512_maskz_loadu_epi8(mask, q.add(b * dim + i));
-                for (a, &r) in acc.iter_mut().zip(&r) {
-                    *a = _mm512_dpbusd_epi32(*a, r, p);
-                }
-            }
+        while i + 64 <= dim {
+            step_zmm(&mut acc, !0, q.add(i), dim, rows.add(i), stride, flip);
             i += 64;
+        }
+        if i < dim {
+            let mask = (1u64 << (dim - i)) - 1;
+            step_zmm(&mut acc, mask, q.add(i), dim, rows.add(i), stride, flip);
         }
     }
     reduce_zmm(&acc)
+}
+
+/// One 64-byte step of [`micro_zmm`]: the bytes under `mask` of each row
+/// (sign-flipped) times those of each probe, into the accumulators. With an
+/// all-ones mask the compiler emits plain loads.
+///
+/// # Safety
+/// AVX-512 F, BW and VNNI available; the masked bytes of `q + b * dim` and
+/// `rows + k * stride` are readable for `b < P`, `k < R`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn step_zmm<const P: usize, const R: usize>(
+    acc: &mut [[__m512i; R]; P],
+    mask: __mmask64,
+    q: *const i8,
+    dim: usize,
+    rows: *const i8,
+    stride: usize,
+    flip: __m512i,
+) {
+    // SAFETY: as the contract states.
+    unsafe {
+        let r: [__m512i; R] = std::array::from_fn(|k| {
+            _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows.add(k * stride)), flip)
+        });
+        for (b, acc) in acc.iter_mut().enumerate() {
+            let p = _mm512_maskz_loadu_epi8(mask, q.add(b * dim));
+            for (a, &r) in acc.iter_mut().zip(&r) {
+                *a = _mm512_dpbusd_epi32(*a, r, p);
+            }
+        }
+    }
 }
 
 /// The horizontal sums of `P * R` 512-bit accumulators, sixteen at a time
