@@ -260,3 +260,44 @@ fn bad_probes_and_parameters_are_refused() {
     let all = engine.search(&p, 1000).unwrap();
     assert_eq!(all[0].len(), engine.gallery().subjects());
 }
+
+#[test]
+fn every_kernel_set_gives_the_same_answers_over_many_chunks() {
+    // More rows than three of the engine's parallel chunks (16,384 rows), so
+    // that several workers each carry their selections across chunks; the
+    // int8 scan's scores are exact integers, so every kernel set must give
+    // the portable one's candidates exactly, at every batch size (and the
+    // same f16 re-scores up to the float kernels' summation order).
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 40;
+    let s = synth(25_000, 9, dim, 23);
+    let (data, ids) = population(&s);
+    assert!(data.len() / dim > 3 * 16_384, "{} rows", data.len() / dim);
+    let probes: Vec<f32> = (0..9).flat_map(|j| s.probe(j).vector).collect();
+    let g = open(&build(
+        dir.path(),
+        "g.fgal",
+        &data,
+        dim,
+        &ids,
+        ElementType::Int8,
+    ));
+    let portable = CpuEngine::with_kernels(ScanTarget::whole(g.clone()), Kernels::portable());
+    for count in [1, 5, 9] {
+        let batch = ProbeBatch::new(dim, &probes[..count * dim]).unwrap();
+        let want = portable.search(&batch, 10).unwrap();
+        for kernels in Kernels::available() {
+            let engine = CpuEngine::with_kernels(ScanTarget::whole(g.clone()), kernels);
+            let got = engine.search(&batch, 10).unwrap();
+            let key = |v: &[Vec<facegate_core::Candidate>]| -> Vec<Vec<(u32, u32)>> {
+                v.iter()
+                    .map(|c| c.iter().map(|c| (c.subject, c.row)).collect())
+                    .collect()
+            };
+            assert_eq!(key(&got), key(&want), "{} batch {count}", kernels.name);
+            for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                assert!((g.score - w.score).abs() < 1e-5, "{}", kernels.name);
+            }
+        }
+    }
+}

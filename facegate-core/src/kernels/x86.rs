@@ -29,6 +29,7 @@ pub fn avx2() -> Option<Kernels> {
         && is_x86_feature_detected!("f16c"))
     .then_some(Kernels {
         name: "avx2",
+        wide_batch_probes: false,
         i8_block,
         i8_batch_block,
         f16_block,
@@ -287,7 +288,7 @@ unsafe fn micro_i8<const P: usize, const R: usize>(
 /// separate horizontal sums take 24 operations): a 512-byte row is only 16
 /// chunks long, so the reduction is not negligible.
 #[target_feature(enable = "avx2")]
-fn reduce<const P: usize, const R: usize>(acc: &[[__m256i; R]; P]) -> [[i32; R]; P] {
+pub(super) fn reduce<const P: usize, const R: usize>(acc: &[[__m256i; R]; P]) -> [[i32; R]; P] {
     let at = |k: usize| acc[k / R][k % R];
     let mut sums = [[0i32; R]; P];
     let mut k = 0;
