@@ -1,5 +1,7 @@
-//! Faiss's exact inner-product index (`IndexFlatIP`) as the peer that
-//! facegate's CPU engine is measured against, on the same rows and probes.
+//! Faiss's exhaustive CPU indexes as the peers that facegate's CPU engine is
+//! measured against, on the same rows and probes: `IndexFlatIP` (exact f32)
+//! and the 8-bit scalar quantizer `SQ8` (the closest Faiss has to
+//! facegate's int8 scan; it scans every row too, decoding each to f32).
 //!
 //! Faiss ranks rows; facegate ranks distinct subjects (a subject may have
 //! several templates). To compare like with like, Faiss is asked for enough
@@ -8,25 +10,62 @@
 
 use anyhow::Context;
 use facegate_core::Candidate;
-use faiss::{FlatIndex, Index};
+use faiss::index::IndexImpl;
+use faiss::{Index, MetricType, index_factory};
 
-/// An exact f32 inner-product index over unit rows.
-pub struct FlatIp {
-    index: FlatIndex,
+/// Which exhaustive Faiss index to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerKind {
+    /// `IndexFlatIP`: exact f32 inner products (BLAS sgemm for batches).
+    Flat,
+    /// `IndexScalarQuantizer` with 8 bits per dimension, trained on the rows.
+    Sq8,
+}
+
+impl PeerKind {
+    /// The name Faiss's index factory knows it by.
+    pub fn factory_name(self) -> &'static str {
+        match self {
+            PeerKind::Flat => "Flat",
+            PeerKind::Sq8 => "SQ8",
+        }
+    }
+}
+
+/// An exhaustive inner-product index over unit rows.
+pub struct FaissPeer {
+    index: IndexImpl,
+    kind: PeerKind,
     dim: usize,
 }
 
-impl FlatIp {
-    /// Copies `rows` (unit length, row-major, `dim` per row) into a new index.
-    pub fn build(dim: usize, rows: &[f32]) -> anyhow::Result<FlatIp> {
-        let mut index = FlatIndex::new_ip(dim as u32).context("creating IndexFlatIP")?;
-        index.add(rows).context("adding rows to IndexFlatIP")?;
-        Ok(FlatIp { index, dim })
+impl FaissPeer {
+    /// Copies `rows` (unit length, row-major, `dim` per row) into a new
+    /// index of `kind`, trained on the same rows when the kind needs it.
+    pub fn build(kind: PeerKind, dim: usize, rows: &[f32]) -> anyhow::Result<FaissPeer> {
+        let name = kind.factory_name();
+        let mut index = index_factory(dim as u32, name, MetricType::InnerProduct)
+            .with_context(|| format!("creating Faiss {name}"))?;
+        index
+            .train(rows)
+            .with_context(|| format!("training Faiss {name}"))?;
+        index
+            .add(rows)
+            .with_context(|| format!("adding rows to Faiss {name}"))?;
+        Ok(FaissPeer { index, kind, dim })
+    }
+
+    /// Which index this is.
+    pub fn kind(&self) -> PeerKind {
+        self.kind
     }
 
     /// The best `k` rows for each probe, best first, as (row, score).
     pub fn search(&mut self, probes: &[f32], k: usize) -> anyhow::Result<Vec<Vec<(u64, f32)>>> {
-        let r = self.index.search(probes, k).context("IndexFlatIP search")?;
+        let r = self
+            .index
+            .search(probes, k)
+            .with_context(|| format!("Faiss {} search", self.kind.factory_name()))?;
         let n = probes.len() / self.dim;
         Ok((0..n)
             .map(|q| {

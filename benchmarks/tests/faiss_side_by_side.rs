@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use facegate_benchmarks::NoiseRows;
-use facegate_benchmarks::faiss_peer::{FlatIp, agreement, distinct_subjects};
+use facegate_benchmarks::faiss_peer::{FaissPeer, PeerKind, agreement, distinct_subjects};
 use facegate_core::format::{BuildOptions, RowSource, SliceRows, build_gallery};
 use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
 
@@ -57,7 +57,7 @@ fn facegate_finds_what_faiss_flat_ip_finds() {
         let norm = p.iter().map(|x| x * x).sum::<f32>().sqrt();
         p.iter_mut().for_each(|x| *x /= norm);
     }
-    let mut faiss = FlatIp::build(DIM, &rows).unwrap();
+    let mut faiss = FaissPeer::build(PeerKind::Flat, DIM, &rows).unwrap();
     let raw = faiss.search(&probes, 2 * K).unwrap();
     assert_eq!(raw.len(), PROBES);
     assert!(raw.iter().all(|r| r.len() == 2 * K));
