@@ -97,7 +97,10 @@ async fn serve(gallery: &Path, data_dir: &Path) -> (InProcessServer, Target) {
         .unwrap();
         let server = InProcessServer {
             addr: format!("http://127.0.0.1:{port}"),
-            task: tokio::spawn(facegate_server::serve::run(settings)),
+            task: tokio::spawn(facegate_server::serve::run(
+                settings,
+                std::sync::Arc::new(facegate_core::clock::SystemClock),
+            )),
         };
         let ready_by = Instant::now() + Duration::from_secs(15);
         while !server.task.is_finished() && Instant::now() < ready_by {

@@ -24,10 +24,11 @@
 
 #![warn(missing_docs)]
 
-/// Types, clients (`matcher_client`, `gallery_admin_client`) and servers
-/// (`matcher_server`, `gallery_admin_server`) generated from
-/// `proto/facegate/v1/{matcher,admin}.proto`; the proto's comments are their
-/// documentation.
+/// Types, clients (`matcher_client`, `gallery_admin_client`,
+/// `manifests_client`) and servers (`matcher_server`, `gallery_admin_server`,
+/// `manifests_server`) generated from
+/// `proto/facegate/v1/{matcher,admin,manifests}.proto`; the proto's comments
+/// are their documentation.
 pub mod v1 {
     #![allow(missing_docs)]
     tonic::include_proto!("facegate.v1");

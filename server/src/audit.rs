@@ -132,6 +132,7 @@ impl Caller {
             subjects,
             generation,
             latency_us: self.arrived.elapsed().as_micros() as u64,
+            manifest_id: None,
         }
     }
 }

@@ -121,6 +121,15 @@ pub fn authorise(principal: Option<&str>, claimed_port: &str) -> Result<(), Stat
     }
 }
 
+/// Whether a caller whose key names `principal` may search a manifest
+/// staged for `manifest_port`: a port key searches only its own port's
+/// manifests. Without keys (`None`) the port is not authenticated, so
+/// there is nothing to check it against, and every manifest may be
+/// searched, as every port may search the gallery.
+pub fn may_search_manifest(principal: Option<&str>, manifest_port: &str) -> bool {
+    principal.is_none_or(|p| p == manifest_port)
+}
+
 /// A new random token for `name` and the keys-file line that accepts it.
 pub fn new_key(name: &str) -> (String, String) {
     let mut bytes = [0u8; 32];

@@ -117,6 +117,15 @@ pub struct Settings {
     /// Keys file of the back office: GalleryAdmin calls then need a key.
     #[arg(long, env = "FACEGATE_ADMIN_KEYS")]
     pub admin_keys: Option<PathBuf>,
+    /// Milliseconds between purges of manifests whose window has ended
+    /// (they are refused from the end of their window on; the purge
+    /// deletes them from memory and disk).
+    #[arg(
+        long,
+        env = "FACEGATE_MANIFEST_PURGE_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub manifest_purge_interval_ms: u64,
     /// Serve without an audit trail (tests, benchmarks); never in service.
     #[arg(long, env = "FACEGATE_NO_AUDIT")]
     pub no_audit: bool,
@@ -216,6 +225,12 @@ impl Settings {
         }
         if self.queue_capacity == 0 {
             anyhow::bail!("queue_capacity must be at least 1");
+        }
+        if !(10..=3_600_000).contains(&self.manifest_purge_interval_ms) {
+            anyhow::bail!(
+                "manifest_purge_interval_ms must be within 10..=3600000 (one hour), got {}",
+                self.manifest_purge_interval_ms
+            );
         }
         Ok(())
     }

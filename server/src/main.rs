@@ -149,7 +149,10 @@ fn main() -> std::process::ExitCode {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(facegate_server::serve::run(s))
+                .block_on(facegate_server::serve::run(
+                    s,
+                    std::sync::Arc::new(facegate_core::clock::SystemClock),
+                ))
         }),
     };
     match result {

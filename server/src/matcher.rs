@@ -16,7 +16,7 @@ use crate::deadline::RequestClock;
 use crate::generation::GalleryFacts;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
-use crate::served::{Identified, ServedGallery, Verified};
+use crate::served::{AnsweredBy, Identified, ServedGallery, Verified};
 use crate::status::not_audited;
 use crate::{auth, request};
 
@@ -38,21 +38,45 @@ impl MatcherService {
     }
 }
 
-/// One Identify, unary or streamed: checked, searched, answered.
+/// One Identify, unary or streamed: checked, searched (nationally, or in
+/// the manifest it names), answered.
 async fn identify_one(
     state: &ServedGallery,
     r: IdentifyRequest,
     clock: RequestClock,
-    port: &str,
+    caller: &Caller,
 ) -> Result<IdentifyResponse, Status> {
     clock.check()?;
     let job = request::identify(&r, state.gallery().header(), state.limits())?;
     let budget_ms = clock
         .deadline
         .map(|d| d.saturating_duration_since(clock.arrived).as_millis() as u64);
-    tracing::debug!(top_k = r.top_k, ?budget_ms, "identify");
-    let found = state.identify(&job, port, clock.deadline).await?;
+    tracing::debug!(
+        top_k = r.top_k,
+        ?budget_ms,
+        scoped = job.manifest.is_some(),
+        "identify"
+    );
+    let (port, deadline) = (caller.port(), clock.deadline);
+    let found = match &job.manifest {
+        None => state.identify(&job, port, deadline).await?,
+        Some(scope) => {
+            let principal = caller.principal.as_deref();
+            (state.identify_in_manifest(&job, scope, principal, port, deadline)).await?
+        }
+    };
     Ok(identify_response(r.request_id, found, clock.arrived))
+}
+
+/// The proto `answered_by` and `manifest_id` of an answer.
+fn answered_by(by: &AnsweredBy) -> (proto::SearchScope, String) {
+    let id = by.manifest_id().unwrap_or_default().to_string();
+    let scope = match by {
+        AnsweredBy::National => proto::SearchScope::National,
+        AnsweredBy::Manifest(_) => proto::SearchScope::Manifest,
+        AnsweredBy::ManifestThenNational(_) => proto::SearchScope::ManifestThenNational,
+    };
+    (scope, id)
 }
 
 /// The proto answer to a finished Identify.
@@ -67,6 +91,7 @@ fn identify_response(request_id: String, found: Identified, arrived: Instant) ->
             rank: i as u32 + 1,
         })
         .collect();
+    let (scope, manifest_id) = answered_by(&found.answered_by);
     IdentifyResponse {
         r#match: found.matched,
         candidates,
@@ -79,6 +104,8 @@ fn identify_response(request_id: String, found: Identified, arrived: Instant) ->
         )),
         gallery_generation: found.generation,
         error: None,
+        answered_by: scope.into(),
+        manifest_id,
     }
 }
 
@@ -130,6 +157,11 @@ fn timing(queue: Duration, engine: Duration, total: Duration) -> proto::Timing {
         engine_us: engine.as_micros() as u64,
         total_us: total.as_micros() as u64,
     }
+}
+
+/// The manifest an Identify names, for its audit record.
+fn named_manifest(r: &IdentifyRequest) -> Option<String> {
+    (!r.manifest_id.is_empty()).then(|| r.manifest_id.clone())
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -208,16 +240,18 @@ impl Answer for VerifyAnswer {
 /// Writes the request's audit record (when the trail is on), then counts
 /// it; the answer leaves only once its record is durable (UNAVAILABLE when
 /// it cannot be made so). `named` are the subjects the request itself
-/// named, recorded when it failed.
+/// named, recorded when it failed; `manifest` the manifest it named
+/// (recorded either way).
 async fn finish<T: Answer>(
     svc: &MatcherService,
     rpc: &str,
     caller: &Caller,
     result: Result<T, Status>,
     named: impl FnOnce() -> Vec<String>,
+    manifest: Option<String>,
 ) -> Result<T, Status> {
     let result = if svc.auditor.is_enabled() {
-        let event = match &result {
+        let mut event = match &result {
             Ok(v) => {
                 let (subjects, generation) = v.disclosed();
                 let matched = Some(v.matched());
@@ -225,6 +259,7 @@ async fn finish<T: Answer>(
             }
             Err(s) => caller.event(rpc, s.code(), None, named(), 0),
         };
+        event.manifest_id = manifest;
         match svc.auditor.record(event).await {
             Ok(_) => result,
             Err(reason) => Err(not_audited(&reason)),
@@ -258,15 +293,16 @@ impl Matcher for MatcherService {
         let capture = req.get_mut().capture.take();
         let caller = Caller::new(&req, &req.get_ref().request_id, capture, clock.arrived);
         let r = req.into_inner();
+        let manifest = named_manifest(&r);
         let span =
             tracing::info_span!("identify", port = %caller.port(), request_id = %r.request_id);
         let result = async {
             auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
-            identify_one(&self.state, r, clock, caller.port()).await
+            identify_one(&self.state, r, clock, &caller).await
         }
         .instrument(span)
         .await;
-        finish(self, "Identify", &caller, result, Vec::new)
+        finish(self, "Identify", &caller, result, Vec::new, manifest)
             .await
             .map(Response::new)
     }
@@ -310,15 +346,17 @@ impl Matcher for MatcherService {
                     };
                     let _in_flight = InFlight::new(svc.state.metrics());
                     let request_id = r.request_id.clone();
+                    let manifest = named_manifest(&r);
                     let caller = base.with(&r.request_id, r.capture.take(), clock.arrived);
                     let span = tracing::info_span!("identify_stream", port = %caller.port(), request_id = %r.request_id);
                     let result = async {
                         auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
-                        identify_one(&svc.state, r, clock, caller.port()).await
+                        identify_one(&svc.state, r, clock, &caller).await
                     }
                     .instrument(span)
                     .await;
-                    let result = finish(&svc, "IdentifyStream", &caller, result, Vec::new).await;
+                    let result =
+                        finish(&svc, "IdentifyStream", &caller, result, Vec::new, manifest).await;
                     let resp = result.unwrap_or_else(|s| IdentifyResponse {
                         request_id,
                         error: Some(proto::RequestError {
@@ -355,7 +393,7 @@ impl Matcher for MatcherService {
             response,
             subject: r.subject_id.clone(),
         });
-        finish(self, "Verify", &caller, result, || vec![r.subject_id])
+        finish(self, "Verify", &caller, result, || vec![r.subject_id], None)
             .await
             .map(|v| Response::new(v.response))
     }

@@ -88,6 +88,13 @@ pub struct Metrics {
     pub audit_commit_seconds: Histogram,
     /// Calls refused for a missing or unknown API key, by listener.
     pub auth_failures: IntCounterVec,
+    /// Manifests held (staged and not yet purged: not yet valid, valid, or
+    /// ended and awaiting the next purge).
+    pub manifests_live: IntGauge,
+    /// Scoped (manifest) Identify requests by outcome.
+    pub scoped_searches: IntCounterVec,
+    /// Manifests purged because their window ended (or they were closed).
+    pub manifest_expiries: IntCounter,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -106,6 +113,7 @@ impl Metrics {
         let engine = EngineMetrics::register(r);
         let audit = AuditMetrics::register(r);
         let auth_failures = register_auth_failures(r);
+        let manifests = ManifestMetrics::register(r);
         Arc::new(Metrics {
             requests: requests.total,
             request_seconds: requests.seconds,
@@ -136,6 +144,9 @@ impl Metrics {
             audit_failures: audit.failures,
             audit_commit_seconds: audit.commit_seconds,
             auth_failures,
+            manifests_live: manifests.live,
+            scoped_searches: manifests.scoped_searches,
+            manifest_expiries: manifests.expiries,
             registry,
             ports: Mutex::new(HashSet::new()),
         })
@@ -512,6 +523,66 @@ impl AuditMetrics {
     }
 }
 
+/// Every `outcome` of `facegate_scoped_searches_total`, each series
+/// created at zero at start so that rates and dashboards see the series
+/// before the first scoped search (the server's `scoped_outcome` returns
+/// only these).
+pub const SCOPED_OUTCOMES: [&str; 10] = [
+    "match",
+    "no_match",
+    "fallback_match",
+    "fallback_no_match",
+    "unknown",
+    "expired",
+    "not_yet_valid",
+    "denied",
+    "invalid",
+    "error",
+];
+
+/// Manifest galleries: how many are held, how scoped searches end, and
+/// how many windows have ended and been purged.
+struct ManifestMetrics {
+    live: IntGauge,
+    scoped_searches: IntCounterVec,
+    expiries: IntCounter,
+}
+
+impl ManifestMetrics {
+    fn register(r: &Registry) -> Self {
+        let metrics = ManifestMetrics {
+            live: register(
+                r,
+                IntGauge::new(
+                    "facegate_manifests_live",
+                    "Manifests held: staged and not yet purged.",
+                ),
+            ),
+            scoped_searches: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_scoped_searches_total",
+                        "Identify requests scoped to a manifest, by outcome.",
+                    ),
+                    &["outcome"],
+                ),
+            ),
+            expiries: register(
+                r,
+                IntCounter::new(
+                    "facegate_manifest_expiries_total",
+                    "Manifests purged from memory and disk because their window ended.",
+                ),
+            ),
+        };
+        for outcome in SCOPED_OUTCOMES {
+            metrics.scoped_searches.with_label_values(&[outcome]);
+        }
+        metrics
+    }
+}
+
 /// Authentication: calls refused for a missing or unknown API key, by
 /// listener.
 fn register_auth_failures(r: &Registry) -> IntCounterVec {
@@ -629,6 +700,9 @@ mod tests {
             "facegate_build_info",
             "facegate_batch_cost_seconds{part=\"per_probe\"}",
             "facegate_batch_limit",
+            "facegate_manifests_live",
+            "facegate_manifest_expiries_total",
+            "facegate_scoped_searches_total{outcome=\"fallback_no_match\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing");
         }

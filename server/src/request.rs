@@ -6,7 +6,12 @@
 
 use std::sync::Arc;
 
+use facegate_core::clock::UnixMillis;
 use facegate_core::format::Header as GalleryHeader;
+use facegate_core::manifest::{
+    Amendment, Direction, ListQuery, Manifest, ManifestError, ManifestHeader, ManifestKind,
+    validate_manifest_id,
+};
 use facegate_core::{InputError, ProbeBatch};
 
 use crate::proto;
@@ -61,6 +66,26 @@ pub enum RequestError {
     /// A probe that cannot be searched (dimension, non-finite, zero norm).
     #[error(transparent)]
     Probe(#[from] InputError),
+    /// `fallback` asks for the national search when a manifest gives no
+    /// match: without a manifest it means nothing, and is refused rather
+    /// than ignored.
+    #[error("fallback applies only to a manifest search: set manifest_id, or unset fallback")]
+    FallbackWithoutManifest,
+    /// A manifest (or its id, or an amendment) that cannot be staged.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A manifest without its header.
+    #[error("header is required")]
+    ManifestHeaderMissing,
+    /// A manifest kind or direction left unspecified (or unknown to this
+    /// server): every manifest is of one kind and one direction.
+    #[error("{field} is required: {allowed}")]
+    Unspecified {
+        /// The field.
+        field: &'static str,
+        /// The values it may take.
+        allowed: &'static str,
+    },
 }
 
 /// The limits a request is checked against besides the gallery.
@@ -81,6 +106,18 @@ pub struct CheckedIdentify {
     pub top_k: usize,
     /// The score at or above which the best candidate is a match.
     pub threshold: f32,
+    /// The manifest to search instead of the whole gallery, when one is named.
+    pub manifest: Option<ManifestScope>,
+}
+
+/// The manifest a scoped Identify searches, and what to do without a match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestScope {
+    /// The manifest's id (well formed; whether it exists is decided when
+    /// it is searched).
+    pub id: String,
+    /// On no match in the manifest, answer with the national 1:N search.
+    pub fallback: bool,
 }
 
 /// A checked Verify.
@@ -142,7 +179,95 @@ pub fn identify(
         probe: Arc::new(ProbeBatch::single(header.dim as usize, &r.probe)?),
         top_k: r.top_k as usize,
         threshold: threshold(limits, r.threshold)?,
+        manifest: manifest_scope(r)?,
     })
+}
+
+/// The manifest an Identify names, checked: a well-formed id, and no
+/// `fallback` without one.
+fn manifest_scope(r: &proto::IdentifyRequest) -> Result<Option<ManifestScope>, RequestError> {
+    if r.manifest_id.is_empty() {
+        return match r.fallback {
+            true => Err(RequestError::FallbackWithoutManifest),
+            false => Ok(None),
+        };
+    }
+    validate_manifest_id(&r.manifest_id)?;
+    Ok(Some(ManifestScope {
+        id: r.manifest_id.clone(),
+        fallback: r.fallback,
+    }))
+}
+
+/// A manifest to stage, from its proto: the kind and direction mapped, then
+/// every field checked and the travellers sorted (`Manifest::normalized`).
+pub fn manifest(r: &proto::StageManifestRequest) -> Result<Manifest, RequestError> {
+    let h = r
+        .header
+        .as_ref()
+        .ok_or(RequestError::ManifestHeaderMissing)?;
+    let manifest = Manifest {
+        header: ManifestHeader {
+            id: h.manifest_id.clone(),
+            kind: manifest_kind(h.kind)?,
+            carrier: h.carrier.clone(),
+            voyage: h.voyage.clone(),
+            port: h.port_id.clone(),
+            direction: direction(h.direction)?,
+            scheduled: UnixMillis(h.scheduled_unix_ms),
+            valid_from: UnixMillis(h.valid_from_unix_ms),
+            valid_until: UnixMillis(h.valid_until_unix_ms),
+        },
+        subject_ids: r.subject_ids.clone(),
+    };
+    Ok(manifest.normalized()?)
+}
+
+fn manifest_kind(kind: i32) -> Result<ManifestKind, RequestError> {
+    use proto::ManifestKind as K;
+    match K::try_from(kind) {
+        Ok(K::Flight) => Ok(ManifestKind::Flight),
+        Ok(K::Vessel) => Ok(ManifestKind::Vessel),
+        Ok(K::LandCrossing) => Ok(ManifestKind::LandCrossing),
+        Ok(K::PortDay) => Ok(ManifestKind::PortDay),
+        Ok(K::Unspecified) | Err(_) => Err(RequestError::Unspecified {
+            field: "header.kind",
+            allowed: "FLIGHT, VESSEL, LAND_CROSSING or PORT_DAY",
+        }),
+    }
+}
+
+fn direction(direction: i32) -> Result<Direction, RequestError> {
+    match proto::Direction::try_from(direction) {
+        Ok(proto::Direction::Entry) => Ok(Direction::Entry),
+        Ok(proto::Direction::Exit) => Ok(Direction::Exit),
+        Ok(proto::Direction::Unspecified) | Err(_) => Err(RequestError::Unspecified {
+            field: "header.direction",
+            allowed: "DIRECTION_ENTRY or DIRECTION_EXIT",
+        }),
+    }
+}
+
+/// An amendment, checked (ids well formed, none twice, none both added and
+/// dropped), with the manifest id it applies to.
+pub fn amendment(r: &proto::AmendManifestRequest) -> Result<(String, Amendment), RequestError> {
+    validate_manifest_id(&r.manifest_id)?;
+    let amendment = Amendment {
+        add: r.add.clone(),
+        drop: r.drop.clone(),
+    };
+    amendment.validate()?;
+    Ok((r.manifest_id.clone(), amendment))
+}
+
+/// A listing's query: the port filter, the page token as the cursor.
+pub fn list_query(r: &proto::ListManifestsRequest) -> ListQuery {
+    let given = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    ListQuery {
+        port: given(&r.port_id),
+        after: given(&r.page_token),
+        limit: r.page_size as usize,
+    }
 }
 
 /// Checks a Verify against the gallery that will answer it.

@@ -1,7 +1,8 @@
 //! Starts the gRPC servers, with a graceful drain on SIGTERM or Ctrl-C: the
 //! ports' listener (Matcher, health, reflection) and, on its own address,
-//! the enrolment back office's (GalleryAdmin, health, reflection), so that
-//! the ports' network path cannot reach the RPCs that change the gallery.
+//! the back office's (GalleryAdmin, Manifests, health, reflection), so that
+//! the ports' network path cannot reach the RPCs that change the gallery or
+//! its manifests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use facegate_core::Gallery;
+use facegate_core::clock::Clock;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -24,14 +26,21 @@ use crate::auth::KeyRing;
 use crate::changes::GalleryChanges;
 use crate::config::Settings;
 use crate::engines::open_gpu;
+use crate::manifests::ManifestsService;
 use crate::matcher::MatcherService;
 use crate::metrics::Metrics;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
+use crate::proto::manifests_server::ManifestsServer;
 use crate::proto::matcher_server::MatcherServer;
+use crate::scoped::ServedManifests;
 use crate::served::ServedGallery;
 
-/// Opens the gallery, binds, serves until a shutdown signal, then drains.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Opens the gallery and the manifests, binds, serves until a shutdown
+/// signal, then drains. `clock` is the time manifests' windows are judged
+/// by: `SystemClock` in service; a test or simulation passes a
+/// `ManualClock` and moves it (the server has no other notion of "now" for
+/// manifests, and no test-only path).
+pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     // Settings built in code get the audit directory and checks that the
     // command line's get (resolving resolved settings changes nothing).
     let settings = settings.resolve()?;
@@ -44,6 +53,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // After what most often fails at start-up (the gallery, the engine, the
     // keys files), so that such a failure leaves no audit file behind; an
     // empty one, should binding fail later, is passed over at the next start.
+    let manifests = open_manifests(&settings.data_dir, clock).await?;
     let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics).await?;
     let state = Arc::new(
         ServedGallery::new(
@@ -52,6 +62,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.clone(),
             metrics.clone(),
             path.clone(),
+            manifests,
         )
         .context("starting the dispatcher thread")?,
     );
@@ -62,12 +73,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     health
         .set_serving::<GalleryAdminServer<AdminService>>()
         .await;
+    health
+        .set_serving::<ManifestsServer<ManifestsService>>()
+        .await;
     let matcher = matcher_service(&state, &auditor, settings.max_message_bytes, port_keys);
     let ports = Routes::new(matcher).add_service(health_service.clone());
-    let ports = with_reflection(ports, "facegate.v1.Matcher")?;
+    let ports = with_reflection(ports, &["facegate.v1.Matcher"])?;
+    let manifests = manifests_service(&state, &auditor, &settings, admin_keys.clone());
     let admin = admin_service(&state, auditor, &settings, &live, admin_keys);
-    let back_office = Routes::new(admin).add_service(health_service);
-    let back_office = with_reflection(back_office, "facegate.v1.GalleryAdmin")?;
+    let back_office = Routes::new(admin)
+        .add_service(manifests)
+        .add_service(health_service);
+    let back_office = with_reflection(
+        back_office,
+        &["facegate.v1.GalleryAdmin", "facegate.v1.Manifests"],
+    )?;
+    let purge_every = Duration::from_millis(settings.manifest_purge_interval_ms);
+    let purging = tokio::spawn(purge_manifests(Arc::downgrade(&state), purge_every));
 
     let metrics_stop = start_metrics(settings.metrics_listen, metrics).await?;
     let signals = Signals::listen();
@@ -83,6 +105,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         drain,
     )
     .await?;
+    purging.abort();
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())
@@ -115,6 +138,49 @@ async fn open_changes(
     let changes =
         tokio::task::spawn_blocking(move || GalleryChanges::open(live, &dir, metrics)).await??;
     Ok(Arc::new(changes))
+}
+
+/// The manifests stored under `data_dir` (`manifests.db`, when it
+/// exists), those whose window ended while the server was down purged, the
+/// rest loaded.
+async fn open_manifests(
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<ServedManifests>> {
+    let dir = data_dir.to_path_buf();
+    let manifests = tokio::task::spawn_blocking(move || ServedManifests::open(&dir, clock))
+        .await?
+        .context("opening the manifests")?;
+    tracing::info!(manifests = manifests.len(), "manifests open");
+    Ok(Arc::new(manifests))
+}
+
+/// Every `every`, purges the manifests whose window has ended (from disk,
+/// then memory), on the blocking pool; logs how many, never their
+/// travellers. A failure is logged and retried at the next tick (ended
+/// manifests are refused to searches meanwhile all the same). It holds the
+/// state weakly and ends with it, so that a server run in-process and
+/// dropped lets go of its manifest store (and the store's file lock).
+async fn purge_manifests(state: std::sync::Weak<ServedGallery>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let manifests = state.manifests().clone();
+        let purged = tokio::task::spawn_blocking(move || manifests.purge_expired()).await;
+        let metrics = state.metrics();
+        match purged {
+            Ok(Ok(ids)) if !ids.is_empty() => {
+                metrics.manifest_expiries.inc_by(ids.len() as u64);
+                tracing::info!(purged = ids.len(), "expired manifests purged");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "purging expired manifests failed"),
+            Err(e) => tracing::error!(error = %e, "the manifest purge task failed"),
+        }
+        metrics.manifests_live.set(state.manifests().len() as i64);
+    }
 }
 
 /// The audit trail in `dir`, or a disabled one (with a warning) when the
@@ -213,17 +279,47 @@ fn admin_service(
     )
 }
 
+/// The Manifests service of the back office's listener, each call's key
+/// checked (the admin keys) before the handler. A staging may list up to
+/// `MAX_TRAVELLERS` ids of up to `MAX_SUBJECT_ID_LEN` bytes: its message
+/// limit allows for them whatever the ports' limit is.
+fn manifests_service(
+    state: &Arc<ServedGallery>,
+    auditor: &Arc<Auditor>,
+    settings: &Settings,
+    keys: impl KeyCheck,
+) -> InterceptedService<
+    ManifestsServer<ManifestsService>,
+    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
+> {
+    use facegate_core::format::MAX_SUBJECT_ID_LEN;
+    use facegate_core::manifest::MAX_TRAVELLERS;
+    let message_bytes = settings
+        .max_message_bytes
+        .max(MAX_TRAVELLERS * (MAX_SUBJECT_ID_LEN + 3) + 64 * 1024);
+    InterceptedService::new(
+        ManifestsServer::new(ManifestsService::new(state.clone(), auditor.clone()))
+            .max_decoding_message_size(message_bytes),
+        move |mut req: tonic::Request<()>| {
+            keys(&mut req)?;
+            Ok(req)
+        },
+    )
+}
+
 /// `routes` with server reflection: `grpc.reflection.v1`, and the
 /// `v1alpha` that clients written before v1 still ask for alone (older
 /// grpcurl and grpc_cli, many language libraries). Both advertise only
-/// `service` and health: each listener lists what it serves, and only that.
-fn with_reflection(routes: Routes, service: &str) -> anyhow::Result<Routes> {
+/// `services` and health: each listener lists what it serves, and only that.
+fn with_reflection(routes: Routes, services: &[&str]) -> anyhow::Result<Routes> {
     let builder = || {
-        tonic_reflection::server::Builder::configure()
+        let mut b = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(service)
-            .with_service_name("grpc.health.v1.Health")
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for service in services {
+            b = b.with_service_name(*service);
+        }
+        b.with_service_name("grpc.health.v1.Health")
     };
     let v1 = builder()
         .build_v1()
@@ -275,8 +371,8 @@ async fn bind_listeners(settings: &Settings) -> anyhow::Result<Listeners> {
     tracing::info!(
         %addr,
         %admin_addr,
-        "serving facegate.v1.Matcher on addr, facegate.v1.GalleryAdmin on admin_addr, \
-         grpc.health.v1 and reflection on both"
+        "serving facegate.v1.Matcher on addr, facegate.v1.GalleryAdmin and \
+         facegate.v1.Manifests on admin_addr, grpc.health.v1 and reflection on both"
     );
     Ok(Listeners { ports, admin })
 }
@@ -332,6 +428,9 @@ async fn serve_until_shutdown(
         .await;
     health
         .set_not_serving::<GalleryAdminServer<AdminService>>()
+        .await;
+    health
+        .set_not_serving::<ManifestsServer<ManifestsService>>()
         .await;
     let _ = stop_ports.send(());
     let _ = stop_admin.send(());

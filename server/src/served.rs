@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use facegate_core::live::CommitError;
+use facegate_core::manifest::ScopeError;
 use facegate_core::wal::Change;
 use facegate_core::{Gallery, GalleryError, SearchError};
 
@@ -20,7 +21,8 @@ use crate::engines::{FailoverEngine, OpenedGpu};
 use crate::generation::{GalleryFacts, Generation};
 use crate::metrics::Metrics;
 use crate::reload::{Generations, ReloadError, Reloaded};
-use crate::request::{CheckedIdentify, CheckedVerify, Limits};
+use crate::request::{CheckedIdentify, CheckedVerify, Limits, ManifestScope};
+use crate::scoped::{self, ScopedError, ServedManifests};
 
 /// The gallery served and the machinery that searches and changes it.
 pub struct ServedGallery {
@@ -30,7 +32,30 @@ pub struct ServedGallery {
     dispatcher: Dispatcher,
     /// What requests are checked against besides the gallery.
     limits: Limits,
+    /// The staged manifests, searched by scoped Identify requests.
+    manifests: Arc<ServedManifests>,
     metrics: Arc<Metrics>,
+}
+
+/// Which search answered an Identify, and the manifest it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnsweredBy {
+    /// The whole gallery (1:N).
+    National,
+    /// The manifest's travellers alone.
+    Manifest(String),
+    /// The manifest gave no match; the whole gallery answered (fallback).
+    ManifestThenNational(String),
+}
+
+impl AnsweredBy {
+    /// The manifest the request named, if any.
+    pub fn manifest_id(&self) -> Option<&str> {
+        match self {
+            AnsweredBy::National => None,
+            AnsweredBy::Manifest(id) | AnsweredBy::ManifestThenNational(id) => Some(id),
+        }
+    }
 }
 
 /// A finished Identify, its candidates' ids resolved.
@@ -48,6 +73,8 @@ pub struct Identified {
     pub engine_time: Duration,
     /// The gallery generation that answered.
     pub generation: u64,
+    /// Which search answered.
+    pub answered_by: AnsweredBy,
 }
 
 /// A finished Verify.
@@ -87,18 +114,23 @@ pub enum IdentifyError {
     /// A candidate's id could not be read from the gallery.
     #[error(transparent)]
     Gallery(#[from] GalleryError),
+    /// The manifest named could not be searched.
+    #[error(transparent)]
+    Scoped(#[from] ScopedError),
 }
 
 impl ServedGallery {
     /// Serves the live gallery of `changes` (loaded from `gallery_path`)
     /// with the CPU engine, and the GPU engine when given (built from the
-    /// live gallery's scan target); starts the dispatcher thread.
+    /// live gallery's scan target), and `manifests` for scoped searches;
+    /// starts the dispatcher thread.
     pub fn new(
         changes: Arc<GalleryChanges>,
         gpu: Option<OpenedGpu>,
         settings: Settings,
         metrics: Arc<Metrics>,
         gallery_path: PathBuf,
+        manifests: Arc<ServedManifests>,
     ) -> std::io::Result<ServedGallery> {
         let engines = Arc::new(FailoverEngine::new(
             changes.live().clone(),
@@ -123,12 +155,19 @@ impl ServedGallery {
             dispatch,
             metrics.clone(),
         )?;
+        metrics.manifests_live.set(manifests.len() as i64);
         Ok(ServedGallery {
             generations,
             dispatcher,
             limits,
+            manifests,
             metrics,
         })
+    }
+
+    /// The staged manifests.
+    pub fn manifests(&self) -> &Arc<ServedManifests> {
+        &self.manifests
     }
 
     /// The metrics this state records into.
@@ -192,6 +231,78 @@ impl ServedGallery {
             queue_time: answer.queue_time,
             engine_time: answer.engine_time,
             generation: answer.gallery.base().header().generation,
+            answered_by: AnsweredBy::National,
+        })
+    }
+
+    /// Searches a checked Identify in the manifest `scope` names, on the
+    /// blocking pool (never queued behind a national batch), for a caller
+    /// whose key names `principal` (`None`: keys are off); with
+    /// `scope.fallback` and no match, the national 1:N search answers.
+    /// Counts the outcome (`facegate_scoped_searches_total`).
+    pub async fn identify_in_manifest(
+        &self,
+        job: &CheckedIdentify,
+        scope: &ManifestScope,
+        principal: Option<&str>,
+        port: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Identified, IdentifyError> {
+        let result = self
+            .scoped_then_national(job, scope, principal, port, deadline)
+            .await;
+        self.metrics
+            .scoped_searches
+            .with_label_values(&[scoped_outcome(&result)])
+            .inc();
+        result
+    }
+
+    async fn scoped_then_national(
+        &self,
+        job: &CheckedIdentify,
+        scope: &ManifestScope,
+        principal: Option<&str>,
+        port: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Identified, IdentifyError> {
+        let now = self.manifests.clock().now();
+        let manifest = self
+            .manifests
+            .scope(&scope.id, now)
+            .map_err(ScopedError::from)?;
+        if !crate::auth::may_search_manifest(principal, &manifest.header.port) {
+            let id = scope.id.clone();
+            return Err(ScopedError::OtherPort { id }.into());
+        }
+        let (g, probe, top_k) = (self.generation(), job.probe.clone(), job.top_k);
+        let found = tokio::task::spawn_blocking(move || {
+            scoped::search_manifest(&g, &manifest, &probe, top_k)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "manifest search task failed");
+            Err(ScopedError::Task)
+        })
+        .inspect_err(|e| tracing::error!(error = %e, "manifest search failed"))?;
+        let matched = found
+            .candidates
+            .first()
+            .is_some_and(|c| c.1 >= job.threshold);
+        if !matched && scope.fallback {
+            let mut national = self.identify(job, port, deadline).await?;
+            national.engine_time += found.engine_time;
+            national.answered_by = AnsweredBy::ManifestThenNational(scope.id.clone());
+            return Ok(national);
+        }
+        Ok(Identified {
+            candidates: found.candidates,
+            matched,
+            threshold: job.threshold,
+            queue_time: Duration::ZERO,
+            engine_time: found.engine_time,
+            generation: found.generation,
+            answered_by: AnsweredBy::Manifest(scope.id.clone()),
         })
     }
 
@@ -218,6 +329,27 @@ impl ServedGallery {
     /// What GetGalleryInfo reports.
     pub fn info(&self) -> GalleryFacts {
         self.generation().facts(&self.limits)
+    }
+}
+
+/// The `outcome` label of a scoped search.
+fn scoped_outcome(result: &Result<Identified, IdentifyError>) -> &'static str {
+    match result {
+        Ok(found) => match (&found.answered_by, found.matched) {
+            (AnsweredBy::ManifestThenNational(_), true) => "fallback_match",
+            (AnsweredBy::ManifestThenNational(_), false) => "fallback_no_match",
+            (_, true) => "match",
+            (_, false) => "no_match",
+        },
+        Err(IdentifyError::Scoped(e)) => match e {
+            ScopedError::Scope(ScopeError::Unknown { .. }) => "unknown",
+            ScopedError::Scope(ScopeError::Expired { .. }) => "expired",
+            ScopedError::Scope(ScopeError::NotYetValid { .. }) => "not_yet_valid",
+            ScopedError::Scope(ScopeError::BadId(_)) => "invalid",
+            ScopedError::OtherPort { .. } => "denied",
+            _ => "error",
+        },
+        Err(_) => "error",
     }
 }
 
@@ -291,6 +423,13 @@ mod tests {
             Settings::defaults().resolve().unwrap(),
             metrics.clone(),
             path.clone(),
+            Arc::new(
+                ServedManifests::open(
+                    &dir.path().join("data"),
+                    Arc::new(facegate_core::clock::SystemClock),
+                )
+                .unwrap(),
+            ),
         )
         .unwrap();
         assert_eq!(metrics.gpu_memory_bytes.get(), 123);

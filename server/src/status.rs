@@ -10,6 +10,7 @@
 //! Mapping logs nothing: each error is logged once, at its origin.
 
 use facegate_core::live::{ChangeError, CommitError};
+use facegate_core::manifest::{ManifestError, ScopeError, StoreError};
 use facegate_core::wal::WalError;
 use facegate_core::{GalleryError, SearchError};
 use tonic::Status;
@@ -17,6 +18,7 @@ use tonic::Status;
 use crate::dispatch::DispatchError;
 use crate::reload::ReloadError;
 use crate::request::RequestError;
+use crate::scoped::{ManifestOpError, ScopedError};
 use crate::served::{IdentifyError, VerifyError};
 
 /// The message of every INTERNAL answer caused by a damaged gallery.
@@ -55,6 +57,60 @@ impl From<IdentifyError> for Status {
         match e {
             IdentifyError::Dispatch(e) => e.into(),
             IdentifyError::Gallery(e) => gallery(&e),
+            IdentifyError::Scoped(e) => e.into(),
+        }
+    }
+}
+
+/// A manifest that could not be searched: unknown NOT_FOUND; expired or
+/// not yet valid FAILED_PRECONDITION (the request is right, the time is
+/// not); another port's PERMISSION_DENIED.
+impl From<ScopedError> for Status {
+    fn from(e: ScopedError) -> Status {
+        match e {
+            ScopedError::Scope(ScopeError::BadId(_)) => Status::invalid_argument(e.to_string()),
+            ScopedError::Scope(ScopeError::Unknown { .. }) => Status::not_found(e.to_string()),
+            ScopedError::Scope(ScopeError::Expired { .. } | ScopeError::NotYetValid { .. }) => {
+                Status::failed_precondition(e.to_string())
+            }
+            ScopedError::OtherPort { .. } => Status::permission_denied(e.to_string()),
+            ScopedError::Search(e) => search(&e),
+            ScopedError::Gallery(e) => gallery(&e),
+            ScopedError::Task => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// A back-office operation on manifests that failed; nothing was changed.
+impl From<ManifestOpError> for Status {
+    fn from(e: ManifestOpError) -> Status {
+        match e {
+            ManifestOpError::Store(e) => store(&e),
+            ManifestOpError::Gallery(e) => gallery(&e),
+            ManifestOpError::Task => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// A manifest store's refusal or failure: a bad manifest INVALID_ARGUMENT
+/// (one whose window has already ended FAILED_PRECONDITION), unknown
+/// NOT_FOUND, a different manifest under the id ALREADY_EXISTS, an ended
+/// one FAILED_PRECONDITION; a write that failed UNAVAILABLE (nothing was
+/// stored: retry once the operator has mended the disk); a damaged or
+/// foreign file INTERNAL.
+pub fn store(e: &StoreError) -> Status {
+    match e {
+        StoreError::Invalid(ManifestError::AlreadyExpired { .. }) | StoreError::Expired { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
+        StoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        StoreError::NotFound { .. } => Status::not_found(e.to_string()),
+        StoreError::Conflict { .. } => Status::already_exists(e.to_string()),
+        StoreError::Io { .. } | StoreError::Database { .. } => Status::unavailable(
+            "the manifest store could not be written or read; nothing was changed: retry later",
+        ),
+        StoreError::InUse { .. } | StoreError::Corrupt { .. } | StoreError::NewerSchema { .. } => {
+            Status::internal("manifest store error; the operator has been alerted")
         }
     }
 }

@@ -51,13 +51,20 @@ async fn both_listeners_answer_v1alpha_reflection_with_what_they_serve() {
     let f = fixture();
     let server = Server::start(&f.path, &["--no-audit"]);
     // The same services as v1 reflection advertises (tests/grpc.rs).
-    for (addr, want) in [
-        (&server.addr, "facegate.v1.Matcher"),
-        (&server.admin_addr, "facegate.v1.GalleryAdmin"),
+    for (addr, want, also) in [
+        (&server.addr, "facegate.v1.Matcher", None),
+        (
+            &server.admin_addr,
+            "facegate.v1.GalleryAdmin",
+            Some("facegate.v1.Manifests"),
+        ),
     ] {
         let (mut names, described) = v1alpha_reflection(addr, want).await;
         names.sort();
-        assert_eq!(names, [want, "grpc.health.v1.Health"], "{addr}");
+        let mut expected = vec![want, "grpc.health.v1.Health"];
+        expected.extend(also);
+        expected.sort();
+        assert_eq!(names, expected, "{addr}");
         assert!(described, "{want} is not described on {addr}");
     }
 }

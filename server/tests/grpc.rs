@@ -295,6 +295,8 @@ async fn ten_thousand_malformed_requests_never_break_the_server() {
                     threshold,
                     request_id: "x".repeat(rng.random_range(0..300)),
                     model_tag: tag,
+                    manifest_id: String::new(),
+                    fallback: false,
                     capture: None,
                 })
                 .await;

@@ -115,6 +115,7 @@ impl Ctx {
                 direction: Direction::Entry as i32,
                 captured_at_unix_ms,
             }),
+            ..Default::default()
         });
         req.set_timeout(self.deadline);
         let mut client = self.clients[port % self.clients.len()].clone();

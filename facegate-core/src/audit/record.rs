@@ -61,6 +61,11 @@ pub struct AuditEvent {
     pub generation: u64,
     /// Server time from arrival to answer, microseconds.
     pub latency_us: u64,
+    /// The manifest a scoped search named, or a manifest RPC changed or
+    /// read; absent otherwise (and in every record written before manifests
+    /// existed, which still read as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_id: Option<String>,
 }
 
 /// A record as stored: its place in the trail and the event.

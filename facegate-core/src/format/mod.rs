@@ -16,8 +16,8 @@ pub use layout::{
 };
 pub use reader::{Gallery, ScanRows, VerifyReport};
 pub use writer::{
-    BuildOptions, BuildReport, RowSource, SliceRows, build_gallery, build_gallery_with_lineage,
-    validate_subject_id,
+    BuildOptions, BuildReport, MAX_SUBJECT_ID_LEN, RowSource, SliceRows, build_gallery,
+    build_gallery_with_lineage, validate_subject_id,
 };
 
 /// The element type of stored template rows.
