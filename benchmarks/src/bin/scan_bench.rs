@@ -242,109 +242,31 @@ fn main() -> anyhow::Result<()> {
     let bw_buf = bandwidth_buffer(1 << 30);
     let bw_before = memory_read_bandwidth(&bw_buf, 5);
     let mut cases = Vec::new();
-    let mut types = Vec::new();
-    for t in &args.types {
-        types.push(match t.as_str() {
-            "int8" => ElementType::Int8,
-            "f32" => ElementType::F32,
-            other => anyhow::bail!("unknown scan type {other:?} (int8 or f32)"),
-        });
-    }
     // The int8 top-1 (subject id) of each probe of the largest batch, then
     // the comparison with f32 exact.
     let agree_batch = args.batches.iter().copied().max().unwrap_or(0);
     let mut int8_top1: Option<Vec<String>> = None;
     let mut agreement: Option<Agreement> = None;
-    for ty in types {
+    for ty in scan_types(&args)? {
         let g = build(tmp.path(), &args, ty)?;
-        let bytes = scan_bytes(&g);
-        let mut kernel_sets = if args.kernels.is_empty() {
-            vec![Kernels::detect()]
-        } else {
-            args.kernels
-                .iter()
-                .map(|n| {
-                    Kernels::by_name(n).with_context(|| {
-                        format!("kernel set {n:?} not available on this processor")
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?
-        };
+        let kernel_sets = kernel_sets(&args)?;
         let agree_kernels = kernel_sets[0].name;
-        if args.portable && Kernels::detect().name != "portable" {
-            kernel_sets.push(Kernels::portable());
-        }
         for kernels in kernel_sets {
             let engine = CpuEngine::with_kernels(ScanTarget::whole(g.clone()), kernels);
             for &b in &args.batches {
                 let probes = bench_probes(b, args.dim);
                 let batch = ProbeBatch::new(args.dim, &probes).context("probes")?;
-                engine.search(&batch, args.top_k)?; // warm-up: pages the rows in
-                let times: Vec<f64> = (0..args.repeats)
-                    .map(|_| {
-                        let t = Instant::now();
-                        engine
-                            .search(&batch, args.top_k)
-                            .map(|_| t.elapsed().as_secs_f64())
-                    })
-                    .collect::<Result<_, _>>()?;
-                let best = times.iter().copied().fold(f64::INFINITY, f64::min);
-                let t = median(times);
-                let gbs = bytes / t / 1e9;
-                let kt = kernel_alone(
-                    kernels,
-                    &g,
-                    &probes,
-                    (args.kernel_tile_rows, args.kernel_prefetch_tiles),
-                    args.repeats,
-                )
-                .unwrap_or((0.0, 0.0));
-                cases.push(Case {
-                    dtype: ty.name(),
-                    kernels: kernels.name,
-                    batch: b,
-                    median_ms: t * 1e3,
-                    best_ms: best * 1e3,
-                    probes_per_s: b as f64 / t,
-                    rows_per_s: args.rows as f64 / t,
-                    scan_gb_per_s: gbs,
-                    fraction_of_bandwidth: 0.0,
-                    gops: 2.0 * (args.rows * args.dim * b) as f64 / t / 1e9,
-                    kernel_ms: kt.0 * 1e3,
-                    kernel_best_ms: kt.1 * 1e3,
-                });
-                eprintln!(
-                    "{ty} {} batch {b}: {:.1} ms (kernel alone {:.1} ms)",
-                    kernels.name,
-                    t * 1e3,
-                    kt.0 * 1e3
-                );
-                if b == agree_batch && kernels.name == agree_kernels {
-                    let answers = engine.search(&batch, args.top_k)?;
-                    if ty == ElementType::Int8 {
-                        int8_top1 = Some(
-                            answers
-                                .iter()
-                                .map(|a| g.subject_id(a[0].subject).map(str::to_string))
-                                .collect::<Result<_, _>>()?,
-                        );
-                    } else if let Some(int8) = &int8_top1 {
-                        let mut a = Agreement {
-                            batch: b,
-                            same_top1: 0,
-                            max_shortfall: 0.0,
-                        };
-                        for (j, (exact, id)) in answers.iter().zip(int8).enumerate() {
-                            if g.subject_id(exact[0].subject)? == id {
-                                a.same_top1 += 1;
-                            } else {
-                                let s = g.find_subject(id)?.context("subject missing")?;
-                                let theirs = engine.refiner().score_subject(&batch, j, s)?.score;
-                                a.max_shortfall = a.max_shortfall.max(exact[0].score - theirs);
-                            }
-                        }
-                        agreement = Some(a);
+                cases.push(measure(&args, &engine, &g, ty, &batch, &probes)?);
+                if b != agree_batch || kernels.name != agree_kernels {
+                    continue;
+                }
+                let answers = engine.search(&batch, args.top_k)?;
+                match (ty, &int8_top1) {
+                    (ElementType::Int8, _) => int8_top1 = Some(top1_ids(&g, &answers)?),
+                    (_, Some(int8)) => {
+                        agreement = Some(compare_top1(&engine, &batch, &answers, int8)?)
                     }
+                    _ => {}
                 }
             }
         }
@@ -358,6 +280,134 @@ fn main() -> anyhow::Result<()> {
     for c in &mut cases {
         c.fraction_of_bandwidth = c.scan_gb_per_s / bw;
     }
+    print_table(&args, threads, bw, &cases);
+    print_agreement(agreement.as_ref());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "rows": args.rows, "dim": args.dim, "threads": threads,
+                "memory_read_gb_per_s": bw, "cases": cases, "agreement": agreement,
+            }))?
+        );
+    }
+    Ok(())
+}
+
+/// The scan types asked for.
+fn scan_types(args: &Args) -> anyhow::Result<Vec<ElementType>> {
+    args.types
+        .iter()
+        .map(|t| match t.as_str() {
+            "int8" => Ok(ElementType::Int8),
+            "f32" => Ok(ElementType::F32),
+            other => anyhow::bail!("unknown scan type {other:?} (int8 or f32)"),
+        })
+        .collect()
+}
+
+/// The kernel sets to measure: those named, else the one detected; plus the
+/// portable set with `--portable`.
+fn kernel_sets(args: &Args) -> anyhow::Result<Vec<Kernels>> {
+    let mut sets = if args.kernels.is_empty() {
+        vec![Kernels::detect()]
+    } else {
+        args.kernels
+            .iter()
+            .map(|n| {
+                Kernels::by_name(n)
+                    .with_context(|| format!("kernel set {n:?} not available on this processor"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    if args.portable && Kernels::detect().name != "portable" {
+        sets.push(Kernels::portable());
+    }
+    Ok(sets)
+}
+
+/// Times `engine` on `batch` (after a warm-up that pages the rows in), and
+/// the batch kernel alone on the same probes.
+fn measure(
+    args: &Args,
+    engine: &CpuEngine,
+    g: &Arc<Gallery>,
+    ty: ElementType,
+    batch: &ProbeBatch,
+    probes: &[f32],
+) -> anyhow::Result<Case> {
+    let b = batch.len();
+    let kernels = *engine.refiner().kernels();
+    engine.search(batch, args.top_k)?;
+    let times: Vec<f64> = (0..args.repeats)
+        .map(|_| {
+            let t = Instant::now();
+            engine
+                .search(batch, args.top_k)
+                .map(|_| t.elapsed().as_secs_f64())
+        })
+        .collect::<Result<_, _>>()?;
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let t = median(times);
+    let tiling = (args.kernel_tile_rows, args.kernel_prefetch_tiles);
+    let kt = kernel_alone(kernels, g, probes, tiling, args.repeats).unwrap_or((0.0, 0.0));
+    eprintln!(
+        "{ty} {} batch {b}: {:.1} ms (kernel alone {:.1} ms)",
+        kernels.name,
+        t * 1e3,
+        kt.0 * 1e3
+    );
+    Ok(Case {
+        dtype: ty.name(),
+        kernels: kernels.name,
+        batch: b,
+        median_ms: t * 1e3,
+        best_ms: best * 1e3,
+        probes_per_s: b as f64 / t,
+        rows_per_s: args.rows as f64 / t,
+        scan_gb_per_s: scan_bytes(g) / t / 1e9,
+        fraction_of_bandwidth: 0.0,
+        gops: 2.0 * (args.rows * args.dim * b) as f64 / t / 1e9,
+        kernel_ms: kt.0 * 1e3,
+        kernel_best_ms: kt.1 * 1e3,
+    })
+}
+
+/// The id of each probe's best subject.
+fn top1_ids(g: &Gallery, answers: &[Vec<facegate_core::Candidate>]) -> anyhow::Result<Vec<String>> {
+    Ok(answers
+        .iter()
+        .map(|a| g.subject_id(a[0].subject).map(str::to_string))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The f32 exact answers against the int8 top-1 ids of the same probes.
+fn compare_top1(
+    engine: &CpuEngine,
+    batch: &ProbeBatch,
+    exact: &[Vec<facegate_core::Candidate>],
+    int8: &[String],
+) -> anyhow::Result<Agreement> {
+    let g = engine.gallery();
+    let mut a = Agreement {
+        batch: batch.len(),
+        same_top1: 0,
+        max_shortfall: 0.0,
+    };
+    for (j, (exact, id)) in exact.iter().zip(int8).enumerate() {
+        if g.subject_id(exact[0].subject)? == id {
+            a.same_top1 += 1;
+        } else {
+            let s = g.find_subject(id)?.context("subject missing")?;
+            let theirs = engine.refiner().score_subject(batch, j, s)?.score;
+            a.max_shortfall = a.max_shortfall.max(exact[0].score - theirs);
+        }
+    }
+    Ok(a)
+}
+
+/// The markdown table for docs/benchmarks.md.
+fn print_table(args: &Args, threads: usize, bw: f64, cases: &[Case]) {
     println!(
         "\nCPU scan, {} rows x {} dims, top-{}, {threads} threads; memory read bandwidth measured in this run: {bw:.1} GB/s\n",
         args.rows, args.dim, args.top_k
@@ -370,7 +420,7 @@ fn main() -> anyhow::Result<()> {
         "| dtype | kernels | batch | median ms | probes/s | rows/s (M) | scan GB/s | of bandwidth | GOP/s | best ms | kernel alone ms | kernel best ms | engine / kernel rate |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for c in &cases {
+    for c in cases {
         let vs_kernel = if c.kernel_ms > 0.0 {
             format!("{:.2}", c.kernel_ms / c.median_ms)
         } else {
@@ -392,32 +442,25 @@ fn main() -> anyhow::Result<()> {
             c.kernel_best_ms
         );
     }
-    if let Some(a) = &agreement {
-        println!(
-            "\nint8 + re-score against f32 exact, batch {}: same top-1 subject for {}/{} probes{}",
-            a.batch,
-            a.same_top1,
-            a.batch,
-            if a.same_top1 < a.batch {
-                format!(
-                    "; where they differ, the int8 answer's exact score is at most {:.1e} below the best",
-                    a.max_shortfall
-                )
-            } else {
-                String::new()
-            }
-        );
-    }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "rows": args.rows, "dim": args.dim, "threads": threads,
-                "memory_read_gb_per_s": bw, "cases": cases, "agreement": agreement,
-            }))?
-        );
-    }
-    Ok(())
+}
+
+/// The int8 against f32 top-1 comparison, when both were measured.
+fn print_agreement(agreement: Option<&Agreement>) {
+    let Some(a) = agreement else {
+        return;
+    };
+    let detail = if a.same_top1 < a.batch {
+        format!(
+            "; where they differ, the int8 answer's exact score is at most {:.1e} below the best",
+            a.max_shortfall
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "\nint8 + re-score against f32 exact, batch {}: same top-1 subject for {}/{} probes{detail}",
+        a.batch, a.same_top1, a.batch
+    );
 }
 
 fn tempfile_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
