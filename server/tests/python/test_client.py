@@ -1,51 +1,10 @@
 """The proto works for clients outside Rust: a grpcio client generated with
 grpcio-tools calls Identify and Verify against the real server binary."""
 
-import pathlib
-import re
-import subprocess
-import sys
-
 import grpc
 import numpy as np
 import pytest
-
-REPO = pathlib.Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "examples" / "python"))
-from facegate_client import load_stubs  # noqa: E402
-
-pb, rpc = load_stubs()
-BIN = REPO / "target" / "debug"
-TAG = "py-test@1"
-
-
-@pytest.fixture(scope="module")
-def population(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pop")
-    idx = str(BIN / "facegate-index")
-    subprocess.run([idx, "synth", "--out-dir", d, "--subjects", "300", "--probes", "40", "--dim", "128",
-                    "--mated-fraction", "1.0", "--seed", "5"], check=True, capture_output=True)
-    subprocess.run([idx, "build", "--embeddings", d / "gallery.npy", "--ids", d / "gallery_ids.txt",
-                    "--out", d / "g.fgal", "--model-tag", TAG], check=True, capture_output=True)
-    return d
-
-
-@pytest.fixture(scope="module")
-def matcher(population):
-    proc = subprocess.Popen([str(BIN / "facegate"), "serve", "--listen", "127.0.0.1:0",
-                             "--metrics-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                             "--gallery", str(population / "g.fgal"),
-                             "--data-dir", str(population / "data")], stdout=subprocess.PIPE, text=True)
-    m = None
-    while m is None:
-        line = proc.stdout.readline()
-        assert line, "facegate exited before listening"
-        m = re.match(r"facegate listening on (\S+)", line)
-    channel = grpc.insecure_channel(m.group(1))
-    yield rpc.MatcherStub(channel)
-    channel.close()
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
+from conftest import TAG, pb
 
 
 def truth(population):
