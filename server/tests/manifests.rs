@@ -427,6 +427,53 @@ async fn fallback_searches_the_nation_only_when_the_manifest_gives_no_match() {
     assert_eq!(sample(&metrics, "facegate_manifests_live"), 1.0);
 }
 
+/// Scoped searches never wait behind a national batch because they never
+/// enter the dispatcher at all: after many of them, streamed and unary, the
+/// dispatcher has formed no batch and queued nothing (a structural check, not
+/// a timing: the p99 under national load belongs in the benchmarks).
+#[tokio::test(flavor = "multi_thread")]
+async fn scoped_searches_never_enter_the_national_queue() {
+    let f = fixture();
+    let server = Server::start(&f.path, &[]);
+    let mut m = manifests_client(&server.admin_addr).await;
+    let mut c = server.client().await;
+    let now = now_ms();
+    let travellers = ids(&f, 0..40);
+    m.stage(stage_request(
+        "Q-1",
+        "JFK-T4",
+        (now - HOUR_MS, now + HOUR_MS),
+        &travellers,
+    ))
+    .await
+    .unwrap();
+    let set: HashSet<String> = travellers.into_iter().collect();
+    for j in 0..20 {
+        let p = f.synth.probe(j).vector;
+        let resp = c
+            .identify(scoped(p.clone(), 3, "Q-1", false))
+            .await
+            .unwrap();
+        assert_answer(&resp.into_inner(), &exact_in(&f, &p, &set, 3));
+    }
+    let metrics = http_get(&server.metrics).await;
+    assert_eq!(sample(&metrics, "facegate_batch_size_count"), 0.0);
+    assert_eq!(sample(&metrics, "facegate_queue_wait_seconds_count"), 0.0);
+    let series = "facegate_scoped_searches_total{outcome=\"match\"}";
+    let scoped_total = sample(&metrics, series)
+        + sample(
+            &metrics,
+            "facegate_scoped_searches_total{outcome=\"no_match\"}",
+        );
+    assert_eq!(scoped_total, 20.0);
+    // One national search does go through it.
+    c.identify(identify(f.synth.probe(0).vector, 3, "n"))
+        .await
+        .unwrap();
+    let metrics = http_get(&server.metrics).await;
+    assert_eq!(sample(&metrics, "facegate_batch_size_count"), 1.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_error_has_its_own_status_and_nothing_is_half_staged() {
     let f = fixture();
