@@ -13,31 +13,6 @@ use std::process::Command;
 use facegate_api::v1::{CaptureContext, GetGalleryInfoRequest, RemoveRequest};
 use facegate_core::audit::read_dir;
 use tonic::Code;
-use tonic::metadata::MetadataValue;
-
-/// `facegate keygen NAME`: the token and the keys-file line.
-fn keygen(name: &str) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(["keygen", name])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap()
-            .to_string()
-    };
-    (field("token: "), field("keys file line: "))
-}
-
-fn with_key<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    req.metadata_mut().insert("authorization", value);
-    req
-}
 
 fn at(port: &str, mut r: facegate_api::v1::IdentifyRequest) -> facegate_api::v1::IdentifyRequest {
     r.capture = Some(CaptureContext {

@@ -10,7 +10,6 @@ mod common;
 use common::*;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +24,6 @@ use facegate_core::SearchEngine;
 use facegate_core::audit::{AuditRecord, read_dir};
 use facegate_core::clock::{ManualClock, UnixMillis};
 use tonic::Code;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -358,23 +356,44 @@ async fn staged_searched_amended_closed_and_durable_across_a_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fallback_searches_the_nation_only_when_the_manifest_gives_no_match() {
-    let f = fixture();
+/// A server over the fixture with one manifest staged for port JFK-T4,
+/// valid from an hour ago to an hour ahead.
+struct Staged {
+    server: Server,
+    matcher: facegate_api::v1::matcher_client::MatcherClient<Channel>,
+    /// The manifest's travellers: the fixture's first subjects.
+    travellers: HashSet<String>,
+}
+
+async fn start_with_manifest(f: &Fixture, id: &str, count: u32) -> Staged {
     let server = Server::start(&f.path, &[]);
     let mut m = manifests_client(&server.admin_addr).await;
-    let mut c = server.client().await;
+    let matcher = server.client().await;
     let now = now_ms();
-    let travellers = ids(&f, 0..30);
+    let travellers = ids(f, 0..count);
     m.stage(stage_request(
-        "FB-1",
+        id,
         "JFK-T4",
         (now - HOUR_MS, now + HOUR_MS),
         &travellers,
     ))
     .await
     .unwrap();
-    let set: HashSet<String> = travellers.into_iter().collect();
+    Staged {
+        server,
+        matcher,
+        travellers: travellers.into_iter().collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallback_searches_the_nation_only_when_the_manifest_gives_no_match() {
+    let f = fixture();
+    let Staged {
+        server,
+        matcher: mut c,
+        travellers: set,
+    } = start_with_manifest(&f, "FB-1", 30).await;
     // A probe whose best national candidate scores above every traveller.
     let (p, in_manifest, nation) = (0..100)
         .map(|j| f.synth.probe(j).vector)
@@ -434,20 +453,11 @@ async fn fallback_searches_the_nation_only_when_the_manifest_gives_no_match() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scoped_searches_never_enter_the_national_queue() {
     let f = fixture();
-    let server = Server::start(&f.path, &[]);
-    let mut m = manifests_client(&server.admin_addr).await;
-    let mut c = server.client().await;
-    let now = now_ms();
-    let travellers = ids(&f, 0..40);
-    m.stage(stage_request(
-        "Q-1",
-        "JFK-T4",
-        (now - HOUR_MS, now + HOUR_MS),
-        &travellers,
-    ))
-    .await
-    .unwrap();
-    let set: HashSet<String> = travellers.into_iter().collect();
+    let Staged {
+        server,
+        matcher: mut c,
+        travellers: set,
+    } = start_with_manifest(&f, "Q-1", 40).await;
     for j in 0..20 {
         let p = f.synth.probe(j).vector;
         let resp = c
@@ -590,30 +600,6 @@ fn code<T>(r: Result<T, tonic::Status>) -> Code {
             s.code()
         }
     }
-}
-
-/// `facegate keygen NAME`: the token and the keys-file line.
-fn keygen(name: &str) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(["keygen", name])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap()
-            .to_string()
-    };
-    (field("token: "), field("keys file line: "))
-}
-
-fn with_key<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    req.metadata_mut().insert("authorization", value);
-    req
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -118,44 +118,28 @@ struct YmmVex;
 /// The 256-bit micro-kernel, AVX-512 VL encoding.
 struct YmmEvex;
 
-impl Micro for Zmm {
-    #[inline]
-    unsafe fn dots<const P: usize, const R: usize>(
-        q: *const i8,
-        dim: usize,
-        rows: *const i8,
-        stride: usize,
-    ) -> [[i32; R]; P] {
-        // SAFETY: the trait's contract is the function's.
-        unsafe { micro_zmm::<P, R>(q, dim, rows, stride) }
-    }
+/// Each micro-kernel type calls its function, whose target features make it
+/// one encoding or the other.
+macro_rules! micro_impl {
+    ($ty:ty, $f:ident) => {
+        impl Micro for $ty {
+            #[inline]
+            unsafe fn dots<const P: usize, const R: usize>(
+                q: *const i8,
+                dim: usize,
+                rows: *const i8,
+                stride: usize,
+            ) -> [[i32; R]; P] {
+                // SAFETY: the trait's contract is the function's.
+                unsafe { $f::<P, R>(q, dim, rows, stride) }
+            }
+        }
+    };
 }
 
-impl Micro for YmmVex {
-    #[inline]
-    unsafe fn dots<const P: usize, const R: usize>(
-        q: *const i8,
-        dim: usize,
-        rows: *const i8,
-        stride: usize,
-    ) -> [[i32; R]; P] {
-        // SAFETY: the trait's contract is the function's.
-        unsafe { micro_ymm_vex::<P, R>(q, dim, rows, stride) }
-    }
-}
-
-impl Micro for YmmEvex {
-    #[inline]
-    unsafe fn dots<const P: usize, const R: usize>(
-        q: *const i8,
-        dim: usize,
-        rows: *const i8,
-        stride: usize,
-    ) -> [[i32; R]; P] {
-        // SAFETY: the trait's contract is the function's.
-        unsafe { micro_ymm_evex::<P, R>(q, dim, rows, stride) }
-    }
-}
+micro_impl!(Zmm, micro_zmm);
+micro_impl!(YmmVex, micro_ymm_vex);
+micro_impl!(YmmEvex, micro_ymm_evex);
 
 /// Every probe against rows `0..n`, `P` probes at a time and the remainder
 /// of the batch in one smaller group.

@@ -232,3 +232,28 @@ pub fn sample(text: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
 }
+
+/// `facegate keygen NAME`: the token and the keys-file line.
+pub fn keygen(name: &str) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["keygen", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .to_string()
+    };
+    (field("token: "), field("keys file line: "))
+}
+
+/// `msg` with the API key `token` in its `authorization` header.
+pub fn with_key<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    req.metadata_mut().insert("authorization", value);
+    req
+}
