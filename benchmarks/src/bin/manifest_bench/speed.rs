@@ -1,6 +1,6 @@
-//! Manifest (1:few) search against the national 1:N search, on the same
-//! gallery and probes, in one run: what a port gains by searching a
-//! flight's manifest instead of the nation (issue 15).
+//! `speed`: manifest (1:few) search against the national 1:N search, on
+//! the same gallery and probes, in one run: what a port gains by searching
+//! a flight's manifest instead of the nation.
 //!
 //! The scoped search scores every template of each listed traveller exactly
 //! (`LiveGallery::search_subjects`); the national search is the CPU engine's
@@ -11,15 +11,14 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
 use facegate_benchmarks::{NoiseRows, noise_gallery};
 use facegate_core::format::RowSource;
 use facegate_core::live::LiveGallery;
 use facegate_core::{CpuEngine, ElementType, ProbeBatch, SearchEngine};
 
-#[derive(Parser)]
-#[command(about = "Manifest (1:few) search against the national 1:N search")]
-struct Args {
+/// Arguments of `speed`.
+#[derive(clap::Args)]
+pub struct Args {
     /// Gallery rows (two templates per subject).
     #[arg(long, default_value_t = 1_000_000)]
     rows: usize,
@@ -45,8 +44,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
+/// Times both searches and prints the table.
+pub fn run(a: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.probes >= 1 && a.top_k >= 1,
         "probes and top-k must be at least 1"
