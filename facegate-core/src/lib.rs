@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod encounter;
 pub mod error;
 pub mod format;
 pub mod ids;
