@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod npy;
 pub mod quantize;
 pub mod search;
+pub mod sqlite;
 pub mod synth;
 pub mod wal;
 

@@ -13,6 +13,7 @@ use facegate_core::manifest::{
     ManifestHeader, ManifestKind, ManifestStore, Manifests, REMEMBER_PURGED, ScopeError,
     StoreError,
 };
+use facegate_core::sqlite::DbError;
 use proptest::prelude::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -374,8 +375,11 @@ fn damage_is_reported_as_corruption_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(FILE_NAME), vec![0x5a; 8192]).unwrap();
     let e = ManifestStore::open(dir.path()).unwrap_err();
-    assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
-    assert!(e.to_string().contains("corrupt manifest database"), "{e}");
+    assert!(matches!(e, StoreError::Db(DbError::Corrupt { .. })), "{e}");
+    assert!(
+        e.to_string().contains("manifests.db: corrupt database"),
+        "{e}"
+    );
 
     // A real one with pages overwritten in the middle.
     let dir = tempfile::tempdir().unwrap();
@@ -397,7 +401,7 @@ fn damage_is_reported_as_corruption_never_a_panic() {
     }
     std::fs::write(&path, bytes).unwrap();
     let e = Manifests::open(dir.path(), clock as Arc<dyn Clock>).unwrap_err();
-    assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+    assert!(matches!(e, StoreError::Db(DbError::Corrupt { .. })), "{e}");
 
     // A row no stage could have written (edited behind the store's back).
     let dir = tempfile::tempdir().unwrap();
@@ -423,7 +427,7 @@ fn a_newer_schema_and_a_second_owner_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = ManifestStore::open(dir.path()).unwrap();
     let e = ManifestStore::open(dir.path()).unwrap_err();
-    assert!(matches!(e, StoreError::InUse { .. }), "{e}");
+    assert!(matches!(e, StoreError::Db(DbError::InUse { .. })), "{e}");
     drop(store);
     {
         let c = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
@@ -433,11 +437,11 @@ fn a_newer_schema_and_a_second_owner_are_refused() {
     assert!(
         matches!(
             e,
-            StoreError::NewerSchema {
+            StoreError::Db(DbError::NewerSchema {
                 found: 7,
                 supported: 1,
                 ..
-            }
+            })
         ),
         "{e}"
     );

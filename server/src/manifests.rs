@@ -98,14 +98,7 @@ impl ManifestsService {
 fn is_server_side(e: &ManifestOpError) -> bool {
     use facegate_core::manifest::StoreError as E;
     match e {
-        ManifestOpError::Store(e) => matches!(
-            e,
-            E::Io { .. }
-                | E::Database { .. }
-                | E::InUse { .. }
-                | E::Corrupt { .. }
-                | E::NewerSchema { .. }
-        ),
+        ManifestOpError::Store(e) => matches!(e, E::Db(_)),
         ManifestOpError::Gallery(_) | ManifestOpError::Task => true,
     }
 }

@@ -11,6 +11,7 @@
 
 use facegate_core::live::{ChangeError, CommitError};
 use facegate_core::manifest::{ManifestError, ScopeError, StoreError};
+use facegate_core::sqlite::DbError;
 use facegate_core::wal::WalError;
 use facegate_core::{GalleryError, SearchError};
 use tonic::Status;
@@ -106,11 +107,23 @@ pub fn store(e: &StoreError) -> Status {
         StoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
         StoreError::NotFound { .. } => Status::not_found(e.to_string()),
         StoreError::Conflict { .. } => Status::already_exists(e.to_string()),
-        StoreError::Io { .. } | StoreError::Database { .. } => Status::unavailable(
-            "the manifest store could not be written or read; nothing was changed: retry later",
-        ),
-        StoreError::InUse { .. } | StoreError::Corrupt { .. } | StoreError::NewerSchema { .. } => {
-            Status::internal("manifest store error; the operator has been alerted")
+        StoreError::Db(db) => database("manifest", db),
+    }
+}
+
+/// A database failure: a write or read that failed UNAVAILABLE (nothing was
+/// changed: retry once the operator has mended the disk); a damaged,
+/// foreign or held file INTERNAL. The message names the store, never the
+/// path (the log has it).
+pub fn database(store: &str, e: &DbError) -> Status {
+    match e {
+        DbError::Io { .. } | DbError::Database { .. } => Status::unavailable(format!(
+            "the {store} store could not be written or read; nothing was changed: retry later"
+        )),
+        DbError::InUse { .. } | DbError::Corrupt { .. } | DbError::NewerSchema { .. } => {
+            Status::internal(format!(
+                "{store} store error; the operator has been alerted"
+            ))
         }
     }
 }

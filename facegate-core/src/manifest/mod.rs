@@ -35,10 +35,10 @@
 //!   manifest survives a crash once `stage` has returned, and an error
 //!   leaves nothing half-applied. The file is locked exclusively
 //!   (`locking_mode=EXCLUSIVE`): a second server on the same directory is
-//!   refused with [`StoreError::InUse`].
+//!   refused with [`StoreError::Db`] ([`crate::sqlite::DbError::InUse`]).
 //! - **Damage**: open runs `PRAGMA quick_check` (every page and b-tree), and
 //!   every row read is checked as a stage would have checked it; either
-//!   failing is [`StoreError::Corrupt`], naming the file. SQLite keeps no
+//!   failing is [`crate::sqlite::DbError::Corrupt`], naming the file. SQLite keeps no
 //!   checksums of row contents: a flipped byte that still makes a valid id
 //!   is not detected.
 //! - **Retention**: a manifest is kept until its window ends

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{
     Amendment, Direction, MAX_TRAVELLERS, Manifest, ManifestError, ManifestHeader, ManifestKind,
     validate_manifest_id,
 };
 use crate::clock::UnixMillis;
+use crate::sqlite::{self, DbError};
 
 /// The file's name under the data directory.
 pub const FILE_NAME: &str = "manifests.db";
@@ -73,47 +74,10 @@ pub enum StoreError {
         /// When it expired.
         valid_until: UnixMillis,
     },
-    /// The directory or file could not be created or read.
-    #[error("{path}: {error}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// What the operating system said.
-        error: std::io::Error,
-    },
-    /// Another process (or store in this one) holds the file.
-    #[error("{path}: in use by another process (the store locks its file exclusively)")]
-    InUse {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file is not a manifest database, or its contents are damaged.
-    #[error("{path}: corrupt manifest database: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What was found.
-        reason: String,
-    },
-    /// The file was written by a newer build, with a schema this one does
-    /// not know.
-    #[error("{path}: schema version {found}, this build reads at most {supported}")]
-    NewerSchema {
-        /// The file.
-        path: PathBuf,
-        /// Its version.
-        found: i64,
-        /// The newest this build knows.
-        supported: usize,
-    },
-    /// SQLite failed (a full disk, an I/O error).
-    #[error("{path}: {error}")]
-    Database {
-        /// The file.
-        path: PathBuf,
-        /// What SQLite said.
-        error: rusqlite::Error,
-    },
+    /// The database could not be opened or used (damage, contention, a
+    /// full disk, a newer schema).
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// A stage that succeeded.
@@ -168,102 +132,14 @@ impl ManifestStore {
     /// Opens (creating when absent) `dir/manifests.db`: takes the exclusive
     /// lock, checks the file's structure, and brings its schema up to date.
     pub fn open(dir: &Path) -> Result<ManifestStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|error| StoreError::Io {
-            path: dir.to_path_buf(),
-            error,
-        })?;
         let path = dir.join(FILE_NAME);
-        let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
-        let mut store = ManifestStore { conn, path };
-        store.configure()?;
-        store.check_structure()?;
-        store.migrate()?;
-        Ok(store)
+        let conn = sqlite::open(&path, MIGRATIONS)?;
+        Ok(ManifestStore { conn, path })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn err(&self, e: rusqlite::Error) -> StoreError {
-        db_error(&self.path, e)
-    }
-
-    /// Settings for durability and erasure, applied on every open (they are
-    /// per connection, not stored in the file, but WAL mode).
-    fn configure(&mut self) -> Result<(), StoreError> {
-        let c = &self.conn;
-        // One server owns the file: a second one would serve a registry that
-        // the first one's changes never reach. Taken before WAL mode so
-        // that no shared-memory index is needed.
-        c.pragma_update(None, "locking_mode", "EXCLUSIVE")
-            .map_err(|e| self.err(e))?;
-        let mode: String = c
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                reason: format!("journal mode {mode:?} could not be set to WAL"),
-            });
-        }
-        // FULL: the WAL is fsync'd at every commit, so a stage is durable
-        // before it returns (NORMAL would only be consistent).
-        c.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| self.err(e))?;
-        // Deleted rows are overwritten with zeros, so a purged traveller's
-        // id leaves the file (and the WAL, once checkpointed).
-        c.pragma_update(None, "secure_delete", "ON")
-            .map_err(|e| self.err(e))?;
-        c.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| self.err(e))
-    }
-
-    /// `PRAGMA quick_check`: every page and b-tree well formed (it does
-    /// not check that indexes match their tables, which `integrity_check`
-    /// does at a cost proportional to the file).
-    fn check_structure(&self) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("PRAGMA quick_check")
-            .map_err(|e| self.err(e))?;
-        let problems: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .and_then(Iterator::collect)
-            .map_err(|e| self.err(e))?;
-        if problems.len() == 1 && problems[0] == "ok" {
-            return Ok(());
-        }
-        Err(StoreError::Corrupt {
-            path: self.path.clone(),
-            reason: problems.join("; "),
-        })
-    }
-
-    /// Applies the migrations the file has not had, each with its version
-    /// in one transaction.
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let version: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if version < 0 || version as usize > MIGRATIONS.len() {
-            return Err(StoreError::NewerSchema {
-                path: self.path.clone(),
-                found: version,
-                supported: MIGRATIONS.len(),
-            });
-        }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
-            tx.execute_batch(step).map_err(|e| db_error(&path, e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| db_error(&path, e))?;
-            tx.commit().map_err(|e| db_error(&path, e))?;
-        }
-        Ok(())
     }
 
     /// Stores a new manifest, durably when this returns. Staging the same
@@ -501,17 +377,7 @@ impl ManifestStore {
 
     /// Copies the WAL into the database and truncates it to zero bytes.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if busy != 0 {
-            // Only a reader in this connection could block it: none is open.
-            return Err(StoreError::InUse {
-                path: self.path.clone(),
-            });
-        }
-        Ok(())
+        Ok(sqlite::checkpoint(&self.conn, &self.path)?)
     }
 }
 
@@ -521,15 +387,7 @@ fn not_found(id: &str) -> StoreError {
 
 /// SQLite's errors, with damage and locking told apart from the rest.
 fn db_error(path: &Path, error: rusqlite::Error) -> StoreError {
-    let path = path.to_path_buf();
-    match error.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
-            path,
-            reason: error.to_string(),
-        },
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::InUse { path },
-        _ => StoreError::Database { path, error },
-    }
+    sqlite::db_error(path, error).into()
 }
 
 /// The row key of manifest `id`.
@@ -545,10 +403,7 @@ fn key_of(conn: &Connection, path: &Path, id: &str) -> Result<i64, StoreError> {
 /// A row of [`HEADER_COLUMNS`]: its key and header.
 fn read_header(row: &Row<'_>, path: &Path) -> Result<(i64, ManifestHeader), StoreError> {
     let e = |e| db_error(path, e);
-    let corrupt = |reason: String| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let corrupt = |reason: String| StoreError::from(sqlite::corrupt(path, reason));
     let kind: String = row.get(2).map_err(e)?;
     let direction: String = row.get(6).map_err(e)?;
     let header = ManifestHeader {
@@ -611,8 +466,7 @@ fn check_stored(m: &Manifest, path: &Path) -> Result<(), StoreError> {
     checked
         .validate()
         .and_then(|()| super::model::validate_subject_ids(&m.subject_ids))
-        .map_err(|error| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("manifest {:?}: {error}", m.header.id),
+        .map_err(|error| {
+            sqlite::corrupt(path, format!("manifest {:?}: {error}", m.header.id)).into()
         })
 }

@@ -1,0 +1,180 @@
+//! The SQLite files facegate owns (manifests, encounters): opened one way,
+//! so that each is durable, exclusively held, checked and migrated alike.
+//!
+//! - **Durability**: WAL mode with `synchronous=FULL`: a transaction's WAL
+//!   frames are fsync'd before its commit returns.
+//! - **Ownership**: `locking_mode=EXCLUSIVE`, taken before WAL mode (so no
+//!   shared-memory index is needed): a second server on the same directory
+//!   is refused with [`DbError::InUse`].
+//! - **Erasure**: `secure_delete=ON`: deleted rows are overwritten with
+//!   zeros, so a purged record leaves the file (and the WAL once
+//!   checkpointed).
+//! - **Damage**: `PRAGMA quick_check` at open; a failure is
+//!   [`DbError::Corrupt`], naming the file.
+//! - **Migrations**: `PRAGMA user_version` is the number of steps applied;
+//!   each missing step runs with its version bump in one transaction. A file
+//!   from a newer build is refused, not guessed at.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode};
+
+/// Why a database could not be opened or used; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The directory or file could not be created or read.
+    #[error("{path}: {error}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+    /// Another process (or store in this one) holds the file.
+    #[error("{path}: in use by another process (the store locks its file exclusively)")]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not a database of this kind, or its contents are damaged.
+    #[error("{path}: corrupt database: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// The file was written by a newer build, with a schema this one does
+    /// not know.
+    #[error("{path}: schema version {found}, this build reads at most {supported}")]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        supported: usize,
+    },
+    /// SQLite failed (a full disk, an I/O error).
+    #[error("{path}: {error}")]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        error: rusqlite::Error,
+    },
+}
+
+/// Classifies SQLite's error for the file at `path`: damage and contention
+/// get their own variants, so the server answers each with its own status.
+pub fn db_error(path: &Path, error: rusqlite::Error) -> DbError {
+    let path = path.to_path_buf();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => DbError::Corrupt {
+            path,
+            reason: error.to_string(),
+        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => DbError::InUse { path },
+        _ => DbError::Database { path, error },
+    }
+}
+
+/// A damaged row: what the file holds is not what a write could have put.
+pub fn corrupt(path: &Path, reason: impl Into<String>) -> DbError {
+    DbError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Opens (creating when absent) the database at `path`, its directory
+/// included: takes the exclusive lock, sets durability and erasure, checks
+/// the structure, and applies the `migrations` the file has not had.
+pub fn open(path: &Path, migrations: &[&str]) -> Result<Connection, DbError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|error| DbError::Io {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+    }
+    let mut conn = Connection::open(path).map_err(|e| db_error(path, e))?;
+    configure(&conn, path)?;
+    check_structure(&conn, path)?;
+    migrate(&mut conn, path, migrations)?;
+    Ok(conn)
+}
+
+/// Per-connection settings (all but WAL mode are not stored in the file).
+fn configure(c: &Connection, path: &Path) -> Result<(), DbError> {
+    let e = |e| db_error(path, e);
+    c.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(e)?;
+    let mode: String = c
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(e)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(corrupt(
+            path,
+            format!("journal mode {mode:?} could not be set to WAL"),
+        ));
+    }
+    c.pragma_update(None, "synchronous", "FULL").map_err(e)?;
+    c.pragma_update(None, "secure_delete", "ON").map_err(e)?;
+    c.pragma_update(None, "foreign_keys", "ON").map_err(e)
+}
+
+/// `PRAGMA quick_check`: every page and b-tree well formed (it does not
+/// check that indexes match their tables, which `integrity_check` does at a
+/// cost proportional to the file).
+fn check_structure(c: &Connection, path: &Path) -> Result<(), DbError> {
+    let mut stmt = c
+        .prepare("PRAGMA quick_check")
+        .map_err(|e| db_error(path, e))?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(Iterator::collect)
+        .map_err(|e| db_error(path, e))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(corrupt(path, problems.join("; ")))
+}
+
+/// Applies the steps the file has not had, each with its version bump in
+/// one transaction.
+fn migrate(c: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), DbError> {
+    let e = |e| db_error(path, e);
+    let version: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(e)?;
+    if version < 0 || version as usize > migrations.len() {
+        return Err(DbError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: migrations.len(),
+        });
+    }
+    for (i, step) in migrations.iter().enumerate().skip(version as usize) {
+        let tx = c.transaction().map_err(e)?;
+        tx.execute_batch(step).map_err(e)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Copies the WAL into the database and truncates it to zero bytes, so
+/// that deleted rows' bytes (zeroed by `secure_delete`) leave the WAL too.
+pub fn checkpoint(c: &Connection, path: &Path) -> Result<(), DbError> {
+    let busy: i64 = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(|e| db_error(path, e))?;
+    if busy != 0 {
+        // Only a reader in this connection could block it: none is open.
+        return Err(DbError::InUse {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
