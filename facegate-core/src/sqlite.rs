@@ -3,9 +3,10 @@
 //!
 //! - **Durability**: WAL mode with `synchronous=FULL`: a transaction's WAL
 //!   frames are fsync'd before its commit returns.
-//! - **Ownership**: `locking_mode=EXCLUSIVE`, taken before WAL mode (so no
-//!   shared-memory index is needed): a second server on the same directory
-//!   is refused with [`DbError::InUse`].
+//! - **Ownership**: one server per file, a second one refused with
+//!   [`DbError::InUse`]: either SQLite's `locking_mode=EXCLUSIVE`, taken
+//!   before WAL mode (one connection), or a lock file beside the database
+//!   (a writer and readers in this process); see [`Ownership`].
 //! - **Erasure**: `secure_delete=ON`: deleted rows are overwritten with
 //!   zeros, so a purged record leaves the file (and the WAL once
 //!   checkpointed).
@@ -87,10 +88,70 @@ pub fn corrupt(path: &Path, reason: impl Into<String>) -> DbError {
     }
 }
 
+/// How a file is kept to one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// SQLite's own exclusive lock: one connection, the simplest, for a
+    /// store whose reads are short (manifests).
+    ExclusiveConnection,
+    /// A `LOCK` file beside the database, held by [`lock_file`], and
+    /// SQLite's normal locking: this process may open read connections
+    /// beside the writer, so that a long report never holds up a write
+    /// (encounters).
+    LockFile,
+}
+
+/// Takes the lock that keeps the database at `path` to this process: an
+/// exclusive advisory lock on `<path>.lock`, held while the returned file
+/// is open, released by the OS even if the process is killed.
+pub fn lock_file(path: &Path) -> Result<std::fs::File, DbError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let io = |error| DbError::Io {
+        path: lock_path.clone(),
+        error,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DbError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// Opens another connection to a database this process owns (opened with
+/// [`Ownership::LockFile`]), for reads only.
+pub fn open_reader(path: &Path) -> Result<Connection, DbError> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c = Connection::open_with_flags(path, flags).map_err(|e| db_error(path, e))?;
+    c.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| db_error(path, e))?;
+    Ok(c)
+}
+
 /// Opens (creating when absent) the database at `path`, its directory
 /// included: takes the exclusive lock, sets durability and erasure, checks
 /// the structure, and applies the `migrations` the file has not had.
 pub fn open(path: &Path, migrations: &[&str]) -> Result<Connection, DbError> {
+    open_owned(path, migrations, Ownership::ExclusiveConnection)
+}
+
+/// [`open`], with the file kept to this process as `ownership` says (for
+/// [`Ownership::LockFile`], hold [`lock_file`] first).
+pub fn open_owned(
+    path: &Path,
+    migrations: &[&str],
+    ownership: Ownership,
+) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|error| DbError::Io {
             path: dir.to_path_buf(),
@@ -98,17 +159,19 @@ pub fn open(path: &Path, migrations: &[&str]) -> Result<Connection, DbError> {
         })?;
     }
     let mut conn = Connection::open(path).map_err(|e| db_error(path, e))?;
-    configure(&conn, path)?;
+    configure(&conn, path, ownership)?;
     check_structure(&conn, path)?;
     migrate(&mut conn, path, migrations)?;
     Ok(conn)
 }
 
 /// Per-connection settings (all but WAL mode are not stored in the file).
-fn configure(c: &Connection, path: &Path) -> Result<(), DbError> {
+fn configure(c: &Connection, path: &Path, ownership: Ownership) -> Result<(), DbError> {
     let e = |e| db_error(path, e);
-    c.pragma_update(None, "locking_mode", "EXCLUSIVE")
-        .map_err(e)?;
+    if ownership == Ownership::ExclusiveConnection {
+        c.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(e)?;
+    }
     let mode: String = c
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .map_err(e)?;

@@ -3,13 +3,24 @@
 //! rule of each admission, overstays, exits with no entry.
 //!
 //! * [`day`]: UTC calendar days, the unit stay rules count in;
-//! * [`model`]: travellers, admissions, encounters, and their checks.
+//! * [`model`]: travellers, admissions, encounters, and their checks;
+//! * [`store`]: the store interface (SQLite now, PostgreSQL later);
+//! * [`sqlite_store`]: the embedded store, with group commit.
 
 pub mod day;
 pub mod model;
+mod rows;
+pub mod sqlite_store;
+pub mod store;
+mod writes;
 
 pub use day::{BadDay, Day};
 pub use model::{
     Admission, CaptureContext, Category, Decision, Encounter, Method, RecordError, StayRule,
     Traveller,
+};
+pub use sqlite_store::{CommitStats, SqliteEncounters};
+pub use store::{
+    Change, Correction, EncounterError, EncounterStore, Movement, Recorded, StoredEncounter,
+    SubjectPage,
 };

@@ -1,0 +1,156 @@
+//! Rows of the encounter database read back into records, each checked as
+//! a write would have checked it: a row no write could have made is
+//! reported as damage, never trusted.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::sqlite_store::{day_of, db, direction_of};
+use super::store::{Change, EncounterError, Movement, StoredEncounter};
+use super::{
+    Admission, CaptureContext, Category, Decision, Encounter, Method, StayRule, Traveller,
+};
+use crate::clock::UnixMillis;
+use crate::sqlite;
+
+fn corrupt(path: &Path, what: String) -> EncounterError {
+    EncounterError::Db(sqlite::corrupt(path, what))
+}
+
+fn decision_of(name: &str, path: &Path) -> Result<Decision, EncounterError> {
+    Decision::from_name(name).ok_or_else(|| corrupt(path, format!("unknown decision {name:?}")))
+}
+
+/// A row of `sqlite_store::COLUMNS`, without its changes.
+pub(super) fn encounter(row: &Row<'_>, path: &Path) -> Result<StoredEncounter, EncounterError> {
+    let e = db(path);
+    let key: i64 = row.get(0).map_err(&e)?;
+    let direction: String = row.get(3).map_err(&e)?;
+    let method: String = row.get(10).map_err(&e)?;
+    let decision: String = row.get(11).map_err(&e)?;
+    let generation: i64 = row.get(16).map_err(&e)?;
+    let encounter = Encounter {
+        context: CaptureContext {
+            port: row.get(1).map_err(&e)?,
+            encounter_id: row.get(2).map_err(&e)?,
+            direction: direction_of(&direction, path)?,
+            lane: row.get(4).map_err(&e)?,
+            carrier: row.get(5).map_err(&e)?,
+            voyage: row.get(6).map_err(&e)?,
+            captured_at: UnixMillis(row.get(8).map_err(&e)?),
+        },
+        manifest_id: row.get(7).map_err(&e)?,
+        recorded_at: UnixMillis(row.get(9).map_err(&e)?),
+        method: Method::from_name(&method)
+            .ok_or_else(|| corrupt(path, format!("unknown method {method:?}")))?,
+        decision: decision_of(&decision, path)?,
+        subject_id: row.get(12).map_err(&e)?,
+        score: row.get::<_, Option<f64>>(13).map_err(&e)?.map(|v| v as f32),
+        threshold: row.get::<_, f64>(14).map_err(&e)? as f32,
+        principal: row.get(15).map_err(&e)?,
+        generation: u64::try_from(generation).unwrap_or(0),
+    };
+    encounter
+        .validate()
+        .map_err(|why| corrupt(path, format!("encounter record {key}: {why}")))?;
+    Ok(StoredEncounter {
+        record_id: key as u64,
+        encounter,
+        changes: Vec::new(),
+    })
+}
+
+/// A row of `encounter_changes`.
+pub(super) fn change(row: &Row<'_>, path: &Path) -> Result<Change, EncounterError> {
+    let e = db(path);
+    let old: String = row.get(2).map_err(&e)?;
+    let new: String = row.get(4).map_err(&e)?;
+    Ok(Change {
+        at: UnixMillis(row.get(0).map_err(&e)?),
+        principal: row.get(1).map_err(&e)?,
+        old_decision: decision_of(&old, path)?,
+        old_subject_id: row.get(3).map_err(&e)?,
+        new_decision: decision_of(&new, path)?,
+        new_subject_id: row.get(5).map_err(&e)?,
+        note: row.get(6).map_err(&e)?,
+    })
+}
+
+/// A subject's entries and exits captured before `until`, in capture order.
+pub(super) fn movements(
+    c: &Connection,
+    path: &Path,
+    subject_id: &str,
+    until: UnixMillis,
+) -> Result<Vec<Movement>, EncounterError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT captured_ms, direction FROM encounters \
+             WHERE subject_id = ?1 AND captured_ms < ?2 ORDER BY captured_ms, key",
+        )
+        .map_err(db(path))?;
+    let mut rows = stmt.query(params![subject_id, until.0]).map_err(db(path))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db(path))? {
+        let direction: String = row.get(1).map_err(db(path))?;
+        out.push(Movement {
+            captured_at: UnixMillis(row.get(0).map_err(db(path))?),
+            direction: direction_of(&direction, path)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A traveller's file with their admissions, oldest first.
+pub(super) fn traveller(
+    c: &Connection,
+    path: &Path,
+    subject_id: &str,
+) -> Result<Option<Traveller>, EncounterError> {
+    let category: Option<String> = c
+        .query_row(
+            "SELECT category FROM travellers WHERE subject_id = ?1",
+            [subject_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db(path))?;
+    let Some(category) = category else {
+        return Ok(None);
+    };
+    let category = Category::from_name(&category)
+        .ok_or_else(|| corrupt(path, format!("unknown category {category:?}")))?;
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT day, class, port, rule, until_day FROM admissions \
+             WHERE subject_id = ?1 ORDER BY day",
+        )
+        .map_err(db(path))?;
+    let mut rows = stmt.query([subject_id]).map_err(db(path))?;
+    let mut admissions = Vec::new();
+    while let Some(row) = rows.next().map_err(db(path))? {
+        admissions.push(admission(row, path)?);
+    }
+    Ok(Some(Traveller {
+        subject_id: subject_id.to_string(),
+        category,
+        admissions,
+    }))
+}
+
+fn admission(row: &Row<'_>, path: &Path) -> Result<Admission, EncounterError> {
+    let e = db(path);
+    let rule: String = row.get(3).map_err(&e)?;
+    let until = match row.get::<_, Option<i64>>(4).map_err(&e)? {
+        Some(d) => Some(day_of(d, path)?),
+        None => None,
+    };
+    Ok(Admission {
+        day: day_of(row.get(0).map_err(&e)?, path)?,
+        class: row.get(1).map_err(&e)?,
+        port: row.get(2).map_err(&e)?,
+        rule: StayRule::from_name(&rule, until)
+            .ok_or_else(|| corrupt(path, format!("bad stay rule {rule:?} until {until:?}")))?,
+    })
+}

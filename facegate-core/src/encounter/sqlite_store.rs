@@ -1,0 +1,516 @@
+//! The embedded encounter store: one SQLite file under the data directory,
+//! written by one thread with group commit, read by a small pool of
+//! read-only connections. See docs/encounters.md for the schema, the
+//! indexes and the query plans.
+//!
+//! **Group commit.** Every write (a record, a correction, a traveller's
+//! file) is sent to the writer thread, which takes whatever else is waiting
+//! (up to [`MAX_GROUP`]), applies each in its own savepoint inside one
+//! transaction, commits once (one fsync of the WAL, `synchronous=FULL`),
+//! and only then answers each caller. Under load, many ports' records share
+//! one fsync; alone, a record costs one. A write that fails (a bad
+//! correction) rolls back its savepoint only.
+//!
+//! **Reads** never wait for the writer: WAL mode lets a reader see the last
+//! committed state while a transaction is being written, so a long report
+//! never holds up a port's request.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::store::{
+    Change, Correction, EncounterError, EncounterStore, Movement, Recorded, StoredEncounter,
+    SubjectPage,
+};
+use super::writes;
+use super::{Day, Traveller};
+use crate::clock::UnixMillis;
+use crate::manifest::Direction;
+use crate::sqlite::{self, DbError, Ownership};
+
+/// The file's name under the data directory.
+pub const FILE_NAME: &str = "encounters.db";
+/// Most writes one group commit takes.
+pub const MAX_GROUP: usize = 256;
+/// Writes that may wait for the writer before callers block on sending.
+const QUEUE: usize = 4_096;
+
+/// The schema, one step per version (see [`crate::sqlite`]).
+const MIGRATIONS: &[&str] = &[
+    // 1: encounters, their changes, travellers and admissions.
+    "CREATE TABLE encounters (
+         key          INTEGER PRIMARY KEY,
+         port         TEXT NOT NULL,
+         encounter_id TEXT NOT NULL,
+         direction    TEXT NOT NULL CHECK (direction IN ('entry', 'exit')),
+         lane         TEXT NOT NULL,
+         carrier      TEXT NOT NULL,
+         voyage       TEXT NOT NULL,
+         manifest_id  TEXT,
+         captured_ms  INTEGER NOT NULL,
+         recorded_ms  INTEGER NOT NULL,
+         method       TEXT NOT NULL CHECK (method IN ('identify', 'verify', 'manifest')),
+         decision     TEXT NOT NULL
+                      CHECK (decision IN ('match', 'no_match', 'officer_override')),
+         subject_id   TEXT,
+         score        REAL,
+         threshold    REAL NOT NULL,
+         principal    TEXT NOT NULL,
+         generation   INTEGER NOT NULL,
+         UNIQUE (port, encounter_id)
+     );
+     CREATE INDEX encounters_by_subject ON encounters (subject_id, captured_ms, direction)
+         WHERE subject_id IS NOT NULL;
+     CREATE INDEX encounters_by_time ON encounters (captured_ms, direction);
+     CREATE INDEX encounters_by_manifest ON encounters (manifest_id)
+         WHERE manifest_id IS NOT NULL;
+     CREATE TABLE encounter_changes (
+         encounter      INTEGER NOT NULL REFERENCES encounters (key),
+         changed_ms     INTEGER NOT NULL,
+         principal      TEXT NOT NULL,
+         old_decision   TEXT NOT NULL,
+         old_subject_id TEXT,
+         new_decision   TEXT NOT NULL,
+         new_subject_id TEXT,
+         note           TEXT NOT NULL
+     );
+     CREATE INDEX encounter_changes_by_encounter ON encounter_changes (encounter);
+     CREATE TABLE travellers (
+         subject_id TEXT PRIMARY KEY,
+         category   TEXT NOT NULL CHECK (category IN ('citizen', 'lawful_permanent_resident',
+                        'non_immigrant_visa', 'visa_exempt', 'other')),
+         updated_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE admissions (
+         subject_id TEXT NOT NULL REFERENCES travellers (subject_id),
+         day        INTEGER NOT NULL,
+         class      TEXT NOT NULL,
+         port       TEXT NOT NULL,
+         rule       TEXT NOT NULL
+                    CHECK (rule IN ('admitted_until', '90_in_180', 'duration_of_status')),
+         until_day  INTEGER,
+         PRIMARY KEY (subject_id, day)
+     ) WITHOUT ROWID;",
+];
+
+/// The columns [`read_encounter`] reads, in its order.
+pub(super) const COLUMNS: &str = "key, port, encounter_id, direction, lane, carrier, voyage, \
+    manifest_id, captured_ms, recorded_ms, method, decision, subject_id, score, threshold, \
+    principal, generation";
+
+/// A write, with where to send its answer.
+pub(super) enum Op {
+    Record(
+        super::Encounter,
+        SyncSender<Result<Recorded, EncounterError>>,
+    ),
+    Correct(
+        Correction,
+        SyncSender<Result<StoredEncounter, EncounterError>>,
+    ),
+    PutTraveller(
+        Traveller,
+        UnixMillis,
+        SyncSender<Result<(), EncounterError>>,
+    ),
+}
+
+/// Counts of the writer's work, for metrics: their ratio is the mean
+/// group size.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Writes answered (records, corrections, travellers' files).
+    pub writes: AtomicU64,
+    /// Transactions committed (each one fsync).
+    pub commits: AtomicU64,
+}
+
+/// The SQLite encounter store.
+#[derive(Debug)]
+pub struct SqliteEncounters {
+    path: PathBuf,
+    stats: Arc<CommitStats>,
+    writes: Mutex<Option<SyncSender<Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    _lock: std::fs::File,
+}
+
+impl SqliteEncounters {
+    /// Opens (creating when absent) `dir/encounters.db` for this process
+    /// alone, brings its schema up to date and starts its writer thread.
+    pub fn open(dir: &Path) -> Result<Arc<SqliteEncounters>, EncounterError> {
+        let path = dir.join(FILE_NAME);
+        std::fs::create_dir_all(dir).map_err(|error| DbError::Io {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        let lock = sqlite::lock_file(&path)?;
+        let conn = sqlite::open_owned(&path, MIGRATIONS, Ownership::LockFile)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let writer_path = path.clone();
+        let stats = Arc::new(CommitStats::default());
+        let writer_stats = Arc::clone(&stats);
+        let writer = std::thread::Builder::new()
+            .name("encounter-writer".into())
+            .spawn(move || write_loop(conn, &writer_path, &rx, &writer_stats))
+            .map_err(|error| DbError::Io {
+                path: path.clone(),
+                error,
+            })?;
+        Ok(Arc::new(SqliteEncounters {
+            path,
+            stats,
+            writes: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+            _lock: lock,
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer's counts so far.
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.stats
+    }
+
+    /// Sends a write to the writer and waits for its answer.
+    fn write<T>(
+        &self,
+        op: impl FnOnce(SyncSender<Result<T, EncounterError>>) -> Op,
+    ) -> Result<T, EncounterError> {
+        let (answer, result) = sync_channel(1);
+        let sender = self
+            .writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(EncounterError::Closed)?;
+        sender
+            .send(op(answer))
+            .map_err(|_| EncounterError::Closed)?;
+        result.recv().map_err(|_| EncounterError::Closed)?
+    }
+
+    /// Runs `read` on a pooled read-only connection.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection, &Path) -> Result<T, EncounterError>,
+    ) -> Result<T, EncounterError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => sqlite::open_reader(&self.path)?,
+        };
+        let out = read(&conn, &self.path);
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        out
+    }
+
+    /// Stops the writer after the writes already sent, and waits for it.
+    pub fn close(&self) {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            // A panic in the writer has already answered nobody; nothing to add.
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for SqliteEncounters {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer thread: one group commit per wake-up, until every sender is
+/// gone.
+fn write_loop(mut conn: Connection, path: &Path, ops: &Receiver<Op>, stats: &CommitStats) {
+    while let Ok(first) = ops.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match ops.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        let n = group.len() as u64;
+        writes::commit_group(&mut conn, path, group);
+        stats.writes.fetch_add(n, Ordering::Relaxed);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) fn db(path: &Path) -> impl Fn(rusqlite::Error) -> EncounterError + '_ {
+    move |e| EncounterError::Db(sqlite::db_error(path, e))
+}
+
+/// A row of [`COLUMNS`], without its changes.
+pub(super) fn read_encounter(
+    row: &Row<'_>,
+    path: &Path,
+) -> Result<StoredEncounter, EncounterError> {
+    super::rows::encounter(row, path)
+}
+
+/// The changes of record `key`, oldest first.
+pub(super) fn changes_of(
+    c: &Connection,
+    path: &Path,
+    key: i64,
+) -> Result<Vec<Change>, EncounterError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT changed_ms, principal, old_decision, old_subject_id, new_decision, \
+             new_subject_id, note FROM encounter_changes WHERE encounter = ?1 ORDER BY rowid",
+        )
+        .map_err(db(path))?;
+    let mut rows = stmt.query([key]).map_err(db(path))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db(path))? {
+        out.push(super::rows::change(row, path)?);
+    }
+    Ok(out)
+}
+
+/// The record with key `key`, with its changes.
+pub(super) fn get_by_key(
+    c: &Connection,
+    path: &Path,
+    key: i64,
+) -> Result<Option<StoredEncounter>, EncounterError> {
+    let sql = format!("SELECT {COLUMNS} FROM encounters WHERE key = ?1");
+    let mut stmt = c.prepare_cached(&sql).map_err(db(path))?;
+    let found = stmt
+        .query_row([key], |row| Ok(read_encounter(row, path)))
+        .optional()
+        .map_err(db(path))?;
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let mut stored = found?;
+    stored.changes = changes_of(c, path, key)?;
+    Ok(Some(stored))
+}
+
+/// Records (with their changes) of a query whose first column is the key.
+fn records(
+    c: &Connection,
+    path: &Path,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEncounter>, EncounterError> {
+    let keys: Vec<i64> = {
+        let mut stmt = c.prepare_cached(sql).map_err(db(path))?;
+        stmt.query_map(params, |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(db(path))?
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(e) = get_by_key(c, path, key)? {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+fn page_limit(limit: usize) -> i64 {
+    if limit == 0 || limit > super::store::MAX_PAGE {
+        super::store::MAX_PAGE as i64
+    } else {
+        limit as i64
+    }
+}
+
+impl EncounterStore for SqliteEncounters {
+    fn record(&self, encounter: super::Encounter) -> Result<Recorded, EncounterError> {
+        encounter.validate()?;
+        self.write(|answer| Op::Record(encounter, answer))
+    }
+
+    fn correct(&self, correction: Correction) -> Result<StoredEncounter, EncounterError> {
+        writes::check_correction(&correction)?;
+        self.write(|answer| Op::Correct(correction, answer))
+    }
+
+    fn put_traveller(&self, traveller: &Traveller, at: UnixMillis) -> Result<(), EncounterError> {
+        writes::check_traveller(traveller)?;
+        let t = traveller.clone();
+        self.write(|answer| Op::PutTraveller(t, at, answer))
+    }
+
+    fn get(&self, record_id: u64) -> Result<Option<StoredEncounter>, EncounterError> {
+        let Ok(key) = i64::try_from(record_id) else {
+            return Ok(None);
+        };
+        self.read(|c, path| get_by_key(c, path, key))
+    }
+
+    fn history(&self, subject_id: &str) -> Result<Vec<StoredEncounter>, EncounterError> {
+        self.read(|c, path| {
+            records(
+                c,
+                path,
+                "SELECT key FROM encounters WHERE subject_id = ?1 ORDER BY captured_ms, key",
+                [subject_id],
+            )
+        })
+    }
+
+    fn movements(
+        &self,
+        subject_id: &str,
+        until: UnixMillis,
+    ) -> Result<Vec<Movement>, EncounterError> {
+        self.read(|c, path| super::rows::movements(c, path, subject_id, until))
+    }
+
+    fn traveller(&self, subject_id: &str) -> Result<Option<Traveller>, EncounterError> {
+        self.read(|c, path| super::rows::traveller(c, path, subject_id))
+    }
+
+    fn present_subjects(
+        &self,
+        until: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        let limit = page_limit(limit);
+        self.read(|c, path| {
+            let mut stmt = c.prepare_cached(PRESENT_SQL).map_err(db(path))?;
+            let ids: Vec<String> = stmt
+                .query_map(params![after.unwrap_or(""), until.0, limit + 1], |r| {
+                    r.get(0)
+                })
+                .and_then(Iterator::collect)
+                .map_err(db(path))?;
+            Ok(page(ids, limit as usize))
+        })
+    }
+
+    fn exits_without_entry(
+        &self,
+        from: UnixMillis,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        let limit = page_limit(limit);
+        self.read(|c, path| {
+            records(
+                c,
+                path,
+                EXITS_WITHOUT_ENTRY_SQL,
+                params![from.0, until.0, limit],
+            )
+        })
+    }
+
+    fn entries_without_exit(
+        &self,
+        from: UnixMillis,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        let limit = page_limit(limit);
+        self.read(|c, path| {
+            records(
+                c,
+                path,
+                ENTRIES_WITHOUT_EXIT_SQL,
+                params![from.0, until.0, limit],
+            )
+        })
+    }
+
+    fn manifest_encounters(
+        &self,
+        manifest_id: &str,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        self.read(|c, path| {
+            records(
+                c,
+                path,
+                "SELECT key FROM encounters WHERE manifest_id = ?1 ORDER BY captured_ms, key",
+                [manifest_id],
+            )
+        })
+    }
+}
+
+/// Cuts a `limit + 1` fetch into a page and its cursor.
+fn page(mut ids: Vec<String>, limit: usize) -> SubjectPage {
+    let next = (ids.len() > limit).then(|| {
+        ids.truncate(limit);
+        ids.last().cloned().unwrap_or_default()
+    });
+    SubjectPage {
+        subject_ids: ids,
+        next,
+    }
+}
+
+/// Subjects whose last movement before `?2` is an entry, after `?1`, not of
+/// a category without a stay limit. The inner query is SQLite's "bare
+/// column of max()": `direction` comes from the row with the latest
+/// capture; it scans `encounters_by_subject` in subject order.
+const PRESENT_SQL: &str = "SELECT subject_id FROM (
+         SELECT subject_id, direction, MAX(captured_ms) AS last_ms FROM encounters
+         WHERE subject_id IS NOT NULL AND subject_id > ?1 AND captured_ms < ?2
+         GROUP BY subject_id
+     ) AS last
+     WHERE last.direction = 'entry' AND NOT EXISTS (
+         SELECT 1 FROM travellers t WHERE t.subject_id = last.subject_id
+         AND t.category IN ('citizen', 'lawful_permanent_resident'))
+     ORDER BY subject_id LIMIT ?3";
+
+/// Exits in `[?1, ?2)` whose previous movement is not an entry: only the
+/// subjects with an exit in the period are windowed.
+const EXITS_WITHOUT_ENTRY_SQL: &str = "SELECT key FROM (
+         SELECT key, direction, captured_ms,
+                LAG(direction) OVER (PARTITION BY subject_id ORDER BY captured_ms, key) AS prev
+         FROM encounters
+         WHERE subject_id IN (SELECT subject_id FROM encounters
+                              WHERE captured_ms >= ?1 AND captured_ms < ?2
+                              AND direction = 'exit' AND subject_id IS NOT NULL)
+     )
+     WHERE direction = 'exit' AND (prev IS NULL OR prev = 'exit')
+       AND captured_ms >= ?1 AND captured_ms < ?2
+     ORDER BY captured_ms, key LIMIT ?3";
+
+/// Entries in `[?1, ?2)` whose next movement is another entry.
+const ENTRIES_WITHOUT_EXIT_SQL: &str = "SELECT key FROM (
+         SELECT key, direction, captured_ms,
+                LEAD(direction) OVER (PARTITION BY subject_id ORDER BY captured_ms, key) AS next
+         FROM encounters
+         WHERE subject_id IN (SELECT subject_id FROM encounters
+                              WHERE captured_ms >= ?1 AND captured_ms < ?2
+                              AND direction = 'entry' AND subject_id IS NOT NULL)
+     )
+     WHERE direction = 'entry' AND next = 'entry'
+       AND captured_ms >= ?1 AND captured_ms < ?2
+     ORDER BY captured_ms, key LIMIT ?3";
+
+/// The day column of an admission, checked.
+pub(super) fn day_of(v: i64, path: &Path) -> Result<Day, EncounterError> {
+    i32::try_from(v)
+        .map(Day)
+        .map_err(|_| sqlite::corrupt(path, format!("day {v} out of range")).into())
+}
+
+/// Reads a direction name.
+pub(super) fn direction_of(name: &str, path: &Path) -> Result<Direction, EncounterError> {
+    Direction::from_name(name)
+        .ok_or_else(|| sqlite::corrupt(path, format!("unknown direction {name:?}")).into())
+}

@@ -1,0 +1,207 @@
+//! The encounter store's interface: what the server and the reports need
+//! of any store, so that a central PostgreSQL (for several nodes) can stand
+//! where the embedded SQLite file stands now ([`super::sqlite_store`]).
+//!
+//! Every method blocks (on disk, and on fsync for writes): the server calls
+//! them off its async workers.
+
+use super::day::Day;
+use super::model::{Admission, Category, Decision, Encounter, RecordError, Traveller};
+use crate::clock::UnixMillis;
+use crate::sqlite::DbError;
+
+/// Most records one page of a listing returns.
+pub const MAX_PAGE: usize = 1_000;
+
+/// An encounter as stored: facegate's record id, and the encounter as it
+/// now stands (after any officer's decision or correction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEncounter {
+    /// facegate's id of the record (what a decision or correction names).
+    pub record_id: u64,
+    /// The encounter, with its current decision and subject.
+    pub encounter: Encounter,
+    /// Officers' decisions and corrections, oldest first.
+    pub changes: Vec<Change>,
+}
+
+/// What `record` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The record (the first one, for a retry).
+    pub stored: StoredEncounter,
+    /// False when this port had already recorded this encounter id: the
+    /// first record is returned and nothing is written.
+    pub newly_recorded: bool,
+}
+
+/// An officer's decision after a manual check, or a correction of a record
+/// (rectification): the encounter's decision and subject as they should
+/// stand. The record keeps what it was before, with who changed it and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correction {
+    /// The record to change.
+    pub record_id: u64,
+    /// The decision as it should stand.
+    pub decision: Decision,
+    /// The subject as it should stand (`None` for no match).
+    pub subject_id: Option<String>,
+    /// Who decided (the back-office principal).
+    pub principal: String,
+    /// Why (the officer's note); required.
+    pub note: String,
+    /// When (facegate's clock).
+    pub at: UnixMillis,
+}
+
+/// One past change of an encounter's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// When.
+    pub at: UnixMillis,
+    /// Who.
+    pub principal: String,
+    /// The decision before.
+    pub old_decision: Decision,
+    /// The subject before.
+    pub old_subject_id: Option<String>,
+    /// The decision after.
+    pub new_decision: Decision,
+    /// The subject after.
+    pub new_subject_id: Option<String>,
+    /// Why.
+    pub note: String,
+}
+
+/// A subject's movement: what stay rules need of an encounter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Movement {
+    /// The capture time.
+    pub captured_at: UnixMillis,
+    /// Entry or exit.
+    pub direction: crate::manifest::Direction,
+}
+
+/// One page of subject ids, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectPage {
+    /// The subjects of this page.
+    pub subject_ids: Vec<String>,
+    /// The cursor for the next page; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// Why the store could not do what was asked; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncounterError {
+    /// The record is malformed.
+    #[error(transparent)]
+    Invalid(#[from] RecordError),
+    /// No record has this id.
+    #[error("no encounter record {record_id}")]
+    NotFound {
+        /// The id asked for.
+        record_id: u64,
+    },
+    /// The database failed or is damaged.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The transaction that held this write could not be committed (a full
+    /// disk, an I/O error): nothing of it was stored.
+    #[error("{path}: commit failed, nothing was written: {reason}")]
+    CommitFailed {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// The store's writer has stopped (the server is shutting down).
+    #[error("the encounter store is closed")]
+    Closed,
+}
+
+/// The encounter store: durable records of crossings, travellers' files,
+/// and the reads reconciliation needs. Implementations are shared between
+/// request handlers (`Send + Sync`) and make each write durable before it
+/// returns.
+pub trait EncounterStore: Send + Sync + std::fmt::Debug {
+    /// Records an encounter, durably before returning; a retry of the same
+    /// port's encounter id returns the first record.
+    fn record(&self, encounter: Encounter) -> Result<Recorded, EncounterError>;
+
+    /// Applies an officer's decision or a correction; the record as it now
+    /// stands.
+    fn correct(&self, correction: Correction) -> Result<StoredEncounter, EncounterError>;
+
+    /// Sets a traveller's category and records their admissions (an
+    /// admission on a day already recorded replaces it).
+    fn put_traveller(&self, traveller: &Traveller, at: UnixMillis) -> Result<(), EncounterError>;
+
+    /// The record with this id.
+    fn get(&self, record_id: u64) -> Result<Option<StoredEncounter>, EncounterError>;
+
+    /// A subject's encounters, in capture order: their travel history.
+    fn history(&self, subject_id: &str) -> Result<Vec<StoredEncounter>, EncounterError>;
+
+    /// A subject's entries and exits captured before `until`, in capture
+    /// order (what stay rules read).
+    fn movements(
+        &self,
+        subject_id: &str,
+        until: UnixMillis,
+    ) -> Result<Vec<Movement>, EncounterError>;
+
+    /// A traveller's file, when one was recorded.
+    fn traveller(&self, subject_id: &str) -> Result<Option<Traveller>, EncounterError>;
+
+    /// Subjects of a category with a stay limit whose last movement
+    /// captured before `until` is an entry: everyone who may be in the
+    /// country then, one page at a time (`after` is the previous page's
+    /// `next`).
+    fn present_subjects(
+        &self,
+        until: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError>;
+
+    /// Exits captured in `[from, until)` whose subject's previous movement
+    /// is not an entry (or who has none): possible impostors at exit, or
+    /// missed entry captures.
+    fn exits_without_entry(
+        &self,
+        from: UnixMillis,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError>;
+
+    /// Entries captured in `[from, until)` followed by another entry of the
+    /// same subject with no exit between: missed exit captures.
+    fn entries_without_exit(
+        &self,
+        from: UnixMillis,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError>;
+
+    /// The encounters recorded against a manifest, in capture order.
+    fn manifest_encounters(
+        &self,
+        manifest_id: &str,
+    ) -> Result<Vec<StoredEncounter>, EncounterError>;
+}
+
+/// A traveller with no admission yet: the file a category alone creates.
+pub fn traveller_of(subject_id: &str, category: Category) -> Traveller {
+    Traveller {
+        subject_id: subject_id.to_string(),
+        category,
+        admissions: Vec::<Admission>::new(),
+    }
+}
+
+/// The instant after the last moment of `day`: "as of a day" includes the
+/// whole day.
+pub fn end_of(day: Day) -> UnixMillis {
+    day.plus(1).start()
+}

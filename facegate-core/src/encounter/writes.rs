@@ -1,0 +1,271 @@
+//! The writer thread's work: a group of writes in one transaction, each in
+//! its own savepoint, answered only after the commit is durable.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::model::{MAX_NOTE_LEN, check_subject, check_text};
+use super::sqlite_store::{Op, db, get_by_key};
+use super::store::{Correction, EncounterError, Recorded, StoredEncounter};
+use super::{Decision, Encounter, RecordError, Traveller};
+use crate::clock::UnixMillis;
+
+/// An answer held until the group's commit.
+enum Pending {
+    Record(
+        std::sync::mpsc::SyncSender<Result<Recorded, EncounterError>>,
+        Result<Recorded, EncounterError>,
+    ),
+    Correct(
+        std::sync::mpsc::SyncSender<Result<StoredEncounter, EncounterError>>,
+        Result<StoredEncounter, EncounterError>,
+    ),
+    Put(
+        std::sync::mpsc::SyncSender<Result<(), EncounterError>>,
+        Result<(), EncounterError>,
+    ),
+}
+
+/// Applies `group` in one transaction and answers each write once the
+/// commit has returned (durable), or with the commit's error.
+pub(super) fn commit_group(conn: &mut Connection, path: &Path, group: Vec<Op>) {
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(group, path, e),
+    };
+    let mut pending = Vec::with_capacity(group.len());
+    for op in group {
+        pending.push(match op {
+            Op::Record(e, answer) => {
+                Pending::Record(answer, in_savepoint(&tx, path, |t| record(t, path, e)))
+            }
+            Op::Correct(c, answer) => {
+                Pending::Correct(answer, in_savepoint(&tx, path, |t| correct(t, path, &c)))
+            }
+            Op::PutTraveller(t, at, answer) => Pending::Put(
+                answer,
+                in_savepoint(&tx, path, |s| put_traveller(s, path, &t, at)),
+            ),
+        });
+    }
+    let committed = tx.commit().map_err(|e| crate::sqlite::db_error(path, e));
+    for p in pending {
+        // A caller that gave up (its request was cancelled) is not waiting.
+        let _ = match (p, &committed) {
+            (Pending::Record(a, r), Ok(())) => a.send(r).is_ok(),
+            (Pending::Record(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
+            (Pending::Correct(a, r), Ok(())) => a.send(r).is_ok(),
+            (Pending::Correct(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
+            (Pending::Put(a, r), Ok(())) => a.send(r).is_ok(),
+            (Pending::Put(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
+        };
+    }
+}
+
+/// The commit's error, once per waiting caller (`DbError` is not `Clone`,
+/// so each gets its message).
+fn again(e: &crate::sqlite::DbError, path: &Path) -> EncounterError {
+    EncounterError::CommitFailed {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn fail_all(group: Vec<Op>, path: &Path, e: rusqlite::Error) {
+    let e = crate::sqlite::db_error(path, e);
+    for op in group {
+        let _ = match op {
+            Op::Record(_, a) => a.send(Err(again(&e, path))).is_ok(),
+            Op::Correct(_, a) => a.send(Err(again(&e, path))).is_ok(),
+            Op::PutTraveller(_, _, a) => a.send(Err(again(&e, path))).is_ok(),
+        };
+    }
+}
+
+/// Runs `write` in a savepoint: its changes stay only if it succeeds.
+fn in_savepoint<T>(
+    tx: &Transaction<'_>,
+    path: &Path,
+    write: impl FnOnce(&Transaction<'_>) -> Result<T, EncounterError>,
+) -> Result<T, EncounterError> {
+    tx.execute_batch("SAVEPOINT one").map_err(db(path))?;
+    match write(tx) {
+        Ok(v) => {
+            tx.execute_batch("RELEASE one").map_err(db(path))?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO one; RELEASE one")
+                .map_err(db(path))?;
+            Err(e)
+        }
+    }
+}
+
+fn record(tx: &Transaction<'_>, path: &Path, e: Encounter) -> Result<Recorded, EncounterError> {
+    let c = &e.context;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO encounters (port, encounter_id, direction, lane, carrier, voyage, \
+             manifest_id, captured_ms, recorded_ms, method, decision, subject_id, score, \
+             threshold, principal, generation) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             ON CONFLICT (port, encounter_id) DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                c.port,
+                c.encounter_id,
+                c.direction.name(),
+                c.lane,
+                c.carrier,
+                c.voyage,
+                e.manifest_id,
+                c.captured_at.0,
+                e.recorded_at.0,
+                e.method.name(),
+                e.decision.name(),
+                e.subject_id,
+                e.score.map(f64::from),
+                f64::from(e.threshold),
+                e.principal,
+                i64::try_from(e.generation).unwrap_or(i64::MAX),
+            ])
+        })
+        .map_err(db(path))?;
+    let key: i64 = tx
+        .query_row(
+            "SELECT key FROM encounters WHERE port = ?1 AND encounter_id = ?2",
+            params![c.port, c.encounter_id],
+            |r| r.get(0),
+        )
+        .map_err(db(path))?;
+    let stored = get_by_key(tx, path, key)?.ok_or_else(|| {
+        EncounterError::Db(crate::sqlite::corrupt(
+            path,
+            "a record vanished within its transaction",
+        ))
+    })?;
+    Ok(Recorded {
+        stored,
+        newly_recorded: inserted == 1,
+    })
+}
+
+/// Checks a correction before it is queued.
+pub(super) fn check_correction(c: &Correction) -> Result<(), EncounterError> {
+    check_text(
+        "principal",
+        &c.principal,
+        super::model::MAX_FIELD_LEN,
+        false,
+    )?;
+    check_text("note", &c.note, MAX_NOTE_LEN, true)?;
+    if let Some(s) = &c.subject_id {
+        check_subject(s)?;
+    }
+    if c.decision != Decision::NoMatch && c.subject_id.is_none() {
+        return Err(RecordError::DecisionMismatch {
+            decision: c.decision.name(),
+            reason: "names no subject",
+        }
+        .into());
+    }
+    if c.decision == Decision::NoMatch && c.subject_id.is_some() {
+        return Err(RecordError::DecisionMismatch {
+            decision: "no_match",
+            reason: "names a subject",
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn correct(
+    tx: &Transaction<'_>,
+    path: &Path,
+    c: &Correction,
+) -> Result<StoredEncounter, EncounterError> {
+    let not_found = EncounterError::NotFound {
+        record_id: c.record_id,
+    };
+    let key = i64::try_from(c.record_id).map_err(|_| EncounterError::NotFound {
+        record_id: c.record_id,
+    })?;
+    let before: Option<(String, Option<String>)> = tx
+        .query_row(
+            "SELECT decision, subject_id FROM encounters WHERE key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db(path))?;
+    let (old_decision, old_subject) = before.ok_or(not_found)?;
+    tx.execute(
+        "INSERT INTO encounter_changes (encounter, changed_ms, principal, old_decision, \
+         old_subject_id, new_decision, new_subject_id, note) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            key,
+            c.at.0,
+            c.principal,
+            old_decision,
+            old_subject,
+            c.decision.name(),
+            c.subject_id,
+            c.note
+        ],
+    )
+    .map_err(db(path))?;
+    tx.execute(
+        "UPDATE encounters SET decision = ?2, subject_id = ?3 WHERE key = ?1",
+        params![key, c.decision.name(), c.subject_id],
+    )
+    .map_err(db(path))?;
+    get_by_key(tx, path, key)?.ok_or(EncounterError::NotFound {
+        record_id: c.record_id,
+    })
+}
+
+/// Checks a traveller's file before it is queued.
+pub(super) fn check_traveller(t: &Traveller) -> Result<(), EncounterError> {
+    check_subject(&t.subject_id)?;
+    for a in &t.admissions {
+        a.validate()?;
+    }
+    Ok(())
+}
+
+fn put_traveller(
+    tx: &Transaction<'_>,
+    path: &Path,
+    t: &Traveller,
+    at: UnixMillis,
+) -> Result<(), EncounterError> {
+    tx.execute(
+        "INSERT INTO travellers (subject_id, category, updated_ms) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (subject_id) DO UPDATE SET category = excluded.category, \
+         updated_ms = excluded.updated_ms",
+        params![t.subject_id, t.category.name(), at.0],
+    )
+    .map_err(db(path))?;
+    let mut put = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO admissions (subject_id, day, class, port, rule, until_day) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db(path))?;
+    for a in &t.admissions {
+        put.execute(params![
+            t.subject_id,
+            a.day.0,
+            a.class,
+            a.port,
+            a.rule.name(),
+            a.rule.until().map(|d| d.0)
+        ])
+        .map_err(db(path))?;
+    }
+    Ok(())
+}

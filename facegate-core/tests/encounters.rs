@@ -1,0 +1,311 @@
+//! The SQLite encounter store on real files: recording, retries,
+//! corrections, restarts, concurrent writers (group commit), the reads
+//! reconciliation uses, and a second owner refused.
+
+use std::sync::Arc;
+
+use facegate_core::clock::UnixMillis;
+use facegate_core::encounter::{
+    Admission, CaptureContext, Category, Correction, Day, Decision, Encounter, EncounterError,
+    EncounterStore, Method, RecordError, SqliteEncounters, StayRule, Traveller,
+};
+use facegate_core::manifest::Direction;
+use facegate_core::sqlite::DbError;
+
+const DAY_MS: i64 = 86_400_000;
+
+fn at(day: i32, hour: i64) -> UnixMillis {
+    UnixMillis(i64::from(day) * DAY_MS + hour * 3_600_000)
+}
+
+fn crossing(id: &str, subject: Option<&str>, direction: Direction, t: UnixMillis) -> Encounter {
+    Encounter {
+        context: CaptureContext {
+            encounter_id: id.into(),
+            direction,
+            port: "JFK".into(),
+            lane: "7".into(),
+            carrier: "XA".into(),
+            voyage: "XA100".into(),
+            captured_at: t,
+        },
+        manifest_id: None,
+        method: Method::Identify,
+        decision: if subject.is_some() {
+            Decision::Match
+        } else {
+            Decision::NoMatch
+        },
+        subject_id: subject.map(str::to_owned),
+        score: subject.map(|_| 0.71),
+        threshold: 0.35,
+        principal: "jfk-kiosk".into(),
+        generation: 3,
+        recorded_at: t,
+    }
+}
+
+#[test]
+fn a_record_survives_a_restart_and_a_retry_returns_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let store = SqliteEncounters::open(dir.path()).unwrap();
+        let r = store
+            .record(crossing("c1", Some("S1"), Direction::Entry, at(100, 9)))
+            .unwrap();
+        assert!(r.newly_recorded);
+        r.stored
+    };
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    assert_eq!(store.get(first.record_id).unwrap().as_ref(), Some(&first));
+    // The same port's id again, with different contents: the first stands.
+    let retry = store
+        .record(crossing("c1", Some("S2"), Direction::Exit, at(101, 9)))
+        .unwrap();
+    assert!(!retry.newly_recorded);
+    assert_eq!(retry.stored, first);
+    // Another port may use the same id.
+    let mut other = crossing("c1", Some("S1"), Direction::Exit, at(101, 9));
+    other.context.port = "LAX".into();
+    let r = store.record(other).unwrap();
+    assert!(r.newly_recorded);
+    assert_ne!(r.stored.record_id, first.record_id);
+    assert_eq!(store.history("S1").unwrap().len(), 2);
+}
+
+#[test]
+fn bad_records_are_refused_with_their_reason_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let mut bad = crossing("", Some("S1"), Direction::Entry, at(1, 1));
+    let e = store.record(bad.clone()).unwrap_err();
+    assert!(e.to_string().contains("encounter_id: is empty"), "{e}");
+    bad.context.encounter_id = "ok".into();
+    bad.decision = Decision::Match;
+    bad.subject_id = None;
+    let e = store.record(bad.clone()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EncounterError::Invalid(RecordError::DecisionMismatch { .. })
+        ),
+        "{e}"
+    );
+    bad.subject_id = Some("S1".into());
+    bad.score = Some(f32::NAN);
+    assert!(store.record(bad).is_err());
+    assert!(store.history("S1").unwrap().is_empty());
+}
+
+#[test]
+fn an_officer_correction_keeps_what_was_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let r = store
+        .record(crossing("c1", None, Direction::Exit, at(10, 8)))
+        .unwrap();
+    let fixed = store
+        .correct(Correction {
+            record_id: r.stored.record_id,
+            decision: Decision::OfficerOverride,
+            subject_id: Some("S9".into()),
+            principal: "officer-17".into(),
+            note: "passport checked by hand".into(),
+            at: at(10, 9),
+        })
+        .unwrap();
+    assert_eq!(fixed.encounter.decision, Decision::OfficerOverride);
+    assert_eq!(fixed.encounter.subject_id.as_deref(), Some("S9"));
+    assert_eq!(fixed.changes.len(), 1);
+    assert_eq!(fixed.changes[0].old_decision, Decision::NoMatch);
+    assert_eq!(fixed.changes[0].old_subject_id, None);
+    assert_eq!(store.history("S9").unwrap(), vec![fixed]);
+    let e = store
+        .correct(Correction {
+            record_id: 999,
+            decision: Decision::NoMatch,
+            subject_id: None,
+            principal: "officer-17".into(),
+            note: "x".into(),
+            at: at(10, 9),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, EncounterError::NotFound { record_id: 999 }),
+        "{e}"
+    );
+}
+
+#[test]
+fn concurrent_records_share_commits_and_none_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let s = format!("S{t}");
+                    let dir = if i % 2 == 0 {
+                        Direction::Entry
+                    } else {
+                        Direction::Exit
+                    };
+                    store
+                        .record(crossing(
+                            &format!("{t}-{i}"),
+                            Some(&s),
+                            dir,
+                            at(i, t.into()),
+                        ))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // 800 records from 16 threads at once: commits are shared (each costs
+    // an fsync of milliseconds, while the other threads' records queue).
+    let stats = store.commit_stats();
+    let (writes, commits) = (
+        stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+        stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert_eq!(writes, 800);
+    assert!(commits < writes, "{commits} commits for {writes} records");
+    drop(store);
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    for t in 0..16 {
+        assert_eq!(store.history(&format!("S{t}")).unwrap().len(), 50);
+    }
+}
+
+#[test]
+fn travellers_files_hold_category_and_admissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let mut t = Traveller {
+        subject_id: "S1".into(),
+        category: Category::NonImmigrantVisa,
+        admissions: vec![Admission {
+            class: "B2".into(),
+            port: "JFK".into(),
+            day: Day(100),
+            rule: StayRule::AdmittedUntil(Day(280)),
+        }],
+    };
+    store.put_traveller(&t, at(100, 1)).unwrap();
+    t.admissions.push(Admission {
+        class: "visa-exempt".into(),
+        port: "LAX".into(),
+        day: Day(400),
+        rule: StayRule::NinetyIn180,
+    });
+    t.category = Category::VisaExempt;
+    store.put_traveller(&t, at(400, 1)).unwrap();
+    assert_eq!(store.traveller("S1").unwrap(), Some(t.clone()));
+    assert_eq!(store.traveller("S2").unwrap(), None);
+    t.admissions[0].rule = StayRule::AdmittedUntil(Day(99));
+    let e = store.put_traveller(&t, at(400, 2)).unwrap_err();
+    assert!(e.to_string().contains("before the admission day"), "{e}");
+}
+
+#[test]
+fn presence_and_irregular_movements_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let rec = |id: &str, s: &str, d: Direction, day: i32| {
+        store.record(crossing(id, Some(s), d, at(day, 10))).unwrap();
+    };
+    // A: in and out; B: in; C: out with no entry; D: in, in (a missed exit);
+    // E: a citizen who is in.
+    rec("a1", "A", Direction::Entry, 10);
+    rec("a2", "A", Direction::Exit, 20);
+    rec("b1", "B", Direction::Entry, 15);
+    rec("c1", "C", Direction::Exit, 16);
+    rec("d1", "D", Direction::Entry, 5);
+    rec("d2", "D", Direction::Entry, 18);
+    rec("e1", "E", Direction::Entry, 12);
+    store
+        .put_traveller(
+            &facegate_core::encounter::store::traveller_of("E", Category::Citizen),
+            at(12, 11),
+        )
+        .unwrap();
+    let present = store.present_subjects(at(30, 0), None, 0).unwrap();
+    assert_eq!(present.subject_ids, ["B", "D"]);
+    assert_eq!(present.next, None);
+    // As of day 11, only A and D had entered.
+    let early = store.present_subjects(at(11, 0), None, 0).unwrap();
+    assert_eq!(early.subject_ids, ["A", "D"]);
+    // Paged.
+    let p1 = store.present_subjects(at(30, 0), None, 1).unwrap();
+    assert_eq!(
+        (p1.subject_ids.as_slice(), p1.next.as_deref()),
+        (&["B".to_string()][..], Some("B"))
+    );
+    let p2 = store
+        .present_subjects(at(30, 0), p1.next.as_deref(), 1)
+        .unwrap();
+    assert_eq!(p2.subject_ids, ["D"]);
+
+    let exits = store.exits_without_entry(at(0, 0), at(30, 0), 0).unwrap();
+    let ids: Vec<_> = exits
+        .iter()
+        .map(|e| e.encounter.context.encounter_id.as_str())
+        .collect();
+    assert_eq!(ids, ["c1"]);
+    let entries = store.entries_without_exit(at(0, 0), at(30, 0), 0).unwrap();
+    let ids: Vec<_> = entries
+        .iter()
+        .map(|e| e.encounter.context.encounter_id.as_str())
+        .collect();
+    assert_eq!(ids, ["d1"]);
+    let m: Vec<_> = store.movements("D", at(30, 0)).unwrap();
+    assert_eq!(m.len(), 2);
+    assert!(store.movements("D", at(6, 0)).unwrap().len() == 1);
+}
+
+#[test]
+fn out_of_order_captures_are_read_in_capture_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    store
+        .record(crossing("x2", Some("A"), Direction::Exit, at(20, 1)))
+        .unwrap();
+    store
+        .record(crossing("x1", Some("A"), Direction::Entry, at(10, 1)))
+        .unwrap();
+    let h = store.history("A").unwrap();
+    let ids: Vec<_> = h
+        .iter()
+        .map(|e| e.encounter.context.encounter_id.as_str())
+        .collect();
+    assert_eq!(ids, ["x1", "x2"]);
+    assert!(
+        store
+            .exits_without_entry(at(0, 0), at(30, 0), 0)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .present_subjects(at(30, 0), None, 0)
+            .unwrap()
+            .subject_ids
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_second_owner_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = SqliteEncounters::open(dir.path()).unwrap();
+    let e = SqliteEncounters::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(e, EncounterError::Db(DbError::InUse { .. })),
+        "{e}"
+    );
+}
