@@ -5,12 +5,15 @@
 //! * [`day`]: UTC calendar days, the unit stay rules count in;
 //! * [`model`]: travellers, admissions, encounters, and their checks;
 //! * [`store`]: the store interface (SQLite now, PostgreSQL later);
-//! * [`sqlite_store`]: the embedded store, with group commit.
+//! * [`sqlite_store`]: the embedded store, with group commit;
+//! * [`stay`]: stays built from crossings, and the stay status and days
+//!   over as of a day under each admission's rule.
 
 pub mod day;
 pub mod model;
 mod rows;
 pub mod sqlite_store;
+pub mod stay;
 pub mod store;
 mod writes;
 
@@ -20,6 +23,7 @@ pub use model::{
     Traveller,
 };
 pub use sqlite_store::{CommitStats, SqliteEncounters};
+pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};
 pub use store::{
     Change, Correction, EncounterError, EncounterStore, Movement, Recorded, StoredEncounter,
     SubjectPage,
