@@ -409,3 +409,362 @@ fn clamp_day(n: i64) -> Day {
 fn to_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn day(text: &str) -> Day {
+        text.parse().unwrap()
+    }
+
+    fn at(text: &str, hour: i64) -> UnixMillis {
+        UnixMillis(day(text).start().0 + hour * HOUR)
+    }
+
+    fn entry(text: &str) -> Movement {
+        Movement {
+            captured_at: at(text, 12),
+            direction: Direction::Entry,
+        }
+    }
+
+    fn exit(text: &str) -> Movement {
+        Movement {
+            captured_at: at(text, 12),
+            direction: Direction::Exit,
+        }
+    }
+
+    fn admission(text: &str, rule: StayRule) -> Admission {
+        Admission {
+            class: "B2".into(),
+            port: "JFK".into(),
+            day: day(text),
+            rule,
+        }
+    }
+
+    /// A visa-exempt traveller admitted under 90-in-180 on 2024-01-01.
+    fn schengen(movements: &[Movement], as_of: &str) -> StayStatus {
+        let admissions = [admission("2024-01-01", StayRule::NinetyIn180)];
+        stay_status(movements, &admissions, Category::VisaExempt, day(as_of))
+    }
+
+    #[test]
+    fn a_stay_across_the_window_edge_counts_only_its_days_inside() {
+        // The window ending 2025-08-01 begins 2025-02-03: 26 February days
+        // and 10 of March are inside it, the January ones are not.
+        let s = schengen(&[entry("2025-01-10"), exit("2025-03-10")], "2025-08-01");
+        assert_eq!(day("2025-08-01").plus(-179), day("2025-02-03"));
+        assert_eq!(s.days_used_in_180, 36);
+        assert_eq!(s.days_remaining_in_180, 54);
+        assert_eq!(s.in_country_since, None);
+        assert_eq!((s.days_over, s.admitted_until, s.rule), (0, None, None));
+        assert_eq!(s.stays.len(), 1);
+        assert_eq!(s.stays[0].kind, StayKind::Closed);
+        assert_eq!(s.stays[0].days_over, 0);
+        assert!(s.anomalies.is_empty());
+    }
+
+    #[test]
+    fn ninety_days_are_allowed_and_the_ninety_first_is_over() {
+        // 2025-01-01 through 2025-03-31 is 90 days, entry day counted.
+        let s = schengen(&[entry("2025-01-01")], "2025-03-31");
+        assert_eq!((s.days_used_in_180, s.days_remaining_in_180), (90, 0));
+        assert_eq!(s.in_country_since, Some(day("2025-01-01")));
+        assert_eq!(s.rule, Some(StayRule::NinetyIn180));
+        assert_eq!(s.days_over, 0);
+        assert_eq!(s.admitted_until, Some(day("2025-03-31")));
+        assert!(!s.is_overstayer());
+
+        let s = schengen(&[entry("2025-01-01")], "2025-04-01");
+        assert_eq!((s.days_used_in_180, s.days_remaining_in_180), (91, 0));
+        assert_eq!(s.days_over, 1);
+        assert_eq!(s.admitted_until, Some(day("2025-03-31")));
+        assert!(s.is_overstayer());
+
+        // Leaving on day 91, exit day counted: one day over, in the past.
+        let s = schengen(&[entry("2025-01-01"), exit("2025-04-01")], "2025-06-01");
+        assert_eq!((s.days_over, s.days_over_in_past_stays), (0, 1));
+        assert_eq!(s.stays[0].days_over, 1);
+        assert!(s.is_overstayer());
+    }
+
+    #[test]
+    fn earlier_stays_in_the_window_count_toward_ninety() {
+        // 60 days (2025-01-01..=03-01), then back on 04-01: 30 more reach 90.
+        let moves = [entry("2025-01-01"), exit("2025-03-01"), entry("2025-04-01")];
+        let s = schengen(&moves, "2025-04-30");
+        assert_eq!((s.days_used_in_180, s.days_over), (90, 0));
+        assert_eq!(s.admitted_until, Some(day("2025-04-30")));
+        let s = schengen(&moves, "2025-05-05");
+        assert_eq!((s.days_used_in_180, s.days_over), (95, 5));
+        assert_eq!(s.admitted_until, Some(day("2025-04-30")));
+        assert_eq!(s.days_over_in_past_stays, 0);
+    }
+
+    #[test]
+    fn days_leaving_the_window_extend_the_stay() {
+        // 60 days from 2025-01-01, back on 05-31 (61 used, 29 left): as the
+        // January and February days leave the window one a day, the count
+        // stays at 90 until the last of them has gone.
+        let moves = [entry("2025-01-01"), exit("2025-03-01"), entry("2025-05-31")];
+        let s = schengen(&moves, "2025-05-31");
+        assert_eq!((s.days_used_in_180, s.days_remaining_in_180), (61, 29));
+        assert_eq!(s.admitted_until, Some(day("2025-08-28")));
+        let s = schengen(&moves, "2025-08-28");
+        assert_eq!((s.days_used_in_180, s.days_over), (90, 0));
+        let s = schengen(&moves, "2025-08-29");
+        assert_eq!((s.days_used_in_180, s.days_over), (91, 1));
+    }
+
+    #[test]
+    fn a_same_day_entry_and_exit_is_one_day() {
+        let moves = [
+            Movement {
+                captured_at: at("2025-03-03", 20),
+                direction: Direction::Exit,
+            },
+            Movement {
+                captured_at: at("2025-03-03", 8),
+                direction: Direction::Entry,
+            },
+        ];
+        let s = schengen(&moves, "2025-03-10");
+        assert_eq!(s.days_used_in_180, 1);
+        assert_eq!(s.stays.len(), 1);
+        assert_eq!(s.stays[0].kind, StayKind::Closed);
+        assert_eq!(s.stays[0].first_day, s.stays[0].last_day);
+        assert!(s.anomalies.is_empty());
+    }
+
+    #[test]
+    fn an_entry_and_an_exit_at_the_same_instant_pair_up() {
+        let t = at("2025-03-03", 9);
+        let moves = [Direction::Exit, Direction::Entry].map(|direction| Movement {
+            captured_at: t,
+            direction,
+        });
+        let s = schengen(&moves, "2025-03-10");
+        assert_eq!(s.stays.len(), 1);
+        assert_eq!(s.stays[0].kind, StayKind::Closed);
+        assert_eq!(
+            (s.stays[0].entry_at, s.stays[0].exit_at),
+            (Some(t), Some(t))
+        );
+        assert!(s.anomalies.is_empty());
+    }
+
+    #[test]
+    fn two_entries_in_a_row_count_only_the_first_entry_day() {
+        let s = schengen(&[entry("2025-01-01"), entry("2025-03-01")], "2025-03-10");
+        let kinds: Vec<StayKind> = s.stays.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [StayKind::ExitMissing, StayKind::Open]);
+        assert_eq!(s.stays[0].last_day, day("2025-01-01"));
+        assert_eq!(s.stays[0].exit_at, None);
+        assert_eq!(s.days_used_in_180, 1 + 10);
+        assert_eq!(s.in_country_since, Some(day("2025-03-01")));
+        assert_eq!(
+            s.anomalies,
+            [Anomaly::ExitMissing {
+                entry_at: at("2025-01-01", 12),
+                next_entry_at: at("2025-03-01", 12),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_exit_without_entry_counts_the_exit_day() {
+        let moves = [entry("2025-01-01"), exit("2025-01-05"), exit("2025-02-10")];
+        let s = schengen(&moves, "2025-03-01");
+        let kinds: Vec<StayKind> = s.stays.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [StayKind::Closed, StayKind::EntryMissing]);
+        let lone = &s.stays[1];
+        assert_eq!(
+            (lone.entry_at, lone.exit_at),
+            (None, Some(at("2025-02-10", 12)))
+        );
+        assert_eq!(
+            (lone.first_day, lone.last_day),
+            (day("2025-02-10"), day("2025-02-10"))
+        );
+        assert_eq!(s.days_used_in_180, 5 + 1);
+        assert_eq!(s.in_country_since, None);
+        assert_eq!(
+            s.anomalies,
+            [Anomaly::EntryMissing {
+                exit_at: at("2025-02-10", 12)
+            }]
+        );
+    }
+
+    #[test]
+    fn movements_are_taken_in_capture_order_whatever_the_recording_order() {
+        let sorted = [
+            entry("2025-01-01"),
+            exit("2025-01-20"),
+            entry("2025-02-01"),
+            entry("2025-02-15"),
+            exit("2025-03-01"),
+            exit("2025-03-02"),
+            entry("2025-04-01"),
+        ];
+        let expected = schengen(&sorted, "2025-05-01");
+        let mut reversed = sorted;
+        reversed.reverse();
+        let shuffled = [3, 6, 0, 5, 1, 4, 2].map(|i| sorted[i]);
+        assert_eq!(schengen(&reversed, "2025-05-01"), expected);
+        assert_eq!(schengen(&shuffled, "2025-05-01"), expected);
+        assert_eq!(expected.stays.len(), 5);
+        assert_eq!(expected.anomalies.len(), 2);
+    }
+
+    #[test]
+    fn movements_after_the_as_of_day_are_ignored() {
+        let moves = [entry("2025-01-01"), exit("2025-02-01"), entry("2025-03-01")];
+        let s = schengen(&moves, "2025-01-15");
+        assert_eq!(s.in_country_since, Some(day("2025-01-01")));
+        assert_eq!(s.days_used_in_180, 15);
+        assert_eq!(s.stays.len(), 1);
+        assert_eq!(s.stays[0].kind, StayKind::Open);
+        assert_eq!(s.stays[0].last_day, day("2025-01-15"));
+
+        let before = schengen(&moves, "2024-12-31");
+        assert!(before.stays.is_empty() && before.anomalies.is_empty());
+        assert_eq!(
+            (before.days_used_in_180, before.in_country_since),
+            (0, None)
+        );
+    }
+
+    #[test]
+    fn leaving_after_the_admit_until_date_is_a_past_overstay() {
+        let admissions = [admission(
+            "2025-01-01",
+            StayRule::AdmittedUntil(day("2025-06-30")),
+        )];
+        let moves = [entry("2025-01-01"), exit("2025-07-03")];
+        let status =
+            |as_of| stay_status(&moves, &admissions, Category::NonImmigrantVisa, day(as_of));
+
+        let s = status("2025-07-02");
+        assert_eq!(s.in_country_since, Some(day("2025-01-01")));
+        assert_eq!(s.admitted_until, Some(day("2025-06-30")));
+        assert_eq!((s.days_over, s.days_over_in_past_stays), (2, 0));
+
+        let s = status("2025-08-01");
+        assert_eq!((s.in_country_since, s.admitted_until), (None, None));
+        assert_eq!((s.days_over, s.days_over_in_past_stays), (0, 3));
+        assert_eq!(s.stays[0].days_over, 3);
+        assert!(s.is_overstayer());
+    }
+
+    #[test]
+    fn a_leap_day_is_a_day() {
+        let admissions = [admission(
+            "2024-02-01",
+            StayRule::AdmittedUntil(day("2024-02-28")),
+        )];
+        let s = stay_status(
+            &[entry("2024-02-01")],
+            &admissions,
+            Category::NonImmigrantVisa,
+            day("2024-03-01"),
+        );
+        assert_eq!(s.days_over, 2);
+        assert_eq!(s.days_used_in_180, 29 + 1);
+    }
+
+    #[test]
+    fn citizens_and_residents_never_overstay() {
+        let admissions = [admission("2024-01-01", StayRule::NinetyIn180)];
+        for category in [Category::Citizen, Category::LawfulPermanentResident] {
+            for admissions in [&admissions[..], &[]] {
+                let s = stay_status(
+                    &[entry("2024-01-01")],
+                    admissions,
+                    category,
+                    day("2025-06-01"),
+                );
+                assert_eq!(s.days_used_in_180, 180);
+                assert_eq!((s.days_over, s.days_over_in_past_stays), (0, 0));
+                assert_eq!((s.rule, s.admitted_until), (None, None));
+                assert!(s.anomalies.is_empty(), "{category:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_latest_admission_on_or_before_the_entry_day_governs() {
+        let admissions = [
+            admission("2025-02-01", StayRule::DurationOfStatus),
+            admission("2025-01-01", StayRule::AdmittedUntil(day("2025-01-10"))),
+        ];
+        let moves = [
+            entry("2024-12-01"),
+            exit("2024-12-05"),
+            entry("2025-01-20"),
+            exit("2025-01-31"),
+            entry("2025-02-01"),
+        ];
+        let s = stay_status(&moves, &admissions, Category::Other, day("2025-09-01"));
+        let rules: Vec<Option<StayRule>> = s.stays.iter().map(|s| s.rule).collect();
+        assert_eq!(
+            rules,
+            [
+                None,
+                Some(StayRule::AdmittedUntil(day("2025-01-10"))),
+                Some(StayRule::DurationOfStatus),
+            ]
+        );
+        let over: Vec<u32> = s.stays.iter().map(|s| s.days_over).collect();
+        assert_eq!(over, [0, 12, 0]);
+        assert_eq!(
+            (s.rule, s.admitted_until),
+            (Some(StayRule::DurationOfStatus), None)
+        );
+        assert_eq!(s.days_over_in_past_stays, 12);
+        assert_eq!(
+            s.anomalies,
+            [Anomaly::NoAdmission {
+                first_day: day("2024-12-01")
+            }]
+        );
+    }
+
+    #[test]
+    fn extreme_days_neither_panic_nor_wrap() {
+        let first = Day(i32::MIN);
+        let moves = [
+            Movement {
+                captured_at: UnixMillis(i64::MIN),
+                direction: Direction::Entry,
+            },
+            Movement {
+                captured_at: UnixMillis(i64::MAX),
+                direction: Direction::Exit,
+            },
+        ];
+        let mut until = vec![Admission {
+            day: first,
+            ..admission("2024-01-01", StayRule::AdmittedUntil(first))
+        }];
+        let s = stay_status(&moves, &until, Category::Other, Day(i32::MAX));
+        assert_eq!(s.stays[0].kind, StayKind::Closed);
+        assert_eq!(s.days_over_in_past_stays, u32::MAX);
+        assert_eq!(s.days_used_in_180, 180);
+
+        until[0].rule = StayRule::NinetyIn180;
+        let s = stay_status(&moves[..1], &until, Category::Other, Day(i32::MAX));
+        assert_eq!(s.days_over, u32::MAX - 89);
+        assert_eq!(s.admitted_until, Some(Day(i32::MIN + 89)));
+        let s = stay_status(&moves[1..], &until, Category::Other, Day(i32::MAX));
+        assert_eq!(s.stays[0].kind, StayKind::EntryMissing);
+        let s = stay_status(&moves, &until, Category::Other, Day(i32::MIN));
+        assert_eq!(s.in_country_since, Some(first));
+        assert_eq!(s.admitted_until, Some(Day(i32::MIN + 89)));
+    }
+}
