@@ -767,4 +767,327 @@ mod tests {
         assert_eq!(s.in_country_since, Some(first));
         assert_eq!(s.admitted_until, Some(Day(i32::MIN + 89)));
     }
+
+    /// The definitions of the module, followed day by day with no cleverness:
+    /// a boolean per day over the span of the history, each count summed
+    /// over its window, each rule checked on every day.
+    mod reference {
+        use super::super::*;
+
+        /// Days present, as a boolean per day from `lo`.
+        pub struct Days {
+            lo: i64,
+            present: Vec<bool>,
+        }
+
+        impl Days {
+            fn new(lo: i64, hi: i64) -> Days {
+                Days {
+                    lo,
+                    present: vec![false; usize::try_from(hi - lo + 1).unwrap()],
+                }
+            }
+
+            fn mark(&mut self, d: i64) {
+                let i = usize::try_from(d - self.lo).unwrap();
+                self.present[i] = true;
+            }
+
+            pub fn get(&self, d: i64) -> bool {
+                usize::try_from(d - self.lo)
+                    .ok()
+                    .and_then(|i| self.present.get(i))
+                    .is_some_and(|&p| p)
+            }
+
+            /// Days present in the 180 days ending on `d`, counted one by one.
+            pub fn count(&self, d: i64) -> i64 {
+                (d - 179..=d).filter(|&x| self.get(x)).count() as i64
+            }
+        }
+
+        fn num(d: Day) -> i64 {
+            i64::from(d.0)
+        }
+
+        fn clamp(n: i64) -> Day {
+            Day(n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+        }
+
+        fn blank(
+            kind: StayKind,
+            entry_at: Option<UnixMillis>,
+            exit_at: Option<UnixMillis>,
+            first_day: Day,
+            last_day: Day,
+        ) -> Stay {
+            Stay {
+                kind,
+                entry_at,
+                exit_at,
+                first_day,
+                last_day,
+                rule: None,
+                days_over: 0,
+            }
+        }
+
+        /// Stays by looking at each movement and the one after it.
+        fn stays(movements: &[Movement], as_of: Day) -> (Vec<Stay>, Vec<Anomaly>) {
+            let mut ms: Vec<Movement> = movements
+                .iter()
+                .copied()
+                .filter(|m| Day::of(m.captured_at) <= as_of)
+                .collect();
+            ms.sort_by_key(|m| (m.captured_at, m.direction == Direction::Exit));
+            let (mut stays, mut anomalies) = (vec![], vec![]);
+            let mut i = 0;
+            while i < ms.len() {
+                let (m, next) = (ms[i], ms.get(i + 1).copied());
+                let (t, d) = (m.captured_at, Day::of(m.captured_at));
+                i += 1;
+                if m.direction == Direction::Exit {
+                    stays.push(blank(StayKind::EntryMissing, None, Some(t), d, d));
+                    anomalies.push(Anomaly::EntryMissing { exit_at: t });
+                } else if let Some(n) = next.filter(|n| n.direction == Direction::Exit) {
+                    let x = n.captured_at;
+                    stays.push(blank(StayKind::Closed, Some(t), Some(x), d, Day::of(x)));
+                    i += 1;
+                } else if let Some(n) = next {
+                    stays.push(blank(StayKind::ExitMissing, Some(t), None, d, d));
+                    anomalies.push(Anomaly::ExitMissing {
+                        entry_at: t,
+                        next_entry_at: n.captured_at,
+                    });
+                } else {
+                    stays.push(blank(StayKind::Open, Some(t), None, d, as_of));
+                }
+            }
+            (stays, anomalies)
+        }
+
+        /// The latest admission on or before `day`, the last given of a day.
+        fn governing(admissions: &[Admission], day: Day) -> Option<StayRule> {
+            let mut best: Option<&Admission> = None;
+            for a in admissions {
+                if a.day <= day && best.is_none_or(|b| a.day >= b.day) {
+                    best = Some(a);
+                }
+            }
+            best.map(|a| a.rule)
+        }
+
+        fn over_on(rule: Option<StayRule>, days: &Days, d: i64) -> bool {
+            match rule {
+                Some(StayRule::AdmittedUntil(u)) => d > num(u),
+                Some(StayRule::NinetyIn180) => days.count(d) > 90,
+                _ => false,
+            }
+        }
+
+        /// Under 90-in-180, staying on from `as_of`: the last day of an
+        /// unbroken run of days within 90 from `as_of`; when `as_of` is
+        /// already over, the day before the stay's first day over.
+        fn ninety_until(open: &Stay, days: &Days, today: i64) -> Day {
+            let staying_on = |d: i64| (d - 179..=d).filter(|&x| x > today || days.get(x)).count();
+            let mut last_ok = None;
+            let mut d = today;
+            while staying_on(d) <= 90 {
+                last_ok = Some(d);
+                d += 1;
+            }
+            clamp(last_ok.unwrap_or_else(|| {
+                let first_over = (num(open.first_day)..=today)
+                    .find(|&d| days.count(d) > 90)
+                    .unwrap();
+                first_over - 1
+            }))
+        }
+
+        pub fn status(
+            movements: &[Movement],
+            admissions: &[Admission],
+            category: Category,
+            as_of: Day,
+        ) -> StayStatus {
+            let today = num(as_of);
+            let (mut stays, mut anomalies) = stays(movements, as_of);
+            let lo = stays.iter().map(|s| num(s.first_day)).fold(today, i64::min) - 360;
+            let mut days = Days::new(lo, today + 360);
+            for s in &stays {
+                (num(s.first_day)..=num(s.last_day)).for_each(|d| days.mark(d));
+            }
+            for s in &mut stays {
+                if category.has_stay_limit() {
+                    s.rule = governing(admissions, s.first_day);
+                    if s.rule.is_none() {
+                        anomalies.push(Anomaly::NoAdmission {
+                            first_day: s.first_day,
+                        });
+                    }
+                }
+                s.days_over = (num(s.first_day)..=num(s.last_day))
+                    .filter(|&d| over_on(s.rule, &days, d))
+                    .count() as u32;
+            }
+            let open = stays.last().filter(|s| s.kind == StayKind::Open).cloned();
+            let used = days.count(today) as u32;
+            StayStatus {
+                as_of,
+                in_country_since: open.as_ref().map(|s| s.first_day),
+                days_used_in_180: used,
+                days_remaining_in_180: 90u32.saturating_sub(used),
+                admitted_until: open.as_ref().and_then(|s| match s.rule {
+                    Some(StayRule::AdmittedUntil(u)) => Some(u),
+                    Some(StayRule::NinetyIn180) => Some(ninety_until(s, &days, today)),
+                    _ => None,
+                }),
+                days_over: open.as_ref().map_or(0, |s| s.days_over),
+                rule: open.as_ref().and_then(|s| s.rule),
+                days_over_in_past_stays: stays
+                    .iter()
+                    .filter(|s| s.kind != StayKind::Open)
+                    .map(|s| s.days_over)
+                    .sum(),
+                stays,
+                anomalies,
+            }
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use super::reference;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        const DAY_MS: i64 = 86_400_000;
+        const QUARTER_DAY_MS: i64 = DAY_MS / 4;
+
+        type History = (Vec<Movement>, Vec<Admission>, Category, Day);
+
+        fn rule(kind: u8, day: Day, length: i32) -> StayRule {
+            match kind {
+                0 => StayRule::AdmittedUntil(day.plus(length)),
+                1 => StayRule::DurationOfStatus,
+                _ => StayRule::NinetyIn180,
+            }
+        }
+
+        /// A history over `span` days from `base`: captures on the quarter
+        /// hour of a day (so same-day and same-instant movements are
+        /// common), in random order, entries and exits drawn independently
+        /// (so missing exits and entries are common), admissions around it.
+        fn history_from(base: Day, span: i64, moves: usize) -> impl Strategy<Value = History> {
+            let start = base.start().0;
+            let movement =
+                (0..span, 0i64..4, any::<bool>()).prop_map(move |(d, q, out)| Movement {
+                    captured_at: UnixMillis(start.saturating_add(d * DAY_MS + q * QUARTER_DAY_MS)),
+                    direction: if out {
+                        Direction::Exit
+                    } else {
+                        Direction::Entry
+                    },
+                });
+            let span = span as i32;
+            let admission = (-30..span, 0u8..4, 0i32..200).prop_map(move |(d, kind, length)| {
+                let day = base.plus(d);
+                Admission {
+                    class: "B2".into(),
+                    port: "JFK".into(),
+                    day,
+                    rule: rule(kind, day, length),
+                }
+            });
+            (
+                vec(movement, 0..moves),
+                vec(admission, 0..4),
+                select(Category::ALL.to_vec()),
+                (-30..span + 200).prop_map(move |d| base.plus(d)),
+            )
+        }
+
+        /// Histories over up to two years from 2024, some sparse (long
+        /// stays, long open stays: many over 90), some dense.
+        fn history() -> impl Strategy<Value = History> {
+            (1i64..800, prop_oneof![Just(4usize), Just(8), Just(30)])
+                .prop_flat_map(|(span, moves)| history_from(Day(19_723), span, moves))
+        }
+
+        /// The same near both ends of the range of days, where day
+        /// arithmetic could overflow and instants saturate to the last day.
+        fn extreme_history() -> impl Strategy<Value = History> {
+            let bases = [
+                Day(i32::MIN),
+                Day(i32::MIN + 100),
+                Day(i32::MAX - 400),
+                Day(i32::MAX),
+            ];
+            (
+                select(bases.to_vec()),
+                1i64..500,
+                prop_oneof![Just(6usize), Just(30)],
+            )
+                .prop_flat_map(|(base, span, moves)| history_from(base, span, moves))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            #[test]
+            fn stay_status_is_the_reference(
+                (moves, admissions, category, as_of) in history()
+            ) {
+                prop_assert_eq!(
+                    stay_status(&moves, &admissions, category, as_of),
+                    reference::status(&moves, &admissions, category, as_of)
+                );
+            }
+
+            #[test]
+            fn stay_status_is_the_reference_at_the_ends_of_time(
+                (moves, admissions, category, as_of) in extreme_history()
+            ) {
+                prop_assert_eq!(
+                    stay_status(&moves, &admissions, category, as_of),
+                    reference::status(&moves, &admissions, category, as_of)
+                );
+            }
+
+            /// Anything at all: no panic, and what must hold whatever the
+            /// input (too spread out for the reference's day array).
+            #[test]
+            fn any_input_gives_a_sound_status(
+                raw in vec((any::<i64>(), any::<bool>()), 0..12),
+                admissions in vec((any::<i32>(), 0u8..4, any::<i32>()), 0..4),
+                category in select(Category::ALL.to_vec()),
+                as_of in any::<i32>(),
+            ) {
+                let moves: Vec<Movement> = raw.iter().map(|&(t, out)| Movement {
+                    captured_at: UnixMillis(t),
+                    direction: if out { Direction::Exit } else { Direction::Entry },
+                }).collect();
+                let admissions: Vec<Admission> = admissions.iter().map(|&(d, kind, len)| Admission {
+                    class: "B2".into(),
+                    port: "JFK".into(),
+                    day: Day(d),
+                    rule: rule(kind, Day(d), len),
+                }).collect();
+                let as_of = Day(as_of);
+                let s = stay_status(&moves, &admissions, category, as_of);
+                prop_assert!(s.days_used_in_180 <= 180);
+                prop_assert_eq!(s.days_remaining_in_180, 90u32.saturating_sub(s.days_used_in_180));
+                prop_assert!(s.in_country_since.is_none_or(|d| d <= as_of));
+                prop_assert!(s.stays.iter().all(|t| t.first_day <= t.last_day && t.last_day <= as_of));
+                prop_assert!(s.stays.windows(2).all(|w| w[0].last_day <= w[1].first_day));
+                if !category.has_stay_limit() {
+                    prop_assert!(!s.is_overstayer() && s.rule.is_none());
+                }
+                let mut reversed = moves.clone();
+                reversed.reverse();
+                prop_assert_eq!(stay_status(&reversed, &admissions, category, as_of), s);
+            }
+        }
+    }
 }
