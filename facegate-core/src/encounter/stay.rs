@@ -218,7 +218,13 @@ fn build_stays(movements: &[Movement], as_of: Day) -> (Vec<Stay>, Vec<Anomaly>) 
         let at = m.captured_at;
         match (m.direction, open) {
             (Direction::Entry, Some(entry)) => {
-                stays.push(stay(StayKind::ExitMissing, Some(entry), None, entry, entry));
+                stays.push(recorded(
+                    StayKind::ExitMissing,
+                    Some(entry),
+                    None,
+                    entry,
+                    entry,
+                ));
                 anomalies.push(Anomaly::ExitMissing {
                     entry_at: entry,
                     next_entry_at: at,
@@ -227,24 +233,26 @@ fn build_stays(movements: &[Movement], as_of: Day) -> (Vec<Stay>, Vec<Anomaly>) 
             }
             (Direction::Entry, None) => open = Some(at),
             (Direction::Exit, Some(entry)) => {
-                stays.push(stay(StayKind::Closed, Some(entry), Some(at), entry, at));
+                stays.push(recorded(StayKind::Closed, Some(entry), Some(at), entry, at));
                 open = None;
             }
             (Direction::Exit, None) => {
-                stays.push(stay(StayKind::EntryMissing, None, Some(at), at, at));
+                stays.push(recorded(StayKind::EntryMissing, None, Some(at), at, at));
                 anomalies.push(Anomaly::EntryMissing { exit_at: at });
             }
         }
     }
     if let Some(entry) = open {
-        let mut s = stay(StayKind::Open, Some(entry), None, entry, entry);
+        let mut s = recorded(StayKind::Open, Some(entry), None, entry, entry);
         s.last_day = as_of;
         stays.push(s);
     }
     (stays, anomalies)
 }
 
-fn stay(
+/// A stay as the movements bound it, days counted from `from` through
+/// `to`; its rule and days over come later.
+fn recorded(
     kind: StayKind,
     entry_at: Option<UnixMillis>,
     exit_at: Option<UnixMillis>,
