@@ -26,6 +26,7 @@
 
 use super::day::Day;
 use super::model::{Admission, Category, StayRule};
+use super::store::Movement;
 use crate::clock::UnixMillis;
 use crate::manifest::Direction;
 
@@ -37,17 +38,6 @@ pub const MAX_DAYS_IN_WINDOW: u32 = 90;
 
 const WINDOW: i64 = WINDOW_DAYS as i64;
 const LIMIT: i64 = MAX_DAYS_IN_WINDOW as i64;
-
-/// One crossing of the traveller, as the stay rules need it: when the photo
-/// was taken and which way they were going.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Movement {
-    /// When the capture was taken (the port's clock), which orders the
-    /// crossings; the order they were recorded in does not.
-    pub captured_at: UnixMillis,
-    /// Entry or exit.
-    pub direction: Direction,
-}
 
 /// How a stay began and ended in the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,9 +140,10 @@ impl StayStatus {
     }
 }
 
-/// The stay status of a traveller as of a day, from their movements (any
-/// order), their admissions (any order) and their category. Never fails:
-/// odd records become anomalies.
+/// The stay status of a traveller as of a day, from their movements (in any
+/// order: capture time orders them, not the order they were recorded in),
+/// their admissions (any order) and their category. Never fails: odd
+/// records become anomalies.
 pub fn stay_status(
     movements: &[Movement],
     admissions: &[Admission],
