@@ -309,3 +309,115 @@ fn a_second_owner_is_refused() {
         "{e}"
     );
 }
+
+fn admitted(store: &SqliteEncounters, s: &str, category: Category, rule: StayRule) {
+    let t = Traveller {
+        subject_id: s.into(),
+        category,
+        admissions: vec![Admission {
+            class: "B2".into(),
+            port: "JFK".into(),
+            day: Day(0),
+            rule,
+        }],
+    };
+    store.put_traveller(&t, at(0, 1)).unwrap();
+}
+
+#[test]
+fn overstayers_are_those_present_past_their_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let rec = |id: &str, s: &str, d: Direction, day: i32| {
+        store.record(crossing(id, Some(s), d, at(day, 10))).unwrap();
+    };
+    // A: visa-exempt, in since day 0: days 0..=89 allowed, 90..=100 over.
+    admitted(&store, "A", Category::VisaExempt, StayRule::NinetyIn180);
+    rec("a1", "A", Direction::Entry, 0);
+    // B: admitted until day 30, left on day 20.
+    admitted(
+        &store,
+        "B",
+        Category::NonImmigrantVisa,
+        StayRule::AdmittedUntil(Day(30)),
+    );
+    rec("b1", "B", Direction::Entry, 0);
+    rec("b2", "B", Direction::Exit, 20);
+    // C: a citizen, in.
+    admitted(&store, "C", Category::Citizen, StayRule::DurationOfStatus);
+    rec("c1", "C", Direction::Entry, 0);
+    // D: no traveller file, in: no rule to be over.
+    rec("d1", "D", Direction::Entry, 0);
+    // E: admitted until day 50, in on day 100.
+    admitted(
+        &store,
+        "E",
+        Category::NonImmigrantVisa,
+        StayRule::AdmittedUntil(Day(50)),
+    );
+    rec("e1", "E", Direction::Entry, 0);
+
+    let all = facegate_core::encounter::overstays(store.as_ref(), Day(100), None, 0).unwrap();
+    let over: Vec<_> = all
+        .overstays
+        .iter()
+        .map(|r| (r.subject_id.as_str(), r.status.days_over))
+        .collect();
+    assert_eq!(over, [("A", 11), ("E", 50)]);
+    assert_eq!(all.next, None);
+    let first = facegate_core::encounter::overstays(store.as_ref(), Day(100), None, 1).unwrap();
+    assert_eq!(first.overstays.len(), 1);
+    assert_eq!(first.next.as_deref(), Some("A"));
+    let rest =
+        facegate_core::encounter::overstays(store.as_ref(), Day(100), first.next.as_deref(), 1)
+            .unwrap();
+    assert_eq!(rest.overstays[0].subject_id, "E");
+    // On day 89, A has used exactly 90 days: not over.
+    let a = facegate_core::encounter::stay_of(store.as_ref(), "A", Day(89)).unwrap();
+    assert_eq!((a.status.days_used_in_180, a.status.days_over), (90, 0));
+    let d = facegate_core::encounter::stay_of(store.as_ref(), "D", Day(100)).unwrap();
+    assert_eq!(d.category, None);
+    assert!(!d.status.anomalies.is_empty());
+}
+
+#[test]
+fn a_manifest_reconciles_into_matched_no_shows_and_strangers() {
+    use facegate_core::manifest::{Manifest, ManifestHeader, ManifestKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let on_manifest = |id: &str, s: Option<&str>| {
+        let mut e = crossing(id, s, Direction::Exit, at(5, 10));
+        e.manifest_id = Some("XA100-D5".into());
+        e.method = Method::Manifest;
+        store.record(e).unwrap();
+    };
+    on_manifest("m1", Some("A"));
+    on_manifest("m2", None);
+    on_manifest("m3", Some("Z")); // found by the national fallback
+    store
+        .record(crossing("other", Some("B"), Direction::Exit, at(5, 11)))
+        .unwrap();
+    let manifest = Manifest {
+        header: ManifestHeader {
+            id: "XA100-D5".into(),
+            kind: ManifestKind::Flight,
+            carrier: "XA".into(),
+            voyage: "XA100".into(),
+            port: "JFK".into(),
+            direction: Direction::Exit,
+            scheduled: at(5, 12),
+            valid_from: at(5, 0),
+            valid_until: at(6, 0),
+        },
+        subject_ids: vec!["A".into(), "B".into(), "C".into()],
+    };
+    let r = facegate_core::encounter::reconcile_manifest(store.as_ref(), &manifest).unwrap();
+    assert_eq!(r.matched, ["A"]);
+    assert_eq!(r.no_show, ["B", "C"]);
+    let strangers: Vec<_> = r
+        .not_matched
+        .iter()
+        .map(|e| e.encounter.context.encounter_id.as_str())
+        .collect();
+    assert_eq!(strangers, ["m2", "m3"]);
+}

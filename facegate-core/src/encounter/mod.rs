@@ -11,6 +11,7 @@
 
 pub mod day;
 pub mod model;
+pub mod reconcile;
 mod rows;
 pub mod sqlite_store;
 pub mod stay;
@@ -21,6 +22,9 @@ pub use day::{BadDay, Day};
 pub use model::{
     Admission, CaptureContext, Category, Decision, Encounter, Method, RecordError, StayRule,
     Traveller,
+};
+pub use reconcile::{
+    ManifestReconciliation, OverstayPage, StayReport, overstays, reconcile_manifest, stay_of,
 };
 pub use sqlite_store::{CommitStats, SqliteEncounters};
 pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};

@@ -307,9 +307,23 @@ pub(crate) fn check_subject(id: &str) -> Result<(), RecordError> {
         .map_err(|e| RecordError::BadSubjectId(e.to_string()))
 }
 
+/// The latest capture time accepted: the last millisecond of the year
+/// 9999 (a time beyond it is a port's clock gone wrong, and would not print
+/// as a date).
+pub const MAX_CAPTURED_AT: UnixMillis = UnixMillis(253_402_300_799_999);
+
 impl CaptureContext {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), RecordError> {
+        if !(0..=MAX_CAPTURED_AT.0).contains(&self.captured_at.0) {
+            return Err(RecordError::BadField {
+                field: "captured_at_unix_ms",
+                reason: format!(
+                    "{} is not between 1970 and the end of 9999",
+                    self.captured_at.0
+                ),
+            });
+        }
         check_text("encounter_id", &self.encounter_id, MAX_FIELD_LEN, true)?;
         check_text("port", &self.port, MAX_FIELD_LEN, true)?;
         check_text("lane", &self.lane, MAX_FIELD_LEN, false)?;

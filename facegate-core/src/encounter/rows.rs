@@ -87,7 +87,7 @@ pub(super) fn movements(
     let mut stmt = c
         .prepare_cached(
             "SELECT captured_ms, direction FROM encounters \
-             WHERE subject_id = ?1 AND captured_ms < ?2 ORDER BY captured_ms, key",
+             WHERE subject_id = ?1 AND captured_ms < ?2 ORDER BY captured_ms, direction, key",
         )
         .map_err(db(path))?;
     let mut rows = stmt.query(params![subject_id, until.0]).map_err(db(path))?;

@@ -16,7 +16,7 @@
 //! never holds up a port's request.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -245,10 +245,7 @@ fn write_loop(mut conn: Connection, path: &Path, ops: &Receiver<Op>, stats: &Com
                 Err(_) => break,
             }
         }
-        let n = group.len() as u64;
-        writes::commit_group(&mut conn, path, group);
-        stats.writes.fetch_add(n, Ordering::Relaxed);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
+        writes::commit_group(&mut conn, path, group, stats);
     }
 }
 
@@ -363,7 +360,7 @@ impl EncounterStore for SqliteEncounters {
             records(
                 c,
                 path,
-                "SELECT key FROM encounters WHERE subject_id = ?1 ORDER BY captured_ms, key",
+                "SELECT key FROM encounters WHERE subject_id = ?1 ORDER BY captured_ms, direction, key",
                 [subject_id],
             )
         })
@@ -442,7 +439,7 @@ impl EncounterStore for SqliteEncounters {
             records(
                 c,
                 path,
-                "SELECT key FROM encounters WHERE manifest_id = ?1 ORDER BY captured_ms, key",
+                "SELECT key FROM encounters WHERE manifest_id = ?1 ORDER BY captured_ms, direction, key",
                 [manifest_id],
             )
         })
@@ -462,15 +459,18 @@ fn page(mut ids: Vec<String>, limit: usize) -> SubjectPage {
 }
 
 /// Subjects whose last movement before `?2` is an entry, after `?1`, not of
-/// a category without a stay limit. The inner query is SQLite's "bare
-/// column of max()": `direction` comes from the row with the latest
-/// capture; it scans `encounters_by_subject` in subject order.
+/// a category without a stay limit. Movements are ordered as stay rules
+/// order them (capture time, then entry before exit at the same instant):
+/// `captured_ms * 2 + is_exit` is that order as one number, so its maximum
+/// per subject is the last movement, and it is an entry when even. The
+/// query reads only the covering index `encounters_by_subject`, in subject
+/// order.
 const PRESENT_SQL: &str = "SELECT subject_id FROM (
-         SELECT subject_id, direction, MAX(captured_ms) AS last_ms FROM encounters
+         SELECT subject_id, MAX(captured_ms * 2 + (direction = 'exit')) AS last FROM encounters
          WHERE subject_id IS NOT NULL AND subject_id > ?1 AND captured_ms < ?2
          GROUP BY subject_id
      ) AS last
-     WHERE last.direction = 'entry' AND NOT EXISTS (
+     WHERE last.last % 2 = 0 AND NOT EXISTS (
          SELECT 1 FROM travellers t WHERE t.subject_id = last.subject_id
          AND t.category IN ('citizen', 'lawful_permanent_resident'))
      ORDER BY subject_id LIMIT ?3";
@@ -479,7 +479,7 @@ const PRESENT_SQL: &str = "SELECT subject_id FROM (
 /// subjects with an exit in the period are windowed.
 const EXITS_WITHOUT_ENTRY_SQL: &str = "SELECT key FROM (
          SELECT key, direction, captured_ms,
-                LAG(direction) OVER (PARTITION BY subject_id ORDER BY captured_ms, key) AS prev
+                LAG(direction) OVER (PARTITION BY subject_id ORDER BY captured_ms, direction, key) AS prev
          FROM encounters
          WHERE subject_id IN (SELECT subject_id FROM encounters
                               WHERE captured_ms >= ?1 AND captured_ms < ?2
@@ -487,12 +487,12 @@ const EXITS_WITHOUT_ENTRY_SQL: &str = "SELECT key FROM (
      )
      WHERE direction = 'exit' AND (prev IS NULL OR prev = 'exit')
        AND captured_ms >= ?1 AND captured_ms < ?2
-     ORDER BY captured_ms, key LIMIT ?3";
+     ORDER BY captured_ms, direction, key LIMIT ?3";
 
 /// Entries in `[?1, ?2)` whose next movement is another entry.
 const ENTRIES_WITHOUT_EXIT_SQL: &str = "SELECT key FROM (
          SELECT key, direction, captured_ms,
-                LEAD(direction) OVER (PARTITION BY subject_id ORDER BY captured_ms, key) AS next
+                LEAD(direction) OVER (PARTITION BY subject_id ORDER BY captured_ms, direction, key) AS next
          FROM encounters
          WHERE subject_id IN (SELECT subject_id FROM encounters
                               WHERE captured_ms >= ?1 AND captured_ms < ?2
@@ -500,7 +500,7 @@ const ENTRIES_WITHOUT_EXIT_SQL: &str = "SELECT key FROM (
      )
      WHERE direction = 'entry' AND next = 'entry'
        AND captured_ms >= ?1 AND captured_ms < ?2
-     ORDER BY captured_ms, key LIMIT ?3";
+     ORDER BY captured_ms, direction, key LIMIT ?3";
 
 /// The day column of an admission, checked.
 pub(super) fn day_of(v: i64, path: &Path) -> Result<Day, EncounterError> {

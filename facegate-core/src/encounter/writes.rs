@@ -6,7 +6,9 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::model::{MAX_NOTE_LEN, check_subject, check_text};
-use super::sqlite_store::{Op, db, get_by_key};
+use std::sync::atomic::Ordering;
+
+use super::sqlite_store::{CommitStats, Op, db, get_by_key};
 use super::store::{Correction, EncounterError, Recorded, StoredEncounter};
 use super::{Decision, Encounter, RecordError, Traveller};
 use crate::clock::UnixMillis;
@@ -28,8 +30,14 @@ enum Pending {
 }
 
 /// Applies `group` in one transaction and answers each write once the
-/// commit has returned (durable), or with the commit's error.
-pub(super) fn commit_group(conn: &mut Connection, path: &Path, group: Vec<Op>) {
+/// commit has returned (durable), or with the commit's error; counts the
+/// commit in `stats` before anyone is answered.
+pub(super) fn commit_group(
+    conn: &mut Connection,
+    path: &Path,
+    group: Vec<Op>,
+    stats: &CommitStats,
+) {
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => return fail_all(group, path, e),
@@ -50,6 +58,12 @@ pub(super) fn commit_group(conn: &mut Connection, path: &Path, group: Vec<Op>) {
         });
     }
     let committed = tx.commit().map_err(|e| crate::sqlite::db_error(path, e));
+    if committed.is_ok() {
+        stats
+            .writes
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+    }
     for p in pending {
         // A caller that gave up (its request was cancelled) is not waiting.
         let _ = match (p, &committed) {
