@@ -4,8 +4,13 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let files = ["matcher.proto", "admin.proto", "manifests.proto"]
-        .map(|f| proto_dir.join("facegate/v1").join(f));
+    let files = [
+        "matcher.proto",
+        "admin.proto",
+        "manifests.proto",
+        "encounters.proto",
+    ]
+    .map(|f| proto_dir.join("facegate/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
                 lane: "1".into(),
                 direction: Direction::Entry as i32,
                 captured_at_unix_ms: 0,
+                ..Default::default()
             }),
             ..Default::default()
         })

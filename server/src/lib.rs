@@ -21,6 +21,7 @@ pub mod config;
 pub mod deadline;
 pub mod demo;
 pub mod dispatch;
+pub mod encounters;
 pub mod engines;
 pub mod generation;
 pub mod manifests;

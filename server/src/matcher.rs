@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use crate::audit::{Auditor, Caller};
 use crate::deadline::RequestClock;
+use crate::encounters::recording::{self, Outcome};
 use crate::generation::GalleryFacts;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
@@ -47,6 +48,7 @@ async fn identify_one(
     caller: &Caller,
 ) -> Result<IdentifyResponse, Status> {
     clock.check()?;
+    let recording = recording::requested(caller)?;
     let job = request::identify(&r, state.gallery().header(), state.limits())?;
     let budget_ms = clock
         .deadline
@@ -65,7 +67,16 @@ async fn identify_one(
             (state.identify_in_manifest(&job, scope, principal, port, deadline)).await?
         }
     };
-    Ok(identify_response(r.request_id, found, clock.arrived))
+    let encounter = match recording {
+        Some(context) => {
+            let outcome = Outcome::of_identify(&found);
+            Some(recording::record(state.encounters(), caller, context, outcome).await?)
+        }
+        None => None,
+    };
+    let mut response = identify_response(r.request_id, found, clock.arrived);
+    response.encounter = encounter;
+    Ok(response)
 }
 
 /// The proto `answered_by` and `manifest_id` of an answer.
@@ -106,6 +117,7 @@ fn identify_response(request_id: String, found: Identified, arrived: Instant) ->
         error: None,
         answered_by: scope.into(),
         manifest_id,
+        encounter: None,
     }
 }
 
@@ -131,6 +143,7 @@ fn verify_one(
             total,
         )),
         gallery_generation: v.generation,
+        encounter: None,
     })
 }
 
@@ -383,12 +396,22 @@ impl Matcher for MatcherService {
         let caller = Caller::new(&req, &req.get_ref().request_id, capture, clock.arrived);
         let r = req.into_inner();
         let span = tracing::info_span!("verify", port = %caller.port(), request_id = %r.request_id);
-        let result = span.in_scope(|| {
+        let result = async {
             tracing::debug!("verify");
-            auth::authorise(caller.principal.as_deref(), caller.claimed_port())
-                .and_then(|()| clock.check())
-                .and_then(|()| verify_one(&self.state, &r, clock.arrived))
-        });
+            auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
+            clock.check()?;
+            let recording = recording::requested(&caller)?;
+            let mut response = verify_one(&self.state, &r, clock.arrived)?;
+            if let Some(context) = recording {
+                let outcome = Outcome::of_verify(&response, &r.subject_id);
+                let encounters = self.state.encounters();
+                response.encounter =
+                    Some(recording::record(encounters, &caller, context, outcome).await?);
+            }
+            Ok(response)
+        }
+        .instrument(span)
+        .await;
         let result = result.map(|response| VerifyAnswer {
             response,
             subject: r.subject_id.clone(),

@@ -25,10 +25,13 @@ use crate::audit::Auditor;
 use crate::auth::KeyRing;
 use crate::changes::GalleryChanges;
 use crate::config::Settings;
+use crate::encounters::ServedEncounters;
+use crate::encounters::service::EncountersService;
 use crate::engines::open_gpu;
 use crate::manifests::ManifestsService;
 use crate::matcher::MatcherService;
 use crate::metrics::Metrics;
+use crate::proto::encounters_server::EncountersServer;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::manifests_server::ManifestsServer;
 use crate::proto::matcher_server::MatcherServer;
@@ -53,7 +56,8 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     // After what most often fails at start-up (the gallery, the engine, the
     // keys files), so that such a failure leaves no audit file behind; an
     // empty one, should binding fail later, is passed over at the next start.
-    let manifests = open_manifests(&settings.data_dir, clock).await?;
+    let manifests = open_manifests(&settings.data_dir, clock.clone()).await?;
+    let encounters = open_encounters(&settings.data_dir, clock).await?;
     let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics).await?;
     let state = Arc::new(
         ServedGallery::new(
@@ -63,6 +67,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
             metrics.clone(),
             path.clone(),
             manifests,
+            encounters,
         )
         .context("starting the dispatcher thread")?,
     );
@@ -76,17 +81,26 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     health
         .set_serving::<ManifestsServer<ManifestsService>>()
         .await;
+    health
+        .set_serving::<EncountersServer<EncountersService>>()
+        .await;
     let matcher = matcher_service(&state, &auditor, settings.max_message_bytes, port_keys);
     let ports = Routes::new(matcher).add_service(health_service.clone());
     let ports = with_reflection(ports, &["facegate.v1.Matcher"])?;
     let manifests = manifests_service(&state, &auditor, &settings, admin_keys.clone());
+    let encounters = encounters_service(&state, &auditor, &settings, admin_keys.clone());
     let admin = admin_service(&state, auditor, &settings, &live, admin_keys);
     let back_office = Routes::new(admin)
         .add_service(manifests)
+        .add_service(encounters)
         .add_service(health_service);
     let back_office = with_reflection(
         back_office,
-        &["facegate.v1.GalleryAdmin", "facegate.v1.Manifests"],
+        &[
+            "facegate.v1.GalleryAdmin",
+            "facegate.v1.Manifests",
+            "facegate.v1.Encounters",
+        ],
     )?;
     let purge_every = Duration::from_millis(settings.manifest_purge_interval_ms);
     let purging = tokio::spawn(purge_manifests(Arc::downgrade(&state), purge_every));
@@ -138,6 +152,19 @@ async fn open_changes(
     let changes =
         tokio::task::spawn_blocking(move || GalleryChanges::open(live, &dir, metrics)).await??;
     Ok(Arc::new(changes))
+}
+
+/// The encounters recorded under `data_dir/encounters` (opened now when
+/// its database exists, else at the first record).
+async fn open_encounters(
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<ServedEncounters>> {
+    let dir = data_dir.to_path_buf();
+    let encounters = tokio::task::spawn_blocking(move || ServedEncounters::open(&dir, clock))
+        .await?
+        .context("opening the encounter store")?;
+    Ok(Arc::new(encounters))
 }
 
 /// The manifests stored under `data_dir` (`manifests.db`, when it
@@ -307,6 +334,27 @@ fn manifests_service(
     )
 }
 
+/// The Encounters service of the back office's listener, each call's key
+/// checked (the admin keys) before the handler.
+fn encounters_service(
+    state: &Arc<ServedGallery>,
+    auditor: &Arc<Auditor>,
+    settings: &Settings,
+    keys: impl KeyCheck,
+) -> InterceptedService<
+    EncountersServer<EncountersService>,
+    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
+> {
+    InterceptedService::new(
+        EncountersServer::new(EncountersService::new(state.clone(), auditor.clone()))
+            .max_decoding_message_size(settings.max_message_bytes),
+        move |mut req: tonic::Request<()>| {
+            keys(&mut req)?;
+            Ok(req)
+        },
+    )
+}
+
 /// `routes` with server reflection: `grpc.reflection.v1`, and the
 /// `v1alpha` that clients written before v1 still ask for alone (older
 /// grpcurl and grpc_cli, many language libraries). Both advertise only
@@ -431,6 +479,9 @@ async fn serve_until_shutdown(
         .await;
     health
         .set_not_serving::<ManifestsServer<ManifestsService>>()
+        .await;
+    health
+        .set_not_serving::<EncountersServer<EncountersService>>()
         .await;
     let _ = stop_ports.send(());
     let _ = stop_admin.send(());

@@ -17,6 +17,7 @@ use facegate_core::{Gallery, GalleryError, SearchError};
 use crate::changes::{Committed, GalleryChanges};
 use crate::config::Settings;
 use crate::dispatch::{DispatchError, DispatchSettings, Dispatcher, Job, SearchAnswer};
+use crate::encounters::ServedEncounters;
 use crate::engines::{FailoverEngine, OpenedGpu};
 use crate::generation::{GalleryFacts, Generation};
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct ServedGallery {
     limits: Limits,
     /// The staged manifests, searched by scoped Identify requests.
     manifests: Arc<ServedManifests>,
+    /// The recorded encounters.
+    encounters: Arc<ServedEncounters>,
     metrics: Arc<Metrics>,
 }
 
@@ -131,6 +134,7 @@ impl ServedGallery {
         metrics: Arc<Metrics>,
         gallery_path: PathBuf,
         manifests: Arc<ServedManifests>,
+        encounters: Arc<ServedEncounters>,
     ) -> std::io::Result<ServedGallery> {
         let engines = Arc::new(FailoverEngine::new(
             changes.live().clone(),
@@ -161,6 +165,7 @@ impl ServedGallery {
             dispatcher,
             limits,
             manifests,
+            encounters,
             metrics,
         })
     }
@@ -168,6 +173,11 @@ impl ServedGallery {
     /// The staged manifests.
     pub fn manifests(&self) -> &Arc<ServedManifests> {
         &self.manifests
+    }
+
+    /// The recorded encounters.
+    pub fn encounters(&self) -> &Arc<ServedEncounters> {
+        &self.encounters
     }
 
     /// The metrics this state records into.
@@ -425,6 +435,13 @@ mod tests {
             path.clone(),
             Arc::new(
                 ServedManifests::open(
+                    &dir.path().join("data"),
+                    Arc::new(facegate_core::clock::SystemClock),
+                )
+                .unwrap(),
+            ),
+            Arc::new(
+                ServedEncounters::open(
                     &dir.path().join("data"),
                     Arc::new(facegate_core::clock::SystemClock),
                 )

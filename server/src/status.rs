@@ -9,6 +9,7 @@
 //! carry no detail (the detail is logged where the error arose).
 //! Mapping logs nothing: each error is logged once, at its origin.
 
+use facegate_core::encounter::EncounterError;
 use facegate_core::live::{ChangeError, CommitError};
 use facegate_core::manifest::{ManifestError, ScopeError, StoreError};
 use facegate_core::sqlite::DbError;
@@ -109,6 +110,31 @@ pub fn store(e: &StoreError) -> Status {
         StoreError::Conflict { .. } => Status::already_exists(e.to_string()),
         StoreError::Db(db) => database("manifest", db),
     }
+}
+
+/// An encounter store's refusal or failure: a bad record or correction
+/// INVALID_ARGUMENT, an unknown record NOT_FOUND; a write that could not
+/// be made durable UNAVAILABLE (nothing was recorded: a retry with the
+/// same encounter id is safe); a damaged or held file INTERNAL.
+pub fn encounter(e: &EncounterError) -> Status {
+    match e {
+        EncounterError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        EncounterError::NotFound { .. } => Status::not_found(e.to_string()),
+        EncounterError::Db(db) => database("encounter", db),
+        EncounterError::CommitFailed { .. } | EncounterError::Closed => Status::unavailable(
+            "the encounter store could not make the record durable; nothing was recorded: \
+             retry with the same encounter_id",
+        ),
+    }
+}
+
+/// Whether an encounter error is the server's (logged where it arises)
+/// rather than the caller's.
+pub fn is_server_side(e: &EncounterError) -> bool {
+    !matches!(
+        e,
+        EncounterError::Invalid(_) | EncounterError::NotFound { .. }
+    )
 }
 
 /// A database failure: a write or read that failed UNAVAILABLE (nothing was

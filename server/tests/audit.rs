@@ -28,6 +28,7 @@ fn capture(port: &str) -> Option<CaptureContext> {
         lane: "7".into(),
         direction: Direction::Entry as i32,
         captured_at_unix_ms: 1_700_000_000_000,
+        ..Default::default()
     })
 }
 

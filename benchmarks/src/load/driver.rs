@@ -114,6 +114,7 @@ impl Ctx {
                 lane: "1".into(),
                 direction: Direction::Entry as i32,
                 captured_at_unix_ms,
+                ..Default::default()
             }),
             ..Default::default()
         });

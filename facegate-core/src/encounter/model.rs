@@ -241,6 +241,11 @@ pub struct Encounter {
     pub recorded_at: UnixMillis,
 }
 
+/// The largest score magnitude a record accepts: a cosine similarity is
+/// within -1..=1, and rounding (the f16 rows of the exact re-score) can
+/// pass 1 by a few units in the last place; more is a broken score.
+pub const SCORE_BOUND: f32 = 1.001;
+
 /// Why an encounter or traveller record was refused; nothing was stored.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum RecordError {
@@ -266,7 +271,8 @@ pub enum RecordError {
         /// What is inconsistent.
         reason: &'static str,
     },
-    /// A score or threshold is not a number within -1..=1.
+    /// A score or threshold is not a number within -1..=1 (give or take
+    /// rounding: [`SCORE_BOUND`]).
     #[error("{field} {value} is not within -1..=1")]
     BadScore {
         /// Which one.
@@ -356,7 +362,7 @@ impl Encounter {
         }?;
         for (field, v) in [("score", self.score), ("threshold", Some(self.threshold))] {
             if let Some(value) = v
-                && !(-1.0..=1.0).contains(&value)
+                && !(-SCORE_BOUND..=SCORE_BOUND).contains(&value)
             {
                 return Err(RecordError::BadScore { field, value });
             }

@@ -99,6 +99,29 @@ pub enum Anomaly {
     },
 }
 
+impl std::fmt::Display for Anomaly {
+    /// The anomaly in words, for reports (days as YYYY-MM-DD, UTC).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Anomaly::ExitMissing {
+                entry_at,
+                next_entry_at,
+            } => write!(
+                f,
+                "entry on {} has no exit before the next entry on {}",
+                Day::of(*entry_at),
+                Day::of(*next_entry_at)
+            ),
+            Anomaly::EntryMissing { exit_at } => {
+                write!(f, "exit on {} has no open entry", Day::of(*exit_at))
+            }
+            Anomaly::NoAdmission { first_day } => {
+                write!(f, "stay from {first_day} has no admission on record")
+            }
+        }
+    }
+}
+
 /// Where a traveller's stay stands at the end of a day: what a border
 /// officer, the overstay report and the traveller's own enquiry show.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -205,3 +205,65 @@ pub fn traveller_of(subject_id: &str, category: Category) -> Traveller {
 pub fn end_of(day: Day) -> UnixMillis {
     day.plus(1).start()
 }
+
+/// The store of a server that has recorded nothing yet: every read is
+/// empty, every write refused. It lets readers run before the first record
+/// creates the database file (a server that never records writes no file).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Empty;
+
+impl EncounterStore for Empty {
+    fn record(&self, _: Encounter) -> Result<Recorded, EncounterError> {
+        Err(EncounterError::Closed)
+    }
+    fn correct(&self, c: Correction) -> Result<StoredEncounter, EncounterError> {
+        Err(EncounterError::NotFound {
+            record_id: c.record_id,
+        })
+    }
+    fn put_traveller(&self, _: &Traveller, _: UnixMillis) -> Result<(), EncounterError> {
+        Err(EncounterError::Closed)
+    }
+    fn get(&self, _: u64) -> Result<Option<StoredEncounter>, EncounterError> {
+        Ok(None)
+    }
+    fn history(&self, _: &str) -> Result<Vec<StoredEncounter>, EncounterError> {
+        Ok(Vec::new())
+    }
+    fn movements(&self, _: &str, _: UnixMillis) -> Result<Vec<Movement>, EncounterError> {
+        Ok(Vec::new())
+    }
+    fn traveller(&self, _: &str) -> Result<Option<Traveller>, EncounterError> {
+        Ok(None)
+    }
+    fn present_subjects(
+        &self,
+        _: UnixMillis,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        Ok(SubjectPage {
+            subject_ids: Vec::new(),
+            next: None,
+        })
+    }
+    fn exits_without_entry(
+        &self,
+        _: UnixMillis,
+        _: UnixMillis,
+        _: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        Ok(Vec::new())
+    }
+    fn entries_without_exit(
+        &self,
+        _: UnixMillis,
+        _: UnixMillis,
+        _: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        Ok(Vec::new())
+    }
+    fn manifest_encounters(&self, _: &str) -> Result<Vec<StoredEncounter>, EncounterError> {
+        Ok(Vec::new())
+    }
+}

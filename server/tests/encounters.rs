@@ -1,0 +1,396 @@
+//! Encounters through the real server: ports record entries and exits with
+//! their searches (Identify, Verify, manifest), the back office reads them
+//! back and reconciles them: a traveller who enters, overstays, is
+//! reported, and leaves; an impostor's exit; an officer's correction;
+//! idempotent retries; SIGKILL while recording loses no acknowledged
+//! record; each error its own status.
+
+mod common;
+
+use common::*;
+
+use facegate_api::v1::encounters_client::EncountersClient;
+use facegate_api::v1::manifests_client::ManifestsClient;
+use facegate_api::v1::matcher_client::MatcherClient;
+use facegate_api::v1::{
+    Admission, CaptureContext, CorrectEncounterRequest, Direction, EncounterDecision,
+    GetEncounterRequest, IdentifyRequest, IrregularKind, ListIrregularRequest,
+    ListOverstaysRequest, ManifestHeader, ManifestKind, PutTravellerRequest,
+    ReconcileManifestRequest, StageManifestRequest, StayRule, StayStatusRequest,
+    TravelHistoryRequest, Traveller, TravellerCategory, VerifyRequest, stay_rule,
+};
+use facegate_core::encounter::Day;
+use facegate_core::synth::Synth;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// 2026-01-01, and days after it.
+fn day(n: i32) -> Day {
+    "2026-01-01".parse::<Day>().unwrap().plus(n)
+}
+
+fn capture(id: &str, direction: Direction, d: i32) -> CaptureContext {
+    CaptureContext {
+        port_id: "JFK-T4".into(),
+        lane: "3".into(),
+        direction: direction.into(),
+        captured_at_unix_ms: day(d).start().0 + 10 * 3_600_000,
+        encounter_id: id.into(),
+        carrier: "XA".into(),
+        voyage: "XA100".into(),
+        record: true,
+    }
+}
+
+/// A capture of subject number `s` (one of its enrolment photos: it
+/// matches at any threshold).
+fn face(f: &Fixture, s: usize) -> Vec<f32> {
+    f.synth.subject(s).templates[0].clone()
+}
+
+fn at(f: &Fixture, s: usize, id: &str, direction: Direction, d: i32) -> IdentifyRequest {
+    IdentifyRequest {
+        capture: Some(capture(id, direction, d)),
+        ..identify(face(f, s), 3, id)
+    }
+}
+
+async fn encounters(server: &Server) -> EncountersClient<Channel> {
+    EncountersClient::connect(format!("http://{}", server.admin_addr))
+        .await
+        .unwrap()
+}
+
+async fn admit(e: &mut EncountersClient<Channel>, subject: &str, rule: stay_rule::Rule) {
+    e.put_traveller(PutTravellerRequest {
+        traveller: Some(Traveller {
+            subject_id: subject.into(),
+            category: TravellerCategory::VisaExempt.into(),
+            admissions: vec![Admission {
+                class_of_admission: "visa-exempt".into(),
+                port_id: "JFK-T4".into(),
+                day: day(0).to_string(),
+                rule: Some(StayRule { rule: Some(rule) }),
+            }],
+        }),
+        request_id: "admit".into(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn overstayers(e: &mut EncountersClient<Channel>, as_of: i32) -> Vec<(String, u32)> {
+    let r = e
+        .list_overstays(ListOverstaysRequest {
+            as_of: day(as_of).to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.overstays
+        .into_iter()
+        .map(|o| (o.subject_id, o.days_over))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_traveller_enters_overstays_is_reported_and_leaves() {
+    let f = fixture();
+    let server = Server::start(&f.path, &[]);
+    let (mut m, mut e) = (server.client().await, encounters(&server).await);
+    let who = Synth::subject_id(7);
+    admit(&mut e, &who, stay_rule::Rule::NinetyIn180(true)).await;
+
+    let entry = m
+        .identify(at(&f, 7, "in-1", Direction::Entry, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(entry.r#match);
+    let rec = entry.encounter.expect("the entry was recorded");
+    assert!(rec.first_record);
+    // A retry (the port lost the answer) is answered with the first record.
+    let again = m
+        .identify(at(&f, 7, "in-1", Direction::Entry, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = again.encounter.unwrap();
+    assert_eq!(
+        (again.record_id, again.first_record),
+        (rec.record_id, false)
+    );
+
+    // Days 0..=89 are allowed; on day 100 they are 11 days over.
+    assert!(overstayers(&mut e, 89).await.is_empty());
+    assert_eq!(overstayers(&mut e, 100).await, [(who.clone(), 11)]);
+    let status = e
+        .stay_status(StayStatusRequest {
+            subject_id: who.clone(),
+            as_of: day(100).to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.in_country_since, day(0).to_string());
+    assert_eq!((status.days_used_in_180, status.days_over), (101, 11));
+    assert_eq!(status.rule, "90_in_180");
+
+    // They leave on day 101, verified against their passport.
+    let exit = m
+        .verify(VerifyRequest {
+            probe: face(&f, 7),
+            subject_id: who.clone(),
+            model_tag: TAG.into(),
+            request_id: "out-1".into(),
+            capture: Some(capture("out-1", Direction::Exit, 101)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(exit.r#match && exit.encounter.is_some());
+    assert!(overstayers(&mut e, 102).await.is_empty());
+    let later = e
+        .stay_status(StayStatusRequest {
+            subject_id: who.clone(),
+            as_of: day(102).to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((later.days_over, later.past_days_over), (0, 12));
+    let history = e
+        .travel_history(TravelHistoryRequest { subject_id: who })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = history
+        .encounters
+        .iter()
+        .map(|v| v.capture.as_ref().unwrap().encounter_id.as_str())
+        .collect();
+    assert_eq!(ids, ["in-1", "out-1"]);
+    assert_eq!(history.traveller.unwrap().admissions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_impostors_exit_is_reported_and_an_officer_corrects_it() {
+    let f = fixture();
+    let server = Server::start(&f.path, &[]);
+    let (mut m, mut e) = (server.client().await, encounters(&server).await);
+    // Subject 9 never entered; someone leaves matching them.
+    let out = m
+        .identify(at(&f, 9, "out-9", Direction::Exit, 3))
+        .await
+        .unwrap()
+        .into_inner();
+    let record_id = out.encounter.unwrap().record_id;
+    let irregular = e
+        .list_irregular(ListIrregularRequest {
+            kind: IrregularKind::ExitWithoutEntry.into(),
+            from_unix_ms: day(0).start().0,
+            until_unix_ms: day(10).start().0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let found: Vec<_> = irregular.encounters.iter().map(|v| v.record_id).collect();
+    assert_eq!(found, [record_id]);
+    assert_eq!(irregular.encounters[0].subject_id, Synth::subject_id(9));
+
+    // The officer checks the passport: it is subject 10.
+    let fixed = e
+        .correct(CorrectEncounterRequest {
+            record_id,
+            decision: EncounterDecision::OfficerOverride.into(),
+            subject_id: Synth::subject_id(10),
+            note: "passport inspected; not the matched person".into(),
+            request_id: "fix-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fixed.subject_id, Synth::subject_id(10));
+    assert_eq!(fixed.changes.len(), 1);
+    assert_eq!(fixed.changes[0].old_subject_id, Synth::subject_id(9));
+    let got = e
+        .get(GetEncounterRequest { record_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, fixed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_captures_and_requests_get_their_own_status_and_record_nothing() {
+    let f = fixture();
+    let server = Server::start(&f.path, &[]);
+    let (mut m, mut e) = (server.client().await, encounters(&server).await);
+    let mut no_id = at(&f, 1, "", Direction::Entry, 0);
+    let s = m.identify(no_id.clone()).await.unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert!(s.message().contains("encounter_id: is empty"), "{s:?}");
+    no_id.capture.as_mut().unwrap().encounter_id = "x".into();
+    no_id.capture.as_mut().unwrap().direction = 0;
+    let s = m.identify(no_id).await.unwrap_err();
+    assert!(s.message().contains("direction"), "{s:?}");
+    // Without `record`, nothing is recorded and no id is returned.
+    let mut plain = at(&f, 1, "p", Direction::Entry, 0);
+    plain.capture.as_mut().unwrap().record = false;
+    assert!(
+        m.identify(plain)
+            .await
+            .unwrap()
+            .into_inner()
+            .encounter
+            .is_none()
+    );
+    let h = e
+        .travel_history(TravelHistoryRequest {
+            subject_id: Synth::subject_id(1),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(h.encounters.is_empty());
+
+    let s = e
+        .get(GetEncounterRequest { record_id: 42 })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::NotFound);
+    let s = e
+        .stay_status(StayStatusRequest {
+            subject_id: "S1".into(),
+            as_of: "2026-02-30".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    let s = e
+        .list_irregular(ListIrregularRequest {
+            kind: IrregularKind::EntryWithoutExit.into(),
+            from_unix_ms: 10,
+            until_unix_ms: 10,
+            limit: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    let s = e
+        .correct(CorrectEncounterRequest {
+            record_id: 1,
+            decision: EncounterDecision::Match.into(),
+            subject_id: String::new(),
+            note: "x".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_is_reconciled_from_its_recorded_captures() {
+    let f = fixture();
+    let server = Server::start(&f.path, &[]);
+    let (mut m, mut e) = (server.client().await, encounters(&server).await);
+    let mut staging = ManifestsClient::connect(format!("http://{}", server.admin_addr))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let travellers: Vec<String> = (20..25).map(Synth::subject_id).collect();
+    staging
+        .stage(StageManifestRequest {
+            header: Some(ManifestHeader {
+                manifest_id: "XA100".into(),
+                kind: ManifestKind::Flight.into(),
+                port_id: "JFK-T4".into(),
+                direction: Direction::Exit.into(),
+                valid_from_unix_ms: now - DAY_MS,
+                valid_until_unix_ms: now + DAY_MS,
+                ..Default::default()
+            }),
+            subject_ids: travellers.clone(),
+            request_id: "stage".into(),
+        })
+        .await
+        .unwrap();
+    for s in [20, 21] {
+        let r = m
+            .identify(IdentifyRequest {
+                manifest_id: "XA100".into(),
+                ..at(&f, s, &format!("b{s}"), Direction::Exit, 0)
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.r#match && r.encounter.is_some());
+    }
+    let r = e
+        .reconcile_manifest(ReconcileManifestRequest {
+            manifest_id: "XA100".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.matched, travellers[..2]);
+    assert_eq!(r.no_show, travellers[2..]);
+    assert!(r.not_matched.is_empty());
+    assert_eq!(r.travellers, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_while_recording_loses_no_acknowledged_encounter() {
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", data.path().to_str().unwrap()];
+    let mut server = Server::start(&f.path, &args);
+    let client = server.client().await;
+    // 8 ports record as fast as they can; the server is killed mid-stream.
+    let ports: Vec<_> = (0..8)
+        .map(|p| {
+            let mut c: MatcherClient<Channel> = client.clone();
+            let req = at(&f, p, "", Direction::Entry, 0);
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let mut r = req.clone();
+                    r.capture.as_mut().unwrap().encounter_id = format!("p{p}-{i}");
+                    match c.identify(r).await {
+                        Ok(resp) => acked.push(resp.into_inner().encounter.unwrap().record_id),
+                        Err(_) => return acked,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut acked = Vec::new();
+    for p in ports {
+        acked.extend(p.await.unwrap());
+    }
+    assert!(
+        acked.len() > 8,
+        "only {} records before the kill",
+        acked.len()
+    );
+    let server = Server::start(&f.path, &args);
+    let mut e = encounters(&server).await;
+    for id in acked {
+        e.get(GetEncounterRequest { record_id: id })
+            .await
+            .unwrap_or_else(|s| panic!("acknowledged record {id} lost: {s:?}"));
+    }
+}
