@@ -70,7 +70,7 @@ async fn identify_one(
     let encounter = match recording {
         Some(context) => {
             let outcome = Outcome::of_identify(&found);
-            Some(recording::record(state.encounters(), caller, context, outcome).await?)
+            Some(recording::record(state, caller, context, outcome).await?)
         }
         None => None,
     };
@@ -404,9 +404,8 @@ impl Matcher for MatcherService {
             let mut response = verify_one(&self.state, &r, clock.arrived)?;
             if let Some(context) = recording {
                 let outcome = Outcome::of_verify(&response, &r.subject_id);
-                let encounters = self.state.encounters();
                 response.encounter =
-                    Some(recording::record(encounters, &caller, context, outcome).await?);
+                    Some(recording::record(&self.state, &caller, context, outcome).await?);
             }
             Ok(response)
         }

@@ -95,6 +95,14 @@ pub struct Metrics {
     pub scoped_searches: IntCounterVec,
     /// Manifests purged because their window ended (or they were closed).
     pub manifest_expiries: IntCounter,
+    /// Encounters recorded, by direction, port and the matcher's decision.
+    pub encounters: IntCounterVec,
+    /// Officers' decisions and corrections, by the decision they set.
+    pub encounter_corrections: IntCounterVec,
+    /// Exits recorded whose subject had no open entry, by port.
+    pub unmatched_exits: IntCounterVec,
+    /// Encounters that could not be made durable (their requests failed).
+    pub encounter_failures: IntCounter,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -114,6 +122,7 @@ impl Metrics {
         let audit = AuditMetrics::register(r);
         let auth_failures = register_auth_failures(r);
         let manifests = ManifestMetrics::register(r);
+        let encounters = EncounterMetrics::register(r);
         Arc::new(Metrics {
             requests: requests.total,
             request_seconds: requests.seconds,
@@ -147,6 +156,10 @@ impl Metrics {
             manifests_live: manifests.live,
             scoped_searches: manifests.scoped_searches,
             manifest_expiries: manifests.expiries,
+            encounters: encounters.total,
+            encounter_corrections: encounters.corrections,
+            unmatched_exits: encounters.unmatched_exits,
+            encounter_failures: encounters.failures,
             registry,
             ports: Mutex::new(HashSet::new()),
         })
@@ -583,6 +596,53 @@ impl ManifestMetrics {
     }
 }
 
+/// Encounters: what ports record (the technical match rate per port, as
+/// public audits of the deployed system report it, is matches over all),
+/// officers' corrections (with matches, the confirmation rate), exits with
+/// no open entry, and records that could not be made durable.
+struct EncounterMetrics {
+    total: IntCounterVec,
+    corrections: IntCounterVec,
+    unmatched_exits: IntCounterVec,
+    failures: IntCounter,
+}
+
+impl EncounterMetrics {
+    fn register(r: &Registry) -> Self {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(r, IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let metrics = EncounterMetrics {
+            total: counter_vec(
+                "facegate_encounters_total",
+                "Encounters recorded, by direction, port and the matcher's decision.",
+                &["direction", "port", "decision"],
+            ),
+            corrections: counter_vec(
+                "facegate_encounter_corrections_total",
+                "Officers' decisions and corrections of encounters, by the decision set.",
+                &["decision"],
+            ),
+            unmatched_exits: counter_vec(
+                "facegate_unmatched_exits_total",
+                "Exits recorded whose subject had no open entry (a missed entry capture, or an impostor), by port.",
+                &["port"],
+            ),
+            failures: register(
+                r,
+                IntCounter::new(
+                    "facegate_encounter_record_failures_total",
+                    "Encounters that could not be made durable; their requests failed with UNAVAILABLE.",
+                ),
+            ),
+        };
+        for decision in ["match", "no_match", "officer_override"] {
+            metrics.corrections.with_label_values(&[decision]);
+        }
+        metrics
+    }
+}
+
 /// Authentication: calls refused for a missing or unknown API key, by
 /// listener.
 fn register_auth_failures(r: &Registry) -> IntCounterVec {
@@ -703,6 +763,8 @@ mod tests {
             "facegate_manifests_live",
             "facegate_manifest_expiries_total",
             "facegate_scoped_searches_total{outcome=\"fallback_no_match\"} 0",
+            "facegate_encounter_corrections_total{decision=\"officer_override\"} 0",
+            "facegate_encounter_record_failures_total 0",
         ] {
             assert!(text.contains(name), "{name} missing");
         }

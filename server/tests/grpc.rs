@@ -893,8 +893,13 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     let mut j = 0;
     while started.elapsed() < std::time::Duration::from_secs(8) {
         for port in ["JFK-T4", "CHAMPLAIN"] {
+            // Ports record their crossings (the encounters panel).
             let capture = Some(facegate_api::v1::CaptureContext {
                 port_id: port.into(),
+                direction: facegate_api::v1::Direction::Entry.into(),
+                encounter_id: format!("{port}-{j}"),
+                captured_at_unix_ms: 1_780_000_000_000,
+                record: true,
                 ..Default::default()
             });
             let req = IdentifyRequest {
@@ -964,7 +969,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(rules.len(), 6);
+    assert_eq!(rules.len(), 7);
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
         let query = r["query"].as_str().unwrap();

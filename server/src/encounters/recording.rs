@@ -8,14 +8,16 @@
 
 use std::sync::Arc;
 
-use facegate_core::encounter::{CaptureContext, Decision, Encounter, Method};
+use facegate_core::encounter::{
+    CaptureContext, Decision, Encounter, EncounterError, EncounterStore, Method, StoredEncounter,
+};
 use facegate_core::manifest::Direction;
 use tonic::Status;
 
 use super::ServedEncounters;
 use crate::audit::Caller;
 use crate::proto;
-use crate::served::{AnsweredBy, Identified};
+use crate::served::{AnsweredBy, Identified, ServedGallery};
 
 /// What the matcher decided, in the terms an encounter records.
 #[derive(Debug, Clone)]
@@ -95,14 +97,58 @@ pub fn requested(caller: &Caller) -> Result<Option<CaptureContext>, Status> {
 }
 
 /// Records the encounter of `context` with `outcome` and returns what the
-/// answer carries; blocks on the blocking pool until the record is durable.
+/// answer carries; waits (off the async workers) until the record is
+/// durable. Counts it, and an exit whose subject had no open entry.
 pub async fn record(
-    encounters: &Arc<ServedEncounters>,
+    state: &ServedGallery,
     caller: &Caller,
     context: CaptureContext,
     outcome: Outcome,
 ) -> Result<proto::EncounterRecord, Status> {
-    let encounter = Encounter {
+    let encounters = Arc::clone(state.encounters());
+    let metrics = Arc::clone(state.metrics());
+    let encounter = encounter(&encounters, caller, context, outcome);
+    let port = metrics.port_label(caller.port()).into_owned();
+    let recorded = tokio::task::spawn_blocking(move || {
+        let store = encounters.writable()?;
+        let recorded = store.record(encounter)?;
+        let unmatched = recorded.newly_recorded && exit_without_entry(store, &recorded.stored)?;
+        Ok::<_, EncounterError>((recorded, unmatched))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "encounter recording task failed");
+        Status::internal("the encounter could not be recorded")
+    })?;
+    let (recorded, unmatched) = recorded.map_err(|e| {
+        if crate::status::is_server_side(&e) {
+            metrics.encounter_failures.inc();
+            tracing::error!(error = %e, "recording an encounter failed");
+        }
+        crate::status::encounter(&e)
+    })?;
+    if recorded.newly_recorded {
+        let e = &recorded.stored.encounter;
+        let labels = [e.context.direction.name(), port.as_str(), e.decision.name()];
+        metrics.encounters.with_label_values(&labels).inc();
+        if unmatched {
+            metrics.unmatched_exits.with_label_values(&[&port]).inc();
+        }
+    }
+    Ok(proto::EncounterRecord {
+        record_id: recorded.stored.record_id,
+        first_record: recorded.newly_recorded,
+    })
+}
+
+/// The encounter to record.
+fn encounter(
+    encounters: &ServedEncounters,
+    caller: &Caller,
+    context: CaptureContext,
+    outcome: Outcome,
+) -> Encounter {
+    Encounter {
         context,
         manifest_id: outcome.manifest_id,
         method: outcome.method,
@@ -121,22 +167,21 @@ pub async fn record(
         principal: caller.principal.as_deref().unwrap_or_default().to_string(),
         generation: outcome.generation,
         recorded_at: encounters.clock().now(),
+    }
+}
+
+/// Whether `stored` is a matched exit whose subject's movement before it is
+/// not an entry (or who has none).
+fn exit_without_entry(
+    store: &dyn EncounterStore,
+    stored: &StoredEncounter,
+) -> Result<bool, EncounterError> {
+    let e = &stored.encounter;
+    let (Direction::Exit, Some(subject)) = (e.context.direction, &e.subject_id) else {
+        return Ok(false);
     };
-    let encounters = Arc::clone(encounters);
-    let recorded = tokio::task::spawn_blocking(move || encounters.writable()?.record(encounter))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "encounter recording task failed");
-            Status::internal("the encounter could not be recorded")
-        })?
-        .map_err(|e| {
-            if crate::status::is_server_side(&e) {
-                tracing::error!(error = %e, "recording an encounter failed");
-            }
-            crate::status::encounter(&e)
-        })?;
-    Ok(proto::EncounterRecord {
-        record_id: recorded.stored.record_id,
-        first_record: recorded.newly_recorded,
-    })
+    let before = store.movements(subject, e.context.captured_at)?;
+    Ok(before
+        .last()
+        .is_none_or(|m| m.direction != Direction::Entry))
 }
