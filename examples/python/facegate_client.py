@@ -48,3 +48,13 @@ def load_manifest_stubs():
     from facegate.v1 import manifests_pb2, manifests_pb2_grpc
 
     return manifests_pb2, manifests_pb2_grpc
+
+
+def load_encounter_stubs():
+    """Generates (once) and imports the facegate.v1 Encounters service's
+    modules (the back office's: travel histories, stays, overstays,
+    reconciliation, officers' corrections)."""
+    _generate(["matcher", "encounters"])
+    from facegate.v1 import encounters_pb2, encounters_pb2_grpc
+
+    return encounters_pb2, encounters_pb2_grpc

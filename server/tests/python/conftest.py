@@ -12,10 +12,11 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "examples" / "python"))
-from facegate_client import load_manifest_stubs, load_stubs  # noqa: E402
+from facegate_client import load_encounter_stubs, load_manifest_stubs, load_stubs  # noqa: E402
 
 pb, rpc = load_stubs()
 mpb, mrpc = load_manifest_stubs()
+epb, erpc = load_encounter_stubs()
 BIN = REPO / "target" / "debug"
 TAG = "py-test@1"
 
@@ -60,4 +61,11 @@ def matcher(server):
 def manifests(server):
     channel = grpc.insecure_channel(server[1])
     yield mrpc.ManifestsStub(channel)
+    channel.close()
+
+
+@pytest.fixture(scope="module")
+def encounters(server):
+    channel = grpc.insecure_channel(server[1])
+    yield erpc.EncountersStub(channel)
     channel.close()
