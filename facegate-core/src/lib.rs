@@ -23,6 +23,7 @@ pub mod live;
 pub mod manifest;
 pub mod npy;
 pub mod quantize;
+pub mod retention;
 pub mod search;
 pub mod sqlite;
 pub mod synth;

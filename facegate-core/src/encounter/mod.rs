@@ -10,6 +10,7 @@
 //!   over as of a day under each admission's rule.
 
 pub mod day;
+mod erase;
 pub mod model;
 pub mod reconcile;
 mod rows;
@@ -29,6 +30,6 @@ pub use reconcile::{
 pub use sqlite_store::{CommitStats, SqliteEncounters};
 pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};
 pub use store::{
-    Change, Correction, EncounterError, EncounterStore, Movement, Recorded, StoredEncounter,
-    SubjectPage,
+    Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, Recorded,
+    StoredEncounter, SubjectPage,
 };

@@ -154,3 +154,41 @@ fn admission(row: &Row<'_>, path: &Path) -> Result<Admission, EncounterError> {
             .ok_or_else(|| corrupt(path, format!("bad stay rule {rule:?} until {until:?}")))?,
     })
 }
+
+/// The oldest encounter record time per category (by traveller file) and
+/// of encounters naming nobody.
+pub(super) fn oldest(c: &Connection, path: &Path) -> Result<super::store::Oldest, EncounterError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT t.category, MIN(e.recorded_ms) FROM encounters e \
+             LEFT JOIN travellers t ON t.subject_id = e.subject_id \
+             WHERE e.subject_id IS NOT NULL GROUP BY t.category",
+        )
+        .map_err(db(path))?;
+    let rows: Vec<(Option<String>, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .map_err(db(path))?;
+    let mut by_category = Vec::with_capacity(rows.len());
+    for (name, at) in rows {
+        let category = match name {
+            Some(n) => Some(
+                Category::from_name(&n)
+                    .ok_or_else(|| corrupt(path, format!("unknown category {n:?}")))?,
+            ),
+            None => None,
+        };
+        by_category.push((category, UnixMillis(at)));
+    }
+    let unnamed: Option<i64> = c
+        .query_row(
+            "SELECT MIN(recorded_ms) FROM encounters WHERE subject_id IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db(path))?;
+    Ok(super::store::Oldest {
+        by_category,
+        unnamed: unnamed.map(UnixMillis),
+    })
+}

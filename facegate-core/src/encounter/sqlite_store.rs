@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::store::{
-    Change, Correction, EncounterError, EncounterStore, Movement, Recorded, StoredEncounter,
-    SubjectPage,
+    Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, Recorded,
+    StoredEncounter, SubjectPage,
 };
 use super::writes;
 use super::{Day, Traveller};
@@ -117,6 +117,9 @@ pub(super) enum Op {
         UnixMillis,
         SyncSender<Result<(), EncounterError>>,
     ),
+    Erase(Erasure, SyncSender<Result<u64, EncounterError>>),
+    /// Runs after the group's commit, outside any transaction.
+    Checkpoint(SyncSender<Result<(), EncounterError>>),
 }
 
 /// Counts of the writer's work, for metrics: their ratio is the mean
@@ -444,7 +447,48 @@ impl EncounterStore for SqliteEncounters {
             )
         })
     }
+
+    fn erase(&self, erasure: Erasure) -> Result<u64, EncounterError> {
+        self.write(|answer| Op::Erase(erasure, answer))
+    }
+
+    fn subjects_before(
+        &self,
+        before: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        let limit = page_limit(limit);
+        self.read(|c, path| {
+            let mut stmt = c.prepare_cached(SUBJECTS_BEFORE_SQL).map_err(db(path))?;
+            let ids: Vec<String> = stmt
+                .query_map(params![after.unwrap_or(""), before.0, limit + 1], |r| {
+                    r.get(0)
+                })
+                .and_then(Iterator::collect)
+                .map_err(db(path))?;
+            Ok(page(ids, limit as usize))
+        })
+    }
+
+    fn oldest(&self) -> Result<Oldest, EncounterError> {
+        self.read(super::rows::oldest)
+    }
+
+    fn checkpoint(&self) -> Result<(), EncounterError> {
+        self.write(Op::Checkpoint)
+    }
 }
+
+/// Subjects after `?1` named by an encounter captured before `?2`, or with
+/// a traveller file: the covering index of encounters by subject, then the
+/// travellers' primary key.
+const SUBJECTS_BEFORE_SQL: &str = "SELECT subject_id FROM (
+         SELECT DISTINCT subject_id FROM encounters
+         WHERE subject_id IS NOT NULL AND subject_id > ?1 AND captured_ms < ?2
+         UNION
+         SELECT subject_id FROM travellers WHERE subject_id > ?1
+     ) ORDER BY subject_id LIMIT ?3";
 
 /// Cuts a `limit + 1` fetch into a page and its cursor.
 fn page(mut ids: Vec<String>, limit: usize) -> SubjectPage {

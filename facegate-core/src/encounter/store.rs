@@ -91,6 +91,50 @@ pub struct SubjectPage {
     pub next: Option<String>,
 }
 
+/// What an erasure removes: the retention purge's and the erasure on
+/// request's one write. Each is durable when `erase` returns; the bytes
+/// leave the file (zeroed by `secure_delete`) and, after
+/// [`EncounterStore::checkpoint`], the WAL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// Everything about a subject: their encounters (with the corrections
+    /// of those), their traveller file and admissions, and their id in
+    /// other encounters' corrections (erasure on request).
+    Subject {
+        /// The subject.
+        subject_id: String,
+    },
+    /// A subject's encounters captured at or before `up_to` (a period
+    /// counted from an exit).
+    CapturedUpTo {
+        /// The subject.
+        subject_id: String,
+        /// The last capture time erased.
+        up_to: UnixMillis,
+    },
+    /// A subject's encounters recorded before `before` (a period counted
+    /// from the record, such as a citizen's 12 hours).
+    RecordedBefore {
+        /// The subject.
+        subject_id: String,
+        /// The first record time kept.
+        before: UnixMillis,
+    },
+    /// Encounters that name nobody, recorded before `before`.
+    UnnamedRecordedBefore {
+        /// The first record time kept.
+        before: UnixMillis,
+    },
+    /// A traveller's file, when none of their encounters remains and it
+    /// was last set before `updated_before`.
+    UnusedTraveller {
+        /// The subject.
+        subject_id: String,
+        /// The first update time kept.
+        updated_before: UnixMillis,
+    },
+}
+
 /// Why the store could not do what was asked; nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum EncounterError {
@@ -189,6 +233,40 @@ pub trait EncounterStore: Send + Sync + std::fmt::Debug {
         &self,
         manifest_id: &str,
     ) -> Result<Vec<StoredEncounter>, EncounterError>;
+
+    /// Removes what `erasure` names, durably; the rows removed (encounters,
+    /// or 1 for a traveller's file).
+    fn erase(&self, erasure: Erasure) -> Result<u64, EncounterError>;
+
+    /// Subjects named by an encounter captured before `before`, or with a
+    /// traveller file, in id order after `after`: the candidates of a
+    /// retention purge, a page at a time.
+    fn subjects_before(
+        &self,
+        before: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError>;
+
+    /// The oldest item of each kind the store holds, for the retention
+    /// report: per category (`None`: no traveller file), the earliest
+    /// record time of an encounter naming such a subject; and of encounters
+    /// naming nobody.
+    fn oldest(&self) -> Result<Oldest, EncounterError>;
+
+    /// Copies the WAL into the database and truncates it, so erased rows'
+    /// bytes leave the WAL file too.
+    fn checkpoint(&self) -> Result<(), EncounterError>;
+}
+
+/// The oldest records of a store, for the retention report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Oldest {
+    /// Per category (`None`: subjects with no traveller file): the earliest
+    /// record time of an encounter naming such a subject.
+    pub by_category: Vec<(Option<Category>, UnixMillis)>,
+    /// The earliest record time of an encounter naming nobody.
+    pub unnamed: Option<UnixMillis>,
 }
 
 /// A traveller with no admission yet: the file a category alone creates.
@@ -265,5 +343,25 @@ impl EncounterStore for Empty {
     }
     fn manifest_encounters(&self, _: &str) -> Result<Vec<StoredEncounter>, EncounterError> {
         Ok(Vec::new())
+    }
+    fn erase(&self, _: Erasure) -> Result<u64, EncounterError> {
+        Ok(0)
+    }
+    fn subjects_before(
+        &self,
+        _: UnixMillis,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        Ok(SubjectPage {
+            subject_ids: Vec::new(),
+            next: None,
+        })
+    }
+    fn oldest(&self) -> Result<Oldest, EncounterError> {
+        Ok(Oldest::default())
+    }
+    fn checkpoint(&self) -> Result<(), EncounterError> {
+        Ok(())
     }
 }

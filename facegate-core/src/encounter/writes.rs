@@ -27,6 +27,12 @@ enum Pending {
         std::sync::mpsc::SyncSender<Result<(), EncounterError>>,
         Result<(), EncounterError>,
     ),
+    Count(
+        std::sync::mpsc::SyncSender<Result<u64, EncounterError>>,
+        Result<u64, EncounterError>,
+    ),
+    /// A checkpoint, run once the group is committed.
+    Checkpoint(std::sync::mpsc::SyncSender<Result<(), EncounterError>>),
 }
 
 /// Applies `group` in one transaction and answers each write once the
@@ -55,6 +61,11 @@ pub(super) fn commit_group(
                 answer,
                 in_savepoint(&tx, path, |s| put_traveller(s, path, &t, at)),
             ),
+            Op::Erase(e, answer) => Pending::Count(
+                answer,
+                in_savepoint(&tx, path, |s| super::erase::erase(s, path, &e)),
+            ),
+            Op::Checkpoint(answer) => Pending::Checkpoint(answer),
         });
     }
     let committed = tx.commit().map_err(|e| crate::sqlite::db_error(path, e));
@@ -73,6 +84,13 @@ pub(super) fn commit_group(
             (Pending::Correct(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
             (Pending::Put(a, r), Ok(())) => a.send(r).is_ok(),
             (Pending::Put(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
+            (Pending::Count(a, r), Ok(())) => a.send(r).is_ok(),
+            (Pending::Count(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
+            (Pending::Checkpoint(a), Ok(())) => {
+                let done = crate::sqlite::checkpoint(conn, path).map_err(EncounterError::from);
+                a.send(done).is_ok()
+            }
+            (Pending::Checkpoint(a), Err(e)) => a.send(Err(again(e, path))).is_ok(),
         };
     }
 }
@@ -93,6 +111,8 @@ fn fail_all(group: Vec<Op>, path: &Path, e: rusqlite::Error) {
             Op::Record(_, a) => a.send(Err(again(&e, path))).is_ok(),
             Op::Correct(_, a) => a.send(Err(again(&e, path))).is_ok(),
             Op::PutTraveller(_, _, a) => a.send(Err(again(&e, path))).is_ok(),
+            Op::Erase(_, a) => a.send(Err(again(&e, path))).is_ok(),
+            Op::Checkpoint(a) => a.send(Err(again(&e, path))).is_ok(),
         };
     }
 }

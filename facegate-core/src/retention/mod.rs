@@ -1,0 +1,11 @@
+//! Retention: how long each kind of data may live ([`policy`]), and the
+//! purges that remove what the policy expires so that its bytes leave the
+//! disk ([`encounters`]; manifests expire with their window in
+//! `crate::manifest`). Every rule reads "now" from an injected
+//! [`crate::clock::Clock`], so tests move time instead of waiting.
+
+pub mod encounters;
+pub mod policy;
+
+pub use encounters::{PurgeReport, purge_encounters};
+pub use policy::{AuditRule, EncounterRules, Event, PolicyError, RetentionPolicy, Rule};

@@ -1,0 +1,224 @@
+//! Retention of encounters on real files, in simulated time: what the
+//! policy expires leaves the database file and its WAL (the raw bytes are
+//! searched, not only the API), and nothing is erased before its time.
+
+use std::path::Path;
+use std::time::Duration;
+
+use facegate_core::clock::UnixMillis;
+use facegate_core::encounter::{
+    Admission, CaptureContext, Category, Correction, Day, Decision, Encounter, EncounterStore,
+    Erasure, Method, SqliteEncounters, StayRule, Traveller,
+};
+use facegate_core::manifest::Direction;
+use facegate_core::retention::{RetentionPolicy, purge_encounters};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+fn t(days: i64, hours: i64) -> UnixMillis {
+    // 2026-01-01T00:00Z plus days and hours.
+    UnixMillis(1_767_225_600_000 + days * DAY + hours * HOUR)
+}
+
+fn crossing(id: &str, subject: &str, direction: Direction, at: UnixMillis) -> Encounter {
+    Encounter {
+        context: CaptureContext {
+            encounter_id: id.into(),
+            direction,
+            port: "JFK".into(),
+            lane: "1".into(),
+            carrier: String::new(),
+            voyage: String::new(),
+            captured_at: at,
+        },
+        manifest_id: None,
+        method: Method::Identify,
+        decision: Decision::Match,
+        subject_id: Some(subject.into()),
+        score: Some(0.8),
+        threshold: 0.35,
+        principal: String::new(),
+        generation: 1,
+        recorded_at: at,
+    }
+}
+
+fn file(s: &str, category: Category, rule: StayRule) -> Traveller {
+    Traveller {
+        subject_id: s.into(),
+        category,
+        admissions: vec![Admission {
+            class: "B2".into(),
+            port: "JFK".into(),
+            day: Day::of(t(0, 0)),
+            rule,
+        }],
+    }
+}
+
+/// Whether `needle` occurs in any file under `dir` (the database, its WAL,
+/// anything SQLite left there).
+fn on_disk(dir: &Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|f| {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    })
+}
+
+#[test]
+fn a_citizens_records_leave_the_disk_after_12_hours_and_others_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let rules = RetentionPolicy::default().encounters;
+    let citizen = "CITIZEN-7f3a";
+    let visitor = "VISITOR-91bc";
+    store
+        .put_traveller(
+            &file(citizen, Category::Citizen, StayRule::DurationOfStatus),
+            t(0, 0),
+        )
+        .unwrap();
+    store
+        .put_traveller(
+            &file(visitor, Category::VisaExempt, StayRule::NinetyIn180),
+            t(0, 0),
+        )
+        .unwrap();
+    store
+        .record(crossing("c-in", citizen, Direction::Entry, t(0, 1)))
+        .unwrap();
+    store
+        .record(crossing("v-in", visitor, Direction::Entry, t(0, 1)))
+        .unwrap();
+    store
+        .record(crossing("v-out", visitor, Direction::Exit, t(10, 1)))
+        .unwrap();
+    // A correction that names the citizen in another record's history.
+    let other = store
+        .record(crossing("x", visitor, Direction::Entry, t(20, 1)))
+        .unwrap();
+    store
+        .correct(Correction {
+            record_id: other.stored.record_id,
+            decision: Decision::OfficerOverride,
+            subject_id: Some(visitor.into()),
+            principal: "officer".into(),
+            note: "checked".into(),
+            at: t(20, 2),
+        })
+        .unwrap();
+    assert!(on_disk(dir.path(), citizen));
+
+    // 11 hours on: nothing is due.
+    let r = purge_encounters(store.as_ref(), &rules, t(0, 12)).unwrap();
+    assert_eq!(r.encounters_erased, 0);
+    assert_eq!(store.history(citizen).unwrap().len(), 1);
+
+    // 13 hours on: the citizen's record goes, from the API and the bytes.
+    let r = purge_encounters(store.as_ref(), &rules, t(0, 14)).unwrap();
+    assert_eq!(r.encounters_erased, 1);
+    assert!(store.history(citizen).unwrap().is_empty());
+    assert!(
+        !on_disk(dir.path(), "c-in"),
+        "the citizen's encounter id is still on disk"
+    );
+    // The visitor's stay ended on day 10: kept for 3 years after it.
+    assert_eq!(store.history(visitor).unwrap().len(), 3);
+    let three_years = humantime::parse_duration("3years").unwrap();
+    let just_before = t(10, 1).plus(three_years).minus(Duration::from_secs(60));
+    purge_encounters(store.as_ref(), &rules, just_before).unwrap();
+    assert_eq!(store.history(visitor).unwrap().len(), 3);
+    let after = t(10, 1).plus(three_years);
+    let r = purge_encounters(store.as_ref(), &rules, after).unwrap();
+    assert_eq!(r.encounters_erased, 2, "the first stay's entry and exit");
+    let left = store.history(visitor).unwrap();
+    assert_eq!(left.len(), 1, "the open stay is kept");
+    assert!(!on_disk(dir.path(), "v-out"));
+}
+
+#[test]
+fn an_overstayers_records_are_kept_longer_and_never_erased_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let rules = RetentionPolicy::default().encounters;
+    let s = "OVER-1";
+    let mut f = file(
+        s,
+        Category::NonImmigrantVisa,
+        StayRule::AdmittedUntil(Day::of(t(30, 0))),
+    );
+    f.admissions.push(Admission {
+        class: "B2".into(),
+        port: "JFK".into(),
+        day: Day::of(t(100, 0)),
+        rule: StayRule::AdmittedUntil(Day::of(t(130, 0))),
+    });
+    store.put_traveller(&f, t(0, 0)).unwrap();
+    // First stay overstayed (left on day 40); second stay short and clean.
+    store
+        .record(crossing("a", s, Direction::Entry, t(0, 1)))
+        .unwrap();
+    store
+        .record(crossing("b", s, Direction::Exit, t(40, 1)))
+        .unwrap();
+    store
+        .record(crossing("c", s, Direction::Entry, t(100, 1)))
+        .unwrap();
+    store
+        .record(crossing("d", s, Direction::Exit, t(110, 1)))
+        .unwrap();
+    let years = |n: &str| humantime::parse_duration(n).unwrap();
+    // 4 years after the second exit: its 3 years have passed, but the
+    // first stay's 5 have not: nothing goes (the walk stops at the first).
+    let r = purge_encounters(store.as_ref(), &rules, t(110, 1).plus(years("4years"))).unwrap();
+    assert_eq!(r.encounters_erased, 0);
+    let r = purge_encounters(store.as_ref(), &rules, t(40, 1).plus(years("5years"))).unwrap();
+    assert_eq!(r.encounters_erased, 4);
+    // Nothing left, and the file was last set long ago: it goes too.
+    assert_eq!(r.travellers_erased, 1);
+    assert_eq!(store.traveller(s).unwrap(), None);
+}
+
+#[test]
+fn erasure_on_request_removes_every_trace_of_a_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let s = "ERASE-ME-5d1";
+    store
+        .put_traveller(
+            &file(s, Category::VisaExempt, StayRule::NinetyIn180),
+            t(0, 0),
+        )
+        .unwrap();
+    store
+        .record(crossing("e1", s, Direction::Entry, t(0, 1)))
+        .unwrap();
+    // Another record corrected away from them still named them.
+    let other = store
+        .record(crossing("o1", s, Direction::Exit, t(1, 1)))
+        .unwrap();
+    store
+        .correct(Correction {
+            record_id: other.stored.record_id,
+            decision: Decision::OfficerOverride,
+            subject_id: Some("SOMEONE-ELSE".into()),
+            principal: "officer".into(),
+            note: "wrong person".into(),
+            at: t(1, 2),
+        })
+        .unwrap();
+    let n = store
+        .erase(Erasure::Subject {
+            subject_id: s.into(),
+        })
+        .unwrap();
+    assert_eq!(n, 2, "one encounter and the traveller file");
+    store.checkpoint().unwrap();
+    assert!(store.history(s).unwrap().is_empty());
+    assert_eq!(store.traveller(s).unwrap(), None);
+    let kept = store.get(other.stored.record_id).unwrap().unwrap();
+    assert_eq!(kept.changes[0].old_subject_id, None);
+    assert!(!on_disk(dir.path(), s), "the erased id is still on disk");
+    assert!(on_disk(dir.path(), "SOMEONE-ELSE"));
+}
