@@ -126,6 +126,20 @@ pub struct Settings {
         default_value_t = 60_000
     )]
     pub manifest_purge_interval_ms: u64,
+    /// The retention policy (TOML: how long each category's encounters may
+    /// live, from the record or the exit); the documented defaults when
+    /// not given (docs/privacy.md).
+    #[arg(long, env = "FACEGATE_RETENTION_POLICY")]
+    pub retention_policy: Option<PathBuf>,
+    /// Milliseconds between retention purges. A record is gone at most
+    /// this long after its period ends, so it must stay well inside the
+    /// shortest period (a citizen's 12 hours).
+    #[arg(
+        long,
+        env = "FACEGATE_RETENTION_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub retention_interval_ms: u64,
     /// Serve without an audit trail (tests, benchmarks); never in service.
     #[arg(long, env = "FACEGATE_NO_AUDIT")]
     pub no_audit: bool,
@@ -225,6 +239,12 @@ impl Settings {
         }
         if self.queue_capacity == 0 {
             anyhow::bail!("queue_capacity must be at least 1");
+        }
+        if !(10..=3_600_000).contains(&self.retention_interval_ms) {
+            anyhow::bail!(
+                "retention_interval_ms must be within 10..=3600000 (one hour), got {}",
+                self.retention_interval_ms
+            );
         }
         if !(10..=3_600_000).contains(&self.manifest_purge_interval_ms) {
             anyhow::bail!(

@@ -29,6 +29,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod reload;
 pub mod request;
+pub mod retention;
 pub mod scoped;
 pub mod serve;
 pub mod served;

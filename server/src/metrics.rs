@@ -103,6 +103,18 @@ pub struct Metrics {
     pub unmatched_exits: IntCounterVec,
     /// Encounters that could not be made durable (their requests failed).
     pub encounter_failures: IntCounter,
+    /// Items erased by the retention purge, by store and kind.
+    pub retention_erased: IntCounterVec,
+    /// Retention purges, by outcome.
+    pub retention_runs: IntCounterVec,
+    /// Age of the oldest item, by store and category, as of the last purge.
+    pub retention_oldest_seconds: GaugeVec,
+    /// The most an item of a period counted from its record may be aged,
+    /// by store and category: its period plus the purge interval.
+    pub retention_bound_seconds: GaugeVec,
+    /// How far the oldest item of such a period is past its bound (0 when
+    /// within): what the overdue alert watches.
+    pub retention_overdue_seconds: GaugeVec,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -123,6 +135,7 @@ impl Metrics {
         let auth_failures = register_auth_failures(r);
         let manifests = ManifestMetrics::register(r);
         let encounters = EncounterMetrics::register(r);
+        let retention = RetentionMetrics::register(r);
         Arc::new(Metrics {
             requests: requests.total,
             request_seconds: requests.seconds,
@@ -160,6 +173,11 @@ impl Metrics {
             encounter_corrections: encounters.corrections,
             unmatched_exits: encounters.unmatched_exits,
             encounter_failures: encounters.failures,
+            retention_erased: retention.erased,
+            retention_runs: retention.runs,
+            retention_oldest_seconds: retention.oldest,
+            retention_bound_seconds: retention.bound,
+            retention_overdue_seconds: retention.overdue,
             registry,
             ports: Mutex::new(HashSet::new()),
         })
@@ -638,6 +656,80 @@ impl EncounterMetrics {
         };
         for decision in ["match", "no_match", "officer_override"] {
             metrics.corrections.with_label_values(&[decision]);
+        }
+        metrics
+    }
+}
+
+/// Retention: what the purge erased, whether it ran, and the oldest item
+/// of each category beside its bound (the alert compares them).
+struct RetentionMetrics {
+    erased: IntCounterVec,
+    runs: IntCounterVec,
+    oldest: GaugeVec,
+    bound: GaugeVec,
+    overdue: GaugeVec,
+}
+
+impl RetentionMetrics {
+    fn register(r: &Registry) -> Self {
+        let metrics = RetentionMetrics {
+            erased: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_retention_erased_total",
+                        "Items erased by the retention purge, by store and kind.",
+                    ),
+                    &["store", "kind"],
+                ),
+            ),
+            runs: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_retention_runs_total",
+                        "Retention purges, by outcome (ok, error).",
+                    ),
+                    &["outcome"],
+                ),
+            ),
+            oldest: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "facegate_retention_oldest_seconds",
+                        "Age of the oldest item by store and category, as of the last purge.",
+                    ),
+                    &["store", "category"],
+                ),
+            ),
+            bound: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "facegate_retention_bound_seconds",
+                        "Oldest an item whose period counts from its record may be: its period plus the purge interval.",
+                    ),
+                    &["store", "category"],
+                ),
+            ),
+            overdue: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "facegate_retention_overdue_seconds",
+                        "How far the oldest item whose period counts from its record is past its bound (0 when within).",
+                    ),
+                    &["store", "category"],
+                ),
+            ),
+        };
+        for outcome in ["ok", "error"] {
+            metrics.runs.with_label_values(&[outcome]);
+        }
+        for kind in ["encounter", "traveller"] {
+            metrics.erased.with_label_values(&["encounters", kind]);
         }
         metrics
     }

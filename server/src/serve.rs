@@ -56,6 +56,9 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     // After what most often fails at start-up (the gallery, the engine, the
     // keys files), so that such a failure leaves no audit file behind; an
     // empty one, should binding fail later, is passed over at the next start.
+    let policy = Arc::new(crate::retention::load(
+        settings.retention_policy.as_deref(),
+    )?);
     let manifests = open_manifests(&settings.data_dir, clock.clone()).await?;
     let encounters = open_encounters(&settings.data_dir, clock).await?;
     let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics).await?;
@@ -104,6 +107,12 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     )?;
     let purge_every = Duration::from_millis(settings.manifest_purge_interval_ms);
     let purging = tokio::spawn(purge_manifests(Arc::downgrade(&state), purge_every));
+    let retention_every = Duration::from_millis(settings.retention_interval_ms);
+    let retaining = tokio::spawn(crate::retention::purge_on_timer(
+        Arc::downgrade(&state),
+        policy,
+        retention_every,
+    ));
 
     let metrics_stop = start_metrics(settings.metrics_listen, metrics).await?;
     let signals = Signals::listen();
@@ -120,6 +129,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     )
     .await?;
     purging.abort();
+    retaining.abort();
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())

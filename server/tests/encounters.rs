@@ -394,3 +394,95 @@ async fn sigkill_while_recording_loses_no_acknowledged_encounter() {
             .unwrap_or_else(|s| panic!("acknowledged record {id} lost: {s:?}"));
     }
 }
+
+/// Whether `needle` occurs in the bytes of any file under `dir`.
+fn on_disk(dir: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|f| {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time() {
+    use facegate_core::clock::{ManualClock, UnixMillis};
+    use std::sync::Arc;
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let t0 = day(0).start().0 + 10 * 3_600_000;
+    let clock = Arc::new(ManualClock::new(UnixMillis(t0)));
+    let server = serve_in_process(&f, data.path(), clock.clone(), |s| {
+        s.retention_interval_ms = 20;
+    })
+    .await;
+    let mut m = MatcherClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    let mut e = EncountersClient::connect(format!("http://{}", server.admin_addr))
+        .await
+        .unwrap();
+    let (citizen, visitor) = (Synth::subject_id(30), Synth::subject_id(31));
+    e.put_traveller(PutTravellerRequest {
+        traveller: Some(Traveller {
+            subject_id: citizen.clone(),
+            category: TravellerCategory::Citizen.into(),
+            admissions: Vec::new(),
+        }),
+        request_id: String::new(),
+    })
+    .await
+    .unwrap();
+    admit(&mut e, &visitor, stay_rule::Rule::NinetyIn180(true)).await;
+    m.identify(at(&f, 30, "cit-in", Direction::Entry, 0))
+        .await
+        .unwrap();
+    m.identify(at(&f, 31, "vis-in", Direction::Entry, 0))
+        .await
+        .unwrap();
+    let dir = data.path().join("encounters");
+    assert!(on_disk(&dir, "cit-in"));
+
+    let history = |e: &mut EncountersClient<Channel>, s: String| {
+        let mut e = e.clone();
+        async move {
+            e.travel_history(TravelHistoryRequest { subject_id: s })
+                .await
+                .unwrap()
+                .into_inner()
+                .encounters
+                .len()
+        }
+    };
+    // Eleven hours on, several purges later: still there.
+    clock.set(UnixMillis(t0 + 11 * 3_600_000));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(history(&mut e, citizen.clone()).await, 1);
+    // Thirteen hours on: gone, from the API and from the bytes on disk.
+    clock.set(UnixMillis(t0 + 13 * 3_600_000));
+    let by = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while history(&mut e, citizen.clone()).await > 0 {
+        assert!(
+            std::time::Instant::now() < by,
+            "the citizen's record was never purged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !on_disk(&dir, "cit-in"),
+        "the citizen's encounter is still on disk"
+    );
+    assert_eq!(
+        history(&mut e, visitor.clone()).await,
+        1,
+        "the visitor's is kept"
+    );
+    let text = http_get(&server.metrics).await;
+    assert!(
+        sample(
+            &text,
+            "facegate_retention_erased_total{kind=\"encounter\",store=\"encounters\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+}

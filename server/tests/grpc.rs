@@ -823,8 +823,9 @@ async fn prom_query(prom: &str, q: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     let f = fixture();
-    // The audit trail is on by default (under the server's data directory).
-    let server = Server::start(&f.path, &[]);
+    // The audit trail is on by default (under the server's data directory);
+    // the retention purge runs every second, so its gauges have values.
+    let server = Server::start(&f.path, &["--retention-interval-ms", "1000"]);
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = server
@@ -969,7 +970,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(rules.len(), 7);
+    assert_eq!(rules.len(), 9);
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
         let query = r["query"].as_str().unwrap();

@@ -657,63 +657,12 @@ async fn a_port_key_searches_only_its_own_ports_manifests_and_a_refusal_is_audit
 
 /// The server as `facegate serve` runs it, in this process, on a clock the
 /// test moves.
-struct InProcess {
-    addr: String,
-    admin_addr: String,
-    metrics: String,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn serve_in_process(
     f: &Fixture,
     data: &std::path::Path,
     clock: Arc<ManualClock>,
 ) -> InProcess {
-    use facegate_server::config::{EngineChoice, Settings};
-    let (port, admin, metrics) = (free_port(), free_port(), free_port());
-    let settings = Settings {
-        gallery: Some(f.path.clone()),
-        listen: ([127, 0, 0, 1], port).into(),
-        admin_listen: ([127, 0, 0, 1], admin).into(),
-        metrics_listen: ([127, 0, 0, 1], metrics).into(),
-        engine: EngineChoice::Cpu,
-        data_dir: data.to_path_buf(),
-        manifest_purge_interval_ms: 20,
-        ..Settings::defaults()
-    };
-    let server = InProcess {
-        addr: format!("127.0.0.1:{port}"),
-        admin_addr: format!("127.0.0.1:{admin}"),
-        metrics: format!("http://127.0.0.1:{metrics}/metrics"),
-        task: tokio::spawn(facegate_server::serve::run(settings, clock)),
-    };
-    let ready_by = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < ready_by {
-        assert!(!server.task.is_finished(), "the server stopped");
-        if ManifestsClient::connect(format!("http://{}", server.admin_addr))
-            .await
-            .is_ok()
-            && tokio::net::TcpStream::connect(&server.addr).await.is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the server did not start");
+    common::serve_in_process(f, data, clock, |s| s.manifest_purge_interval_ms = 20).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

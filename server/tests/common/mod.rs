@@ -257,3 +257,69 @@ pub fn with_key<T>(msg: T, token: &str) -> tonic::Request<T> {
     req.metadata_mut().insert("authorization", value);
     req
 }
+
+/// A server run in this process (so that the test can give it a clock it
+/// moves), stopped when dropped.
+pub struct InProcess {
+    pub addr: String,
+    pub admin_addr: String,
+    pub metrics: String,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `serve::run` in this process on `f`'s gallery with `data` as its data
+/// directory, the CPU engine, ephemeral ports and `clock`; `tweak` changes
+/// any other setting. Returns once both listeners accept connections.
+pub async fn serve_in_process(
+    f: &Fixture,
+    data: &std::path::Path,
+    clock: Arc<facegate_core::clock::ManualClock>,
+    tweak: impl FnOnce(&mut facegate_server::config::Settings),
+) -> InProcess {
+    use facegate_server::config::{EngineChoice, Settings};
+    use std::time::{Duration, Instant};
+    let (port, admin, metrics) = (free_port(), free_port(), free_port());
+    let mut settings = Settings {
+        gallery: Some(f.path.clone()),
+        listen: ([127, 0, 0, 1], port).into(),
+        admin_listen: ([127, 0, 0, 1], admin).into(),
+        metrics_listen: ([127, 0, 0, 1], metrics).into(),
+        engine: EngineChoice::Cpu,
+        data_dir: data.to_path_buf(),
+        ..Settings::defaults()
+    };
+    tweak(&mut settings);
+    let server = InProcess {
+        addr: format!("127.0.0.1:{port}"),
+        admin_addr: format!("127.0.0.1:{admin}"),
+        metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+        task: tokio::spawn(facegate_server::serve::run(settings, clock)),
+    };
+    let ready_by = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < ready_by {
+        assert!(!server.task.is_finished(), "the server stopped");
+        if tokio::net::TcpStream::connect(&server.admin_addr)
+            .await
+            .is_ok()
+            && tokio::net::TcpStream::connect(&server.addr).await.is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server did not start");
+}

@@ -1,0 +1,162 @@
+//! Retention as the server runs it: the policy loaded at start-up (a bad
+//! file stops the start), and a timer that purges the encounter store by
+//! it on the blocking pool, then exports the oldest item of each category
+//! beside its bound, so that a purge that stops working raises an alert
+//! (`FacegateRetentionOverdue`) instead of going unnoticed.
+//!
+//! Manifests expire with their window (`serve::purge_manifests`); the
+//! audit trail, the change log and the base gallery are not purged here
+//! yet (docs/privacy.md says what is and is not).
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::Context;
+use facegate_core::clock::UnixMillis;
+use facegate_core::encounter::{Category, EncounterError, Oldest};
+use facegate_core::retention::{Event, PurgeReport, RetentionPolicy, Rule, purge_encounters};
+
+use crate::metrics::Metrics;
+use crate::served::ServedGallery;
+
+/// The policy of `path`, or the documented defaults when none is given.
+pub fn load(path: Option<&Path>) -> anyhow::Result<RetentionPolicy> {
+    match path {
+        Some(p) => RetentionPolicy::load(p).context("reading the retention policy"),
+        None => Ok(RetentionPolicy::default()),
+    }
+}
+
+/// The category label of metrics and reports.
+pub fn category_label(c: Option<Category>) -> &'static str {
+    c.map_or("unknown", Category::name)
+}
+
+/// Every `every`, purges the encounters `policy` expires (by the state's
+/// clock) and refreshes the retention metrics. Holds the state weakly, as
+/// the manifest purge does.
+pub async fn purge_on_timer(
+    state: Weak<ServedGallery>,
+    policy: Arc<RetentionPolicy>,
+    every: Duration,
+) {
+    let bounds = bounds(&policy, every);
+    if let Some(s) = state.upgrade() {
+        for (category, bound) in &bounds {
+            let labels = ["encounters", *category];
+            s.metrics()
+                .retention_bound_seconds
+                .with_label_values(&labels)
+                .set(bound.as_secs_f64());
+            s.metrics()
+                .retention_overdue_seconds
+                .with_label_values(&labels)
+                .set(0.0);
+        }
+    }
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let (s, p) = (Arc::clone(&state), Arc::clone(&policy));
+        let ran = tokio::task::spawn_blocking(move || purge_once(&s, &p)).await;
+        let metrics = state.metrics();
+        match ran {
+            Ok(Ok((report, oldest))) => {
+                let now = state.encounters().clock().now();
+                record(metrics, &report, &oldest, now, &bounds);
+            }
+            Ok(Err(e)) => {
+                metrics.retention_runs.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "the retention purge failed");
+            }
+            Err(e) => {
+                metrics.retention_runs.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "the retention purge task failed");
+            }
+        }
+    }
+}
+
+/// One purge of the encounter store, and its oldest items after it.
+pub fn purge_once(
+    state: &ServedGallery,
+    policy: &RetentionPolicy,
+) -> Result<(PurgeReport, Oldest), EncounterError> {
+    let encounters = state.encounters();
+    let store = encounters.readable();
+    let report = purge_encounters(store, &policy.encounters, encounters.clock().now())?;
+    Ok((report, store.oldest()?))
+}
+
+fn record(
+    metrics: &Metrics,
+    report: &PurgeReport,
+    oldest: &Oldest,
+    now: UnixMillis,
+    bounds: &[(&'static str, Duration)],
+) {
+    metrics.retention_runs.with_label_values(&["ok"]).inc();
+    let erased = |kind: &str, n: u64| {
+        metrics
+            .retention_erased
+            .with_label_values(&["encounters", kind])
+            .inc_by(n);
+    };
+    erased("encounter", report.encounters_erased);
+    erased("traveller", report.travellers_erased);
+    if report.encounters_erased + report.travellers_erased > 0 {
+        tracing::info!(
+            encounters = report.encounters_erased,
+            travellers = report.travellers_erased,
+            subjects_examined = report.subjects_examined,
+            "retention purge erased expired records"
+        );
+    }
+    metrics.retention_oldest_seconds.reset();
+    let age = |at: UnixMillis| (now.0 - at.0).max(0) as f64 / 1e3;
+    for (category, at) in &oldest.by_category {
+        metrics
+            .retention_oldest_seconds
+            .with_label_values(&["encounters", category_label(*category)])
+            .set(age(*at));
+    }
+    if let Some(at) = oldest.unnamed {
+        metrics
+            .retention_oldest_seconds
+            .with_label_values(&["encounters", "no_match"])
+            .set(age(at));
+    }
+    for (category, bound) in bounds {
+        let labels = ["encounters", *category];
+        let aged = metrics
+            .retention_oldest_seconds
+            .get_metric_with_label_values(&labels)
+            .map_or(0.0, |g| g.get());
+        let over = (aged - bound.as_secs_f64()).max(0.0);
+        metrics
+            .retention_overdue_seconds
+            .with_label_values(&labels)
+            .set(over);
+    }
+}
+
+/// The bound of every rule counted from the record, by category label:
+/// its period plus the purge interval. A rule counted from an exit has no
+/// age bound (a traveller still in the country keeps their records).
+fn bounds(policy: &RetentionPolicy, every: Duration) -> Vec<(&'static str, Duration)> {
+    let e = &policy.encounters;
+    let mut rules: Vec<(&'static str, Rule)> = Category::ALL
+        .into_iter()
+        .map(|c| (c.name(), e.for_category(Some(c))))
+        .collect();
+    rules.push(("unknown", e.unknown));
+    rules.push(("no_match", e.no_match));
+    rules
+        .into_iter()
+        .filter(|(_, r)| r.from == Event::Recorded)
+        .map(|(c, r)| (c, r.keep + every))
+        .collect()
+}
