@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "admin.proto",
         "manifests.proto",
         "encounters.proto",
+        "privacy.proto",
     ]
     .map(|f| proto_dir.join("facegate/v1").join(f));
     for f in &files {

@@ -27,6 +27,7 @@ pub mod generation;
 pub mod manifests;
 pub mod matcher;
 pub mod metrics;
+pub mod privacy;
 pub mod reload;
 pub mod request;
 pub mod retention;

@@ -124,6 +124,13 @@ impl ServedManifests {
         }
     }
 
+    /// See [`Manifests::erase_subject`]; nothing before the first staging.
+    pub fn erase_subject(&self, subject_id: &str) -> Result<Vec<String>, StoreError> {
+        self.opened
+            .get()
+            .map_or(Ok(Vec::new()), |m| m.erase_subject(subject_id))
+    }
+
     /// See [`Manifests::purge_expired`]; nothing before the first staging.
     pub fn purge_expired(&self) -> Result<Vec<String>, StoreError> {
         self.opened

@@ -31,10 +31,12 @@ use crate::engines::open_gpu;
 use crate::manifests::ManifestsService;
 use crate::matcher::MatcherService;
 use crate::metrics::Metrics;
+use crate::privacy::PrivacyService;
 use crate::proto::encounters_server::EncountersServer;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::manifests_server::ManifestsServer;
 use crate::proto::matcher_server::MatcherServer;
+use crate::proto::privacy_server::PrivacyServer;
 use crate::scoped::ServedManifests;
 use crate::served::ServedGallery;
 
@@ -87,15 +89,18 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     health
         .set_serving::<EncountersServer<EncountersService>>()
         .await;
+    health.set_serving::<PrivacyServer<PrivacyService>>().await;
     let matcher = matcher_service(&state, &auditor, settings.max_message_bytes, port_keys);
     let ports = Routes::new(matcher).add_service(health_service.clone());
     let ports = with_reflection(ports, &["facegate.v1.Matcher"])?;
     let manifests = manifests_service(&state, &auditor, &settings, admin_keys.clone());
     let encounters = encounters_service(&state, &auditor, &settings, admin_keys.clone());
+    let privacy = privacy_service(&state, &auditor, &settings, admin_keys.clone());
     let admin = admin_service(&state, auditor, &settings, &live, admin_keys);
     let back_office = Routes::new(admin)
         .add_service(manifests)
         .add_service(encounters)
+        .add_service(privacy)
         .add_service(health_service);
     let back_office = with_reflection(
         back_office,
@@ -103,6 +108,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
             "facegate.v1.GalleryAdmin",
             "facegate.v1.Manifests",
             "facegate.v1.Encounters",
+            "facegate.v1.Privacy",
         ],
     )?;
     let purge_every = Duration::from_millis(settings.manifest_purge_interval_ms);
@@ -365,6 +371,27 @@ fn encounters_service(
     )
 }
 
+/// The Privacy service of the back office's listener, each call's key
+/// checked (the admin keys) before the handler.
+fn privacy_service(
+    state: &Arc<ServedGallery>,
+    auditor: &Arc<Auditor>,
+    settings: &Settings,
+    keys: impl KeyCheck,
+) -> InterceptedService<
+    PrivacyServer<PrivacyService>,
+    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
+> {
+    InterceptedService::new(
+        PrivacyServer::new(PrivacyService::new(state.clone(), auditor.clone()))
+            .max_decoding_message_size(settings.max_message_bytes),
+        move |mut req: tonic::Request<()>| {
+            keys(&mut req)?;
+            Ok(req)
+        },
+    )
+}
+
 /// `routes` with server reflection: `grpc.reflection.v1`, and the
 /// `v1alpha` that clients written before v1 still ask for alone (older
 /// grpcurl and grpc_cli, many language libraries). Both advertise only
@@ -492,6 +519,9 @@ async fn serve_until_shutdown(
         .await;
     health
         .set_not_serving::<EncountersServer<EncountersService>>()
+        .await;
+    health
+        .set_not_serving::<PrivacyServer<PrivacyService>>()
         .await;
     let _ = stop_ports.send(());
     let _ = stop_admin.send(());

@@ -239,6 +239,24 @@ impl Manifests {
         Ok(purged)
     }
 
+    /// Drops `subject_id` from every manifest (erasure on request): from
+    /// disk first, then from the manifests held; the ids of the manifests
+    /// it was dropped from.
+    pub fn erase_subject(&self, subject_id: &str) -> Result<Vec<String>, StoreError> {
+        super::model::validate_subject_ids([&subject_id.to_string()])?;
+        let mut store = self.store();
+        let ids = store.erase_subject(subject_id)?;
+        let mut held = self.write();
+        for id in &ids {
+            if let Some(m) = held.by_id.get_mut(id) {
+                let mut without = Manifest::clone(m);
+                without.subject_ids.retain(|s| s != subject_id);
+                *m = Arc::new(without);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Manifests held (live, not yet valid, or ended and awaiting purge),
     /// for metrics.
     pub fn len(&self) -> usize {

@@ -375,6 +375,34 @@ impl ManifestStore {
         Ok(expired.into_iter().map(|(_, id)| id).collect())
     }
 
+    /// Drops `subject_id` from every manifest that lists it (erasure on
+    /// request), durably, with the freed bytes zeroed and the WAL
+    /// truncated; the ids of the manifests it was dropped from.
+    pub fn erase_subject(&mut self, subject_id: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.path.clone();
+        let e = |e| db_error(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT m.id FROM manifest_subjects s JOIN manifests m ON m.key = s.manifest \
+                     WHERE s.subject_id = ?1 ORDER BY m.id",
+                )
+                .map_err(e)?;
+            stmt.query_map([subject_id], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(e)?
+        };
+        tx.execute(
+            "DELETE FROM manifest_subjects WHERE subject_id = ?1",
+            [subject_id],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        self.checkpoint()?;
+        Ok(ids)
+    }
+
     /// Copies the WAL into the database and truncates it to zero bytes.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         Ok(sqlite::checkpoint(&self.conn, &self.path)?)
