@@ -53,7 +53,7 @@ impl PrivacyService {
     /// Drops the subject from every manifest and erases their encounters.
     async fn erase_from_records(&self, subject_id: &str) -> Result<(Vec<String>, u64), Status> {
         let (state, id) = (self.state.clone(), subject_id.to_string());
-        let done = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let manifests = state
                 .manifests()
                 .erase_subject(&id)
@@ -75,8 +75,7 @@ impl PrivacyService {
         .map_err(|e| {
             tracing::error!(error = %e, "erasure task failed");
             Status::internal("the erasure did not complete; retry it")
-        })?;
-        done
+        })?
     }
 
     async fn erase(&self, r: EraseSubjectRequest) -> Result<EraseSubjectResponse, Status> {
