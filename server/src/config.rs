@@ -140,6 +140,15 @@ pub struct Settings {
         default_value_t = 600_000
     )]
     pub retention_interval_ms: u64,
+    /// Milliseconds between checks for removed subjects to compact out of
+    /// the gallery file and change log (then reloaded): removed templates'
+    /// bytes stay on disk at most about this long plus one compaction.
+    #[arg(
+        long,
+        env = "FACEGATE_COMPACTION_INTERVAL_MS",
+        default_value_t = 21_600_000
+    )]
+    pub compaction_interval_ms: u64,
     /// Serve without an audit trail (tests, benchmarks); never in service.
     #[arg(long, env = "FACEGATE_NO_AUDIT")]
     pub no_audit: bool,
@@ -239,6 +248,12 @@ impl Settings {
         }
         if self.queue_capacity == 0 {
             anyhow::bail!("queue_capacity must be at least 1");
+        }
+        if !(10..=43_200_000).contains(&self.compaction_interval_ms) {
+            anyhow::bail!(
+                "compaction_interval_ms must be within 10..=43200000 (12 hours, a citizen's bound), got {}",
+                self.compaction_interval_ms
+            );
         }
         if !(10..=3_600_000).contains(&self.retention_interval_ms) {
             anyhow::bail!(

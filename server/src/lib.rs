@@ -17,6 +17,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod changes;
+pub mod compaction;
 pub mod config;
 pub mod deadline;
 pub mod demo;

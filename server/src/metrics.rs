@@ -105,6 +105,8 @@ pub struct Metrics {
     pub encounter_failures: IntCounter,
     /// Items erased by the retention purge, by store and kind.
     pub retention_erased: IntCounterVec,
+    /// Scheduled compactions, by outcome (compacted, nothing_removed, error).
+    pub compactions: IntCounterVec,
     /// Retention purges, by outcome.
     pub retention_runs: IntCounterVec,
     /// Age of the oldest item, by store and category, as of the last purge.
@@ -174,6 +176,7 @@ impl Metrics {
             unmatched_exits: encounters.unmatched_exits,
             encounter_failures: encounters.failures,
             retention_erased: retention.erased,
+            compactions: retention.compactions,
             retention_runs: retention.runs,
             retention_oldest_seconds: retention.oldest,
             retention_bound_seconds: retention.bound,
@@ -665,6 +668,7 @@ impl EncounterMetrics {
 /// of each category beside its bound (the alert compares them).
 struct RetentionMetrics {
     erased: IntCounterVec,
+    compactions: IntCounterVec,
     runs: IntCounterVec,
     oldest: GaugeVec,
     bound: GaugeVec,
@@ -682,6 +686,16 @@ impl RetentionMetrics {
                         "Items erased by the retention purge, by store and kind.",
                     ),
                     &["store", "kind"],
+                ),
+            ),
+            compactions: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_compactions_total",
+                        "Scheduled compactions (removed subjects folded out of the gallery file and change log), by outcome.",
+                    ),
+                    &["outcome"],
                 ),
             ),
             runs: register(
@@ -727,6 +741,9 @@ impl RetentionMetrics {
         };
         for outcome in ["ok", "error"] {
             metrics.runs.with_label_values(&[outcome]);
+        }
+        for outcome in ["compacted", "nothing_removed", "error"] {
+            metrics.compactions.with_label_values(&[outcome]);
         }
         for kind in ["encounter", "traveller"] {
             metrics.erased.with_label_values(&["encounters", kind]);

@@ -116,6 +116,16 @@ impl Generations {
         }
     }
 
+    /// The data directory (the change logs are under it).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.settings.data_dir
+    }
+
+    /// The gallery file served (a compaction writes its successor there).
+    pub fn gallery_path(&self) -> &std::path::Path {
+        &self.gallery_path
+    }
+
     /// The slot the dispatcher loads each batch's generation from.
     pub fn current(&self) -> &CurrentGeneration {
         &self.current

@@ -113,6 +113,11 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     )?;
     let purge_every = Duration::from_millis(settings.manifest_purge_interval_ms);
     let purging = tokio::spawn(purge_manifests(Arc::downgrade(&state), purge_every));
+    let compact_every = Duration::from_millis(settings.compaction_interval_ms);
+    let compacting = tokio::spawn(crate::compaction::compact_on_timer(
+        Arc::downgrade(&state),
+        compact_every,
+    ));
     let retention_every = Duration::from_millis(settings.retention_interval_ms);
     let retaining = tokio::spawn(crate::retention::purge_on_timer(
         Arc::downgrade(&state),
@@ -136,6 +141,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     .await?;
     purging.abort();
     retaining.abort();
+    compacting.abort();
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())

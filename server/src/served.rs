@@ -195,6 +195,16 @@ impl ServedGallery {
         self.generation().live().base().clone()
     }
 
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.generations.data_dir()
+    }
+
+    /// The gallery file served, which a compaction replaces.
+    pub fn gallery_path(&self) -> &std::path::Path {
+        self.generations.gallery_path()
+    }
+
     /// What requests are checked against besides the gallery.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -141,3 +141,131 @@ async fn one_call_erases_a_subject_from_every_store() {
     assert!(!again.removed_from_gallery && again.manifests.is_empty());
     assert_eq!(again.encounter_rows_erased, 0);
 }
+
+/// Every file under `dir`, recursively, except under `skip`.
+fn files(dir: &std::path::Path, skip: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.starts_with(skip) {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(files(&p, skip));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The files among `paths` whose bytes contain `needle`.
+fn holding(paths: &[std::path::PathBuf], needle: &[u8]) -> Vec<std::path::PathBuf> {
+    paths
+        .iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+        .cloned()
+        .collect()
+}
+
+/// The first 16 values of `t` as little-endian f32 and f16 bytes.
+fn encodings(t: &[f32]) -> [Vec<u8>; 2] {
+    let f32s = t[..16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let f16s = t[..16]
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect();
+    [f32s, f16s]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_subjects_bytes_leave_every_file_after_the_scheduled_compaction() {
+    use facegate_api::v1::{EnrollRequest, Template};
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--compaction-interval-ms",
+        "300",
+    ];
+    let server = Server::start(&f.path, &args);
+    let mut privacy = PrivacyClient::connect(format!("http://{}", server.admin_addr))
+        .await
+        .unwrap();
+    // One subject of the base file, one enrolled online (in the change log).
+    let base_id = Synth::subject_id(50);
+    let base_template = f.synth.subject(50).templates[0].clone();
+    let online_id = "ONLINE-ERASE-77";
+    // Someone never in the base file (the population has 400 subjects).
+    let online_template = f.synth.subject(10_000).templates[0].clone();
+    server
+        .admin()
+        .await
+        .enroll(EnrollRequest {
+            subject_id: online_id.into(),
+            templates: vec![Template {
+                values: online_template.clone(),
+            }],
+            model_tag: TAG.into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let audit = data.path().join("audit");
+    let everywhere = || {
+        let mut all = files(data.path(), &audit);
+        all.push(f.path.clone());
+        all
+    };
+    // Positive controls: each needle is found before the erasure, so its
+    // absence after means something.
+    let mut needles: Vec<Vec<u8>> = vec![base_id.clone().into(), online_id.into()];
+    needles.extend(encodings(&base_template));
+    needles.extend(encodings(&online_template));
+    let present: Vec<&Vec<u8>> = needles
+        .iter()
+        .filter(|n| !holding(&everywhere(), n).is_empty())
+        .collect();
+    assert!(
+        present.len() >= 4,
+        "only {} of the needles found before",
+        present.len()
+    );
+
+    for id in [base_id.as_str(), online_id] {
+        privacy
+            .erase_subject(EraseSubjectRequest {
+                subject_id: id.into(),
+                reason: "erasure request".into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let by = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = http_get(&server.metrics).await;
+        if sample(&text, "facegate_compactions_total{outcome=\"compacted\"}") >= 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < by, "no compaction ran");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for n in present {
+        let left = holding(&everywhere(), n);
+        assert!(
+            left.is_empty(),
+            "{:?} still in {left:?}",
+            String::from_utf8_lossy(n)
+        );
+    }
+    // The audit trail keeps the ids for its own period, as documented.
+    assert!(
+        !holding(
+            &files(&audit, std::path::Path::new("/nonexistent")),
+            base_id.as_bytes()
+        )
+        .is_empty()
+    );
+}
