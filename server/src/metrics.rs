@@ -749,6 +749,9 @@ impl RetentionMetrics {
             metrics.erased.with_label_values(&["encounters", kind]);
         }
         metrics
+            .erased
+            .with_label_values(&["gallery", "citizen_subject"]);
+        metrics
     }
 }
 

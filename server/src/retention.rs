@@ -4,9 +4,11 @@
 //! beside its bound, so that a purge that stops working raises an alert
 //! (`FacegateRetentionOverdue`) instead of going unnoticed.
 //!
-//! Manifests expire with their window (`serve::purge_manifests`); the
-//! audit trail, the change log and the base gallery are not purged here
-//! yet (docs/privacy.md says what is and is not).
+//! Citizens' capture templates are removed from the gallery by the same
+//! timer (their bytes leave at the next scheduled compaction,
+//! `crate::compaction`); manifests expire with their window
+//! (`serve::purge_manifests`); the audit trail is not purged here yet
+//! (docs/privacy.md says what is and is not).
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -14,8 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use facegate_core::clock::UnixMillis;
-use facegate_core::encounter::{Category, EncounterError, Oldest};
+use facegate_core::encounter::{Category, Oldest};
+use facegate_core::live::{ChangeError, CommitError};
 use facegate_core::retention::{Event, PurgeReport, RetentionPolicy, Rule, purge_encounters};
+use facegate_core::wal::Change;
 
 use crate::metrics::Metrics;
 use crate::served::ServedGallery;
@@ -70,7 +74,7 @@ pub async fn purge_on_timer(
             }
             Ok(Err(e)) => {
                 metrics.retention_runs.with_label_values(&["error"]).inc();
-                tracing::error!(error = %e, "the retention purge failed");
+                tracing::error!(error = format!("{e:#}"), "the retention purge failed");
             }
             Err(e) => {
                 metrics.retention_runs.with_label_values(&["error"]).inc();
@@ -80,15 +84,64 @@ pub async fn purge_on_timer(
     }
 }
 
-/// One purge of the encounter store, and its oldest items after it.
+/// One purge: citizens' capture templates out of the gallery, then the
+/// encounter store; and the store's oldest items after it.
 pub fn purge_once(
     state: &ServedGallery,
     policy: &RetentionPolicy,
-) -> Result<(PurgeReport, Oldest), EncounterError> {
+) -> anyhow::Result<(PurgeReport, Oldest)> {
     let encounters = state.encounters();
+    let now = encounters.clock().now();
+    let removed = remove_citizens_templates(state, policy, now)?;
+    if removed > 0 {
+        state
+            .metrics()
+            .retention_erased
+            .with_label_values(&["gallery", "citizen_subject"])
+            .inc_by(removed);
+        tracing::info!(
+            subjects = removed,
+            "citizens' capture templates removed from the gallery"
+        );
+    }
     let store = encounters.readable();
-    let report = purge_encounters(store, &policy.encounters, encounters.clock().now())?;
+    let report = purge_encounters(store, &policy.encounters, now)?;
     Ok((report, store.oldest()?))
+}
+
+/// Removes from the gallery every citizen whose file was last set more than
+/// the capture-template period ago (their bytes leave at the next scheduled
+/// compaction); the subjects removed.
+fn remove_citizens_templates(
+    state: &ServedGallery,
+    policy: &RetentionPolicy,
+    now: UnixMillis,
+) -> anyhow::Result<u64> {
+    let store = state.encounters().readable();
+    let cutoff = now.minus(policy.capture_templates.citizen.keep);
+    let mut after: Option<String> = None;
+    let mut removed = 0;
+    loop {
+        let page = store.travellers_set_before(Category::Citizen, cutoff, after.as_deref(), 0)?;
+        for id in &page.subject_ids {
+            if state.generation().live().find_live(id)?.is_none() {
+                continue;
+            }
+            let change = Change::Remove {
+                subject_id: id.clone(),
+            };
+            match state.commit(&change) {
+                Ok(_) => removed += 1,
+                // Removed meanwhile (an erasure, the back office): done.
+                Err(CommitError::Change(ChangeError::UnknownSubject)) => {}
+                Err(e) => return Err(e).context("removing a citizen's templates"),
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(removed),
+        }
+    }
 }
 
 fn record(

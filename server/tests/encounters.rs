@@ -395,6 +395,56 @@ async fn sigkill_while_recording_loses_no_acknowledged_encounter() {
     }
 }
 
+/// Every file under `dir` (recursively) but those under `skip`, and `extra`.
+fn files_outside(
+    dir: &std::path::Path,
+    skip: &std::path::Path,
+    extra: &std::path::Path,
+) -> Vec<std::path::PathBuf> {
+    fn walk(d: &std::path::Path, skip: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.starts_with(skip) {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, skip, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = vec![extra.to_path_buf()];
+    walk(dir, skip, &mut out);
+    out
+}
+
+/// The files among `paths` whose bytes contain `needle`.
+fn holding(paths: &[std::path::PathBuf], needle: &[u8]) -> Vec<std::path::PathBuf> {
+    paths
+        .iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+        .cloned()
+        .collect()
+}
+
+/// A subject's id, and the f16 bytes (as the gallery stores its exact rows)
+/// of the first 16 values of each of their templates.
+fn citizen_needles(f: &Fixture, s: usize, id: &str) -> Vec<Vec<u8>> {
+    let mut needles = vec![id.as_bytes().to_vec()];
+    for t in f.synth.subject(s).templates {
+        let mut unit = vec![0f32; t.len()];
+        facegate_core::quantize::normalize_into(&t, &mut unit, &|| "t".into()).unwrap();
+        needles.push(
+            unit[..16]
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+        );
+    }
+    needles
+}
+
 /// Whether `needle` occurs in the bytes of any file under `dir`.
 fn on_disk(dir: &std::path::Path, needle: &str) -> bool {
     std::fs::read_dir(dir).unwrap().any(|f| {
@@ -413,6 +463,7 @@ async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time(
     let clock = Arc::new(ManualClock::new(UnixMillis(t0)));
     let server = serve_in_process(&f, data.path(), clock.clone(), |s| {
         s.retention_interval_ms = 20;
+        s.compaction_interval_ms = 50;
     })
     .await;
     let mut m = MatcherClient::connect(format!("http://{}", server.addr))
@@ -453,6 +504,18 @@ async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time(
                 .len()
         }
     };
+    // The citizen's gallery templates and id are on disk before (the
+    // positive control for the byte search below).
+    let everywhere = || files_outside(data.path(), &data.path().join("audit"), &f.path);
+    let needles: Vec<Vec<u8>> = citizen_needles(&f, 30, &citizen)
+        .into_iter()
+        .filter(|n| !holding(&everywhere(), n).is_empty())
+        .collect();
+    assert_eq!(
+        needles.len(),
+        1 + f.synth.subject(30).templates.len(),
+        "the id and every template's bytes are found before"
+    );
     // Eleven hours on, several purges later: still there.
     clock.set(UnixMillis(t0 + 11 * 3_600_000));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -472,6 +535,26 @@ async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time(
         !on_disk(&dir, "cit-in"),
         "the citizen's encounter is still on disk"
     );
+    // Out of the gallery too (5 h 30 min after their file), and once the
+    // scheduled compaction has run, out of every file but the audit trail.
+    let found = m
+        .identify(identify(face(&f, 30), 5, "c"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(found.candidates.iter().all(|c| c.subject_id != citizen));
+    let by = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left: Vec<_> = needles
+            .iter()
+            .flat_map(|n| holding(&everywhere(), n))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < by, "still on disk: {left:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(
         history(&mut e, visitor.clone()).await,
         1,

@@ -27,7 +27,7 @@ use super::store::{
     StoredEncounter, SubjectPage,
 };
 use super::writes;
-use super::{Day, Traveller};
+use super::{Category, Day, Traveller};
 use crate::clock::UnixMillis;
 use crate::manifest::Direction;
 use crate::sqlite::{self, DbError, Ownership};
@@ -473,6 +473,35 @@ impl EncounterStore for SqliteEncounters {
 
     fn oldest(&self) -> Result<Oldest, EncounterError> {
         self.read(super::rows::oldest)
+    }
+
+    fn travellers_set_before(
+        &self,
+        category: Category,
+        updated_before: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        let limit = page_limit(limit);
+        self.read(|c, path| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT subject_id FROM travellers WHERE subject_id > ?1 AND category = ?2 \
+                     AND updated_ms < ?3 ORDER BY subject_id LIMIT ?4",
+                )
+                .map_err(db(path))?;
+            let args = params![
+                after.unwrap_or(""),
+                category.name(),
+                updated_before.0,
+                limit + 1
+            ];
+            let ids: Vec<String> = stmt
+                .query_map(args, |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(db(path))?;
+            Ok(page(ids, limit as usize))
+        })
     }
 
     fn checkpoint(&self) -> Result<(), EncounterError> {

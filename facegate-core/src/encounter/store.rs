@@ -248,6 +248,17 @@ pub trait EncounterStore: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<SubjectPage, EncounterError>;
 
+    /// Subjects whose traveller file says `category` and was last set
+    /// before `updated_before`, in id order after `after`, a page at a time
+    /// (the citizens whose gallery templates the policy removes).
+    fn travellers_set_before(
+        &self,
+        category: Category,
+        updated_before: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError>;
+
     /// The oldest item of each kind the store holds, for the retention
     /// report: per category (`None`: no traveller file), the earliest
     /// record time of an encounter naming such a subject; and of encounters
@@ -360,6 +371,18 @@ impl EncounterStore for Empty {
     }
     fn oldest(&self) -> Result<Oldest, EncounterError> {
         Ok(Oldest::default())
+    }
+    fn travellers_set_before(
+        &self,
+        _: Category,
+        _: UnixMillis,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        Ok(SubjectPage {
+            subject_ids: Vec::new(),
+            next: None,
+        })
     }
     fn checkpoint(&self) -> Result<(), EncounterError> {
         Ok(())

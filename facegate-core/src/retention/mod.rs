@@ -8,4 +8,6 @@ pub mod encounters;
 pub mod policy;
 
 pub use encounters::{PurgeReport, purge_encounters};
-pub use policy::{AuditRule, EncounterRules, Event, PolicyError, RetentionPolicy, Rule};
+pub use policy::{
+    AuditRule, CaptureTemplateRules, EncounterRules, Event, PolicyError, RetentionPolicy, Rule,
+};

@@ -134,12 +134,37 @@ impl Default for AuditRule {
     }
 }
 
+/// Capture templates kept in the gallery (an earlier-crossing photo
+/// enrolled by the back office): citizens' must go, counted from the
+/// verification of their citizenship (their traveller file's last update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureTemplateRules {
+    /// Citizens: removed from the gallery this long after the file says
+    /// they are citizens; their bytes leave at the next scheduled
+    /// compaction, so this plus the retention and compaction intervals must
+    /// stay within the public 12 hours.
+    pub citizen: Rule,
+}
+
+impl Default for CaptureTemplateRules {
+    /// 5 h 30 min: with the default 10-minute purge and 6-hour compaction,
+    /// the bytes are gone within 11 h 40 min plus one compaction.
+    fn default() -> Self {
+        CaptureTemplateRules {
+            citizen: rule(5 * HOUR + HOUR / 2, Event::Recorded),
+        }
+    }
+}
+
 /// The whole policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionPolicy {
     /// Encounter records (and their corrections).
     pub encounters: EncounterRules,
+    /// Capture templates in the gallery.
+    pub capture_templates: CaptureTemplateRules,
     /// The audit trail.
     pub audit: AuditRule,
 }
