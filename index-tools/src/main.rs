@@ -38,6 +38,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Verify a server's audit trail (numbering, chain) and print the records of a port, subject or RPC.
     Audit(cmd::audit::Args),
+    /// Per store and category, the oldest item and whether everything is
+    /// inside the retention policy (exit status 1 when anything is overdue).
+    RetentionReport(cmd::retention::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Compact(a) => cmd::compact::run(a),
         Command::Audit(a) => cmd::audit::run(a),
+        Command::RetentionReport(a) => cmd::retention::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,8 +6,10 @@
 
 pub mod encounters;
 pub mod policy;
+pub mod report;
 
 pub use encounters::{PurgeReport, purge_encounters};
 pub use policy::{
     AuditRule, CaptureTemplateRules, EncounterRules, Event, PolicyError, RetentionPolicy, Rule,
 };
+pub use report::{Line, ReportError, report};
