@@ -144,7 +144,8 @@ fn a_crash_at_any_step_of_an_expiry_leaves_a_trail_that_verifies() {
         std::fs::write(path, bytes).unwrap();
     }
     let s = verify_dir(dir.path()).unwrap();
-    assert_eq!(s.expired_files_left, files[..2]);
+    let left = vec![(files[0].clone(), 3), (files[1].clone(), 2)];
+    assert_eq!(s.expired_files_left, left);
     assert_eq!(s.checkpoint, done.checkpoint);
     assert_eq!(seqs(dir.path()), [6, 7]);
     assert_eq!(check_newest(dir.path()).unwrap().last_seq, 7);
@@ -152,7 +153,7 @@ fn a_crash_at_any_step_of_an_expiry_leaves_a_trail_that_verifies() {
     // Crash after the oldest file was deleted.
     std::fs::remove_file(&files[0]).unwrap();
     let s = verify_dir(dir.path()).unwrap();
-    assert_eq!(s.expired_files_left, files[1..2]);
+    assert_eq!(s.expired_files_left, [(files[1].clone(), 2)]);
     assert_eq!(seqs(dir.path()), [6, 7]);
 
     // The next expiry finishes the job, and adds nothing more.

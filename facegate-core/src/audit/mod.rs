@@ -152,9 +152,10 @@ pub struct TrailSummary {
     /// were expired under the retention policy, not lost.
     pub checkpoint: Option<Checkpoint>,
     /// Files the checkpoint already covers, left by an expiry that
-    /// stopped (a crash) before deleting them: not read; the next expiry
-    /// deletes them.
-    pub expired_files_left: Vec<PathBuf>,
+    /// stopped (a crash) before deleting them, with the complete lines in
+    /// each: not checked (what chained them is gone), still on disk until
+    /// the next expiry deletes them, which a retention report must count.
+    pub expired_files_left: Vec<(PathBuf, u64)>,
 }
 
 impl TrailSummary {
@@ -280,7 +281,11 @@ pub fn read_dir(
         if let Some(c) = summary.checkpoint.as_ref().filter(|_| leading)
             && expiry::covered(&path, &bytes, c)
         {
-            summary.expired_files_left.push(path);
+            let lines = bytes[..complete_len(&bytes)]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            summary.expired_files_left.push((path, lines as u64));
             continue;
         }
         leading = false;

@@ -154,9 +154,9 @@ fn print_summary(dir: &Path, summary: &TrailSummary, printed: u64) {
             path.display()
         );
     }
-    for path in &summary.expired_files_left {
+    for (path, records) in &summary.expired_files_left {
         eprintln!(
-            "{}: expired by the checkpoint but not deleted (an expiry stopped; the next --expire-before deletes it)",
+            "{}: {records} records expired by the checkpoint but not deleted (an expiry stopped; the next --expire-before deletes them)",
             path.display()
         );
     }
