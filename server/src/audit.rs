@@ -219,7 +219,9 @@ impl Auditor {
     /// in the checkpoint. For the retention scheduler: it runs on the
     /// audit thread, after the records queued before it, and records
     /// queued meanwhile wait for it (it reads each file it deletes).
-    /// `Ok(None)` when auditing is off.
+    /// `Ok(None)` when auditing is off. The policy's cutoff is
+    /// `clock.now().minus(policy.longest_encounter_keep() + policy.audit.keep)`,
+    /// as `retention-report` judges the trail.
     pub async fn expire_before(
         &self,
         cutoff: UnixMillis,
