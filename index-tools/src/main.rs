@@ -36,7 +36,7 @@ enum Command {
     Compact(cmd::compact::Args),
     /// Synthesise a population, build its gallery, search it and report error rates per group.
     Demo(cmd::demo::Args),
-    /// Verify a server's audit trail (numbering, chain) and print the records of a port, subject or RPC.
+    /// Verify a server's audit trail (numbering, chain) and print the records of a port, subject or RPC; expire old files.
     Audit(cmd::audit::Args),
     /// Per store and category, the oldest item and whether everything is
     /// inside the retention policy (exit status 1 when anything is overdue).

@@ -418,3 +418,90 @@ fn audit_checks_the_trail_and_prints_what_a_subject_or_port_filter_matches() {
     let err = fails(&["audit", p(dir.path()), "--all"]);
     assert!(err.contains(p(&file)) && err.contains("line 2"), "{err}");
 }
+
+/// Runs `args`, again while the trail's lock is held for an instant by a
+/// child that another test is spawning: it inherits this process's
+/// descriptors, the lock's among them, until it execs.
+fn run_unlocked(args: &[&str]) -> Output {
+    for _ in 0..100 {
+        let out = run(args);
+        if !String::from_utf8_lossy(&out.stderr).contains("a running server holds") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{args:?}: the audit trail stayed locked")
+}
+
+/// Opens the trail in `dir`, waiting out such an instant.
+fn open_trail(dir: &Path) -> facegate_core::audit::AuditLog {
+    use facegate_core::audit::{AuditError, AuditLog};
+    for _ in 0..100 {
+        match AuditLog::open(dir) {
+            Err(AuditError::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            result => return result.unwrap().0,
+        }
+    }
+    panic!("{}: the audit trail stayed locked", dir.display())
+}
+
+#[test]
+fn audit_expires_old_files_while_the_server_is_stopped_and_never_while_it_runs() {
+    use facegate_core::audit::AuditEvent;
+    use facegate_core::encounter::Day;
+    let dir = tempfile::tempdir().unwrap();
+    let at = |day: &str| day.parse::<Day>().unwrap().start().0 as u64;
+    for day in ["2025-01-10", "2025-03-10", "2025-06-10"] {
+        let mut log = open_trail(dir.path());
+        log.append(&[AuditEvent {
+            time_unix_ms: at(day),
+            rpc: "Identify".into(),
+            code: "OK".into(),
+            subjects: vec![format!("S-{day}")],
+            ..Default::default()
+        }])
+        .unwrap();
+    }
+
+    // The server holds the trail: refused, nothing deleted.
+    let server = open_trail(dir.path());
+    let err = fails(&["audit", p(dir.path()), "--expire-before", "2025-04-01"]);
+    assert!(
+        err.contains("a running server holds this audit trail"),
+        "{err}"
+    );
+    drop(server);
+    let all = ok(&["audit", p(dir.path()), "--all"]);
+    assert!(all.contains("S-2025-01-10"), "{all}");
+
+    let args = [
+        "audit",
+        p(dir.path()),
+        "--expire-before",
+        "2025-04-01",
+        "--all",
+    ];
+    let out = run_unlocked(&args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("expired records 1..=2 in 2 files"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("numbered 3..=3 without gaps")
+            && stderr.contains("records 1..=2 were expired under the retention policy"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("S-2025-06-10"), "{stdout}");
+
+    // Nothing left old enough; a date that is not one.
+    let cutoff = at("2025-04-01").to_string();
+    let args = ["audit", p(dir.path()), "--expire-before-unix-ms", &cutoff];
+    let stderr = String::from_utf8(run_unlocked(&args).stderr).unwrap();
+    assert!(stderr.contains("no file is old enough"), "{stderr}");
+    let err = fails(&["audit", p(dir.path()), "--expire-before", "2025-02-30"]);
+    assert!(err.contains("YYYY-MM-DD"), "{err}");
+}

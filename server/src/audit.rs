@@ -2,7 +2,9 @@
 //! thread owns the trail and commits the records of concurrent requests in
 //! one write and one fsync; each request waits for its own record before
 //! its answer leaves (a search whose record cannot be made durable is
-//! refused, never answered unaudited).
+//! refused, never answered unaudited). The same thread runs the retention
+//! policy's expiry of old files ([`Auditor::expire_before`]), between two
+//! groups of records, since it owns the trail and its lock.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use facegate_core::audit::{AuditEvent, AuditLog};
+use facegate_core::audit::{AuditEvent, AuditLog, ExpiryReport};
+use facegate_core::clock::{Clock, UnixMillis};
 use tokio::sync::oneshot;
 
 use crate::metrics::{Metrics, code_name};
@@ -25,10 +28,30 @@ struct Pending {
     done: oneshot::Sender<Result<u64, String>>,
 }
 
+/// An expiry waiting for the audit thread.
+struct PendingExpiry {
+    cutoff: UnixMillis,
+    clock: Arc<dyn Clock>,
+    done: oneshot::Sender<Result<ExpiryReport, String>>,
+}
+
+/// What the audit thread is asked to do, in order of arrival.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "records are the hot path and were sent by value before; boxing them would \
+              allocate per record to shrink a message sent once a day"
+)]
+enum Job {
+    /// Make a record durable (grouped with others).
+    Record(Pending),
+    /// Run an expiry after the group before it.
+    Expire(PendingExpiry),
+}
+
 /// The audit trail as the services use it; cheap to share.
 pub struct Auditor {
     /// `None` when the server was started without an audit directory.
-    tx: Option<mpsc::Sender<Pending>>,
+    tx: Option<mpsc::Sender<Job>>,
 }
 
 /// Who made a request and in what context: taken from the request before
@@ -182,8 +205,38 @@ impl Auditor {
             return Ok(None);
         };
         let (done, wait) = oneshot::channel();
-        tx.send(Pending { event, done })
+        tx.send(Job::Record(Pending { event, done }))
             .map_err(|_| "the audit thread has stopped".to_string())?;
+        match wait.await {
+            Ok(result) => result.map(Some),
+            Err(_) => Err("the audit thread has stopped".to_string()),
+        }
+    }
+
+    /// Expires, under the retention policy, the trail's files whose
+    /// records are all older than `cutoff`, behind a checkpoint that keeps
+    /// the rest verifiable ([`AuditLog::expire_before`]); `clock` dates it
+    /// in the checkpoint. For the retention scheduler: it runs on the
+    /// audit thread, after the records queued before it, and records
+    /// queued meanwhile wait for it (it reads each file it deletes).
+    /// `Ok(None)` when auditing is off. The policy's cutoff is
+    /// `clock.now().minus(policy.longest_encounter_keep() + policy.audit.keep)`,
+    /// as `retention-report` judges the trail.
+    pub async fn expire_before(
+        &self,
+        cutoff: UnixMillis,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<ExpiryReport>, String> {
+        let Some(tx) = &self.tx else {
+            return Ok(None);
+        };
+        let (done, wait) = oneshot::channel();
+        tx.send(Job::Expire(PendingExpiry {
+            cutoff,
+            clock,
+            done,
+        }))
+        .map_err(|_| "the audit thread has stopped".to_string())?;
         match wait.await {
             Ok(result) => result.map(Some),
             Err(_) => Err("the audit thread has stopped".to_string()),
@@ -191,49 +244,157 @@ impl Auditor {
     }
 }
 
-/// Commits whatever is queued, a group at a time, until every sender is gone.
-fn commit_loop(mut log: AuditLog, rx: mpsc::Receiver<Pending>, metrics: &Metrics) {
+/// Commits whatever is queued, a group at a time, until every sender is
+/// gone; an expiry ends a group and runs after it.
+fn commit_loop(mut log: AuditLog, rx: mpsc::Receiver<Job>, metrics: &Metrics) {
     let mut events = Vec::with_capacity(MAX_GROUP);
     let mut waiters = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
-        while let Some(p) = next {
-            events.push(p.event);
-            waiters.push(p.done);
+        let mut expiry = None;
+        while let Some(job) = next {
+            match job {
+                Job::Record(p) => {
+                    events.push(p.event);
+                    waiters.push(p.done);
+                }
+                Job::Expire(e) => {
+                    expiry = Some(e);
+                    break;
+                }
+            }
             next = if events.len() < MAX_GROUP {
                 rx.try_recv().ok()
             } else {
                 None
             };
         }
-        let started = Instant::now();
-        let result = log.append(&events);
-        metrics
-            .audit_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(seqs) => {
-                metrics.audit_records.inc_by(events.len() as u64);
-                for (done, seq) in waiters.drain(..).zip(seqs) {
-                    let _ = done.send(Ok(seq));
-                }
-            }
-            Err(e) => {
-                metrics.audit_failures.inc_by(events.len() as u64);
-                let reason = e.to_string();
-                for done in waiters.drain(..) {
-                    let _ = done.send(Err(reason.clone()));
-                }
-                // Logged last, and a panic there contained: when stderr is
-                // on the same full disk, the log's fallback (`eprintln!`)
-                // panics, and that must neither keep the waiters from their
-                // answer nor stop this thread.
-                let records = events.len();
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    tracing::error!(error = %e, records, "audit trail write failed; those requests are refused");
-                }));
+        if !events.is_empty() {
+            commit(&mut log, &mut events, &mut waiters, metrics);
+        }
+        if let Some(e) = expiry {
+            expire(&mut log, e);
+        }
+    }
+}
+
+/// Writes one group of records and answers their waiters.
+fn commit(
+    log: &mut AuditLog,
+    events: &mut Vec<AuditEvent>,
+    waiters: &mut Vec<oneshot::Sender<Result<u64, String>>>,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    let result = log.append(events);
+    metrics
+        .audit_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(seqs) => {
+            metrics.audit_records.inc_by(events.len() as u64);
+            for (done, seq) in waiters.drain(..).zip(seqs) {
+                let _ = done.send(Ok(seq));
             }
         }
-        events.clear();
+        Err(e) => {
+            metrics.audit_failures.inc_by(events.len() as u64);
+            let reason = e.to_string();
+            for done in waiters.drain(..) {
+                let _ = done.send(Err(reason.clone()));
+            }
+            // Logged last, and a panic there contained: when stderr is
+            // on the same full disk, the log's fallback (`eprintln!`)
+            // panics, and that must neither keep the waiters from their
+            // answer nor stop this thread.
+            let records = events.len();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tracing::error!(error = %e, records, "audit trail write failed; those requests are refused");
+            }));
+        }
+    }
+    events.clear();
+}
+
+/// Runs one expiry, answers its caller, then logs what it did (counts and
+/// sequence numbers only: no subject id), a panic there contained as for
+/// a failed write.
+fn expire(log: &mut AuditLog, job: PendingExpiry) {
+    let result = log
+        .expire_before(job.cutoff, job.clock.as_ref())
+        .map_err(|e| e.to_string());
+    let outcome = result.as_ref().map(summary).map_err(String::clone);
+    let _ = job.done.send(result);
+    let cutoff_unix_ms = job.cutoff.0;
+    let _ = std::panic::catch_unwind(|| match outcome {
+        Ok([records, first_seq, last_seq, files, finished]) => tracing::info!(
+            cutoff_unix_ms,
+            records,
+            first_seq,
+            last_seq,
+            files,
+            finished,
+            "audit trail expiry: old files deleted behind a checkpoint"
+        ),
+        Err(error) => tracing::error!(
+            cutoff_unix_ms, %error,
+            "audit trail expiry failed; nothing more was deleted"
+        ),
+    });
+}
+
+/// An expiry's numbers for the log: records and their first and last
+/// sequence numbers, files deleted, files of an interrupted expiry.
+fn summary(r: &ExpiryReport) -> [u64; 5] {
+    let (first, last, files) = r.expiry.as_ref().map_or((0, 0, 0), |e| {
+        (e.first_seq, e.last_seq, e.files.len() as u64)
+    });
+    [r.records(), first, last, files, r.finished.len() as u64]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_core::audit::verify_dir;
+    use facegate_core::clock::ManualClock;
+
+    fn event(time_unix_ms: u64) -> AuditEvent {
+        AuditEvent {
+            time_unix_ms,
+            rpc: "Identify".into(),
+            code: "OK".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_audit_thread_expires_old_files_between_records() {
+        let dir = tempfile::tempdir().unwrap();
+        for t in [1_000, 2_000] {
+            let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+            log.append(&[event(t)]).unwrap();
+        }
+        let auditor = Auditor::open(dir.path(), Metrics::new()).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixMillis(10_000)));
+        assert_eq!(auditor.record(event(3_000)).await, Ok(Some(3)));
+
+        let (report, third) = tokio::join!(
+            auditor.expire_before(UnixMillis(2_500), clock.clone()),
+            auditor.record(event(3_001)),
+        );
+        let report = report.unwrap().unwrap();
+        assert_eq!(report.records(), 2);
+        assert_eq!(report.expiry.unwrap().at_unix_ms, 10_000);
+        assert_eq!(third, Ok(Some(4)));
+        assert_eq!(auditor.record(event(3_002)).await, Ok(Some(5)));
+        let s = verify_dir(dir.path()).unwrap();
+        assert_eq!((s.checkpoint.unwrap().last_seq, s.records), (2, 3));
+
+        let again = auditor
+            .expire_before(UnixMillis(2_500), clock.clone())
+            .await;
+        assert_eq!(again.unwrap().unwrap().records(), 0);
+        let off = Auditor::disabled();
+        assert_eq!(off.expire_before(UnixMillis(2_500), clock).await, Ok(None));
     }
 }

@@ -13,7 +13,14 @@
 //! [`AuditLog::append`] writes a batch of records in one `write` and one
 //! `fdatasync`: the server's audit thread gathers the records of concurrent
 //! requests into one batch (group commit).
+//!
+//! Retention deletes whole old files ([`AuditLog::expire_before`],
+//! [`expire_dir`]) after recording what it dropped in a [`checkpoint`],
+//! from which the verifier starts the chain ([`expiry`] says how that
+//! survives a crash).
 
+pub mod checkpoint;
+pub mod expiry;
 pub mod record;
 
 use std::fs::{File, OpenOptions};
@@ -21,7 +28,11 @@ use std::io::{Seek, SeekFrom, Write};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, Expiry};
+pub use expiry::{ExpiryReport, expire_dir};
 pub use record::{AuditEvent, AuditRecord, LineError};
+
+use crate::clock::{Clock, UnixMillis};
 
 /// Size past which the current file is closed and a new one opened.
 pub const ROTATE_BYTES: u64 = 64 << 20;
@@ -56,6 +67,16 @@ pub enum AuditError {
     /// An earlier failure could not be undone; nothing more is written.
     #[error("audit trail {0}: a failed write could not be rolled back; restart the server")]
     Broken(PathBuf),
+    /// The checkpoint of expired records cannot be read, or does not fit
+    /// the trail: the records it stands for cannot be told from missing
+    /// ones.
+    #[error("audit checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
@@ -63,6 +84,29 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
         path: path.to_path_buf(),
         error,
     }
+}
+
+/// Makes the entries of `dir` (files created, renamed or deleted) durable.
+fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Takes `dir`'s lock (`DIR/LOCK`, created if missing) for this process:
+/// held while the returned file is open, it keeps a second writer (or an
+/// offline expiry while the server runs) off the trail.
+fn lock(dir: &Path) -> Result<File, AuditError> {
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    lock.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => AuditError::Locked(dir.to_path_buf()),
+        std::fs::TryLockError::Error(e) => io(&lock_path)(e),
+    })?;
+    Ok(lock)
 }
 
 /// The trail's files in order.
@@ -88,11 +132,12 @@ fn complete_len(bytes: &[u8]) -> usize {
 /// What [`verify_dir`] found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrailSummary {
-    /// Files read.
+    /// Files read and checked.
     pub files: usize,
     /// Valid records.
     pub records: u64,
-    /// Sequence of the last valid record (0 when there is none).
+    /// Sequence of the last valid record (the checkpoint's when no record
+    /// follows it; 0 when there is neither).
     pub last_seq: u64,
     /// Chain value of the last valid record, the seed of the next.
     pub last_chain: u64,
@@ -103,6 +148,52 @@ pub struct TrailSummary {
     /// Files ending in an incomplete line (a crash during a write; that
     /// record's request was never answered), with the bytes of that line.
     pub incomplete_tails: Vec<(PathBuf, u64)>,
+    /// The checkpoint the chain started from: records `1..=last_seq` of it
+    /// were expired under the retention policy, not lost.
+    pub checkpoint: Option<Checkpoint>,
+    /// Files the checkpoint already covers, left by an expiry that
+    /// stopped (a crash) before deleting them, with the complete lines in
+    /// each: not checked (what chained them is gone), still on disk until
+    /// the next expiry deletes them, which a retention report must count.
+    pub expired_files_left: Vec<(PathBuf, u64)>,
+}
+
+impl TrailSummary {
+    /// The state before the first remaining record: the checkpoint's
+    /// numbering and chain, or record 0 and seed 0 when nothing was
+    /// expired.
+    fn starting_at(checkpoint: Option<Checkpoint>) -> TrailSummary {
+        TrailSummary {
+            last_seq: checkpoint.as_ref().map_or(0, |c| c.last_seq),
+            last_chain: checkpoint.as_ref().map_or(0, |c| c.chain),
+            checkpoint,
+            ..TrailSummary::default()
+        }
+    }
+
+    /// Whether the next record is the first after the checkpoint, where a
+    /// break means the checkpoint does not belong to what follows it.
+    fn at_checkpoint(&self) -> bool {
+        self.checkpoint
+            .as_ref()
+            .is_some_and(|c| self.records == 0 && self.last_seq == c.last_seq)
+    }
+
+    /// A checkpoint must be matched by a record that chains from it (the
+    /// trail never expires its newest record): one that nothing follows
+    /// would let the deletion of every file pass for an expiry.
+    fn require_checkpoint_matched(&self, dir: &Path) -> Result<(), AuditError> {
+        match &self.checkpoint {
+            Some(c) if self.records == 0 => Err(AuditError::Checkpoint {
+                path: checkpoint::path(dir),
+                reason: format!(
+                    "no record follows it (it expired records 1..={}): the files after it were removed",
+                    c.last_seq
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Checks one file's records against what `summary` says came before
@@ -129,14 +220,7 @@ fn check_file(
             line: i + 1,
             reason,
         };
-        let (record, chain) =
-            record::decode_line(line, summary.last_chain).map_err(|e| damaged(e.to_string()))?;
-        if record.seq != summary.last_seq + 1 {
-            return Err(damaged(format!(
-                "record {} follows record {}: records are missing",
-                record.seq, summary.last_seq
-            )));
-        }
+        let (record, chain) = next_record(line, summary).map_err(damaged)?;
         summary
             .first_time_unix_ms
             .get_or_insert(record.event.time_unix_ms);
@@ -150,18 +234,64 @@ fn check_file(
     Ok(())
 }
 
+/// Decodes `line` as the record after what `summary` has read: the next
+/// number, chained from the last value. A record out of numbering is named
+/// as records missing (even where its chain breaks too: that is the
+/// cause), and a break right after the checkpoint names the checkpoint.
+fn next_record(line: &[u8], summary: &TrailSummary) -> Result<(AuditRecord, u64), String> {
+    let after_checkpoint = summary.at_checkpoint();
+    let decoded = record::decode_line(line, summary.last_chain);
+    let seq = match &decoded {
+        Ok((record, _)) => Some(record.seq),
+        Err(_) => record::stated(line).ok().map(|(seq, _)| seq),
+    };
+    if let Some(seq) = seq.filter(|&s| s != summary.last_seq + 1) {
+        let before = if after_checkpoint {
+            format!("the checkpoint's last expired record {}", summary.last_seq)
+        } else {
+            format!("record {}", summary.last_seq)
+        };
+        return Err(format!(
+            "record {seq} follows {before}: records are missing"
+        ));
+    }
+    decoded.map_err(|e| match e {
+        LineError::Chain if after_checkpoint => "chain mismatch: the first record after the \
+            checkpoint does not chain from the checkpoint's value (the checkpoint, or this \
+            line, was changed)"
+            .to_string(),
+        e => e.to_string(),
+    })
+}
+
 /// Reads every file of the trail in `dir`, checking that records are
-/// numbered from 1 without gaps and that the chain holds throughout; calls
-/// `each` with every record. The first damage found is the error.
+/// numbered without gaps from 1, or from the [`checkpoint`] of expired
+/// records, and that the chain holds throughout (from the checkpoint's
+/// value); calls `each` with every record. Files the checkpoint covers
+/// that an interrupted expiry left are passed over and listed. The first
+/// damage found is the error.
 pub fn read_dir(
     dir: &Path,
     each: &mut dyn FnMut(&AuditRecord),
 ) -> Result<TrailSummary, AuditError> {
-    let mut summary = TrailSummary::default();
+    let mut summary = TrailSummary::starting_at(checkpoint::read(dir)?);
+    let mut leading = true;
     for path in trail_files(dir)? {
         let bytes = std::fs::read(&path).map_err(io(&path))?;
+        if let Some(c) = summary.checkpoint.as_ref().filter(|_| leading)
+            && expiry::covered(&path, &bytes, c)
+        {
+            let lines = bytes[..complete_len(&bytes)]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            summary.expired_files_left.push((path, lines as u64));
+            continue;
+        }
+        leading = false;
         check_file(&path, &bytes, &mut summary, &mut *each)?;
     }
+    summary.require_checkpoint_matched(dir)?;
     Ok(summary)
 }
 
@@ -170,12 +300,15 @@ pub fn read_dir(
 /// before it. Closed files are never written again, so this is what a
 /// crash or a careless hand can have changed since the last full check
 /// ([`read_dir`], `facegate-index audit`), and it takes the same time
-/// however long the trail has grown. `records` and `files` count the
-/// checked file only.
+/// however long the trail has grown. When the files before it were
+/// expired (or are covered by the checkpoint, left by an interrupted
+/// expiry), it is chained from the checkpoint. `records` and `files`
+/// count the checked file only.
 pub fn check_newest(dir: &Path) -> Result<TrailSummary, AuditError> {
     let files = trail_files(dir)?;
-    let mut summary = TrailSummary::default();
+    let mut summary = TrailSummary::starting_at(checkpoint::read(dir)?);
     let Some((newest, bytes)) = last_with_record(&files)? else {
+        summary.require_checkpoint_matched(dir)?;
         return Ok(summary);
     };
     if let Some((before, earlier)) = last_with_record(&files[..newest])? {
@@ -186,8 +319,12 @@ pub fn check_newest(dir: &Path) -> Result<TrailSummary, AuditError> {
             line: complete.split(|&b| b == b'\n').count(),
             reason: e.to_string(),
         })?;
-        summary.last_seq = seq;
-        summary.last_chain = chain;
+        // A file the checkpoint covers (left by an interrupted expiry)
+        // is not where the newest file goes on from: the checkpoint is.
+        if summary.checkpoint.is_none() || seq > summary.last_seq {
+            summary.last_seq = seq;
+            summary.last_chain = chain;
+        }
     }
     check_file(&files[newest], &bytes, &mut summary, &mut |_| {})?;
     Ok(summary)
@@ -232,17 +369,7 @@ impl AuditLog {
     /// added.
     pub fn open(dir: &Path) -> Result<(AuditLog, TrailSummary), AuditError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        lock.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => AuditError::Locked(dir.to_path_buf()),
-            std::fs::TryLockError::Error(e) => io(&lock_path)(e),
-        })?;
+        let lock = lock(dir)?;
         let summary = check_newest(dir)?;
         let mut log = AuditLog {
             _lock: lock,
@@ -287,13 +414,29 @@ impl AuditLog {
                 Err(e) => return Err(io(&path)(e)),
             }
         };
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        sync_dir(&self.dir)?;
         self.file = file;
         self.path = path;
         self.len = 0;
         Ok(())
+    }
+
+    /// Expires, under the retention policy, the whole files whose records
+    /// are all older than `cutoff`, never the file being written nor the
+    /// newest record: makes a checkpoint of what it drops durable, then
+    /// deletes them (see [`expiry`] for the order and why a crash is safe). `clock` dates the expiry in the checkpoint. Called by
+    /// the thread that owns the log (the server's audit thread), between
+    /// two appends; it reads every file it deletes, so it takes a while
+    /// once a year of files is due, and appends wait meanwhile.
+    pub fn expire_before(
+        &mut self,
+        cutoff: UnixMillis,
+        clock: &dyn Clock,
+    ) -> Result<ExpiryReport, AuditError> {
+        if self.broken {
+            return Err(AuditError::Broken(self.path.clone()));
+        }
+        expiry::expire(&self.dir, Some(&self.path), cutoff, clock)
     }
 
     /// Writes `events` as the next records, durably; returns their sequence
