@@ -21,6 +21,7 @@ use facegate_core::live::{ChangeError, CommitError};
 use facegate_core::retention::{Event, PurgeReport, RetentionPolicy, Rule, purge_encounters};
 use facegate_core::wal::Change;
 
+use crate::audit::Auditor;
 use crate::metrics::Metrics;
 use crate::served::ServedGallery;
 
@@ -42,6 +43,7 @@ pub fn category_label(c: Option<Category>) -> &'static str {
 /// the manifest purge does.
 pub async fn purge_on_timer(
     state: Weak<ServedGallery>,
+    auditor: Arc<Auditor>,
     policy: Arc<RetentionPolicy>,
     every: Duration,
 ) {
@@ -80,6 +82,29 @@ pub async fn purge_on_timer(
                 metrics.retention_runs.with_label_values(&["error"]).inc();
                 tracing::error!(error = %e, "the retention purge task failed");
             }
+        }
+        expire_audit(&state, &auditor, &policy).await;
+    }
+}
+
+/// Expires the audit trail's files older than the longest data period
+/// plus the audit period, behind a checkpoint (on the audit thread).
+async fn expire_audit(state: &ServedGallery, auditor: &Auditor, policy: &RetentionPolicy) {
+    let clock = Arc::clone(state.encounters().clock());
+    let keep = policy.longest_encounter_keep() + policy.audit.keep;
+    let cutoff = clock.now().minus(keep);
+    let metrics = state.metrics();
+    match auditor.expire_before(cutoff, clock).await {
+        Ok(Some(report)) if report.records() > 0 => {
+            metrics
+                .retention_erased
+                .with_label_values(&["audit", "record"])
+                .inc_by(report.records());
+        }
+        Ok(_) => {}
+        Err(reason) => {
+            metrics.retention_runs.with_label_values(&["error"]).inc();
+            tracing::error!(%reason, "expiring old audit files failed");
         }
     }
 }

@@ -96,7 +96,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     let manifests = manifests_service(&state, &auditor, &settings, admin_keys.clone());
     let encounters = encounters_service(&state, &auditor, &settings, admin_keys.clone());
     let privacy = privacy_service(&state, &auditor, &settings, admin_keys.clone());
-    let admin = admin_service(&state, auditor, &settings, &live, admin_keys);
+    let admin = admin_service(&state, auditor.clone(), &settings, &live, admin_keys);
     let back_office = Routes::new(admin)
         .add_service(manifests)
         .add_service(encounters)
@@ -121,6 +121,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     let retention_every = Duration::from_millis(settings.retention_interval_ms);
     let retaining = tokio::spawn(crate::retention::purge_on_timer(
         Arc::downgrade(&state),
+        auditor.clone(),
         policy,
         retention_every,
     ));

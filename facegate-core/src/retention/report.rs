@@ -230,11 +230,18 @@ fn audit_line(
     let cutoff = now.minus(keep);
     let mut oldest: Option<i64> = None;
     let mut overdue = 0;
-    crate::audit::read_dir(dir, &mut |r| {
+    let summary = crate::audit::read_dir(dir, &mut |r| {
         let t = i64::try_from(r.event.time_unix_ms).unwrap_or(i64::MAX);
         oldest = Some(oldest.map_or(t, |o| o.min(t)));
         overdue += u64::from(UnixMillis(t) < cutoff);
     })?;
+    // Files an interrupted expiry left are covered by its checkpoint (so
+    // past their period) and still on disk until the next expiry.
+    overdue += summary
+        .expired_files_left
+        .iter()
+        .map(|(_, n)| n)
+        .sum::<u64>();
     Ok(Line {
         store: "audit",
         category: "record".into(),
