@@ -751,6 +751,7 @@ impl RetentionMetrics {
         metrics
             .erased
             .with_label_values(&["gallery", "citizen_subject"]);
+        metrics.erased.with_label_values(&["audit", "record"]);
         metrics
     }
 }
