@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context;
 use facegate_core::audit::{AuditEvent, AuditLog, ExpiryReport};
@@ -52,6 +52,9 @@ enum Job {
 pub struct Auditor {
     /// `None` when the server was started without an audit directory.
     tx: Option<mpsc::Sender<Job>>,
+    /// Stamps each record's time, so that retention (which expires records
+    /// by it) runs on the same clock as every other rule.
+    clock: Arc<dyn Clock>,
 }
 
 /// Who made a request and in what context: taken from the request before
@@ -139,9 +142,8 @@ impl Caller {
             _ => "unspecified",
         };
         AuditEvent {
-            time_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            // Stamped by `Auditor::record`, on the server's clock.
+            time_unix_ms: 0,
             rpc: rpc.to_string(),
             code: code_name(code).to_string(),
             peer: self.peer.map(|a| a.to_string()).unwrap_or_default(),
@@ -163,7 +165,16 @@ impl Caller {
 impl Auditor {
     /// An auditor that records nothing (no audit directory configured).
     pub fn disabled() -> Auditor {
-        Auditor { tx: None }
+        Auditor {
+            tx: None,
+            clock: Arc::new(facegate_core::clock::SystemClock),
+        }
+    }
+
+    /// The same trail, its records stamped by `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Auditor {
+        self.clock = clock;
+        self
     }
 
     /// Opens the trail in `dir` (checking its newest records) and starts
@@ -190,7 +201,10 @@ impl Auditor {
             .name("facegate-audit".into())
             .spawn(move || commit_loop(log, rx, &metrics))
             .context("starting the audit thread")?;
-        Ok(Auditor { tx: Some(tx) })
+        Ok(Auditor {
+            tx: Some(tx),
+            clock: Arc::new(facegate_core::clock::SystemClock),
+        })
     }
 
     /// Whether requests are audited.
@@ -198,12 +212,14 @@ impl Auditor {
         self.tx.is_some()
     }
 
-    /// Makes `event` durable; returns its sequence number (`None` when
-    /// auditing is off) or why it could not be recorded.
-    pub async fn record(&self, event: AuditEvent) -> Result<Option<u64>, String> {
+    /// Makes `event` durable, stamped with the auditor's clock; returns its
+    /// sequence number (`None` when auditing is off) or why it could not be
+    /// recorded.
+    pub async fn record(&self, mut event: AuditEvent) -> Result<Option<u64>, String> {
         let Some(tx) = &self.tx else {
             return Ok(None);
         };
+        event.time_unix_ms = u64::try_from(self.clock.now().0).unwrap_or(0);
         let (done, wait) = oneshot::channel();
         tx.send(Job::Record(Pending { event, done }))
             .map_err(|_| "the audit thread has stopped".to_string())?;
@@ -374,8 +390,10 @@ mod tests {
             let (mut log, _) = AuditLog::open(dir.path()).unwrap();
             log.append(&[event(t)]).unwrap();
         }
-        let auditor = Auditor::open(dir.path(), Metrics::new()).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixMillis(10_000)));
+        let auditor = Auditor::open(dir.path(), Metrics::new())
+            .unwrap()
+            .with_clock(clock.clone());
         assert_eq!(auditor.record(event(3_000)).await, Ok(Some(3)));
 
         let (report, third) = tokio::join!(

@@ -62,8 +62,8 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
         settings.retention_policy.as_deref(),
     )?);
     let manifests = open_manifests(&settings.data_dir, clock.clone()).await?;
-    let encounters = open_encounters(&settings.data_dir, clock).await?;
-    let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics).await?;
+    let encounters = open_encounters(&settings.data_dir, clock.clone()).await?;
+    let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics, clock).await?;
     let state = Arc::new(
         ServedGallery::new(
             changes,
@@ -238,6 +238,7 @@ async fn purge_manifests(state: std::sync::Weak<ServedGallery>, every: Duration)
 async fn open_audit_trail(
     dir: Option<&Path>,
     metrics: &Arc<Metrics>,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Auditor>> {
     let auditor = match dir {
         Some(dir) => {
@@ -249,7 +250,7 @@ async fn open_audit_trail(
             Auditor::disabled()
         }
     };
-    Ok(Arc::new(auditor))
+    Ok(Arc::new(auditor.with_clock(clock)))
 }
 
 /// One line saying what is served, and how it is batched.
