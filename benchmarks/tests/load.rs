@@ -1,6 +1,8 @@
 //! `facegate-load`'s library against a real facegate server on a small
 //! synthetic gallery: every request is answered and counted, the figures are
-//! ordered, and the outputs (JSON, markdown, SVG) are written.
+//! ordered, and the outputs (JSON, markdown, SVG) are written; a manifest is
+//! staged and searched by scoped requests, alone and beside national load,
+//! each class counted apart.
 //!
 //! The server runs in this test process: `facegate_server::serve::run`, the
 //! function `facegate serve` itself runs (Matcher, health, reflection,
@@ -17,7 +19,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use facegate_benchmarks::load::{
-    Bound, Load, Probes, RunStats, Spread, StepOptions, Target, markdown, run_step, write_svg,
+    Bound, Class, Load, ManifestPlan, National, Probes, RunStats, ScopedRequests, Spread,
+    StepOptions, Target, Travellers, markdown, run_scoped_step, run_step, stage_manifest,
+    write_svg,
 };
 use facegate_core::ElementType;
 use facegate_core::format::{BuildOptions, build_gallery};
@@ -78,48 +82,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `serve::run` (what `facegate serve` runs) on `gallery` with the CPU
-/// engine and waits until it answers. Should another process take the free
-/// port between the probe and the bind, the start is retried on another.
+/// Starts the server as [`serve_with_admin`] does, for tests that do not
+/// use the back office.
 async fn serve(gallery: &Path, data_dir: &Path) -> (InProcessServer, Target) {
-    for _attempt in 0..5 {
-        let port = free_port();
-        let settings = Settings {
-            gallery: Some(gallery.to_path_buf()),
-            listen: ([127, 0, 0, 1], port).into(),
-            metrics_listen: ([127, 0, 0, 1], 0).into(),
-            admin_listen: ([127, 0, 0, 1], 0).into(),
-            engine: EngineChoice::Cpu,
-            data_dir: data_dir.to_path_buf(),
-            ..Settings::defaults()
-        }
-        .resolve()
-        .unwrap();
-        let server = InProcessServer {
-            addr: format!("http://127.0.0.1:{port}"),
-            task: tokio::spawn(facegate_server::serve::run(
-                settings,
-                std::sync::Arc::new(facegate_core::clock::SystemClock),
-            )),
-        };
-        let ready_by = Instant::now() + Duration::from_secs(15);
-        while !server.task.is_finished() && Instant::now() < ready_by {
-            if let Ok(t) = Target::connect(&server.addr, 2).await {
-                return (server, t);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            server.task.is_finished(),
-            "the server did not answer within 15 s"
-        );
-        let mut server = server;
-        eprintln!(
-            "server start failed, retrying: {:?}",
-            (&mut server.task).await
-        );
-    }
-    panic!("the server could not start");
+    let (server, target, _admin) = serve_with_admin(gallery, data_dir).await;
+    (server, target)
 }
 
 fn options(load: Load, bound: Bound, label: &str) -> StepOptions {
@@ -197,7 +164,7 @@ async fn closed_and_open_loops_count_every_answer_and_write_reports() {
     let table = markdown(&runs);
     assert_eq!(table.lines().count(), 4, "{table}");
     assert!(
-        table.contains("| closed | closed | 2 | closed |"),
+        table.contains("| closed | national | closed | 2 | closed |"),
         "{table}"
     );
 
@@ -223,4 +190,138 @@ async fn a_deadline_shorter_than_any_search_is_counted_as_deadline() {
     assert_eq!(s.deadline, 20, "{s:?}");
     assert_eq!((s.ok, s.latency_ms), (0, None));
     assert_eq!(s.deadline_fraction, 1.0);
+}
+
+/// Starts `serve::run` (what `facegate serve` runs) on `gallery` with the CPU
+/// engine and waits until it answers; returns the back office's URL (for
+/// staging manifests) beside the server and a target. Should another process take the free
+/// ports between the probe and the bind, the start is retried on another.
+async fn serve_with_admin(gallery: &Path, data_dir: &Path) -> (InProcessServer, Target, String) {
+    for _attempt in 0..5 {
+        let (port, admin) = (free_port(), free_port());
+        let settings = Settings {
+            gallery: Some(gallery.to_path_buf()),
+            listen: ([127, 0, 0, 1], port).into(),
+            metrics_listen: ([127, 0, 0, 1], 0).into(),
+            admin_listen: ([127, 0, 0, 1], admin).into(),
+            engine: EngineChoice::Cpu,
+            data_dir: data_dir.to_path_buf(),
+            ..Settings::defaults()
+        }
+        .resolve()
+        .unwrap();
+        let server = InProcessServer {
+            addr: format!("http://127.0.0.1:{port}"),
+            task: tokio::spawn(facegate_server::serve::run(
+                settings,
+                std::sync::Arc::new(facegate_core::clock::SystemClock),
+            )),
+        };
+        let ready_by = Instant::now() + Duration::from_secs(15);
+        while !server.task.is_finished() && Instant::now() < ready_by {
+            if let Ok(t) = Target::connect(&server.addr, 2).await {
+                return (server, t, format!("http://127.0.0.1:{admin}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            server.task.is_finished(),
+            "the server did not answer within 15 s"
+        );
+        let mut server = server;
+        eprintln!(
+            "server start failed, retrying: {:?}",
+            (&mut server.task).await
+        );
+    }
+    panic!("the server could not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_requests_are_staged_sent_and_counted_apart_from_national_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("g.fgal");
+    build_small_gallery(&gallery);
+    let data = tempfile::tempdir().unwrap();
+    let (_server, target, admin) = serve_with_admin(&gallery, data.path()).await;
+
+    let travellers = Travellers::synthesise(&population(1), 20).unwrap();
+    let plan = ManifestPlan {
+        id: "load-test".into(),
+        port_id: "gate-7".into(),
+        valid_for: Duration::from_secs(600),
+        subject_ids: travellers.subject_ids.clone(),
+    };
+    let staged = stage_manifest(&admin, &plan).await.unwrap();
+    assert_eq!((staged.travellers, staged.newly_staged), (20, true));
+    // A second run against the same server finds it staged, and uses it.
+    let again = stage_manifest(&admin, &plan).await.unwrap();
+    assert_eq!((again.travellers, again.newly_staged), (20, false));
+    let other = ManifestPlan {
+        subject_ids: travellers.subject_ids[..10].to_vec(),
+        ..plan.clone()
+    };
+    assert!(stage_manifest(&admin, &other).await.is_err());
+
+    let scoped = ScopedRequests {
+        manifest_id: plan.id.clone(),
+        port_id: plan.port_id.clone(),
+        fallback: false,
+        probes: travellers.captures.clone(),
+    };
+    let scoped_load = Load::Open {
+        rate: 40.0,
+        ports: 1,
+        max_outstanding: 1000,
+        spread: Spread::RoundRobin,
+    };
+    let opts = options(
+        scoped_load,
+        Bound::Duration(Duration::from_secs(1)),
+        "scoped",
+    );
+    let alone = run_scoped_step(&target, &scoped, &opts, None)
+        .await
+        .unwrap();
+    assert_eq!(alone.national, None);
+    assert_eq!(alone.scoped.class, Class::Scoped);
+    check_consistent(&alone.scoped);
+
+    let national_probes = Probes::synthesise(population(40)).unwrap();
+    let national = National {
+        target: &target,
+        probes: &national_probes,
+        load: Load::Closed { ports: 3 },
+    };
+    let beside = run_scoped_step(&target, &scoped, &opts, Some(national))
+        .await
+        .unwrap();
+    let runs = beside.into_runs();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (runs[0].class, runs[0].mode.as_str()),
+        (Class::National, "closed")
+    );
+    assert_eq!(
+        (runs[1].class, runs[1].offered_rate),
+        (Class::Scoped, Some(40.0))
+    );
+    runs.iter().for_each(check_consistent);
+    let table = markdown(&runs);
+    assert!(
+        table.contains("| scoped | scoped | open | 1 | 40 |"),
+        "{table}"
+    );
+
+    // A manifest the server does not know: every scoped request fails, and
+    // none is counted as answered.
+    let unknown = ScopedRequests {
+        manifest_id: "never-staged".into(),
+        ..scoped
+    };
+    let s = run_scoped_step(&target, &unknown, &opts, None)
+        .await
+        .unwrap();
+    assert_eq!(s.scoped.ok, 0);
+    assert_eq!(s.scoped.errors.get("NOT_FOUND"), Some(&s.scoped.sent));
 }

@@ -8,6 +8,11 @@
 //!   (what ports do: travellers keep arriving), so queueing shows in latency.
 //! * `sweep --rates A,B,...`: open-loop steps one after another, for the
 //!   latency-against-offered-load curve (`--svg`).
+//! * `scoped --rate R`: Poisson arrivals of scoped requests (one manifest,
+//!   from one gate port), alone or beside national load (`--national-ports
+//!   N` closed loop, or `--national-rate R`), each class reported apart:
+//!   whether 1:few requests wait behind national 1:N batches. With
+//!   `--admin-addr` it stages the manifest first (see [`ManifestArgs`]).
 //!
 //! Prints a markdown table on stdout; `--json`, `--markdown` and `--svg`
 //! write files. See docs/benchmarks.md, "Load generator".
@@ -18,8 +23,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use facegate_benchmarks::load::{
-    Bound, Load, Probes, RunStats, Spread, StepOptions, Target, markdown, run_step, run_sweep,
-    write_svg,
+    Bound, Load, ManifestPlan, National, Probes, RunStats, ScopedRequests, Spread, StepOptions,
+    Target, Travellers, markdown, run_scoped_step, run_step, run_sweep, stage_manifest, write_svg,
 };
 use facegate_core::synth::{DEMO_SEED, DEMO_SUBJECTS, SynthConfig};
 
@@ -66,6 +71,16 @@ enum Mode {
         #[command(flatten)]
         common: Common,
     },
+    /// Scoped (manifest) requests at a fixed rate, alone or beside national
+    /// load; each class is reported apart.
+    Scoped {
+        #[command(flatten)]
+        scoped: ScopedArgs,
+        #[command(flatten)]
+        open: OpenArgs,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Redraws the --svg plot of a sweep from its --json output.
     Plot {
         /// A sweep's JSON results.
@@ -75,6 +90,55 @@ enum Mode {
         #[arg(long, value_name = "OUT.svg")]
         svg: PathBuf,
     },
+}
+
+/// The scoped requests, and the national load beside them.
+#[derive(Args)]
+struct ScopedArgs {
+    /// Offered scoped requests per second (Poisson arrivals).
+    #[arg(long)]
+    rate: f64,
+    #[command(flatten)]
+    manifest: ManifestArgs,
+    /// National load beside it: this many ports in closed loop.
+    #[arg(long, conflicts_with = "national_rate")]
+    national_ports: Option<usize>,
+    /// National load beside it: Poisson arrivals at this rate, from --ports
+    /// port ids.
+    #[arg(long)]
+    national_rate: Option<f64>,
+}
+
+/// The manifest scoped requests search, and its travellers.
+///
+/// The travellers are drawn from the synthetic population of the probes
+/// (`--synth-subjects`, `--synth-seed`: the served gallery's, as
+/// `facegate-index synth` or the demo gallery made it), and the scoped
+/// requests send captures of them, so each finds its traveller as at a
+/// boarding gate. Because the tool alone knows which captures it sends, it
+/// stages the manifest itself (`--admin-addr`) rather than leave that to a
+/// script: running it again against the same server reuses the manifest.
+#[derive(Args)]
+struct ManifestArgs {
+    /// The manifest searched (`IdentifyRequest.manifest_id`).
+    #[arg(long, default_value = "facegate-load")]
+    manifest_id: String,
+    /// The gate's port id, sent with every scoped capture: the manifest's port.
+    #[arg(long, default_value = "gate-0001")]
+    gate_port: String,
+    /// Travellers on the manifest (420: NISTIR 8381's boarding gallery).
+    #[arg(long, default_value_t = 420)]
+    manifest_travellers: usize,
+    /// Stage the manifest first on this back-office listener (e.g.
+    /// http://127.0.0.1:50052); without it, it must be staged already.
+    #[arg(long)]
+    admin_addr: Option<String>,
+    /// How long a manifest staged here stays searchable, seconds.
+    #[arg(long, default_value_t = 3600)]
+    valid_s: u64,
+    /// Ask for the national search when the manifest gives no match.
+    #[arg(long)]
+    fallback: bool,
 }
 
 #[derive(Args)]
@@ -119,10 +183,12 @@ struct Common {
     /// Probes: float32 [n, d] .npy (as `facegate-index synth` writes); synthesised when absent.
     #[arg(long, value_name = "P.npy")]
     probes: Option<PathBuf>,
-    /// Synthetic probes: subjects of the population (the demo gallery's by default).
+    /// Synthetic probes (and `scoped`'s travellers): subjects of the
+    /// population (the demo gallery's by default).
     #[arg(long, default_value_t = DEMO_SUBJECTS)]
     synth_subjects: usize,
-    /// Synthetic probes: population seed (the demo gallery's by default).
+    /// Synthetic probes (and `scoped`'s travellers): population seed (the
+    /// demo gallery's by default).
     #[arg(long, default_value_t = DEMO_SEED)]
     synth_seed: u64,
     /// Synthetic probes: how many distinct probes requests cycle through.
@@ -171,13 +237,18 @@ impl Common {
     fn probes(&self, dim: usize) -> anyhow::Result<Probes> {
         match &self.probes {
             Some(p) => Probes::from_npy(p),
-            None => Probes::synthesise(SynthConfig {
-                subjects: self.synth_subjects,
-                probes: self.synth_probes,
-                dim,
-                mated_fraction: self.synth_mated_fraction,
-                seed: self.synth_seed,
-            }),
+            None => Probes::synthesise(self.population(dim)),
+        }
+    }
+
+    /// The synthetic population `--synth-*` describe.
+    fn population(&self, dim: usize) -> SynthConfig {
+        SynthConfig {
+            subjects: self.synth_subjects,
+            probes: self.synth_probes,
+            dim,
+            mated_fraction: self.synth_mated_fraction,
+            seed: self.synth_seed,
         }
     }
 }
@@ -207,9 +278,10 @@ async fn main() -> anyhow::Result<()> {
 /// `closed`, `open` and `sweep`: runs the load and writes the results.
 async fn load(mode: &Mode) -> anyhow::Result<()> {
     let common = match mode {
-        Mode::Closed { common, .. } | Mode::Open { common, .. } | Mode::Sweep { common, .. } => {
-            common
-        }
+        Mode::Closed { common, .. }
+        | Mode::Open { common, .. }
+        | Mode::Sweep { common, .. }
+        | Mode::Scoped { common, .. } => common,
         Mode::Plot { .. } => anyhow::bail!("plot generates no load"),
     };
     let target = Target::connect(&common.addr, common.connections).await?;
@@ -239,6 +311,11 @@ async fn load(mode: &Mode) -> anyhow::Result<()> {
             let opts = common.step(open_load(first, open), open.seed)?;
             run_sweep(&target, &probes, rates, &opts).await?
         }
+        Mode::Scoped {
+            scoped,
+            open,
+            common,
+        } => scoped_step(scoped, open, common, &target, &probes).await?,
         Mode::Plot { .. } => anyhow::bail!("plot generates no load"),
     };
 
@@ -249,7 +326,7 @@ async fn load(mode: &Mode) -> anyhow::Result<()> {
     }
     if let Some(p) = &common.json {
         let text = match mode {
-            Mode::Sweep { .. } => serde_json::to_string_pretty(&runs),
+            Mode::Sweep { .. } | Mode::Scoped { .. } => serde_json::to_string_pretty(&runs),
             _ => serde_json::to_string_pretty(&runs[0]),
         }
         .context("encoding the results as JSON")?;
@@ -259,6 +336,68 @@ async fn load(mode: &Mode) -> anyhow::Result<()> {
         write_svg(p, &runs, &title(&runs))?;
     }
     Ok(())
+}
+
+/// `scoped`: the manifest chosen (and staged, with `--admin-addr`), then one
+/// step of scoped requests, beside national load when asked; the runs are
+/// national (if any) then scoped.
+async fn scoped_step(
+    a: &ScopedArgs,
+    open: &OpenArgs,
+    common: &Common,
+    target: &Target,
+    probes: &Probes,
+) -> anyhow::Result<Vec<RunStats>> {
+    let m = &a.manifest;
+    let population = common.population(probes.dim());
+    let travellers = Travellers::synthesise(&population, m.manifest_travellers)?;
+    if let Some(admin) = &m.admin_addr {
+        let plan = ManifestPlan {
+            id: m.manifest_id.clone(),
+            port_id: m.gate_port.clone(),
+            valid_for: Duration::from_secs(m.valid_s),
+            subject_ids: travellers.subject_ids.clone(),
+        };
+        let staged = stage_manifest(admin, &plan).await?;
+        eprintln!(
+            "manifest {:?}: {} travellers, {}",
+            m.manifest_id,
+            staged.travellers,
+            if staged.newly_staged {
+                "staged"
+            } else {
+                "already staged"
+            }
+        );
+    }
+    // The gate's requests go on a connection of their own, as a gate's
+    // link would, so they never wait behind national requests' frames.
+    let gate = Target::connect(&common.addr, 1).await?;
+    let requests = ScopedRequests {
+        manifest_id: m.manifest_id.clone(),
+        port_id: m.gate_port.clone(),
+        fallback: m.fallback,
+        probes: travellers.captures,
+    };
+    let scoped_load = Load::Open {
+        rate: a.rate,
+        ports: 1,
+        max_outstanding: open.max_outstanding,
+        spread: Spread::RoundRobin,
+    };
+    let opts = common.step(scoped_load, open.seed)?;
+    let national_load = match (a.national_ports, a.national_rate) {
+        (Some(ports), _) => Some(Load::Closed { ports }),
+        (None, Some(rate)) => Some(open_load(rate, open)),
+        (None, None) => None,
+    };
+    let national = national_load.map(|load| National {
+        target,
+        probes,
+        load,
+    });
+    let stats = run_scoped_step(&gate, &requests, &opts, national).await?;
+    Ok(stats.into_runs())
 }
 
 fn title(runs: &[RunStats]) -> String {

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use facegate_api::v1::matcher_client::MatcherClient;
-use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest};
+use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest, IdentifyResponse, SearchScope};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 use tonic::transport::Channel;
 
 use super::probes::Probes;
-use super::stats::{Outcome, Recorder, RunSetup, RunStats};
+use super::stats::{Class, Outcome, Recorder, RunSetup, RunStats};
 use super::target::Target;
 
 /// Time allowed, beyond the deadline, for the last requests of an open-loop
@@ -85,7 +85,15 @@ pub struct StepOptions {
     pub progress: bool,
 }
 
-/// What every request task shares.
+/// The manifest a scoped request names, and whether it asks for the
+/// national search when the manifest gives no match.
+#[derive(Debug, Clone)]
+struct ManifestScope {
+    id: String,
+    fallback: bool,
+}
+
+/// What every request task of one class shares.
 struct Ctx {
     clients: Vec<MatcherClient<Channel>>,
     port_ids: Vec<String>,
@@ -93,22 +101,60 @@ struct Ctx {
     model_tag: String,
     top_k: u32,
     deadline: Duration,
+    /// None: national 1:N requests.
+    scope: Option<ManifestScope>,
     recorder: Mutex<Recorder>,
     in_flight: AtomicUsize,
 }
 
 impl Ctx {
+    /// The shared state of one class of requests to `target`, sent from
+    /// `port_ids`, with the probes, top-k and deadline of `opts`.
+    fn new(
+        target: &Target,
+        probes: &Probes,
+        port_ids: Vec<String>,
+        scope: Option<ManifestScope>,
+        opts: &StepOptions,
+    ) -> anyhow::Result<Arc<Ctx>> {
+        let info = target.info();
+        anyhow::ensure!(
+            probes.dim() == info.dimension as usize,
+            "probes have {} floats, the server's gallery has dimension {}",
+            probes.dim(),
+            info.dimension
+        );
+        anyhow::ensure!(!port_ids.is_empty(), "at least one port is needed");
+        Ok(Arc::new(Ctx {
+            clients: target.clients().to_vec(),
+            port_ids,
+            probes: probes.clone(),
+            model_tag: info.model_tag.clone(),
+            top_k: opts.top_k,
+            deadline: opts.deadline,
+            scope,
+            recorder: Mutex::new(Recorder::new()?),
+            in_flight: AtomicUsize::new(0),
+        }))
+    }
+
     /// One Identify from `port` with probe number `seq`, and how it ended.
     async fn identify(&self, port: usize, seq: u64) -> Outcome {
         let captured_at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        let (manifest_id, fallback) = self
+            .scope
+            .as_ref()
+            .map_or((String::new(), false), |m| (m.id.clone(), m.fallback));
         let mut req = tonic::Request::new(IdentifyRequest {
             probe: self.probes.cycle(seq).to_vec(),
             top_k: self.top_k,
             threshold: None,
             request_id: format!("load-{seq}"),
             model_tag: self.model_tag.clone(),
+            manifest_id,
+            fallback,
             capture: Some(CaptureContext {
                 port_id: self.port_ids[port].clone(),
                 lane: "1".into(),
@@ -116,13 +162,26 @@ impl Ctx {
                 captured_at_unix_ms,
                 ..Default::default()
             }),
-            ..Default::default()
         });
         req.set_timeout(self.deadline);
         let mut client = self.clients[port % self.clients.len()].clone();
         match client.identify(req).await {
-            Ok(_) => Outcome::Ok,
+            Ok(r) if self.answered_as_asked(r.get_ref()) => Outcome::Ok,
+            Ok(_) => Outcome::WrongScope,
             Err(s) => Outcome::of_status(&s),
+        }
+    }
+
+    /// Whether the search that answered is the one this class asks for
+    /// (national requests are not checked: every server answers them so).
+    fn answered_as_asked(&self, r: &IdentifyResponse) -> bool {
+        match &self.scope {
+            None => true,
+            Some(m) => {
+                r.manifest_id == m.id
+                    && (r.answered_by() == SearchScope::Manifest
+                        || (m.fallback && r.answered_by() == SearchScope::ManifestThenNational))
+            }
         }
     }
 
@@ -159,46 +218,145 @@ pub async fn run_step(
     probes: &Probes,
     opts: &StepOptions,
 ) -> anyhow::Result<RunStats> {
-    let info = target.info();
+    let ctx = Ctx::new(target, probes, port_ids(opts.load), None, opts)?;
+    let measured = drive(&ctx, opts, opts.label.clone()).await?;
+    Ok(finish(&ctx, target, opts, Class::National, measured))
+}
+
+/// What scoped requests search and send: one manifest, from one port (a
+/// boarding gate, whose captures are of the manifest's travellers).
+#[derive(Debug, Clone)]
+pub struct ScopedRequests {
+    /// The manifest searched (`IdentifyRequest.manifest_id`).
+    pub manifest_id: String,
+    /// The gate's `CaptureContext.port_id`: the manifest's port.
+    pub port_id: String,
+    /// Ask for the national search when the manifest gives no match
+    /// (`IdentifyRequest.fallback`); such requests then do queue for it.
+    pub fallback: bool,
+    /// The captures sent, in turn.
+    pub probes: Probes,
+}
+
+/// National load sent beside scoped requests.
+#[derive(Clone, Copy)]
+pub struct National<'a> {
+    /// Its server (the same as the scoped requests', on other connections).
+    pub target: &'a Target,
+    /// Its probes.
+    pub probes: &'a Probes,
+    /// Its arrivals.
+    pub load: Load,
+}
+
+/// What a scoped step measured, each class recorded apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopedStepStats {
+    /// The national load beside the scoped requests, when there was one.
+    pub national: Option<RunStats>,
+    /// The scoped requests.
+    pub scoped: RunStats,
+}
+
+impl ScopedStepStats {
+    /// The runs as table rows: national (if any) first, then scoped.
+    pub fn into_runs(self) -> Vec<RunStats> {
+        self.national.into_iter().chain([self.scoped]).collect()
+    }
+}
+
+/// Runs one step of `scoped` requests to `target` (facegate-load gives them
+/// a connection of their own, as a gate's link would be), sent as
+/// `opts.load` (every one from the gate's port), either alone or beside `national`
+/// load over the same warm-up and window, and records the two classes
+/// apart: whether scoped requests wait behind national batches shows as the
+/// difference between the scoped figures of the two kinds of step. The
+/// national load has `opts`' deadline and top-k, and draws its arrival
+/// times from seed `opts.seed + 1`, so that two open loops are not in
+/// step. The window must be a duration: a count of requests would end the
+/// two classes at different times.
+pub async fn run_scoped_step(
+    target: &Target,
+    scoped: &ScopedRequests,
+    opts: &StepOptions,
+    national: Option<National<'_>>,
+) -> anyhow::Result<ScopedStepStats> {
     anyhow::ensure!(
-        probes.dim() == info.dimension as usize,
-        "probes have {} floats, the server's gallery has dimension {}",
-        probes.dim(),
-        info.dimension
+        matches!(opts.bound, Bound::Duration(_)),
+        "a step with scoped requests is bounded by a duration, not a request count"
     );
-    let (mode, ports, offered_rate) = match opts.load {
-        Load::Closed { ports } => ("closed", ports, None),
-        Load::Open { rate, ports, .. } => ("open", ports, Some(rate)),
+    let scope = ManifestScope {
+        id: scoped.manifest_id.clone(),
+        fallback: scoped.fallback,
     };
-    anyhow::ensure!(ports > 0, "at least one port is needed");
-    let ctx = Arc::new(Ctx {
-        clients: target.clients().to_vec(),
-        port_ids: (0..ports).map(port_id).collect(),
-        probes: probes.clone(),
-        model_tag: info.model_tag.clone(),
-        top_k: opts.top_k,
-        deadline: opts.deadline,
-        recorder: Mutex::new(Recorder::new()?),
-        in_flight: AtomicUsize::new(0),
-    });
+    let gate = vec![scoped.port_id.clone(); port_ids(opts.load).len()];
+    let sctx = Ctx::new(target, &scoped.probes, gate, Some(scope), opts)?;
+    let scoped_run = drive(&sctx, opts, format!("{} scoped", opts.label));
+    let (national, scoped_window) = match national {
+        None => (None, scoped_run.await?),
+        Some(n) => {
+            let nopts = StepOptions {
+                load: n.load,
+                seed: opts.seed.wrapping_add(1),
+                ..opts.clone()
+            };
+            let nctx = Ctx::new(n.target, n.probes, port_ids(n.load), None, &nopts)?;
+            let national_run = drive(&nctx, &nopts, format!("{} national", opts.label));
+            let (nw, sw) = tokio::join!(national_run, scoped_run);
+            let nw = nw.context("the national load")?;
+            let stats = finish(&nctx, n.target, &nopts, Class::National, nw);
+            (Some(stats), sw?)
+        }
+    };
+    let scoped = finish(&sctx, target, opts, Class::Scoped, scoped_window);
+    Ok(ScopedStepStats { national, scoped })
+}
+
+/// The port ids of `load`'s ports.
+fn port_ids(load: Load) -> Vec<String> {
+    let ports = match load {
+        Load::Closed { ports } | Load::Open { ports, .. } => ports,
+    };
+    (0..ports).map(port_id).collect()
+}
+
+/// Sends `opts.load` through `ctx` for one step, printing progress under
+/// `label` when asked; returns the measured window.
+async fn drive(ctx: &Arc<Ctx>, opts: &StepOptions, label: String) -> anyhow::Result<Duration> {
     let progress = opts
         .progress
-        .then(|| tokio::spawn(report_progress(ctx.clone(), opts.label.clone())));
+        .then(|| tokio::spawn(report_progress(ctx.clone(), label)));
     let measured = match opts.load {
-        Load::Closed { ports } => closed(&ctx, ports, opts).await,
+        Load::Closed { ports } => closed(ctx, ports, opts).await,
         Load::Open {
             rate,
             ports,
             max_outstanding,
             spread,
-        } => open(&ctx, rate, ports, max_outstanding, spread, opts).await,
+        } => open(ctx, rate, ports, max_outstanding, spread, opts).await,
     };
     if let Some(p) = progress {
         p.abort();
     }
-    let measured = measured?;
+    measured
+}
+
+/// The figures of `ctx`'s requests, sent as `opts.load`, over `measured`.
+fn finish(
+    ctx: &Ctx,
+    target: &Target,
+    opts: &StepOptions,
+    class: Class,
+    measured: Duration,
+) -> RunStats {
+    let (mode, ports, offered_rate) = match opts.load {
+        Load::Closed { ports } => ("closed", ports, None),
+        Load::Open { rate, ports, .. } => ("open", ports, Some(rate)),
+    };
+    let info = target.info();
     let setup = RunSetup {
         label: opts.label.clone(),
+        class,
         mode: mode.into(),
         ports,
         connections: target.clients().len(),
@@ -208,7 +366,7 @@ pub async fn run_step(
         engine: info.engine.clone(),
         gallery_rows: info.rows,
     };
-    Ok(ctx.recorder().finish(setup, measured))
+    ctx.recorder().finish(setup, measured)
 }
 
 /// Closed loop; returns the measured window: from the end of warm-up to the

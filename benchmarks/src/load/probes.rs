@@ -41,6 +41,19 @@ impl Probes {
         })
     }
 
+    /// Probes given as vectors of `dim` floats each (at least one).
+    pub fn from_vectors(vectors: Vec<Vec<f32>>, dim: usize) -> anyhow::Result<Probes> {
+        anyhow::ensure!(!vectors.is_empty(), "at least one probe is needed");
+        anyhow::ensure!(
+            vectors.iter().all(|v| v.len() == dim),
+            "every probe must have {dim} floats"
+        );
+        Ok(Probes {
+            vectors: vectors.into(),
+            dim,
+        })
+    }
+
     /// Floats per probe.
     pub fn dim(&self) -> usize {
         self.dim

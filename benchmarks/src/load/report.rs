@@ -17,11 +17,12 @@ fn pct(n: u64, frac: f64) -> String {
     }
 }
 
-/// A markdown table of `runs`, one row each, for docs/benchmarks.md.
+/// A markdown table of `runs`, one row each, for docs/benchmarks.md; the
+/// class column tells scoped requests from national ones.
 pub fn markdown(runs: &[RunStats]) -> String {
     let mut s = String::from(
-        "| label | mode | ports | offered/s | achieved/s | sent | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | shed | deadline | errors | dropped |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| label | class | mode | ports | offered/s | achieved/s | sent | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | shed | deadline | errors | dropped |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in runs {
         let offered = r
@@ -43,8 +44,9 @@ pub fn markdown(runs: &[RunStats]) -> String {
         // Writing to a String cannot fail.
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.label,
+            r.class.name(),
             r.mode,
             r.ports,
             offered,

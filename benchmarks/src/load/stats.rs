@@ -12,6 +12,34 @@ use tonic::{Code, Status};
 /// beyond any deadline, so that no answer is clipped.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
+/// The key under which [`Outcome::WrongScope`] answers are counted in
+/// [`RunStats::errors`] (beside the gRPC code names).
+pub const WRONG_SCOPE: &str = "WRONG_SCOPE";
+
+/// Which search a class of requests asks for; one run records one class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// 1:N against the whole gallery, through the server's batching
+    /// dispatcher (no `manifest_id`). Results written before classes
+    /// existed are all national.
+    #[default]
+    National,
+    /// 1:few in one manifest (`manifest_id` set), which the server searches
+    /// on its blocking pool, outside the dispatcher's queue.
+    Scoped,
+}
+
+impl Class {
+    /// The name written in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::National => "national",
+            Class::Scoped => "scoped",
+        }
+    }
+}
+
 /// How one request ended, as the load generator counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -26,6 +54,11 @@ pub enum Outcome {
     ClientTimeout,
     /// Any other status.
     Error(Code),
+    /// An answer from another search than the one asked for (a scoped
+    /// request answered by the national search, as a server that ignores
+    /// `manifest_id` would): counted as an error, so that such a run cannot
+    /// pass for a scoped one.
+    WrongScope,
 }
 
 impl Outcome {
@@ -83,6 +116,7 @@ impl Recorder {
             Outcome::Deadline => self.deadline += 1,
             Outcome::ClientTimeout => self.client_timeout += 1,
             Outcome::Error(c) => *self.errors.entry(code_name(c).to_string()).or_default() += 1,
+            Outcome::WrongScope => *self.errors.entry(WRONG_SCOPE.to_string()).or_default() += 1,
         }
     }
 
@@ -129,6 +163,7 @@ impl Recorder {
         let deadline = self.deadline + self.client_timeout;
         RunStats {
             label: setup.label,
+            class: setup.class,
             mode: setup.mode,
             ports: setup.ports,
             connections: setup.connections,
@@ -164,6 +199,8 @@ impl Recorder {
 pub struct RunSetup {
     /// `--label`.
     pub label: String,
+    /// What the requests searched.
+    pub class: Class,
     /// `"closed"` or `"open"`.
     pub mode: String,
     /// Simulated ports.
@@ -209,6 +246,10 @@ pub struct LatencyMs {
 pub struct RunStats {
     /// `--label`, to tell runs apart when comparing files.
     pub label: String,
+    /// What the requests searched: a step with scoped traffic beside
+    /// national load gives one run of each class.
+    #[serde(default)]
+    pub class: Class,
     /// `"closed"` or `"open"`.
     pub mode: String,
     /// Simulated ports (distinct `port_id`s).
@@ -290,6 +331,7 @@ mod tests {
     fn setup() -> RunSetup {
         RunSetup {
             label: "t".into(),
+            class: Class::National,
             mode: "closed".into(),
             ports: 1,
             connections: 1,
@@ -343,5 +385,27 @@ mod tests {
             .finish(setup(), Duration::from_secs(1));
         assert_eq!(s.latency_ms, None);
         assert_eq!(s.shed_fraction, 0.0);
+    }
+
+    #[test]
+    fn answers_from_another_search_are_errors_not_latencies() {
+        let mut r = Recorder::new().unwrap();
+        r.record(Outcome::WrongScope, Duration::from_millis(1));
+        let s = r.finish(setup(), Duration::from_secs(1));
+        assert_eq!((s.sent, s.ok, s.error_count()), (1, 0, 1));
+        assert_eq!(s.errors.get(WRONG_SCOPE), Some(&1));
+        assert_eq!(s.latency_ms, None);
+    }
+
+    #[test]
+    fn results_written_before_classes_read_as_national() {
+        let s = Recorder::new()
+            .unwrap()
+            .finish(setup(), Duration::from_secs(1));
+        let mut json = serde_json::to_value(&s).unwrap();
+        json.as_object_mut().unwrap().remove("class");
+        let back: RunStats = serde_json::from_value(json).unwrap();
+        assert_eq!(back.class, Class::National);
+        assert_eq!(serde_json::to_value(Class::Scoped).unwrap(), "scoped");
     }
 }
