@@ -99,6 +99,7 @@ fn options(load: Load, bound: Bound, label: &str) -> StepOptions {
         label: label.into(),
         seed: 3,
         progress: false,
+        record_encounters: false,
     }
 }
 

@@ -209,6 +209,11 @@ struct Common {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Ask the server to record every request as an encounter (an entry,
+    /// with an encounter id unique to the run), to measure what recording
+    /// costs.
+    #[arg(long)]
+    record: bool,
 }
 
 fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
@@ -231,6 +236,7 @@ impl Common {
             label: self.label.clone(),
             seed,
             progress: !self.quiet,
+            record_encounters: self.record,
         })
     }
 

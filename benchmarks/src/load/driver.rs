@@ -83,6 +83,10 @@ pub struct StepOptions {
     pub seed: u64,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// Ask the server to record each request as an encounter (an entry at
+    /// the request's port, with an encounter id unique to the run), as a
+    /// port recording every crossing does.
+    pub record_encounters: bool,
 }
 
 /// The manifest a scoped request names, and whether it asks for the
@@ -103,6 +107,9 @@ struct Ctx {
     deadline: Duration,
     /// None: national 1:N requests.
     scope: Option<ManifestScope>,
+    /// Each request asks for its encounter to be recorded, with an id made
+    /// of this prefix, its port and its sequence number.
+    record_as: Option<String>,
     recorder: Mutex<Recorder>,
     in_flight: AtomicUsize,
 }
@@ -133,6 +140,12 @@ impl Ctx {
             top_k: opts.top_k,
             deadline: opts.deadline,
             scope,
+            record_as: opts.record_encounters.then(|| {
+                let nanos = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                format!("{}-{nanos:x}", opts.label)
+            }),
             recorder: Mutex::new(Recorder::new()?),
             in_flight: AtomicUsize::new(0),
         }))
@@ -160,6 +173,11 @@ impl Ctx {
                 lane: "1".into(),
                 direction: Direction::Entry as i32,
                 captured_at_unix_ms,
+                record: self.record_as.is_some(),
+                encounter_id: self
+                    .record_as
+                    .as_ref()
+                    .map_or_else(String::new, |p| format!("{p}-{port}-{seq}")),
                 ..Default::default()
             }),
         });

@@ -168,6 +168,18 @@ fn record(tx: &Transaction<'_>, path: &Path, e: Encounter) -> Result<Recorded, E
             ])
         })
         .map_err(db(path))?;
+    if inserted == 1 {
+        // New: the row is what was given (no read-back on the hot path).
+        return Ok(Recorded {
+            stored: StoredEncounter {
+                record_id: tx.last_insert_rowid() as u64,
+                encounter: e,
+                changes: Vec::new(),
+            },
+            newly_recorded: true,
+        });
+    }
+    // A retry: the first record stands, as stored.
     let key: i64 = tx
         .query_row(
             "SELECT key FROM encounters WHERE port = ?1 AND encounter_id = ?2",
@@ -183,7 +195,7 @@ fn record(tx: &Transaction<'_>, path: &Path, e: Encounter) -> Result<Recorded, E
     })?;
     Ok(Recorded {
         stored,
-        newly_recorded: inserted == 1,
+        newly_recorded: false,
     })
 }
 
