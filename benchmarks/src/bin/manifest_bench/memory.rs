@@ -109,7 +109,7 @@ fn manifest(i: usize, a: &Args, clock: &dyn Clock, rng: &mut StdRng) -> Manifest
             carrier: "XA".into(),
             voyage: format!("XA{i:05}"),
             port: format!("P{:03}", i % 300),
-            direction: if i % 2 == 0 {
+            direction: if i.is_multiple_of(2) {
                 Direction::Entry
             } else {
                 Direction::Exit
