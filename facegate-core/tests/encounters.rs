@@ -421,3 +421,50 @@ fn a_manifest_reconciles_into_matched_no_shows_and_strangers() {
         .collect();
     assert_eq!(strangers, ["m2", "m3"]);
 }
+
+#[test]
+fn bulk_writes_are_checked_first_and_skip_what_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let batch = vec![
+        crossing("b1", Some("S1"), Direction::Entry, at(1, 1)),
+        crossing("b2", Some("S1"), Direction::Exit, at(2, 1)),
+    ];
+    let mut bad = batch.clone();
+    bad.push(crossing("", Some("S1"), Direction::Entry, at(3, 1)));
+    let e = store.record_many(bad).unwrap_err();
+    assert!(e.to_string().contains("encounter_id: is empty"), "{e}");
+    assert!(store.history("S1").unwrap().is_empty());
+    let done = store.record_many(batch.clone()).unwrap();
+    assert_eq!((done.recorded, done.duplicates), (2, 0));
+    let again = store.record_many(batch.clone()).unwrap();
+    assert_eq!((again.recorded, again.duplicates), (0, 2));
+    let retry = store.record(batch[0].clone()).unwrap();
+    assert!(!retry.newly_recorded);
+    let stored: Vec<_> = store
+        .history("S1")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.encounter)
+        .collect();
+    assert_eq!(stored, batch);
+
+    let traveller = |id: &str, until: i32| Traveller {
+        subject_id: id.into(),
+        category: Category::NonImmigrantVisa,
+        admissions: vec![Admission {
+            class: "B2".into(),
+            port: "JFK".into(),
+            day: Day(10),
+            rule: StayRule::AdmittedUntil(Day(until)),
+        }],
+    };
+    let e = store
+        .put_travellers(vec![traveller("T1", 20), traveller("T2", 5)], at(10, 1))
+        .unwrap_err();
+    assert!(e.to_string().contains("before the admission day"), "{e}");
+    assert_eq!(store.traveller("T1").unwrap(), None);
+    let both = vec![traveller("T1", 20), traveller("T2", 30)];
+    store.put_travellers(both.clone(), at(10, 1)).unwrap();
+    assert_eq!(store.traveller("T2").unwrap(), Some(both[1].clone()));
+}

@@ -7,7 +7,9 @@
 //! * [`store`]: the store interface (SQLite now, PostgreSQL later);
 //! * [`sqlite_store`]: the embedded store, with group commit;
 //! * [`stay`]: stays built from crossings, and the stay status and days
-//!   over as of a day under each admission's rule.
+//!   over as of a day under each admission's rule;
+//! * [`reconcile`]: reports over any store (stay of a subject, overstays,
+//!   a manifest's reconciliation).
 
 pub mod day;
 mod erase;
@@ -27,7 +29,7 @@ pub use model::{
 pub use reconcile::{
     ManifestReconciliation, OverstayPage, StayReport, overstays, reconcile_manifest, stay_of,
 };
-pub use sqlite_store::{CommitStats, SqliteEncounters};
+pub use sqlite_store::{BulkRecorded, CommitStats, SqliteEncounters};
 pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};
 pub use store::{
     Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, Recorded,

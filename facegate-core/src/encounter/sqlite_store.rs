@@ -120,6 +120,25 @@ pub(super) enum Op {
     Erase(Erasure, SyncSender<Result<u64, EncounterError>>),
     /// Runs after the group's commit, outside any transaction.
     Checkpoint(SyncSender<Result<(), EncounterError>>),
+    RecordMany(
+        Vec<super::Encounter>,
+        SyncSender<Result<BulkRecorded, EncounterError>>,
+    ),
+    PutTravellers(
+        Vec<Traveller>,
+        UnixMillis,
+        SyncSender<Result<(), EncounterError>>,
+    ),
+}
+
+/// What [`SqliteEncounters::record_many`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BulkRecorded {
+    /// Records written.
+    pub recorded: usize,
+    /// Records whose port and encounter id were already stored: skipped,
+    /// the first record stands (as a retry of `record` is answered).
+    pub duplicates: usize,
 }
 
 /// Counts of the writer's work, for metrics: their ratio is the mean
@@ -219,6 +238,39 @@ impl SqliteEncounters {
             .unwrap_or_else(|p| p.into_inner())
             .push(conn);
         out
+    }
+
+    /// Records a batch of encounters in one transaction, durable when it
+    /// returns: the bulk path for loading histories (a migration from
+    /// another system, the synthetic generator), where one `record` each
+    /// would cost an fsync and a read-back per record. Every record is
+    /// checked as `record` checks it before anything is sent, and the
+    /// first malformed one refuses the whole batch; a port's encounter id
+    /// already stored is skipped, as a retry is. The batch goes through
+    /// the same writer thread as every write, in its own savepoint of a
+    /// group commit, so it may run beside a serving store; a batch of
+    /// 10,000 to 100,000 keeps ports' records from waiting long behind it.
+    pub fn record_many(
+        &self,
+        encounters: Vec<super::Encounter>,
+    ) -> Result<BulkRecorded, EncounterError> {
+        for e in &encounters {
+            e.validate()?;
+        }
+        self.write(|answer| Op::RecordMany(encounters, answer))
+    }
+
+    /// Sets many travellers' files in one transaction (the bulk path of
+    /// `put_traveller`, checked the same way, all before any is written).
+    pub fn put_travellers(
+        &self,
+        travellers: Vec<Traveller>,
+        at: UnixMillis,
+    ) -> Result<(), EncounterError> {
+        for t in &travellers {
+            writes::check_traveller(t)?;
+        }
+        self.write(|answer| Op::PutTravellers(travellers, at, answer))
     }
 
     /// Stops the writer after the writes already sent, and waits for it.

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::model::{MAX_NOTE_LEN, check_subject, check_text};
 use std::sync::atomic::Ordering;
 
-use super::sqlite_store::{CommitStats, Op, db, get_by_key};
+use super::sqlite_store::{BulkRecorded, CommitStats, Op, db, get_by_key};
 use super::store::{Correction, EncounterError, Recorded, StoredEncounter};
 use super::{Decision, Encounter, RecordError, Traveller};
 use crate::clock::UnixMillis;
@@ -33,6 +33,10 @@ enum Pending {
     ),
     /// A checkpoint, run once the group is committed.
     Checkpoint(std::sync::mpsc::SyncSender<Result<(), EncounterError>>),
+    Many(
+        std::sync::mpsc::SyncSender<Result<BulkRecorded, EncounterError>>,
+        Result<BulkRecorded, EncounterError>,
+    ),
 }
 
 /// Applies `group` in one transaction and answers each write once the
@@ -66,6 +70,16 @@ pub(super) fn commit_group(
                 in_savepoint(&tx, path, |s| super::erase::erase(s, path, &e)),
             ),
             Op::Checkpoint(answer) => Pending::Checkpoint(answer),
+            Op::RecordMany(es, answer) => Pending::Many(
+                answer,
+                in_savepoint(&tx, path, |t| record_many(t, path, &es)),
+            ),
+            Op::PutTravellers(ts, at, answer) => Pending::Put(
+                answer,
+                in_savepoint(&tx, path, |s| {
+                    ts.iter().try_for_each(|t| put_traveller(s, path, t, at))
+                }),
+            ),
         });
     }
     let committed = tx.commit().map_err(|e| crate::sqlite::db_error(path, e));
@@ -91,6 +105,8 @@ pub(super) fn commit_group(
                 a.send(done).is_ok()
             }
             (Pending::Checkpoint(a), Err(e)) => a.send(Err(again(e, path))).is_ok(),
+            (Pending::Many(a, r), Ok(())) => a.send(r).is_ok(),
+            (Pending::Many(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
         };
     }
 }
@@ -110,9 +126,12 @@ fn fail_all(group: Vec<Op>, path: &Path, e: rusqlite::Error) {
         let _ = match op {
             Op::Record(_, a) => a.send(Err(again(&e, path))).is_ok(),
             Op::Correct(_, a) => a.send(Err(again(&e, path))).is_ok(),
-            Op::PutTraveller(_, _, a) => a.send(Err(again(&e, path))).is_ok(),
             Op::Erase(_, a) => a.send(Err(again(&e, path))).is_ok(),
             Op::Checkpoint(a) => a.send(Err(again(&e, path))).is_ok(),
+            Op::PutTraveller(_, _, a) | Op::PutTravellers(_, _, a) => {
+                a.send(Err(again(&e, path))).is_ok()
+            }
+            Op::RecordMany(_, a) => a.send(Err(again(&e, path))).is_ok(),
         };
     }
 }
@@ -138,6 +157,57 @@ fn in_savepoint<T>(
 }
 
 fn record(tx: &Transaction<'_>, path: &Path, e: Encounter) -> Result<Recorded, EncounterError> {
+    if insert(tx, path, &e)? {
+        // New: the row is what was given (no read-back on the hot path).
+        return Ok(Recorded {
+            stored: StoredEncounter {
+                record_id: tx.last_insert_rowid() as u64,
+                encounter: e,
+                changes: Vec::new(),
+            },
+            newly_recorded: true,
+        });
+    }
+    // A retry: the first record stands, as stored.
+    let c = &e.context;
+    let key: i64 = tx
+        .query_row(
+            "SELECT key FROM encounters WHERE port = ?1 AND encounter_id = ?2",
+            params![c.port, c.encounter_id],
+            |r| r.get(0),
+        )
+        .map_err(db(path))?;
+    let stored = get_by_key(tx, path, key)?.ok_or_else(|| {
+        EncounterError::Db(crate::sqlite::corrupt(
+            path,
+            "a record vanished within its transaction",
+        ))
+    })?;
+    Ok(Recorded {
+        stored,
+        newly_recorded: false,
+    })
+}
+
+/// Inserts each of `es` (no read-back): the bulk path.
+fn record_many(
+    tx: &Transaction<'_>,
+    path: &Path,
+    es: &[Encounter],
+) -> Result<BulkRecorded, EncounterError> {
+    let mut done = BulkRecorded::default();
+    for e in es {
+        if insert(tx, path, e)? {
+            done.recorded += 1;
+        } else {
+            done.duplicates += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Inserts `e` unless its port's encounter id is stored; whether it was.
+fn insert(tx: &Transaction<'_>, path: &Path, e: &Encounter) -> Result<bool, EncounterError> {
     let c = &e.context;
     let inserted = tx
         .prepare_cached(
@@ -168,35 +238,7 @@ fn record(tx: &Transaction<'_>, path: &Path, e: Encounter) -> Result<Recorded, E
             ])
         })
         .map_err(db(path))?;
-    if inserted == 1 {
-        // New: the row is what was given (no read-back on the hot path).
-        return Ok(Recorded {
-            stored: StoredEncounter {
-                record_id: tx.last_insert_rowid() as u64,
-                encounter: e,
-                changes: Vec::new(),
-            },
-            newly_recorded: true,
-        });
-    }
-    // A retry: the first record stands, as stored.
-    let key: i64 = tx
-        .query_row(
-            "SELECT key FROM encounters WHERE port = ?1 AND encounter_id = ?2",
-            params![c.port, c.encounter_id],
-            |r| r.get(0),
-        )
-        .map_err(db(path))?;
-    let stored = get_by_key(tx, path, key)?.ok_or_else(|| {
-        EncounterError::Db(crate::sqlite::corrupt(
-            path,
-            "a record vanished within its transaction",
-        ))
-    })?;
-    Ok(Recorded {
-        stored,
-        newly_recorded: false,
-    })
+    Ok(inserted == 1)
 }
 
 /// Checks a correction before it is queued.
