@@ -9,7 +9,8 @@
 //! * [`stay`]: stays built from crossings, and the stay status and days
 //!   over as of a day under each admission's rule;
 //! * [`reconcile`]: reports over any store (stay of a subject, overstays,
-//!   a manifest's reconciliation).
+//!   a manifest's reconciliation);
+//! * [`synth`]: synthetic travel histories, for tests and benchmarks.
 
 pub mod day;
 mod erase;
@@ -19,6 +20,7 @@ mod rows;
 pub mod sqlite_store;
 pub mod stay;
 pub mod store;
+pub mod synth;
 mod writes;
 
 pub use day::{BadDay, Day};
