@@ -468,3 +468,24 @@ fn bulk_writes_are_checked_first_and_skip_what_is_stored() {
     store.put_travellers(both.clone(), at(10, 1)).unwrap();
     assert_eq!(store.traveller("T2").unwrap(), Some(both[1].clone()));
 }
+
+#[test]
+fn report_queries_are_explained_and_use_the_subject_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let plans = store.query_plans().unwrap();
+    assert_eq!(plans.len(), facegate_core::encounter::REPORT_QUERIES.len());
+    let plan = |name: &str| {
+        let (_, lines) = plans.iter().find(|(n, _)| *n == name).unwrap();
+        assert!(!lines.is_empty(), "{name}");
+        lines.join("\n")
+    };
+    for name in ["history", "movements", "present_subjects"] {
+        assert!(
+            plan(name).contains("encounters_by_subject"),
+            "{name}: {}",
+            plan(name)
+        );
+    }
+    assert!(plan("exits_without_entry").contains("encounters_by_time"));
+}

@@ -31,7 +31,7 @@ pub use model::{
 pub use reconcile::{
     ManifestReconciliation, OverstayPage, StayReport, overstays, reconcile_manifest, stay_of,
 };
-pub use sqlite_store::{BulkRecorded, CommitStats, SqliteEncounters};
+pub use sqlite_store::{BulkRecorded, CommitStats, REPORT_QUERIES, SqliteEncounters};
 pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};
 pub use store::{
     Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, Recorded,

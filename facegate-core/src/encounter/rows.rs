@@ -85,10 +85,7 @@ pub(super) fn movements(
     until: UnixMillis,
 ) -> Result<Vec<Movement>, EncounterError> {
     let mut stmt = c
-        .prepare_cached(
-            "SELECT captured_ms, direction FROM encounters \
-             WHERE subject_id = ?1 AND captured_ms < ?2 ORDER BY captured_ms, direction, key",
-        )
+        .prepare_cached(super::sqlite_store::MOVEMENTS_SQL)
         .map_err(db(path))?;
     let mut rows = stmt.query(params![subject_id, until.0]).map_err(db(path))?;
     let mut out = Vec::new();
@@ -109,11 +106,9 @@ pub(super) fn traveller(
     subject_id: &str,
 ) -> Result<Option<Traveller>, EncounterError> {
     let category: Option<String> = c
-        .query_row(
-            "SELECT category FROM travellers WHERE subject_id = ?1",
-            [subject_id],
-            |r| r.get(0),
-        )
+        .query_row(super::sqlite_store::TRAVELLER_SQL, [subject_id], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(db(path))?;
     let Some(category) = category else {
@@ -122,10 +117,7 @@ pub(super) fn traveller(
     let category = Category::from_name(&category)
         .ok_or_else(|| corrupt(path, format!("unknown category {category:?}")))?;
     let mut stmt = c
-        .prepare_cached(
-            "SELECT day, class, port, rule, until_day FROM admissions \
-             WHERE subject_id = ?1 ORDER BY day",
-        )
+        .prepare_cached(super::sqlite_store::ADMISSIONS_SQL)
         .map_err(db(path))?;
     let mut rows = stmt.query([subject_id]).map_err(db(path))?;
     let mut admissions = Vec::new();

@@ -273,6 +273,17 @@ impl SqliteEncounters {
         self.write(|answer| Op::PutTravellers(travellers, at, answer))
     }
 
+    /// SQLite's plan for each of [`REPORT_QUERIES`] on this file, as
+    /// `EXPLAIN QUERY PLAN` gives it: one line per step, indented by depth.
+    pub fn query_plans(&self) -> Result<Vec<(&'static str, Vec<String>)>, EncounterError> {
+        self.read(|c, path| {
+            REPORT_QUERIES
+                .iter()
+                .map(|&(name, sql)| Ok((name, explain(c, path, sql)?)))
+                .collect()
+        })
+    }
+
     /// Stops the writer after the writes already sent, and waits for it.
     pub fn close(&self) {
         self.writes.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -411,14 +422,7 @@ impl EncounterStore for SqliteEncounters {
     }
 
     fn history(&self, subject_id: &str) -> Result<Vec<StoredEncounter>, EncounterError> {
-        self.read(|c, path| {
-            records(
-                c,
-                path,
-                "SELECT key FROM encounters WHERE subject_id = ?1 ORDER BY captured_ms, direction, key",
-                [subject_id],
-            )
-        })
+        self.read(|c, path| records(c, path, HISTORY_SQL, [subject_id]))
     }
 
     fn movements(
@@ -571,6 +575,36 @@ const SUBJECTS_BEFORE_SQL: &str = "SELECT subject_id FROM (
          SELECT subject_id FROM travellers WHERE subject_id > ?1
      ) ORDER BY subject_id LIMIT ?3";
 
+/// A subject's records in capture order (entry before exit at one
+/// instant): read from `encounters_by_subject`, then each row by key.
+const HISTORY_SQL: &str =
+    "SELECT key FROM encounters WHERE subject_id = ?1 ORDER BY captured_ms, direction, key";
+
+/// A subject's movements before `?2`, in the order stay rules take them.
+pub(super) const MOVEMENTS_SQL: &str = "SELECT captured_ms, direction FROM encounters \
+     WHERE subject_id = ?1 AND captured_ms < ?2 ORDER BY captured_ms, direction, key";
+
+/// A traveller's category.
+pub(super) const TRAVELLER_SQL: &str = "SELECT category FROM travellers WHERE subject_id = ?1";
+
+/// A traveller's admissions, oldest first.
+pub(super) const ADMISSIONS_SQL: &str = "SELECT day, class, port, rule, until_day FROM admissions \
+     WHERE subject_id = ?1 ORDER BY day";
+
+/// The store's report reads by name, as the reports run them: what
+/// [`SqliteEncounters::query_plans`] explains (the benchmark and
+/// docs/benchmarks.md show the plans, so a change of index or query shows
+/// up as a change of plan).
+pub const REPORT_QUERIES: [(&str, &str); 7] = [
+    ("present_subjects", PRESENT_SQL),
+    ("exits_without_entry", EXITS_WITHOUT_ENTRY_SQL),
+    ("entries_without_exit", ENTRIES_WITHOUT_EXIT_SQL),
+    ("history", HISTORY_SQL),
+    ("movements", MOVEMENTS_SQL),
+    ("traveller", TRAVELLER_SQL),
+    ("admissions", ADMISSIONS_SQL),
+];
+
 /// Cuts a `limit + 1` fetch into a page and its cursor.
 fn page(mut ids: Vec<String>, limit: usize) -> SubjectPage {
     let next = (ids.len() > limit).then(|| {
@@ -626,6 +660,29 @@ const ENTRIES_WITHOUT_EXIT_SQL: &str = "SELECT key FROM (
      WHERE direction = 'entry' AND next = 'entry'
        AND captured_ms >= ?1 AND captured_ms < ?2
      ORDER BY captured_ms, direction, key LIMIT ?3";
+
+/// `EXPLAIN QUERY PLAN` of `sql`, its parameters bound to NULL (the plan
+/// is chosen when the statement is prepared, not from their values).
+fn explain(c: &Connection, path: &Path, sql: &str) -> Result<Vec<String>, EncounterError> {
+    let mut stmt = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .map_err(db(path))?;
+    let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+    let steps: Vec<(i64, i64, String)> = stmt
+        .query_map(rusqlite::params_from_iter(nulls), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(3)?))
+        })
+        .and_then(Iterator::collect)
+        .map_err(db(path))?;
+    let mut depth: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut lines = Vec::with_capacity(steps.len());
+    for (id, parent, detail) in steps {
+        let d = depth.get(&parent).map_or(0, |d| d + 1);
+        depth.insert(id, d);
+        lines.push(format!("{}{detail}", "  ".repeat(d)));
+    }
+    Ok(lines)
+}
 
 /// The day column of an admission, checked.
 pub(super) fn day_of(v: i64, path: &Path) -> Result<Day, EncounterError> {

@@ -29,13 +29,13 @@ type Batch = (Vec<Traveller>, Vec<Encounter>);
 /// Writes the population's files and records into `store`, [`BATCH`]
 /// encounters per transaction (each durable); stops once `max_encounters`
 /// are written when given (the last traveller's history then cut short).
-/// `progress` is called with the encounters written so far. Travellers'
+/// `progress` is called with the counts so far after each batch. Travellers'
 /// files are written with the end of the span as their update time.
 pub fn load(
     synth: &EncounterSynth,
     store: &SqliteEncounters,
     max_encounters: Option<u64>,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(&LoadReport),
 ) -> Result<LoadReport, EncounterError> {
     let (tx, rx) = sync_channel::<Batch>(2);
     std::thread::scope(|scope| {
@@ -48,7 +48,7 @@ pub fn load(
             let done = store.record_many(encounters)?;
             report.encounters += done.recorded as u64;
             report.duplicates += done.duplicates as u64;
-            progress(report.encounters + report.duplicates);
+            progress(&report);
         }
         Ok(report)
     })

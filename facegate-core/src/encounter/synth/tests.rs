@@ -167,7 +167,7 @@ fn a_population_loads_through_the_store_once() {
     let store = SqliteEncounters::open(dir.path()).unwrap();
     let s = synth(400, 11);
     let mut calls = 0;
-    let report = load(&s, &store, None, &mut |_| calls += 1).unwrap();
+    let report = load(&s, &store, None, &mut |_: &LoadReport| calls += 1).unwrap();
     let want: usize = s.histories().map(|h| h.encounters.len()).sum();
     assert_eq!(report.encounters, want as u64);
     assert_eq!((report.travellers, report.duplicates), (400, 0));
@@ -197,7 +197,7 @@ fn a_population_loads_through_the_store_once() {
         .collect();
     assert_eq!(reported, expected);
     // Again: every record is a duplicate; a cap stops early.
-    let again = load(&s, &store, Some(100), &mut |_| {}).unwrap();
+    let again = load(&s, &store, Some(100), &mut |_: &LoadReport| {}).unwrap();
     assert_eq!((again.encounters, again.duplicates), (0, 100));
 }
 
