@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "facegate-index",
     version,
-    about = "Build, inspect, verify and search facegate gallery files"
+    about = "Build, inspect, verify and search facegate gallery files; report on encounters"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +41,8 @@ enum Command {
     /// Per store and category, the oldest item and whether everything is
     /// inside the retention policy (exit status 1 when anything is overdue).
     RetentionReport(cmd::retention::Args),
+    /// Reports over a server's encounter store (history, stay, overstays, irregular movements) and synthetic stores.
+    Encounters(cmd::encounters::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Compact(a) => cmd::compact::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::RetentionReport(a) => cmd::retention::run(a),
+        Command::Encounters(a) => cmd::encounters::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,3 +18,15 @@ pub fn bar(total: u64, message: &str, bytes: bool) -> ProgressBar {
     pb.set_message(message.to_string());
     pb
 }
+
+/// A counter for an operation of unknown length (pages of a report).
+pub fn spinner(message: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {human_pos} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(message.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}

@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod compact;
 pub mod demo;
+pub mod encounters;
 pub mod info;
 pub mod retention;
 pub mod search;
