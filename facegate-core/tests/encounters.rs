@@ -487,5 +487,52 @@ fn report_queries_are_explained_and_use_the_subject_index() {
             plan(name)
         );
     }
-    assert!(plan("exits_without_entry").contains("encounters_by_time"));
+    for name in ["exits_without_entry", "entries_without_exit"] {
+        let plan = plan(name);
+        assert!(
+            plan.contains("COVERING INDEX encounters_by_direction_time"),
+            "{name}: {plan}"
+        );
+    }
+    // Pages of present subjects come in index order: no sort of them all.
+    assert!(!plan("present_subjects").contains("TEMP B-TREE"));
+}
+
+#[test]
+fn irregular_reads_order_movements_at_one_instant_as_stays_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let rec = |id: &str, s: &str, d: Direction| {
+        store.record(crossing(id, Some(s), d, at(5, 10))).unwrap();
+    };
+    // F: an exit recorded before its entry, both at one instant: a
+    // same-day stay (entry first), nothing irregular.
+    rec("f2", "F", Direction::Exit);
+    rec("f1", "F", Direction::Entry);
+    // G: two exits at one instant: neither follows an entry.
+    rec("g1", "G", Direction::Exit);
+    rec("g2", "G", Direction::Exit);
+    // H: two entries at one instant: the first is followed by an entry.
+    rec("h1", "H", Direction::Entry);
+    rec("h2", "H", Direction::Entry);
+    let ids = |found: Vec<facegate_core::encounter::StoredEncounter>| -> Vec<String> {
+        found
+            .into_iter()
+            .map(|e| e.encounter.context.encounter_id)
+            .collect()
+    };
+    let (from, until) = (at(5, 0), at(6, 0));
+    assert_eq!(
+        ids(store.exits_without_entry(from, until, 0).unwrap()),
+        ["g1", "g2"]
+    );
+    assert_eq!(
+        ids(store.entries_without_exit(from, until, 0).unwrap()),
+        ["h1"]
+    );
+    // A page of one, then the rest from the same instant.
+    assert_eq!(
+        ids(store.exits_without_entry(from, until, 1).unwrap()),
+        ["g1"]
+    );
 }

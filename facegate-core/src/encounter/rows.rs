@@ -106,10 +106,8 @@ pub(super) fn traveller(
     subject_id: &str,
 ) -> Result<Option<Traveller>, EncounterError> {
     let category: Option<String> = c
-        .query_row(super::sqlite_store::TRAVELLER_SQL, [subject_id], |r| {
-            r.get(0)
-        })
-        .optional()
+        .prepare_cached(super::sqlite_store::TRAVELLER_SQL)
+        .and_then(|mut s| s.query_row([subject_id], |r| r.get(0)).optional())
         .map_err(db(path))?;
     let Some(category) = category else {
         return Ok(None);
