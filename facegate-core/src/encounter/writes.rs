@@ -52,36 +52,7 @@ pub(super) fn commit_group(
         Ok(tx) => tx,
         Err(e) => return fail_all(group, path, e),
     };
-    let mut pending = Vec::with_capacity(group.len());
-    for op in group {
-        pending.push(match op {
-            Op::Record(e, answer) => {
-                Pending::Record(answer, in_savepoint(&tx, path, |t| record(t, path, e)))
-            }
-            Op::Correct(c, answer) => {
-                Pending::Correct(answer, in_savepoint(&tx, path, |t| correct(t, path, &c)))
-            }
-            Op::PutTraveller(t, at, answer) => Pending::Put(
-                answer,
-                in_savepoint(&tx, path, |s| put_traveller(s, path, &t, at)),
-            ),
-            Op::Erase(e, answer) => Pending::Count(
-                answer,
-                in_savepoint(&tx, path, |s| super::erase::erase(s, path, &e)),
-            ),
-            Op::Checkpoint(answer) => Pending::Checkpoint(answer),
-            Op::RecordMany(es, answer) => Pending::Many(
-                answer,
-                in_savepoint(&tx, path, |t| record_many(t, path, &es)),
-            ),
-            Op::PutTravellers(ts, at, answer) => Pending::Put(
-                answer,
-                in_savepoint(&tx, path, |s| {
-                    ts.iter().try_for_each(|t| put_traveller(s, path, t, at))
-                }),
-            ),
-        });
-    }
+    let pending: Vec<Pending> = group.into_iter().map(|op| apply(&tx, path, op)).collect();
     let committed = tx.commit().map_err(|e| crate::sqlite::db_error(path, e));
     if committed.is_ok() {
         stats
@@ -108,6 +79,38 @@ pub(super) fn commit_group(
             (Pending::Many(a, r), Ok(())) => a.send(r).is_ok(),
             (Pending::Many(a, _), Err(e)) => a.send(Err(again(e, path))).is_ok(),
         };
+    }
+}
+
+/// Applies one write in its own savepoint of `tx`; its answer waits for
+/// the commit.
+fn apply(tx: &Transaction<'_>, path: &Path, op: Op) -> Pending {
+    match op {
+        Op::Record(e, answer) => {
+            Pending::Record(answer, in_savepoint(tx, path, |t| record(t, path, e)))
+        }
+        Op::Correct(c, answer) => {
+            Pending::Correct(answer, in_savepoint(tx, path, |t| correct(t, path, &c)))
+        }
+        Op::PutTraveller(t, at, answer) => Pending::Put(
+            answer,
+            in_savepoint(tx, path, |s| put_traveller(s, path, &t, at)),
+        ),
+        Op::Erase(e, answer) => Pending::Count(
+            answer,
+            in_savepoint(tx, path, |s| super::erase::erase(s, path, &e)),
+        ),
+        Op::Checkpoint(answer) => Pending::Checkpoint(answer),
+        Op::RecordMany(es, answer) => Pending::Many(
+            answer,
+            in_savepoint(tx, path, |t| record_many(t, path, &es)),
+        ),
+        Op::PutTravellers(ts, at, answer) => Pending::Put(
+            answer,
+            in_savepoint(tx, path, |s| {
+                ts.iter().try_for_each(|t| put_traveller(s, path, t, at))
+            }),
+        ),
     }
 }
 
