@@ -464,6 +464,7 @@ async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time(
     let server = serve_in_process(&f, data.path(), clock.clone(), |s| {
         s.retention_interval_ms = 20;
         s.compaction_interval_ms = 50;
+        s.manifest_purge_interval_ms = 20;
     })
     .await;
     let mut m = MatcherClient::connect(format!("http://{}", server.addr))
@@ -484,9 +485,45 @@ async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time(
     .await
     .unwrap();
     admit(&mut e, &visitor, stay_rule::Rule::NinetyIn180(true)).await;
-    m.identify(at(&f, 30, "cit-in", Direction::Entry, 0))
+    // Both on a flight's manifest (valid for six hours); the citizen's
+    // entry is searched in it, their exit verified against their passport.
+    let mut staging = ManifestsClient::connect(format!("http://{}", server.admin_addr))
         .await
         .unwrap();
+    staging
+        .stage(StageManifestRequest {
+            header: Some(ManifestHeader {
+                manifest_id: "CIT-FLIGHT".into(),
+                kind: ManifestKind::Flight.into(),
+                port_id: "JFK-T4".into(),
+                direction: Direction::Entry.into(),
+                valid_from_unix_ms: t0 - 3_600_000,
+                valid_until_unix_ms: t0 + 6 * 3_600_000,
+                ..Default::default()
+            }),
+            subject_ids: vec![citizen.clone(), visitor.clone()],
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let scoped = m
+        .identify(IdentifyRequest {
+            manifest_id: "CIT-FLIGHT".into(),
+            ..at(&f, 30, "cit-in", Direction::Entry, 0)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(scoped.r#match && scoped.encounter.is_some());
+    m.verify(VerifyRequest {
+        probe: face(&f, 30),
+        subject_id: citizen.clone(),
+        model_tag: TAG.into(),
+        capture: Some(capture("cit-out", Direction::Exit, 0)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     m.identify(at(&f, 31, "vis-in", Direction::Entry, 0))
         .await
         .unwrap();
@@ -519,7 +556,7 @@ async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time(
     // Eleven hours on, several purges later: still there.
     clock.set(UnixMillis(t0 + 11 * 3_600_000));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(history(&mut e, citizen.clone()).await, 1);
+    assert_eq!(history(&mut e, citizen.clone()).await, 2, "entry and exit");
     // Thirteen hours on: gone, from the API and from the bytes on disk.
     clock.set(UnixMillis(t0 + 13 * 3_600_000));
     let by = std::time::Instant::now() + std::time::Duration::from_secs(10);
