@@ -16,7 +16,9 @@
 #                   cost of sharing two cores, without any queue.
 # Each step is WARMUP_S unrecorded then STEP_S measured; ROUNDS repeats the
 # three. The server's metrics are scraped around each step, for the
-# national requests' time in the dispatcher queue and the batches formed.
+# national requests' time in the dispatcher queue, the batches formed, the
+# requests refused, and how busy the national engine was (scoped searches
+# never pass through it, nor through the queue).
 # The claim: scoped searches run on the blocking pool, not through the
 # dispatcher, so their p99 in (b) stays near (a); what it does gain is CPU
 # sharing, which (c) measures apart.
@@ -65,6 +67,7 @@ else
   synth_flags=(--synth-subjects "$subjects" --synth-seed "$seed")
 fi
 
+{ date -u +%FT%TZ; git rev-parse --short HEAD; nproc; grep -m1 'model name' /proc/cpuinfo; } >"$out/machine.txt"
 rm -rf "$out/data"
 "$bin/facegate" serve "${gallery_flags[@]}" --engine cpu --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
   --metrics-listen 127.0.0.1:0 --data-dir "$out/data" ${SERVE_FLAGS:-} >"$out/server.log" 2>&1 &
@@ -98,7 +101,7 @@ done
 stop
 
 python3 - "$out" "$rounds" "$rate" "$ports" <<'PY'
-import json, re, sys
+import json, os, re, sys
 out, rounds, rate, ports = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 def metric(text, name, **labels):
@@ -136,12 +139,17 @@ for r in range(1, rounds + 1):
         batches = delta(label, "facegate_batch_size_count")
         probes = delta(label, "facegate_batch_size_sum")
         identify = delta(label, "facegate_requests_total", rpc="Identify")
+        # The scrapes just before and after the step bound its wall time.
+        wall = os.path.getmtime(f"{out}/{label}.after.prom") - os.path.getmtime(f"{out}/{label}.before.prom")
+        busy = delta(label, "facegate_engine_duration_seconds_sum") / wall
+        shed = delta(label, "facegate_shed_requests_total")
         scoped = delta(label, "facegate_scoped_searches_total")
         matched = delta(label, "facegate_scoped_searches_total", outcome="match")
-        notes.append(f"- {label} (warm-up included): {identify:.0f} Identify answers, {scoped:.0f} of them "
-                     f"scoped ({matched:.0f} matched their traveller); {waits:.0f} searches went through "
-                     f"the dispatcher queue, waiting {wait_ms:.1f} ms on average, in {batches:.0f} batches "
-                     f"of {probes / batches if batches else 0:.1f} probes")
+        notes.append(f"- {label} (warm-up included): {identify:.0f} Identify requests, {scoped:.0f} of them "
+                     f"scoped ({matched:.0f} matched their traveller); {waits:.0f} searched through the "
+                     f"dispatcher queue (mean wait {wait_ms:.1f} ms, {batches:.0f} batches of "
+                     f"{probes / batches if batches else 0:.1f} probes), {shed:.0f} refused at its door; "
+                     f"the national engine busy {100 * busy:.0f} % of the step's {wall:.1f} s")
 text = "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
 open(f"{out}/summary.md", "w").write(text)
 print(text)
