@@ -35,6 +35,7 @@ pub mod retention;
 pub mod scoped;
 pub mod serve;
 pub mod served;
+pub mod served_encounters;
 pub mod status;
 
 /// The generated API (facegate-api's `v1`), under the name the server's

@@ -17,13 +17,13 @@ use facegate_core::{Gallery, GalleryError, SearchError};
 use crate::changes::{Committed, GalleryChanges};
 use crate::config::Settings;
 use crate::dispatch::{DispatchError, DispatchSettings, Dispatcher, Job, SearchAnswer};
-use crate::encounters::ServedEncounters;
 use crate::engines::{FailoverEngine, OpenedGpu};
 use crate::generation::{GalleryFacts, Generation};
 use crate::metrics::Metrics;
 use crate::reload::{Generations, ReloadError, Reloaded};
 use crate::request::{CheckedIdentify, CheckedVerify, Limits, ManifestScope};
 use crate::scoped::{self, ScopedError, ServedManifests};
+use crate::served_encounters::ServedEncounters;
 
 /// The gallery served and the machinery that searches and changes it.
 pub struct ServedGallery {
