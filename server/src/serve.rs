@@ -93,39 +93,9 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     let matcher = matcher_service(&state, &auditor, settings.max_message_bytes, port_keys);
     let ports = Routes::new(matcher).add_service(health_service.clone());
     let ports = with_reflection(ports, &["facegate.v1.Matcher"])?;
-    let manifests = manifests_service(&state, &auditor, &settings, admin_keys.clone());
-    let encounters = encounters_service(&state, &auditor, &settings, admin_keys.clone());
-    let privacy = privacy_service(&state, &auditor, &settings, admin_keys.clone());
-    let admin = admin_service(&state, auditor.clone(), &settings, &live, admin_keys);
-    let back_office = Routes::new(admin)
-        .add_service(manifests)
-        .add_service(encounters)
-        .add_service(privacy)
+    let back_office = back_office_routes(&state, &auditor, &settings, &live, admin_keys)?
         .add_service(health_service);
-    let back_office = with_reflection(
-        back_office,
-        &[
-            "facegate.v1.GalleryAdmin",
-            "facegate.v1.Manifests",
-            "facegate.v1.Encounters",
-            "facegate.v1.Privacy",
-        ],
-    )?;
-    let purge_every = Duration::from_millis(settings.manifest_purge_interval_ms);
-    let purging = tokio::spawn(purge_manifests(Arc::downgrade(&state), purge_every));
-    let compact_every = Duration::from_millis(settings.compaction_interval_ms);
-    let compacting = tokio::spawn(crate::compaction::compact_on_timer(
-        Arc::downgrade(&state),
-        compact_every,
-    ));
-    let retention_every = Duration::from_millis(settings.retention_interval_ms);
-    let retaining = tokio::spawn(crate::retention::purge_on_timer(
-        Arc::downgrade(&state),
-        auditor.clone(),
-        policy,
-        retention_every,
-    ));
-
+    let timers = spawn_timers(&state, &auditor, policy, &settings);
     let metrics_stop = start_metrics(settings.metrics_listen, metrics).await?;
     let signals = Signals::listen();
     let listeners = bind_listeners(&settings).await?;
@@ -140,12 +110,68 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
         drain,
     )
     .await?;
-    purging.abort();
-    retaining.abort();
-    compacting.abort();
+    for timer in timers {
+        timer.abort();
+    }
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The back office's services (GalleryAdmin, Manifests, Encounters,
+/// Privacy), each call's admin key checked, with reflection listing them;
+/// the caller adds health.
+fn back_office_routes(
+    state: &Arc<ServedGallery>,
+    auditor: &Arc<Auditor>,
+    settings: &Settings,
+    live: &Arc<LiveGallery>,
+    admin_keys: impl KeyCheck + Clone,
+) -> anyhow::Result<Routes> {
+    let manifests = manifests_service(state, auditor, settings, admin_keys.clone());
+    let encounters = encounters_service(state, auditor, settings, admin_keys.clone());
+    let privacy = privacy_service(state, auditor, settings, admin_keys.clone());
+    let admin = admin_service(state, auditor.clone(), settings, live, admin_keys);
+    let routes = Routes::new(admin)
+        .add_service(manifests)
+        .add_service(encounters)
+        .add_service(privacy);
+    with_reflection(
+        routes,
+        &[
+            "facegate.v1.GalleryAdmin",
+            "facegate.v1.Manifests",
+            "facegate.v1.Encounters",
+            "facegate.v1.Privacy",
+        ],
+    )
+}
+
+/// The background timers: manifest expiry, scheduled compaction and the
+/// retention purge, each holding the state weakly; aborted at shutdown.
+fn spawn_timers(
+    state: &Arc<ServedGallery>,
+    auditor: &Arc<Auditor>,
+    policy: Arc<facegate_core::retention::RetentionPolicy>,
+    settings: &Settings,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let every = |ms: u64| Duration::from_millis(ms);
+    vec![
+        tokio::spawn(purge_manifests(
+            Arc::downgrade(state),
+            every(settings.manifest_purge_interval_ms),
+        )),
+        tokio::spawn(crate::compaction::compact_on_timer(
+            Arc::downgrade(state),
+            every(settings.compaction_interval_ms),
+        )),
+        tokio::spawn(crate::retention::purge_on_timer(
+            Arc::downgrade(state),
+            auditor.clone(),
+            policy,
+            every(settings.retention_interval_ms),
+        )),
+    ]
 }
 
 /// The gallery file (the demo gallery, synthesised on first use, when none
