@@ -27,6 +27,7 @@ pub mod retention;
 pub mod search;
 pub mod sqlite;
 pub mod synth;
+pub mod text;
 pub mod wal;
 
 pub use error::{GalleryError, InputError};

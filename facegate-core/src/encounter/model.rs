@@ -282,29 +282,17 @@ pub enum RecordError {
     },
 }
 
-/// A text field: no control characters, no surrounding whitespace, at most
-/// `max` bytes, non-empty when `required`.
+/// A text field checked by [`crate::text::field_problem`].
 pub(crate) fn check_text(
     field: &'static str,
     value: &str,
     max: usize,
     required: bool,
 ) -> Result<(), RecordError> {
-    let reason = if value.is_empty() {
-        if !required {
-            return Ok(());
-        }
-        "is empty".to_string()
-    } else if value.len() > max {
-        format!("is {} bytes, at most {max}", value.len())
-    } else if value.chars().any(char::is_control) {
-        "contains a control character".to_string()
-    } else if value.trim() != value {
-        "has leading or trailing whitespace".to_string()
-    } else {
-        return Ok(());
-    };
-    Err(RecordError::BadField { field, reason })
+    match crate::text::field_problem(value, max, required) {
+        Some(reason) => Err(RecordError::BadField { field, reason }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a subject id as the gallery does.

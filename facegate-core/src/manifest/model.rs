@@ -181,29 +181,17 @@ pub enum ManifestError {
     },
 }
 
-/// A text field: no control characters (they break logs and CSV), no
-/// surrounding whitespace, at most `max` bytes, non-empty when `required`.
+/// A text field checked by [`crate::text::field_problem`].
 fn check_text(
     field: &'static str,
     value: &str,
     max: usize,
     required: bool,
 ) -> Result<(), ManifestError> {
-    let reason = if value.is_empty() {
-        if !required {
-            return Ok(());
-        }
-        "is empty".to_string()
-    } else if value.len() > max {
-        format!("is {} bytes, at most {max}", value.len())
-    } else if value.chars().any(char::is_control) {
-        "contains a control character".to_string()
-    } else if value.trim() != value {
-        "has leading or trailing whitespace".to_string()
-    } else {
-        return Ok(());
-    };
-    Err(ManifestError::BadField { field, reason })
+    match crate::text::field_problem(value, max, required) {
+        Some(reason) => Err(ManifestError::BadField { field, reason }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a manifest id alone (staging, and the id of a lookup or amendment).
