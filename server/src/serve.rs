@@ -126,7 +126,7 @@ fn back_office_routes(
     auditor: &Arc<Auditor>,
     settings: &Settings,
     live: &Arc<LiveGallery>,
-    admin_keys: impl KeyCheck + Clone,
+    admin_keys: impl KeyCheck,
 ) -> anyhow::Result<Routes> {
     let manifests = manifests_service(state, auditor, settings, admin_keys.clone());
     let encounters = encounters_service(state, auditor, settings, admin_keys.clone());
