@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# What recording encounters costs a port: the same closed-loop load against
-# one server, with every request asking for its encounter to be recorded
+# What recording encounters costs a port: the same load against one
+# server, with every request asking for its encounter to be recorded
 # (facegate-load --record: durable in SQLite, group-committed, before the
 # answer) and without, runs interleaved on the same server, beside this
 # disk's own latency of one small write + fdatasync (dd oflag=dsync) on the
-# same file system.
+# same file system. Two loads: closed loop (PORTS ports, each waiting for
+# its answer: the server saturated, what recording costs in throughput),
+# then open loop at each of RATES (Poisson arrivals at a fixed rate below
+# saturation: what recording adds to a request's latency at that load).
 #
 #   benchmarks/scripts/encounters.sh GALLERY.fgal OUT_DIR
 #
 # Environment: PORTS (concurrent ports, default 16), SECONDS_PER_RUN
-# (default 10), ROUNDS (off/on pairs, default 3), TOP_K (default 10).
+# (default 10), ROUNDS (off/on pairs per load, default 3), TOP_K (default
+# 10), RATES (open-loop requests/s, default "1000 1600"; empty for none),
+# SERVER_ARGS (more `facegate serve` flags, e.g. "--scan-nice 0"),
+# FACEGATE (a server binary to measure instead of this tree's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 gallery=$(realpath "$1")
@@ -18,13 +24,16 @@ mkdir -p "$out"
 ports=${PORTS:-16}
 secs=${SECONDS_PER_RUN:-10}
 rounds=${ROUNDS:-3}
+rates=${RATES-1000 1600}
 top_k=${TOP_K:-10}
 bin=target/release
 cargo build --release --bin facegate --bin facegate-load >&2
+server_bin=${FACEGATE:-$bin/facegate}
 
 rm -rf "$out/data"
-"$bin/facegate" serve --gallery "$gallery" --engine cpu --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --metrics-listen 127.0.0.1:0 --data-dir "$out/data" >"$out/server.log" 2>&1 &
+# shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
+"$server_bin" serve --gallery "$gallery" --engine cpu --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --metrics-listen 127.0.0.1:0 --data-dir "$out/data" ${SERVER_ARGS:-} >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
@@ -43,14 +52,14 @@ fsync_probe() {
 
 printf '| run | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | dd write+fdatasync us |\n' >"$out/table.md"
 printf '|---|---:|---:|---:|---:|---:|---:|---:|\n' >>"$out/table.md"
-for r in $(seq 1 "$rounds"); do
-  for mode in off on; do
-    label="record-$mode-$r"
-    flag=""; [ "$mode" = on ] && flag="--record"
-    "$bin/facegate-load" closed --addr "http://$addr" --ports "$ports" --duration-s "$secs" --top-k "$top_k" \
-      --label "$label" --json "$out/$label.json" --quiet $flag >"$out/$label.md"
-    dd_us=$(fsync_probe)
-    python3 - "$out/$label.json" "$label" "$dd_us" >>"$out/table.md" <<'PY'
+# One run: LABEL, then facegate-load's mode and its arguments.
+run() {
+  local label=$1 mode=$2
+  shift 2
+  "$bin/facegate-load" "$mode" --addr "http://$addr" --duration-s "$secs" --top-k "$top_k" \
+    --label "$label" --json "$out/$label.json" --quiet "$@" >"$out/$label.md"
+  dd_us=$(fsync_probe)
+  python3 - "$out/$label.json" "$label" "$dd_us" >>"$out/table.md" <<'PY'
 import json, sys
 path, label, dd_us = sys.argv[1:4]
 r = json.load(open(path))
@@ -59,6 +68,16 @@ lat = r["latency_ms"]
 errors = r["sent"] - r["ok"]
 print(f"| {label} | {r['throughput']:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {errors} | {dd_us} |")
 PY
+}
+
+for r in $(seq 1 "$rounds"); do
+  run "closed-off-$r" closed --ports "$ports"
+  run "closed-on-$r" closed --ports "$ports" --record
+done
+for rate in $rates; do
+  for r in $(seq 1 "$rounds"); do
+    run "open-$rate-off-$r" open --rate "$rate"
+    run "open-$rate-on-$r" open --rate "$rate" --record
   done
 done
 curl -s "$(sed -n 's/^facegate metrics on //p' "$out/server.log")" | grep '^facegate_encounters_total' | awk '{s+=$2} END {print "encounters recorded:", s}' >>"$out/table.md"

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use facegate_core::clock::UnixMillis;
 use facegate_core::encounter::{
     Admission, CaptureContext, Category, Correction, Day, Decision, Encounter, EncounterError,
-    EncounterStore, Method, RecordError, SqliteEncounters, StayRule, Traveller,
+    EncounterStore, Method, RecordError, Recorded, SqliteEncounters, StayRule, Traveller,
 };
 use facegate_core::manifest::Direction;
 use facegate_core::sqlite::DbError;
@@ -535,4 +535,90 @@ fn irregular_reads_order_movements_at_one_instant_as_stays_do() {
         ids(store.exits_without_entry(from, until, 1).unwrap()),
         ["g1"]
     );
+}
+
+/// Records `e` through the queued path and waits for its reply.
+fn enqueue(store: &SqliteEncounters, e: Encounter) -> Result<Recorded, EncounterError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = store.enqueue_record(
+        e,
+        Box::new(move |r| {
+            tx.send(r).unwrap();
+        }),
+    );
+    assert!(queued.is_ok(), "an open store with room queues the record");
+    rx.recv().unwrap()
+}
+
+#[test]
+fn a_queued_record_is_durable_when_answered_and_flags_an_exit_without_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    // S1 leaves without having entered: flagged. S2 enters, then leaves: not.
+    let impostor = enqueue(
+        &store,
+        crossing("x1", Some("S1"), Direction::Exit, at(5, 9)),
+    )
+    .unwrap();
+    assert!(impostor.newly_recorded && impostor.exit_without_entry);
+    let entry = enqueue(
+        &store,
+        crossing("e2", Some("S2"), Direction::Entry, at(1, 9)),
+    )
+    .unwrap();
+    assert!(!entry.exit_without_entry, "an entry is never flagged");
+    let exit = enqueue(
+        &store,
+        crossing("x2", Some("S2"), Direction::Exit, at(5, 9)),
+    )
+    .unwrap();
+    assert!(!exit.exit_without_entry);
+    // A second exit in a row is flagged: the movement before it is an exit.
+    let again = enqueue(
+        &store,
+        crossing("x3", Some("S2"), Direction::Exit, at(6, 9)),
+    )
+    .unwrap();
+    assert!(again.exit_without_entry);
+    // An exit captured before the entry (out of order) has nothing open before it.
+    let early = enqueue(
+        &store,
+        crossing("x4", Some("S2"), Direction::Exit, at(0, 9)),
+    )
+    .unwrap();
+    assert!(early.exit_without_entry);
+    // A retry is answered with the first record, and never flagged again.
+    let retry = enqueue(
+        &store,
+        crossing("x1", Some("S1"), Direction::Exit, at(5, 9)),
+    )
+    .unwrap();
+    assert!(!retry.newly_recorded && !retry.exit_without_entry);
+    assert_eq!(retry.stored, impostor.stored);
+    // An exit that matched nobody names no subject: nothing to flag.
+    let unknown = enqueue(&store, crossing("x5", None, Direction::Exit, at(7, 9))).unwrap();
+    assert!(!unknown.exit_without_entry);
+    // A bad record is answered with its reason, queued or not.
+    let bad = enqueue(&store, crossing("", Some("S3"), Direction::Entry, at(1, 1)));
+    assert!(matches!(bad, Err(EncounterError::Invalid(_))), "{bad:?}");
+    // What was answered is on disk: a reopened store has it.
+    drop(store);
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    assert_eq!(
+        store.get(impostor.stored.record_id).unwrap().as_ref(),
+        Some(&impostor.stored)
+    );
+    assert_eq!(store.history("S2").unwrap().len(), 4);
+}
+
+#[test]
+fn a_closed_store_answers_a_queued_record_with_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    store.close();
+    let r = enqueue(
+        &store,
+        crossing("c1", Some("S1"), Direction::Entry, at(1, 1)),
+    );
+    assert!(matches!(r, Err(EncounterError::Closed)), "{r:?}");
 }

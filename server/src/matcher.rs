@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::audit::{Auditor, Caller};
 use crate::deadline::RequestClock;
-use crate::encounters::recording::{self, Outcome};
+use crate::encounters::recording::{self, Outcome, PendingRecord};
 use crate::generation::GalleryFacts;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
@@ -39,14 +39,19 @@ impl MatcherService {
     }
 }
 
+/// An answer, and the encounter record it waits for when the request
+/// asked for one (written beside the answer's audit record; see
+/// [`finish`]).
+type Answered<T> = Result<(T, Option<PendingRecord>), Status>;
+
 /// One Identify, unary or streamed: checked, searched (nationally, or in
-/// the manifest it names), answered.
+/// the manifest it names), answered; its encounter's record started.
 async fn identify_one(
     state: &ServedGallery,
     r: IdentifyRequest,
     clock: RequestClock,
     caller: &Caller,
-) -> Result<IdentifyResponse, Status> {
+) -> Answered<IdentifyResponse> {
     clock.check()?;
     let recording = recording::requested(caller)?;
     let job = request::identify(&r, state.gallery().header(), state.limits())?;
@@ -67,16 +72,12 @@ async fn identify_one(
             (state.identify_in_manifest(&job, scope, principal, port, deadline)).await?
         }
     };
-    let encounter = match recording {
-        Some(context) => {
-            let outcome = Outcome::of_identify(&found);
-            Some(recording::record(state, caller, context, outcome).await?)
-        }
-        None => None,
-    };
-    let mut response = identify_response(r.request_id, found, clock.arrived);
-    response.encounter = encounter;
-    Ok(response)
+    let pending = recording
+        .map(|context| recording::start(state, caller, context, Outcome::of_identify(&found)));
+    Ok((
+        identify_response(r.request_id, found, clock.arrived),
+        pending,
+    ))
 }
 
 /// The proto `answered_by` and `manifest_id` of an answer.
@@ -221,6 +222,8 @@ fn count(
 trait Answer {
     /// The decision.
     fn matched(&self) -> bool;
+    /// Adds the encounter record the answer carries.
+    fn set_encounter(&mut self, record: proto::EncounterRecord);
     /// The subjects the answer disclosed, and the generation that answered.
     fn disclosed(&self) -> (Vec<String>, u64);
 }
@@ -228,6 +231,9 @@ trait Answer {
 impl Answer for IdentifyResponse {
     fn matched(&self) -> bool {
         self.r#match
+    }
+    fn set_encounter(&mut self, record: proto::EncounterRecord) {
+        self.encounter = Some(record);
     }
     fn disclosed(&self) -> (Vec<String>, u64) {
         let ids = self.candidates.iter().map(|c| c.subject_id.clone());
@@ -245,17 +251,85 @@ impl Answer for VerifyAnswer {
     fn matched(&self) -> bool {
         self.response.r#match
     }
+    fn set_encounter(&mut self, record: proto::EncounterRecord) {
+        self.response.encounter = Some(record);
+    }
     fn disclosed(&self) -> (Vec<String>, u64) {
         (vec![self.subject.clone()], self.response.gallery_generation)
     }
 }
 
-/// Writes the request's audit record (when the trail is on), then counts
-/// it; the answer leaves only once its record is durable (UNAVAILABLE when
-/// it cannot be made so). `named` are the subjects the request itself
-/// named, recorded when it failed; `manifest` the manifest it named
-/// (recorded either way).
+/// Writes the request's audit record (when the trail is on) while its
+/// encounter's record (when it asked for one) is written too, then counts
+/// it; the answer leaves only once both are durable (UNAVAILABLE when
+/// either cannot be made so). An encounter that fails after the audit
+/// record said the answer was given is followed in the trail by a record
+/// of the failure, so the trail never claims an answer that was withheld.
+/// `named` are the subjects the request itself named, recorded when it
+/// failed; `manifest` the manifest it named (recorded either way).
 async fn finish<T: Answer>(
+    svc: &MatcherService,
+    rpc: &str,
+    caller: &Caller,
+    answered: Answered<T>,
+    named: impl FnOnce() -> Vec<String>,
+    manifest: Option<String>,
+) -> Result<T, Status> {
+    let (result, pending) = match answered {
+        Ok((answer, pending)) => (Ok(answer), pending),
+        Err(status) => (Err(status), None),
+    };
+    let result = audit(svc, rpc, caller, result, named, manifest.clone()).await;
+    let result = match (result, pending) {
+        (Ok(mut answer), Some(pending)) => match pending.durable().await {
+            Ok(record) => {
+                answer.set_encounter(record);
+                Ok(answer)
+            }
+            Err(status) => Err(withheld(svc, rpc, caller, status, manifest).await),
+        },
+        // A record under way when the audit failed is still written: the
+        // port's retry (same encounter id) is answered with it.
+        (result, _) => result,
+    };
+    let (code, matched) = match &result {
+        Ok(v) => (tonic::Code::Ok, Some(v.matched())),
+        Err(s) => (s.code(), None),
+    };
+    count(
+        &svc.state,
+        rpc,
+        caller.port(),
+        caller.arrived,
+        code,
+        matched,
+    );
+    result
+}
+
+/// The audit record of an answer that was given but whose encounter
+/// could not be recorded: the answer is withheld with `status`.
+async fn withheld(
+    svc: &MatcherService,
+    rpc: &str,
+    caller: &Caller,
+    status: Status,
+    manifest: Option<String>,
+) -> Status {
+    if !svc.auditor.is_enabled() {
+        return status;
+    }
+    let mut event = caller.event(rpc, status.code(), None, Vec::new(), 0);
+    event.manifest_id = manifest;
+    match svc.auditor.record(event).await {
+        Ok(_) => status,
+        Err(reason) => not_audited(&reason),
+    }
+}
+
+/// Writes the audit record of `result` (when the trail is on); the
+/// result, or UNAVAILABLE when the record cannot be made durable.
+async fn audit<T: Answer>(
     svc: &MatcherService,
     rpc: &str,
     caller: &Caller,
@@ -263,7 +337,7 @@ async fn finish<T: Answer>(
     named: impl FnOnce() -> Vec<String>,
     manifest: Option<String>,
 ) -> Result<T, Status> {
-    let result = if svc.auditor.is_enabled() {
+    if svc.auditor.is_enabled() {
         let mut event = match &result {
             Ok(v) => {
                 let (subjects, generation) = v.disclosed();
@@ -279,20 +353,7 @@ async fn finish<T: Answer>(
         }
     } else {
         result
-    };
-    let (code, matched) = match &result {
-        Ok(v) => (tonic::Code::Ok, Some(v.matched())),
-        Err(s) => (s.code(), None),
-    };
-    count(
-        &svc.state,
-        rpc,
-        caller.port(),
-        caller.arrived,
-        code,
-        matched,
-    );
-    result
+    }
 }
 
 #[tonic::async_trait]
@@ -401,19 +462,18 @@ impl Matcher for MatcherService {
             auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
             clock.check()?;
             let recording = recording::requested(&caller)?;
-            let mut response = verify_one(&self.state, &r, clock.arrived)?;
-            if let Some(context) = recording {
+            let response = verify_one(&self.state, &r, clock.arrived)?;
+            let pending = recording.map(|context| {
                 let outcome = Outcome::of_verify(&response, &r.subject_id);
-                response.encounter =
-                    Some(recording::record(&self.state, &caller, context, outcome).await?);
-            }
-            Ok(response)
+                recording::start(&self.state, &caller, context, outcome)
+            });
+            Ok((response, pending))
         }
         .instrument(span)
         .await;
-        let result = result.map(|response| VerifyAnswer {
-            response,
-            subject: r.subject_id.clone(),
+        let result = result.map(|(response, pending)| {
+            let subject = r.subject_id.clone();
+            (VerifyAnswer { response, subject }, pending)
         });
         finish(self, "Verify", &caller, result, || vec![r.subject_id], None)
             .await

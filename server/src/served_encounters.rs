@@ -58,6 +58,12 @@ impl ServedEncounters {
         Ok(self.opened.get_or_init(|| s).as_ref())
     }
 
+    /// The store when it is open already: what a caller that must not
+    /// block (an async worker) may queue a write to without creating it.
+    pub fn if_open(&self) -> Option<&dyn EncounterStore> {
+        self.opened.get().map(|s| s.as_ref() as &dyn EncounterStore)
+    }
+
     /// The store for a read: empty while nothing was ever recorded (no
     /// file yet).
     pub fn readable(&self) -> &dyn EncounterStore {

@@ -202,6 +202,15 @@ async fn an_impostors_exit_is_reported_and_an_officer_corrects_it() {
     let found: Vec<_> = irregular.encounters.iter().map(|v| v.record_id).collect();
     assert_eq!(found, [record_id]);
     assert_eq!(irregular.encounters[0].subject_id, Synth::subject_id(9));
+    // Counted as it was recorded (the writer found no entry before it).
+    let unmatched = "facegate_unmatched_exits_total{port=\"JFK-T4\"}";
+    let text = http_get(&server.metrics).await;
+    assert_eq!(sample(&text, unmatched), 1.0, "{text}");
+    // Subject 10 enters, then leaves: not counted.
+    m.identify(at(&f, 10, "in-10", Direction::Entry, 1)).await.unwrap();
+    m.identify(at(&f, 10, "out-10", Direction::Exit, 4)).await.unwrap();
+    let text = http_get(&server.metrics).await;
+    assert_eq!(sample(&text, unmatched), 1.0, "{text}");
 
     // The officer checks the passport: it is subject 10.
     let fixed = e

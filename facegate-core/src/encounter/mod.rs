@@ -34,6 +34,6 @@ pub use reconcile::{
 pub use sqlite_store::{BulkRecorded, CommitStats, REPORT_QUERIES, SqliteEncounters};
 pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};
 pub use store::{
-    Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, Recorded,
-    StoredEncounter, SubjectPage,
+    Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, RecordReply,
+    Recorded, StoredEncounter, SubjectPage,
 };

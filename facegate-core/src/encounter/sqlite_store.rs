@@ -5,11 +5,14 @@
 //!
 //! **Group commit.** Every write (a record, a correction, a traveller's
 //! file) is sent to the writer thread, which takes whatever else is waiting
-//! (up to [`MAX_GROUP`]), applies each in its own savepoint inside one
-//! transaction, commits once (one fsync of the WAL, `synchronous=FULL`),
-//! and only then answers each caller. Under load, many ports' records share
-//! one fsync; alone, a record costs one. A write that fails (a bad
-//! correction) rolls back its savepoint only.
+//! (up to [`MAX_GROUP`]), applies each inside one transaction, commits once
+//! (one fsync of the WAL, `synchronous=FULL`), and only then answers each
+//! caller. Under load, many ports' records share one fsync; alone, a record
+//! costs one. A write that fails (a bad correction) rolls back only its own
+//! changes: a write of several statements runs in its own savepoint, and a
+//! record, one INSERT, is atomic as a statement. A port's request queues
+//! its record ([`EncounterStore::enqueue_record`]) and is answered from
+//! this thread, so no thread of the server waits on the commit.
 //!
 //! **Reads** never wait for the writer: WAL mode lets a reader see the last
 //! committed state while a transaction is being written, so a long report
@@ -17,14 +20,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::store::{
-    Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, Recorded,
-    StoredEncounter, SubjectPage,
+    Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, RecordReply,
+    Recorded, StoredEncounter, SubjectPage,
 };
 use super::writes;
 use super::{Category, Day, Traveller};
@@ -111,10 +114,7 @@ pub(super) const COLUMNS: &str = "key, port, encounter_id, direction, lane, carr
 
 /// A write, with where to send its answer.
 pub(super) enum Op {
-    Record(
-        super::Encounter,
-        SyncSender<Result<Recorded, EncounterError>>,
-    ),
+    Record(super::Encounter, RecordReply),
     Correct(
         Correction,
         SyncSender<Result<StoredEncounter, EncounterError>>,
@@ -407,7 +407,45 @@ fn page_limit(limit: usize) -> i64 {
 impl EncounterStore for SqliteEncounters {
     fn record(&self, encounter: super::Encounter) -> Result<Recorded, EncounterError> {
         encounter.validate()?;
-        self.write(|answer| Op::Record(encounter, answer))
+        self.write(|answer| {
+            Op::Record(
+                encounter,
+                Box::new(move |r| {
+                    // A caller that gave up (its request was cancelled) is not waiting.
+                    let _ = answer.send(r);
+                }),
+            )
+        })
+    }
+
+    fn enqueue_record(
+        &self,
+        encounter: super::Encounter,
+        reply: RecordReply,
+    ) -> Result<(), (super::Encounter, RecordReply)> {
+        if let Err(e) = encounter.validate() {
+            reply(Err(e.into()));
+            return Ok(());
+        }
+        let sender = self
+            .writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(sender) = sender else {
+            reply(Err(EncounterError::Closed));
+            return Ok(());
+        };
+        let (TrySendError::Full(op) | TrySendError::Disconnected(op)) =
+            match sender.try_send(Op::Record(encounter, reply)) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+        match op {
+            Op::Record(e, r) => Err((e, r)),
+            // The op handed back is the one sent; no other can come back.
+            _ => Ok(()),
+        }
     }
 
     fn correct(&self, correction: Correction) -> Result<StoredEncounter, EncounterError> {

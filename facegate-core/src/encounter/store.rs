@@ -25,6 +25,9 @@ pub struct StoredEncounter {
     pub changes: Vec<Change>,
 }
 
+/// Where a queued record's answer goes ([`EncounterStore::enqueue_record`]).
+pub type RecordReply = Box<dyn FnOnce(Result<Recorded, EncounterError>) + Send>;
+
 /// What `record` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -33,6 +36,11 @@ pub struct Recorded {
     /// False when this port had already recorded this encounter id: the
     /// first record is returned and nothing is written.
     pub newly_recorded: bool,
+    /// A newly recorded matched exit whose subject's movement before it
+    /// is not an entry, or who has none: a possible impostor, or an entry
+    /// that was never captured. Found in the record's own transaction, so
+    /// the request path needs no second read. False otherwise.
+    pub exit_without_entry: bool,
 }
 
 /// An officer's decision after a manual check, or a correction of a record
@@ -172,6 +180,22 @@ pub trait EncounterStore: Send + Sync + std::fmt::Debug {
     /// Records an encounter, durably before returning; a retry of the same
     /// port's encounter id returns the first record.
     fn record(&self, encounter: Encounter) -> Result<Recorded, EncounterError>;
+
+    /// Queues an encounter's record and returns at once; `reply` is called
+    /// with what [`EncounterStore::record`] would return, once the record is
+    /// durable (from the store's own thread). This is the request path's
+    /// way in: an async caller awaits the reply without holding a thread
+    /// of its own while the commit is written, which on a busy machine is
+    /// two thread wake-ups fewer per request. A store that cannot queue
+    /// (or whose queue is full) hands both back unused, and the caller
+    /// falls back to `record` off its async workers.
+    fn enqueue_record(
+        &self,
+        encounter: Encounter,
+        reply: RecordReply,
+    ) -> Result<(), (Encounter, RecordReply)> {
+        Err((encounter, reply))
+    }
 
     /// Applies an officer's decision or a correction; the record as it now
     /// stands.

@@ -9,13 +9,14 @@
 use std::sync::Arc;
 
 use facegate_core::encounter::{
-    CaptureContext, Decision, Encounter, EncounterError, EncounterStore, Method, StoredEncounter,
+    CaptureContext, Decision, Encounter, EncounterError, Method, RecordReply, Recorded,
 };
 use facegate_core::manifest::Direction;
 use tonic::Status;
 
 use super::ServedEncounters;
 use crate::audit::Caller;
+use crate::metrics::Metrics;
 use crate::proto;
 use crate::served::{AnsweredBy, Identified, ServedGallery};
 
@@ -96,49 +97,96 @@ pub fn requested(caller: &Caller) -> Result<Option<CaptureContext>, Status> {
     Ok(Some(context))
 }
 
-/// Records the encounter of `context` with `outcome` and returns what the
-/// answer carries; waits (off the async workers) until the record is
-/// durable. Counts it, and an exit whose subject had no open entry.
-pub async fn record(
+/// An encounter's record on its way to disk: the write is under way (in
+/// the store's writer, or on the blocking pool) from [`start`] on, so the
+/// request's other durable write (its audit record) proceeds beside it and
+/// the answer waits for the slower of the two, not their sum.
+pub struct PendingRecord {
+    write: Write,
+    metrics: Arc<Metrics>,
+    port: String,
+}
+
+/// Where a pending record's answer comes from.
+enum Write {
+    Queued(tokio::sync::oneshot::Receiver<Result<Recorded, EncounterError>>),
+    Blocking(tokio::task::JoinHandle<Result<Recorded, EncounterError>>),
+}
+
+/// Starts recording the encounter of `context` with `outcome`; what the
+/// answer carries comes from [`PendingRecord::durable`].
+pub fn start(
     state: &ServedGallery,
     caller: &Caller,
     context: CaptureContext,
     outcome: Outcome,
-) -> Result<proto::EncounterRecord, Status> {
+) -> PendingRecord {
     let encounters = Arc::clone(state.encounters());
     let metrics = Arc::clone(state.metrics());
     let encounter = encounter(&encounters, caller, context, outcome);
     let port = metrics.port_label(caller.port()).into_owned();
-    let recorded = tokio::task::spawn_blocking(move || {
-        let store = encounters.writable()?;
-        let recorded = store.record(encounter)?;
-        let unmatched = recorded.newly_recorded && exit_without_entry(store, &recorded.stored)?;
-        Ok::<_, EncounterError>((recorded, unmatched))
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "encounter recording task failed");
-        Status::internal("the encounter could not be recorded")
-    })?;
-    let (recorded, unmatched) = recorded.map_err(|e| {
-        if crate::status::is_server_side(&e) {
-            metrics.encounter_failures.inc();
-            tracing::error!(error = %e, "recording an encounter failed");
-        }
-        crate::status::encounter(&e)
-    })?;
-    if recorded.newly_recorded {
-        let e = &recorded.stored.encounter;
-        let labels = [e.context.direction.name(), port.as_str(), e.decision.name()];
-        metrics.encounters.with_label_values(&labels).inc();
-        if unmatched {
-            metrics.unmatched_exits.with_label_values(&[&port]).inc();
-        }
+    PendingRecord {
+        write: write(encounters, encounter),
+        metrics,
+        port,
     }
-    Ok(proto::EncounterRecord {
-        record_id: recorded.stored.record_id,
-        first_record: recorded.newly_recorded,
-    })
+}
+
+/// Queues `encounter` to the store's writer, or, when the store is not
+/// open yet or cannot queue it, records it on the blocking pool.
+fn write(encounters: Arc<ServedEncounters>, encounter: Encounter) -> Write {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let reply: RecordReply = Box::new(move |r| {
+        // A request that was cancelled is no longer waiting.
+        let _ = answer.send(r);
+    });
+    let not_queued = match encounters.if_open() {
+        Some(store) => store.enqueue_record(encounter, reply).err().map(|(e, _)| e),
+        None => Some(encounter),
+    };
+    match not_queued {
+        None => Write::Queued(answered),
+        Some(encounter) => Write::Blocking(tokio::task::spawn_blocking(move || {
+            encounters.writable()?.record(encounter)
+        })),
+    }
+}
+
+impl PendingRecord {
+    /// Waits until the record is durable; what the answer carries. Counts
+    /// it, and an exit whose subject had no open entry.
+    pub async fn durable(self) -> Result<proto::EncounterRecord, Status> {
+        let recorded = match self.write {
+            Write::Queued(answered) => answered.await.unwrap_or(Err(EncounterError::Closed)),
+            Write::Blocking(task) => task.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "encounter recording task failed");
+                Err(EncounterError::Closed)
+            }),
+        };
+        let metrics = &self.metrics;
+        let recorded = recorded.map_err(|e| {
+            if crate::status::is_server_side(&e) {
+                metrics.encounter_failures.inc();
+                tracing::error!(error = %e, "recording an encounter failed");
+            }
+            crate::status::encounter(&e)
+        })?;
+        if recorded.newly_recorded {
+            let e = &recorded.stored.encounter;
+            let labels = [e.context.direction.name(), &self.port, e.decision.name()];
+            metrics.encounters.with_label_values(&labels).inc();
+            if recorded.exit_without_entry {
+                metrics
+                    .unmatched_exits
+                    .with_label_values(&[&self.port])
+                    .inc();
+            }
+        }
+        Ok(proto::EncounterRecord {
+            record_id: recorded.stored.record_id,
+            first_record: recorded.newly_recorded,
+        })
+    }
 }
 
 /// The encounter to record.
@@ -168,20 +216,4 @@ fn encounter(
         generation: outcome.generation,
         recorded_at: encounters.clock().now(),
     }
-}
-
-/// Whether `stored` is a matched exit whose subject's movement before it is
-/// not an entry (or who has none).
-fn exit_without_entry(
-    store: &dyn EncounterStore,
-    stored: &StoredEncounter,
-) -> Result<bool, EncounterError> {
-    let e = &stored.encounter;
-    let (Direction::Exit, Some(subject)) = (e.context.direction, &e.subject_id) else {
-        return Ok(false);
-    };
-    let before = store.movements(subject, e.context.captured_at)?;
-    Ok(before
-        .last()
-        .is_none_or(|m| m.direction != Direction::Entry))
 }
