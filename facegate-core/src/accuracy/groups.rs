@@ -124,9 +124,9 @@ pub fn per_group(
     let mut flags = vec![vec![Vec::new(); n]; 2];
     for o in searches.outcomes() {
         let (class, error) = if o.mated {
-            (0, !(o.mate_rank == Some(1) && o.best_score() >= threshold))
+            (0, o.misses(threshold))
         } else {
-            (1, o.best_score() >= threshold)
+            (1, o.false_positive(threshold))
         };
         flags[class][o.group].push(error);
     }

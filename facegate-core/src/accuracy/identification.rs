@@ -54,15 +54,13 @@ pub struct AtThreshold {
 impl Searches {
     /// FPIR(T): non-mated searches whose best candidate scores at least T.
     pub fn fpir(&self, threshold: f32) -> Rate {
-        count(self.non_mated(), |o| o.best_score() >= threshold)
+        count(self.non_mated(), |o| o.false_positive(threshold))
     }
 
     /// FNIR(T), rank 1: mated searches whose mate is not the rank-1
     /// candidate with a score of at least T.
     pub fn fnir(&self, threshold: f32) -> Rate {
-        count(self.mated(), |o| {
-            !(o.mate_rank == Some(1) && o.best_score() >= threshold)
-        })
+        count(self.mated(), |o| o.misses(threshold))
     }
 
     /// For each target FPIR, the lowest threshold T with FPIR(T) ≤ target,

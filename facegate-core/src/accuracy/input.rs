@@ -49,6 +49,18 @@ impl Outcome {
     pub fn best_score(&self) -> f32 {
         self.best.map_or(f32::NEG_INFINITY, |b| b.score)
     }
+
+    /// For a mated search: an identification miss at `threshold` (the mate
+    /// is not the rank-1 candidate with a score of at least `threshold`).
+    pub fn misses(&self, threshold: f32) -> bool {
+        !(self.mate_rank == Some(1) && self.best_score() >= threshold)
+    }
+
+    /// For a non-mated search: a false positive at `threshold` (its best
+    /// candidate scores at least `threshold`).
+    pub fn false_positive(&self, threshold: f32) -> bool {
+        self.best_score() >= threshold
+    }
 }
 
 /// A checked set of searches: every score finite, each answer reduced to

@@ -83,6 +83,7 @@ pub const FILES: [&str; 9] = [
     "groups.png",
 ];
 
+/// Runs the evaluation: checks, searches, measures, writes the outputs.
 pub fn run(a: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     check_args(&a)?;
@@ -124,6 +125,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks the arguments and that no output would be replaced without --force.
 fn check_args(a: &Args) -> anyhow::Result<()> {
     if a.top_k == 0 || a.top_k > MAX_TOP_K {
         anyhow::bail!("--top-k must be within 1..={MAX_TOP_K}, got {}", a.top_k);
@@ -144,6 +146,7 @@ fn check_args(a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes report.json, report.md, scores.csv and the plots.
 fn write_outputs(
     a: &Args,
     gallery: &Gallery,
