@@ -11,6 +11,18 @@ use std::sync::Arc;
 use facegate_core::format::{BuildOptions, RowSource, build_gallery};
 use facegate_core::{ElementType, Gallery, GalleryError};
 
+/// The font plotters draws every label with: DejaVu Sans, embedded from
+/// assets/fonts/. plotters renders text with ab_glyph (a workspace feature:
+/// facegate-index draws PNGs without system font libraries), which knows
+/// only fonts registered with it.
+static PLOT_FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// Registers [`PLOT_FONT`] as "sans-serif"; call before drawing a plot.
+pub fn register_plot_font() -> anyhow::Result<()> {
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, PLOT_FONT)
+        .map_err(|_| anyhow::anyhow!("the embedded plot font is not a font plotters can read"))
+}
+
 /// Uniform noise rows: a scan's speed does not depend on the values, and
 /// this is far faster to generate than the synthetic population.
 pub struct NoiseRows {

@@ -10,8 +10,10 @@
 //! - [`live`]: the base gallery plus those changes, as searches see it;
 //! - [`audit`]: the durable trail of who searched and changed what;
 //! - [`clock`]: the injectable time that expiry and retention read;
-//! - [`manifest`]: manifest galleries, staged, stored and expiring.
+//! - [`manifest`]: manifest galleries, staged, stored and expiring;
+//! - [`accuracy`]: FPIR, FNIR, CMC, DET and per-group rates of searches whose truth is known.
 
+pub mod accuracy;
 pub mod audit;
 pub mod clock;
 pub mod encounter;

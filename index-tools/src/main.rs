@@ -36,6 +36,9 @@ enum Command {
     Compact(cmd::compact::Args),
     /// Synthesise a population, build its gallery, search it and report error rates per group.
     Demo(cmd::demo::Args),
+    /// Measure accuracy on probes with known truth: FNIR at target FPIRs, CMC, DET and EER,
+    /// per-group rates with bootstrap intervals; writes report.json, report.md, scores.csv and plots.
+    Eval(cmd::eval::Args),
     /// Verify a server's audit trail (numbering, chain) and print the records of a port, subject or RPC; expire old files.
     Audit(cmd::audit::Args),
     /// Per store and category, the oldest item and whether everything is
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Search(a) => cmd::search::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::Compact(a) => cmd::compact::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::RetentionReport(a) => cmd::retention::run(a),

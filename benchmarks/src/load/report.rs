@@ -70,6 +70,7 @@ pub fn markdown(runs: &[RunStats]) -> String {
 /// throughput (right axis, with the offered = achieved diagonal) against the
 /// offered rate of each open-loop run in `runs`.
 pub fn write_svg(path: &Path, runs: &[RunStats], title: &str) -> anyhow::Result<()> {
+    crate::register_plot_font()?;
     let open: Vec<&RunStats> = runs.iter().filter(|r| r.offered_rate.is_some()).collect();
     anyhow::ensure!(
         !open.is_empty(),

@@ -6,6 +6,7 @@ pub mod check;
 pub mod compact;
 pub mod demo;
 pub mod encounters;
+pub mod eval;
 pub mod info;
 pub mod retention;
 pub mod search;

@@ -1,7 +1,8 @@
 """Shared fixtures of the Python client tests: a synthetic population built
 with facegate-index, and the real facegate server over it, both from the
-binaries the Rust tests build (target/debug)."""
+binaries the Rust tests build (target/debug, or $CARGO_TARGET_DIR/debug)."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -17,7 +18,7 @@ from facegate_client import load_encounter_stubs, load_manifest_stubs, load_stub
 pb, rpc = load_stubs()
 mpb, mrpc = load_manifest_stubs()
 epb, erpc = load_encounter_stubs()
-BIN = REPO / "target" / "debug"
+BIN = REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "debug"
 TAG = "py-test@1"
 
 

@@ -24,6 +24,7 @@ pub fn write_svg(
     subjects: usize,
     probes: usize,
 ) -> anyhow::Result<()> {
+    facegate_benchmarks::register_plot_font()?;
     let x_hi = rates.iter().map(|r| r.searched).max().unwrap_or(1) as f64 * 2.0;
     let x_lo = rates.iter().map(|r| r.searched).min().unwrap_or(1) as f64 / 2.0;
     let y_lo = rates
