@@ -194,14 +194,15 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Counts a finished request by code, its latency and its decision.
+/// Counts a finished request by code, its latency, its decision and its
+/// best score.
 fn count(
     state: &ServedGallery,
     rpc: &str,
     port: &str,
     arrived: Instant,
     code: tonic::Code,
-    matched: Option<bool>,
+    answer: Option<(bool, Option<f32>)>,
 ) {
     let m = state.metrics();
     let port = m.port_label(port);
@@ -211,10 +212,15 @@ fn count(
     m.request_seconds
         .with_label_values(&[rpc])
         .observe(arrived.elapsed().as_secs_f64());
-    if let Some(matched) = matched {
+    if let Some((matched, best)) = answer {
         m.decisions
             .with_label_values(&[rpc, if matched { "match" } else { "no_match" }])
             .inc();
+        if let Some(score) = best {
+            m.best_score
+                .with_label_values(&[rpc, &port])
+                .observe(f64::from(score));
+        }
     }
 }
 
@@ -222,6 +228,8 @@ fn count(
 trait Answer {
     /// The decision.
     fn matched(&self) -> bool;
+    /// The best candidate's score, when one was scored.
+    fn best_score(&self) -> Option<f32>;
     /// Adds the encounter record the answer carries.
     fn set_encounter(&mut self, record: proto::EncounterRecord);
     /// The subjects the answer disclosed, and the generation that answered.
@@ -234,6 +242,9 @@ impl Answer for IdentifyResponse {
     }
     fn set_encounter(&mut self, record: proto::EncounterRecord) {
         self.encounter = Some(record);
+    }
+    fn best_score(&self) -> Option<f32> {
+        self.candidates.first().map(|c| c.score)
     }
     fn disclosed(&self) -> (Vec<String>, u64) {
         let ids = self.candidates.iter().map(|c| c.subject_id.clone());
@@ -253,6 +264,9 @@ impl Answer for VerifyAnswer {
     }
     fn set_encounter(&mut self, record: proto::EncounterRecord) {
         self.response.encounter = Some(record);
+    }
+    fn best_score(&self) -> Option<f32> {
+        Some(self.response.score)
     }
     fn disclosed(&self) -> (Vec<String>, u64) {
         (vec![self.subject.clone()], self.response.gallery_generation)
@@ -292,18 +306,11 @@ async fn finish<T: Answer>(
         // port's retry (same encounter id) is answered with it.
         (result, _) => result,
     };
-    let (code, matched) = match &result {
-        Ok(v) => (tonic::Code::Ok, Some(v.matched())),
+    let (code, answer) = match &result {
+        Ok(v) => (tonic::Code::Ok, Some((v.matched(), v.best_score()))),
         Err(s) => (s.code(), None),
     };
-    count(
-        &svc.state,
-        rpc,
-        caller.port(),
-        caller.arrived,
-        code,
-        matched,
-    );
+    count(&svc.state, rpc, caller.port(), caller.arrived, code, answer);
     result
 }
 

@@ -22,6 +22,13 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0,
 ];
 
+/// Score buckets of the best candidate (cosine, -1..1): fine around the
+/// thresholds in use (0.3 to 0.5), coarse at the ends, so a shift of the
+/// median by 0.05 shows.
+const SCORE_BUCKETS: [f64; 16] = [
+    0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0,
+];
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +63,10 @@ pub struct Metrics {
     pub queue_expired: IntCounter,
     /// Match and no-match decisions by RPC.
     pub decisions: IntCounterVec,
+    /// Best candidate's score of each answered Identify and Verify, by RPC
+    /// and port: a failing camera or a drifting model moves a port's
+    /// distribution before its error rates can be measured.
+    pub best_score: HistogramVec,
     /// Template rows in the gallery.
     pub gallery_rows: IntGauge,
     /// Subjects in the gallery.
@@ -143,6 +154,7 @@ impl Metrics {
             request_seconds: requests.seconds,
             in_flight: requests.in_flight,
             decisions: requests.decisions,
+            best_score: requests.best_score,
             queue_wait_seconds: queue.wait_seconds,
             queue_depth: queue.depth,
             shed: queue.shed,
@@ -253,6 +265,7 @@ struct RequestMetrics {
     seconds: HistogramVec,
     in_flight: IntGauge,
     decisions: IntCounterVec,
+    best_score: HistogramVec,
 }
 
 impl RequestMetrics {
@@ -287,6 +300,18 @@ impl RequestMetrics {
                 IntCounterVec::new(
                     Opts::new("facegate_decisions_total", "Match and no-match decisions."),
                     &["rpc", "decision"],
+                ),
+            ),
+            best_score: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "facegate_best_score",
+                        "Best candidate's score of each answered search, by RPC and port \
+                         of entry (Verify: the claimed subject's score).",
+                    )
+                    .buckets(SCORE_BUCKETS.to_vec()),
+                    &["rpc", "port"],
                 ),
             ),
         }

@@ -207,8 +207,12 @@ async fn an_impostors_exit_is_reported_and_an_officer_corrects_it() {
     let text = http_get(&server.metrics).await;
     assert_eq!(sample(&text, unmatched), 1.0, "{text}");
     // Subject 10 enters, then leaves: not counted.
-    m.identify(at(&f, 10, "in-10", Direction::Entry, 1)).await.unwrap();
-    m.identify(at(&f, 10, "out-10", Direction::Exit, 4)).await.unwrap();
+    m.identify(at(&f, 10, "in-10", Direction::Entry, 1))
+        .await
+        .unwrap();
+    m.identify(at(&f, 10, "out-10", Direction::Exit, 4))
+        .await
+        .unwrap();
     let text = http_get(&server.metrics).await;
     assert_eq!(sample(&text, unmatched), 1.0, "{text}");
 
