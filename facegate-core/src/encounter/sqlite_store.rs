@@ -422,7 +422,7 @@ impl EncounterStore for SqliteEncounters {
         &self,
         encounter: super::Encounter,
         reply: RecordReply,
-    ) -> Result<(), (super::Encounter, RecordReply)> {
+    ) -> Result<(), Box<super::Encounter>> {
         if let Err(e) = encounter.validate() {
             reply(Err(e.into()));
             return Ok(());
@@ -442,7 +442,7 @@ impl EncounterStore for SqliteEncounters {
                 Err(e) => e,
             };
         match op {
-            Op::Record(e, r) => Err((e, r)),
+            Op::Record(e, _) => Err(Box::new(e)),
             // The op handed back is the one sent; no other can come back.
             _ => Ok(()),
         }

@@ -187,14 +187,16 @@ pub trait EncounterStore: Send + Sync + std::fmt::Debug {
     /// way in: an async caller awaits the reply without holding a thread
     /// of its own while the commit is written, which on a busy machine is
     /// two thread wake-ups fewer per request. A store that cannot queue
-    /// (or whose queue is full) hands both back unused, and the caller
-    /// falls back to `record` off its async workers.
+    /// (or whose queue is full) hands the encounter back and drops `reply`
+    /// uncalled, and the caller falls back to `record` off its async
+    /// workers.
     fn enqueue_record(
         &self,
         encounter: Encounter,
         reply: RecordReply,
-    ) -> Result<(), (Encounter, RecordReply)> {
-        Err((encounter, reply))
+    ) -> Result<(), Box<Encounter>> {
+        drop(reply);
+        Err(Box::new(encounter))
     }
 
     /// Applies an officer's decision or a correction; the record as it now

@@ -141,7 +141,7 @@ fn write(encounters: Arc<ServedEncounters>, encounter: Encounter) -> Write {
         let _ = answer.send(r);
     });
     let not_queued = match encounters.if_open() {
-        Some(store) => store.enqueue_record(encounter, reply).err().map(|(e, _)| e),
+        Some(store) => store.enqueue_record(encounter, reply).err().map(|e| *e),
         None => Some(encounter),
     };
     match not_queued {
