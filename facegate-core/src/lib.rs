@@ -16,6 +16,7 @@
 pub mod accuracy;
 pub mod audit;
 pub mod clock;
+pub mod dirlock;
 pub mod encounter;
 pub mod error;
 pub mod format;

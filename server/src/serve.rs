@@ -39,6 +39,15 @@ use crate::proto::matcher_server::MatcherServer;
 use crate::proto::privacy_server::PrivacyServer;
 use crate::scoped::ServedManifests;
 use crate::served::ServedGallery;
+use facegate_core::dirlock::DirLock;
+
+/// Locks the data directory for this process alone, before anything in
+/// it is opened: a second server on it is refused at start-up, naming the
+/// process that holds it (`facegate_core::dirlock`). An audit directory
+/// elsewhere (`--audit-dir`) is held by the audit trail's own lock.
+fn lock_data_dir(settings: &Settings) -> anyhow::Result<DirLock> {
+    DirLock::acquire(&settings.data_dir).context("locking the data directory")
+}
 
 /// Opens the gallery and the manifests, binds, serves until a shutdown
 /// signal, then drains. `clock` is the time manifests' windows are judged
@@ -49,6 +58,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     // Settings built in code get the audit directory and checks that the
     // command line's get (resolving resolved settings changes nothing).
     let settings = settings.resolve()?;
+    let _lock = lock_data_dir(&settings)?;
     let (path, live) = open_gallery(&settings).await?;
     let metrics = Metrics::new();
     let changes = open_changes(&live, &settings.data_dir, &metrics).await?;

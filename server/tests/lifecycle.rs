@@ -652,3 +652,33 @@ async fn reload_swaps_generations_under_load_and_no_request_fails() {
     assert_present(&mut c, &present, &gone).await;
     assert!(!log_of(gen2).exists());
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused_naming_the_first() {
+    let f = fixture();
+    let first = Server::start(&f.path, &[]);
+    let data = first.data_dir.as_ref().unwrap().path();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(serve_args(&f.path))
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let pid = format!("pid {}", first.child.id());
+    assert!(
+        err.contains("in use by another facegate process") && err.contains(&pid),
+        "{err}"
+    );
+    // Nothing of the first server's was touched: it still answers.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = first.client().await;
+        c.identify(identify(f.synth.probe(0).vector.clone(), 1, "after"))
+            .await
+            .unwrap();
+    });
+}
