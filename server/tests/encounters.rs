@@ -619,3 +619,43 @@ async fn a_citizens_encounter_leaves_the_disk_within_12_hours_of_simulated_time(
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_whose_encounter_cannot_be_made_durable_is_withheld_and_audited_so() {
+    let f = fixture();
+    // Files limited to a few hundred KiB: the audit trail's records fit,
+    // the encounter store's pages and WAL soon do not (EFBIG, as on a
+    // full disk).
+    let server = Server::start_with_limit(&f.path, &[], &[], Some(400));
+    let mut m = server.client().await;
+    let mut answered = 0;
+    let (refused, failed_id) = loop {
+        let id = format!("in-{answered}");
+        match m
+            .identify(at(&f, answered % 20, &id, Direction::Entry, 1))
+            .await
+        {
+            Ok(r) => {
+                assert!(r.into_inner().encounter.is_some());
+                answered += 1;
+            }
+            Err(e) => break (e, id),
+        }
+        assert!(answered < 2_000, "the file size limit never hit");
+    };
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("encounter"), "{refused:?}");
+    // The audit record written beside the encounter said the answer was
+    // given; the one after it says it was withheld.
+    let audit = server.data_dir.as_ref().unwrap().path().join("audit");
+    let mut records = Vec::new();
+    facegate_core::audit::read_dir(&audit, &mut |r| records.push(r.clone())).unwrap();
+    let of_failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.request_id == failed_id)
+        .map(|r| r.event.code.as_str())
+        .collect();
+    assert_eq!(of_failed, ["OK", "UNAVAILABLE"]);
+    let text = http_get(&server.metrics).await;
+    assert!(sample(&text, "facegate_encounter_record_failures_total") >= 1.0);
+}
