@@ -65,7 +65,9 @@ pub enum CalibrationError {
     },
     /// The contents do not match the checksum written with them: the file
     /// was edited or damaged after `calibrate` wrote it.
-    #[error("{path}: checksum {found} does not match the contents ({expected}): the file was changed after calibrate wrote it")]
+    #[error(
+        "{path}: checksum {found} does not match the contents ({expected}): the file was changed after calibrate wrote it"
+    )]
     Checksum {
         /// The file.
         path: PathBuf,
@@ -243,7 +245,10 @@ impl Calibration {
             ));
         }
         if !(self.target_fpir > 0.0 && self.target_fpir < 1.0) {
-            return Err(format!("target_fpir {} is not within (0, 1)", self.target_fpir));
+            return Err(format!(
+                "target_fpir {} is not within (0, 1)",
+                self.target_fpir
+            ));
         }
         check_threshold("threshold", self.threshold)?;
         check_measured("fpir", &self.fpir, Some(self.target_fpir))?;
@@ -291,13 +296,20 @@ impl Calibration {
         let format: Format = serde_json::from_slice(bytes).map_err(corrupt)?;
         if format.format != CALIBRATION_FORMAT {
             let path = path.to_path_buf();
-            return Err(CalibrationError::Version { path, found: format.format });
+            return Err(CalibrationError::Version {
+                path,
+                found: format.format,
+            });
         }
         let c: Calibration = serde_json::from_slice(bytes).map_err(corrupt)?;
         let expected = c.contents_checksum();
         if c.checksum != expected {
             let (path, found) = (path.to_path_buf(), c.checksum);
-            return Err(CalibrationError::Checksum { path, expected, found });
+            return Err(CalibrationError::Checksum {
+                path,
+                expected,
+                found,
+            });
         }
         c.validate().map_err(|reason| CalibrationError::Invalid {
             path: path.to_path_buf(),
@@ -314,10 +326,11 @@ impl Calibration {
             path: path.to_path_buf(),
             source,
         };
-        self.validate().map_err(|reason| CalibrationError::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        self.validate()
+            .map_err(|reason| CalibrationError::Invalid {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         let mut json = serde_json::to_vec_pretty(self).map_err(|e| CalibrationError::Corrupt {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -338,6 +351,26 @@ impl Calibration {
     }
 }
 
+/// xxh3-64 of the bytes of the file at `path`, as 16 hex digits: how a
+/// sidecar names the probe set it was measured with, so that a later run
+/// can tell whether it has the same probes.
+pub fn file_xxh3(path: &Path) -> Result<String, CalibrationError> {
+    let io = |source| CalibrationError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = File::open(path).map_err(io)?;
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(io)?;
+        if n == 0 {
+            return Ok(format!("{:016x}", h.digest()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
 fn check_threshold(what: &str, t: f32) -> Result<(), String> {
     match (-1.0..=1.0).contains(&t) {
         true => Ok(()),
@@ -348,10 +381,16 @@ fn check_threshold(what: &str, t: f32) -> Result<(), String> {
 /// Counts consistent with the quotient, and at most `target` when given.
 fn check_measured(what: &str, m: &Measured, target: Option<f64>) -> Result<(), String> {
     if m.trials == 0 || m.errors > m.trials {
-        return Err(format!("{what}: {} errors in {} trials", m.errors, m.trials));
+        return Err(format!(
+            "{what}: {} errors in {} trials",
+            m.errors, m.trials
+        ));
     }
     if m.rate != m.errors as f64 / m.trials as f64 {
-        return Err(format!("{what}: rate {} is not {}/{}", m.rate, m.errors, m.trials));
+        return Err(format!(
+            "{what}: rate {} is not {}/{}",
+            m.rate, m.errors, m.trials
+        ));
     }
     match target {
         Some(t) if m.rate > t => Err(format!("{what} {} exceeds the target {t}", m.rate)),

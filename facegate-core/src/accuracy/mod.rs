@@ -34,10 +34,10 @@ pub mod verification;
 mod tests;
 
 pub use bootstrap::{BootstrapConfig, Interval};
+pub use calibration::{Calibration, CalibrationError};
 pub use cmc::{CmcPoint, DEFAULT_CMC_RANKS};
 pub use error::AccuracyError;
 pub use groups::{GroupMetric, GroupRates, GroupTable, Ratio, per_group};
-pub use calibration::{Calibration, CalibrationError};
 pub use identification::{AtThreshold, DEFAULT_TARGET_FPIRS, OperatingPoint, fpir_threshold};
 pub use input::{Outcome, Ranked, Search, Searches};
 pub use rate::Rate;

@@ -73,7 +73,11 @@ fn round_trip_is_exact() {
 #[test]
 fn missing_sidecar_is_none() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(Calibration::read(&dir.path().join("x.json")).unwrap().is_none());
+    assert!(
+        Calibration::read(&dir.path().join("x.json"))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -99,7 +103,10 @@ fn truncated_and_garbage_files_are_corrupt() {
         assert!(matches!(e, CalibrationError::Corrupt { .. }), "{cut}: {e}");
         assert!(e.to_string().contains("s.json"), "{e}");
     }
-    assert!(matches!(refused(b"\x00\xffnot json"), CalibrationError::Corrupt { .. }));
+    assert!(matches!(
+        refused(b"\x00\xffnot json"),
+        CalibrationError::Corrupt { .. }
+    ));
 }
 
 #[test]
@@ -128,7 +135,10 @@ fn unknown_fields_and_impossible_values_are_refused() {
     let (_dir, path) = written();
     let text = std::fs::read_to_string(&path).unwrap();
     let extra = text.replacen("\"seed\"", "\"extra\": 1, \"seed\"", 1);
-    assert!(matches!(refused(extra.as_bytes()), CalibrationError::Corrupt { .. }));
+    assert!(matches!(
+        refused(extra.as_bytes()),
+        CalibrationError::Corrupt { .. }
+    ));
     let mut bad = sample();
     bad.fpir = measured(10, 4953); // above the target
     let bad = bad.seal();
