@@ -205,3 +205,30 @@ async fn stale_is_used_and_reported_none_is_built_in_corrupt_refuses_start() {
     assert!(err.contains("corrupt calibration file"), "{err}");
     assert!(err.contains("calibration.json"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_reads_the_sidecar_again_and_keeps_it_when_it_turns_bad() {
+    use facegate_api::v1::ReloadRequest;
+    let f = fixture();
+    let sidecar = Calibration::sidecar_path(&f.path);
+    let generation = f.engine.gallery().header().generation;
+    let server = Server::start(&f.path, &[]);
+    assert_eq!(
+        info(&server).await.threshold_source(),
+        ThresholdSource::BuiltIn
+    );
+
+    calibration(&f, generation).write(&sidecar).unwrap();
+    let mut admin = server.admin().await;
+    admin.reload(ReloadRequest::default()).await.unwrap();
+    let i = info(&server).await;
+    assert_eq!(i.threshold_source(), ThresholdSource::Calibrated);
+    assert_eq!(i.default_threshold, NATIONAL);
+
+    // Damaged after start: logged, and the calibration in force stays.
+    std::fs::write(&sidecar, b"{").unwrap();
+    admin.reload(ReloadRequest::default()).await.unwrap();
+    let i = info(&server).await;
+    assert_eq!(i.threshold_source(), ThresholdSource::Calibrated);
+    assert_eq!(i.default_threshold, NATIONAL);
+}
