@@ -318,37 +318,42 @@ impl Calibration {
         Ok(c)
     }
 
-    /// Writes the sidecar at `path` atomically: a temporary file beside it,
-    /// fsync'd, renamed over `path`, the directory fsync'd; a crash leaves
-    /// the old file or the new one, never a part. Must be [sealed](Self::seal).
+    /// Writes the sidecar at `path` atomically (see [`write_atomically`]).
+    /// It is [sealed](Self::seal) on the way, so what is written always
+    /// passes its own checksum; invalid values are refused, not written.
     pub fn write(&self, path: &Path) -> Result<(), CalibrationError> {
-        let io = |source| CalibrationError::Io {
+        let sealed = self.clone().seal();
+        let invalid = |reason| CalibrationError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        sealed.validate().map_err(invalid)?;
+        let mut json = serde_json::to_vec_pretty(&sealed).map_err(|e| invalid(e.to_string()))?;
+        json.push(b'\n');
+        write_atomically(path, &json).map_err(|source| CalibrationError::Io {
             path: path.to_path_buf(),
             source,
-        };
-        self.validate()
-            .map_err(|reason| CalibrationError::Invalid {
-                path: path.to_path_buf(),
-                reason,
-            })?;
-        let mut json = serde_json::to_vec_pretty(self).map_err(|e| CalibrationError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        json.push(b'\n');
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut f = File::create(&tmp).map_err(io)?;
-        f.write_all(&json).and_then(|()| f.sync_all()).map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+        })
     }
+}
+
+/// Writes `bytes` at `path` so that a crash leaves the old file or the
+/// new one, never a part: `PATH.tmp` beside it, fsync'd, renamed over
+/// `path`, the directory fsync'd (so that the rename itself is durable).
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 /// xxh3-64 of the bytes of the file at `path`, as 16 hex digits: how a
