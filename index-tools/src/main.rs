@@ -39,6 +39,9 @@ enum Command {
     /// Measure accuracy on probes with known truth: FNIR at target FPIRs, CMC, DET and EER,
     /// per-group rates with bootstrap intervals; writes report.json, report.md, scores.csv and plots.
     Eval(cmd::eval::Args),
+    /// Find the threshold meeting a target FPIR on a gallery (and on manifests of several
+    /// sizes) and write it beside the gallery as GALLERY.calibration.json for the server.
+    Calibrate(cmd::calibrate::Args),
     /// Verify a server's audit trail (numbering, chain) and print the records of a port, subject or RPC; expire old files.
     Audit(cmd::audit::Args),
     /// Per store and category, the oldest item and whether everything is
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Compact(a) => cmd::compact::run(a),
+        Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::RetentionReport(a) => cmd::retention::run(a),
         Command::Encounters(a) => cmd::encounters::run(a),

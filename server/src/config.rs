@@ -78,9 +78,11 @@ pub struct Settings {
     /// Largest top_k a request may ask for.
     #[arg(long, env = "FACEGATE_MAX_TOP_K", default_value_t = 100)]
     pub max_top_k: u32,
-    /// Threshold applied when a request gives none.
-    #[arg(long, env = "FACEGATE_DEFAULT_THRESHOLD", default_value_t = 0.35)]
-    pub default_threshold: f32,
+    /// Threshold applied when a request gives none. Given, it wins over the
+    /// gallery's calibration sidecar; not given, the sidecar's threshold
+    /// (GALLERY.calibration.json) is used, else the built-in 0.35.
+    #[arg(long, env = "FACEGATE_DEFAULT_THRESHOLD")]
+    pub default_threshold: Option<f32>,
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "FACEGATE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
@@ -219,11 +221,10 @@ impl Settings {
         if self.max_top_k == 0 || self.max_top_k > 10_000 {
             anyhow::bail!("max_top_k must be within 1..=10000, got {}", self.max_top_k);
         }
-        if !(-1.0..=1.0).contains(&self.default_threshold) {
-            anyhow::bail!(
-                "default_threshold must be within -1..=1, got {}",
-                self.default_threshold
-            );
+        if let Some(t) = self.default_threshold
+            && !(-1.0..=1.0).contains(&t)
+        {
+            anyhow::bail!("default_threshold must be within -1..=1, got {t}");
         }
         if self.max_message_bytes < 1024 {
             anyhow::bail!("max_message_bytes must be at least 1024");
@@ -329,7 +330,7 @@ mod tests {
         assert_eq!(s.listen.port(), 7000);
         assert_eq!(s.max_top_k, 20);
         assert_eq!(s.engine, EngineChoice::Cpu);
-        assert_eq!(s.default_threshold, 0.35);
+        assert_eq!(s.default_threshold, None);
         std::fs::write(&f, "listn = \"x\"\n").unwrap();
         let err = flags(&["--config", config]).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
@@ -387,7 +388,7 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from(".data"));
         assert_eq!(
             (s.max_top_k, s.default_threshold, s.max_message_bytes),
-            (100, 0.35, 64 * 1024)
+            (100, None, 64 * 1024)
         );
         assert_eq!(
             (s.drain_seconds, s.batch_max_size, s.batch_max_wait_us),
@@ -420,7 +421,7 @@ mod tests {
         let s = flags(&["--config", config, "--gallery", "/other.fgal"]).unwrap();
         assert_eq!(s.gallery, Some(PathBuf::from("/other.fgal")));
         assert!(s.allow_software_gpu);
-        assert_eq!(s.default_threshold, 0.5);
+        assert_eq!(s.default_threshold, Some(0.5));
         assert_eq!(s.gpu_memory_budget_bytes, Some(1000));
         assert_eq!(s.port_keys, Some(PathBuf::from("/p.keys")));
         assert_eq!(s.config, Some(f.clone()));

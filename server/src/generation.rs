@@ -15,6 +15,7 @@ use crate::changes::GalleryChanges;
 use crate::engines::FailoverEngine;
 use crate::metrics::Metrics;
 use crate::request::Limits;
+use crate::thresholds::{DefaultThresholds, ThresholdSource};
 
 /// One servable gallery generation.
 pub struct Generation {
@@ -76,8 +77,18 @@ pub struct GalleryFacts {
     pub generation: u64,
     /// The engine answering 1:N now.
     pub engine: String,
-    /// The threshold used when a request gives none.
+    /// The threshold used when a request gives none (national search).
     pub default_threshold: f32,
+    /// Where `default_threshold` came from.
+    pub threshold_source: ThresholdSource,
+    /// The FPIR the calibration in force targets (calibrated only).
+    pub target_fpir: Option<f64>,
+    /// The generation the calibration in force was measured on.
+    pub calibrated_generation: Option<u64>,
+    /// Whether that differs from the generation served: recalibrate.
+    pub calibration_stale: bool,
+    /// Calibrated manifest sizes and their thresholds, by size.
+    pub manifest_thresholds: Vec<(u64, f32)>,
     /// The largest `top_k` allowed.
     pub max_top_k: u32,
     /// Whether int8 candidates are re-scored exactly.
@@ -87,10 +98,11 @@ pub struct GalleryFacts {
 }
 
 impl Generation {
-    /// Its figures, with the request limits in force.
-    pub fn facts(&self, limits: &Limits) -> GalleryFacts {
+    /// Its figures, with the request limits and default thresholds in force.
+    pub fn facts(&self, limits: &Limits, thresholds: &DefaultThresholds) -> GalleryFacts {
         let h = self.live().base().header();
         let counts = self.live().counts();
+        let calibration = thresholds.calibration.as_deref();
         GalleryFacts {
             rows: counts.rows,
             subjects: counts.subjects,
@@ -100,6 +112,16 @@ impl Generation {
             generation: h.generation,
             engine: self.engines.engine_name(),
             default_threshold: limits.default_threshold,
+            threshold_source: thresholds.source,
+            target_fpir: calibration.map(|c| c.target_fpir),
+            calibrated_generation: calibration.and_then(|c| c.generation()),
+            calibration_stale: thresholds.is_stale_for(h.generation),
+            manifest_thresholds: calibration.map_or_else(Vec::new, |c| {
+                c.manifests
+                    .iter()
+                    .map(|m| (m.people, m.threshold))
+                    .collect()
+            }),
             max_top_k: limits.max_top_k,
             exact_rescore: h.has_rescore,
             gpu_memory_bytes: self.engines.gpu_memory_bytes(),

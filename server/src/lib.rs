@@ -37,6 +37,7 @@ pub mod serve;
 pub mod served;
 pub mod served_encounters;
 pub mod status;
+pub mod thresholds;
 
 /// The generated API (facegate-api's `v1`), under the name the server's
 /// modules have always used (`crate::proto::X`), so that moving the

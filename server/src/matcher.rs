@@ -19,6 +19,7 @@ use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
 use crate::served::{AnsweredBy, Identified, ServedGallery, Verified};
 use crate::status::not_audited;
+use crate::thresholds::ThresholdSource;
 use crate::{auth, request};
 
 /// Probes of one stream searched at once; more wait for a slot, which pushes
@@ -54,7 +55,7 @@ async fn identify_one(
 ) -> Answered<IdentifyResponse> {
     clock.check()?;
     let recording = recording::requested(caller)?;
-    let job = request::identify(&r, state.gallery().header(), state.limits())?;
+    let job = request::identify(&r, state.gallery().header(), &state.limits())?;
     let budget_ms = clock
         .deadline
         .map(|d| d.saturating_duration_since(clock.arrived).as_millis() as u64);
@@ -129,7 +130,7 @@ fn verify_one(
     r: &proto::VerifyRequest,
     arrived: Instant,
 ) -> Result<proto::VerifyResponse, Status> {
-    let job = request::verify(r, state.gallery().header(), state.limits())?;
+    let job = request::verify(r, state.gallery().header(), &state.limits())?;
     let v: Verified = state.verify(&job)?;
     let total = arrived.elapsed();
     Ok(proto::VerifyResponse {
@@ -162,6 +163,23 @@ fn gallery_info(f: GalleryFacts) -> GalleryInfo {
         max_top_k: f.max_top_k,
         exact_rescore: f.exact_rescore,
         gpu_memory_bytes: f.gpu_memory_bytes,
+        threshold_source: threshold_source(f.threshold_source).into(),
+        target_fpir: f.target_fpir.unwrap_or(0.0),
+        calibrated_generation: f.calibrated_generation.unwrap_or(0),
+        calibration_stale: f.calibration_stale,
+        manifest_thresholds: f
+            .manifest_thresholds
+            .iter()
+            .map(|&(people, threshold)| proto::ManifestThreshold { people, threshold })
+            .collect(),
+    }
+}
+
+fn threshold_source(s: ThresholdSource) -> proto::ThresholdSource {
+    match s {
+        ThresholdSource::Configured => proto::ThresholdSource::Configured,
+        ThresholdSource::Calibrated => proto::ThresholdSource::Calibrated,
+        ThresholdSource::BuiltIn => proto::ThresholdSource::BuiltIn,
     }
 }
 

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::engines::{FailoverEngine, open_gpu};
 use crate::generation::{CurrentGeneration, Generation};
 use crate::metrics::Metrics;
+use crate::thresholds::DefaultThresholds;
 
 /// Why a reload kept the generation served.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,9 @@ pub struct Generations {
     gallery_path: PathBuf,
     settings: Settings,
     metrics: Arc<Metrics>,
+    /// The default thresholds in force, read again at each reload (the
+    /// sidecar may have been recalibrated, or the generation changed).
+    thresholds: RwLock<Arc<DefaultThresholds>>,
     /// Held shared by every change while it commits, and exclusively while a
     /// reload carries the log over and swaps generations.
     gate: RwLock<()>,
@@ -98,12 +102,14 @@ pub struct Generations {
 }
 
 impl Generations {
-    /// Serves `first`, read from `gallery_path`; publishes its figures.
+    /// Serves `first`, read from `gallery_path`, with `thresholds`;
+    /// publishes its figures.
     pub fn new(
         first: Generation,
         gallery_path: PathBuf,
         settings: Settings,
         metrics: Arc<Metrics>,
+        thresholds: DefaultThresholds,
     ) -> Self {
         first.publish(&metrics);
         Generations {
@@ -111,6 +117,7 @@ impl Generations {
             gallery_path,
             settings,
             metrics,
+            thresholds: RwLock::new(Arc::new(thresholds)),
             gate: RwLock::new(()),
             reloading: tokio::sync::Mutex::new(()),
         }
@@ -129,6 +136,23 @@ impl Generations {
     /// The slot the dispatcher loads each batch's generation from.
     pub fn current(&self) -> &CurrentGeneration {
         &self.current
+    }
+
+    /// The default thresholds in force.
+    pub fn thresholds(&self) -> Arc<DefaultThresholds> {
+        // The slot only ever holds a whole Arc: poison cannot tear it.
+        self.thresholds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the sidecar again for the generation of `header` and serves
+    /// what it says (or keeps the thresholds in force; see
+    /// `DefaultThresholds::reread`).
+    fn reread_thresholds(&self, header: &Header) {
+        let next = self.thresholds().reread(&self.gallery_path, header);
+        *self.thresholds.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
     }
 
     /// Commits one online change to the generation served now (blocking on
@@ -151,6 +175,7 @@ impl Generations {
         let gallery = self.open_file().await?;
         let new_h = gallery.header();
         if new_h.generation == old_h.generation {
+            self.reread_thresholds(new_h);
             return Ok(Reloaded {
                 previous: old_h.generation,
                 generation: old_h.generation,
@@ -164,6 +189,7 @@ impl Generations {
             .map_err(|e| ReloadError::Gpu(format!("{e:#}")))?;
         let engines = Arc::new(FailoverEngine::new(live.clone(), gpu, self.metrics.clone()));
         let carried_over = self.swap(live, engines).await?;
+        self.reread_thresholds(new_h);
         self.metrics.gallery_reloads.inc();
         let done = Reloaded {
             previous: old_h.generation,

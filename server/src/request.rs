@@ -91,7 +91,8 @@ pub enum RequestError {
 /// The limits a request is checked against besides the gallery.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// The threshold used when a request gives none.
+    /// The threshold used when a national search or a Verify gives none
+    /// (manifest searches have their own; see `crate::thresholds`).
     pub default_threshold: f32,
     /// The largest `top_k` allowed.
     pub max_top_k: u32,
@@ -104,8 +105,12 @@ pub struct CheckedIdentify {
     pub probe: Arc<ProbeBatch>,
     /// Candidates wanted.
     pub top_k: usize,
-    /// The score at or above which the best candidate is a match.
+    /// The score at or above which the best candidate is a match: the
+    /// request's, else the national default.
     pub threshold: f32,
+    /// Whether the request gave `threshold`: it then wins over a manifest
+    /// search's calibrated default too.
+    pub threshold_asked: bool,
     /// The manifest to search instead of the whole gallery, when one is named.
     pub manifest: Option<ManifestScope>,
 }
@@ -179,6 +184,7 @@ pub fn identify(
         probe: Arc::new(ProbeBatch::single(header.dim as usize, &r.probe)?),
         top_k: r.top_k as usize,
         threshold: threshold(limits, r.threshold)?,
+        threshold_asked: r.threshold.is_some(),
         manifest: manifest_scope(r)?,
     })
 }

@@ -300,6 +300,8 @@ fn log_gallery_open(path: &Path, state: &ServedGallery, settings: &Settings) {
         model_tag = %info.model_tag,
         generation = format!("{:016x}", info.generation),
         engine = %info.engine,
+        default_threshold = info.default_threshold,
+        threshold_source = info.threshold_source.name(),
         batch_max_size = settings.batch_max_size,
         batch_max_wait_us = settings.batch_max_wait_us,
         batch_time_target_ms = settings.batch_time_target_ms,

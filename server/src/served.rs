@@ -24,6 +24,7 @@ use crate::reload::{Generations, ReloadError, Reloaded};
 use crate::request::{CheckedIdentify, CheckedVerify, Limits, ManifestScope};
 use crate::scoped::{self, ScopedError, ServedManifests};
 use crate::served_encounters::ServedEncounters;
+use crate::thresholds::DefaultThresholds;
 
 /// The gallery served and the machinery that searches and changes it.
 pub struct ServedGallery {
@@ -126,7 +127,9 @@ impl ServedGallery {
     /// Serves the live gallery of `changes` (loaded from `gallery_path`)
     /// with the CPU engine, and the GPU engine when given (built from the
     /// live gallery's scan target), and `manifests` for scoped searches;
-    /// starts the dispatcher thread.
+    /// finds the default thresholds (a configured one, else the gallery's
+    /// calibration sidecar, which must be sound); starts the dispatcher
+    /// thread.
     pub fn new(
         changes: Arc<GalleryChanges>,
         gpu: Option<OpenedGpu>,
@@ -135,7 +138,12 @@ impl ServedGallery {
         gallery_path: PathBuf,
         manifests: Arc<ServedManifests>,
         encounters: Arc<ServedEncounters>,
-    ) -> std::io::Result<ServedGallery> {
+    ) -> anyhow::Result<ServedGallery> {
+        let thresholds = DefaultThresholds::at_start(
+            settings.default_threshold,
+            &gallery_path,
+            changes.live().base().header(),
+        )?;
         let engines = Arc::new(FailoverEngine::new(
             changes.live().clone(),
             gpu,
@@ -143,7 +151,7 @@ impl ServedGallery {
         ));
         let first = Generation { engines, changes };
         let limits = Limits {
-            default_threshold: settings.default_threshold,
+            default_threshold: thresholds.national,
             max_top_k: settings.max_top_k,
         };
         let dispatch = dispatch_settings(&settings);
@@ -152,6 +160,7 @@ impl ServedGallery {
             gallery_path,
             settings,
             metrics.clone(),
+            thresholds,
         ));
         let source = generations.current().clone();
         let dispatcher = Dispatcher::start(
@@ -205,9 +214,18 @@ impl ServedGallery {
         self.generations.gallery_path()
     }
 
-    /// What requests are checked against besides the gallery.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// What requests are checked against besides the gallery, with the
+    /// national default threshold in force now.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            default_threshold: self.generations.thresholds().national,
+            ..self.limits
+        }
+    }
+
+    /// The default thresholds in force (national and per manifest size).
+    pub fn thresholds(&self) -> std::sync::Arc<DefaultThresholds> {
+        self.generations.thresholds()
     }
 
     /// Commits one online change to the generation served now (blocking on
@@ -296,6 +314,7 @@ impl ServedGallery {
             return Err(ScopedError::OtherPort { id }.into());
         }
         let (g, probe, top_k) = (self.generation(), job.probe.clone(), job.top_k);
+        let people = manifest.subject_ids.len();
         let found = tokio::task::spawn_blocking(move || {
             scoped::search_manifest(&g, &manifest, &probe, top_k)
         })
@@ -305,10 +324,11 @@ impl ServedGallery {
             Err(ScopedError::Task)
         })
         .inspect_err(|e| tracing::error!(error = %e, "manifest search failed"))?;
-        let matched = found
-            .candidates
-            .first()
-            .is_some_and(|c| c.1 >= job.threshold);
+        let threshold = match job.threshold_asked {
+            true => job.threshold,
+            false => self.thresholds().for_manifest(people),
+        };
+        let matched = found.candidates.first().is_some_and(|c| c.1 >= threshold);
         if !matched && scope.fallback {
             let mut national = self.identify(job, port, deadline).await?;
             national.engine_time += found.engine_time;
@@ -318,7 +338,7 @@ impl ServedGallery {
         Ok(Identified {
             candidates: found.candidates,
             matched,
-            threshold: job.threshold,
+            threshold,
             queue_time: Duration::ZERO,
             engine_time: found.engine_time,
             generation: found.generation,
@@ -348,7 +368,8 @@ impl ServedGallery {
 
     /// What GetGalleryInfo reports.
     pub fn info(&self) -> GalleryFacts {
-        self.generation().facts(&self.limits)
+        self.generation()
+            .facts(&self.limits(), &self.generations.thresholds())
     }
 }
 
@@ -468,7 +489,8 @@ mod tests {
             model_tag: "m".into(),
             ..Default::default()
         };
-        let job = crate::request::identify(&req, state.gallery().header(), state.limits()).unwrap();
+        let job =
+            crate::request::identify(&req, state.gallery().header(), &state.limits()).unwrap();
         for _ in 0..GPU_STRIKES {
             let err = tonic::Status::from(state.identify(&job, "p", None).await.err().unwrap());
             assert_eq!(err.code(), tonic::Code::Unavailable);

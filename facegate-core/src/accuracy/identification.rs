@@ -88,11 +88,7 @@ impl Searches {
         targets
             .iter()
             .map(|&target| {
-                if !(target > 0.0 && target < 1.0) {
-                    return Err(AccuracyError::BadTarget(target));
-                }
-                let k = allowed_false_positives(target, n);
-                let at = (k > 0).then(|| self.at_threshold(best[k].next_up()));
+                let at = threshold_in_sorted(&best, target)?.map(|t| self.at_threshold(t));
                 Ok(OperatingPoint {
                     target_fpir: target,
                     resolution: 1.0 / n as f64,
@@ -110,6 +106,38 @@ impl Searches {
             fnir: self.fnir(threshold),
         }
     }
+}
+
+/// The lowest threshold T at which at most `target` of the non-mated
+/// searches whose best scores are `best` score at least T, by the rule of
+/// [`Searches::fnir_at_fpir`] (which uses it), and FPIR there; `None` when
+/// the target is below 1 / `best.len()` (not estimable).
+///
+/// Public so that a calibration can apply the very same rule to best
+/// scores that are not one engine search each (the best score of a probe
+/// within a sampled manifest). Scores must be finite or −∞ (no candidate).
+pub fn fpir_threshold(best: &[f32], target: f64) -> Result<Option<(f32, Rate)>, AccuracyError> {
+    if best.is_empty() {
+        return Err(AccuracyError::Empty("non-mated searches"));
+    }
+    for (i, &s) in best.iter().enumerate() {
+        if s.is_nan() || s == f32::INFINITY {
+            super::error::finite(s, || format!("best score {i}"))?;
+        }
+    }
+    let mut sorted = best.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let found = threshold_in_sorted(&sorted, target)?;
+    Ok(found.map(|t| (t, count(best.iter(), |&s| s >= t))))
+}
+
+/// [`fpir_threshold`] on best scores sorted from the highest down.
+fn threshold_in_sorted(sorted: &[f32], target: f64) -> Result<Option<f32>, AccuracyError> {
+    if !(target > 0.0 && target < 1.0) {
+        return Err(AccuracyError::BadTarget(target));
+    }
+    let k = allowed_false_positives(target, sorted.len());
+    Ok((k > 0).then(|| sorted[k].next_up()))
 }
 
 /// The largest k with k / n ≤ target, the quotient computed in f64 as a

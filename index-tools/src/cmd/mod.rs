@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod build;
+pub mod calibrate;
 pub mod check;
 pub mod compact;
 pub mod demo;

@@ -113,3 +113,16 @@ fn bad_input_is_refused() {
         ));
     }
 }
+
+#[test]
+fn fpir_threshold_applies_the_rule_to_bare_best_scores() {
+    use crate::accuracy::fpir_threshold;
+    let best: Vec<f32> = (0..10).map(|i| i as f32 / 10.0).collect();
+    let (t, fpir) = fpir_threshold(&best, 0.1).unwrap().unwrap();
+    assert_eq!(t, 0.8f32.next_up());
+    assert_eq!((fpir.errors, fpir.trials), (1, 10));
+    assert_eq!(fpir_threshold(&best, 0.05).unwrap(), None);
+    assert!(fpir_threshold(&[f32::NAN], 0.5).is_err());
+    assert!(fpir_threshold(&[], 0.5).is_err());
+    assert!(fpir_threshold(&best, 0.0).is_err());
+}

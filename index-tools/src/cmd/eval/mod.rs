@@ -12,8 +12,8 @@ mod pairs;
 mod plot;
 mod report;
 mod scores_csv;
-mod search;
-mod truth;
+pub(crate) mod search;
+pub(crate) mod truth;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -99,7 +99,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let truth = truth::read(&a.truth, probes.len() / dim, &gallery, &a.probes)?;
     let engine = CpuEngine::new(ScanTarget::whole(gallery.clone()));
-    let searched = search::run(&engine, &probes, dim, &truth, &a)?;
+    let searched = search::run(&engine, &probes, dim, &truth, &(&a).into())?;
     let searches = Searches::new(&searched.searches).context("measuring the searches")?;
     let bootstrap = BootstrapConfig {
         resamples: a.bootstrap,

@@ -1,6 +1,7 @@
 //! Every probe searched in batches, with its verification pairs scored on
 //! the same prepared batch.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::anyhow;
@@ -24,13 +25,39 @@ pub struct Searched {
     pub seconds: f64,
 }
 
-/// Searches all `probes` (rows of `dim`) at `--top-k` in `--batch`es.
+/// How the probes are searched: what `eval` and `calibrate` each ask for.
+pub struct Plan<'a> {
+    /// Candidates per search.
+    pub top_k: usize,
+    /// Probes searched together.
+    pub batch: usize,
+    /// Impostor verification pairs in all (0: none).
+    pub impostor_pairs: usize,
+    /// Seed of the impostor pairs.
+    pub seed: u64,
+    /// The probes' file, named in errors.
+    pub probes: &'a Path,
+}
+
+impl<'a> From<&'a Args> for Plan<'a> {
+    fn from(a: &'a Args) -> Self {
+        Plan {
+            top_k: a.top_k,
+            batch: a.batch,
+            impostor_pairs: a.impostor_pairs,
+            seed: a.seed,
+            probes: &a.probes,
+        }
+    }
+}
+
+/// Searches all `probes` (rows of `dim`) at `top_k` in `batch`es.
 pub fn run(
     engine: &CpuEngine,
     probes: &[f32],
     dim: usize,
     truth: &[ProbeTruth],
-    a: &Args,
+    a: &Plan<'_>,
 ) -> anyhow::Result<Searched> {
     let n = probes.len() / dim;
     let plan = PairPlan {
