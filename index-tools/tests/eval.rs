@@ -217,3 +217,65 @@ fn a_bad_truth_file_is_named_with_its_line() {
     ]);
     assert!(e.contains("dimension 8") && e.contains("has 16"), "{e}");
 }
+
+/// The GPU engine (WGSL on lavapipe here) answers every probe with the same
+/// candidates and scores as the CPU engine, so an evaluation measures the
+/// same rates on either: the two `scores.csv` are byte for byte equal.
+#[test]
+fn the_gpu_engine_evaluates_to_the_same_scores_as_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&[
+        "synth",
+        "--out-dir",
+        p(d),
+        "--subjects",
+        "300",
+        "--probes",
+        "200",
+        "--dim",
+        "128",
+        "--mated-fraction",
+        "0.5",
+        "--seed",
+        "3",
+    ]);
+    ok(&[
+        "build",
+        "--embeddings",
+        p(&d.join("gallery.npy")),
+        "--ids",
+        p(&d.join("gallery_ids.txt")),
+        "--out",
+        p(&d.join("g.fgal")),
+    ]);
+    let truth = d.join("probes_truth.csv");
+    let fast = [
+        "--bootstrap",
+        "0",
+        "--impostor-pairs",
+        "500",
+        "--top-k",
+        "20",
+        "--target-fpir",
+        "0.05",
+    ];
+    let cpu = eval(d, &truth, "cpu", &fast);
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    let mut gpu_args = fast.to_vec();
+    gpu_args.extend(["--engine", "gpu", "--allow-software-gpu"]);
+    let gpu = eval(d, &truth, "gpu", &gpu_args);
+    assert!(
+        gpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gpu.stderr)
+    );
+    let read = |out: &str| std::fs::read_to_string(d.join(out).join("scores.csv")).unwrap();
+    assert_eq!(read("cpu"), read("gpu"));
+    let report = std::fs::read_to_string(d.join("gpu").join("report.json")).unwrap();
+    assert!(report.contains("\"gpu/"), "the report names the GPU engine");
+}

@@ -7,6 +7,7 @@ pub mod check;
 pub mod compact;
 pub mod demo;
 pub mod encounters;
+pub mod engine;
 pub mod eval;
 pub mod info;
 pub mod retention;

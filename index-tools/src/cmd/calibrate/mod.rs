@@ -31,6 +31,9 @@ use super::eval::{search, truth};
 /// Arguments of `calibrate`.
 #[derive(clap::Args)]
 pub struct Args {
+    /// The engine that searches (the server's CPU engine by default).
+    #[command(flatten)]
+    pub engine: super::engine::EngineArgs,
     /// Gallery file to calibrate; the sidecar is written beside it.
     #[arg(long)]
     pub gallery: PathBuf,
@@ -88,6 +91,7 @@ pub fn run(mut a: Args) -> anyhow::Result<()> {
         return Err(not_estimable(a.target_fpir, non_mated, "these probes"));
     }
     let engine = CpuEngine::new(ScanTarget::whole(gallery.clone()));
+    let searcher = super::engine::open(&a.engine, &gallery)?;
     let plan = search::Plan {
         top_k: 1,
         batch: a.batch,
@@ -95,7 +99,7 @@ pub fn run(mut a: Args) -> anyhow::Result<()> {
         seed: a.seed,
         probes: &a.probes,
     };
-    let searched = search::run(&engine, &probes, dim, &truth, &plan)?;
+    let searched = search::run(searcher.as_ref(), &engine, &probes, dim, &truth, &plan)?;
     let searches = Searches::new(&searched.searches).context("measuring the searches")?;
     let calibration = national(&a, &gallery, &searches)?;
     let sizes = manifest_sizes(&a, gallery.subjects() as u64);

@@ -27,6 +27,9 @@ use facegate_core::{CpuEngine, Gallery, ScanTarget};
 /// Arguments of `eval`.
 #[derive(clap::Args)]
 pub struct Args {
+    /// The engine that searches (the server's CPU engine by default).
+    #[command(flatten)]
+    pub engine: super::engine::EngineArgs,
     /// Gallery file the probes are searched in.
     #[arg(long)]
     pub gallery: PathBuf,
@@ -98,8 +101,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let truth = truth::read(&a.truth, probes.len() / dim, &gallery, &a.probes)?;
-    let engine = CpuEngine::new(ScanTarget::whole(gallery.clone()));
-    let searched = search::run(&engine, &probes, dim, &truth, &(&a).into())?;
+    let cpu = CpuEngine::new(ScanTarget::whole(gallery.clone()));
+    let engine = super::engine::open(&a.engine, &gallery)?;
+    let searched = search::run(engine.as_ref(), &cpu, &probes, dim, &truth, &(&a).into())?;
     let searches = Searches::new(&searched.searches).context("measuring the searches")?;
     let bootstrap = BootstrapConfig {
         resamples: a.bootstrap,
@@ -109,7 +113,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let facts = report::Facts {
         args: &a,
         gallery: &gallery,
-        engine: &engine,
+        engine: engine.as_ref(),
         truth: &truth,
         searched: &searched,
         started,

@@ -10,7 +10,7 @@ use facegate_core::accuracy::{
     AtThreshold, BootstrapConfig, CmcPoint, DEFAULT_DET_POINTS, DetPoint, Eer, GroupTable,
     OperatingPoint, Searches, Verification, per_group,
 };
-use facegate_core::{CpuEngine, Gallery, SearchEngine};
+use facegate_core::{Gallery, SearchEngine};
 use serde::Serialize;
 
 use super::Args;
@@ -146,8 +146,11 @@ non-mated best score, k the most false positives with k/N <= target; null when k
 const PAIRS: &str = "genuine: each mated probe against its mate's best template; impostor: \
 probes against random other subjects' best templates (any group), seeded; scored as Verify does";
 
-const ENGINE_NOTE: &str = "the server's CPU engine (CpuEngine): int8 scan with exact f16 \
-re-score for int8 galleries; index-tools has no GPU engine, whose answers are the same";
+const CPU_NOTE: &str = "the server's CPU engine (CpuEngine): int8 scan with exact f16 \
+re-score for int8 galleries";
+
+const GPU_NOTE: &str = "the server's GPU engine (GpuEngine): WGSL int8 scan and top-k, \
+candidates re-scored exactly on the CPU as the CPU engine does";
 
 /// What was evaluated, and how.
 pub struct Facts<'a> {
@@ -156,7 +159,7 @@ pub struct Facts<'a> {
     /// The gallery searched.
     pub gallery: &'a Gallery,
     /// The engine that searched it.
-    pub engine: &'a CpuEngine,
+    pub engine: &'a dyn SearchEngine,
     /// The truth of each probe.
     pub truth: &'a [ProbeTruth],
     /// The answers and pair scores.
@@ -182,7 +185,11 @@ pub fn build(
         probes: probe_facts(a, f.truth),
         engine: EngineFacts {
             name: f.engine.describe(),
-            note: ENGINE_NOTE,
+            note: if f.engine.describe().starts_with("gpu/") {
+                GPU_NOTE
+            } else {
+                CPU_NOTE
+            },
             top_k: a.top_k,
             batch: a.batch,
         },

@@ -51,9 +51,12 @@ impl<'a> From<&'a Args> for Plan<'a> {
     }
 }
 
-/// Searches all `probes` (rows of `dim`) at `top_k` in `batch`es.
+/// Searches all `probes` (rows of `dim`) at `top_k` in `batch`es with
+/// `engine`; the verification pairs are scored exactly as Verify scores
+/// them, by `cpu`'s refiner.
 pub fn run(
-    engine: &CpuEngine,
+    engine: &dyn SearchEngine,
+    cpu: &CpuEngine,
     probes: &[f32],
     dim: usize,
     truth: &[ProbeTruth],
@@ -78,7 +81,7 @@ pub fn run(
         let batch = ProbeBatch::new(dim, chunk)
             .map_err(|e| anyhow!("{} (batch from row {first}): {e}", a.probes.display()))?;
         let answers = engine.search(&batch, a.top_k)?;
-        let pairs = score_batch(engine.refiner(), &batch, first, truth, &plan)?;
+        let pairs = score_batch(cpu.refiner(), &batch, first, truth, &plan)?;
         for (b, (cands, p)) in answers.into_iter().zip(pairs).enumerate() {
             let t = &truth[first + b];
             out.searches.push(Search {
