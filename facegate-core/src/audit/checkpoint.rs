@@ -152,14 +152,21 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>, AuditError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&path)(e)),
     };
+    parse(&path, &bytes).map(Some)
+}
+
+/// Decodes and checks the bytes of a checkpoint file (`path` names it in
+/// errors), as [`read`] does: public so that the parser can be fuzzed on
+/// arbitrary bytes without a directory.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint, AuditError> {
     let bad = |reason: String| AuditError::Checkpoint {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let checkpoint: Checkpoint =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
     checkpoint.check().map_err(bad)?;
-    Ok(Some(checkpoint))
+    Ok(checkpoint)
 }
 
 /// Makes `checkpoint` the one in force in `dir`, durably: when this
