@@ -126,7 +126,14 @@ impl Checkpoint {
                     e.first_seq, e.last_seq
                 ));
             }
-            next = e.last_seq + 1;
+            // A hostile or damaged file can say u64::MAX: no record can
+            // follow that (and `Expiry::records` would overflow on it).
+            next = e.last_seq.checked_add(1).ok_or_else(|| {
+                format!(
+                    "an expiry of records {}..={}, beyond the last record number",
+                    e.first_seq, e.last_seq
+                )
+            })?;
         }
         match self.expiries.last() {
             Some(e) if e.last_seq == self.last_seq && e.chain == self.chain => Ok(()),
@@ -268,6 +275,27 @@ mod tests {
             );
         }
         std::fs::write(path(dir.path()), text.replace("00000000000000cd", "cd")).unwrap();
+        assert!(matches!(
+            read(dir.path()),
+            Err(AuditError::Checkpoint { .. })
+        ));
+    }
+
+    /// Found by fuzzing (fuzz/corpus/audit/crash-checkpoint-last-seq-max):
+    /// an expiry ending at record u64::MAX overflowed the numbering check.
+    #[test]
+    fn an_expiry_ending_at_the_last_record_number_is_refused_not_a_panic() {
+        let text = br#"{"format":1,"last_seq":18446744073709551615,"chain":"00000000000000ab",
+            "expiries":[{"at_unix_ms":5000,"cutoff_unix_ms":4000,"first_seq":1,
+            "last_seq":18446744073709551615,"chain":"00000000000000ab",
+            "newest_record_unix_ms":3999,"files":[]}]}"#;
+        let err = parse(Path::new("checkpoint.json"), text).unwrap_err();
+        assert!(
+            err.to_string().contains("beyond the last record number"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(path(dir.path()), text).unwrap();
         assert!(matches!(
             read(dir.path()),
             Err(AuditError::Checkpoint { .. })
