@@ -52,7 +52,9 @@ enum NestingError {
 /// file's size.
 fn check_header_nesting(file: &mut File, file_len: u64) -> Result<(), NestingError> {
     let mut pre = [0u8; 12];
-    let have = pre.len().min(usize::try_from(file_len).unwrap_or(usize::MAX));
+    let have = pre
+        .len()
+        .min(usize::try_from(file_len).unwrap_or(usize::MAX));
     file.read_exact(&mut pre[..have])?;
     if have < 10 || &pre[..6] != b"\x93NUMPY" {
         return Ok(());
