@@ -29,16 +29,82 @@ fn bad(path: &Path, reason: impl Into<String>) -> GalleryError {
     .into()
 }
 
+/// The deepest bracket nesting accepted in a header's dictionary. A float32
+/// matrix's header nests two levels (`{... 'shape': (N, d)}`); the header
+/// parser `npyz` uses takes time exponential in the nesting (found by
+/// fuzzing: 60 `[` held it for minutes), so deeper headers are refused
+/// before it sees them.
+const MAX_HEADER_NESTING: usize = 8;
+
+/// Why [`check_header_nesting`] refused a header.
+#[derive(Debug, thiserror::Error)]
+enum NestingError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("header nests brackets too deeply")]
+    TooDeep,
+}
+
+/// Reads the header dictionary of an .npy file (magic, version, length,
+/// text) and refuses nesting beyond [`MAX_HEADER_NESTING`]. Anything else
+/// unusual (no magic, an unknown version, a short file) is left for `npyz`
+/// to name. Reads at most the header's length, which is bounded by the
+/// file's size.
+fn check_header_nesting(file: &mut File, file_len: u64) -> Result<(), NestingError> {
+    let mut pre = [0u8; 12];
+    let have = pre
+        .len()
+        .min(usize::try_from(file_len).unwrap_or(usize::MAX));
+    file.read_exact(&mut pre[..have])?;
+    if have < 10 || &pre[..6] != b"\x93NUMPY" {
+        return Ok(());
+    }
+    let (start, len) = match pre[6] {
+        1 => (10u64, u64::from(u16::from_le_bytes([pre[8], pre[9]]))),
+        2 | 3 if have == 12 => (
+            12,
+            u64::from(u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]])),
+        ),
+        _ => return Ok(()),
+    };
+    let len = len.min(file_len.saturating_sub(start));
+    let mut text = Vec::new();
+    file.seek(std::io::SeekFrom::Start(start))?;
+    file.take(len).read_to_end(&mut text)?;
+    let mut depth = 0usize;
+    for &c in &text {
+        match c {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    return Err(NestingError::TooDeep);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl NpyRows {
     /// Opens `path` and checks that it is a non-empty float32 2-D C-order
     /// array whose data is all present.
     pub fn open(path: impl AsRef<Path>) -> Result<NpyRows, GalleryError> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| GalleryError::io(&path, e))?;
+        let mut file = File::open(&path).map_err(|e| GalleryError::io(&path, e))?;
         let file_len = file
             .metadata()
             .map_err(|e| GalleryError::io(&path, e))?
             .len();
+        check_header_nesting(&mut file, file_len).map_err(|e| match e {
+            NestingError::Io(e) => GalleryError::io(&path, e),
+            NestingError::TooDeep => bad(
+                &path,
+                format!("header nests brackets deeper than {MAX_HEADER_NESTING}"),
+            ),
+        })?;
+        file.rewind().map_err(|e| GalleryError::io(&path, e))?;
         let npy = npyz::NpyFile::new(BufReader::new(file))
             .map_err(|e| bad(&path, format!("not a readable .npy file: {e}")))?;
         let dtype = npy.dtype();
@@ -200,6 +266,23 @@ mod tests {
             err.contains("truncated") && err.contains("2 complete rows"),
             "{err}"
         );
+    }
+
+    /// Found by fuzzing (fuzz/corpus/npy/crash-nested-brackets): a header
+    /// of nested `[` held npyz's header parser for minutes.
+    #[test]
+    fn a_deeply_nested_header_is_refused_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.npy");
+        let dict = format!("{{'descr': '<f4', 'shape': (3, 3), {}}}", "[".repeat(100));
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let start = std::time::Instant::now();
+        let err = NpyRows::open(&p).err().unwrap().to_string();
+        assert!(err.contains("nests brackets deeper"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

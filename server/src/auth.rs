@@ -37,7 +37,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
+    // Hex digits only: `from_str_radix` alone would also take a `+` sign
+    // ("+a" as 10), letting a malformed hash through.
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -61,7 +63,10 @@ impl KeyRing {
         Ok(ring)
     }
 
-    fn parse(text: &str) -> anyhow::Result<KeyRing> {
+    /// Parses the text of a keys file; [`KeyRing::load`] reads the file and
+    /// adds that it must list a key. Public so that the parser can be
+    /// fuzzed on arbitrary text.
+    pub fn parse(text: &str) -> anyhow::Result<KeyRing> {
         let mut by_hash = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -174,6 +179,10 @@ mod tests {
         for (text, want) in [
             (format!("{line}\nB\n"), "line 2: expected"),
             (format!("B 12ab\n{line}"), "line 1: the key hash"),
+            (
+                format!("{line}\nB {}\n", "+a".repeat(32)),
+                "line 2: the key hash",
+            ),
             (
                 format!("{line}\n{line}\n"),
                 "line 2: this key is listed twice",

@@ -126,7 +126,14 @@ impl Checkpoint {
                     e.first_seq, e.last_seq
                 ));
             }
-            next = e.last_seq + 1;
+            // A hostile or damaged file can say u64::MAX: no record can
+            // follow that (and `Expiry::records` would overflow on it).
+            next = e.last_seq.checked_add(1).ok_or_else(|| {
+                format!(
+                    "an expiry of records {}..={}, beyond the last record number",
+                    e.first_seq, e.last_seq
+                )
+            })?;
         }
         match self.expiries.last() {
             Some(e) if e.last_seq == self.last_seq && e.chain == self.chain => Ok(()),
@@ -152,14 +159,21 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>, AuditError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&path)(e)),
     };
+    parse(&path, &bytes).map(Some)
+}
+
+/// Decodes and checks the bytes of a checkpoint file (`path` names it in
+/// errors), as [`read`] does: public so that the parser can be fuzzed on
+/// arbitrary bytes without a directory.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint, AuditError> {
     let bad = |reason: String| AuditError::Checkpoint {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let checkpoint: Checkpoint =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
     checkpoint.check().map_err(bad)?;
-    Ok(Some(checkpoint))
+    Ok(checkpoint)
 }
 
 /// Makes `checkpoint` the one in force in `dir`, durably: when this
@@ -261,6 +275,27 @@ mod tests {
             );
         }
         std::fs::write(path(dir.path()), text.replace("00000000000000cd", "cd")).unwrap();
+        assert!(matches!(
+            read(dir.path()),
+            Err(AuditError::Checkpoint { .. })
+        ));
+    }
+
+    /// Found by fuzzing (fuzz/corpus/audit/crash-checkpoint-last-seq-max):
+    /// an expiry ending at record u64::MAX overflowed the numbering check.
+    #[test]
+    fn an_expiry_ending_at_the_last_record_number_is_refused_not_a_panic() {
+        let text = br#"{"format":1,"last_seq":18446744073709551615,"chain":"00000000000000ab",
+            "expiries":[{"at_unix_ms":5000,"cutoff_unix_ms":4000,"first_seq":1,
+            "last_seq":18446744073709551615,"chain":"00000000000000ab",
+            "newest_record_unix_ms":3999,"files":[]}]}"#;
+        let err = parse(Path::new("checkpoint.json"), text).unwrap_err();
+        assert!(
+            err.to_string().contains("beyond the last record number"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(path(dir.path()), text).unwrap();
         assert!(matches!(
             read(dir.path()),
             Err(AuditError::Checkpoint { .. })

@@ -247,6 +247,18 @@ impl ChangeLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replay::default()),
             Err(e) => return Err(io(path)(e)),
         };
+        ChangeLog::read_bytes(path, &bytes, dim, base_generation)
+    }
+
+    /// Decodes the bytes of a log read by [`ChangeLog::read`] (`path`
+    /// names them in errors): the same checks, public so that the frame
+    /// reader can be fuzzed on arbitrary bytes without a file.
+    pub fn read_bytes(
+        path: &Path,
+        bytes: &[u8],
+        dim: usize,
+        base_generation: u64,
+    ) -> Result<Replay, WalError> {
         if bytes.len() < HEADER_LEN {
             return Ok(Replay {
                 cut_bytes: bytes.len() as u64,
@@ -254,7 +266,7 @@ impl ChangeLog {
                 ..Replay::default()
             });
         }
-        Ok(parse(path, &bytes, dim, base_generation)?.0)
+        Ok(parse(path, bytes, dim, base_generation)?.0)
     }
 
     /// The log file.
