@@ -37,3 +37,6 @@ cargo test --workspace --locked
 # built on top (once, a few minutes); the feature keeps it out of everything else.
 cargo test -p facegate-benchmarks --features faiss --test faiss_side_by_side --locked
 python3 -m pytest -q server/tests/python
+# Every parser of untrusted bytes fuzzed for a bounded time from the
+# committed seeds (cargo-fuzz; fails only on a crash): docs/security.md.
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}" scripts/fuzz.sh
