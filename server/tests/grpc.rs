@@ -387,9 +387,29 @@ async fn deadlines_give_deadline_exceeded_never_a_late_answer() {
         &[],
     );
     let c = server.client().await;
+    // On a machine busy with other tests the client's own timer can win
+    // every race of a burst; up to three bursts, until the server's own
+    // refusal is seen. Every answer of every burst is checked for lateness.
+    let mut exceeded = 0;
+    for burst in 0..3 {
+        exceeded += deadline_burst(&c, dim, burst * 96).await;
+        if exceeded > 0 {
+            break;
+        }
+    }
+    assert!(exceeded > 0, "the server never answered DEADLINE_EXCEEDED");
+}
+
+/// 96 concurrent Identify requests with a 100 ms deadline (ids from
+/// `first`): none is answered late; how many the server refused itself.
+async fn deadline_burst(
+    c: &facegate_api::v1::matcher_client::MatcherClient<tonic::transport::Channel>,
+    dim: usize,
+    first: usize,
+) -> usize {
     let timeout = std::time::Duration::from_millis(100);
     let mut tasks = Vec::new();
-    for j in 0..96 {
+    for j in first..first + 96 {
         let mut c = c.clone();
         tasks.push(tokio::spawn(async move {
             let probe: Vec<f32> = (0..dim).map(|i| ((i * 31 + j) % 17) as f32 - 8.0).collect();
@@ -436,7 +456,7 @@ async fn deadlines_give_deadline_exceeded_never_a_late_answer() {
     println!(
         "{ok} answered in time, {exceeded} DEADLINE_EXCEEDED from the server, {client_timer} client-side timeouts"
     );
-    assert!(exceeded > 0, "the server never answered DEADLINE_EXCEEDED");
+    exceeded
 }
 
 #[tokio::test(flavor = "multi_thread")]
