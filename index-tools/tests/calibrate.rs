@@ -2,35 +2,11 @@
 //! calibrate, then the threshold checked against an independent count of
 //! `eval`'s scores.csv.
 
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate-index"))
-        .args(args)
-        .output()
-        .expect("facegate-index runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(!out.status.success(), "{args:?} succeeded unexpectedly");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use std::process::Output;
 
 const TARGET: f64 = 0.01;
 

@@ -1,8 +1,10 @@
 //! `facegate-index encounters ...` on a small synthetic store, run as the
 //! back office runs it, checked against the library's own reports.
 
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use facegate_core::clock::UnixMillis;
@@ -12,33 +14,6 @@ use facegate_core::encounter::{
     overstays, stay_of,
 };
 use facegate_core::manifest::Direction;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate-index"))
-        .args(args)
-        .output()
-        .expect("facegate-index runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(!out.status.success(), "{args:?} succeeded unexpectedly");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// The span's last day for `--years 3` from the default start.
 const END: &str = "2025-12-30";

@@ -1,35 +1,11 @@
 //! `facegate-index eval` on a synthetic population, as a data engineer runs
 //! it: synth, build, eval; then what the report says about the groups.
 
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate-index"))
-        .args(args)
-        .output()
-        .expect("facegate-index runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(!out.status.success(), "{args:?} succeeded unexpectedly");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use std::process::Output;
 
 /// 3,000 subjects and 1,500 probes, half of them non-mated, so that the
 /// default targets can be estimated down to FPIR 0.003 (k = 2 of 750).
