@@ -11,29 +11,20 @@ use std::process::Output;
 const TARGET: f64 = 0.01;
 
 /// 3,000 subjects, 2,400 probes (about 1,200 non-mated: k = 12 at 0.01).
-fn population(d: &Path) {
-    ok(&[
-        "synth",
-        "--out-dir",
-        p(d),
-        "--subjects",
-        "3000",
-        "--probes",
-        "2400",
-        "--mated-fraction",
-        "0.5",
-        "--seed",
-        "7",
-    ]);
-    ok(&[
-        "build",
-        "--embeddings",
-        p(&d.join("gallery.npy")),
-        "--ids",
-        p(&d.join("gallery_ids.txt")),
-        "--out",
-        p(&d.join("g.fgal")),
-    ]);
+fn standard_population(d: &Path) {
+    population(
+        d,
+        &[
+            "--subjects",
+            "3000",
+            "--probes",
+            "2400",
+            "--mated-fraction",
+            "0.5",
+            "--seed",
+            "7",
+        ],
+    );
 }
 
 fn calibrate(d: &Path, extra: &[&str]) -> Output {
@@ -69,7 +60,7 @@ fn fpir(best: &[f32], t: f32) -> f64 {
 fn calibrate_meets_the_target_and_manifest_thresholds_grow_with_size() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    population(d);
+    standard_population(d);
     let target = TARGET.to_string();
     let out = calibrate(
         d,
@@ -155,26 +146,7 @@ fn calibrate_meets_the_target_and_manifest_thresholds_grow_with_size() {
 fn an_unestimable_target_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(&[
-        "synth",
-        "--out-dir",
-        p(d),
-        "--subjects",
-        "200",
-        "--probes",
-        "100",
-        "--seed",
-        "3",
-    ]);
-    ok(&[
-        "build",
-        "--embeddings",
-        p(&d.join("gallery.npy")),
-        "--ids",
-        p(&d.join("gallery_ids.txt")),
-        "--out",
-        p(&d.join("g.fgal")),
-    ]);
+    population(d, &["--subjects", "200", "--probes", "100", "--seed", "3"]);
     let (g, probes, truth) = (
         d.join("g.fgal"),
         d.join("probes.npy"),

@@ -9,29 +9,20 @@ use std::process::Output;
 
 /// 3,000 subjects and 1,500 probes, half of them non-mated, so that the
 /// default targets can be estimated down to FPIR 0.003 (k = 2 of 750).
-fn population(d: &Path) {
-    ok(&[
-        "synth",
-        "--out-dir",
-        p(d),
-        "--subjects",
-        "3000",
-        "--probes",
-        "1500",
-        "--mated-fraction",
-        "0.5",
-        "--seed",
-        "7",
-    ]);
-    ok(&[
-        "build",
-        "--embeddings",
-        p(&d.join("gallery.npy")),
-        "--ids",
-        p(&d.join("gallery_ids.txt")),
-        "--out",
-        p(&d.join("g.fgal")),
-    ]);
+fn standard_population(d: &Path) {
+    population(
+        d,
+        &[
+            "--subjects",
+            "3000",
+            "--probes",
+            "1500",
+            "--mated-fraction",
+            "0.5",
+            "--seed",
+            "7",
+        ],
+    );
 }
 
 fn eval(d: &Path, truth: &Path, out: &str, extra: &[&str]) -> Output {
@@ -55,7 +46,7 @@ fn eval(d: &Path, truth: &Path, out: &str, extra: &[&str]) -> Output {
 fn eval_reports_and_the_tightest_group_has_the_highest_fpir() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    population(d);
+    standard_population(d);
     let started = std::time::Instant::now();
     let out = eval(d, &d.join("probes_truth.csv"), "out", &[]);
     assert!(
@@ -123,28 +114,19 @@ fn eval_reports_and_the_tightest_group_has_the_highest_fpir() {
 fn a_bad_truth_file_is_named_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(&[
-        "synth",
-        "--out-dir",
-        p(d),
-        "--subjects",
-        "50",
-        "--probes",
-        "20",
-        "--dim",
-        "16",
-        "--seed",
-        "3",
-    ]);
-    ok(&[
-        "build",
-        "--embeddings",
-        p(&d.join("gallery.npy")),
-        "--ids",
-        p(&d.join("gallery_ids.txt")),
-        "--out",
-        p(&d.join("g.fgal")),
-    ]);
+    population(
+        d,
+        &[
+            "--subjects",
+            "50",
+            "--probes",
+            "20",
+            "--dim",
+            "16",
+            "--seed",
+            "3",
+        ],
+    );
     let truth = std::fs::read_to_string(d.join("probes_truth.csv")).unwrap();
     let lines: Vec<&str> = truth.lines().collect();
     let write = |name: &str, body: String| {
@@ -201,30 +183,21 @@ fn a_bad_truth_file_is_named_with_its_line() {
 fn the_gpu_engine_evaluates_to_the_same_scores_as_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(&[
-        "synth",
-        "--out-dir",
-        p(d),
-        "--subjects",
-        "300",
-        "--probes",
-        "200",
-        "--dim",
-        "128",
-        "--mated-fraction",
-        "0.5",
-        "--seed",
-        "3",
-    ]);
-    ok(&[
-        "build",
-        "--embeddings",
-        p(&d.join("gallery.npy")),
-        "--ids",
-        p(&d.join("gallery_ids.txt")),
-        "--out",
-        p(&d.join("g.fgal")),
-    ]);
+    population(
+        d,
+        &[
+            "--subjects",
+            "300",
+            "--probes",
+            "200",
+            "--dim",
+            "128",
+            "--mated-fraction",
+            "0.5",
+            "--seed",
+            "3",
+        ],
+    );
     let truth = d.join("probes_truth.csv");
     let fast = [
         "--bootstrap",

@@ -35,3 +35,25 @@ pub fn fails(args: &[&str]) -> String {
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Synthesises a population into `d` (`synth` with `synth_args`) and builds
+/// its gallery, `d/g.fgal`.
+pub fn population(d: &Path, synth_args: &[&str]) {
+    let mut synth = vec!["synth", "--out-dir", p(d)];
+    synth.extend_from_slice(synth_args);
+    ok(&synth);
+    let (embeddings, ids, gallery) = (
+        d.join("gallery.npy"),
+        d.join("gallery_ids.txt"),
+        d.join("g.fgal"),
+    );
+    ok(&[
+        "build",
+        "--embeddings",
+        p(&embeddings),
+        "--ids",
+        p(&ids),
+        "--out",
+        p(&gallery),
+    ]);
+}
