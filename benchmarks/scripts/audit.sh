@@ -40,13 +40,8 @@ serve() { # label, extra flags...
   echo "server $label did not start" >&2; exit 1
 }
 
-# One small synchronous write on the disk that holds the trail.
-fsync_probe() {
-  local f="$out/fsync.probe"
-  dd if=/dev/zero of="$f" bs=512 count=2000 oflag=dsync 2>&1 | sed -n 's/.* copied, \([0-9.]*\) s.*/\1/p' \
-    | awk '{printf "%.1f\n", $1 / 2000 * 1e6}'
-  rm -f "$f"
-}
+# shellcheck source=benchmarks/scripts/fsync_probe.sh
+source benchmarks/scripts/fsync_probe.sh # the cwd is the repository root
 
 printf '| run | requests/s | p50 ms | p99 ms | audit records | commits | records per commit | mean commit us | dd write+fdatasync us |\n' >"$out/table.md"
 printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n' >>"$out/table.md"
@@ -58,7 +53,7 @@ for r in $(seq 1 "$rounds"); do
       --label "$label" --json "$out/$label.json" --quiet >"$out/$label.md"
     scrape=$(curl -s "$metrics")
     stop
-    dd_us=$(fsync_probe)
+    dd_us=$(fsync_probe "$out")
     python3 - "$out/$label.json" "$label" "$dd_us" "$scrape" >>"$out/table.md" <<'PY'
 import json, re, sys
 path, label, dd_us, scrape = sys.argv[1:5]

@@ -43,12 +43,8 @@ for _ in $(seq 1 120); do
 done
 [ -n "$addr" ] || { echo "the server did not start" >&2; exit 1; }
 
-fsync_probe() {
-  local f="$out/data/fsync.probe"
-  dd if=/dev/zero of="$f" bs=512 count=2000 oflag=dsync 2>&1 | sed -n 's/.* copied, \([0-9.]*\) s.*/\1/p' \
-    | awk '{printf "%.1f\n", $1 / 2000 * 1e6}'
-  rm -f "$f"
-}
+# shellcheck source=benchmarks/scripts/fsync_probe.sh
+source benchmarks/scripts/fsync_probe.sh # the cwd is the repository root
 
 printf '| run | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | dd write+fdatasync us |\n' >"$out/table.md"
 printf '|---|---:|---:|---:|---:|---:|---:|---:|\n' >>"$out/table.md"
@@ -58,7 +54,7 @@ run() {
   shift 2
   "$bin/facegate-load" "$mode" --addr "http://$addr" --duration-s "$secs" --top-k "$top_k" \
     --label "$label" --json "$out/$label.json" --quiet "$@" >"$out/$label.md"
-  dd_us=$(fsync_probe)
+  dd_us=$(fsync_probe "$out/data")
   python3 - "$out/$label.json" "$label" "$dd_us" >>"$out/table.md" <<'PY'
 import json, sys
 path, label, dd_us = sys.argv[1:4]
