@@ -1,7 +1,8 @@
 //! Encounters as the server keeps them: the store under the data directory,
 //! opened at start-up when its file exists, else at the first record (as
-//! manifests are). Everything on the store blocks (SQLite, fsync): callers
-//! run it on the blocking pool.
+//! manifests are). Everything on the store blocks (SQLite, fsync) and runs
+//! on the blocking pool, except queuing a port's record to an open store
+//! (`if_open` then `enqueue_record`), which returns at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};

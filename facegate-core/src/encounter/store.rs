@@ -2,8 +2,8 @@
 //! of any store, so that a central PostgreSQL (for several nodes) can stand
 //! where the embedded SQLite file stands now ([`super::sqlite_store`]).
 //!
-//! Every method blocks (on disk, and on fsync for writes): the server calls
-//! them off its async workers.
+//! Every method but [`EncounterStore::enqueue_record`] blocks (on disk, and
+//! on fsync for writes): the server calls them off its async workers.
 
 use super::day::Day;
 use super::model::{Admission, Category, Decision, Encounter, RecordError, Traveller};
