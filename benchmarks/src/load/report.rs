@@ -66,6 +66,72 @@ pub fn markdown(runs: &[RunStats]) -> String {
     s
 }
 
+/// The axes of the sweep plot: offered rate (x, log), latency (left y,
+/// log) and throughput (right y), each with a margin around the data.
+struct PlotRanges {
+    x_lo: f64,
+    x_hi: f64,
+    y_lo: f64,
+    y_hi: f64,
+    t_hi: f64,
+}
+
+impl PlotRanges {
+    /// The ranges that hold every open-loop run of `open` and its
+    /// latencies `lat` (offered rate, percentiles).
+    fn of(open: &[&RunStats], lat: &[(f64, LatencyMs)]) -> PlotRanges {
+        let rate = |r: &RunStats| r.offered_rate.unwrap_or_default();
+        let (x_lo, x_hi) = open.iter().fold((f64::MAX, f64::MIN), |(a, b), r| {
+            (a.min(rate(r)), b.max(rate(r)))
+        });
+        let (y_lo, y_hi) = lat.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, l)| {
+            (a.min(l.p50), b.max(l.p999))
+        });
+        let (y_lo, y_hi) = if lat.is_empty() {
+            (0.1, 1000.0)
+        } else {
+            ((y_lo / 2.0).max(0.001), y_hi * 2.0)
+        };
+        let t_hi = open
+            .iter()
+            .map(|r| r.throughput.max(rate(r)))
+            .fold(1.0, f64::max)
+            * 1.1;
+        PlotRanges {
+            x_lo: x_lo / 1.2,
+            x_hi: x_hi * 1.2,
+            y_lo,
+            y_hi,
+            t_hi,
+        }
+    }
+}
+
+/// A named, coloured curve of (offered rate, value) points.
+type Curve = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// The p50, p99 and p99.9 curves of `lat` (offered rate, latencies), each
+/// with its name and colour.
+fn percentile_curves(lat: &[(f64, LatencyMs)]) -> [Curve; 3] {
+    let curve = |get: fn(&LatencyMs) -> f64| -> Vec<(f64, f64)> {
+        lat.iter().map(|(x, l)| (*x, get(l))).collect()
+    };
+    [
+        ("p50", BLUE, curve(|l| l.p50)),
+        ("p99", RGBColor(230, 120, 0), curve(|l| l.p99)),
+        ("p99.9", RED, curve(|l| l.p999)),
+    ]
+}
+
+/// The offered = achieved line from `x_lo` to `x_hi` (below `t_hi`):
+/// straight in data space, curved on the log x axis, so drawn in steps.
+fn diagonal(x_lo: f64, x_hi: f64, t_hi: f64) -> impl Iterator<Item = (f64, f64)> + Clone {
+    (0..=64)
+        .map(move |i| x_lo * (x_hi / x_lo).powf(f64::from(i) / 64.0))
+        .filter(move |&x| x <= t_hi)
+        .map(|x| (x, x))
+}
+
 /// Draws p50, p99 and p99.9 of OK latencies (log axis, left) and achieved
 /// throughput (right axis, with the offered = achieved diagonal) against the
 /// offered rate of each open-loop run in `runs`.
@@ -77,29 +143,17 @@ pub fn write_svg(path: &Path, runs: &[RunStats], title: &str) -> anyhow::Result<
         "the plot needs at least one open-loop run"
     );
     let rate = |r: &RunStats| r.offered_rate.unwrap_or_default();
-    let (mut x_lo, mut x_hi) = open.iter().fold((f64::MAX, f64::MIN), |(a, b), r| {
-        (a.min(rate(r)), b.max(rate(r)))
-    });
-    x_lo /= 1.2;
-    x_hi *= 1.2;
     let lat: Vec<_> = open
         .iter()
         .filter_map(|r| r.latency_ms.map(|l| (rate(r), l)))
         .collect();
-    let (y_lo, y_hi) = lat.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, l)| {
-        (a.min(l.p50), b.max(l.p999))
-    });
-    let (y_lo, y_hi) = if lat.is_empty() {
-        (0.1, 1000.0)
-    } else {
-        ((y_lo / 2.0).max(0.001), y_hi * 2.0)
-    };
-    let t_hi = open
-        .iter()
-        .map(|r| r.throughput.max(rate(r)))
-        .fold(1.0, f64::max)
-        * 1.1;
-
+    let PlotRanges {
+        x_lo,
+        x_hi,
+        y_lo,
+        y_hi,
+        t_hi,
+    } = PlotRanges::of(&open, &lat);
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -123,15 +177,7 @@ pub fn write_svg(path: &Path, runs: &[RunStats], title: &str) -> anyhow::Result<
         .configure_secondary_axes()
         .y_desc("achieved throughput (OK answers/s)")
         .draw()?;
-    let curve = |get: fn(&LatencyMs) -> f64| -> Vec<(f64, f64)> {
-        lat.iter().map(|(x, l)| (*x, get(l))).collect()
-    };
-    let percentiles = [
-        ("p50", BLUE, curve(|l| l.p50)),
-        ("p99", RGBColor(230, 120, 0), curve(|l| l.p99)),
-        ("p99.9", RED, curve(|l| l.p999)),
-    ];
-    for (name, color, points) in percentiles {
+    for (name, color, points) in percentile_curves(&lat) {
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(3))?
             .label(name)
@@ -150,11 +196,7 @@ pub fn write_svg(path: &Path, runs: &[RunStats], title: &str) -> anyhow::Result<
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], green));
     chart
         .draw_secondary_series(DashedLineSeries::new(
-            // Straight in data space, curved on the log x axis: drawn in steps.
-            (0..=64)
-                .map(|i| x_lo * (x_hi / x_lo).powf(f64::from(i) / 64.0))
-                .filter(|&x| x <= t_hi)
-                .map(|x| (x, x)),
+            diagonal(x_lo, x_hi, t_hi),
             6,
             4,
             BLACK.mix(0.4).into(),
