@@ -20,9 +20,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python packages for the client test (a gRPC client generated from proto/).
+# Python packages for the client tests (a gRPC client generated from proto/;
+# cryptography makes the mutual-TLS test's certificates).
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check \
-  grpcio grpcio-tools pytest numpy
+  grpcio grpcio-tools pytest numpy cryptography
 
 # wgpu on lavapipe: pin Vulkan, and give Mesa the runtime directory it wants.
 export WGPU_BACKEND=vulkan

@@ -9,6 +9,7 @@
 //! - [`wal`]: the write-ahead log of online enrolments and removals;
 //! - [`live`]: the base gallery plus those changes, as searches see it;
 //! - [`audit`]: the durable trail of who searched and changed what;
+//! - [`keys`]: the API keys files that say who may call a listener;
 //! - [`clock`]: the injectable time that expiry and retention read;
 //! - [`manifest`]: manifest galleries, staged, stored and expiring;
 //! - [`accuracy`]: FPIR, FNIR, CMC, DET and per-group rates of searches whose truth is known.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod format;
 pub mod ids;
 pub mod kernels;
+pub mod keys;
 pub mod live;
 pub mod manifest;
 pub mod npy;

@@ -1,7 +1,7 @@
 //! The keys file parser (`--port-keys`, `--admin-keys`): arbitrary text.
 #![no_main]
 
-use facegate_server::auth::KeyRing;
+use facegate_core::keys::KeyRing;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,7 @@
 //! The `facegate.v1.GalleryAdmin` gRPC service: online enrolments and
 //! removals for the enrolment back office (never for ports), and Reload,
-//! which adopts a gallery generation compacted offline.
+//! which reads the listeners' credentials again and adopts a gallery
+//! generation compacted offline.
 //!
 //! Each change is validated, written to the change log and fsync'd (shared
 //! with concurrent changes by group commit), then applied to the live
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::audit::{Auditor, Caller};
 use crate::changes::Committed;
+use crate::credentials::Credentials;
 use crate::proto::gallery_admin_server::GalleryAdmin;
 use crate::proto::{
     EnrollRequest, EnrollResponse, ReloadRequest, ReloadResponse, RemoveRequest, RemoveResponse,
@@ -29,12 +31,23 @@ use crate::{request, status};
 pub struct AdminService {
     state: Arc<ServedGallery>,
     auditor: Arc<Auditor>,
+    /// Re-read by Reload, as by SIGHUP.
+    credentials: Arc<Credentials>,
 }
 
 impl AdminService {
-    /// A service changing what `state` serves, its answers recorded by `auditor`.
-    pub fn new(state: Arc<ServedGallery>, auditor: Arc<Auditor>) -> Self {
-        AdminService { state, auditor }
+    /// A service changing what `state` serves, its answers recorded by
+    /// `auditor`; Reload also re-reads `credentials`.
+    pub fn new(
+        state: Arc<ServedGallery>,
+        auditor: Arc<Auditor>,
+        credentials: Arc<Credentials>,
+    ) -> Self {
+        AdminService {
+            state,
+            auditor,
+            credentials,
+        }
     }
 
     /// Commits on the blocking pool and counts the outcome; returns what
@@ -126,6 +139,10 @@ impl AdminService {
         &self,
         r: ReloadRequest,
     ) -> Result<Response<ReloadResponse>, Status> {
+        let credentials = self.credentials.clone();
+        let refused = tokio::task::spawn_blocking(move || credentials.reload())
+            .await
+            .map_err(|e| Status::internal(format!("the credential reload failed: {e}")))?;
         let done = self.state.reload().await?;
         tracing::info!(
             rpc = "Reload",
@@ -136,6 +153,7 @@ impl AdminService {
             "reload done"
         );
         Ok(Response::new(ReloadResponse {
+            credential_errors: refused.into_iter().map(|f| f.error).collect(),
             previous_generation: done.previous,
             generation: done.generation,
             carried_over_changes: done.carried_over,

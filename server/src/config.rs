@@ -119,6 +119,28 @@ pub struct Settings {
     /// Keys file of the back office: GalleryAdmin calls then need a key.
     #[arg(long, env = "FACEGATE_ADMIN_KEYS")]
     pub admin_keys: Option<PathBuf>,
+    /// The server's TLS certificate chain (PEM, leaf first), for the ports'
+    /// and the back office's listeners: with `tls_key`, both speak TLS.
+    #[arg(long, env = "FACEGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    #[arg(long, env = "FACEGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) the ports' client certificates must chain to: mutual
+    /// TLS, each certificate naming its port (docs/security.md).
+    #[arg(long, env = "FACEGATE_PORT_CLIENT_CA")]
+    pub port_client_ca: Option<PathBuf>,
+    /// CA bundle (PEM) the back office's client certificates must chain to.
+    #[arg(long, env = "FACEGATE_ADMIN_CLIENT_CA")]
+    pub admin_client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) both listeners check client
+    /// certificates against; re-read on SIGHUP, like the CA bundles.
+    #[arg(long, env = "FACEGATE_CLIENT_CRL")]
+    pub client_crl: Option<PathBuf>,
+    /// Serve plain text on an address other than loopback (behind a mesh
+    /// that encrypts it); without TLS files the server otherwise refuses to.
+    #[arg(long, env = "FACEGATE_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
     /// Milliseconds between purges of manifests whose window has ended
     /// (they are refused from the end of their window on; the purge
     /// deletes them from memory and disk).
@@ -214,7 +236,38 @@ impl Settings {
             }
         }
         self.check_bounds()?;
+        self.check_tls()?;
         Ok(self)
+    }
+
+    /// TLS files come as a pair; a client CA needs them; plain text leaves
+    /// the host only when allowed.
+    fn check_tls(&self) -> anyhow::Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key go together: give both or neither");
+        }
+        let tls = self.tls_cert.is_some();
+        if !tls && (self.port_client_ca.is_some() || self.admin_client_ca.is_some()) {
+            anyhow::bail!("a client CA (mutual TLS) needs tls_cert and tls_key");
+        }
+        if self.client_crl.is_some()
+            && self.port_client_ca.is_none()
+            && self.admin_client_ca.is_none()
+        {
+            anyhow::bail!("client_crl checks client certificates: it needs a client CA");
+        }
+        let leaves_host = [self.listen, self.admin_listen]
+            .iter()
+            .any(|a| !a.ip().is_loopback());
+        if !tls && leaves_host && !self.allow_plaintext {
+            anyhow::bail!(
+                "listening beyond loopback ({} / {}) without TLS: give tls_cert and tls_key, \
+                 or allow_plaintext when a mesh encrypts the traffic",
+                self.listen,
+                self.admin_listen
+            );
+        }
+        Ok(())
     }
 
     fn check_bounds(&self) -> anyhow::Result<()> {
@@ -334,6 +387,22 @@ mod tests {
         std::fs::write(&f, "listn = \"x\"\n").unwrap();
         let err = flags(&["--config", config]).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+
+    #[test]
+    fn plain_text_stays_on_loopback_unless_allowed_and_tls_files_go_together() {
+        let err = |args: &[&str]| format!("{:#}", flags(args).unwrap_err());
+        assert!(flags(&[]).is_ok(), "the loopback defaults need no TLS");
+        let wide = ["--listen", "0.0.0.0:50051"];
+        assert!(err(&wide).contains("without TLS"), "{}", err(&wide));
+        assert!(flags(&[&wide[..], &["--allow-plaintext"]].concat()).is_ok());
+        assert!(
+            flags(&[&wide[..], &["--tls-cert", "c.pem", "--tls-key", "k.pem"]].concat()).is_ok()
+        );
+        assert!(err(&["--tls-cert", "c.pem"]).contains("tls-key"));
+        assert!(err(&["--port-client-ca", "ca.pem"]).contains("needs tls_cert"));
+        let crl = ["--tls-cert", "c", "--tls-key", "k", "--client-crl", "r.pem"];
+        assert!(err(&crl).contains("needs a client CA"));
     }
 
     #[test]

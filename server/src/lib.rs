@@ -12,6 +12,9 @@
 //! `facegate_core::live::LiveGallery::search`). Online changes commit
 //! through [`changes::GalleryChanges`]: the change log under `--data-dir`
 //! and the live gallery (base + delta + tombstones) that searches read.
+//! Who may call what is decided before any of that: [`routes`] puts each
+//! service behind an [`auth::gate::Gate`] that reads the caller's client
+//! certificate ([`tls`]) or API key, as held by [`credentials`].
 
 pub mod admin;
 pub mod audit;
@@ -19,6 +22,7 @@ pub mod auth;
 pub mod changes;
 pub mod compaction;
 pub mod config;
+pub mod credentials;
 pub mod deadline;
 pub mod demo;
 pub mod dispatch;
@@ -32,12 +36,14 @@ pub mod privacy;
 pub mod reload;
 pub mod request;
 pub mod retention;
+pub mod routes;
 pub mod scoped;
 pub mod serve;
 pub mod served;
 pub mod served_encounters;
 pub mod status;
 pub mod thresholds;
+pub mod tls;
 
 /// The generated API (facegate-api's `v1`), under the name the server's
 /// modules have always used (`crate::proto::X`), so that moving the

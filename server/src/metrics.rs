@@ -97,8 +97,18 @@ pub struct Metrics {
     pub audit_failures: IntCounter,
     /// Time to write and fsync one batch of audit records.
     pub audit_commit_seconds: Histogram,
-    /// Calls refused for a missing or unknown API key, by listener.
+    /// Calls refused at authentication (no or unknown credential, or a
+    /// role the service does not admit), by listener.
     pub auth_failures: IntCounterVec,
+    /// TLS handshakes refused (an untrusted or expired client certificate,
+    /// a timeout), by listener and reason.
+    pub tls_handshake_failures: IntCounterVec,
+    /// Re-reads of certificates, CA bundles and keys files (SIGHUP, the
+    /// Reload RPC), by result: a failed file keeps the old one.
+    pub credential_reloads: IntCounterVec,
+    /// When each TLS listener's own certificate expires (Unix seconds):
+    /// alert well before it.
+    pub tls_certificate_expiry: IntGaugeVec,
     /// Manifests held (staged and not yet purged: not yet valid, valid, or
     /// ended and awaiting the next purge).
     pub manifests_live: IntGauge,
@@ -146,6 +156,7 @@ impl Metrics {
         let engine = EngineMetrics::register(r);
         let audit = AuditMetrics::register(r);
         let auth_failures = register_auth_failures(r);
+        let security = SecurityMetrics::register(r);
         let manifests = ManifestMetrics::register(r);
         let encounters = EncounterMetrics::register(r);
         let retention = RetentionMetrics::register(r);
@@ -180,6 +191,9 @@ impl Metrics {
             audit_failures: audit.failures,
             audit_commit_seconds: audit.commit_seconds,
             auth_failures,
+            tls_handshake_failures: security.handshake_failures,
+            credential_reloads: security.reloads,
+            tls_certificate_expiry: security.certificate_expiry,
             manifests_live: manifests.live,
             scoped_searches: manifests.scoped_searches,
             manifest_expiries: manifests.expiries,
@@ -789,11 +803,58 @@ fn register_auth_failures(r: &Registry) -> IntCounterVec {
         IntCounterVec::new(
             Opts::new(
                 "facegate_auth_failures_total",
-                "Calls refused for a missing or unknown API key, by listener (ports, admin).",
+                "Calls refused at authentication (no or unknown credential, or a role \
+                 the service does not admit), by listener (ports, admin).",
             ),
             &["listener"],
         ),
     )
+}
+
+/// TLS and credentials: refused handshakes, reloads, certificate expiry.
+struct SecurityMetrics {
+    handshake_failures: IntCounterVec,
+    reloads: IntCounterVec,
+    certificate_expiry: IntGaugeVec,
+}
+
+impl SecurityMetrics {
+    fn register(r: &Registry) -> Self {
+        SecurityMetrics {
+            handshake_failures: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_tls_handshake_failures_total",
+                        "TLS handshakes refused, by listener and reason (expired, \
+                         unknown_issuer, revoked, bad_certificate, timeout, other).",
+                    ),
+                    &["listener", "reason"],
+                ),
+            ),
+            reloads: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "facegate_credential_reloads_total",
+                        "Re-reads of certificates, CA bundles and keys files, by result \
+                         (ok, failed: the old file is kept).",
+                    ),
+                    &["result"],
+                ),
+            ),
+            certificate_expiry: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "facegate_tls_certificate_expiry_timestamp_seconds",
+                        "When the listener's own TLS certificate expires (Unix seconds).",
+                    ),
+                    &["listener"],
+                ),
+            ),
+        }
+    }
 }
 
 /// The build: 1, labelled with the server's version.

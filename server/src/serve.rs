@@ -15,16 +15,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
 
-use facegate_core::live::{LiveGallery, MAX_TEMPLATES_PER_SUBJECT};
+use facegate_core::live::LiveGallery;
 
 use crate::admin::AdminService;
 use crate::audit::Auditor;
-use crate::auth::KeyRing;
 use crate::changes::GalleryChanges;
 use crate::config::Settings;
+use crate::credentials::{Credentials, ListenerCredentials};
 use crate::encounters::ServedEncounters;
 use crate::encounters::service::EncountersService;
 use crate::engines::open_gpu;
@@ -39,6 +38,7 @@ use crate::proto::matcher_server::MatcherServer;
 use crate::proto::privacy_server::PrivacyServer;
 use crate::scoped::ServedManifests;
 use crate::served::ServedGallery;
+use crate::{routes, tls};
 use facegate_core::dirlock::DirLock;
 
 /// Locks the data directory for this process alone, before anything in
@@ -63,11 +63,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     let metrics = Metrics::new();
     let changes = open_changes(&live, &settings.data_dir, &metrics).await?;
     let gpu = open_gpu(&live, &settings).await?;
-    let port_keys = key_check(settings.port_keys.as_deref(), "ports", &metrics)?;
-    let admin_keys = key_check(settings.admin_keys.as_deref(), "admin", &metrics)?;
-    // After what most often fails at start-up (the gallery, the engine, the
-    // keys files), so that such a failure leaves no audit file behind; an
-    // empty one, should binding fail later, is passed over at the next start.
+    let credentials = Arc::new(Credentials::load(&settings, &metrics)?);
     let policy = Arc::new(crate::retention::load(
         settings.retention_policy.as_deref(),
     )?);
@@ -100,61 +96,33 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
         .set_serving::<EncountersServer<EncountersService>>()
         .await;
     health.set_serving::<PrivacyServer<PrivacyService>>().await;
-    let matcher = matcher_service(&state, &auditor, settings.max_message_bytes, port_keys);
-    let ports = Routes::new(matcher).add_service(health_service.clone());
-    let ports = with_reflection(ports, &["facegate.v1.Matcher"])?;
-    let back_office = back_office_routes(&state, &auditor, &settings, &live, admin_keys)?
-        .add_service(health_service);
+    let shared = routes::Shared {
+        state: &state,
+        auditor: &auditor,
+        settings: &settings,
+        credentials: &credentials,
+        metrics: &metrics,
+    };
+    let ports = routes::ports(&shared)?.add_service(health_service.clone());
+    let back_office = routes::back_office(&shared, &live)?.add_service(health_service);
     let timers = spawn_timers(&state, &auditor, policy, &settings);
-    let metrics_stop = start_metrics(settings.metrics_listen, metrics).await?;
+    let metrics_stop = start_metrics(settings.metrics_listen, metrics.clone()).await?;
     let signals = Signals::listen();
     let listeners = bind_listeners(&settings).await?;
     let drain = Duration::from_secs(settings.drain_seconds);
-    serve_until_shutdown(
-        listeners,
+    let served = Served {
         ports,
         back_office,
-        &health,
-        state,
-        signals,
-        drain,
-    )
-    .await?;
+        credentials,
+        metrics,
+    };
+    serve_until_shutdown(listeners, served, &health, state, signals, drain).await?;
     for timer in timers {
         timer.abort();
     }
     let _ = metrics_stop.send(());
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The back office's services (GalleryAdmin, Manifests, Encounters,
-/// Privacy), each call's admin key checked, with reflection listing them;
-/// the caller adds health.
-fn back_office_routes(
-    state: &Arc<ServedGallery>,
-    auditor: &Arc<Auditor>,
-    settings: &Settings,
-    live: &Arc<LiveGallery>,
-    admin_keys: impl KeyCheck,
-) -> anyhow::Result<Routes> {
-    let manifests = manifests_service(state, auditor, settings, admin_keys.clone());
-    let encounters = encounters_service(state, auditor, settings, admin_keys.clone());
-    let privacy = privacy_service(state, auditor, settings, admin_keys.clone());
-    let admin = admin_service(state, auditor.clone(), settings, live, admin_keys);
-    let routes = Routes::new(admin)
-        .add_service(manifests)
-        .add_service(encounters)
-        .add_service(privacy);
-    with_reflection(
-        routes,
-        &[
-            "facegate.v1.GalleryAdmin",
-            "facegate.v1.Manifests",
-            "facegate.v1.Encounters",
-            "facegate.v1.Privacy",
-        ],
-    )
 }
 
 /// The background timers: manifest expiry, scheduled compaction and the
@@ -309,158 +277,6 @@ fn log_gallery_open(path: &Path, state: &ServedGallery, settings: &Settings) {
     );
 }
 
-/// The check a listener runs on every call before its handler (see
-/// [`key_check`]).
-trait KeyCheck:
-    Fn(&mut tonic::Request<()>) -> Result<(), tonic::Status> + Clone + Send + Sync + 'static
-{
-}
-
-impl<F> KeyCheck for F where
-    F: Fn(&mut tonic::Request<()>) -> Result<(), tonic::Status> + Clone + Send + Sync + 'static
-{
-}
-
-/// The Matcher service of the ports' listener: each call's key checked,
-/// then its deadline stamped, before the handler.
-fn matcher_service(
-    state: &Arc<ServedGallery>,
-    auditor: &Arc<Auditor>,
-    max_message_bytes: usize,
-    keys: impl KeyCheck,
-) -> InterceptedService<
-    MatcherServer<MatcherService>,
-    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
-> {
-    InterceptedService::new(
-        MatcherServer::new(MatcherService::new(state.clone(), auditor.clone()))
-            .max_decoding_message_size(max_message_bytes),
-        move |mut req: tonic::Request<()>| {
-            keys(&mut req)?;
-            crate::deadline::stamp(req)
-        },
-    )
-}
-
-/// The GalleryAdmin service of the back office's listener, each call's key
-/// checked before the handler. An enrolment carries up to 64 templates:
-/// its message limit allows for them whatever the ports' limit is.
-fn admin_service(
-    state: &Arc<ServedGallery>,
-    auditor: Arc<Auditor>,
-    settings: &Settings,
-    live: &LiveGallery,
-    keys: impl KeyCheck,
-) -> InterceptedService<
-    GalleryAdminServer<AdminService>,
-    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
-> {
-    let message_bytes = settings
-        .max_message_bytes
-        .max(MAX_TEMPLATES_PER_SUBJECT * (live.dim() * 5 + 16) + 64 * 1024);
-    InterceptedService::new(
-        GalleryAdminServer::new(AdminService::new(state.clone(), auditor))
-            .max_decoding_message_size(message_bytes),
-        move |mut req: tonic::Request<()>| {
-            keys(&mut req)?;
-            Ok(req)
-        },
-    )
-}
-
-/// The Manifests service of the back office's listener, each call's key
-/// checked (the admin keys) before the handler. A staging may list up to
-/// `MAX_TRAVELLERS` ids of up to `MAX_SUBJECT_ID_LEN` bytes: its message
-/// limit allows for them whatever the ports' limit is.
-fn manifests_service(
-    state: &Arc<ServedGallery>,
-    auditor: &Arc<Auditor>,
-    settings: &Settings,
-    keys: impl KeyCheck,
-) -> InterceptedService<
-    ManifestsServer<ManifestsService>,
-    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
-> {
-    use facegate_core::format::MAX_SUBJECT_ID_LEN;
-    use facegate_core::manifest::MAX_TRAVELLERS;
-    let message_bytes = settings
-        .max_message_bytes
-        .max(MAX_TRAVELLERS * (MAX_SUBJECT_ID_LEN + 3) + 64 * 1024);
-    InterceptedService::new(
-        ManifestsServer::new(ManifestsService::new(state.clone(), auditor.clone()))
-            .max_decoding_message_size(message_bytes),
-        move |mut req: tonic::Request<()>| {
-            keys(&mut req)?;
-            Ok(req)
-        },
-    )
-}
-
-/// The Encounters service of the back office's listener, each call's key
-/// checked (the admin keys) before the handler.
-fn encounters_service(
-    state: &Arc<ServedGallery>,
-    auditor: &Arc<Auditor>,
-    settings: &Settings,
-    keys: impl KeyCheck,
-) -> InterceptedService<
-    EncountersServer<EncountersService>,
-    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
-> {
-    InterceptedService::new(
-        EncountersServer::new(EncountersService::new(state.clone(), auditor.clone()))
-            .max_decoding_message_size(settings.max_message_bytes),
-        move |mut req: tonic::Request<()>| {
-            keys(&mut req)?;
-            Ok(req)
-        },
-    )
-}
-
-/// The Privacy service of the back office's listener, each call's key
-/// checked (the admin keys) before the handler.
-fn privacy_service(
-    state: &Arc<ServedGallery>,
-    auditor: &Arc<Auditor>,
-    settings: &Settings,
-    keys: impl KeyCheck,
-) -> InterceptedService<
-    PrivacyServer<PrivacyService>,
-    impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
-> {
-    InterceptedService::new(
-        PrivacyServer::new(PrivacyService::new(state.clone(), auditor.clone()))
-            .max_decoding_message_size(settings.max_message_bytes),
-        move |mut req: tonic::Request<()>| {
-            keys(&mut req)?;
-            Ok(req)
-        },
-    )
-}
-
-/// `routes` with server reflection: `grpc.reflection.v1`, and the
-/// `v1alpha` that clients written before v1 still ask for alone (older
-/// grpcurl and grpc_cli, many language libraries). Both advertise only
-/// `services` and health: each listener lists what it serves, and only that.
-fn with_reflection(routes: Routes, services: &[&str]) -> anyhow::Result<Routes> {
-    let builder = || {
-        let mut b = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        for service in services {
-            b = b.with_service_name(*service);
-        }
-        b.with_service_name("grpc.health.v1.Health")
-    };
-    let v1 = builder()
-        .build_v1()
-        .context("building the reflection service")?;
-    let v1alpha = builder()
-        .build_v1alpha()
-        .context("building the v1alpha reflection service")?;
-    Ok(routes.add_service(v1).add_service(v1alpha))
-}
-
 /// Serves `/metrics` on its own listener (printing its address first)
 /// until the returned sender fires or is dropped.
 async fn start_metrics(
@@ -508,13 +324,47 @@ async fn bind_listeners(settings: &Settings) -> anyhow::Result<Listeners> {
     Ok(Listeners { ports, admin })
 }
 
+/// What the two listeners serve, and what they need to do it.
+struct Served {
+    /// The ports' listener's services.
+    ports: Routes,
+    /// The back office's listener's services.
+    back_office: Routes,
+    /// Both listeners' TLS and keys, re-read on SIGHUP.
+    credentials: Arc<Credentials>,
+    /// Refused handshakes are counted here.
+    metrics: Arc<Metrics>,
+}
+
+/// Serves `routes` on `listener` until `stop` fires: over TLS when the
+/// listener has TLS files, else in plain text.
+async fn serve_listener(
+    routes: Routes,
+    listener: TcpListener,
+    credentials: Arc<ListenerCredentials>,
+    metrics: Arc<Metrics>,
+    stop: oneshot::Receiver<()>,
+) -> Result<(), tonic::transport::Error> {
+    let server = tonic::transport::Server::builder().add_routes(routes);
+    let stop = async {
+        let _ = stop.await;
+    };
+    if credentials.has_tls() {
+        let incoming = tls::incoming::incoming(listener, credentials, metrics);
+        server.serve_with_incoming_shutdown(incoming, stop).await
+    } else {
+        server
+            .serve_with_incoming_shutdown(no_delay(listener), stop)
+            .await
+    }
+}
+
 /// Serves both listeners (reloading on SIGHUP) until either fails, which
 /// stops both and the process, or a shutdown signal comes: then health
 /// turns NOT_SERVING and both drain together, for up to `drain`.
 async fn serve_until_shutdown(
     listeners: Listeners,
-    ports: Routes,
-    back_office: Routes,
+    served: Served,
     health: &HealthReporter,
     state: Arc<ServedGallery>,
     signals: Signals,
@@ -522,16 +372,26 @@ async fn serve_until_shutdown(
 ) -> anyhow::Result<()> {
     let (stop_ports, ports_stopped) = oneshot::channel::<()>();
     let (stop_admin, admin_stopped) = oneshot::channel::<()>();
-    let ports = tonic::transport::Server::builder()
-        .add_routes(ports)
-        .serve_with_incoming_shutdown(no_delay(listeners.ports), async {
-            let _ = ports_stopped.await;
-        });
-    let back_office = tonic::transport::Server::builder()
-        .add_routes(back_office)
-        .serve_with_incoming_shutdown(no_delay(listeners.admin), async {
-            let _ = admin_stopped.await;
-        });
+    let Served {
+        ports,
+        back_office,
+        credentials,
+        metrics,
+    } = served;
+    let ports = serve_listener(
+        ports,
+        listeners.ports,
+        credentials.ports.clone(),
+        metrics.clone(),
+        ports_stopped,
+    );
+    let back_office = serve_listener(
+        back_office,
+        listeners.admin,
+        credentials.admin.clone(),
+        metrics,
+        admin_stopped,
+    );
     let mut server = tokio::spawn(async move {
         tokio::try_join!(
             async { ports.await.context("ports' listener failed") },
@@ -541,12 +401,12 @@ async fn serve_until_shutdown(
     });
     #[cfg(unix)]
     let shutdown = {
-        tokio::spawn(reload_on_sighup(state, signals.hangup));
+        tokio::spawn(reload_on_sighup(state, credentials, signals.hangup));
         shutdown_requested(signals.terminate, signals.interrupt)
     };
     #[cfg(not(unix))]
     let shutdown = {
-        let _ = (state, signals);
+        let _ = (state, signals, credentials);
         shutdown_requested()
     };
     tokio::select! {
@@ -579,41 +439,6 @@ async fn serve_until_shutdown(
         ),
     }
     Ok(())
-}
-
-/// The key check one listener runs on every call before its handler, from
-/// its keys file; with none, every call passes, and the server warns that
-/// the listener's callers are whoever they say they are. A refused call is
-/// counted and logged with the caller's address (nothing else): it never
-/// reaches a handler or the audit trail.
-fn key_check(
-    path: Option<&std::path::Path>,
-    listener: &'static str,
-    metrics: &Arc<crate::metrics::Metrics>,
-) -> anyhow::Result<impl Fn(&mut tonic::Request<()>) -> Result<(), tonic::Status> + Clone + use<>> {
-    let keys = match path {
-        Some(p) => Some(Arc::new(KeyRing::load(p)?)),
-        None => {
-            tracing::warn!(
-                listener,
-                "no API keys: this listener's calls are not authenticated"
-            );
-            None
-        }
-    };
-    let metrics = metrics.clone();
-    Ok(move |req: &mut tonic::Request<()>| {
-        let Some(keys) = &keys else {
-            return Ok(());
-        };
-        let checked = keys.authenticate(req);
-        if let Err(status) = &checked {
-            metrics.auth_failures.with_label_values(&[listener]).inc();
-            let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::warn!(listener, %peer, reason = status.message(), "call refused: no valid API key");
-        }
-        checked
-    })
 }
 
 /// Accepted connections with Nagle's algorithm off: answers are small and
@@ -677,12 +502,21 @@ fn listen_for(
         .ok()
 }
 
-/// Reloads the gallery on every SIGHUP, as the Reload RPC does.
+/// On every SIGHUP, as the Reload RPC does: re-reads the listeners'
+/// certificates, CA bundles and keys files (a file refused keeps the old
+/// one, logged), then reloads the gallery.
 #[cfg(unix)]
-async fn reload_on_sighup(state: Arc<ServedGallery>, hangup: Option<tokio::signal::unix::Signal>) {
+async fn reload_on_sighup(
+    state: Arc<ServedGallery>,
+    credentials: Arc<Credentials>,
+    hangup: Option<tokio::signal::unix::Signal>,
+) {
     let Some(mut hup) = hangup else { return };
     while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the gallery");
+        tracing::info!("SIGHUP: reloading credentials and the gallery");
+        let credentials = credentials.clone();
+        // Failures are logged by the reload itself.
+        let _ = tokio::task::spawn_blocking(move || credentials.reload()).await;
         if let Err(e) = state.reload().await {
             tracing::error!(error = %e, "reload on SIGHUP failed");
         }

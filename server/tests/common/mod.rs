@@ -2,6 +2,8 @@
 //! binary on an ephemeral port, and a small synthetic gallery.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

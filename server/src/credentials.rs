@@ -1,0 +1,218 @@
+//! What each gRPC listener accepts as proof of who is calling, held so that
+//! it can be re-read without a restart: its TLS files (server certificate,
+//! key, client CA bundle) and its API keys file. [`Credentials::reload`]
+//! (SIGHUP, the Reload RPC) reads every file again; a file that fails keeps
+//! its old contents, with an error logged and counted, and the others are
+//! taken. New connections and calls see the new contents; established
+//! connections keep the TLS session they have.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use facegate_core::keys::KeyRing;
+use tokio_rustls::rustls::ServerConfig;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::tls::{self, TlsFiles};
+
+/// One listener's credentials, current.
+pub struct ListenerCredentials {
+    /// "ports" or "admin": labels metrics and logs.
+    listener: &'static str,
+    keys_file: Option<PathBuf>,
+    keys: RwLock<Option<Arc<KeyRing>>>,
+    tls_files: Option<TlsFiles>,
+    tls: RwLock<Option<Arc<ServerConfig>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A file a reload could not take (the old contents stay in force).
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    /// The listener whose file it is.
+    pub listener: &'static str,
+    /// What failed, naming the file.
+    pub error: String,
+}
+
+impl ListenerCredentials {
+    /// Reads the listener's files; any error stops start-up.
+    pub fn load(
+        listener: &'static str,
+        keys_file: Option<PathBuf>,
+        tls_files: Option<TlsFiles>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<ListenerCredentials> {
+        let credentials = ListenerCredentials {
+            listener,
+            keys_file,
+            keys: RwLock::new(None),
+            tls_files,
+            tls: RwLock::new(None),
+            metrics,
+        };
+        if let Some(e) = credentials.reload().into_iter().next() {
+            anyhow::bail!("{}", e.error);
+        }
+        Ok(credentials)
+    }
+
+    /// "ports" or "admin".
+    pub fn listener(&self) -> &'static str {
+        self.listener
+    }
+
+    /// The keys the listener takes now, if it takes keys.
+    pub fn keys(&self) -> Option<Arc<KeyRing>> {
+        read(&self.keys)
+    }
+
+    /// The TLS config new connections get, if the listener speaks TLS.
+    pub fn tls_config(&self) -> Option<Arc<ServerConfig>> {
+        read(&self.tls)
+    }
+
+    /// Whether the listener speaks TLS at all.
+    pub fn has_tls(&self) -> bool {
+        self.tls_files.is_some()
+    }
+
+    /// Whether clients are asked for a certificate (a client CA is set).
+    pub fn verifies_clients(&self) -> bool {
+        self.tls_files
+            .as_ref()
+            .is_some_and(|f| f.client_ca.is_some())
+    }
+
+    /// Reads every file again, keeping the old contents of one that fails;
+    /// returns the failures (none: all taken).
+    pub fn reload(&self) -> Vec<ReloadFailure> {
+        let mut failures = Vec::new();
+        if let Some(path) = &self.keys_file {
+            match KeyRing::load(path) {
+                Ok(ring) => {
+                    tracing::info!(listener = self.listener, keys = ring.len(), "keys loaded");
+                    write(&self.keys, Some(Arc::new(ring)));
+                }
+                Err(e) => failures.push(self.failure(e.to_string())),
+            }
+        }
+        if let Some(files) = &self.tls_files {
+            match tls::load(files) {
+                Ok(loaded) => {
+                    if let Some(t) = loaded.not_after_unix {
+                        self.metrics
+                            .tls_certificate_expiry
+                            .with_label_values(&[self.listener])
+                            .set(t);
+                    }
+                    tracing::info!(
+                        listener = self.listener,
+                        mutual = files.client_ca.is_some(),
+                        "TLS certificate loaded"
+                    );
+                    write(&self.tls, Some(loaded.config));
+                }
+                Err(e) => failures.push(self.failure(e.to_string())),
+            }
+        }
+        let result = if failures.is_empty() { "ok" } else { "failed" };
+        self.metrics
+            .credential_reloads
+            .with_label_values(&[result])
+            .inc();
+        failures
+    }
+
+    fn failure(&self, error: String) -> ReloadFailure {
+        ReloadFailure {
+            listener: self.listener,
+            error,
+        }
+    }
+}
+
+/// Both gRPC listeners' credentials.
+pub struct Credentials {
+    /// The ports' listener (Matcher): `--port-keys`, `--port-client-ca`.
+    pub ports: Arc<ListenerCredentials>,
+    /// The back office's listener: `--admin-keys`, `--admin-client-ca`.
+    pub admin: Arc<ListenerCredentials>,
+}
+
+impl Credentials {
+    /// Reads both listeners' files as the settings name them; warns of a
+    /// listener that speaks plain text or authenticates no one.
+    pub fn load(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<Credentials> {
+        let tls = |client_ca: &Option<PathBuf>| {
+            Some(TlsFiles {
+                cert: settings.tls_cert.clone()?,
+                key: settings.tls_key.clone()?,
+                client_ca: client_ca.clone(),
+                client_crl: settings.client_crl.clone(),
+            })
+        };
+        let ports = ListenerCredentials::load(
+            "ports",
+            settings.port_keys.clone(),
+            tls(&settings.port_client_ca),
+            metrics.clone(),
+        )?;
+        let admin = ListenerCredentials::load(
+            "admin",
+            settings.admin_keys.clone(),
+            tls(&settings.admin_client_ca),
+            metrics.clone(),
+        )?;
+        for l in [&ports, &admin] {
+            warn_if_open(l);
+        }
+        Ok(Credentials {
+            ports: Arc::new(ports),
+            admin: Arc::new(admin),
+        })
+    }
+
+    /// Re-reads every file of both listeners (SIGHUP, the Reload RPC); each
+    /// failure is logged and returned, and its file's old contents kept.
+    pub fn reload(&self) -> Vec<ReloadFailure> {
+        let failures: Vec<_> = [&self.ports, &self.admin]
+            .into_iter()
+            .flat_map(|l| l.reload())
+            .collect();
+        for f in &failures {
+            tracing::error!(
+                listener = f.listener,
+                error = %f.error,
+                "credential reload refused a file: the old one stays in force"
+            );
+        }
+        failures
+    }
+}
+
+fn warn_if_open(l: &ListenerCredentials) {
+    if !l.has_tls() {
+        tracing::warn!(
+            listener = l.listener,
+            "plain text: this listener's traffic and API keys are not encrypted"
+        );
+    }
+    if l.keys_file.is_none() && !l.verifies_clients() {
+        tracing::warn!(
+            listener = l.listener,
+            "no API keys and no client CA: this listener's calls are not authenticated"
+        );
+    }
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    // A writer never panics while holding the lock (it only assigns), so
+    // poison can only come from elsewhere; the value is still whole.
+    lock.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    *lock.write().unwrap_or_else(|p| p.into_inner()) = value;
+}
