@@ -845,8 +845,21 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     let f = fixture();
     // The audit trail is on by default (under the server's data directory);
     // the retention purge runs every second, so its gauges have values.
-    let server = Server::start(&f.path, &["--retention-interval-ms", "1000"]);
+    // With TLS, so that the certificate panel and alert have their series.
     let dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::TestCa::new(dir.path(), "agency");
+    let cert = ca.server("server");
+    let server = Server::start(
+        &f.path,
+        &[
+            "--retention-interval-ms",
+            "1000",
+            "--tls-cert",
+            cert.cert_path.to_str().unwrap(),
+            "--tls-key",
+            cert.key_path.to_str().unwrap(),
+        ],
+    );
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = server
         .metrics
@@ -909,7 +922,8 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
 
     // Traffic from two ports, with matches, misses and client errors, for a
     // few scrape intervals.
-    let mut c = server.client().await;
+    let channel = common::pki::tls_channel(&server.addr, &[ca.pem()], None).await;
+    let mut c = facegate_api::v1::matcher_client::MatcherClient::new(channel.unwrap());
     let started = std::time::Instant::now();
     let mut j = 0;
     while started.elapsed() < std::time::Duration::from_secs(8) {
@@ -990,7 +1004,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(rules.len(), 10);
+    assert_eq!(rules.len(), 11);
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
         let query = r["query"].as_str().unwrap();

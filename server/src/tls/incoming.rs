@@ -34,6 +34,11 @@ pub fn incoming(
     metrics: Arc<Metrics>,
 ) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(BACKLOG);
+    for reason in FAILURE_REASONS {
+        metrics
+            .tls_handshake_failures
+            .with_label_values(&[credentials.listener(), reason]);
+    }
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -77,6 +82,18 @@ pub fn incoming(
     });
     ReceiverStream::new(rx)
 }
+
+/// Every reason [`failure_reason`] gives (or `timeout`): the metric's
+/// series are made at zero when the listener starts, so that a dashboard
+/// shows a refusal rate of 0 rather than no data.
+pub const FAILURE_REASONS: &[&str] = &[
+    "expired",
+    "unknown_issuer",
+    "revoked",
+    "bad_certificate",
+    "timeout",
+    "other",
+];
 
 /// A handshake error's label: the client certificate's faults by name, the
 /// rest as `other`.
