@@ -220,7 +220,7 @@ async fn serve_with_admin(gallery: &Path, data_dir: &Path) -> (InProcessServer, 
         };
         let ready_by = Instant::now() + Duration::from_secs(15);
         while !server.task.is_finished() && Instant::now() < ready_by {
-            if let Ok(t) = Target::connect(&server.addr, 2).await {
+            if let Ok(t) = Target::connect(&server.addr, 2, None).await {
                 return (server, t, format!("http://127.0.0.1:{admin}"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -24,7 +24,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use facegate_benchmarks::load::{
     Bound, Load, ManifestPlan, National, Probes, RunStats, ScopedRequests, Spread, StepOptions,
-    Target, Travellers, markdown, run_scoped_step, run_step, run_sweep, stage_manifest, write_svg,
+    Target, TlsFiles, Travellers, markdown, run_scoped_step, run_step, run_sweep, stage_manifest,
+    write_svg,
 };
 use facegate_core::synth::{DEMO_SEED, DEMO_SUBJECTS, SynthConfig};
 
@@ -174,6 +175,18 @@ struct Common {
     /// gRPC deadline of every request, milliseconds.
     #[arg(long, default_value_t = 1000)]
     deadline_ms: u64,
+    /// TLS: the CA bundle of the server's certificate (then --addr is https://...).
+    #[arg(long, value_name = "CA.pem")]
+    tls_ca: Option<PathBuf>,
+    /// TLS: the name the server's certificate carries.
+    #[arg(long, default_value = "localhost", requires = "tls_ca")]
+    tls_domain: String,
+    /// Mutual TLS: the port's certificate (with --tls-key).
+    #[arg(long, value_name = "CERT.pem", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// Mutual TLS: the port's private key.
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// gRPC connections (HTTP/2 channels) shared round-robin by the ports.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -222,6 +235,15 @@ fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
 }
 
 impl Common {
+    /// The TLS files the flags name, when the server speaks TLS.
+    fn tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            ca: self.tls_ca.clone()?,
+            domain: self.tls_domain.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        })
+    }
+
     fn step(&self, load: Load, seed: u64) -> anyhow::Result<StepOptions> {
         let bound = match (self.requests, self.duration_s) {
             (Some(n), _) => Bound::Requests(n),
@@ -290,7 +312,7 @@ async fn load(mode: &Mode) -> anyhow::Result<()> {
         | Mode::Scoped { common, .. } => common,
         Mode::Plot { .. } => anyhow::bail!("plot generates no load"),
     };
-    let target = Target::connect(&common.addr, common.connections).await?;
+    let target = Target::connect(&common.addr, common.connections, common.tls().as_ref()).await?;
     let info = target.info();
     eprintln!(
         "server {}: {} subjects, {} templates, d={}, model {}, engine {}",
@@ -378,7 +400,7 @@ async fn scoped_step(
     }
     // The gate's requests go on a connection of their own, as a gate's
     // link would, so they never wait behind national requests' frames.
-    let gate = Target::connect(&common.addr, 1).await?;
+    let gate = Target::connect(&common.addr, 1, common.tls().as_ref()).await?;
     let requests = ScopedRequests {
         manifest_id: m.manifest_id.clone(),
         port_id: m.gate_port.clone(),

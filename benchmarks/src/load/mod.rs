@@ -21,4 +21,4 @@ pub use manifest::{ManifestPlan, Staged, Travellers, stage_manifest};
 pub use probes::Probes;
 pub use report::{markdown, write_svg};
 pub use stats::{Class, LatencyMs, Outcome, RunStats};
-pub use target::Target;
+pub use target::{Target, TlsFiles};
