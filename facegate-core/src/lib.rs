@@ -12,6 +12,7 @@
 //! - [`keys`]: the API keys files that say who may call a listener;
 //! - [`clock`]: the injectable time that expiry and retention read;
 //! - [`manifest`]: manifest galleries, staged, stored and expiring;
+//! - [`shard`]: a gallery split by subject across servers, and the shard map;
 //! - [`accuracy`]: FPIR, FNIR, CMC, DET and per-group rates of searches whose truth is known.
 
 pub mod accuracy;
@@ -30,6 +31,7 @@ pub mod npy;
 pub mod quantize;
 pub mod retention;
 pub mod search;
+pub mod shard;
 pub mod sqlite;
 pub mod synth;
 pub mod text;

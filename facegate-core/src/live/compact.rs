@@ -17,7 +17,7 @@ use half::f16;
 use super::LiveGallery;
 use crate::error::GalleryError;
 use crate::format::{
-    BuildOptions, Gallery, Lineage, RowSource, ScanRows, build_gallery_with_lineage,
+    BuildOptions, BuildReport, Gallery, Lineage, RowSource, ScanRows, build_gallery_with_lineage,
 };
 use crate::wal::Change;
 
@@ -117,6 +117,46 @@ impl RowSource for CompactRows<'_> {
             _ => format!("change-log template (output row {row})"),
         }
     }
+}
+
+/// A gallery of the base rows whose subject `keep` accepts, in their order,
+/// each from the most exact copy the file has (as compaction takes them),
+/// so that the subset scores as the whole did: how `facegate-index shard`
+/// writes one shard. Same element type and model; a new generation.
+pub fn write_subset(
+    base: &Gallery,
+    keep: &dyn Fn(&str) -> bool,
+    out: &Path,
+    overwrite: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuildReport, GalleryError> {
+    let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    for r in 0..base.rows() {
+        let id = base.subject_id(base.row_subject(r)?)?;
+        if keep(id) {
+            rows.push(RowRef::Base(r as u32));
+            ids.push(id.to_owned());
+        }
+    }
+    let h = base.header();
+    build_gallery_with_lineage(
+        out,
+        &mut CompactRows {
+            base,
+            rows,
+            next: 0,
+        },
+        &ids,
+        "shard ids",
+        &BuildOptions {
+            scan_type: h.scan_type,
+            model_tag: h.model_tag.clone(),
+            overwrite,
+        },
+        None,
+        progress,
+    )
 }
 
 /// Folds `changes` (a log of `base`'s generation, in order) into a new
