@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use facegate_api::v1::{
     CaptureContext, Direction, GetGalleryInfoRequest, RemoveRequest, VerifyRequest,
 };
-use facegate_core::audit::{AuditRecord, read_dir, verify_dir};
+use facegate_core::audit::{AuditRecord, SEALS_FILE, read_dir, verify_dir};
 use tonic::Code;
 
 fn records(dir: &Path) -> Vec<AuditRecord> {
@@ -298,6 +298,33 @@ async fn searches_are_refused_not_answered_when_their_records_cannot_be_written(
     );
 }
 
+/// The addresses `child` (a `facegate serve` with its stdout piped)
+/// prints, once it listens.
+fn ready(mut child: std::process::Child) -> Server {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut addr, mut admin_addr, mut metrics) = (String::new(), String::new(), String::new());
+    while addr.is_empty() {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "facegate exited");
+        let line = line.trim();
+        if let Some(m) = line.strip_prefix("facegate metrics on ") {
+            metrics = m.to_string();
+        } else if let Some(a) = line.strip_prefix("facegate admin listening on ") {
+            admin_addr = a.to_string();
+        } else if let Some(a) = line.strip_prefix("facegate listening on ") {
+            addr = a.to_string();
+        }
+    }
+    Server {
+        child,
+        data_dir: None,
+        addr,
+        admin_addr,
+        metrics,
+    }
+}
+
 /// Waits for `child` to exit by itself (60 s at most); its stderr.
 fn exit_stderr(mut child: std::process::Child) -> (bool, String) {
     let started = std::time::Instant::now();
@@ -324,17 +351,20 @@ fn a_signed_trail_is_sealed_through_a_clean_shutdown_and_verifies_with_the_publi
     let (_, private, public) = signing::write_new_pair(keys.path()).unwrap();
     let dir = audit.path().to_str().unwrap();
     let key = private.to_str().unwrap();
-    let mut server = Server::start(
-        &f.path,
-        &[
-            "--audit-dir",
-            dir,
-            "--audit-signing-key",
-            key,
-            "--audit-seal-records",
-            "2",
-        ],
-    );
+    // Started by hand to keep its log: each checkpoint's line, under its
+    // documented target, is what a log shipper carries off the host.
+    let log = keys.path().join("server.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(serve_args(&f.path))
+        .args(["--audit-dir", dir, "--audit-signing-key", key])
+        .args(["--audit-seal-records", "2", "--data-dir"])
+        .arg(keys.path())
+        .env("RUST_LOG", "warn,facegate::audit_seal=info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut server = ready(child);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = server.client().await;
@@ -358,6 +388,16 @@ fn a_signed_trail_is_sealed_through_a_clean_shutdown_and_verifies_with_the_publi
     assert_eq!((r.seals, r.records_verified), (3, 5));
     assert_eq!(r.unsealed_after, None);
     assert_eq!(verify_dir(audit.path()).unwrap().records, 5);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let seal_lines: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("facegate::audit_seal") && l.contains("signed audit checkpoint"))
+        .collect();
+    assert_eq!(seal_lines.len(), 3, "{logged}");
+    let written = std::fs::read_to_string(audit.path().join(SEALS_FILE)).unwrap();
+    for (line, seal) in seal_lines.iter().zip(written.lines()) {
+        assert!(line.contains(seal), "{line} carries {seal}");
+    }
 
     // A malformed key stops the start-up, saying which file.
     let bad = keys.path().join("bad.pem");
