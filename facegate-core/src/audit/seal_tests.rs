@@ -283,3 +283,42 @@ fn without_a_seals_file_nothing_is_reported() {
     let r = verify_seals(dir.path(), &[]).unwrap();
     assert!(!r.file_present && r.failures.is_empty());
 }
+
+#[test]
+fn a_key_given_late_seals_from_the_next_record_and_a_gap_of_expired_records_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (k, public) = key(keys.path());
+    // Records 1..=2 written before the server had a key.
+    let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+    log.append(&[event(1_000), event(1_001)]).unwrap();
+    drop(log);
+    let (mut log, resume) = open(dir.path(), &k);
+    assert_eq!((resume.last, resume.pending), (None, 0));
+    log.append(&[event(1_002)]).unwrap();
+    log.seal(UnixMillis(1)).unwrap(); // 3..=3
+    drop(log);
+    let r = verify_seals(dir.path(), std::slice::from_ref(&public)).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!((r.unsealed_before, r.records_verified), (Some((1, 2)), 1));
+
+    // Records 4..=5 written without the key, then expired with the seal's
+    // file: sealing goes on from the first remaining record.
+    for t in [1_003, 1_004] {
+        let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+        log.append(&[event(t)]).unwrap();
+    }
+    let (mut log, _) = AuditLog::open(dir.path()).unwrap();
+    log.append(&[event(9_000)]).unwrap(); // 6
+    drop(log);
+    expire_dir(dir.path(), UnixMillis(2_000), &crate::clock::SystemClock).unwrap();
+    let (mut log, resume) = open(dir.path(), &k);
+    assert_eq!(resume.pending, 1);
+    log.append(&[event(9_001)]).unwrap();
+    let s = log.seal(UnixMillis(2)).unwrap().unwrap();
+    assert_eq!((s.first_seq, s.last_seq), (6, 7));
+    drop(log);
+    let r = verify_seals(dir.path(), &[public]).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!((r.expired.clone(), r.records_verified), (vec![(3, 3)], 2));
+}
