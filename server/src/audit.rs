@@ -65,6 +65,17 @@ impl Sealing {
             );
             return Ok(None);
         };
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    key = %path.display(),
+                    "the audit signing key is readable by others than its owner: whoever can \
+                     read it can sign forged checkpoints (chmod 600 it)"
+                );
+            }
+        }
         let key = AuditSigningKey::load(path).with_context(|| {
             format!(
                 "loading the audit signing key (--audit-signing-key {})",
