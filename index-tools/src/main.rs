@@ -44,6 +44,9 @@ enum Command {
     Calibrate(cmd::calibrate::Args),
     /// Verify a server's audit trail (numbering, chain) and print the records of a port, subject or RPC; expire old files.
     Audit(cmd::audit::Args),
+    /// Make the Ed25519 key pair that signs the audit trail's checkpoints (PKCS#8 and SPKI PEM);
+    /// prints its key id.
+    AuditKey(cmd::audit_key::Args),
     /// Per store and category, the oldest item and whether everything is
     /// inside the retention policy (exit status 1 when anything is overdue).
     RetentionReport(cmd::retention::Args),
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Compact(a) => cmd::compact::run(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Audit(a) => cmd::audit::run(a),
+        Command::AuditKey(a) => cmd::audit_key::run(a),
         Command::RetentionReport(a) => cmd::retention::run(a),
         Command::Encounters(a) => cmd::encounters::run(a),
     };

@@ -5,14 +5,21 @@
 //! refused, never answered unaudited). The same thread runs the retention
 //! policy's expiry of old files ([`Auditor::expire_before`]), between two
 //! groups of records, since it owns the trail and its lock.
+//!
+//! Given a signing key ([`Sealing`]), the thread also writes signed
+//! checkpoints ([`facegate_core::audit::seal`]) after a group once
+//! `every_records` records are pending or the oldest pending one has waited
+//! `every` on the injected clock (it wakes to check while idle), and at the
+//! end when the last sender is gone. Each is also logged at info level with
+//! the target [`SEAL_LOG_TARGET`], for a log shipper to carry off the host.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use facegate_core::audit::{AuditEvent, AuditLog, ExpiryReport};
+use facegate_core::audit::{AuditEvent, AuditLog, AuditSigningKey, ExpiryReport};
 use facegate_core::clock::{Clock, UnixMillis};
 use tokio::sync::oneshot;
 
@@ -21,6 +28,68 @@ use crate::proto;
 
 /// Records committed together at most: bounds one write.
 const MAX_GROUP: usize = 1024;
+
+/// The tracing target of the line logged for each signed checkpoint (its
+/// JSON line in the field `checkpoint`; hashes only, no subject id), fixed
+/// so that a log shipper can select it.
+pub const SEAL_LOG_TARGET: &str = "facegate::audit_seal";
+
+/// The longest the idle audit thread sleeps before checking whether a
+/// time-based checkpoint is due.
+const MAX_SEAL_POLL: Duration = Duration::from_secs(1);
+
+/// How the audit thread signs checkpoints of the trail.
+pub struct Sealing {
+    /// The private key.
+    pub key: AuditSigningKey,
+    /// A checkpoint once this many records are pending.
+    pub every_records: u64,
+    /// A checkpoint once the oldest pending record has waited this long.
+    pub every: Duration,
+    /// The clock checkpoints are dated and timed by (the server's).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Sealing {
+    /// The sealing the settings ask for: their key, loaded now so that a
+    /// malformed or unreadable key fails start-up; `None`, with a warning
+    /// that the trail is not signed, when they give no key.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Option<Sealing>> {
+        let Some(path) = &settings.audit_signing_key else {
+            tracing::warn!(
+                "no --audit-signing-key: the audit trail is not signed (its xxh3 chain detects \
+                 damage, not a forger; docs/audit.md#signed-checkpoints)"
+            );
+            return Ok(None);
+        };
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    key = %path.display(),
+                    "the audit signing key is readable by others than its owner: whoever can \
+                     read it can sign forged checkpoints (chmod 600 it)"
+                );
+            }
+        }
+        let key = AuditSigningKey::load(path).with_context(|| {
+            format!(
+                "loading the audit signing key (--audit-signing-key {})",
+                path.display()
+            )
+        })?;
+        Ok(Some(Sealing {
+            key,
+            every_records: settings.audit_seal_records.max(1),
+            every: Duration::from_millis(settings.audit_seal_interval_ms),
+            clock,
+        }))
+    }
+}
 
 /// One record waiting for the audit thread.
 struct Pending {
@@ -52,6 +121,9 @@ enum Job {
 pub struct Auditor {
     /// `None` when the server was started without an audit directory.
     tx: Option<mpsc::Sender<Job>>,
+    /// The audit thread, joined on drop so that its last checkpoint is
+    /// written before the process goes on to exit.
+    thread: Option<std::thread::JoinHandle<()>>,
     /// Stamps each record's time, so that retention (which expires records
     /// by it) runs on the same clock as every other rule.
     clock: Arc<dyn Clock>,
@@ -167,6 +239,7 @@ impl Auditor {
     pub fn disabled() -> Auditor {
         Auditor {
             tx: None,
+            thread: None,
             clock: Arc::new(facegate_core::clock::SystemClock),
         }
     }
@@ -180,7 +253,17 @@ impl Auditor {
     /// Opens the trail in `dir` (checking its newest records) and starts
     /// the audit thread. Blocking: call it from a blocking context.
     pub fn open(dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Auditor> {
-        let (log, summary) = AuditLog::open(dir)
+        Auditor::open_sealed(dir, metrics, None)
+    }
+
+    /// As [`Auditor::open`], the thread also writing signed checkpoints
+    /// when `sealing` is given.
+    pub fn open_sealed(
+        dir: &Path,
+        metrics: Arc<Metrics>,
+        sealing: Option<Sealing>,
+    ) -> anyhow::Result<Auditor> {
+        let (mut log, summary) = AuditLog::open(dir)
             .with_context(|| format!("opening the audit trail in {}", dir.display()))?;
         for (path, bytes) in &summary.incomplete_tails {
             tracing::warn!(
@@ -196,13 +279,18 @@ impl Auditor {
             file = %log.path().display(),
             "audit trail open: newest records checked, going on in a new file"
         );
+        let sealer = match sealing {
+            Some(s) => Some(Sealer::start(&mut log, s, dir)?),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("facegate-audit".into())
-            .spawn(move || commit_loop(log, rx, &metrics))
+            .spawn(move || commit_loop(log, rx, &metrics, sealer))
             .context("starting the audit thread")?;
         Ok(Auditor {
             tx: Some(tx),
+            thread: Some(thread),
             clock: Arc::new(facegate_core::clock::SystemClock),
         })
     }
@@ -260,12 +348,133 @@ impl Auditor {
     }
 }
 
+impl Drop for Auditor {
+    /// Closes the queue and waits for the thread to commit what is queued
+    /// and write its last checkpoint.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The audit thread's sealing: when the next checkpoint is due.
+struct Sealer {
+    sealing: Sealing,
+    /// When the oldest pending record was stamped (the clock records are
+    /// stamped by, which the server gives the sealing too).
+    pending_since: Option<UnixMillis>,
+}
+
+impl Sealer {
+    /// Starts sealing `log` (restoring the records pending since the last
+    /// checkpoint) and says where it goes on.
+    fn start(log: &mut AuditLog, sealing: Sealing, dir: &Path) -> anyhow::Result<Sealer> {
+        let resume = log
+            .start_sealing(sealing.key.clone())
+            .with_context(|| format!("resuming the signed checkpoints in {}", dir.display()))?;
+        if resume.cut_tail_bytes > 0 {
+            tracing::warn!(
+                bytes = resume.cut_tail_bytes,
+                "the signed checkpoints file ended in an incomplete line (a crash while one was \
+                 written); it was cut off and its records stay pending"
+            );
+        }
+        tracing::info!(
+            key_id = %sealing.key.id(),
+            last_sealed_seq = resume.last.as_ref().map_or(0, |s| s.last_seq),
+            pending = resume.pending,
+            every_records = sealing.every_records,
+            every_ms = sealing.every.as_millis() as u64,
+            "audit trail signed: checkpoints go on"
+        );
+        let pending_since = (resume.pending > 0).then(|| sealing.clock.now());
+        Ok(Sealer {
+            sealing,
+            pending_since,
+        })
+    }
+
+    /// Notes when the oldest pending record was stamped, if none was
+    /// pending: `first` is the first of a group about to be committed.
+    fn note_pending(&mut self, first: &AuditEvent) {
+        let stamped = UnixMillis(i64::try_from(first.time_unix_ms).unwrap_or(i64::MAX));
+        self.pending_since.get_or_insert(stamped);
+    }
+
+    /// How long the idle thread may wait for a job.
+    fn poll(&self) -> Duration {
+        self.sealing.every.min(MAX_SEAL_POLL)
+    }
+
+    /// Writes a checkpoint when one is due (or, `at_end`, when any record
+    /// is pending); a failure is logged and the records stay pending.
+    fn seal_if_due(&mut self, log: &mut AuditLog, metrics: &Metrics, at_end: bool) {
+        let now = self.sealing.clock.now();
+        let pending = log.unsealed();
+        if pending == 0 {
+            self.pending_since = None;
+            return;
+        }
+        let since = *self.pending_since.get_or_insert(now);
+        let waited = u64::try_from(now.0.saturating_sub(since.0)).unwrap_or(0);
+        let due = at_end
+            || pending >= self.sealing.every_records
+            || waited >= self.sealing.every.as_millis() as u64;
+        if !due {
+            return;
+        }
+        let result = log.seal(now);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &result {
+            Ok(Some(s)) => tracing::info!(
+                target: SEAL_LOG_TARGET,
+                checkpoint = %s.to_line(),
+                first_seq = s.first_seq,
+                last_seq = s.last_seq,
+                "signed audit checkpoint"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                error = %e, pending,
+                "writing a signed audit checkpoint failed; its records stay pending"
+            ),
+        }));
+        match result {
+            Ok(Some(_)) => {
+                metrics.audit_seals.inc();
+                self.pending_since = None;
+            }
+            Ok(None) => self.pending_since = None,
+            Err(_) => metrics.audit_seal_failures.inc(),
+        }
+    }
+}
+
 /// Commits whatever is queued, a group at a time, until every sender is
-/// gone; an expiry ends a group and runs after it.
-fn commit_loop(mut log: AuditLog, rx: mpsc::Receiver<Job>, metrics: &Metrics) {
+/// gone; an expiry ends a group and runs after it. With `sealer`, writes
+/// checkpoints when due: after a group, or when the idle wait times out.
+fn commit_loop(
+    mut log: AuditLog,
+    rx: mpsc::Receiver<Job>,
+    metrics: &Metrics,
+    mut sealer: Option<Sealer>,
+) {
     let mut events = Vec::with_capacity(MAX_GROUP);
     let mut waiters = Vec::with_capacity(MAX_GROUP);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match &mut sealer {
+            None => rx.recv().ok(),
+            Some(s) => match rx.recv_timeout(s.poll()) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    s.seal_if_due(&mut log, metrics, false);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else { break };
         let mut next = Some(first);
         let mut expiry = None;
         while let Some(job) = next {
@@ -286,11 +495,20 @@ fn commit_loop(mut log: AuditLog, rx: mpsc::Receiver<Job>, metrics: &Metrics) {
             };
         }
         if !events.is_empty() {
+            if let Some(s) = &mut sealer {
+                s.note_pending(&events[0]);
+            }
             commit(&mut log, &mut events, &mut waiters, metrics);
+            if let Some(s) = &mut sealer {
+                s.seal_if_due(&mut log, metrics, false);
+            }
         }
         if let Some(e) = expiry {
             expire(&mut log, e);
         }
+    }
+    if let Some(s) = &mut sealer {
+        s.seal_if_due(&mut log, metrics, true);
     }
 }
 
@@ -414,5 +632,61 @@ mod tests {
         assert_eq!(again.unwrap().unwrap().records(), 0);
         let off = Auditor::disabled();
         assert_eq!(off.expire_before(UnixMillis(2_500), clock).await, Ok(None));
+    }
+
+    /// The seals' ranges and times in `dir`.
+    fn seals(dir: &Path) -> Vec<(u64, u64, i64)> {
+        std::fs::read_to_string(dir.join(facegate_core::audit::SEALS_FILE))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let s = facegate_core::audit::Seal::from_line(l.as_bytes()).unwrap();
+                (s.first_seq, s.last_seq, s.time_unix_ms)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn checkpoints_are_signed_every_n_records_after_t_on_the_clock_and_at_the_end() {
+        use facegate_core::audit::{AuditVerifyingKey, signing, verify_seals};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (key, _, public) = signing::write_new_pair(keys.path()).unwrap();
+        let public = AuditVerifyingKey::load(&public).unwrap();
+        let clock = Arc::new(ManualClock::new(UnixMillis(10_000)));
+        let sealing = Sealing {
+            key,
+            every_records: 3,
+            every: Duration::from_secs(60),
+            clock: clock.clone(),
+        };
+        let auditor = Auditor::open_sealed(dir.path(), Metrics::new(), Some(sealing))
+            .unwrap()
+            .with_clock(clock.clone());
+        // A record's answer may come before the checkpoint after it.
+        let wait_for = |n: usize| {
+            let by = Instant::now() + Duration::from_secs(10);
+            while seals(dir.path()).len() < n && Instant::now() < by {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seals(dir.path())
+        };
+        for t in 0..4 {
+            auditor.record(event(t)).await.unwrap();
+        }
+        assert_eq!(wait_for(1), [(1, 3, 10_000)], "by count");
+        // Record 4 waits; once a minute has passed on the injected clock,
+        // the idle thread wakes and seals it.
+        clock.advance(Duration::from_secs(59));
+        std::thread::sleep(MAX_SEAL_POLL + Duration::from_millis(200));
+        assert_eq!(seals(dir.path()).len(), 1, "not yet due");
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(wait_for(2)[1], (4, 4, 71_000), "by time");
+        auditor.record(event(5)).await.unwrap();
+        drop(auditor);
+        assert_eq!(seals(dir.path())[2], (5, 5, 71_000), "at the end");
+        let r = verify_seals(dir.path(), &[public]).unwrap();
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!((r.records_verified, r.unsealed_after), (5, None));
     }
 }

@@ -176,6 +176,25 @@ pub struct Settings {
     /// Serve without an audit trail (tests, benchmarks); never in service.
     #[arg(long, env = "FACEGATE_NO_AUDIT")]
     pub no_audit: bool,
+    /// Ed25519 private key (PKCS#8 PEM, from `facegate-index audit-key`)
+    /// that signs checkpoints of the audit trail, so that a forger without
+    /// it is found; unsigned (with a warning) when not given.
+    #[arg(long, env = "FACEGATE_AUDIT_SIGNING_KEY")]
+    pub audit_signing_key: Option<PathBuf>,
+    /// Records after which a signed checkpoint is written (or sooner, by
+    /// --audit-seal-interval-ms): a forger without the key can change at
+    /// most this many unsealed records.
+    #[arg(long, env = "FACEGATE_AUDIT_SEAL_RECORDS", default_value_t = 10_000)]
+    pub audit_seal_records: u64,
+    /// Milliseconds after which pending records get a signed checkpoint
+    /// (or sooner, by --audit-seal-records): bounds how long a record
+    /// stays unsigned.
+    #[arg(
+        long,
+        env = "FACEGATE_AUDIT_SEAL_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub audit_seal_interval_ms: u64,
     /// TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "FACEGATE_CONFIG")]
     #[serde(skip)]
@@ -321,6 +340,15 @@ impl Settings {
                 self.manifest_purge_interval_ms
             );
         }
+        if self.audit_seal_records == 0 {
+            anyhow::bail!("audit_seal_records must be at least 1");
+        }
+        if !(10..=3_600_000).contains(&self.audit_seal_interval_ms) {
+            anyhow::bail!(
+                "audit_seal_interval_ms must be within 10..=3600000 (one hour), got {}",
+                self.audit_seal_interval_ms
+            );
+        }
         Ok(())
     }
 
@@ -445,6 +473,37 @@ mod tests {
         assert_eq!(s.audit_dir, None);
         let err = flags(&["--config", config, "--audit-dir", "/audit"]).unwrap_err();
         assert!(format!("{err:#}").contains("contradict"), "{err:#}");
+    }
+
+    #[test]
+    fn audit_sealing_settings_have_defaults_come_from_any_source_and_are_bounded() {
+        let s = Settings::defaults().resolve().unwrap();
+        assert_eq!(
+            (
+                s.audit_signing_key,
+                s.audit_seal_records,
+                s.audit_seal_interval_ms
+            ),
+            (None, 10_000, 60_000)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let config = f.to_str().unwrap();
+        std::fs::write(
+            &f,
+            "audit_signing_key = \"/k.pem\"\naudit_seal_records = 5\n",
+        )
+        .unwrap();
+        let s = flags(&["--config", config, "--audit-seal-interval-ms", "1000"]).unwrap();
+        assert_eq!(s.audit_signing_key, Some(PathBuf::from("/k.pem")));
+        assert_eq!((s.audit_seal_records, s.audit_seal_interval_ms), (5, 1000));
+        let err = flags(&["--audit-seal-records", "0"]).unwrap_err();
+        assert!(format!("{err:#}").contains("audit_seal_records"), "{err:#}");
+        let err = flags(&["--audit-seal-interval-ms", "5"]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("audit_seal_interval_ms"),
+            "{err:#}"
+        );
     }
 
     #[test]

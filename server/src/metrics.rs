@@ -97,6 +97,11 @@ pub struct Metrics {
     pub audit_failures: IntCounter,
     /// Time to write and fsync one batch of audit records.
     pub audit_commit_seconds: Histogram,
+    /// Signed audit checkpoints written.
+    pub audit_seals: IntCounter,
+    /// Signed audit checkpoints that could not be written (their records
+    /// stay pending, unsigned, until the next one succeeds).
+    pub audit_seal_failures: IntCounter,
     /// Calls refused at authentication (no or unknown credential, or a
     /// role the service does not admit), by listener.
     pub auth_failures: IntCounterVec,
@@ -190,6 +195,8 @@ impl Metrics {
             audit_records: audit.records,
             audit_failures: audit.failures,
             audit_commit_seconds: audit.commit_seconds,
+            audit_seals: audit.seals,
+            audit_seal_failures: audit.seal_failures,
             auth_failures,
             tls_handshake_failures: security.handshake_failures,
             credential_reloads: security.reloads,
@@ -566,6 +573,8 @@ struct AuditMetrics {
     records: IntCounter,
     failures: IntCounter,
     commit_seconds: Histogram,
+    seals: IntCounter,
+    seal_failures: IntCounter,
 }
 
 impl AuditMetrics {
@@ -591,6 +600,20 @@ impl AuditMetrics {
                     "facegate_audit_commit_seconds",
                     "Time to write and fsync one group of audit records.",
                 )),
+            ),
+            seals: register(
+                r,
+                IntCounter::new(
+                    "facegate_audit_seals_total",
+                    "Signed audit checkpoints written.",
+                ),
+            ),
+            seal_failures: register(
+                r,
+                IntCounter::new(
+                    "facegate_audit_seal_failures_total",
+                    "Signed audit checkpoints that could not be written; their records stay unsigned.",
+                ),
             ),
         }
     }

@@ -69,7 +69,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     )?);
     let manifests = open_manifests(&settings.data_dir, clock.clone()).await?;
     let encounters = open_encounters(&settings.data_dir, clock.clone()).await?;
-    let auditor = open_audit_trail(settings.audit_dir.as_deref(), &metrics, clock).await?;
+    let auditor = open_audit_trail(&settings, &metrics, clock).await?;
     let state = Arc::new(
         ServedGallery::new(
             changes,
@@ -237,17 +237,19 @@ async fn purge_manifests(state: std::sync::Weak<ServedGallery>, every: Duration)
     }
 }
 
-/// The audit trail in `dir`, or a disabled one (with a warning) when the
-/// settings turned it off.
+/// The audit trail in the settings' audit directory, signed when they give
+/// a key, or a disabled one (with a warning) when they turned it off.
 async fn open_audit_trail(
-    dir: Option<&Path>,
+    settings: &Settings,
     metrics: &Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Auditor>> {
-    let auditor = match dir {
+    let auditor = match settings.audit_dir.as_deref() {
         Some(dir) => {
+            let sealing = crate::audit::Sealing::from_settings(settings, clock.clone())?;
             let (dir, metrics) = (dir.to_path_buf(), metrics.clone());
-            tokio::task::spawn_blocking(move || Auditor::open(&dir, metrics)).await??
+            tokio::task::spawn_blocking(move || Auditor::open_sealed(&dir, metrics, sealing))
+                .await??
         }
         None => {
             tracing::warn!("--no-audit: searches and gallery changes are not audited");

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use facegate_api::v1::{
     CaptureContext, Direction, GetGalleryInfoRequest, RemoveRequest, VerifyRequest,
 };
-use facegate_core::audit::{AuditRecord, read_dir, verify_dir};
+use facegate_core::audit::{AuditRecord, SEALS_FILE, read_dir, verify_dir};
 use tonic::Code;
 
 fn records(dir: &Path) -> Vec<AuditRecord> {
@@ -295,5 +295,134 @@ async fn searches_are_refused_not_answered_when_their_records_cannot_be_written(
             r#"facegate_requests_total{code="UNAVAILABLE",port="unknown",rpc="Identify"}"#
         ),
         2.0
+    );
+}
+
+/// The addresses `child` (a `facegate serve` with its stdout piped)
+/// prints, once it listens.
+fn ready(mut child: std::process::Child) -> Server {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut addr, mut admin_addr, mut metrics) = (String::new(), String::new(), String::new());
+    while addr.is_empty() {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "facegate exited");
+        let line = line.trim();
+        if let Some(m) = line.strip_prefix("facegate metrics on ") {
+            metrics = m.to_string();
+        } else if let Some(a) = line.strip_prefix("facegate admin listening on ") {
+            admin_addr = a.to_string();
+        } else if let Some(a) = line.strip_prefix("facegate listening on ") {
+            addr = a.to_string();
+        }
+    }
+    Server {
+        child,
+        data_dir: None,
+        addr,
+        admin_addr,
+        metrics,
+    }
+}
+
+/// Waits for `child` to exit by itself (60 s at most); its stderr.
+fn exit_stderr(mut child: std::process::Child) -> (bool, String) {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("the server did not exit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_signed_trail_is_sealed_through_a_clean_shutdown_and_verifies_with_the_public_key() {
+    use facegate_core::audit::{AuditVerifyingKey, signing, verify_seals};
+    let f = fixture();
+    let audit = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (_, private, public) = signing::write_new_pair(keys.path()).unwrap();
+    let dir = audit.path().to_str().unwrap();
+    let key = private.to_str().unwrap();
+    // Started by hand to keep its log: each checkpoint's line, under its
+    // documented target, is what a log shipper carries off the host.
+    let log = keys.path().join("server.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(serve_args(&f.path))
+        .args(["--audit-dir", dir, "--audit-signing-key", key])
+        .args(["--audit-seal-records", "2", "--data-dir"])
+        .arg(keys.path())
+        .env("RUST_LOG", "warn,facegate::audit_seal=info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut server = ready(child);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = server.client().await;
+        for j in 0..5 {
+            let v = f.synth.probe(j).vector.clone();
+            c.identify(identify(v, 1, &format!("r{j}"))).await.unwrap();
+        }
+    });
+    // A clean shutdown seals the record still pending.
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(server.child.wait().unwrap().success());
+
+    let public = AuditVerifyingKey::load(&public).unwrap();
+    let r = verify_seals(audit.path(), &[public]).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!((r.seals, r.records_verified), (3, 5));
+    assert_eq!(r.unsealed_after, None);
+    assert_eq!(verify_dir(audit.path()).unwrap().records, 5);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let seal_lines: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("facegate::audit_seal") && l.contains("signed audit checkpoint"))
+        .collect();
+    assert_eq!(seal_lines.len(), 3, "{logged}");
+    let written = std::fs::read_to_string(audit.path().join(SEALS_FILE)).unwrap();
+    for (line, seal) in seal_lines.iter().zip(written.lines()) {
+        assert!(line.contains(seal), "{line} carries {seal}");
+    }
+
+    // A malformed key stops the start-up, saying which file.
+    let bad = keys.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(serve_args(&f.path))
+        .args([
+            "--audit-dir",
+            dir,
+            "--audit-signing-key",
+            bad.to_str().unwrap(),
+        ])
+        .args(["--data-dir", keys.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (ok, err) = exit_stderr(child);
+    assert!(!ok);
+    assert!(
+        err.contains("audit signing key") && err.contains("bad.pem"),
+        "{err}"
     );
 }

@@ -22,6 +22,12 @@
 pub mod checkpoint;
 pub mod expiry;
 pub mod record;
+pub mod seal;
+pub mod seal_check;
+#[cfg(test)]
+mod seal_tests;
+mod sealer;
+pub mod signing;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -31,6 +37,10 @@ use std::path::{Path, PathBuf};
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, Expiry};
 pub use expiry::{ExpiryReport, expire_dir};
 pub use record::{AuditEvent, AuditRecord, LineError};
+pub use seal::{SEALS_FILE, Seal};
+pub use seal_check::{SealFailure, SealReport, verify_seals};
+pub use sealer::SealResume;
+pub use signing::{AuditSigningKey, AuditVerifyingKey, KeyError, KeyId};
 
 use crate::clock::{Clock, UnixMillis};
 
@@ -359,6 +369,8 @@ pub struct AuditLog {
     chain: u64,
     broken: bool,
     scratch: Vec<u8>,
+    /// Signed checkpoints, once [`AuditLog::start_sealing`] gave a key.
+    sealer: Option<sealer::Sealer>,
 }
 
 impl AuditLog {
@@ -381,6 +393,7 @@ impl AuditLog {
             chain: summary.last_chain,
             broken: false,
             scratch: Vec::new(),
+            sealer: None,
         };
         log.start_file()?;
         Ok((log, summary))
@@ -389,6 +402,31 @@ impl AuditLog {
     /// The file being written.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Signs checkpoints of the records with `key` from now on
+    /// ([`seal`]): opens the seals file and restores the digest of the
+    /// records written since its last seal, so that the next seal covers
+    /// them too.
+    pub fn start_sealing(&mut self, key: AuditSigningKey) -> Result<SealResume, AuditError> {
+        let (sealer, resume) = sealer::Sealer::resume(&self.dir, key, self.next_seq)?;
+        self.sealer = Some(sealer);
+        Ok(resume)
+    }
+
+    /// Records written since the last seal (0 when not sealing): what a
+    /// forger without the key could still change undetected.
+    pub fn unsealed(&self) -> u64 {
+        self.sealer.as_ref().map_or(0, sealer::Sealer::pending)
+    }
+
+    /// Signs and appends a seal of the records since the last one, dated
+    /// `now`; `None` when not sealing or nothing is pending.
+    pub fn seal(&mut self, now: UnixMillis) -> Result<Option<Seal>, AuditError> {
+        match &mut self.sealer {
+            Some(s) => s.seal(now),
+            None => Ok(None),
+        }
     }
 
     /// Opens a new file named after the next record and the time, and makes
@@ -477,6 +515,9 @@ impl AuditLog {
             return Err(io(&self.path)(e));
         }
         self.len += written;
+        if let Some(s) = &mut self.sealer {
+            s.add(&self.scratch, events.len() as u64);
+        }
         let first = self.next_seq;
         self.next_seq += events.len() as u64;
         self.chain = chain;

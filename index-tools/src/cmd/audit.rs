@@ -1,14 +1,17 @@
 //! `facegate-index audit`: checks a server's audit trail and answers the
 //! auditor's questions (who searched at this port, who learnt of this
 //! subject) by printing the matching records; with `--expire-before`, first
-//! expires the old files under the retention policy (the server stopped).
+//! expires the old files under the retention policy (the server stopped);
+//! with `--public-key`, also verifies the signed checkpoints
+//! ([`super::audit_seals`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use facegate_core::audit::{
-    AuditError, AuditEvent, AuditRecord, CHECKPOINT_FILE, TrailSummary, expire_dir, read_dir,
+    AuditError, AuditEvent, AuditRecord, CHECKPOINT_FILE, SEALS_FILE, TrailSummary, expire_dir,
+    read_dir,
 };
 use facegate_core::clock::{SystemClock, UnixMillis};
 use facegate_core::encounter::Day;
@@ -49,6 +52,11 @@ pub struct Args {
     /// As --expire-before, with the cutoff as an instant (Unix ms).
     #[arg(long, value_name = "MS", conflicts_with = "expire_before")]
     pub expire_before_unix_ms: Option<i64>,
+    /// Also verify the signed checkpoints with this public key (SPKI PEM,
+    /// `audit-signing.pub.pem`); repeat it for keys used before a rotation.
+    /// Any failing checkpoint makes the command fail.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Vec<PathBuf>,
 }
 
 impl Args {
@@ -100,6 +108,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     out.flush().context("writing records")?;
     print_summary(&a.dir, &summary, printed);
+    if !a.public_key.is_empty() {
+        super::audit_seals::check(&a.dir, &a.public_key)?;
+    } else if a.dir.join(SEALS_FILE).exists() {
+        eprintln!(
+            "{}: signatures were not checked: the trail has signed checkpoints ({SEALS_FILE}); \
+             give --public-key to verify them",
+            a.dir.display()
+        );
+    }
     Ok(())
 }
 

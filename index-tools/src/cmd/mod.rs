@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod audit_key;
+pub mod audit_seals;
 pub mod build;
 pub mod calibrate;
 pub mod check;
