@@ -1004,7 +1004,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(rules.len(), 11);
+    assert_eq!(rules.len(), 12);
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
         let query = r["query"].as_str().unwrap();
