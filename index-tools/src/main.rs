@@ -34,6 +34,9 @@ enum Command {
     Search(cmd::search::Args),
     /// Fold a gallery's change log (online enrolments and removals) into a new gallery generation.
     Compact(cmd::compact::Args),
+    /// Split a gallery into N shard galleries by subject (a stable hash of the id), with a
+    /// shard map naming each file and generation.
+    Shard(cmd::shard::Args),
     /// Synthesise a population, build its gallery, search it and report error rates per group.
     Demo(cmd::demo::Args),
     /// Measure accuracy on probes with known truth: FNIR at target FPIRs, CMC, DET and EER,
@@ -65,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Compact(a) => cmd::compact::run(a),
+        Command::Shard(a) => cmd::shard::run(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Audit(a) => cmd::audit::run(a),
         Command::AuditKey(a) => cmd::audit_key::run(a),

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod info;
 pub mod retention;
 pub mod search;
+pub mod shard;
 pub mod synth;
 
 use std::path::Path;

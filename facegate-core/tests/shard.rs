@@ -1,0 +1,144 @@
+//! A gallery split into shards: every subject in exactly one, the one its
+//! id hashes to; the shards' rows are the source's, written as a one-shard
+//! split writes them, so the top-k merged over the shards is, bit for bit,
+//! the one-shard gallery's top-k (and the source's, to within the f16
+//! rounding every rewrite has, as after a compaction).
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::*;
+use facegate_core::shard::{ShardSpec, read_map, shard_of, split};
+use facegate_core::{
+    Candidate, CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine,
+};
+
+/// (subject id, score bits), best first, ties by subject id: comparable
+/// across galleries whose row numbers differ.
+fn ranked(g: &Gallery, cands: &[Candidate]) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = cands
+        .iter()
+        .map(|c| {
+            (
+                g.subject_id(c.subject).unwrap().to_string(),
+                c.score.to_bits(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        f32::from_bits(b.1)
+            .total_cmp(&f32::from_bits(a.1))
+            .then(a.0.cmp(&b.0))
+    });
+    out
+}
+
+fn search(g: &Arc<Gallery>, batch: &ProbeBatch, k: usize) -> Vec<Vec<(String, u32)>> {
+    let engine = CpuEngine::new(ScanTarget::whole(g.clone()));
+    engine
+        .search(batch, k)
+        .unwrap()
+        .iter()
+        .map(|c| ranked(g, c))
+        .collect()
+}
+
+#[test]
+fn shards_partition_subjects_and_their_merged_top_k_is_the_whole_galleries() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 64;
+    let s = synth(300, 20, dim, 7);
+    let (data, ids) = population(&s);
+    let probes: Vec<f32> = (0..20).flat_map(|j| s.probe(j).vector).collect();
+    let batch = ProbeBatch::new(dim, &probes).unwrap();
+    for ty in [ElementType::Int8, ElementType::F32] {
+        let source = open(&build(
+            dir.path(),
+            &format!("{ty}.fgal"),
+            &data,
+            dim,
+            &ids,
+            ty,
+        ));
+        let out = dir.path().join(format!("{ty}-shards"));
+        std::fs::create_dir_all(&out).unwrap();
+        let map = split(source.clone(), 3, &out, "g", false, &mut |_| {}).unwrap();
+        let whole = split(source.clone(), 1, &out, "whole", false, &mut |_| {}).unwrap();
+        assert_eq!(read_map(&out.join("g.shards.json")).unwrap(), map);
+        let shards: Vec<Arc<Gallery>> = map
+            .shards
+            .iter()
+            .map(|e| open(&out.join(&e.file)))
+            .collect();
+        let one = open(&out.join(&whole.shards[0].file));
+
+        // Every subject in exactly one shard, its own; every row kept.
+        let mut seen = HashSet::new();
+        for (k, g) in shards.iter().enumerate() {
+            let spec = ShardSpec {
+                index: k as u32,
+                count: 3,
+            };
+            assert_eq!(spec.strangers(g).unwrap(), 0);
+            for i in 0..g.subjects() as u32 {
+                let id = g.subject_id(i).unwrap();
+                assert_eq!(shard_of(id, 3), k as u32);
+                assert!(seen.insert(id.to_string()), "{id} in two shards");
+            }
+            assert_eq!(map.shards[k].rows, g.rows() as u64);
+        }
+        assert_eq!(seen.len(), source.subjects());
+        assert_eq!(
+            map.shards.iter().map(|e| e.rows).sum::<u64>(),
+            source.rows() as u64
+        );
+        assert!(map.shards.iter().all(|e| e.subjects > 50), "{map:?}");
+
+        for k in [1, 10, 50] {
+            let per_shard: Vec<_> = shards.iter().map(|g| search(g, &batch, k)).collect();
+            let want = search(&one, &batch, k);
+            let from_source = search(&source, &batch, k);
+            for (j, want) in want.iter().enumerate() {
+                let mut merged: Vec<(String, u32)> =
+                    per_shard.iter().flat_map(|r| r[j].clone()).collect();
+                merged.sort_by(|a, b| {
+                    f32::from_bits(b.1)
+                        .total_cmp(&f32::from_bits(a.1))
+                        .then(a.0.cmp(&b.0))
+                });
+                merged.truncate(k);
+                assert_eq!(&merged, want, "{ty} k={k} probe {j}");
+                for ((_, got), (_, src)) in merged.iter().zip(&from_source[j]) {
+                    let (got, src) = (f32::from_bits(*got), f32::from_bits(*src));
+                    assert!(
+                        (got - src).abs() < 2e-3,
+                        "{ty} k={k} probe {j}: {got} vs {src}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_server_given_the_wrong_shard_finds_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = synth(120, 1, 32, 3);
+    let (data, ids) = population(&s);
+    let source = open(&build(
+        dir.path(),
+        "g.fgal",
+        &data,
+        32,
+        &ids,
+        ElementType::Int8,
+    ));
+    let map = split(source.clone(), 2, dir.path(), "g", false, &mut |_| {}).unwrap();
+    let shard0 = open(&dir.path().join(&map.shards[0].file));
+    let wrong = ShardSpec { index: 1, count: 2 };
+    assert_eq!(wrong.strangers(&shard0).unwrap(), shard0.subjects() as u64);
+    // Writing over an existing shard needs overwrite.
+    assert!(split(source, 2, dir.path(), "g", false, &mut |_| {}).is_err());
+}

@@ -1,0 +1,87 @@
+//! `facegate-index shard` through the binary: a gallery split into shard
+//! galleries that each pass `check`, a map naming them, every template kept
+//! once, and the refusals (existing files without --force, zero shards).
+
+mod common;
+
+use common::*;
+
+#[test]
+fn shard_writes_checked_galleries_and_a_map_that_accounts_for_every_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    population(
+        d,
+        &[
+            "--subjects",
+            "300",
+            "--probes",
+            "5",
+            "--dim",
+            "32",
+            "--seed",
+            "9",
+        ],
+    );
+    let out = d.join("shards");
+    let printed = ok(&[
+        "shard",
+        "--gallery",
+        p(&d.join("g.fgal")),
+        "--shards",
+        "3",
+        "--out-dir",
+        p(&out),
+    ]);
+    assert!(printed.contains("shard 2/3"), "{printed}");
+    let map: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("g.shards.json")).unwrap()).unwrap();
+    assert_eq!(map["count"], 3);
+    assert_eq!(map["hash"], "xxh3_64(subject_id) mod count");
+    let shards = map["shards"].as_array().unwrap();
+    let (mut rows, mut subjects) = (0, 0);
+    for (k, s) in shards.iter().enumerate() {
+        assert_eq!(s["index"], k);
+        let file = out.join(s["file"].as_str().unwrap());
+        ok(&["check", p(&file)]);
+        rows += s["rows"].as_u64().unwrap();
+        subjects += s["subjects"].as_u64().unwrap();
+    }
+    assert_eq!(rows, map["source_rows"].as_u64().unwrap());
+    let info = ok(&["info", p(&d.join("g.fgal"))]);
+    assert!(
+        info.contains(&format!("{subjects}")),
+        "{subjects} subjects: {info}"
+    );
+
+    let again = fails(&[
+        "shard",
+        "--gallery",
+        p(&d.join("g.fgal")),
+        "--shards",
+        "3",
+        "--out-dir",
+        p(&out),
+    ]);
+    assert!(again.contains("exists"), "{again}");
+    ok(&[
+        "shard",
+        "--gallery",
+        p(&d.join("g.fgal")),
+        "--shards",
+        "3",
+        "--out-dir",
+        p(&out),
+        "--force",
+    ]);
+    let zero = fails(&[
+        "shard",
+        "--gallery",
+        p(&d.join("g.fgal")),
+        "--shards",
+        "0",
+        "--out-dir",
+        p(&out),
+    ]);
+    assert!(zero.contains("--shards"), "{zero}");
+}
