@@ -27,8 +27,10 @@ pub const HASH: &str = "xxh3_64(subject_id) mod count";
 /// The shard map's format version.
 pub const MAP_FORMAT: u32 = 1;
 
-/// Which shard of how many: `K/N`, K from 0.
+/// Which shard of how many: `K/N`, K from 0; written so in flags, the
+/// settings file and JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ShardSpec {
     /// This shard, `0..count`.
     pub index: u32,
@@ -63,6 +65,20 @@ impl std::str::FromStr for ShardSpec {
             return Err(fail("K must be below N (shards are numbered from 0)"));
         }
         Ok(ShardSpec { index, count })
+    }
+}
+
+impl TryFrom<String> for ShardSpec {
+    type Error = ShardSpecError;
+
+    fn try_from(text: String) -> Result<ShardSpec, ShardSpecError> {
+        text.parse()
+    }
+}
+
+impl From<ShardSpec> for String {
+    fn from(spec: ShardSpec) -> String {
+        spec.to_string()
     }
 }
 

@@ -63,6 +63,7 @@ impl AdminService {
         let outcome = match &result {
             Ok(_) => "ok",
             Err(CommitError::Change(ChangeError::UnknownSubject)) => "not_found",
+            Err(CommitError::Change(ChangeError::ForeignSubject { .. })) => "wrong_shard",
             Err(e @ CommitError::Change(ChangeError::Gallery(_))) => {
                 tracing::error!(error = %e, "gallery read failed during a change");
                 "invalid"

@@ -137,6 +137,11 @@ pub struct Settings {
     /// certificates against; re-read on SIGHUP, like the CA bundles.
     #[arg(long, env = "FACEGATE_CLIENT_CRL")]
     pub client_crl: Option<PathBuf>,
+    /// This server's shard of a gallery split by `facegate-index shard`,
+    /// `K/N` (K from 0): it refuses to start on, or reload to, a gallery
+    /// holding other shards' subjects, and refuses enrolments of them.
+    #[arg(long, env = "FACEGATE_SHARD")]
+    pub shard: Option<facegate_core::shard::ShardSpec>,
     /// Serve plain text on an address other than loopback (behind a mesh
     /// that encrypts it); without TLS files the server otherwise refuses to.
     #[arg(long, env = "FACEGATE_ALLOW_PLAINTEXT")]
@@ -415,6 +420,25 @@ mod tests {
         std::fs::write(&f, "listn = \"x\"\n").unwrap();
         let err = flags(&["--config", config]).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+
+    #[test]
+    fn the_shard_comes_from_a_flag_or_the_file_as_k_of_n() {
+        use facegate_core::shard::ShardSpec;
+        let s = flags(&["--shard", "1/3"]).unwrap();
+        assert_eq!(s.shard, Some(ShardSpec { index: 1, count: 3 }));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "shard = \"2/4\"\n").unwrap();
+        let s = flags(&["--config", f.to_str().unwrap()]).unwrap();
+        assert_eq!(s.shard, Some(ShardSpec { index: 2, count: 4 }));
+        std::fs::write(&f, "shard = \"4/4\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            flags(&["--config", f.to_str().unwrap()]).unwrap_err()
+        );
+        assert!(err.contains("below N"), "{err}");
+        assert!(flags(&["--shard", "x"]).is_err());
     }
 
     #[test]

@@ -95,11 +95,19 @@ pub struct GalleryFacts {
     pub exact_rescore: bool,
     /// GPU memory held by the engine answering (0 on the CPU).
     pub gpu_memory_bytes: u64,
+    /// The shard this server serves (`--shard`), if the gallery is split.
+    pub shard: Option<facegate_core::shard::ShardSpec>,
 }
 
 impl Generation {
-    /// Its figures, with the request limits and default thresholds in force.
-    pub fn facts(&self, limits: &Limits, thresholds: &DefaultThresholds) -> GalleryFacts {
+    /// Its figures, with the request limits and default thresholds in force,
+    /// served as `shard` of a split gallery (if it is one).
+    pub fn facts(
+        &self,
+        limits: &Limits,
+        thresholds: &DefaultThresholds,
+        shard: Option<facegate_core::shard::ShardSpec>,
+    ) -> GalleryFacts {
         let h = self.live().base().header();
         let counts = self.live().counts();
         let calibration = thresholds.calibration.as_deref();
@@ -125,6 +133,7 @@ impl Generation {
             max_top_k: limits.max_top_k,
             exact_rescore: h.has_rescore,
             gpu_memory_bytes: self.engines.gpu_memory_bytes(),
+            shard,
         }
     }
 

@@ -172,6 +172,8 @@ fn gallery_info(f: GalleryFacts) -> GalleryInfo {
             .iter()
             .map(|&(people, threshold)| proto::ManifestThreshold { people, threshold })
             .collect(),
+        shard_index: f.shard.map_or(0, |s| s.index),
+        shard_count: f.shard.map_or(0, |s| s.count),
     }
 }
 

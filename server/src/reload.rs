@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use facegate_core::format::Header;
-use facegate_core::live::{CommitError, LiveGallery};
+use facegate_core::live::{ChangeError, CommitError, LiveGallery};
 use facegate_core::wal::Change;
 use facegate_core::{Gallery, GalleryError};
 
@@ -60,6 +60,17 @@ pub enum ReloadError {
         served: u64,
         /// Changes it logged.
         logged: u64,
+    },
+    /// The new file holds subjects of other shards than this server's
+    /// (`--shard`): it is another shard's gallery, or a wrong split.
+    #[error(
+        "the new gallery holds {strangers} subjects of shards other than {this}: refusing to swap"
+    )]
+    NotThisShard {
+        /// Its subjects that belong elsewhere.
+        strangers: u64,
+        /// This server's shard.
+        this: facegate_core::shard::ShardSpec,
     },
     /// The GPU engine could not be opened over the new gallery.
     #[error("cannot open the GPU engine for the new gallery: {0}")]
@@ -155,9 +166,20 @@ impl Generations {
         *self.thresholds.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
     }
 
+    /// The shard of a split gallery this server serves (`--shard`).
+    pub fn shard(&self) -> Option<facegate_core::shard::ShardSpec> {
+        self.settings.shard
+    }
+
     /// Commits one online change to the generation served now (blocking on
     /// its fsync); returns what it did and that generation's id.
     pub fn commit(&self, change: &Change) -> Result<(Committed, u64), CommitError> {
+        if let (Some(this), Change::Enroll { subject_id, .. }) = (self.settings.shard, change)
+            && !this.owns(subject_id)
+        {
+            let owner = facegate_core::shard::shard_of(subject_id, this.count);
+            return Err(ChangeError::ForeignSubject { owner, this }.into());
+        }
         // Poison only means a change panicked; the gate guards no data.
         let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let g = self.current.load();
@@ -183,6 +205,7 @@ impl Generations {
             });
         }
         check_successor(&old_h, new_h, old.changes.logged_changes())?;
+        self.check_shard(&gallery).await?;
         let live = Arc::new(LiveGallery::new(gallery.clone()));
         let gpu = open_gpu(&live, &self.settings)
             .await
@@ -203,6 +226,23 @@ impl Generations {
             "gallery generation swapped"
         );
         Ok(done)
+    }
+
+    /// Refuses a gallery with subjects of other shards than this server's
+    /// (a full pass over its subject ids, off the async workers).
+    async fn check_shard(&self, gallery: &Arc<Gallery>) -> Result<(), ReloadError> {
+        let Some(this) = self.settings.shard else {
+            return Ok(());
+        };
+        let g = gallery.clone();
+        let strangers = tokio::task::spawn_blocking(move || this.strangers(&g))
+            .await
+            .map_err(|e| ReloadError::Task(e.to_string()))?
+            .map_err(ReloadError::Open)?;
+        match strangers {
+            0 => Ok(()),
+            strangers => Err(ReloadError::NotThisShard { strangers, this }),
+        }
     }
 
     /// The gallery file as it is now, opened off the async workers.

@@ -164,8 +164,18 @@ async fn open_gallery(settings: &Settings) -> anyhow::Result<(PathBuf, Arc<LiveG
         }
     };
     // The gallery's errors name its file; the context does not repeat it.
-    let gallery = Gallery::open(&path).context("opening the gallery")?;
-    Ok((path, Arc::new(LiveGallery::new(Arc::new(gallery)))))
+    let gallery = Arc::new(Gallery::open(&path).context("opening the gallery")?);
+    if let Some(shard) = settings.shard {
+        let g = gallery.clone();
+        let strangers = tokio::task::spawn_blocking(move || shard.strangers(&g)).await??;
+        anyhow::ensure!(
+            strangers == 0,
+            "{} holds {strangers} subjects of shards other than {shard}: it is not this shard's \
+             gallery (facegate-index shard writes STEM-K-of-N.fgal)",
+            path.display()
+        );
+    }
+    Ok((path, Arc::new(LiveGallery::new(gallery))))
 }
 
 /// The gallery's online changes: the change log under `data_dir`, replayed

@@ -368,8 +368,11 @@ impl ServedGallery {
 
     /// What GetGalleryInfo reports.
     pub fn info(&self) -> GalleryFacts {
-        self.generation()
-            .facts(&self.limits(), &self.generations.thresholds())
+        self.generation().facts(
+            &self.limits(),
+            &self.generations.thresholds(),
+            self.generations.shard(),
+        )
     }
 }
 

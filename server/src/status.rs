@@ -171,9 +171,8 @@ impl From<ReloadError> for Status {
             ReloadError::Open(_)
             | ReloadError::Incompatible { .. }
             | ReloadError::AheadOfLog { .. }
-            | ReloadError::NotCompactedFromServed { .. } => {
-                Status::failed_precondition(e.to_string())
-            }
+            | ReloadError::NotCompactedFromServed { .. }
+            | ReloadError::NotThisShard { .. } => Status::failed_precondition(e.to_string()),
             ReloadError::Gpu(_) | ReloadError::Swap(_) => Status::unavailable(e.to_string()),
             ReloadError::Task(_) => Status::internal(e.to_string()),
         }
@@ -203,6 +202,9 @@ pub fn commit(e: &CommitError) -> Status {
             Status::not_found("no such subject in the gallery")
         }
         CommitError::Change(ChangeError::Gallery(_)) => Status::internal(GALLERY_DAMAGED),
+        CommitError::Change(e @ ChangeError::ForeignSubject { .. }) => {
+            Status::failed_precondition(e.to_string())
+        }
         CommitError::Change(e) => Status::invalid_argument(e.to_string()),
         CommitError::Log(WalError::Refused(m)) => Status::invalid_argument(m.clone()),
         CommitError::Log(e) => Status::unavailable(format!(

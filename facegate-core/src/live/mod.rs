@@ -65,6 +65,15 @@ pub enum ChangeError {
     /// The base gallery could not be read.
     #[error(transparent)]
     Gallery(#[from] GalleryError),
+    /// An enrolment of a subject another shard holds, sent to this one: the
+    /// request is right, the server is not (`facegate_core::shard`).
+    #[error("subject belongs to shard {owner}/{}; this server is shard {this}", .this.count)]
+    ForeignSubject {
+        /// The shard that holds the subject.
+        owner: u32,
+        /// This server's shard.
+        this: crate::shard::ShardSpec,
+    },
 }
 
 /// Why [`LiveGallery::commit`] failed.
