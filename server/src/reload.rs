@@ -178,7 +178,13 @@ impl Generations {
             && !this.owns(subject_id)
         {
             let owner = facegate_core::shard::shard_of(subject_id, this.count);
-            return Err(ChangeError::ForeignSubject { owner, this }.into());
+            let (index, count) = (this.index, this.count);
+            return Err(ChangeError::ForeignSubject {
+                owner,
+                index,
+                count,
+            }
+            .into());
         }
         // Poison only means a change panicked; the gate guards no data.
         let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());

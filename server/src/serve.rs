@@ -362,7 +362,9 @@ async fn serve_listener(
         let _ = stop.await;
     };
     if credentials.has_tls() {
-        let incoming = tls::incoming::incoming(listener, credentials, metrics);
+        let name = credentials.listener();
+        let config: tls::incoming::CurrentConfig = Arc::new(move || credentials.tls_config());
+        let incoming = tls::incoming::incoming(listener, name, config, metrics);
         server.serve_with_incoming_shutdown(incoming, stop).await
     } else {
         server

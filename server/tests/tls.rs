@@ -32,10 +32,10 @@ fn at(port: &str, mut r: IdentifyRequest) -> IdentifyRequest {
 }
 
 /// A server whose listeners speak TLS with `cert`, each verifying clients
-/// against `client_ca`.
-fn start_tls(f: &Fixture, data: &Path, cert: &Issued, client_ca: &Path) -> Server {
+/// against `client_ca`, with `extra` arguments.
+fn start_tls(f: &Fixture, data: &Path, cert: &Issued, client_ca: &Path, extra: &[&Path]) -> Server {
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let args = [
+    let mut args = vec![
         "--tls-cert".to_string(),
         s(&cert.cert_path),
         "--tls-key".into(),
@@ -47,6 +47,10 @@ fn start_tls(f: &Fixture, data: &Path, cert: &Issued, client_ca: &Path) -> Serve
         "--data-dir".into(),
         s(data),
     ];
+    for e in extra.chunks(2) {
+        args.push(e[0].to_str().unwrap().to_string());
+        args.push(s(e[1]));
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start(&f.path, &args)
 }
@@ -66,7 +70,7 @@ async fn a_port_certificate_names_its_port_and_wrong_credentials_are_refused() {
     let agency = TestCa::new(dir.path(), "agency");
     let stranger = TestCa::new(dir.path(), "stranger");
     let data = dir.path().join("data");
-    let server = start_tls(&f, &data, &agency.server("server"), &agency.pem_path);
+    let server = start_tls(&f, &data, &agency.server("server"), &agency.pem_path, &[]);
     let cas = [agency.pem()];
     let probe = || f.synth.probe(0).vector.clone();
 
@@ -257,7 +261,7 @@ async fn sighup_rotates_certificates_under_load_and_keeps_the_old_on_a_bad_file(
     let bundle = dir.path().join("clients.pem");
     replace(&bundle, &old_ca.pem());
     let served = old_ca.server("served");
-    let server = start_tls(&f, &dir.path().join("data"), &served, &bundle);
+    let server = start_tls(&f, &dir.path().join("data"), &served, &bundle, &[]);
     let both = vec![old_ca.pem(), new_ca.pem()];
     let newcomer = new_ca.client("port", "DOV-2");
     // Before rotation the new CA's port is a stranger.
@@ -368,19 +372,9 @@ async fn a_revoked_port_certificate_is_refused_once_the_list_is_reloaded() {
     let crl = dir.path().join("revoked.pem");
     replace(&crl, &agency.crl(&[]));
     let cert = agency.server("server");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    let args = [
-        "--tls-cert".to_string(),
-        s(&cert.cert_path),
-        "--tls-key".into(),
-        s(&cert.key_path),
-        "--port-client-ca".into(),
-        s(&agency.pem_path),
-        "--client-crl".into(),
-        s(&crl),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&f.path, &args);
+    let flag = std::path::PathBuf::from("--client-crl");
+    let data = dir.path().join("data");
+    let server = start_tls(&f, &data, &cert, &agency.pem_path, &[&flag, &crl]);
     let cas = [agency.pem()];
     let (lost, kept) = (
         agency.client("port", "JFK-T4"),

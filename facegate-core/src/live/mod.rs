@@ -67,12 +67,14 @@ pub enum ChangeError {
     Gallery(#[from] GalleryError),
     /// An enrolment of a subject another shard holds, sent to this one: the
     /// request is right, the server is not (`facegate_core::shard`).
-    #[error("subject belongs to shard {owner}/{}; this server is shard {this}", .this.count)]
+    #[error("subject belongs to shard {owner}/{count}; this server is shard {index}/{count}")]
     ForeignSubject {
         /// The shard that holds the subject.
         owner: u32,
         /// This server's shard.
-        this: crate::shard::ShardSpec,
+        index: u32,
+        /// Shards in all.
+        count: u32,
     },
 }
 

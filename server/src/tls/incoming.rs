@@ -16,8 +16,11 @@ use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::credentials::ListenerCredentials;
 use crate::metrics::Metrics;
+
+/// The TLS config a new connection gets now (`None`: stop accepting); the
+/// listener's credentials hold it and swap it on reload.
+pub type CurrentConfig = Arc<dyn Fn() -> Option<Arc<rustls::ServerConfig>> + Send + Sync>;
 
 /// How long a client has to finish its handshake: a stalled one holds a
 /// task and a socket, nothing more, and not for long.
@@ -26,18 +29,20 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for tonic to take them.
 const BACKLOG: usize = 128;
 
-/// The stream of `listener`'s connections, TLS done, for
+/// The stream of the connections of the listener `name` ("ports",
+/// "admin"), TLS done with `config`'s config of the moment, for
 /// `serve_with_incoming`. The loop ends when tonic drops the stream.
 pub fn incoming(
     listener: TcpListener,
-    credentials: Arc<ListenerCredentials>,
+    name: &'static str,
+    config: CurrentConfig,
     metrics: Arc<Metrics>,
 ) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(BACKLOG);
     for reason in FAILURE_REASONS {
         metrics
             .tls_handshake_failures
-            .with_label_values(&[credentials.listener(), reason]);
+            .with_label_values(&[name, reason]);
     }
     tokio::spawn(async move {
         loop {
@@ -55,10 +60,10 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Some(config) = credentials.tls_config() else {
+            let Some(config) = config() else {
                 return;
             };
-            let (tx, metrics, listener) = (tx.clone(), metrics.clone(), credentials.listener());
+            let (tx, metrics, listener) = (tx.clone(), metrics.clone(), name);
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let handshake = TlsAcceptor::from(config).accept(tcp);

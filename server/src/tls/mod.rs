@@ -4,7 +4,7 @@
 //!
 //! Loaded from PEM files into a rustls [`ServerConfig`] by [`load`]; the
 //! accept loop ([`incoming`]) takes the current config for each new
-//! connection, so a reload ([`crate::credentials`]) changes what new
+//! connection, so a reload (by the credentials module) changes what new
 //! connections get while existing ones keep theirs.
 
 pub mod incoming;
@@ -97,7 +97,7 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 /// certificate whose issuer has no list there passes, so that one list can
 /// serve a bundle of several CAs). A client that sends no certificate is
 /// let through TLS so that the call can be answered UNAUTHENTICATED, or
-/// take an API key where the listener has keys ([`crate::auth::gate`]),
+/// take an API key where the listener has keys (the auth gate),
 /// rather than fail as a bare handshake error.
 fn client_verifier(
     ca: &Path,
