@@ -33,13 +33,13 @@ def population(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="module")
-def server(population):
-    """The server's two listeners: (ports' address, back office's address)."""
+def serve(gallery, data_dir, *extra):
+    """Starts the real server on ephemeral ports; yields (ports' address,
+    back office's address), then stops it and checks it drained cleanly."""
     proc = subprocess.Popen([str(BIN / "facegate"), "serve", "--listen", "127.0.0.1:0",
                              "--metrics-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                             "--gallery", str(population / "g.fgal"),
-                             "--data-dir", str(population / "data")], stdout=subprocess.PIPE, text=True)
+                             "--gallery", str(gallery), "--data-dir", str(data_dir), *map(str, extra)],
+                            stdout=subprocess.PIPE, text=True)
     admin = ports = None
     while ports is None:
         line = proc.stdout.readline()
@@ -49,6 +49,12 @@ def server(population):
     yield ports, admin
     proc.terminate()
     assert proc.wait(timeout=30) == 0
+
+
+@pytest.fixture(scope="module")
+def server(population):
+    """The server's two listeners: (ports' address, back office's address)."""
+    yield from serve(population / "g.fgal", population / "data")
 
 
 @pytest.fixture(scope="module")

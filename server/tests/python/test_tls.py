@@ -8,13 +8,10 @@ back office is PERMISSION_DENIED."""
 
 import datetime
 import ipaddress
-import re
-import subprocess
-
 import grpc
 import numpy as np
 import pytest
-from conftest import BIN, TAG, mpb, mrpc, pb, rpc
+from conftest import TAG, mpb, mrpc, pb, rpc, serve
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -69,21 +66,8 @@ def pki(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tls_server(population, pki):
     d, _, _ = pki
-    proc = subprocess.Popen([str(BIN / "facegate"), "serve", "--listen", "127.0.0.1:0",
-                             "--metrics-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                             "--gallery", str(population / "g.fgal"), "--data-dir", str(d / "data"),
-                             "--tls-cert", str(d / "server.pem"), "--tls-key", str(d / "server.key"),
-                             "--port-client-ca", str(d / "ca.pem"), "--admin-client-ca", str(d / "ca.pem")],
-                            stdout=subprocess.PIPE, text=True)
-    admin = ports = None
-    while ports is None:
-        line = proc.stdout.readline()
-        assert line, "facegate exited before listening"
-        admin = admin or (m := re.match(r"facegate admin listening on (\S+)", line)) and m.group(1)
-        ports = (m := re.match(r"facegate listening on (\S+)", line)) and m.group(1)
-    yield ports, admin
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
+    yield from serve(population / "g.fgal", d / "data", "--tls-cert", d / "server.pem", "--tls-key", d / "server.key",
+                     "--port-client-ca", d / "ca.pem", "--admin-client-ca", d / "ca.pem")
 
 
 def channel(addr, ca_pem, identity=None):
