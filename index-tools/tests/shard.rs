@@ -4,7 +4,29 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
+
+/// `shard` of `gallery` into `shards` under `out`, with `extra` flags.
+fn shard(gallery: &Path, shards: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "shard",
+        "--gallery",
+        p(gallery),
+        "--shards",
+        shards,
+        "--out-dir",
+        p(out),
+    ];
+    args.extend_from_slice(extra);
+    args.into_iter().map(String::from).collect()
+}
+
+/// `args` as the helpers take them.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
 
 #[test]
 fn shard_writes_checked_galleries_and_a_map_that_accounts_for_every_template() {
@@ -24,15 +46,8 @@ fn shard_writes_checked_galleries_and_a_map_that_accounts_for_every_template() {
         ],
     );
     let out = d.join("shards");
-    let printed = ok(&[
-        "shard",
-        "--gallery",
-        p(&d.join("g.fgal")),
-        "--shards",
-        "3",
-        "--out-dir",
-        p(&out),
-    ]);
+    let gallery = d.join("g.fgal");
+    let printed = ok(&strs(&shard(&gallery, "3", &out, &[])));
     assert!(printed.contains("shard 2/3"), "{printed}");
     let map: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("g.shards.json")).unwrap()).unwrap();
@@ -48,40 +63,15 @@ fn shard_writes_checked_galleries_and_a_map_that_accounts_for_every_template() {
         subjects += s["subjects"].as_u64().unwrap();
     }
     assert_eq!(rows, map["source_rows"].as_u64().unwrap());
-    let info = ok(&["info", p(&d.join("g.fgal"))]);
+    let info = ok(&["info", p(&gallery)]);
     assert!(
         info.contains(&format!("{subjects}")),
         "{subjects} subjects: {info}"
     );
 
-    let again = fails(&[
-        "shard",
-        "--gallery",
-        p(&d.join("g.fgal")),
-        "--shards",
-        "3",
-        "--out-dir",
-        p(&out),
-    ]);
+    let again = fails(&strs(&shard(&gallery, "3", &out, &[])));
     assert!(again.contains("exists"), "{again}");
-    ok(&[
-        "shard",
-        "--gallery",
-        p(&d.join("g.fgal")),
-        "--shards",
-        "3",
-        "--out-dir",
-        p(&out),
-        "--force",
-    ]);
-    let zero = fails(&[
-        "shard",
-        "--gallery",
-        p(&d.join("g.fgal")),
-        "--shards",
-        "0",
-        "--out-dir",
-        p(&out),
-    ]);
+    ok(&strs(&shard(&gallery, "3", &out, &["--force"])));
+    let zero = fails(&strs(&shard(&gallery, "0", &out, &[])));
     assert!(zero.contains("--shards"), "{zero}");
 }
