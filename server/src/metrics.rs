@@ -108,8 +108,8 @@ pub struct Metrics {
     /// TLS handshakes refused (an untrusted or expired client certificate,
     /// a timeout), by listener and reason.
     pub tls_handshake_failures: IntCounterVec,
-    /// Re-reads of certificates, CA bundles and keys files (SIGHUP, the
-    /// Reload RPC), by result: a failed file keeps the old one.
+    /// Reads of certificates, CA bundles and keys files (start-up, SIGHUP,
+    /// the Reload RPC), by result: a failed re-read keeps the old file.
     pub credential_reloads: IntCounterVec,
     /// When each TLS listener's own certificate expires (Unix seconds):
     /// alert well before it.
@@ -860,8 +860,8 @@ impl SecurityMetrics {
                 IntCounterVec::new(
                     Opts::new(
                         "facegate_credential_reloads_total",
-                        "Re-reads of certificates, CA bundles and keys files, by result \
-                         (ok, failed: the old file is kept).",
+                        "Reads of certificates, CA bundles and keys files (start-up, SIGHUP, \
+                         Reload), by result (ok, failed: the old file is kept).",
                     ),
                     &["result"],
                 ),

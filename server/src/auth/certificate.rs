@@ -111,13 +111,6 @@ pub fn uri(trust_domain: &str, role: Role, name: &str) -> String {
     )
 }
 
-/// When the certificate in `der` stops being valid, in Unix seconds: the
-/// server's own certificate's is exported as a metric to alert on.
-pub fn not_after_unix(der: &[u8]) -> Option<i64> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +151,6 @@ mod tests {
         let one = make(&["spiffe://b.example/facegate/enrolment/LHR-office"]);
         let id = identity(&one).unwrap();
         assert_eq!((id.role, &*id.name), (Role::Enrolment, "LHR-office"));
-        assert!(not_after_unix(&one).is_some());
         assert_eq!(identity(&make(&[])), Err(IdentityError::None));
         assert_eq!(
             identity(&make(&[
