@@ -112,6 +112,19 @@ impl ShardSpec {
     }
 }
 
+/// One generation for an answer (or GalleryInfo) made of the shards'
+/// `(shard, generation)`: a hash of all of them in shard order, so it
+/// changes whenever any shard's does and equal sets give equal values.
+pub fn combined_generation(generations: &[(u32, u64)]) -> u64 {
+    let mut sorted = generations.to_vec();
+    sorted.sort_unstable();
+    let bytes: Vec<u8> = sorted
+        .iter()
+        .flat_map(|(s, g)| s.to_le_bytes().into_iter().chain(g.to_le_bytes()))
+        .collect();
+    xxh3_64(&bytes)
+}
+
 /// One shard's gallery, as the map lists it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ShardEntry {
@@ -280,6 +293,14 @@ mod tests {
         // galleries already built.
         assert_eq!(shard_of("P-0000001", 3), (xxh3_64(b"P-0000001") % 3) as u32);
         assert_eq!(shard_of("anyone", 1), 0);
+    }
+
+    #[test]
+    fn a_combined_generation_names_every_shard() {
+        let g = combined_generation(&[(0, 1), (1, 2)]);
+        assert_eq!(g, combined_generation(&[(1, 2), (0, 1)]));
+        assert_ne!(g, combined_generation(&[(0, 1), (1, 3)]));
+        assert_ne!(g, combined_generation(&[(0, 2), (1, 1)]));
     }
 
     proptest! {

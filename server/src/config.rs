@@ -59,6 +59,11 @@ pub struct Settings {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
+    /// Address of a plain-text listener serving only `grpc.health.v1`, for
+    /// probes that cannot speak TLS (Kubernetes' gRPC probes); none when
+    /// absent. It tells whether the server is serving, nothing else.
+    #[arg(long, env = "FACEGATE_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     /// Address of the GalleryAdmin service (enrolment back office), kept
     /// apart from the ports' listener (port 0 picks a free one).
     #[arg(long, env = "FACEGATE_ADMIN_LISTEN", default_value = "127.0.0.1:50052")]
@@ -267,31 +272,22 @@ impl Settings {
     /// TLS files come as a pair; a client CA needs them; plain text leaves
     /// the host only when allowed.
     fn check_tls(&self) -> anyhow::Result<()> {
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
-            anyhow::bail!("tls_cert and tls_key go together: give both or neither");
+        let listeners = [self.listen, self.admin_listen];
+        self.credential_files()
+            .check(&listeners, self.allow_plaintext)
+    }
+
+    /// The files the listeners' credentials are read from.
+    pub fn credential_files(&self) -> crate::credentials::CredentialFiles {
+        crate::credentials::CredentialFiles {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            port_keys: self.port_keys.clone(),
+            admin_keys: self.admin_keys.clone(),
+            port_client_ca: self.port_client_ca.clone(),
+            admin_client_ca: self.admin_client_ca.clone(),
+            client_crl: self.client_crl.clone(),
         }
-        let tls = self.tls_cert.is_some();
-        if !tls && (self.port_client_ca.is_some() || self.admin_client_ca.is_some()) {
-            anyhow::bail!("a client CA (mutual TLS) needs tls_cert and tls_key");
-        }
-        if self.client_crl.is_some()
-            && self.port_client_ca.is_none()
-            && self.admin_client_ca.is_none()
-        {
-            anyhow::bail!("client_crl checks client certificates: it needs a client CA");
-        }
-        let leaves_host = [self.listen, self.admin_listen]
-            .iter()
-            .any(|a| !a.ip().is_loopback());
-        if !tls && leaves_host && !self.allow_plaintext {
-            anyhow::bail!(
-                "listening beyond loopback ({} / {}) without TLS: give tls_cert and tls_key, \
-                 or allow_plaintext when a mesh encrypts the traffic",
-                self.listen,
-                self.admin_listen
-            );
-        }
-        Ok(())
     }
 
     fn check_bounds(&self) -> anyhow::Result<()> {

@@ -12,7 +12,6 @@ use std::sync::{Arc, RwLock};
 use facegate_core::keys::KeyRing;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::tls::{self, TlsFiles};
 
@@ -133,6 +132,64 @@ impl ListenerCredentials {
     }
 }
 
+/// The files both listeners' credentials are read from, as a server's or
+/// a router's settings name them.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFiles {
+    /// `--tls-cert`: the server's certificate chain (PEM); TLS is on with it.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`: its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// `--port-keys`: the ports' API keys.
+    pub port_keys: Option<PathBuf>,
+    /// `--admin-keys`: the back office's API keys.
+    pub admin_keys: Option<PathBuf>,
+    /// `--port-client-ca`: mutual TLS on the ports' listener.
+    pub port_client_ca: Option<PathBuf>,
+    /// `--admin-client-ca`: mutual TLS on the back office's listener.
+    pub admin_client_ca: Option<PathBuf>,
+    /// `--client-crl`: revoked client certificates.
+    pub client_crl: Option<PathBuf>,
+}
+
+impl CredentialFiles {
+    /// TLS files come as a pair; a client CA needs them; plain text leaves
+    /// the host (any of `listeners` beyond loopback) only when
+    /// `allow_plaintext` says a mesh encrypts the traffic.
+    pub fn check(
+        &self,
+        listeners: &[std::net::SocketAddr],
+        allow_plaintext: bool,
+    ) -> anyhow::Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key go together: give both or neither");
+        }
+        let tls = self.tls_cert.is_some();
+        if !tls && (self.port_client_ca.is_some() || self.admin_client_ca.is_some()) {
+            anyhow::bail!("a client CA (mutual TLS) needs tls_cert and tls_key");
+        }
+        if self.client_crl.is_some()
+            && self.port_client_ca.is_none()
+            && self.admin_client_ca.is_none()
+        {
+            anyhow::bail!("client_crl checks client certificates: it needs a client CA");
+        }
+        let beyond: Vec<String> = listeners
+            .iter()
+            .filter(|a| !a.ip().is_loopback())
+            .map(|a| a.to_string())
+            .collect();
+        if !tls && !beyond.is_empty() && !allow_plaintext {
+            anyhow::bail!(
+                "listening beyond loopback ({}) without TLS: give tls_cert and tls_key, \
+                 or allow_plaintext when a mesh encrypts the traffic",
+                beyond.join(" / ")
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Both gRPC listeners' credentials.
 pub struct Credentials {
     /// The ports' listener (Matcher): `--port-keys`, `--port-client-ca`.
@@ -144,7 +201,7 @@ pub struct Credentials {
 impl Credentials {
     /// Reads both listeners' files as the settings name them; warns of a
     /// listener that speaks plain text or authenticates no one.
-    pub fn load(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<Credentials> {
+    pub fn load(settings: &CredentialFiles, metrics: &Arc<Metrics>) -> anyhow::Result<Credentials> {
         let tls = |client_ca: &Option<PathBuf>| {
             Some(TlsFiles {
                 cert: settings.tls_cert.clone()?,

@@ -17,6 +17,7 @@
 //! certificate ([`tls`]) or API key, as held by [`credentials`].
 
 pub mod admin;
+pub mod answered;
 pub mod audit;
 pub mod auth;
 pub mod changes;
@@ -36,12 +37,14 @@ pub mod privacy;
 pub mod reload;
 pub mod request;
 pub mod retention;
+pub mod router;
 pub mod routes;
 pub mod scoped;
 pub mod serve;
 pub mod served;
 pub mod served_encounters;
 pub mod status;
+pub mod stream;
 pub mod thresholds;
 pub mod tls;
 

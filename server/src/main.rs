@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Serve a gallery over gRPC (a built-in demo gallery when none is given).
     Serve(Box<Settings>),
+    /// Route the ports' API to a gallery split into shards: each shard's
+    /// replicas are `facegate serve --shard K/N` servers (docs/scale.md).
+    Route(Box<facegate_server::router::settings::RouteSettings>),
     /// Make an API key for a port (or a back-office user): prints the token,
     /// to give to the caller, and the line to add to the keys file.
     Keygen {
@@ -143,6 +146,11 @@ fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Keygen { name } => keygen(&name),
+        Command::Route(settings) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(facegate_server::router::run(*settings))),
         Command::Serve(_) => serve_settings(&matches).and_then(|s| {
             // Here, before the runtime's threads: it changes the environment.
             let _runtime_dir = runtime_dir_for_the_gpu_driver();

@@ -252,6 +252,12 @@ impl Metrics {
         self.engine_info.with_label_values(&[name, kind]).set(1);
     }
 
+    /// The registry, for a component that exports series of its own (the
+    /// router's) beside these.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();

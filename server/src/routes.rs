@@ -45,8 +45,11 @@ pub struct Shared<'a> {
     pub metrics: &'a Arc<Metrics>,
 }
 
-/// Who may call each back-office service.
-const GALLERY_ADMIN_ROLES: &[Role] = &[Role::Enrolment, Role::Operator];
+/// Who may call each service: a router forwards searches, gallery changes
+/// and manifests for the callers it authenticated.
+const PORT_ROLES: &[Role] = &[Role::Port, Role::Router];
+const GALLERY_ADMIN_ROLES: &[Role] = &[Role::Enrolment, Role::Operator, Role::Router];
+const MANIFEST_ROLES: &[Role] = &[Role::Operator, Role::Router];
 const OPERATOR_ONLY: &[Role] = &[Role::Operator];
 
 impl Shared<'_> {
@@ -56,7 +59,7 @@ impl Shared<'_> {
             ports,
             self.metrics.clone(),
             Role::Port,
-            &[Role::Port],
+            PORT_ROLES,
             "facegate.v1.Matcher",
         )
     }
@@ -106,7 +109,7 @@ pub fn back_office(shared: &Shared, live: &LiveGallery) -> anyhow::Result<Routes
 }
 
 /// An interceptor that runs `gate` and passes the request on.
-fn gated(gate: Gate) -> impl tonic::service::Interceptor + Clone + Send + Sync + 'static {
+pub fn gated(gate: Gate) -> impl tonic::service::Interceptor + Clone + Send + Sync + 'static {
     move |mut req: tonic::Request<()>| {
         gate.check(&mut req)?;
         Ok(req)
@@ -155,7 +158,7 @@ fn manifests_service(
     let service = ManifestsService::new(shared.state.clone(), shared.auditor.clone());
     InterceptedService::new(
         ManifestsServer::new(service).max_decoding_message_size(message_bytes),
-        gated(shared.admin_gate(OPERATOR_ONLY, "facegate.v1.Manifests")),
+        gated(shared.admin_gate(MANIFEST_ROLES, "facegate.v1.Manifests")),
     )
 }
 
@@ -191,7 +194,7 @@ fn privacy_service(
 /// `v1alpha` that clients written before v1 still ask for alone (older
 /// grpcurl and grpc_cli, many language libraries). Both advertise only
 /// `services` and health: each listener lists what it serves, and only that.
-fn with_reflection(routes: Routes, services: &[&str]) -> anyhow::Result<Routes> {
+pub fn with_reflection(routes: Routes, services: &[&str]) -> anyhow::Result<Routes> {
     let builder = || {
         let mut b = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)

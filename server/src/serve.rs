@@ -63,7 +63,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     let metrics = Metrics::new();
     let changes = open_changes(&live, &settings.data_dir, &metrics).await?;
     let gpu = open_gpu(&live, &settings).await?;
-    let credentials = Arc::new(Credentials::load(&settings, &metrics)?);
+    let credentials = Arc::new(Credentials::load(&settings.credential_files(), &metrics)?);
     let policy = Arc::new(crate::retention::load(
         settings.retention_policy.as_deref(),
     )?);
@@ -104,7 +104,8 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
         metrics: &metrics,
     };
     let ports = routes::ports(&shared)?.add_service(health_service.clone());
-    let back_office = routes::back_office(&shared, &live)?.add_service(health_service);
+    let back_office = routes::back_office(&shared, &live)?.add_service(health_service.clone());
+    let probes = serve_health(settings.health_listen, Routes::new(health_service)).await?;
     let timers = spawn_timers(&state, &auditor, policy, &settings);
     let metrics_stop = start_metrics(settings.metrics_listen, metrics.clone()).await?;
     let signals = Signals::listen();
@@ -117,7 +118,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
         metrics,
     };
     serve_until_shutdown(listeners, served, &health, state, signals, drain).await?;
-    for timer in timers {
+    for timer in timers.into_iter().chain(probes) {
         timer.abort();
     }
     let _ = metrics_stop.send(());
@@ -291,7 +292,7 @@ fn log_gallery_open(path: &Path, state: &ServedGallery, settings: &Settings) {
 
 /// Serves `/metrics` on its own listener (printing its address first)
 /// until the returned sender fires or is dropped.
-async fn start_metrics(
+pub(crate) async fn start_metrics(
     addr: std::net::SocketAddr,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<oneshot::Sender<()>> {
@@ -303,6 +304,26 @@ async fn start_metrics(
         let _ = stopped.await;
     }));
     Ok(stop)
+}
+
+/// Serves `grpc.health.v1` alone, in plain text, on `addr` (when given),
+/// for probes that cannot speak TLS; printed as "facegate health on ADDR".
+/// The task is aborted at exit.
+pub(crate) async fn serve_health(
+    addr: Option<std::net::SocketAddr>,
+    health: Routes,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the health listener {addr}"))?;
+    println!("facegate health on {}", listener.local_addr()?);
+    let server = tonic::transport::Server::builder().add_routes(health);
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = server.serve_with_incoming(no_delay(listener)).await {
+            tracing::error!(error = %e, "the health listener failed");
+        }
+    })))
 }
 
 /// The two gRPC listeners, bound.
@@ -350,7 +371,7 @@ struct Served {
 
 /// Serves `routes` on `listener` until `stop` fires: over TLS when the
 /// listener has TLS files, else in plain text.
-async fn serve_listener(
+pub(crate) async fn serve_listener(
     routes: Routes,
     listener: TcpListener,
     credentials: Arc<ListenerCredentials>,
@@ -476,19 +497,19 @@ fn no_delay(
 /// reloads the gallery. Listened for before the ready line, because until
 /// a process listens for them they kill it: a supervisor's SIGTERM just
 /// after the ready line would otherwise end the server without a drain.
-struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
+    pub(crate) terminate: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
+    pub(crate) interrupt: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
-    hangup: Option<tokio::signal::unix::Signal>,
+    pub(crate) hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
     /// Starts listening; a signal that cannot be listened for is logged
     /// and keeps its default action.
-    fn listen() -> Signals {
+    pub(crate) fn listen() -> Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::SignalKind;
@@ -539,7 +560,7 @@ async fn reload_on_sighup(
 
 /// Resolves at the first SIGTERM or Ctrl-C.
 #[cfg(unix)]
-async fn shutdown_requested(
+pub(crate) async fn shutdown_requested(
     terminate: Option<tokio::signal::unix::Signal>,
     interrupt: Option<tokio::signal::unix::Signal>,
 ) {
@@ -559,6 +580,6 @@ async fn shutdown_requested(
 
 /// Resolves at the first Ctrl-C.
 #[cfg(not(unix))]
-async fn shutdown_requested() {
+pub(crate) async fn shutdown_requested() {
     let _ = tokio::signal::ctrl_c().await;
 }

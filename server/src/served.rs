@@ -79,6 +79,9 @@ pub struct Identified {
     pub generation: u64,
     /// Which search answered.
     pub answered_by: AnsweredBy,
+    /// Travellers of the manifest searched (0 for a national search): a
+    /// router over shards sums them to pick the whole manifest's threshold.
+    pub manifest_travellers: u32,
 }
 
 /// A finished Verify.
@@ -270,6 +273,7 @@ impl ServedGallery {
             engine_time: answer.engine_time,
             generation: answer.gallery.base().header().generation,
             answered_by: AnsweredBy::National,
+            manifest_travellers: 0,
         })
     }
 
@@ -333,6 +337,7 @@ impl ServedGallery {
             let mut national = self.identify(job, port, deadline).await?;
             national.engine_time += found.engine_time;
             national.answered_by = AnsweredBy::ManifestThenNational(scope.id.clone());
+            national.manifest_travellers = people as u32;
             return Ok(national);
         }
         Ok(Identified {
@@ -343,6 +348,7 @@ impl ServedGallery {
             engine_time: found.engine_time,
             generation: found.generation,
             answered_by: AnsweredBy::Manifest(scope.id.clone()),
+            manifest_travellers: people as u32,
         })
     }
 

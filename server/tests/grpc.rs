@@ -297,6 +297,7 @@ async fn ten_thousand_malformed_requests_never_break_the_server() {
                     model_tag: tag,
                     manifest_id: String::new(),
                     fallback: false,
+                    accept_partial: rng.random_bool(0.5),
                     capture: None,
                 })
                 .await;

@@ -168,6 +168,7 @@ impl Ctx {
             model_tag: self.model_tag.clone(),
             manifest_id,
             fallback,
+            accept_partial: false,
             capture: Some(CaptureContext {
                 port_id: self.port_ids[port].clone(),
                 lane: "1".into(),

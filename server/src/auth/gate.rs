@@ -12,13 +12,17 @@
 //! | anything                        | neither                 | passes, no principal (warned at start-up) |
 //!
 //! A certificate wins over a token sent with it. A role the service does
-//! not admit is PERMISSION_DENIED.
+//! not admit is PERMISSION_DENIED. A router's call (role `router`) names
+//! the caller it forwards for in [`ON_BEHALF_OF`], which becomes the
+//! principal; so does a forwarded name on a listener that authenticates no
+//! one (its network is trusted: anyone on it could call in any name). From
+//! any other caller the key is ignored.
 
 use std::sync::Arc;
 
 use tonic::{Request, Status};
 
-use super::{Principal, Role, bearer, certificate};
+use super::{ON_BEHALF_OF, Principal, Role, bearer, certificate};
 use crate::credentials::ListenerCredentials;
 use crate::metrics::Metrics;
 
@@ -61,11 +65,21 @@ impl Gate {
             Some((role, _)) if !self.admits.contains(&role) => Err(Status::permission_denied(
                 format!("a {} may not call {}", role.name(), self.service),
             )),
+            Some((Role::Router, name)) => {
+                let name = on_behalf_of(req).unwrap_or(name);
+                req.extensions_mut().insert(Principal(name));
+                Ok(())
+            }
             Some((_, name)) => {
                 req.extensions_mut().insert(Principal(name));
                 Ok(())
             }
-            None => Ok(()),
+            None => {
+                if let Some(name) = on_behalf_of(req) {
+                    req.extensions_mut().insert(Principal(name));
+                }
+                Ok(())
+            }
         });
         if let Err(status) = &checked {
             let listener = self.credentials.listener();
@@ -105,4 +119,10 @@ impl Gate {
         }
         Ok(Some((self.key_role, bearer::principal(&ring, req)?)))
     }
+}
+
+/// The caller a router names in [`ON_BEHALF_OF`], when it names one.
+fn on_behalf_of(req: &Request<()>) -> Option<Arc<str>> {
+    let value = req.metadata().get(ON_BEHALF_OF)?.to_str().ok()?;
+    (!value.is_empty()).then(|| Arc::from(value))
 }

@@ -31,7 +31,17 @@ pub enum Role {
     Enrolment,
     /// The agency's back office: every back-office service.
     Operator,
+    /// A router (`facegate route`) in front of shard servers: it
+    /// authenticates the ports and offices itself and forwards their calls,
+    /// naming the caller in [`ON_BEHALF_OF`], which a shard's gate takes as
+    /// the call's principal.
+    Router,
 }
+
+/// The metadata key in which a router names the caller it forwards for
+/// (its own gate authenticated that caller), so that a shard authorises and
+/// audits the port or office, not the router.
+pub const ON_BEHALF_OF: &str = "facegate-on-behalf-of";
 
 impl Role {
     /// The role as certificates and logs spell it.
@@ -40,12 +50,13 @@ impl Role {
             Role::Port => "port",
             Role::Enrolment => "enrolment",
             Role::Operator => "operator",
+            Role::Router => "router",
         }
     }
 
     /// The role a certificate's identity spells `text`, if any.
     pub fn parse(text: &str) -> Option<Role> {
-        [Role::Port, Role::Enrolment, Role::Operator]
+        [Role::Port, Role::Enrolment, Role::Operator, Role::Router]
             .into_iter()
             .find(|r| r.name() == text)
     }

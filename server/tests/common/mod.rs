@@ -88,8 +88,17 @@ impl Server {
             Some(d) => vec!["--data-dir".as_ref(), d.path().as_os_str()],
             None => Vec::new(),
         };
+        // A listener the test places itself (`extra`) replaces the default.
+        let mut defaults = serve_args(gallery);
+        for flag in ["--listen", "--admin-listen"] {
+            if extra.contains(&flag)
+                && let Some(i) = defaults.iter().position(|a| a == flag)
+            {
+                defaults.drain(i..i + 2);
+            }
+        }
         let mut child = cmd
-            .args(serve_args(gallery))
+            .args(defaults)
             .args(extra)
             .args(data_args)
             .envs(env.iter().copied())

@@ -1,0 +1,288 @@
+//! `facegate route`: a stateless router in front of a gallery split into
+//! shards (`facegate-index shard`, each served by `facegate serve --shard
+//! K/N` on one or more replicas). It serves the ports' API unchanged:
+//! Identify fans out to one replica of every shard and merges the exact
+//! top-k ([`search`], [`merge`]); Verify goes to the subject's shard;
+//! gallery changes and manifests go to their shards' every replica
+//! ([`back_office`]). It watches each replica's health ([`health`]), sends
+//! to a healthy, lightly loaded one ([`fleet`]), retries UNAVAILABLE on
+//! another and may hedge a slow one ([`call`]). It audits and counts every
+//! answer as the server does, behind the same gates and TLS.
+
+pub mod back_office;
+pub mod call;
+pub mod fleet;
+pub mod health;
+pub mod matcher;
+pub mod merge;
+pub mod metrics;
+pub mod search;
+pub mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::server::HealthReporter;
+
+use self::back_office::RouterBackOffice;
+use self::fleet::Fleet;
+use self::matcher::{Router, RouterMatcher};
+use self::metrics::RouterMetrics;
+use self::settings::RouteSettings;
+use crate::audit::Auditor;
+use crate::auth::Role;
+use crate::auth::gate::Gate;
+use crate::credentials::Credentials;
+use crate::metrics::Metrics;
+use crate::proto::gallery_admin_server::GalleryAdminServer;
+use crate::proto::manifests_server::ManifestsServer;
+use crate::proto::matcher_server::MatcherServer;
+use crate::routes::{gated, with_reflection};
+use crate::serve::{Signals, serve_health, serve_listener, shutdown_requested, start_metrics};
+use facegate_core::dirlock::DirLock;
+
+/// Runs the router until SIGTERM or Ctrl-C, then drains.
+pub async fn run(settings: RouteSettings) -> anyhow::Result<()> {
+    settings.check()?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    let _lock = DirLock::acquire(&settings.data_dir).context("locking the data directory")?;
+    let metrics = Metrics::new();
+    let router_metrics = Arc::new(RouterMetrics::register(metrics.registry())?);
+    let credentials = Arc::new(Credentials::load(&settings.credential_files(), &metrics)?);
+    let auditor = Arc::new(open_audit(&settings, &metrics).await?);
+    let fleet = Arc::new(Fleet::new(&settings)?);
+    let interval = Duration::from_millis(settings.health_interval_ms.max(10));
+    let watchers = health::watch(&fleet, &router_metrics, interval).await;
+    log_fleet(&fleet, &settings);
+    let router = Arc::new(Router {
+        fleet,
+        metrics: metrics.clone(),
+        router_metrics,
+        auditor,
+        shard_timeout: Duration::from_millis(settings.shard_timeout_ms),
+        hedge_after: settings.hedge_after_ms.map(Duration::from_millis),
+    });
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_serving(&health, true).await;
+    let ports = ports_routes(&router, &credentials, &metrics, &settings)?
+        .add_service(health_service.clone());
+    let back_office =
+        back_office_routes(&router, &credentials, &metrics)?.add_service(health_service.clone());
+    let probes = serve_health(settings.health_listen, Routes::new(health_service)).await?;
+    let metrics_stop = start_metrics(settings.metrics_listen, metrics.clone()).await?;
+    let signals = Signals::listen();
+    let admin_listener = bind(settings.admin_listen, "admin").await?;
+    let ports_listener = bind(settings.listen, "ports'").await?;
+    println!(
+        "facegate route admin listening on {}",
+        admin_listener.local_addr()?
+    );
+    println!(
+        "facegate route listening on {}",
+        ports_listener.local_addr()?
+    );
+    let (stop_ports, ports_stopped) = oneshot::channel();
+    let (stop_admin, admin_stopped) = oneshot::channel();
+    let serving = tokio::spawn({
+        let (c, m) = (credentials.clone(), metrics.clone());
+        async move {
+            tokio::try_join!(
+                serve_listener(
+                    ports,
+                    ports_listener,
+                    c.ports.clone(),
+                    m.clone(),
+                    ports_stopped
+                ),
+                serve_listener(
+                    back_office,
+                    admin_listener,
+                    c.admin.clone(),
+                    m,
+                    admin_stopped
+                ),
+            )
+            .map(|_| ())
+        }
+    });
+    wait_for_shutdown(
+        signals,
+        credentials,
+        serving,
+        &health,
+        (stop_ports, stop_admin),
+        &settings,
+    )
+    .await?;
+    for w in watchers.into_iter().chain(probes) {
+        w.abort();
+    }
+    let _ = metrics_stop.send(());
+    tracing::info!("router stopped");
+    Ok(())
+}
+
+type Serving = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Reloads credentials on SIGHUP; on SIGTERM or Ctrl-C turns health
+/// NOT_SERVING, stops both listeners and lets requests in flight finish
+/// for up to the drain period.
+async fn wait_for_shutdown(
+    signals: Signals,
+    credentials: Arc<Credentials>,
+    mut serving: Serving,
+    health: &HealthReporter,
+    stops: (oneshot::Sender<()>, oneshot::Sender<()>),
+    settings: &RouteSettings,
+) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    let shutdown = {
+        if let Some(mut hup) = signals.hangup {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading credentials");
+                    let c = credentials.clone();
+                    let _ = tokio::task::spawn_blocking(move || c.reload()).await;
+                }
+            });
+        }
+        shutdown_requested(signals.terminate, signals.interrupt)
+    };
+    #[cfg(not(unix))]
+    let shutdown = {
+        let _ = (signals, credentials);
+        shutdown_requested()
+    };
+    tokio::select! {
+        r = &mut serving => return r?.context("a listener failed"),
+        _ = shutdown => {}
+    }
+    tracing::info!("shutdown requested: draining in-flight requests");
+    set_serving(health, false).await;
+    let _ = stops.0.send(());
+    let _ = stops.1.send(());
+    let drain = Duration::from_secs(settings.drain_seconds);
+    if let Ok(r) = tokio::time::timeout(drain, serving).await {
+        r?.context("a listener failed while draining")?;
+    }
+    Ok(())
+}
+
+async fn set_serving(health: &HealthReporter, serving: bool) {
+    if serving {
+        health.set_serving::<MatcherServer<RouterMatcher>>().await;
+        health
+            .set_serving::<GalleryAdminServer<RouterBackOffice>>()
+            .await;
+        health
+            .set_serving::<ManifestsServer<RouterBackOffice>>()
+            .await;
+    } else {
+        health
+            .set_not_serving::<MatcherServer<RouterMatcher>>()
+            .await;
+        health
+            .set_not_serving::<GalleryAdminServer<RouterBackOffice>>()
+            .await;
+        health
+            .set_not_serving::<ManifestsServer<RouterBackOffice>>()
+            .await;
+    }
+}
+
+/// The ports' listener: the router's Matcher behind the ports' gate.
+fn ports_routes(
+    router: &Arc<Router>,
+    credentials: &Arc<Credentials>,
+    metrics: &Arc<Metrics>,
+    settings: &RouteSettings,
+) -> anyhow::Result<Routes> {
+    let gate = Gate::new(
+        credentials.ports.clone(),
+        metrics.clone(),
+        Role::Port,
+        &[Role::Port],
+        "facegate.v1.Matcher",
+    );
+    let matcher = InterceptedService::new(
+        MatcherServer::new(RouterMatcher::new(router.clone()))
+            .max_decoding_message_size(settings.max_message_bytes),
+        move |mut req: tonic::Request<()>| {
+            gate.check(&mut req)?;
+            crate::deadline::stamp(req)
+        },
+    );
+    with_reflection(Routes::new(matcher), &["facegate.v1.Matcher"])
+}
+
+/// The back office's listener: GalleryAdmin (enrolment offices and
+/// operators) and Manifests (operators), as the server gates them.
+fn back_office_routes(
+    router: &Arc<Router>,
+    credentials: &Arc<Credentials>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Routes> {
+    let gate = |admits: &'static [Role], service: &'static str| {
+        let admin = credentials.admin.clone();
+        gated(Gate::new(
+            admin,
+            metrics.clone(),
+            Role::Operator,
+            admits,
+            service,
+        ))
+    };
+    let service = RouterBackOffice::new(router.clone());
+    let limit = 64 << 20;
+    let admin = InterceptedService::new(
+        GalleryAdminServer::new(service.clone()).max_decoding_message_size(limit),
+        gate(
+            &[Role::Enrolment, Role::Operator],
+            "facegate.v1.GalleryAdmin",
+        ),
+    );
+    let manifests = InterceptedService::new(
+        ManifestsServer::new(service).max_decoding_message_size(limit),
+        gate(&[Role::Operator], "facegate.v1.Manifests"),
+    );
+    with_reflection(
+        Routes::new(admin).add_service(manifests),
+        &["facegate.v1.GalleryAdmin", "facegate.v1.Manifests"],
+    )
+}
+
+async fn open_audit(settings: &RouteSettings, metrics: &Arc<Metrics>) -> anyhow::Result<Auditor> {
+    match settings.audit_dir() {
+        Some(dir) => {
+            let metrics = metrics.clone();
+            tokio::task::spawn_blocking(move || Auditor::open(&dir, metrics)).await?
+        }
+        None => {
+            tracing::warn!("--no-audit: the router audits nothing (the shards still do)");
+            Ok(Auditor::disabled())
+        }
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr, which: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {which} listener {addr}"))
+}
+
+fn log_fleet(fleet: &Fleet, settings: &RouteSettings) {
+    let up = fleet.replicas().filter(|r| r.is_up()).count();
+    tracing::info!(
+        shards = settings.shards,
+        replicas = settings.replicas.len(),
+        up,
+        listed = %fleet::describe(&settings.replicas),
+        "routing"
+    );
+}

@@ -1,0 +1,599 @@
+//! `facegate route` through the real binaries: 3 shards x 2 replicas of
+//! `facegate serve --shard K/3` and a router answer every Identify,
+//! Verify and manifest search as one server over the whole gallery does;
+//! an enrolment through the router lands on its shard's replicas and is
+//! found at once; SIGKILL of one replica per shard under load fails no
+//! request; a shard with every replica down is named in UNAVAILABLE, or in
+//! `missing_shards` when the request accepts a partial answer, and full
+//! answers come back when a replica restarts.
+
+mod common;
+
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
+use facegate_api::v1::manifests_client::ManifestsClient;
+use facegate_api::v1::matcher_client::MatcherClient;
+use facegate_api::v1::{
+    Candidate, Direction, EnrollRequest, GetGalleryInfoRequest, IdentifyResponse, ManifestHeader,
+    ManifestKind, StageManifestRequest, Template, VerifyRequest,
+};
+use facegate_core::shard::{shard_of, split};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const SHARDS: u32 = 3;
+
+/// One replica of one shard, on ports chosen up front so that it can be
+/// restarted where the router expects it.
+struct Replica {
+    shard: u32,
+    gallery: PathBuf,
+    port: u16,
+    admin_port: u16,
+    data: PathBuf,
+    server: Option<Server>,
+}
+
+impl Replica {
+    fn start(&mut self) {
+        let (listen, admin) = (
+            format!("127.0.0.1:{}", self.port),
+            format!("127.0.0.1:{}", self.admin_port),
+        );
+        let shard = format!("{}/{SHARDS}", self.shard);
+        let data = self.data.to_str().unwrap().to_string();
+        let args = [
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin,
+            "--shard",
+            &shard,
+            "--engine",
+            "cpu",
+            "--data-dir",
+            &data,
+        ];
+        self.server = Some(Server::start(&self.gallery, &args));
+    }
+
+    fn kill(&mut self) {
+        self.server = None; // Drop sends SIGKILL and reaps it.
+    }
+}
+
+/// The router process and its addresses.
+struct Routed {
+    child: Child,
+    addr: String,
+    admin_addr: String,
+    metrics: String,
+    /// The plain-text health listener (`--health-listen`).
+    health: String,
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_router(replicas: &[Replica], data: &Path, extra: &[&str]) -> Routed {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facegate"));
+    cmd.args([
+        "route",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .args([
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--shards",
+        &SHARDS.to_string(),
+    ])
+    .args([
+        "--health-interval-ms",
+        "100",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--health-listen",
+        "127.0.0.1:0",
+    ]);
+    for r in replicas {
+        cmd.arg("--replica")
+            .arg(format!("{}=http://127.0.0.1:{}", r.shard, r.port));
+        cmd.arg("--replica-admin")
+            .arg(format!("{}=http://127.0.0.1:{}", r.shard, r.admin_port));
+    }
+    let mut child = cmd
+        .args(extra)
+        .env(
+            "RUST_LOG",
+            std::env::var("FACEGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut addr, mut admin_addr, mut metrics) = (String::new(), String::new(), String::new());
+    let mut health = String::new();
+    while addr.is_empty() {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the router exited before listening"
+        );
+        let line = line.trim();
+        if let Some(h) = line.strip_prefix("facegate health on ") {
+            health = h.into();
+        } else if let Some(m) = line.strip_prefix("facegate metrics on ") {
+            metrics = m.into();
+        } else if let Some(a) = line.strip_prefix("facegate route admin listening on ") {
+            admin_addr = a.into();
+        } else if let Some(a) = line.strip_prefix("facegate route listening on ") {
+            addr = a.into();
+        }
+    }
+    Routed {
+        child,
+        addr,
+        admin_addr,
+        metrics,
+        health,
+    }
+}
+
+async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A gallery split into 3 shards, 2 replicas each (their own copy of the
+/// shard's file and their own data directory), all started.
+fn shard_fleet(f: &Fixture, dir: &Path) -> Vec<Replica> {
+    let source = std::sync::Arc::new(facegate_core::Gallery::open(&f.path).unwrap());
+    std::fs::create_dir_all(dir.join("shards")).unwrap();
+    let map = split(source, SHARDS, &dir.join("shards"), "g", false, &mut |_| {}).unwrap();
+    let mut replicas = Vec::new();
+    for shard in 0..SHARDS {
+        for copy in 0..2 {
+            let gallery = dir.join(format!("s{shard}r{copy}.fgal"));
+            std::fs::copy(
+                dir.join("shards").join(&map.shards[shard as usize].file),
+                &gallery,
+            )
+            .unwrap();
+            let mut r = Replica {
+                shard,
+                gallery,
+                port: free_port(),
+                admin_port: free_port(),
+                data: dir.join(format!("data-s{shard}r{copy}")),
+                server: None,
+            };
+            r.start();
+            replicas.push(r);
+        }
+    }
+    replicas
+}
+
+/// Whether `routed`'s candidates are a best-k of the whole gallery that
+/// `single` (asked for more) lists: the same scores, bit for bit, in the
+/// same order, and each subject one that scores so. (Subjects of exactly
+/// equal score are ordered by row in one server; the router cannot know
+/// rows across shards, so among equals either order is right.)
+fn same_best(routed: &[Candidate], single: &[Candidate]) -> Result<(), String> {
+    let k = routed.len();
+    let scores = |cs: &[Candidate]| cs.iter().map(|c| c.score.to_bits()).collect::<Vec<_>>();
+    if single.len() < k || scores(routed) != scores(&single[..k]) {
+        return Err(format!("scores differ:\n{routed:?}\n{single:?}"));
+    }
+    for c in routed {
+        let tied = single
+            .iter()
+            .any(|s| s.subject_id == c.subject_id && s.score == c.score);
+        if !tied {
+            return Err(format!(
+                "{} at {} is not the single server's",
+                c.subject_id, c.score
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn assert_same_answer(routed: &IdentifyResponse, single: &IdentifyResponse, k: usize) {
+    assert_eq!(routed.candidates.len(), k.min(single.candidates.len()));
+    same_best(&routed.candidates, &single.candidates).unwrap();
+    assert_eq!(routed.r#match, single.r#match);
+    assert_eq!(routed.threshold, single.threshold);
+    assert_eq!(routed.answered_by, single.answered_by);
+    assert!(routed.missing_shards.is_empty());
+}
+
+fn manifest(id: &str, subjects: Vec<String>) -> StageManifestRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    StageManifestRequest {
+        header: Some(ManifestHeader {
+            manifest_id: id.into(),
+            kind: ManifestKind::Flight.into(),
+            port_id: "JFK-T4".into(),
+            direction: Direction::Entry.into(),
+            scheduled_unix_ms: now,
+            valid_from_unix_ms: now - 3_600_000,
+            valid_until_unix_ms: now + 3_600_000,
+            ..Default::default()
+        }),
+        subject_ids: subjects,
+        request_id: format!("stage-{id}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_router_over_three_shards_of_two_replicas_answers_as_one_server_does() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = shard_fleet(&f, dir.path());
+    let single = Server::start(&f.path, &["--engine", "cpu"]);
+    let router = start_router(&replicas, &dir.path().join("router"), &[]);
+    let mut via_router = MatcherClient::new(channel(&router.addr).await);
+    let mut direct = single.client().await;
+
+    // The plain-text health listener answers for the router's Matcher.
+    use tonic_health::pb::health_client::HealthClient;
+    let mut probe = HealthClient::new(channel(&router.health).await);
+    let ask = tonic_health::pb::HealthCheckRequest {
+        service: "facegate.v1.Matcher".into(),
+    };
+    let status = probe.check(ask).await.unwrap().into_inner().status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let whole = direct
+        .get_gallery_info(GetGalleryInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let routed = via_router
+        .get_gallery_info(GetGalleryInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((routed.rows, routed.subjects), (whole.rows, whole.subjects));
+    assert_eq!(
+        (routed.dimension, &routed.model_tag),
+        (whole.dimension, &whole.model_tag)
+    );
+    assert_eq!(routed.default_threshold, whole.default_threshold);
+
+    // Identify: k = 1, 10 and 100 over many probes.
+    let probes = probes(&f);
+    for (i, probe) in probes.iter().take(40).enumerate() {
+        let k = [1u32, 10, 100][i % 3];
+        let r = via_router
+            .identify(identify(probe.clone(), k, "r"))
+            .await
+            .unwrap();
+        let s = direct
+            .identify(identify(probe.clone(), (k + 20).min(100), "s"))
+            .await;
+        let (r, s) = (r.into_inner(), s.unwrap().into_inner());
+        assert_same_answer(&r, &s, k as usize);
+    }
+
+    // IdentifyStream through the router answers each request as the
+    // unary call does.
+    let asked: Vec<_> = (0..5)
+        .map(|i| identify(probes[i].clone(), 10, &format!("st-{i}")))
+        .collect();
+    let mut stream = via_router
+        .identify_stream(tokio_stream::iter(asked.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = 0;
+    while let Some(answer) = stream.message().await.unwrap() {
+        let i: usize = answer.request_id["st-".len()..].parse().unwrap();
+        let unary = via_router.identify(asked[i].clone()).await.unwrap();
+        assert_eq!(answer.candidates, unary.into_inner().candidates);
+        streamed += 1;
+    }
+    assert_eq!(streamed, 5);
+
+    // Verify goes to the owner's shard: the same score as one server's.
+    let ids = subject_ids();
+    for (probe, id) in probes.iter().zip(ids.iter()).take(12) {
+        let ask = VerifyRequest {
+            probe: probe.clone(),
+            subject_id: id.clone(),
+            model_tag: TAG.into(),
+            ..Default::default()
+        };
+        let r = via_router.verify(ask.clone()).await.unwrap().into_inner();
+        let s = direct.verify(ask).await.unwrap().into_inner();
+        assert_eq!(
+            (r.score.to_bits(), r.r#match),
+            (s.score.to_bits(), s.r#match),
+            "{id}"
+        );
+    }
+    let unknown = VerifyRequest {
+        probe: probes[0].clone(),
+        subject_id: "NOBODY-0".into(),
+        model_tag: TAG.into(),
+        ..Default::default()
+    };
+    let refused = via_router.verify(unknown).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+
+    // A manifest staged through the router is split by shard; its
+    // searches equal one server's over the whole manifest.
+    let travellers: Vec<String> = ids.iter().step_by(5).take(60).cloned().collect();
+    let mut admin = ManifestsClient::new(channel(&router.admin_addr).await);
+    let staged = admin
+        .stage(manifest("BA117", travellers.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(staged.travellers, 60);
+    let mut single_manifests = ManifestsClient::new(channel(&single.admin_addr).await);
+    single_manifests
+        .stage(manifest("BA117", travellers.clone()))
+        .await
+        .unwrap();
+    let held = admin
+        .get(facegate_api::v1::GetManifestRequest {
+            manifest_id: "BA117".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sorted = travellers.clone();
+    sorted.sort();
+    assert_eq!(held.subject_ids, sorted);
+    for (i, probe) in probes.iter().take(20).enumerate() {
+        let mut ask = identify(probe.clone(), 5, "m");
+        ask.manifest_id = "BA117".into();
+        ask.fallback = i % 2 == 0;
+        let r = via_router.identify(ask.clone()).await.unwrap().into_inner();
+        ask.top_k = 25;
+        let s = direct.identify(ask).await.unwrap().into_inner();
+        assert_eq!(r.manifest_travellers, 60);
+        assert_eq!(s.manifest_travellers, 60);
+        assert_same_answer(&r, &s, 5);
+    }
+
+    // An enrolment through the router reaches both replicas of its shard
+    // and is found at once.
+    let newcomer = (0..)
+        .map(|i| format!("NEW-{i}"))
+        .find(|id| shard_of(id, SHARDS) == 2)
+        .unwrap();
+    let face = probes[99].clone();
+    let before = shard_subjects(&replicas, 2).await;
+    let mut enrol = GalleryAdminClient::new(channel(&router.admin_addr).await);
+    enrol
+        .enroll(EnrollRequest {
+            subject_id: newcomer.clone(),
+            templates: vec![Template {
+                values: face.clone(),
+            }],
+            model_tag: TAG.into(),
+            request_id: "enrol-1".into(),
+        })
+        .await
+        .unwrap();
+    let after = shard_subjects(&replicas, 2).await;
+    assert_eq!(after, before.iter().map(|n| n + 1).collect::<Vec<_>>());
+    let found = via_router
+        .identify(identify(face, 1, "new"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.candidates[0].subject_id, newcomer);
+
+    // Recording needs an encounter store the router does not have: refused, saying so.
+    let mut ask = identify(probes[0].clone(), 1, "rec");
+    ask.capture = Some(facegate_api::v1::CaptureContext {
+        port_id: "JFK-T4".into(),
+        direction: Direction::Entry.into(),
+        encounter_id: "e-1".into(),
+        record: true,
+        ..Default::default()
+    });
+    let refused = via_router.identify(ask).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("records no encounters"),
+        "{refused:?}"
+    );
+}
+
+/// Subjects each replica of `shard` holds, by replica.
+async fn shard_subjects(replicas: &[Replica], shard: u32) -> Vec<u64> {
+    let mut held = Vec::new();
+    for r in replicas.iter().filter(|r| r.shard == shard) {
+        let mut c = r.server.as_ref().unwrap().client().await;
+        let info = c.get_gallery_info(GetGalleryInfoRequest {}).await.unwrap();
+        held.push(info.into_inner().subjects);
+    }
+    held
+}
+
+/// The fixture's 100 probes.
+fn probes(f: &Fixture) -> Vec<Vec<f32>> {
+    (0..100).map(|j| f.synth.probe(j).vector.clone()).collect()
+}
+
+/// The fixture's 400 subject ids.
+fn subject_ids() -> Vec<String> {
+    (0..400)
+        .map(facegate_core::synth::Synth::subject_id)
+        .collect()
+}
+
+/// Identify through the router until `stop`: searches served, and every
+/// failure's status.
+async fn steady_load(addr: String, probes: Vec<Vec<f32>>, stop: Instant) -> (u64, Vec<String>) {
+    let mut client = MatcherClient::new(channel(&addr).await);
+    let (mut served, mut failures) = (0, Vec::new());
+    let mut i = 0;
+    while Instant::now() < stop {
+        let probe = probes[i % probes.len()].clone();
+        i += 1;
+        match client.identify(identify(probe, 10, "load")).await {
+            Ok(_) => served += 1,
+            Err(s) => failures.push(format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+    (served, failures)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_replicas_fails_no_request_and_a_dead_shard_is_named() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = shard_fleet(&f, dir.path());
+    let router = start_router(&replicas, &dir.path().join("router"), &[]);
+    let probes: Vec<Vec<f32>> = probes(&f).into_iter().take(30).collect();
+
+    // SIGKILL one replica of each shard while 4 clients keep searching.
+    let stop = Instant::now() + Duration::from_secs(3);
+    let load: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(steady_load(router.addr.clone(), probes.clone(), stop)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for shard in 0..SHARDS {
+        replicas
+            .iter_mut()
+            .find(|r| r.shard == shard)
+            .unwrap()
+            .kill();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let mut served = 0;
+    for task in load {
+        let (n, failures) = task.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "failed while replicas died: {failures:?}"
+        );
+        served += n;
+    }
+    assert!(served > 20, "only {served} searches were served");
+    // The killed replicas are out of rotation, the others in.
+    let metrics = http_get(&router.metrics).await;
+    let up: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("facegate_router_replica_up{"))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        (up.iter().filter(|v| **v == "0").count(), up.len()),
+        (3, 6),
+        "{up:?}"
+    );
+
+    // Now every replica of shard 1 goes: UNAVAILABLE naming it, or a
+    // partial answer that names it.
+    let last = replicas
+        .iter_mut()
+        .find(|r| r.shard == 1 && r.server.is_some())
+        .unwrap();
+    last.kill();
+    let mut client = MatcherClient::new(channel(&router.addr).await);
+    let refused = client
+        .identify(identify(probes[0].clone(), 10, "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("shard 1 of 3"),
+        "{}",
+        refused.message()
+    );
+    let mut partial = identify(probes[0].clone(), 10, "p");
+    partial.accept_partial = true;
+    let answer = client.identify(partial.clone()).await.unwrap().into_inner();
+    assert_eq!(answer.missing_shards, vec![1]);
+    assert!(
+        answer
+            .candidates
+            .iter()
+            .all(|c| shard_of(&c.subject_id, SHARDS) != 1)
+    );
+    assert!(!answer.candidates.is_empty());
+    let id_of_shard_1 = subject_ids()
+        .into_iter()
+        .find(|id| shard_of(id, SHARDS) == 1);
+    let verify = VerifyRequest {
+        probe: probes[0].clone(),
+        subject_id: id_of_shard_1.unwrap(),
+        model_tag: TAG.into(),
+        ..Default::default()
+    };
+    let refused = client.verify(verify).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(
+        refused.message().contains("shard 1 of 3"),
+        "{}",
+        refused.message()
+    );
+
+    // A replica of shard 1 restarts where the router expects it: full
+    // answers again once its health check passes.
+    last_of(&mut replicas, 1).start();
+    let back_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = client.identify(partial.clone()).await.unwrap().into_inner();
+        if answer.missing_shards.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < back_by, "shard 1 did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .identify(identify(probes[0].clone(), 10, "full"))
+        .await
+        .unwrap();
+    let metrics = http_get(&router.metrics).await;
+    assert!(
+        sample(
+            &metrics,
+            "facegate_router_shard_missing_total{action=\"refused\",shard=\"1\"}"
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "facegate_router_shard_missing_total{action=\"partial\",shard=\"1\"}"
+        ) >= 1.0
+    );
+}
+
+fn last_of(replicas: &mut [Replica], shard: u32) -> &mut Replica {
+    replicas
+        .iter_mut()
+        .rev()
+        .find(|r| r.shard == shard)
+        .unwrap()
+}
