@@ -21,13 +21,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Python packages for the client tests (a gRPC client generated from proto/;
-# cryptography makes the mutual-TLS test's certificates).
+# cryptography makes the mutual-TLS test's certificates; kubernetes-validate
+# checks deploy/kubernetes against the API's schemas, which ship in it).
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check \
-  grpcio grpcio-tools pytest numpy cryptography
+  grpcio grpcio-tools pytest numpy cryptography kubernetes-validate
 
 # wgpu on lavapipe: pin Vulkan, and give Mesa the runtime directory it wants.
 export WGPU_BACKEND=vulkan
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+
+# The Kubernetes manifests against the schemas of the API (no cluster here);
+# --strict refuses a field the schema does not know.
+python3 -m kubernetes_validate --strict --quiet deploy/kubernetes/*.yaml
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
