@@ -37,6 +37,10 @@ struct Replica {
     port: u16,
     admin_port: u16,
     data: PathBuf,
+    /// Flags beyond the listeners, shard and data directory (TLS).
+    extra: Vec<String>,
+    /// How the router reaches it: "http" or "https".
+    scheme: &'static str,
     server: Option<Server>,
 }
 
@@ -48,7 +52,7 @@ impl Replica {
         );
         let shard = format!("{}/{SHARDS}", self.shard);
         let data = self.data.to_str().unwrap().to_string();
-        let args = [
+        let mut args = vec![
             "--listen",
             &listen,
             "--admin-listen",
@@ -60,6 +64,7 @@ impl Replica {
             "--data-dir",
             &data,
         ];
+        args.extend(self.extra.iter().map(String::as_str));
         self.server = Some(Server::start(&self.gallery, &args));
     }
 
@@ -109,10 +114,11 @@ fn start_router(replicas: &[Replica], data: &Path, extra: &[&str]) -> Routed {
         "127.0.0.1:0",
     ]);
     for r in replicas {
+        let (k, scheme) = (r.shard, r.scheme);
         cmd.arg("--replica")
-            .arg(format!("{}=http://127.0.0.1:{}", r.shard, r.port));
+            .arg(format!("{k}={scheme}://127.0.0.1:{}", r.port));
         cmd.arg("--replica-admin")
-            .arg(format!("{}=http://127.0.0.1:{}", r.shard, r.admin_port));
+            .arg(format!("{k}={scheme}://127.0.0.1:{}", r.admin_port));
     }
     let mut child = cmd
         .args(extra)
@@ -163,12 +169,24 @@ async fn channel(addr: &str) -> Channel {
 /// A gallery split into 3 shards, 2 replicas each (their own copy of the
 /// shard's file and their own data directory), all started.
 fn shard_fleet(f: &Fixture, dir: &Path) -> Vec<Replica> {
+    shard_fleet_with(f, dir, 2, &[], "http")
+}
+
+/// As [`shard_fleet`], with `copies` replicas per shard, each started with
+/// `extra` flags and reached by the router over `scheme`.
+fn shard_fleet_with(
+    f: &Fixture,
+    dir: &Path,
+    copies: u32,
+    extra: &[String],
+    scheme: &'static str,
+) -> Vec<Replica> {
     let source = std::sync::Arc::new(facegate_core::Gallery::open(&f.path).unwrap());
     std::fs::create_dir_all(dir.join("shards")).unwrap();
     let map = split(source, SHARDS, &dir.join("shards"), "g", false, &mut |_| {}).unwrap();
     let mut replicas = Vec::new();
     for shard in 0..SHARDS {
-        for copy in 0..2 {
+        for copy in 0..copies {
             let gallery = dir.join(format!("s{shard}r{copy}.fgal"));
             std::fs::copy(
                 dir.join("shards").join(&map.shards[shard as usize].file),
@@ -181,6 +199,8 @@ fn shard_fleet(f: &Fixture, dir: &Path) -> Vec<Replica> {
                 port: free_port(),
                 admin_port: free_port(),
                 data: dir.join(format!("data-s{shard}r{copy}")),
+                extra: extra.to_vec(),
+                scheme,
                 server: None,
             };
             r.start();
@@ -596,4 +616,93 @@ fn last_of(replicas: &mut [Replica], shard: u32) -> &mut Replica {
         .rev()
         .find(|r| r.shard == shard)
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_mutual_tls_the_router_speaks_for_the_port_it_authenticated() {
+    use common::pki::{TestCa, tls_channel};
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "fleet");
+    let server = ca.server("server");
+    let router_cert = ca.client("router", "router-1");
+    let jfk = ca.client("port", "JFK-T4");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let tls: Vec<String> = [
+        "--tls-cert",
+        &path(&server.cert_path),
+        "--tls-key",
+        &path(&server.key_path),
+        "--port-client-ca",
+        &path(&ca.pem_path),
+        "--admin-client-ca",
+        &path(&ca.pem_path),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let replicas = shard_fleet_with(&f, dir.path(), 1, &tls, "https");
+    let mut router_flags: Vec<String> = tls.clone();
+    router_flags.extend([
+        "--shard-ca".into(),
+        path(&ca.pem_path),
+        "--shard-cert".into(),
+        path(&router_cert.cert_path),
+        "--shard-key".into(),
+        path(&router_cert.key_path),
+    ]);
+    let flags: Vec<&str> = router_flags.iter().map(String::as_str).collect();
+    let router = start_router(&replicas, &dir.path().join("router"), &flags);
+    let ca_pem = [ca.pem()];
+    let port_channel = tls_channel(&router.addr, &ca_pem, Some(&jfk))
+        .await
+        .unwrap();
+    let mut port = MatcherClient::new(port_channel);
+    let probe = f.synth.probe(3).vector.clone();
+
+    // The port's own name: answered, and each shard audits the port, not
+    // the router.
+    let mut ask = identify(probe.clone(), 5, "tls-ok");
+    ask.capture = Some(facegate_api::v1::CaptureContext {
+        port_id: "JFK-T4".into(),
+        ..Default::default()
+    });
+    let answer = port.identify(ask.clone()).await.unwrap().into_inner();
+    assert_eq!(answer.candidates.len(), 5);
+    for r in &replicas {
+        let trail = audit_text(&r.data.join("audit"));
+        let line = trail
+            .lines()
+            .find(|l| l.contains("tls-ok"))
+            .expect("the shard audited it");
+        assert!(line.contains("\"principal\":\"JFK-T4\""), "{line}");
+    }
+
+    // Another port's name: refused by the router's own check.
+    ask.capture.as_mut().unwrap().port_id = "LHR-T5".into();
+    let refused = port.identify(ask.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // A port calling a shard directly cannot borrow the router's header:
+    // from a port's certificate it is ignored, so claiming LHR-T5 is
+    // still refused.
+    let shard_addr = format!("127.0.0.1:{}", replicas[0].port);
+    let direct = tls_channel(&shard_addr, &ca_pem, Some(&jfk)).await.unwrap();
+    let mut req = tonic::Request::new(ask);
+    req.metadata_mut()
+        .insert("facegate-on-behalf-of", "LHR-T5".parse().unwrap());
+    let refused = MatcherClient::new(direct).identify(req).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// Every audit file under `dir`, concatenated.
+fn audit_text(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jsonl") {
+            text += &std::fs::read_to_string(p).unwrap();
+        }
+    }
+    text
 }
