@@ -1,9 +1,7 @@
 //! A newcomer's first run of the real binary: what it says on stderr, and
 //! what the tools they reach for (grpcurl, grpc_cli) can ask of it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use tonic::transport::Channel;
 

@@ -3,9 +3,7 @@
 //! shard's subject (FAILED_PRECONDITION naming the owner), refuses to start
 //! on another shard's gallery, and refuses to reload to one.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::process::Command;
 

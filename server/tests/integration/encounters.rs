@@ -5,9 +5,7 @@
 //! idempotent retries; SIGKILL while recording loses no acknowledged
 //! record; each error its own status.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use facegate_api::v1::encounters_client::EncountersClient;
 use facegate_api::v1::manifests_client::ManifestsClient;

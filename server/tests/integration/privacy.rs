@@ -3,9 +3,7 @@
 //! raw bytes of the manifest and encounter files no longer hold their id;
 //! a second erasure erases nothing more; the reason is required.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use facegate_api::v1::encounters_client::EncountersClient;
 use facegate_api::v1::manifests_client::ManifestsClient;

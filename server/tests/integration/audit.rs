@@ -3,9 +3,7 @@
 //! a restart; a damaged trail refused at start-up; and searches refused,
 //! never answered unaudited, when records cannot be written.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

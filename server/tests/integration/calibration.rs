@@ -3,9 +3,7 @@
 //! `--default-threshold` overrides it, a stale one is used and reported,
 //! a corrupt one stops start-up, and none gives the built-in value.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};

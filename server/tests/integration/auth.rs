@@ -3,9 +3,7 @@
 //! refused, the back office's own keys, and the authenticated caller in
 //! every audit record.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,9 +5,7 @@
 //! status, port keys, audit records naming the manifest, and expiry with a
 //! clock the test moves (the server run in-process with a `ManualClock`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -662,7 +660,7 @@ async fn serve_in_process(
     data: &std::path::Path,
     clock: Arc<ManualClock>,
 ) -> InProcess {
-    common::serve_in_process(f, data, clock, |s| s.manifest_purge_interval_ms = 20).await
+    crate::common::serve_in_process(f, data, clock, |s| s.manifest_purge_interval_ms = 20).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

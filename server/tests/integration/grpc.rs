@@ -1,9 +1,7 @@
 //! The real `facegate` binary on an ephemeral port, called through the
 //! generated tonic client, checked against the exact engine in-process.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -848,7 +846,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     // the retention purge runs every second, so its gauges have values.
     // With TLS, so that the certificate panel and alert have their series.
     let dir = tempfile::tempdir().unwrap();
-    let ca = common::pki::TestCa::new(dir.path(), "agency");
+    let ca = crate::common::pki::TestCa::new(dir.path(), "agency");
     let cert = ca.server("server");
     let server = Server::start(
         &f.path,
@@ -923,7 +921,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
 
     // Traffic from two ports, with matches, misses and client errors, for a
     // few scrape intervals.
-    let channel = common::pki::tls_channel(&server.addr, &[ca.pem()], None).await;
+    let channel = crate::common::pki::tls_channel(&server.addr, &[ca.pem()], None).await;
     let mut c = facegate_api::v1::matcher_client::MatcherClient::new(channel.unwrap());
     let started = std::time::Instant::now();
     let mut j = 0;

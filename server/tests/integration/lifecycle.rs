@@ -2,12 +2,10 @@
 //! Remove, what Identify and Verify see afterwards, durability across
 //! restarts and SIGKILL, and a change log on a full disk.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
 use facegate_api::v1::matcher_client::MatcherClient;
 use facegate_api::v1::{

@@ -7,9 +7,7 @@
 //! `missing_shards` when the request accepts a partial answer, and full
 //! answers come back when a replica restarts.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -533,6 +531,31 @@ async fn killing_replicas_fails_no_request_and_a_dead_shard_is_named() {
         "{up:?}"
     );
 
+    // The router's alert rules are valid, their promtool tests pass, and
+    // every series they read is one this router exports.
+    let alerts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/alerts");
+    for args in [
+        ["check", "rules", "facegate-router.rules.yml"],
+        ["test", "rules", "facegate-router.rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&alerts)
+            .output()
+            .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+        assert!(out.status.success(), "promtool {args:?}: {out:?}");
+    }
+    let rules = std::fs::read_to_string(alerts.join("facegate-router.rules.yml")).unwrap();
+    for name in rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("facegate_router_"))
+    {
+        assert!(
+            metrics.contains(&format!("{name}{{")),
+            "the router exports no {name}"
+        );
+    }
+
     // Now every replica of shard 1 goes: UNAVAILABLE naming it, or a
     // partial answer that names it.
     let last = replicas
@@ -620,7 +643,7 @@ fn last_of(replicas: &mut [Replica], shard: u32) -> &mut Replica {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn over_mutual_tls_the_router_speaks_for_the_port_it_authenticated() {
-    use common::pki::{TestCa, tls_channel};
+    use crate::common::pki::{TestCa, tls_channel};
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path(), "fleet");

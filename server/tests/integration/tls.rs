@@ -5,10 +5,8 @@
 //! refused and audited; certificates and CA bundles rotate on SIGHUP under
 //! load without a failed request, and a bad new file keeps the old one.
 
-mod common;
-
-use common::pki::{Issued, TestCa, tls_channel};
-use common::*;
+use crate::common::pki::{Issued, TestCa, tls_channel};
+use crate::common::*;
 
 use std::path::Path;
 use std::sync::Arc;

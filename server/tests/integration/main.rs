@@ -1,0 +1,21 @@
+//! The server's integration tests: the real `facegate` binary (or
+//! `serve::run` in this process) over real sockets, files and databases.
+//! One test binary, with a module a subject, so that the server is linked
+//! into tests once rather than once a file (CI time). `settings.rs` stays
+//! a binary of its own: it changes environment variables, which no other
+//! test's thread may read meanwhile.
+
+mod common;
+
+mod audit;
+mod auth;
+mod calibration;
+mod encounters;
+mod first_run;
+mod grpc;
+mod lifecycle;
+mod manifests;
+mod privacy;
+mod router;
+mod shard;
+mod tls;
