@@ -16,6 +16,7 @@
 # CONNECTIONS (HTTP/2 connections, default 4).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benchmarks/scripts/serve.sh
 gallery=$(realpath "$1")
 out=$(realpath -m "$2")
 mkdir -p "$out/pki"
@@ -43,18 +44,14 @@ server=""
 stop() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; server=""; }
 trap stop EXIT
 
-serve() { # label, extra flags...
+serve() { # label, extra flags...: sets $addr
   local label=$1; shift
   rm -rf "$out/$label.data"
-  "$bin/facegate" serve --gallery "$gallery" --engine cpu --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    --metrics-listen 127.0.0.1:0 --data-dir "$out/$label.data" --no-audit "$@" >"$out/$label.server.log" 2>&1 &
-  server=$!
-  for _ in $(seq 1 120); do
-    addr=$(sed -n 's/^facegate listening on //p' "$out/$label.server.log")
-    [ -n "$addr" ] && return 0
-    sleep 0.5
-  done
-  echo "server $label did not start" >&2; exit 1
+  start_bg "$out/$label.server.log" "facegate listening on" "$bin/facegate" serve --gallery "$gallery" \
+    --engine cpu --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+    --data-dir "$out/$label.data" --no-audit "$@"
+  server=$pid
+  addr=$ready
 }
 
 tls=(--tls-cert "$pki/server.pem" --tls-key "$pki/server.key")
@@ -69,15 +66,7 @@ run() { # mode, ports
   "$bin/facegate-load" closed "${client[@]}" --ports "$n" --connections "$connections" \
     --duration-s "$secs" --top-k "$top_k" --label "$label" --json "$out/$label.json" --quiet >"$out/$label.md"
   stop
-  python3 - "$out/$label.json" "$label" >>"$out/table.md" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-r = r[0] if isinstance(r, list) else r
-lat = r["latency_ms"] or {}
-errors = sum(r["errors"].values())
-assert lat and not errors, f"{sys.argv[2]}: {r['errors']}"
-print(f"| {sys.argv[2]} | {r['throughput']:.1f} | {lat['p50']:.3f} | {lat['p99']:.3f} |")
-PY
+  table_row "$out/$label.json" "$label" "$out/table.md"
 }
 
 printf '| run | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n' >"$out/table.md"
