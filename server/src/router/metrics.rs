@@ -80,6 +80,22 @@ impl RouterMetrics {
         })
     }
 
+    /// Creates every per-shard series at zero, so that dashboards and
+    /// alerts see a series (and a rate of 0) before the first event.
+    pub fn init_shards(&self, shards: u32) {
+        for shard in (0..shards).map(|k| k.to_string()) {
+            self.retries.with_label_values(&[&shard]);
+            self.hedges.with_label_values(&[&shard]);
+            for action in ["refused", "partial"] {
+                self.shard_missing.with_label_values(&[&shard, action]);
+            }
+            for outcome in ["ok", "unavailable", "error", "deadline"] {
+                self.shard_calls
+                    .with_label_values(&[&shard, "Identify", outcome]);
+            }
+        }
+    }
+
     /// Records whether `replica` is in rotation.
     pub fn set_replica_up(&self, replica: &Replica, up: bool) {
         self.replica_up

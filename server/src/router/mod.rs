@@ -54,6 +54,7 @@ pub async fn run(settings: RouteSettings) -> anyhow::Result<()> {
     let _lock = DirLock::acquire(&settings.data_dir).context("locking the data directory")?;
     let metrics = Metrics::new();
     let router_metrics = Arc::new(RouterMetrics::register(metrics.registry())?);
+    router_metrics.init_shards(settings.shards);
     let credentials = Arc::new(Credentials::load(&settings.credential_files(), &metrics)?);
     let auditor = Arc::new(open_audit(&settings, &metrics).await?);
     let fleet = Arc::new(Fleet::new(&settings)?);

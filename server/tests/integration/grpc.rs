@@ -1,10 +1,11 @@
 //! The real `facegate` binary on an ephemeral port, called through the
 //! generated tonic client, checked against the exact engine in-process.
 
+use crate::common::prometheus::Prometheus;
 use crate::common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
 use facegate_api::v1::{GetGalleryInfoRequest, IdentifyRequest, VerifyRequest};
@@ -789,56 +790,6 @@ async fn metrics_count_requests_by_rpc_port_and_code() {
     assert!(out.status.success(), "promtool: {said}");
 }
 
-/// GETs a URL, returning the status line's code and the body (no assertion).
-async fn http_try(url: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/')?;
-    let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.ok()?;
-    let code = buf.get(9..12)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n")?.1;
-    // Prometheus answers with chunked encoding: drop the chunk-size lines.
-    let body = if buf
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 {
-                break;
-            }
-            out.push_str(tail.get(..n)?);
-            rest = tail.get(n + 2..)?;
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    Some((code, body))
-}
-
-/// Runs an instant query against Prometheus and returns the result vector.
-async fn prom_query(prom: &str, q: &str) -> Vec<serde_json::Value> {
-    let enc: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
-    let (code, body) = http_try(&format!("{prom}/api/v1/query?query={enc}"))
-        .await
-        .expect("prometheus answers");
-    let v: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    assert_eq!(
-        (code, v["status"].as_str()),
-        (200, Some("success")),
-        "{q}: {body}"
-    );
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
     let f = fixture();
@@ -865,42 +816,12 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .to_string();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{:?}]\nscrape_configs:\n  - job_name: facegate\n    static_configs: [{{targets: [{target:?}]}}]\n",
-            repo.join("grafana/alerts/facegate.rules.yml")
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom = format!("http://127.0.0.1:{port}");
-    /// Kills the child process when dropped.
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _prometheus = Kill(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package prometheus; scripts/test.sh installs it)"),
+    let prometheus = Prometheus::start(
+        dir.path(),
+        &target,
+        &repo.join("grafana/alerts/facegate.rules.yml"),
     );
+    let prom = prometheus.url.clone();
 
     // The rule file is valid, and its unit tests (each alert fires when it
     // should and only then) pass.
@@ -958,46 +879,19 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
         tokio::time::sleep(std::time::Duration::from_millis(40)).await;
     }
     // Enough samples for the 1m rates.
-    let ready = std::time::Instant::now();
-    loop {
-        let up = prom_query(&prom, "count_over_time(up{job=\"facegate\"}[1m])").await;
-        if up
-            .first()
-            .and_then(|r| r["value"][1].as_str())
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|n| n >= 5.0)
-        {
-            break;
-        }
-        assert!(
-            ready.elapsed() < std::time::Duration::from_secs(60),
-            "prometheus never scraped facegate"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    prometheus.wait_for_scrapes(5).await;
 
     // Every dashboard expression returns at least one series.
-    let dash: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo.join("grafana/dashboards/facegate.json")).unwrap(),
-    )
-    .unwrap();
-    let mut checked = 0;
-    for panel in dash["panels"].as_array().unwrap() {
-        for t in panel["targets"].as_array().unwrap() {
-            let expr = t["expr"].as_str().unwrap();
-            assert!(
-                !prom_query(&prom, expr).await.is_empty(),
-                "panel {:?}: {expr} returned no series",
-                panel["title"]
-            );
-            checked += 1;
-        }
-    }
+    let checked = prometheus
+        .check_dashboard(&repo.join("grafana/dashboards/facegate.json"))
+        .await;
     assert!(checked >= 15, "only {checked} dashboard expressions");
 
     // Every alert rule loaded and evaluates cleanly, every metric it names
     // exists, and nothing fires on a healthy server.
-    let (_, body) = http_try(&format!("{prom}/api/v1/rules")).await.unwrap();
+    let (_, body) = crate::common::prometheus::http_try(&format!("{prom}/api/v1/rules"))
+        .await
+        .unwrap();
     let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
     let rules = rules["data"]["groups"][0]["rules"]
         .as_array()
@@ -1022,7 +916,9 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
             r["name"]
         );
         assert!(
-            !prom_query(&prom, quantity).await.is_empty(),
+            !crate::common::prometheus::query(&prom, quantity)
+                .await
+                .is_empty(),
             "rule {}: {quantity} returned no series",
             r["name"]
         );
@@ -1031,7 +927,9 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
             .filter(|w| w.starts_with("facegate_"))
         {
             assert!(
-                !prom_query(&prom, name).await.is_empty(),
+                !crate::common::prometheus::query(&prom, name)
+                    .await
+                    .is_empty(),
                 "rule {}: no series {name}",
                 r["name"]
             );

@@ -7,6 +7,7 @@
 //! `missing_shards` when the request accepts a partial answer, and full
 //! answers come back when a replica restarts.
 
+use crate::common::prometheus::Prometheus;
 use crate::common::*;
 
 use std::io::{BufRead, BufReader};
@@ -531,31 +532,6 @@ async fn killing_replicas_fails_no_request_and_a_dead_shard_is_named() {
         "{up:?}"
     );
 
-    // The router's alert rules are valid, their promtool tests pass, and
-    // every series they read is one this router exports.
-    let alerts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/alerts");
-    for args in [
-        ["check", "rules", "facegate-router.rules.yml"],
-        ["test", "rules", "facegate-router.rules.test.yml"],
-    ] {
-        let out = Command::new("promtool")
-            .args(args)
-            .current_dir(&alerts)
-            .output()
-            .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
-        assert!(out.status.success(), "promtool {args:?}: {out:?}");
-    }
-    let rules = std::fs::read_to_string(alerts.join("facegate-router.rules.yml")).unwrap();
-    for name in rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("facegate_router_"))
-    {
-        assert!(
-            metrics.contains(&format!("{name}{{")),
-            "the router exports no {name}"
-        );
-    }
-
     // Now every replica of shard 1 goes: UNAVAILABLE naming it, or a
     // partial answer that names it.
     let last = replicas
@@ -631,6 +607,65 @@ async fn killing_replicas_fails_no_request_and_a_dead_shard_is_named() {
             "facegate_router_shard_missing_total{action=\"partial\",shard=\"1\"}"
         ) >= 1.0
     );
+
+    // A real Prometheus scraping the router: every panel of the router's
+    // dashboard has its series, and its alert rules load and evaluate.
+    let prometheus = Prometheus::start(
+        dir.path(),
+        router
+            .metrics
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics"),
+        &alerts_dir().join("facegate-router.rules.yml"),
+    );
+    prometheus.wait_for_scrapes(3).await;
+    let panels = prometheus
+        .check_dashboard(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../grafana/dashboards/facegate-router.json"),
+        )
+        .await;
+    assert!(panels >= 6, "{panels} panel expressions");
+    let (_, body) =
+        crate::common::prometheus::http_try(&format!("{}/api/v1/rules", prometheus.url))
+            .await
+            .unwrap();
+    let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rules = rules["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rules.len(), 2);
+    assert!(rules.iter().all(|r| r["health"] == "ok"), "{rules:?}");
+    // The router's alert rules are valid, their promtool tests pass, and
+    // every series they read is one this router exports.
+    let alerts = alerts_dir();
+    for args in [
+        ["check", "rules", "facegate-router.rules.yml"],
+        ["test", "rules", "facegate-router.rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&alerts)
+            .output()
+            .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+        assert!(out.status.success(), "promtool {args:?}: {out:?}");
+    }
+    let rules = std::fs::read_to_string(alerts.join("facegate-router.rules.yml")).unwrap();
+    for name in rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("facegate_router_"))
+    {
+        assert!(
+            metrics.contains(&format!("{name}{{")),
+            "the router exports no {name}"
+        );
+    }
+}
+
+/// The repository's alert rules.
+fn alerts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/alerts")
 }
 
 fn last_of(replicas: &mut [Replica], shard: u32) -> &mut Replica {
@@ -728,4 +763,47 @@ fn audit_text(dir: &Path) -> String {
         }
     }
     text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_replica_is_hedged_on_another() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = shard_fleet(&f, dir.path());
+    // The first replica of every shard holds each search for a second
+    // (it waits that long for a batch to fill).
+    for shard in 0..SHARDS {
+        let slow = replicas.iter_mut().find(|r| r.shard == shard).unwrap();
+        slow.kill();
+        slow.extra = vec!["--batch-max-wait-us".into(), "1000000".into()];
+        slow.start();
+    }
+    let router = start_router(
+        &replicas,
+        &dir.path().join("router"),
+        &["--hedge-after-ms", "50"],
+    );
+    let mut client = MatcherClient::new(channel(&router.addr).await);
+    for i in 0..12 {
+        let started = Instant::now();
+        let ask = identify(f.synth.probe(i).vector.clone(), 5, "hedged");
+        client.identify(ask).await.unwrap();
+        // Unhedged, every search that went to a slow replica first would
+        // take a second or more.
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(900),
+            "search {i} took {took:?}"
+        );
+    }
+    let metrics = http_get(&router.metrics).await;
+    let hedges: f64 = (0..SHARDS)
+        .map(|k| {
+            sample(
+                &metrics,
+                &format!("facegate_router_hedges_total{{shard=\"{k}\"}}"),
+            )
+        })
+        .sum();
+    assert!(hedges >= 3.0, "{hedges} hedges:\n{metrics}");
 }
