@@ -45,11 +45,11 @@ pub struct Shared<'a> {
     pub metrics: &'a Arc<Metrics>,
 }
 
-/// Who may call each service: a router forwards searches, gallery changes
-/// and manifests for the callers it authenticated.
+/// Who may call each service: a router forwards searches, gallery changes,
+/// manifests and erasures for the callers it authenticated.
 const PORT_ROLES: &[Role] = &[Role::Port, Role::Router];
 const GALLERY_ADMIN_ROLES: &[Role] = &[Role::Enrolment, Role::Operator, Role::Router];
-const MANIFEST_ROLES: &[Role] = &[Role::Operator, Role::Router];
+const FORWARDED_OPERATOR_ROLES: &[Role] = &[Role::Operator, Role::Router];
 const OPERATOR_ONLY: &[Role] = &[Role::Operator];
 
 impl Shared<'_> {
@@ -158,7 +158,7 @@ fn manifests_service(
     let service = ManifestsService::new(shared.state.clone(), shared.auditor.clone());
     InterceptedService::new(
         ManifestsServer::new(service).max_decoding_message_size(message_bytes),
-        gated(shared.admin_gate(MANIFEST_ROLES, "facegate.v1.Manifests")),
+        gated(shared.admin_gate(FORWARDED_OPERATOR_ROLES, "facegate.v1.Manifests")),
     )
 }
 
@@ -186,7 +186,7 @@ fn privacy_service(
     let service = PrivacyService::new(shared.state.clone(), shared.auditor.clone());
     InterceptedService::new(
         PrivacyServer::new(service).max_decoding_message_size(shared.settings.max_message_bytes),
-        gated(shared.admin_gate(OPERATOR_ONLY, "facegate.v1.Privacy")),
+        gated(shared.admin_gate(FORWARDED_OPERATOR_ROLES, "facegate.v1.Privacy")),
     )
 }
 

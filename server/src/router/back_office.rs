@@ -1,5 +1,5 @@
 //! The back office's services as the router serves them: a gallery change
-//! goes to the shard that owns its subject, a manifest is split by shard
+//! or an erasure goes to the shard that owns its subject, a manifest is split by shard
 //! (each shard holds and searches its own travellers), and every change
 //! reaches every replica of its shard ([`Route::on_every_replica`]). The
 //! shards audit each change under the caller the router names.
@@ -19,6 +19,8 @@ use crate::proto::gallery_admin_client::GalleryAdminClient;
 use crate::proto::gallery_admin_server::GalleryAdmin;
 use crate::proto::manifests_client::ManifestsClient;
 use crate::proto::manifests_server::Manifests;
+use crate::proto::privacy_client::PrivacyClient;
+use crate::proto::privacy_server::Privacy;
 use crate::proto::{self, ManifestHeader};
 use facegate_core::shard::shard_of;
 
@@ -49,7 +51,7 @@ impl RouterBackOffice {
     ) -> Result<Vec<Result<T, Status>>, Status>
     where
         M: Clone,
-        F: Fn(Admin, Request<M>) -> Fut,
+        F: Fn(&Channel, Request<M>) -> Fut,
         Fut: std::future::Future<Output = Result<Response<T>, Status>>,
     {
         let route = self.route(&req);
@@ -57,7 +59,7 @@ impl RouterBackOffice {
         let owner = shard_of(subject_of(&message), route.fleet.shard_count());
         route
             .on_every_replica(owner, |replica| {
-                let call = send(admin(&replica.admin), route.request(message.clone()));
+                let call = send(&replica.admin, route.request(message.clone()));
                 async move { call.await.map(Response::into_inner) }
             })
             .await
@@ -79,10 +81,7 @@ impl RouterBackOffice {
     }
 }
 
-/// A client of a replica's GalleryAdmin.
-type Admin = GalleryAdminClient<Channel>;
-
-fn admin(channel: &Channel) -> Admin {
+fn admin(channel: &Channel) -> GalleryAdminClient<Channel> {
     GalleryAdminClient::new(channel.clone()).max_decoding_message_size(64 << 20)
 }
 
@@ -109,7 +108,10 @@ impl GalleryAdmin for RouterBackOffice {
         &self,
         req: Request<proto::EnrollRequest>,
     ) -> Result<Response<proto::EnrollResponse>, Status> {
-        let send = |mut c: Admin, q| async move { c.enroll(q).await };
+        let send = |ch: &Channel, q| {
+            let mut c = admin(ch);
+            async move { c.enroll(q).await }
+        };
         let results = self.to_owner(req, |r| &r.subject_id, send).await?;
         all_took(results).map(Response::new)
     }
@@ -118,7 +120,10 @@ impl GalleryAdmin for RouterBackOffice {
         &self,
         req: Request<proto::RemoveRequest>,
     ) -> Result<Response<proto::RemoveResponse>, Status> {
-        let send = |mut c: Admin, q| async move { c.remove(q).await };
+        let send = |ch: &Channel, q| {
+            let mut c = admin(ch);
+            async move { c.remove(q).await }
+        };
         let results = self.to_owner(req, |r| &r.subject_id, send).await?;
         // A retry of a removal that reached some replicas finds the
         // subject gone there: NOT_FOUND from those is the change done.
@@ -349,6 +354,38 @@ impl Manifests for RouterBackOffice {
                 .map(|a| a.next_page_token.clone())
                 .unwrap_or_default(),
             request_id: r.request_id,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Privacy for RouterBackOffice {
+    /// Erases the subject on every replica of its shard: its templates, the
+    /// manifests' entries (a manifest is split by subject, so they are on
+    /// the same shard) and any encounters that shard recorded.
+    async fn erase_subject(
+        &self,
+        req: Request<proto::EraseSubjectRequest>,
+    ) -> Result<Response<proto::EraseSubjectResponse>, Status> {
+        let request_id = req.get_ref().request_id.clone();
+        let send = |ch: &Channel, q| {
+            let mut c = PrivacyClient::new(ch.clone());
+            async move { c.erase_subject(q).await }
+        };
+        let results = self.to_owner(req, |r| &r.subject_id, send).await?;
+        let answers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(proto::EraseSubjectResponse {
+            removed_from_gallery: answers.iter().any(|a| a.removed_from_gallery),
+            manifests: sorted_union(answers.iter().map(|a| a.manifests.clone())),
+            encounter_rows_erased: answers
+                .iter()
+                .map(|a| a.encounter_rows_erased)
+                .max()
+                .unwrap_or(0),
+            gallery_bytes_pending_compaction: answers
+                .iter()
+                .any(|a| a.gallery_bytes_pending_compaction),
+            request_id,
         }))
     }
 }

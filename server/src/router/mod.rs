@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::manifests_server::ManifestsServer;
 use crate::proto::matcher_server::MatcherServer;
+use crate::proto::privacy_server::PrivacyServer;
 use crate::routes::{gated, with_reflection};
 use crate::serve::{Signals, serve_health, serve_listener, shutdown_requested, start_metrics};
 use facegate_core::dirlock::DirLock;
@@ -223,7 +224,7 @@ fn ports_routes(
 }
 
 /// The back office's listener: GalleryAdmin (enrolment offices and
-/// operators) and Manifests (operators), as the server gates them.
+/// operators), Manifests and Privacy (operators), as the server gates them.
 fn back_office_routes(
     router: &Arc<Router>,
     credentials: &Arc<Credentials>,
@@ -249,12 +250,22 @@ fn back_office_routes(
         ),
     );
     let manifests = InterceptedService::new(
-        ManifestsServer::new(service).max_decoding_message_size(limit),
+        ManifestsServer::new(service.clone()).max_decoding_message_size(limit),
         gate(&[Role::Operator], "facegate.v1.Manifests"),
     );
+    let privacy = InterceptedService::new(
+        PrivacyServer::new(service),
+        gate(&[Role::Operator], "facegate.v1.Privacy"),
+    );
     with_reflection(
-        Routes::new(admin).add_service(manifests),
-        &["facegate.v1.GalleryAdmin", "facegate.v1.Manifests"],
+        Routes::new(admin)
+            .add_service(manifests)
+            .add_service(privacy),
+        &[
+            "facegate.v1.GalleryAdmin",
+            "facegate.v1.Manifests",
+            "facegate.v1.Privacy",
+        ],
     )
 }
 

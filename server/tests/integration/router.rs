@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
 use facegate_api::v1::manifests_client::ManifestsClient;
 use facegate_api::v1::matcher_client::MatcherClient;
+use facegate_api::v1::privacy_client::PrivacyClient;
 use facegate_api::v1::{
-    Candidate, Direction, EnrollRequest, GetGalleryInfoRequest, IdentifyResponse, ManifestHeader,
-    ManifestKind, StageManifestRequest, Template, VerifyRequest,
+    Candidate, Direction, EnrollRequest, EraseSubjectRequest, GetGalleryInfoRequest,
+    IdentifyResponse, ManifestHeader, ManifestKind, StageManifestRequest, Template, VerifyRequest,
 };
 use facegate_core::shard::{shard_of, split};
 use tonic::Code;
@@ -429,6 +430,34 @@ async fn a_router_over_three_shards_of_two_replicas_answers_as_one_server_does()
         .unwrap()
         .into_inner();
     assert_eq!(found.candidates[0].subject_id, newcomer);
+
+    // Erasure through the router reaches the owner's replicas: the subject
+    // leaves the gallery and the manifests that list it.
+    let listed = travellers[0].clone();
+    let mut privacy = PrivacyClient::new(channel(&router.admin_addr).await);
+    for subject in [&newcomer, &listed] {
+        let erased = privacy
+            .erase_subject(EraseSubjectRequest {
+                subject_id: subject.clone(),
+                reason: "case 1".into(),
+                request_id: "erase".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(erased.removed_from_gallery, "{subject}");
+        if *subject == listed {
+            assert_eq!(erased.manifests, vec!["BA117".to_string()]);
+        }
+        let verify = VerifyRequest {
+            probe: probes[0].clone(),
+            subject_id: subject.clone(),
+            model_tag: TAG.into(),
+            ..Default::default()
+        };
+        let gone = via_router.verify(verify).await.unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound, "{subject}: {gone:?}");
+    }
 
     // Recording needs an encounter store the router does not have: refused, saying so.
     let mut ask = identify(probes[0].clone(), 1, "rec");
