@@ -58,7 +58,22 @@ impl Sealing {
         settings: &crate::config::Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Option<Sealing>> {
-        let Some(path) = &settings.audit_signing_key else {
+        let every = Duration::from_millis(settings.audit_seal_interval_ms);
+        let key = settings.audit_signing_key.as_deref();
+        Sealing::load(key, settings.audit_seal_records, every, clock)
+    }
+
+    /// The sealing with the key at `path` (loaded now), a checkpoint every
+    /// `every_records` records or `every`; `None`, with a warning that the
+    /// trail is not signed, without a key. The server's and the router's
+    /// settings both come here.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        every_records: u64,
+        every: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Option<Sealing>> {
+        let Some(path) = path else {
             tracing::warn!(
                 "no --audit-signing-key: the audit trail is not signed (its xxh3 chain detects \
                  damage, not a forger; docs/audit.md#signed-checkpoints)"
@@ -84,8 +99,8 @@ impl Sealing {
         })?;
         Ok(Some(Sealing {
             key,
-            every_records: settings.audit_seal_records.max(1),
-            every: Duration::from_millis(settings.audit_seal_interval_ms),
+            every_records: every_records.max(1),
+            every,
             clock,
         }))
     }

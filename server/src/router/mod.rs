@@ -34,7 +34,7 @@ use self::fleet::Fleet;
 use self::matcher::{Router, RouterMatcher};
 use self::metrics::RouterMetrics;
 use self::settings::RouteSettings;
-use crate::audit::Auditor;
+use crate::audit::{Auditor, Sealing};
 use crate::auth::Role;
 use crate::auth::gate::Gate;
 use crate::credentials::Credentials;
@@ -272,8 +272,14 @@ fn back_office_routes(
 async fn open_audit(settings: &RouteSettings, metrics: &Arc<Metrics>) -> anyhow::Result<Auditor> {
     match settings.audit_dir() {
         Some(dir) => {
+            let every = Duration::from_millis(settings.audit_seal_interval_ms);
+            let clock: Arc<dyn facegate_core::clock::Clock> =
+                Arc::new(facegate_core::clock::SystemClock);
+            let key = settings.audit_signing_key.as_deref();
+            let sealing = Sealing::load(key, settings.audit_seal_records, every, clock)?;
             let metrics = metrics.clone();
-            tokio::task::spawn_blocking(move || Auditor::open(&dir, metrics)).await?
+            tokio::task::spawn_blocking(move || Auditor::open_sealed(&dir, metrics, sealing))
+                .await?
         }
         None => {
             tracing::warn!("--no-audit: the router audits nothing (the shards still do)");

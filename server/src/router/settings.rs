@@ -103,6 +103,20 @@ pub struct RouteSettings {
     /// Audit nothing (the shards still audit what they are asked).
     #[arg(long, env = "FACEGATE_NO_AUDIT", conflicts_with = "audit_dir")]
     pub no_audit: bool,
+    /// Ed25519 private key (PKCS#8 PEM, `facegate-index audit-key`) that
+    /// signs checkpoints of the router's audit trail.
+    #[arg(long, env = "FACEGATE_AUDIT_SIGNING_KEY")]
+    pub audit_signing_key: Option<PathBuf>,
+    /// A signed checkpoint once this many records are unsealed.
+    #[arg(long, env = "FACEGATE_AUDIT_SEAL_RECORDS", default_value_t = 10_000)]
+    pub audit_seal_records: u64,
+    /// A signed checkpoint once the oldest unsealed record is this old.
+    #[arg(
+        long,
+        env = "FACEGATE_AUDIT_SEAL_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub audit_seal_interval_ms: u64,
     /// The router's own certificate chain (PEM): TLS on both listeners.
     #[arg(long, env = "FACEGATE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -729,8 +729,15 @@ async fn over_mutual_tls_the_router_speaks_for_the_port_it_authenticated() {
     .map(|s| s.to_string())
     .collect();
     let replicas = shard_fleet_with(&f, dir.path(), 1, &tls, "https");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (_, private, public) = facegate_core::audit::signing::write_new_pair(&keys).unwrap();
     let mut router_flags: Vec<String> = tls.clone();
     router_flags.extend([
+        "--audit-signing-key".into(),
+        path(&private),
+        "--audit-seal-records".into(),
+        "1".into(),
         "--shard-ca".into(),
         path(&ca.pem_path),
         "--shard-cert".into(),
@@ -780,6 +787,20 @@ async fn over_mutual_tls_the_router_speaks_for_the_port_it_authenticated() {
         .insert("facegate-on-behalf-of", "LHR-T5".parse().unwrap());
     let refused = MatcherClient::new(direct).identify(req).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // The router's own trail, signed with its key, verifies with the public
+    // key after a clean shutdown: the answer and the refusal, both sealed.
+    let mut router = router;
+    let stopped = Command::new("kill")
+        .args(["-TERM", &router.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success() && router.child.wait().unwrap().success());
+    let public = facegate_core::audit::AuditVerifyingKey::load(&public).unwrap();
+    let trail = dir.path().join("router").join("audit");
+    let report = facegate_core::audit::verify_seals(&trail, &[public]).unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!((report.records_verified, report.unsealed_after), (2, None));
 }
 
 /// Every audit file under `dir`, concatenated.
