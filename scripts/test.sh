@@ -3,11 +3,14 @@
 # formatting, lints and every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step's start time, so that a slow CI run says where its time went.
+step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
 
 # System packages the tests need: Mesa's software Vulkan driver (lavapipe),
 # on which every WGSL kernel runs in the tests, Prometheus (promtool lints the
 # server's metrics), and what building Faiss from source takes (the
 # side-by-side test against IndexFlatIP).
+step "system packages"
 APT_PACKAGES=(mesa-vulkan-drivers libvulkan1 prometheus cmake g++ libopenblas-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -23,6 +26,7 @@ fi
 # Python packages for the client tests (a gRPC client generated from proto/;
 # cryptography makes the mutual-TLS test's certificates; kubernetes-validate
 # checks deploy/kubernetes against the API's schemas, which ship in it).
+step "python packages"
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check \
   grpcio grpcio-tools pytest numpy cryptography kubernetes-validate
 
@@ -32,17 +36,25 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 # The Kubernetes manifests against the schemas of the API (no cluster here);
 # --strict refuses a field the schema does not know.
+step "kubernetes manifests"
 python3 -m kubernetes_validate --strict --quiet deploy/kubernetes/*.yaml
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+step "fmt"
 cargo fmt --all -- --check
+step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Builds target/debug/facegate and facegate-index, which the Python test runs.
+step "tests"
 cargo test --workspace --locked
 # Faiss side by side. Same profile as the tests above, so only Faiss itself is
 # built on top (once, a few minutes); the feature keeps it out of everything else.
+step "faiss side by side"
 cargo test -p facegate-benchmarks --features faiss --test faiss_side_by_side --locked
+step "python client tests"
 python3 -m pytest -q server/tests/python
 # Every parser of untrusted bytes fuzzed for a bounded time from the
 # committed seeds (cargo-fuzz; fails only on a crash): docs/security.md.
+step "fuzzing"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}" scripts/fuzz.sh
+step "done"
