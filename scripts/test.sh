@@ -56,5 +56,5 @@ python3 -m pytest -q server/tests/python
 # Every parser of untrusted bytes fuzzed for a bounded time from the
 # committed seeds (cargo-fuzz; fails only on a crash): docs/security.md.
 step "fuzzing"
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}" scripts/fuzz.sh
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
 step "done"

@@ -54,22 +54,8 @@ pub async fn run(settings: RouteSettings) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let _lock = DirLock::acquire(&settings.data_dir).context("locking the data directory")?;
     let metrics = Metrics::new();
-    let router_metrics = Arc::new(RouterMetrics::register(metrics.registry())?);
-    router_metrics.init_shards(settings.shards);
     let credentials = Arc::new(Credentials::load(&settings.credential_files(), &metrics)?);
-    let auditor = Arc::new(open_audit(&settings, &metrics).await?);
-    let fleet = Arc::new(Fleet::new(&settings)?);
-    let interval = Duration::from_millis(settings.health_interval_ms.max(10));
-    let watchers = health::watch(&fleet, &router_metrics, interval).await;
-    log_fleet(&fleet, &settings);
-    let router = Arc::new(Router {
-        fleet,
-        metrics: metrics.clone(),
-        router_metrics,
-        auditor,
-        shard_timeout: Duration::from_millis(settings.shard_timeout_ms),
-        hedge_after: settings.hedge_after_ms.map(Duration::from_millis),
-    });
+    let (router, watchers) = start_router(&settings, &metrics).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_serving(&health, true).await;
     let ports = ports_routes(&router, &credentials, &metrics, &settings)?
@@ -91,28 +77,14 @@ pub async fn run(settings: RouteSettings) -> anyhow::Result<()> {
     );
     let (stop_ports, ports_stopped) = oneshot::channel();
     let (stop_admin, admin_stopped) = oneshot::channel();
-    let serving = tokio::spawn({
-        let (c, m) = (credentials.clone(), metrics.clone());
-        async move {
-            tokio::try_join!(
-                serve_listener(
-                    ports,
-                    ports_listener,
-                    c.ports.clone(),
-                    m.clone(),
-                    ports_stopped
-                ),
-                serve_listener(
-                    back_office,
-                    admin_listener,
-                    c.admin.clone(),
-                    m,
-                    admin_stopped
-                ),
-            )
-            .map(|_| ())
-        }
-    });
+    let serving = tokio::spawn(serve_both(
+        [
+            (ports, ports_listener, ports_stopped),
+            (back_office, admin_listener, admin_stopped),
+        ],
+        credentials.clone(),
+        metrics.clone(),
+    ));
     wait_for_shutdown(
         signals,
         credentials,
@@ -128,6 +100,55 @@ pub async fn run(settings: RouteSettings) -> anyhow::Result<()> {
     let _ = metrics_stop.send(());
     tracing::info!("router stopped");
     Ok(())
+}
+
+/// The router's state: metrics, audit trail, the fleet with its health
+/// already checked once, and the watchers that keep checking it.
+async fn start_router(
+    settings: &RouteSettings,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<Router>, Vec<tokio::task::JoinHandle<()>>)> {
+    let router_metrics = Arc::new(RouterMetrics::register(metrics.registry())?);
+    router_metrics.init_shards(settings.shards);
+    let auditor = Arc::new(open_audit(settings, metrics).await?);
+    let fleet = Arc::new(Fleet::new(settings)?);
+    let interval = Duration::from_millis(settings.health_interval_ms.max(10));
+    let watchers = health::watch(&fleet, &router_metrics, interval).await;
+    log_fleet(&fleet, settings);
+    let router = Arc::new(Router {
+        fleet,
+        metrics: metrics.clone(),
+        router_metrics,
+        auditor,
+        shard_timeout: Duration::from_millis(settings.shard_timeout_ms),
+        hedge_after: settings.hedge_after_ms.map(Duration::from_millis),
+    });
+    Ok((router, watchers))
+}
+
+/// Serves the ports' and the back office's listeners (in that order in
+/// `both`) until either fails or both are stopped.
+async fn serve_both(
+    both: [(Routes, TcpListener, oneshot::Receiver<()>); 2],
+    credentials: Arc<Credentials>,
+    metrics: Arc<Metrics>,
+) -> Result<(), tonic::transport::Error> {
+    let [
+        (ports, ports_listener, ports_stopped),
+        (admin, admin_listener, admin_stopped),
+    ] = both;
+    let (c, m) = (credentials, metrics);
+    tokio::try_join!(
+        serve_listener(
+            ports,
+            ports_listener,
+            c.ports.clone(),
+            m.clone(),
+            ports_stopped
+        ),
+        serve_listener(admin, admin_listener, c.admin.clone(), m, admin_stopped),
+    )
+    .map(|_| ())
 }
 
 type Serving = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
