@@ -134,12 +134,10 @@ impl Fleet {
         up.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// The GalleryInfo each shard last reported (from any replica), by shard.
-    pub fn infos(&self) -> Vec<Option<GalleryInfo>> {
-        self.shards
-            .iter()
-            .map(|replicas| replicas.iter().find_map(|r| r.info()))
-            .collect()
+    /// The GalleryInfo some replica last reported (the shards are
+    /// configured alike: any one gives the thresholds).
+    pub fn first_info(&self) -> Option<GalleryInfo> {
+        self.replicas().find_map(|r| r.info())
     }
 }
 

@@ -13,7 +13,7 @@ use crate::proto::{Candidate, GalleryInfo};
 /// then by the shard's own order; within a shard that is the single
 /// server's row order, across shards a single server would order them by
 /// their rows in the unsplit gallery, which the router does not know.
-pub fn top_k(by_shard: &[(u32, Vec<Candidate>)], k: usize) -> Vec<Candidate> {
+pub fn top_k(by_shard: &[(u32, &[Candidate])], k: usize) -> Vec<Candidate> {
     let mut all: Vec<(u32, usize, &Candidate)> = by_shard
         .iter()
         .flat_map(|(shard, cs)| cs.iter().enumerate().map(move |(i, c)| (*shard, i, c)))
@@ -99,6 +99,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn borrowed(by_shard: &[(u32, Vec<Candidate>)]) -> Vec<(u32, &[Candidate])> {
+        by_shard.iter().map(|(s, cs)| (*s, cs.as_slice())).collect()
+    }
+
     fn c(id: &str, score: f32) -> Candidate {
         Candidate {
             subject_id: id.into(),
@@ -114,6 +118,7 @@ mod tests {
             (1, vec![c("c", 0.7), c("d", 0.6)]),
             (2, vec![]),
         ];
+        let by_shard = borrowed(&by_shard);
         let merged = top_k(&by_shard, 3);
         let got: Vec<_> = merged
             .iter()
@@ -127,6 +132,7 @@ mod tests {
     #[test]
     fn equal_scores_go_by_shard_then_by_the_shards_order() {
         let by_shard = vec![(1, vec![c("x", 0.5), c("y", 0.5)]), (0, vec![c("z", 0.5)])];
+        let by_shard = borrowed(&by_shard);
         let ids: Vec<_> = top_k(&by_shard, 3)
             .into_iter()
             .map(|c| c.subject_id)
@@ -185,7 +191,7 @@ mod tests {
             let mut whole: Vec<f32> = scored.iter().map(|(_, c)| c.score).collect();
             whole.sort_by(|a, b| b.total_cmp(a));
             whole.truncate(k);
-            let merged: Vec<f32> = top_k(&by_shard, k).iter().map(|c| c.score).collect();
+            let merged: Vec<f32> = top_k(&borrowed(&by_shard), k).iter().map(|c| c.score).collect();
             prop_assert_eq!(merged, whole);
         }
     }

@@ -118,25 +118,19 @@ pub fn unavailable(missing: &[u32], shards: u32) -> Status {
 /// The shards' answers as one: merged candidates, the threshold the whole
 /// gallery's search applies, and the decision.
 fn merged(route: &Route, r: &IdentifyRequest, g: &Gathered, scoped: bool) -> IdentifyResponse {
-    let by_shard: Vec<(u32, Vec<proto::Candidate>)> = g
+    let by_shard: Vec<(u32, &[proto::Candidate])> = g
         .answers
         .iter()
-        .map(|(shard, a)| (*shard, a.candidates.clone()))
+        .map(|(shard, a)| (*shard, a.candidates.as_slice()))
         .collect();
     let candidates = merge::top_k(&by_shard, r.top_k as usize);
     let people: u32 = g.answers.iter().map(|(_, a)| a.manifest_travellers).sum();
     let shard_threshold = g.answers.first().map_or(0.0, |(_, a)| a.threshold);
     let threshold = match (r.threshold, scoped) {
         (Some(t), _) => t,
-        (None, true) => route
-            .fleet
-            .infos()
-            .into_iter()
-            .flatten()
-            .next()
-            .map_or(shard_threshold, |info| {
-                merge::manifest_threshold(&info, u64::from(people))
-            }),
+        (None, true) => route.fleet.first_info().map_or(shard_threshold, |info| {
+            merge::manifest_threshold(&info, u64::from(people))
+        }),
         (None, false) => shard_threshold,
     };
     let generations: Vec<(u32, u64)> = g
