@@ -825,20 +825,11 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
 
     // The rule file is valid, and its unit tests (each alert fires when it
     // should and only then) pass.
-    let alerts = repo.join("grafana/alerts");
-    for args in [
-        ["check", "rules", "facegate.rules.yml"],
-        ["test", "rules", "facegate.rules.test.yml"],
-    ] {
-        let out = Command::new("promtool")
-            .args(args)
-            .current_dir(&alerts)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "promtool {args:?}: {said}");
-    }
+    crate::common::prometheus::promtool(
+        &repo.join("grafana/alerts"),
+        "facegate.rules.yml",
+        "facegate.rules.test.yml",
+    );
 
     // Traffic from two ports, with matches, misses and client errors, for a
     // few scrape intervals.
@@ -889,14 +880,7 @@ async fn a_real_prometheus_finds_every_dashboard_and_alert_series() {
 
     // Every alert rule loaded and evaluates cleanly, every metric it names
     // exists, and nothing fires on a healthy server.
-    let (_, body) = crate::common::prometheus::http_try(&format!("{prom}/api/v1/rules"))
-        .await
-        .unwrap();
-    let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let rules = rules["data"]["groups"][0]["rules"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let rules = prometheus.rules().await;
     assert_eq!(rules.len(), 12);
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");

@@ -655,31 +655,17 @@ async fn killing_replicas_fails_no_request_and_a_dead_shard_is_named() {
         )
         .await;
     assert!(panels >= 6, "{panels} panel expressions");
-    let (_, body) =
-        crate::common::prometheus::http_try(&format!("{}/api/v1/rules", prometheus.url))
-            .await
-            .unwrap();
-    let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let rules = rules["data"]["groups"][0]["rules"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let rules = prometheus.rules().await;
     assert_eq!(rules.len(), 2);
     assert!(rules.iter().all(|r| r["health"] == "ok"), "{rules:?}");
     // The router's alert rules are valid, their promtool tests pass, and
     // every series they read is one this router exports.
     let alerts = alerts_dir();
-    for args in [
-        ["check", "rules", "facegate-router.rules.yml"],
-        ["test", "rules", "facegate-router.rules.test.yml"],
-    ] {
-        let out = Command::new("promtool")
-            .args(args)
-            .current_dir(&alerts)
-            .output()
-            .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
-        assert!(out.status.success(), "promtool {args:?}: {out:?}");
-    }
+    crate::common::prometheus::promtool(
+        &alerts,
+        "facegate-router.rules.yml",
+        "facegate-router.rules.test.yml",
+    );
     let rules = std::fs::read_to_string(alerts.join("facegate-router.rules.yml")).unwrap();
     for name in rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

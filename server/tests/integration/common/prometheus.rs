@@ -5,6 +5,22 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `promtool check rules RULES` and `promtool test rules TESTS` in
+/// `dir` (the repository's alert rules): the file is valid and each alert
+/// fires when its unit tests say, and only then.
+pub fn promtool(dir: &Path, rules: &str, tests: &str) {
+    for args in [["check", "rules", rules], ["test", "rules", tests]] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "promtool {args:?}: {said}");
+    }
+}
+
 /// A Prometheus process, killed when dropped.
 pub struct Prometheus {
     child: Child,
@@ -74,6 +90,19 @@ impl Prometheus {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// The rules Prometheus loaded (its first rule group), as its API
+    /// reports them: name, query, health, state.
+    pub async fn rules(&self) -> Vec<serde_json::Value> {
+        let (_, body) = http_try(&format!("{}/api/v1/rules", self.url))
+            .await
+            .expect("prometheus answers");
+        let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
+        rules["data"]["groups"][0]["rules"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Asserts every panel expression of the dashboard JSON at `path`
