@@ -115,7 +115,11 @@ pub fn store(e: &StoreError) -> Status {
 /// An encounter store's refusal or failure: a bad record or correction
 /// INVALID_ARGUMENT, an unknown record NOT_FOUND; a write that could not
 /// be made durable UNAVAILABLE (nothing was recorded: a retry with the
-/// same encounter id is safe); a damaged or held file INTERNAL.
+/// same encounter id is safe); a damaged or held file INTERNAL. A shared
+/// database that cannot be reached, or whose commit's outcome is unknown,
+/// UNAVAILABLE (a retry with the same encounter id returns the first
+/// record if it was kept); one that refused a statement INTERNAL. The
+/// message never carries the database's reason (the log has it).
 pub fn encounter(e: &EncounterError) -> Status {
     match e {
         EncounterError::Invalid(_) => Status::invalid_argument(e.to_string()),
@@ -125,6 +129,15 @@ pub fn encounter(e: &EncounterError) -> Status {
             "the encounter store could not make the record durable; nothing was recorded: \
              retry with the same encounter_id",
         ),
+        EncounterError::Remote {
+            transient: true, ..
+        } => Status::unavailable(
+            "the shared encounter database is unreachable or did not confirm the write: \
+             retry with the same encounter_id",
+        ),
+        EncounterError::Remote { .. } => {
+            Status::internal("the shared encounter database refused the operation; see the log")
+        }
     }
 }
 

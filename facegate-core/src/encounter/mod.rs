@@ -4,7 +4,8 @@
 //!
 //! * [`day`]: UTC calendar days, the unit stay rules count in;
 //! * [`model`]: travellers, admissions, encounters, and their checks;
-//! * [`store`]: the store interface (SQLite now, PostgreSQL later);
+//! * [`store`]: the store interface (this embedded SQLite store, and the
+//!   central PostgreSQL one of the `facegate-postgres` crate);
 //! * [`sqlite_store`]: the embedded store, with group commit;
 //! * [`stay`]: stays built from crossings, and the stay status and days
 //!   over as of a day under each admission's rule;
@@ -34,6 +35,6 @@ pub use reconcile::{
 pub use sqlite_store::{BulkRecorded, CommitStats, REPORT_QUERIES, SqliteEncounters};
 pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};
 pub use store::{
-    Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, RecordReply,
-    Recorded, StoredEncounter, SubjectPage,
+    Change, Correction, EncounterError, EncounterStore, Erasure, MAX_PAGE, Movement, Oldest,
+    PurgeLead, RecordReply, Recorded, StoredEncounter, SubjectPage, end_of,
 };

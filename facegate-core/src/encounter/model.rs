@@ -130,6 +130,15 @@ pub struct Traveller {
     pub admissions: Vec<Admission>,
 }
 
+impl Traveller {
+    /// Checks a traveller's file as every store does before writing it:
+    /// a well-formed subject id and well-formed admissions.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        check_subject(&self.subject_id)?;
+        self.admissions.iter().try_for_each(Admission::validate)
+    }
+}
+
 /// How the capture was compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {

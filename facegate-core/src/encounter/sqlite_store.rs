@@ -275,7 +275,7 @@ impl SqliteEncounters {
         at: UnixMillis,
     ) -> Result<(), EncounterError> {
         for t in &travellers {
-            writes::check_traveller(t)?;
+            t.validate()?;
         }
         self.write(|answer| Op::PutTravellers(travellers, at, answer))
     }
@@ -449,12 +449,12 @@ impl EncounterStore for SqliteEncounters {
     }
 
     fn correct(&self, correction: Correction) -> Result<StoredEncounter, EncounterError> {
-        writes::check_correction(&correction)?;
+        correction.validate()?;
         self.write(|answer| Op::Correct(correction, answer))
     }
 
     fn put_traveller(&self, traveller: &Traveller, at: UnixMillis) -> Result<(), EncounterError> {
-        writes::check_traveller(traveller)?;
+        traveller.validate()?;
         let t = traveller.clone();
         self.write(|answer| Op::PutTraveller(t, at, answer))
     }
@@ -607,6 +607,14 @@ impl EncounterStore for SqliteEncounters {
 
     fn checkpoint(&self) -> Result<(), EncounterError> {
         self.write(Op::Checkpoint)
+    }
+
+    fn commit_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.stats.writes.load(Relaxed),
+            self.stats.commits.load(Relaxed),
+        )
     }
 }
 

@@ -6,7 +6,10 @@
 //! on fsync for writes): the server calls them off its async workers.
 
 use super::day::Day;
-use super::model::{Admission, Category, Decision, Encounter, RecordError, Traveller};
+use super::model::{
+    Admission, Category, Decision, Encounter, MAX_FIELD_LEN, MAX_NOTE_LEN, RecordError, Traveller,
+    check_subject, check_text,
+};
 use crate::clock::UnixMillis;
 use crate::sqlite::DbError;
 
@@ -60,6 +63,34 @@ pub struct Correction {
     pub note: String,
     /// When (facegate's clock).
     pub at: UnixMillis,
+}
+
+impl Correction {
+    /// Checks a correction as every store does before writing it: the
+    /// note is required, and the decision and subject must agree.
+    pub fn validate(&self) -> Result<(), EncounterError> {
+        let c = self;
+        check_text("principal", &c.principal, MAX_FIELD_LEN, false)?;
+        check_text("note", &c.note, MAX_NOTE_LEN, true)?;
+        if let Some(s) = &c.subject_id {
+            check_subject(s)?;
+        }
+        if c.decision != Decision::NoMatch && c.subject_id.is_none() {
+            return Err(RecordError::DecisionMismatch {
+                decision: c.decision.name(),
+                reason: "names no subject",
+            }
+            .into());
+        }
+        if c.decision == Decision::NoMatch && c.subject_id.is_some() {
+            return Err(RecordError::DecisionMismatch {
+                decision: "no_match",
+                reason: "names a subject",
+            }
+            .into());
+        }
+        Ok(())
+    }
 }
 
 /// One past change of an encounter's decision.
@@ -170,6 +201,20 @@ pub enum EncounterError {
     /// The store's writer has stopped (the server is shutting down).
     #[error("the encounter store is closed")]
     Closed,
+    /// A shared database server (PostgreSQL, for several nodes) could not
+    /// be reached, refused a statement, or holds a row no write could have
+    /// made.
+    #[error("encounter database {location}: {reason}")]
+    Remote {
+        /// Where the database is (host, port and database; never a password).
+        location: String,
+        /// What went wrong, and for a write whether it may have been kept.
+        reason: String,
+        /// True when trying again may succeed (the server is unreachable or
+        /// restarting, a commit's outcome is unknown): callers answer
+        /// UNAVAILABLE, and a port retries with the same encounter id.
+        transient: bool,
+    },
 }
 
 /// The encounter store: durable records of crossings, travellers' files,
@@ -294,6 +339,32 @@ pub trait EncounterStore: Send + Sync + std::fmt::Debug {
     /// Copies the WAL into the database and truncates it, so erased rows'
     /// bytes leave the WAL file too.
     fn checkpoint(&self) -> Result<(), EncounterError>;
+
+    /// Writes answered and transactions committed so far (their ratio is
+    /// the mean group size), for metrics; zeros for a store that keeps no
+    /// counts.
+    fn commit_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    /// Leadership of the retention purge: `Some` (held until dropped) when
+    /// this node may purge now, `None` when another node is purging the
+    /// same store. A store that only this process writes always answers
+    /// `Some`; a shared one takes a lock that every node sharing it sees,
+    /// so two nodes never purge the same rows at once.
+    fn lead_purge(&self) -> Result<Option<PurgeLead>, EncounterError> {
+        Ok(Some(PurgeLead(Box::new(()))))
+    }
+}
+
+/// Held while this node purges a store ([`EncounterStore::lead_purge`]);
+/// dropping it lets another node lead.
+pub struct PurgeLead(pub Box<dyn Send>);
+
+impl std::fmt::Debug for PurgeLead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PurgeLead")
+    }
 }
 
 /// The oldest records of a store, for the retention report.

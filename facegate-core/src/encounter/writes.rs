@@ -5,12 +5,11 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::model::{MAX_NOTE_LEN, check_subject, check_text};
 use std::sync::atomic::Ordering;
 
 use super::sqlite_store::{BulkRecorded, CommitStats, Op, db, get_by_key};
 use super::store::{Correction, EncounterError, RecordReply, Recorded, StoredEncounter};
-use super::{Decision, Encounter, RecordError, Traveller};
+use super::{Encounter, Traveller};
 use crate::clock::UnixMillis;
 use crate::manifest::Direction;
 
@@ -277,35 +276,6 @@ fn insert(tx: &Transaction<'_>, path: &Path, e: &Encounter) -> Result<bool, Enco
     Ok(inserted == 1)
 }
 
-/// Checks a correction before it is queued.
-pub(super) fn check_correction(c: &Correction) -> Result<(), EncounterError> {
-    check_text(
-        "principal",
-        &c.principal,
-        super::model::MAX_FIELD_LEN,
-        false,
-    )?;
-    check_text("note", &c.note, MAX_NOTE_LEN, true)?;
-    if let Some(s) = &c.subject_id {
-        check_subject(s)?;
-    }
-    if c.decision != Decision::NoMatch && c.subject_id.is_none() {
-        return Err(RecordError::DecisionMismatch {
-            decision: c.decision.name(),
-            reason: "names no subject",
-        }
-        .into());
-    }
-    if c.decision == Decision::NoMatch && c.subject_id.is_some() {
-        return Err(RecordError::DecisionMismatch {
-            decision: "no_match",
-            reason: "names a subject",
-        }
-        .into());
-    }
-    Ok(())
-}
-
 fn correct(
     tx: &Transaction<'_>,
     path: &Path,
@@ -350,15 +320,6 @@ fn correct(
     get_by_key(tx, path, key)?.ok_or(EncounterError::NotFound {
         record_id: c.record_id,
     })
-}
-
-/// Checks a traveller's file before it is queued.
-pub(super) fn check_traveller(t: &Traveller) -> Result<(), EncounterError> {
-    check_subject(&t.subject_id)?;
-    for a in &t.admissions {
-        a.validate()?;
-    }
-    Ok(())
 }
 
 fn put_traveller(

@@ -1,0 +1,310 @@
+//! [`PgEncounters`]: the encounter store in a PostgreSQL database that
+//! several nodes share. Writes go through this node's writer thread (group
+//! commit, `writer`); reads take a pooled connection, so a long report
+//! never holds up a port's record.
+
+use std::str::FromStr;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::error::{Location, pool, remote};
+use crate::reads;
+use crate::writer::{self, CommitStats, Op};
+use facegate_core::clock::UnixMillis;
+use facegate_core::encounter::{
+    Category, Correction, Encounter, EncounterError, EncounterStore, Erasure, Movement, Oldest,
+    PurgeLead, RecordReply, Recorded, StoredEncounter, SubjectPage, Traveller,
+};
+
+/// Writes that may wait for the writer before callers block on sending.
+const QUEUE: usize = 4_096;
+/// Pooled connections for reads, per node.
+const READERS: u32 = 8;
+/// The advisory lock key of the retention purge ("fgpurge" in ASCII).
+const PURGE_LOCK: i64 = 0x0066_6770_7572_6765;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The shared PostgreSQL encounter store.
+#[derive(Debug)]
+pub struct PgEncounters {
+    at: Location,
+    readers: Pool,
+    stats: Arc<CommitStats>,
+    writes: Mutex<Option<SyncSender<Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl PgEncounters {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`,
+    /// or key=value form), brings its schema up to date, and starts this
+    /// node's writer. Fails, naming the database, when it cannot be reached
+    /// or was written by a newer build.
+    pub fn open(url: &str) -> Result<Arc<PgEncounters>, EncounterError> {
+        let mut config = postgres::Config::from_str(url).map_err(|e| EncounterError::Remote {
+            location: "(unparsed URL)".into(),
+            reason: format!("not a PostgreSQL connection string: {e}"),
+            transient: false,
+        })?;
+        config.connect_timeout(Duration::from_secs(5));
+        config.application_name("facegate");
+        let at = Location::of(&config);
+        let mut first = config.connect(NoTls).map_err(remote(&at))?;
+        crate::schema::migrate(&mut first, &at)?;
+        drop(first);
+        let readers = r2d2::Pool::builder()
+            .max_size(READERS)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(5))
+            .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
+        let (tx, rx) = sync_channel(QUEUE);
+        let stats = Arc::new(CommitStats::default());
+        let (writer_stats, writer_at) = (Arc::clone(&stats), at.clone());
+        let writer = std::thread::Builder::new()
+            .name("pg-encounter-writer".into())
+            .spawn(move || writer::write_loop(config, writer_at, rx, &writer_stats))
+            .map_err(|e| EncounterError::Remote {
+                location: at.to_string(),
+                reason: format!("starting the writer thread: {e}"),
+                transient: false,
+            })?;
+        Ok(Arc::new(PgEncounters {
+            at,
+            readers,
+            stats,
+            writes: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        }))
+    }
+
+    /// Where the database is (for logs: no password).
+    pub fn location(&self) -> &Location {
+        &self.at
+    }
+
+    /// Stops the writer after the writes already sent, and waits for it.
+    pub fn close(&self) {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            // A panic in the writer has already answered nobody; nothing to add.
+            let _ = w.join();
+        }
+    }
+
+    fn sender(&self) -> Option<SyncSender<Op>> {
+        self.writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sends a write to the writer and waits for its answer.
+    fn write<T>(
+        &self,
+        op: impl FnOnce(SyncSender<Result<T, EncounterError>>) -> Op,
+    ) -> Result<T, EncounterError> {
+        let (answer, result) = sync_channel(1);
+        let sender = self.sender().ok_or(EncounterError::Closed)?;
+        sender
+            .send(op(answer))
+            .map_err(|_| EncounterError::Closed)?;
+        result.recv().map_err(|_| EncounterError::Closed)?
+    }
+
+    /// Runs `read` on a pooled connection.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&mut postgres::Client, &Location) -> Result<T, EncounterError>,
+    ) -> Result<T, EncounterError> {
+        let mut conn = self.readers.get().map_err(pool(&self.at))?;
+        read(&mut conn, &self.at)
+    }
+}
+
+impl Drop for PgEncounters {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The purge's lock, held on its own pooled connection; released when
+/// dropped (and by the server if this node dies).
+struct PurgeLock(r2d2::PooledConnection<PostgresConnectionManager<NoTls>>);
+
+impl Drop for PurgeLock {
+    fn drop(&mut self) {
+        // A connection that failed is closed by the pool, which frees the lock.
+        let _ = self
+            .0
+            .execute("SELECT pg_advisory_unlock($1)", &[&PURGE_LOCK]);
+    }
+}
+
+impl EncounterStore for PgEncounters {
+    fn record(&self, encounter: Encounter) -> Result<Recorded, EncounterError> {
+        encounter.validate()?;
+        self.write(|answer| {
+            Op::Record(
+                encounter,
+                Box::new(move |r| {
+                    // A caller that gave up (its request was cancelled) is not waiting.
+                    let _ = answer.send(r);
+                }),
+            )
+        })
+    }
+
+    fn enqueue_record(
+        &self,
+        encounter: Encounter,
+        reply: RecordReply,
+    ) -> Result<(), Box<Encounter>> {
+        if let Err(e) = encounter.validate() {
+            reply(Err(e.into()));
+            return Ok(());
+        }
+        let Some(sender) = self.sender() else {
+            reply(Err(EncounterError::Closed));
+            return Ok(());
+        };
+        match sender.try_send(Op::Record(encounter, reply)) {
+            Ok(()) => Ok(()),
+            Err(
+                TrySendError::Full(Op::Record(e, _)) | TrySendError::Disconnected(Op::Record(e, _)),
+            ) => Err(Box::new(e)),
+            // The op handed back is the one sent; no other can come back.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn correct(&self, correction: Correction) -> Result<StoredEncounter, EncounterError> {
+        correction.validate()?;
+        self.write(|answer| Op::Correct(correction, answer))
+    }
+
+    fn put_traveller(&self, traveller: &Traveller, at: UnixMillis) -> Result<(), EncounterError> {
+        traveller.validate()?;
+        let t = traveller.clone();
+        self.write(|answer| Op::PutTraveller(t, at, answer))
+    }
+
+    fn get(&self, record_id: u64) -> Result<Option<StoredEncounter>, EncounterError> {
+        let Ok(key) = i64::try_from(record_id) else {
+            return Ok(None);
+        };
+        self.read(|c, at| crate::rows::by_key(c, at, key))
+    }
+
+    fn history(&self, subject_id: &str) -> Result<Vec<StoredEncounter>, EncounterError> {
+        self.read(|c, at| reads::history(c, at, subject_id))
+    }
+
+    fn movements(
+        &self,
+        subject_id: &str,
+        until: UnixMillis,
+    ) -> Result<Vec<Movement>, EncounterError> {
+        self.read(|c, at| reads::movements(c, at, subject_id, until))
+    }
+
+    fn traveller(&self, subject_id: &str) -> Result<Option<Traveller>, EncounterError> {
+        self.read(|c, at| reads::traveller(c, at, subject_id))
+    }
+
+    fn present_subjects(
+        &self,
+        until: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        self.read(|c, at| reads::present_subjects(c, at, until, after, limit))
+    }
+
+    fn exits_without_entry(
+        &self,
+        from: UnixMillis,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        self.read(|c, at| reads::irregular(c, at, reads::EXITS_WITHOUT_ENTRY, from, until, limit))
+    }
+
+    fn entries_without_exit(
+        &self,
+        from: UnixMillis,
+        until: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        self.read(|c, at| reads::irregular(c, at, reads::ENTRIES_WITHOUT_EXIT, from, until, limit))
+    }
+
+    fn manifest_encounters(
+        &self,
+        manifest_id: &str,
+    ) -> Result<Vec<StoredEncounter>, EncounterError> {
+        self.read(|c, at| reads::manifest_encounters(c, at, manifest_id))
+    }
+
+    fn erase(&self, erasure: Erasure) -> Result<u64, EncounterError> {
+        self.write(|answer| Op::Erase(erasure, answer))
+    }
+
+    fn subjects_before(
+        &self,
+        before: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        self.read(|c, at| reads::subjects_before(c, at, before, after, limit))
+    }
+
+    fn travellers_set_before(
+        &self,
+        category: Category,
+        updated_before: UnixMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SubjectPage, EncounterError> {
+        self.read(|c, at| {
+            reads::travellers_set_before(c, at, category, updated_before, after, limit)
+        })
+    }
+
+    fn oldest(&self) -> Result<Oldest, EncounterError> {
+        self.read(reads::oldest)
+    }
+
+    /// PostgreSQL keeps no separate WAL file to truncate; erased rows'
+    /// space is reclaimed by VACUUM, run here on the encounter tables (the
+    /// bytes themselves stay in free space until overwritten:
+    /// docs/privacy.md).
+    fn checkpoint(&self) -> Result<(), EncounterError> {
+        self.read(|c, at| {
+            c.batch_execute("VACUUM encounter_changes, encounters, admissions, travellers")
+                .map_err(remote(at))
+        })
+    }
+
+    fn commit_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.stats.writes.load(Relaxed),
+            self.stats.commits.load(Relaxed),
+        )
+    }
+
+    /// The purge lock of every node sharing the database: a session-level
+    /// advisory lock on a connection of its own, held while the lead lives.
+    fn lead_purge(&self) -> Result<Option<PurgeLead>, EncounterError> {
+        let mut conn = self.readers.get().map_err(pool(&self.at))?;
+        let got: bool = conn
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&PURGE_LOCK])
+            .map_err(remote(&self.at))?
+            .get(0);
+        Ok(got.then(|| PurgeLead(Box::new(PurgeLock(conn)))))
+    }
+}
