@@ -9,11 +9,13 @@ step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
 # System packages the tests need: Mesa's software Vulkan driver (lavapipe),
 # on which every WGSL kernel runs in the tests, Prometheus (promtool lints the
 # server's metrics), and a C/C++ compiler (bundled SQLite, ring, and
-# libFuzzer, which cargo-fuzz compiles). Faiss comes as the faiss-cpu wheel
+# libFuzzer, which cargo-fuzz compiles), and PostgreSQL's server binaries
+# (the shared encounter store's tests start private servers from them; the
+# package's own cluster is not used). Faiss comes as the faiss-cpu wheel
 # below, so CI needs neither cmake nor OpenBLAS: only the benchmarks' `faiss`
 # feature builds Faiss from source, on demand.
 step "system packages"
-APT_PACKAGES=(mesa-vulkan-drivers libvulkan1 prometheus g++)
+APT_PACKAGES=(mesa-vulkan-drivers libvulkan1 prometheus g++ postgresql)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -92,7 +92,7 @@ impl LocalPostgres {
     }
 
     /// Creates an empty database `name` (letters, digits and `_`) and
-    /// returns its URL.
+    /// returns its URL. Blocking: not on an async runtime's thread.
     pub fn create_database(&self, name: &str) -> Result<String, LocalError> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(LocalError::Step {

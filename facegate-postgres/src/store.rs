@@ -28,12 +28,14 @@ const READERS: u32 = 8;
 const PURGE_LOCK: i64 = 0x0066_6770_7572_6765;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// The shared PostgreSQL encounter store.
 #[derive(Debug)]
 pub struct PgEncounters {
     at: Location,
-    readers: Pool,
+    /// `None` once dropping (see `Drop`).
+    readers: Option<Pool>,
     stats: Arc<CommitStats>,
     writes: Mutex<Option<SyncSender<Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -74,7 +76,7 @@ impl PgEncounters {
             })?;
         Ok(Arc::new(PgEncounters {
             at,
-            readers,
+            readers: Some(readers),
             stats,
             writes: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -115,25 +117,44 @@ impl PgEncounters {
         result.recv().map_err(|_| EncounterError::Closed)?
     }
 
+    /// A pooled connection.
+    fn connection(&self) -> Result<Pooled, EncounterError> {
+        let readers = self.readers.as_ref().ok_or(EncounterError::Closed)?;
+        readers.get().map_err(pool(&self.at))
+    }
+
     /// Runs `read` on a pooled connection.
     fn read<T>(
         &self,
         read: impl FnOnce(&mut postgres::Client, &Location) -> Result<T, EncounterError>,
     ) -> Result<T, EncounterError> {
-        let mut conn = self.readers.get().map_err(pool(&self.at))?;
+        let mut conn = self.connection()?;
         read(&mut conn, &self.at)
     }
 }
 
 impl Drop for PgEncounters {
+    /// Stops the writer, then closes the pooled connections on a thread of
+    /// their own: closing a blocking client runs a runtime of its own,
+    /// which may not start on a thread that drives an async one (where a
+    /// server's last reference to the store may well be dropped).
     fn drop(&mut self) {
         self.close();
+        if let Some(readers) = self.readers.take() {
+            let closing = std::thread::Builder::new()
+                .name("pg-pool-close".into())
+                .spawn(move || drop(readers));
+            // If no thread can be started, the connections closed here.
+            if let Ok(t) = closing {
+                let _ = t.join();
+            }
+        }
     }
 }
 
 /// The purge's lock, held on its own pooled connection; released when
 /// dropped (and by the server if this node dies).
-struct PurgeLock(r2d2::PooledConnection<PostgresConnectionManager<NoTls>>);
+struct PurgeLock(Pooled);
 
 impl Drop for PurgeLock {
     fn drop(&mut self) {
@@ -300,7 +321,7 @@ impl EncounterStore for PgEncounters {
     /// The purge lock of every node sharing the database: a session-level
     /// advisory lock on a connection of its own, held while the lead lives.
     fn lead_purge(&self) -> Result<Option<PurgeLead>, EncounterError> {
-        let mut conn = self.readers.get().map_err(pool(&self.at))?;
+        let mut conn = self.connection()?;
         let got: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&PURGE_LOCK])
             .map_err(remote(&self.at))?

@@ -160,6 +160,13 @@ pub struct Settings {
         default_value_t = 60_000
     )]
     pub manifest_purge_interval_ms: u64,
+    /// A shared encounter store, PostgreSQL (`postgres://user@host:port/db`),
+    /// instead of the embedded one under the data directory: for shard
+    /// servers behind routers that record into the same database
+    /// (docs/scale.md). Best given in the environment, since the URL may
+    /// hold a password; logs name only its host, port and database.
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE")]
+    pub encounter_store: Option<String>,
     /// The retention policy (TOML: how long each category's encounters may
     /// live, from the record or the exit); the documented defaults when
     /// not given (docs/privacy.md).

@@ -71,8 +71,16 @@ async fn identify_one(
             (state.identify_in_manifest(&job, scope, principal, port, deadline)).await?
         }
     };
-    let pending = recording
-        .map(|context| recording::start(state, caller, context, Outcome::of_identify(&found)));
+    let pending = recording.map(|context| {
+        let outcome = Outcome::of_identify(&found);
+        recording::start(
+            state.encounters(),
+            state.metrics(),
+            caller,
+            context,
+            outcome,
+        )
+    });
     Ok((
         identify_response(r.request_id, found, clock.arrived),
         pending,
@@ -286,7 +294,14 @@ impl Matcher for MatcherService {
             let response = verify_one(&self.state, &r, clock.arrived)?;
             let pending = recording.map(|context| {
                 let outcome = Outcome::of_verify(&response, &r.subject_id);
-                recording::start(&self.state, &caller, context, outcome)
+                let state = &self.state;
+                recording::start(
+                    state.encounters(),
+                    state.metrics(),
+                    &caller,
+                    context,
+                    outcome,
+                )
             });
             Ok((response, pending))
         }

@@ -130,7 +130,15 @@ pub fn purge_once(
         );
     }
     let store = encounters.readable();
-    let report = purge_encounters(store, &policy.encounters, now)?;
+    // A shared store is purged by one node at a time; the others only
+    // remove their own gallery's citizens (above) and report its oldest.
+    let report = match store.lead_purge()? {
+        Some(_lead) => purge_encounters(store, &policy.encounters, now)?,
+        None => {
+            tracing::debug!("another node is purging the shared encounter store");
+            PurgeReport::default()
+        }
+    };
     Ok((report, store.oldest()?))
 }
 

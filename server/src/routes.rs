@@ -169,7 +169,11 @@ fn encounters_service(
     EncountersServer<EncountersService>,
     impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
 > {
-    let service = EncountersService::new(shared.state.clone(), shared.auditor.clone());
+    let service = EncountersService::new(
+        shared.state.encounters().clone(),
+        shared.state.clone(),
+        shared.auditor.clone(),
+    );
     InterceptedService::new(
         EncountersServer::new(service).max_decoding_message_size(shared.settings.max_message_bytes),
         gated(shared.admin_gate(OPERATOR_ONLY, "facegate.v1.Encounters")),

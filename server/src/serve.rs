@@ -68,7 +68,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
         settings.retention_policy.as_deref(),
     )?);
     let manifests = open_manifests(&settings.data_dir, clock.clone()).await?;
-    let encounters = open_encounters(&settings.data_dir, clock.clone()).await?;
+    let encounters = open_encounters(&settings, clock.clone()).await?;
     let auditor = open_audit_trail(&settings, &metrics, clock).await?;
     let state = Arc::new(
         ServedGallery::new(
@@ -192,16 +192,20 @@ async fn open_changes(
     Ok(Arc::new(changes))
 }
 
-/// The encounters recorded under `data_dir/encounters` (opened now when
-/// its database exists, else at the first record).
+/// The shared encounter store when one is given, else the encounters
+/// recorded under `data_dir/encounters` (opened now when its database
+/// exists, else at the first record).
 async fn open_encounters(
-    data_dir: &Path,
+    settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<ServedEncounters>> {
-    let dir = data_dir.to_path_buf();
-    let encounters = tokio::task::spawn_blocking(move || ServedEncounters::open(&dir, clock))
-        .await?
-        .context("opening the encounter store")?;
+    let (dir, shared) = (settings.data_dir.clone(), settings.encounter_store.clone());
+    let encounters = tokio::task::spawn_blocking(move || match shared {
+        Some(url) => ServedEncounters::connect(&url, clock),
+        None => ServedEncounters::open(&dir, clock),
+    })
+    .await?
+    .context("opening the encounter store")?;
     Ok(Arc::new(encounters))
 }
 

@@ -1,8 +1,10 @@
-//! Encounters as the server keeps them: the store under the data directory,
-//! opened at start-up when its file exists, else at the first record (as
-//! manifests are). Everything on the store blocks (SQLite, fsync) and runs
-//! on the blocking pool, except queuing a port's record to an open store
-//! (`if_open` then `enqueue_record`), which returns at once.
+//! Encounters as a node keeps them: either the embedded store under the
+//! data directory, opened at start-up when its file exists, else at the
+//! first record (as manifests are); or a shared store (PostgreSQL, for
+//! several nodes) given at start-up with `--encounter-store`. Everything on
+//! a store blocks (disk, fsync, network) and runs on the blocking pool,
+//! except queuing a port's record to an open store (`if_open` then
+//! `enqueue_record`), which returns at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,12 +14,14 @@ use facegate_core::encounter::sqlite_store::FILE_NAME;
 use facegate_core::encounter::store::Empty;
 use facegate_core::encounter::{EncounterError, EncounterStore, SqliteEncounters};
 
-/// The encounter store of the data directory, opened when first needed.
+/// A node's encounter store, opened when first needed.
 #[derive(Debug)]
 pub struct ServedEncounters {
-    dir: PathBuf,
+    /// Where the embedded store's file goes; `None` for a shared store,
+    /// open from the start.
+    dir: Option<PathBuf>,
     clock: Arc<dyn Clock>,
-    opened: OnceLock<Arc<SqliteEncounters>>,
+    opened: OnceLock<Arc<dyn EncounterStore>>,
     /// Held while creating the store, so that two first records create one.
     creating: Mutex<()>,
 }
@@ -29,16 +33,36 @@ impl ServedEncounters {
         data_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<ServedEncounters, EncounterError> {
+        let dir = data_dir.join("encounters");
+        let exists = dir.join(FILE_NAME).exists();
         let served = ServedEncounters {
-            dir: data_dir.join("encounters"),
+            dir: Some(dir),
             clock,
             opened: OnceLock::new(),
             creating: Mutex::new(()),
         };
-        if served.dir.join(FILE_NAME).exists() {
+        if exists {
             served.writable()?;
         }
         Ok(served)
+    }
+
+    /// A store shared with other nodes (open already).
+    pub fn shared(store: Arc<dyn EncounterStore>, clock: Arc<dyn Clock>) -> ServedEncounters {
+        ServedEncounters {
+            dir: None,
+            clock,
+            opened: OnceLock::from(store),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// Connects to the shared PostgreSQL store at `url`, bringing its
+    /// schema up to date. Blocking.
+    pub fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<ServedEncounters, EncounterError> {
+        let store = facegate_postgres::PgEncounters::open(url)?;
+        tracing::info!(database = %store.location(), "shared encounter store open");
+        Ok(ServedEncounters::shared(store, clock))
     }
 
     /// The clock records are stamped with and "today" is read from.
@@ -55,14 +79,16 @@ impl ServedEncounters {
         if let Some(s) = self.opened.get() {
             return Ok(s.as_ref());
         }
-        let s = SqliteEncounters::open(&self.dir)?;
+        // A shared store is open from the start; only the embedded one is made here.
+        let dir = self.dir.as_ref().ok_or(EncounterError::Closed)?;
+        let s: Arc<dyn EncounterStore> = SqliteEncounters::open(dir)?;
         Ok(self.opened.get_or_init(|| s).as_ref())
     }
 
     /// The store when it is open already: what a caller that must not
     /// block (an async worker) may queue a write to without creating it.
     pub fn if_open(&self) -> Option<&dyn EncounterStore> {
-        self.opened.get().map(|s| s.as_ref() as &dyn EncounterStore)
+        self.opened.get().map(|s| s.as_ref())
     }
 
     /// The store for a read: empty while nothing was ever recorded (no
@@ -76,10 +102,6 @@ impl ServedEncounters {
 
     /// Writes answered and commits made so far, for metrics.
     pub fn commit_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.opened.get().map_or((0, 0), |s| {
-            let c = s.commit_stats();
-            (c.writes.load(Relaxed), c.commits.load(Relaxed))
-        })
+        self.opened.get().map_or((0, 0), |s| s.commit_counts())
     }
 }

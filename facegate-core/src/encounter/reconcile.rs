@@ -9,7 +9,6 @@ use super::day::Day;
 use super::model::{Category, Decision};
 use super::stay::{StayStatus, stay_status};
 use super::store::{EncounterError, EncounterStore, MAX_PAGE, StoredEncounter, end_of};
-use crate::manifest::Manifest;
 
 /// A subject's stay as of a day, with the category it was judged under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,15 +112,18 @@ pub struct ManifestReconciliation {
     pub not_matched: Vec<StoredEncounter>,
 }
 
-/// Reconciles `manifest` with the encounters recorded against it.
+/// Reconciles manifest `manifest_id`, which lists `subject_ids`, with the
+/// encounters recorded against it. (The list is passed, not the manifest,
+/// since behind a router each shard holds only its own travellers.)
 pub fn reconcile_manifest(
     store: &dyn EncounterStore,
-    manifest: &Manifest,
+    manifest_id: &str,
+    subject_ids: &[String],
 ) -> Result<ManifestReconciliation, EncounterError> {
-    let listed: BTreeSet<&str> = manifest.subject_ids.iter().map(String::as_str).collect();
+    let listed: BTreeSet<&str> = subject_ids.iter().map(String::as_str).collect();
     let mut matched = BTreeSet::new();
     let mut not_matched = Vec::new();
-    for e in store.manifest_encounters(&manifest.header.id)? {
+    for e in store.manifest_encounters(manifest_id)? {
         let named = match (&e.encounter.decision, &e.encounter.subject_id) {
             (Decision::NoMatch, _) | (_, None) => None,
             (_, Some(s)) => listed.get(s.as_str()).copied(),

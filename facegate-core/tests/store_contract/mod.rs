@@ -439,7 +439,12 @@ pub fn a_manifest_reconciles_into_matched_no_shows_and_strangers(open: Opener<'_
         },
         subject_ids: vec!["A".into(), "B".into(), "C".into()],
     };
-    let r = facegate_core::encounter::reconcile_manifest(store.as_ref(), &manifest).unwrap();
+    let r = facegate_core::encounter::reconcile_manifest(
+        store.as_ref(),
+        &manifest.header.id,
+        &manifest.subject_ids,
+    )
+    .unwrap();
     assert_eq!(r.matched, ["A"]);
     assert_eq!(r.no_show, ["B", "C"]);
     let strangers: Vec<_> = r

@@ -18,7 +18,7 @@ use super::ServedEncounters;
 use crate::audit::Caller;
 use crate::metrics::Metrics;
 use crate::proto;
-use crate::served::{AnsweredBy, Identified, ServedGallery};
+use crate::served::{AnsweredBy, Identified};
 
 /// What the matcher decided, in the terms an encounter records.
 #[derive(Debug, Clone)]
@@ -51,6 +51,27 @@ impl Outcome {
             best: found.candidates.first().cloned(),
             threshold: found.threshold,
             generation: found.generation,
+        }
+    }
+
+    /// A routed Identify's outcome, from the merged answer (the router
+    /// sees the whole answer; no shard does).
+    pub fn of_answer(a: &proto::IdentifyResponse) -> Outcome {
+        let scope = proto::SearchScope::try_from(a.answered_by);
+        let method = match scope {
+            Ok(proto::SearchScope::Manifest) => Method::Manifest,
+            _ => Method::Identify,
+        };
+        Outcome {
+            method,
+            manifest_id: (!a.manifest_id.is_empty()).then(|| a.manifest_id.clone()),
+            matched: a.r#match,
+            best: a
+                .candidates
+                .first()
+                .map(|c| (c.subject_id.clone(), c.score)),
+            threshold: a.threshold,
+            generation: a.gallery_generation,
         }
     }
 
@@ -113,16 +134,17 @@ enum Write {
     Blocking(tokio::task::JoinHandle<Result<Recorded, EncounterError>>),
 }
 
-/// Starts recording the encounter of `context` with `outcome`; what the
-/// answer carries comes from [`PendingRecord::durable`].
+/// Starts recording the encounter of `context` with `outcome` in
+/// `encounters`, counted in `metrics`; what the answer carries comes from
+/// [`PendingRecord::durable`].
 pub fn start(
-    state: &ServedGallery,
+    encounters: &Arc<ServedEncounters>,
+    metrics: &Arc<Metrics>,
     caller: &Caller,
     context: CaptureContext,
     outcome: Outcome,
 ) -> PendingRecord {
-    let encounters = Arc::clone(state.encounters());
-    let metrics = Arc::clone(state.metrics());
+    let (encounters, metrics) = (Arc::clone(encounters), Arc::clone(metrics));
     let encounter = encounter(&encounters, caller, context, outcome);
     let port = metrics.port_label(caller.port()).into_owned();
     PendingRecord {

@@ -19,11 +19,32 @@ use crate::audit::{Auditor, Caller};
 use crate::proto::encounters_server::Encounters;
 use crate::proto::{self, EncounterView};
 use crate::served::ServedGallery;
+use crate::served_encounters::ServedEncounters;
+
+/// Where the service finds the travellers a manifest lists, to reconcile
+/// it: the server's own manifests, or, behind a router, every shard's part.
+#[tonic::async_trait]
+pub trait ManifestLists: Send + Sync + 'static {
+    /// The subject ids manifest `id` lists; NOT_FOUND when none has it.
+    async fn listed(&self, id: &str) -> Result<Vec<String>, Status>;
+}
+
+#[tonic::async_trait]
+impl ManifestLists for ServedGallery {
+    async fn listed(&self, id: &str) -> Result<Vec<String>, Status> {
+        let manifest = self
+            .manifests()
+            .get(id)
+            .map_err(|e| crate::status::store(&e))?;
+        Ok(manifest.subject_ids.clone())
+    }
+}
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct EncountersService {
-    state: Arc<ServedGallery>,
+    encounters: Arc<ServedEncounters>,
+    manifests: Arc<dyn ManifestLists>,
     auditor: Arc<Auditor>,
 }
 
@@ -31,20 +52,28 @@ pub struct EncountersService {
 type Named = (String, Vec<String>);
 
 impl EncountersService {
-    /// A service over the encounters of `state`, its answers recorded by
-    /// `auditor`.
-    pub fn new(state: Arc<ServedGallery>, auditor: Arc<Auditor>) -> Self {
-        EncountersService { state, auditor }
+    /// A service over `encounters`, reconciling the manifests of
+    /// `manifests`, its answers recorded by `auditor`.
+    pub fn new(
+        encounters: Arc<ServedEncounters>,
+        manifests: Arc<dyn ManifestLists>,
+        auditor: Arc<Auditor>,
+    ) -> Self {
+        EncountersService {
+            encounters,
+            manifests,
+            auditor,
+        }
     }
 
     /// Runs `op` on the blocking pool against the encounters, logging a
     /// server-side failure once, here.
     async fn blocking<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&ServedGallery) -> Result<T, EncounterError> + Send + 'static,
+        op: impl FnOnce(&ServedEncounters) -> Result<T, EncounterError> + Send + 'static,
     ) -> Result<T, Status> {
-        let state = self.state.clone();
-        let result = tokio::task::spawn_blocking(move || op(&state))
+        let encounters = self.encounters.clone();
+        let result = tokio::task::spawn_blocking(move || op(&encounters))
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "encounter task failed");
@@ -89,7 +118,7 @@ impl EncountersService {
 
     /// Today, by the server's clock (UTC).
     fn today(&self) -> Day {
-        Day::of(self.state.encounters().clock().now())
+        Day::of(self.encounters.clock().now())
     }
 }
 
@@ -122,10 +151,10 @@ impl Encounters for EncountersService {
                 subject_id: (!r.subject_id.is_empty()).then_some(r.subject_id),
                 principal,
                 note: r.note,
-                at: self.state.encounters().clock().now(),
+                at: self.encounters.clock().now(),
             };
             let fixed = self
-                .blocking(move |s| s.encounters().writable()?.correct(correction))
+                .blocking(move |s| s.writable()?.correct(correction))
                 .await?;
             tracing::info!(
                 record_id = fixed.record_id,
@@ -144,9 +173,7 @@ impl Encounters for EncountersService {
     ) -> Result<Response<EncounterView>, Status> {
         let body = |r: proto::GetEncounterRequest| async move {
             let id = r.record_id;
-            let found = self
-                .blocking(move |s| s.encounters().readable().get(id))
-                .await?;
+            let found = self.blocking(move |s| s.readable().get(id)).await?;
             let found = found.ok_or_else(|| {
                 crate::status::encounter(&EncounterError::NotFound { record_id: id })
             })?;
@@ -172,10 +199,10 @@ impl Encounters for EncountersService {
         };
         let body = |r: proto::PutTravellerRequest| async move {
             let t = wire::traveller_from(r.traveller.as_ref())?;
-            let now = self.state.encounters().clock().now();
+            let now = self.encounters.clock().now();
             let stored = self
                 .blocking(move |s| {
-                    let store = s.encounters().writable()?;
+                    let store = s.writable()?;
                     store.put_traveller(&t, now)?;
                     store.traveller(&t.subject_id)
                 })
@@ -201,7 +228,7 @@ impl Encounters for EncountersService {
             let id = r.subject_id;
             let (traveller, history) = self
                 .blocking(move |s| {
-                    let store = s.encounters().readable();
+                    let store = s.readable();
                     Ok((store.traveller(&id)?, store.history(&id)?))
                 })
                 .await?;
@@ -224,7 +251,7 @@ impl Encounters for EncountersService {
             let as_of = wire::day_or_today(&r.as_of, "as_of", today)?;
             let id = r.subject_id;
             let report = self
-                .blocking(move |s| stay_of(s.encounters().readable(), &id, as_of))
+                .blocking(move |s| stay_of(s.readable(), &id, as_of))
                 .await?;
             Ok(wire::stay(&report))
         };
@@ -242,9 +269,7 @@ impl Encounters for EncountersService {
             let after = (!r.page_token.is_empty()).then_some(r.page_token);
             let limit = r.page_size as usize;
             let page = self
-                .blocking(move |s| {
-                    overstays(s.encounters().readable(), as_of, after.as_deref(), limit)
-                })
+                .blocking(move |s| overstays(s.readable(), as_of, after.as_deref(), limit))
                 .await?;
             tracing::info!(as_of = %as_of, overstays = page.overstays.len(), "overstays listed");
             Ok(proto::ListOverstaysResponse {
@@ -280,7 +305,7 @@ impl Encounters for EncountersService {
             let limit = r.limit as usize;
             let found = self
                 .blocking(move |s| {
-                    let store = s.encounters().readable();
+                    let store = s.readable();
                     match kind {
                         proto::IrregularKind::EntryWithoutExit => {
                             store.entries_without_exit(from, until, limit)
@@ -311,21 +336,17 @@ impl Encounters for EncountersService {
     ) -> Result<Response<proto::ReconcileManifestResponse>, Status> {
         let body = |r: proto::ReconcileManifestRequest| async move {
             let id = r.manifest_id.clone();
-            let manifest = self
-                .state
-                .manifests()
-                .get(&id)
-                .map_err(|e| crate::status::store(&e))?;
-            let m = manifest.clone();
+            let listed = self.manifests.listed(&id).await?;
+            let travellers = listed.len() as u32;
             let done = self
-                .blocking(move |s| reconcile_manifest(s.encounters().readable(), &m))
+                .blocking(move |s| reconcile_manifest(s.readable(), &id, &listed))
                 .await?;
             Ok(proto::ReconcileManifestResponse {
                 manifest_id: r.manifest_id,
                 matched: done.matched,
                 no_show: done.no_show,
                 not_matched: done.not_matched.iter().map(wire::view).collect(),
-                travellers: manifest.subject_ids.len() as u32,
+                travellers,
             })
         };
         let disclosed = |r: &proto::ReconcileManifestResponse| {

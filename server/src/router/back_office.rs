@@ -389,3 +389,18 @@ impl Privacy for RouterBackOffice {
         }))
     }
 }
+
+/// A manifest's travellers for reconciliation: the union of every shard's
+/// part, as `Manifests.Get` through the router answers it.
+#[tonic::async_trait]
+impl crate::encounters::service::ManifestLists for RouterBackOffice {
+    async fn listed(&self, id: &str) -> Result<Vec<String>, Status> {
+        let req = Request::new(proto::GetManifestRequest {
+            manifest_id: id.to_string(),
+            request_id: String::new(),
+        });
+        Manifests::get(self, req)
+            .await
+            .map(|r| r.into_inner().subject_ids)
+    }
+}

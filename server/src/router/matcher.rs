@@ -20,10 +20,13 @@ use crate::answered::{self, Books, InFlight, VerifyAnswer};
 use crate::audit::{Auditor, Caller};
 use crate::auth;
 use crate::deadline::RequestClock;
+use crate::encounters::ServedEncounters;
+use crate::encounters::recording::{self, Outcome};
 use crate::metrics::Metrics;
 use crate::proto::matcher_client::MatcherClient;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
+use facegate_core::encounter::CaptureContext;
 
 /// What the router's services share.
 pub struct Router {
@@ -39,6 +42,8 @@ pub struct Router {
     pub shard_timeout: Duration,
     /// Hedging delay, if on.
     pub hedge_after: Option<Duration>,
+    /// The shared encounter store, when the router records encounters.
+    pub encounters: Option<Arc<ServedEncounters>>,
 }
 
 impl Router {
@@ -74,16 +79,31 @@ impl RouterMatcher {
     }
 }
 
-/// Refuses `capture.record`: the router has no encounter store yet, and a
-/// shard sees only its own part of the answer, so none can record it.
-fn refuse_recording(caller: &Caller) -> Result<(), Status> {
-    match caller.capture.as_ref().is_some_and(|c| c.record) {
-        true => Err(Status::failed_precondition(
-            "capture.record: this router records no encounters (docs/operations.md, \
-             \"A gallery split into shards\"); send record = false",
-        )),
-        false => Ok(()),
+/// The capture to record, when the request asks for one: the router
+/// records it (a shard sees only its own part of the answer), in the
+/// shared store. Refused when the router has none, and for a request that
+/// accepts a partial answer, whose decision may miss a shard's match.
+fn to_record<'a>(
+    router: &'a Router,
+    caller: &Caller,
+    accept_partial: bool,
+) -> Result<Option<(CaptureContext, &'a Arc<ServedEncounters>)>, Status> {
+    let Some(context) = recording::requested(caller)? else {
+        return Ok(None);
+    };
+    let Some(encounters) = &router.encounters else {
+        return Err(Status::failed_precondition(
+            "capture.record: this router has no encounter store (start it with \
+             --encounter-store; docs/scale.md); send record = false",
+        ));
+    };
+    if accept_partial {
+        return Err(Status::invalid_argument(
+            "capture.record with accept_partial: a partial answer cannot be recorded as the \
+             encounter's decision; send one or the other",
+        ));
     }
+    Ok(Some((context, encounters)))
 }
 
 async fn identify_one(
@@ -91,12 +111,17 @@ async fn identify_one(
     r: IdentifyRequest,
     clock: RequestClock,
     caller: &Caller,
-) -> Result<IdentifyResponse, Status> {
+) -> answered::Answered<IdentifyResponse> {
     auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
     clock.check()?;
-    refuse_recording(caller)?;
+    let recording = to_record(router, caller, r.accept_partial)?;
     let route = router.route(&clock, caller.principal.clone());
-    search::identify(&route, &r, caller.capture.clone(), clock.arrived).await
+    let answer = search::identify(&route, &r, caller.capture.clone(), clock.arrived).await?;
+    let pending = recording.map(|(context, encounters)| {
+        let outcome = Outcome::of_answer(&answer);
+        recording::start(encounters, &router.metrics, caller, context, outcome)
+    });
+    Ok((answer, pending))
 }
 
 fn named_manifest(r: &IdentifyRequest) -> Option<String> {
@@ -116,8 +141,7 @@ impl Matcher for RouterMatcher {
         let span = tracing::info_span!("route_identify", port = %caller.port(), request_id = %r.request_id);
         let result = identify_one(&self.router, r, clock, &caller)
             .instrument(span)
-            .await
-            .map(|a| (a, None));
+            .await;
         answered::finish(
             &self.router.books(),
             "Identify",
@@ -149,9 +173,7 @@ impl Matcher for RouterMatcher {
                 let _in_flight = InFlight::new(&router.metrics);
                 let manifest = named_manifest(&r);
                 let caller = base.with(&r.request_id, r.capture.take(), clock.arrived);
-                let result = identify_one(&router, r, clock, &caller)
-                    .await
-                    .map(|a| (a, None));
+                let result = identify_one(&router, r, clock, &caller).await;
                 let books = router.books();
                 answered::finish(
                     &books,
@@ -182,9 +204,9 @@ impl Matcher for RouterMatcher {
         let result = verify_one(&self.router, &r, clock, &caller)
             .instrument(span)
             .await
-            .map(|response| {
+            .map(|(response, pending)| {
                 let subject = r.subject_id.clone();
-                (VerifyAnswer { response, subject }, None)
+                (VerifyAnswer { response, subject }, pending)
             });
         let named = || vec![r.subject_id.clone()];
         answered::finish(&self.router.books(), "Verify", &caller, result, named, None)
@@ -208,10 +230,10 @@ async fn verify_one(
     r: &proto::VerifyRequest,
     clock: RequestClock,
     caller: &Caller,
-) -> Result<proto::VerifyResponse, Status> {
+) -> answered::Answered<proto::VerifyResponse> {
     auth::authorise(caller.principal.as_deref(), caller.claimed_port())?;
     clock.check()?;
-    refuse_recording(caller)?;
+    let recording = to_record(router, caller, false)?;
     let route = router.route(&clock, caller.principal.clone());
     let shards = route.fleet.shard_count();
     let owner = facegate_core::shard::shard_of(&r.subject_id, shards);
@@ -237,7 +259,11 @@ async fn verify_one(
     if let Some(t) = response.timing.as_mut() {
         t.total_us = clock.arrived.elapsed().as_micros() as u64;
     }
-    Ok(response)
+    let pending = recording.map(|(context, encounters)| {
+        let outcome = Outcome::of_verify(&response, &r.subject_id);
+        recording::start(encounters, &router.metrics, caller, context, outcome)
+    });
+    Ok((response, pending))
 }
 
 /// Every shard's GalleryInfo, summed into the whole gallery's.

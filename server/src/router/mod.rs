@@ -38,7 +38,10 @@ use crate::audit::{Auditor, Sealing};
 use crate::auth::Role;
 use crate::auth::gate::Gate;
 use crate::credentials::Credentials;
+use crate::encounters::ServedEncounters;
+use crate::encounters::service::EncountersService;
 use crate::metrics::Metrics;
+use crate::proto::encounters_server::EncountersServer;
 use crate::proto::gallery_admin_server::GalleryAdminServer;
 use crate::proto::manifests_server::ManifestsServer;
 use crate::proto::matcher_server::MatcherServer;
@@ -112,6 +115,7 @@ async fn start_router(
     router_metrics.init_shards(settings.shards);
     let auditor = Arc::new(open_audit(settings, metrics).await?);
     let fleet = Arc::new(Fleet::new(settings)?);
+    let encounters = open_encounters(settings).await?;
     let interval = Duration::from_millis(settings.health_interval_ms.max(10));
     let watchers = health::watch(&fleet, &router_metrics, interval).await;
     log_fleet(&fleet, settings);
@@ -122,8 +126,23 @@ async fn start_router(
         auditor,
         shard_timeout: Duration::from_millis(settings.shard_timeout_ms),
         hedge_after: settings.hedge_after_ms.map(Duration::from_millis),
+        encounters,
     });
     Ok((router, watchers))
+}
+
+/// The shared encounter store, when one is given.
+async fn open_encounters(
+    settings: &RouteSettings,
+) -> anyhow::Result<Option<Arc<ServedEncounters>>> {
+    let Some(url) = settings.encounter_store.clone() else {
+        return Ok(None);
+    };
+    let clock: Arc<dyn facegate_core::clock::Clock> = Arc::new(facegate_core::clock::SystemClock);
+    let served = tokio::task::spawn_blocking(move || ServedEncounters::connect(&url, clock))
+        .await?
+        .context("opening the shared encounter store")?;
+    Ok(Some(Arc::new(served)))
 }
 
 /// Serves the ports' and the back office's listeners (in that order in
@@ -275,19 +294,30 @@ fn back_office_routes(
         gate(&[Role::Operator], "facegate.v1.Manifests"),
     );
     let privacy = InterceptedService::new(
-        PrivacyServer::new(service),
+        PrivacyServer::new(service.clone()),
         gate(&[Role::Operator], "facegate.v1.Privacy"),
     );
-    with_reflection(
-        Routes::new(admin)
-            .add_service(manifests)
-            .add_service(privacy),
-        &[
-            "facegate.v1.GalleryAdmin",
-            "facegate.v1.Manifests",
-            "facegate.v1.Privacy",
-        ],
-    )
+    let mut names = vec![
+        "facegate.v1.GalleryAdmin",
+        "facegate.v1.Manifests",
+        "facegate.v1.Privacy",
+    ];
+    let mut routes = Routes::new(admin)
+        .add_service(manifests)
+        .add_service(privacy);
+    if let Some(encounters) = &router.encounters {
+        let service = EncountersService::new(
+            encounters.clone(),
+            Arc::new(service),
+            router.auditor.clone(),
+        );
+        routes = routes.add_service(InterceptedService::new(
+            EncountersServer::new(service),
+            gate(&[Role::Operator], "facegate.v1.Encounters"),
+        ));
+        names.push("facegate.v1.Encounters");
+    }
+    with_reflection(routes, &names)
 }
 
 async fn open_audit(settings: &RouteSettings, metrics: &Arc<Metrics>) -> anyhow::Result<Auditor> {

@@ -156,6 +156,13 @@ pub struct RouteSettings {
     /// Seconds to let requests in flight finish after SIGTERM.
     #[arg(long, env = "FACEGATE_DRAIN_SECONDS", default_value_t = 30)]
     pub drain_seconds: u64,
+    /// The shared encounter store, PostgreSQL (`postgres://user@host:port/db`):
+    /// the router records the encounters ports ask for (it alone sees the
+    /// whole answer) and serves the Encounters back office from it. Without
+    /// it, `capture.record` is refused. Best given in the environment,
+    /// since the URL may hold a password.
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE")]
+    pub encounter_store: Option<String>,
 }
 
 impl RouteSettings {

@@ -17,5 +17,6 @@ mod lifecycle;
 mod manifests;
 mod privacy;
 mod router;
+mod router_records;
 mod shard;
 mod tls;

@@ -31,11 +31,11 @@ const SHARDS: u32 = 3;
 
 /// One replica of one shard, on ports chosen up front so that it can be
 /// restarted where the router expects it.
-struct Replica {
+pub(crate) struct Replica {
     shard: u32,
     gallery: PathBuf,
     port: u16,
-    admin_port: u16,
+    pub(crate) admin_port: u16,
     data: PathBuf,
     /// Flags beyond the listeners, shard and data directory (TLS).
     extra: Vec<String>,
@@ -74,10 +74,10 @@ impl Replica {
 }
 
 /// The router process and its addresses.
-struct Routed {
-    child: Child,
-    addr: String,
-    admin_addr: String,
+pub(crate) struct Routed {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) admin_addr: String,
     metrics: String,
     /// The plain-text health listener (`--health-listen`).
     health: String,
@@ -90,7 +90,7 @@ impl Drop for Routed {
     }
 }
 
-fn start_router(replicas: &[Replica], data: &Path, extra: &[&str]) -> Routed {
+pub(crate) fn start_router(replicas: &[Replica], data: &Path, extra: &[&str]) -> Routed {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_facegate"));
     cmd.args([
         "route",
@@ -158,7 +158,7 @@ fn start_router(replicas: &[Replica], data: &Path, extra: &[&str]) -> Routed {
     }
 }
 
-async fn channel(addr: &str) -> Channel {
+pub(crate) async fn channel(addr: &str) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -174,7 +174,7 @@ fn shard_fleet(f: &Fixture, dir: &Path) -> Vec<Replica> {
 
 /// As [`shard_fleet`], with `copies` replicas per shard, each started with
 /// `extra` flags and reached by the router over `scheme`.
-fn shard_fleet_with(
+pub(crate) fn shard_fleet_with(
     f: &Fixture,
     dir: &Path,
     copies: u32,
@@ -459,7 +459,7 @@ async fn a_router_over_three_shards_of_two_replicas_answers_as_one_server_does()
         assert_eq!(gone.code(), Code::NotFound, "{subject}: {gone:?}");
     }
 
-    // Recording needs an encounter store the router does not have: refused, saying so.
+    // Recording needs an encounter store this router was not given: refused, saying so.
     let mut ask = identify(probes[0].clone(), 1, "rec");
     ask.capture = Some(facegate_api::v1::CaptureContext {
         port_id: "JFK-T4".into(),
@@ -471,13 +471,13 @@ async fn a_router_over_three_shards_of_two_replicas_answers_as_one_server_does()
     let refused = via_router.identify(ask).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(
-        refused.message().contains("records no encounters"),
+        refused.message().contains("has no encounter store"),
         "{refused:?}"
     );
 }
 
 /// Subjects each replica of `shard` holds, by replica.
-async fn shard_subjects(replicas: &[Replica], shard: u32) -> Vec<u64> {
+pub(crate) async fn shard_subjects(replicas: &[Replica], shard: u32) -> Vec<u64> {
     let mut held = Vec::new();
     for r in replicas.iter().filter(|r| r.shard == shard) {
         let mut c = r.server.as_ref().unwrap().client().await;
@@ -488,7 +488,7 @@ async fn shard_subjects(replicas: &[Replica], shard: u32) -> Vec<u64> {
 }
 
 /// The fixture's 100 probes.
-fn probes(f: &Fixture) -> Vec<Vec<f32>> {
+pub(crate) fn probes(f: &Fixture) -> Vec<Vec<f32>> {
     (0..100).map(|j| f.synth.probe(j).vector.clone()).collect()
 }
 

@@ -1,6 +1,7 @@
 """The Kubernetes manifests in deploy/kubernetes against the real binary
 and each other (CI also runs `kubernetes-validate --strict` on them; no
-cluster runs here): every flag they pass exists, the router lists every
+cluster runs here): every flag and environment variable they pass exists,
+every node shares the encounter store from a Secret, the router lists every
 replica of every shard by the name its StatefulSet gives it, each shard
 serves the shard its file holds, and the probes and scrape annotations
 point at the ports the processes listen on."""
@@ -23,11 +24,19 @@ def resources():
     return docs
 
 
+def help_of(subcommand):
+    return subprocess.run([str(BIN / "facegate"), subcommand, "--help"], check=True,
+                          capture_output=True, text=True).stdout
+
+
 def flags_of(subcommand):
     """The long flags `facegate SUBCOMMAND --help` lists."""
-    text = subprocess.run([str(BIN / "facegate"), subcommand, "--help"], check=True,
-                          capture_output=True, text=True).stdout
-    return set(re.findall(r"--[a-z][a-z0-9-]*", text))
+    return set(re.findall(r"--[a-z][a-z0-9-]*", help_of(subcommand)))
+
+
+def env_of(subcommand):
+    """The environment variables `facegate SUBCOMMAND --help` says it reads."""
+    return set(re.findall(r"env: (FACEGATE_[A-Z0-9_]+)", help_of(subcommand)))
 
 
 def args_map(container):
@@ -50,6 +59,13 @@ def check_container(kind_of_process, pod):
     known = flags_of(kind_of_process) | {"--log-json"}
     unknown = set(args) - known
     assert not unknown, f"{kind_of_process}: flags the binary does not take: {unknown}"
+    env = {e["name"] for e in container.get("env", [])}
+    unread = env - env_of(kind_of_process)
+    assert not unread, f"{kind_of_process}: environment the binary does not read: {unread}"
+    # Every node of a scaled-out deployment shares one encounter store,
+    # from a Secret (its URL may hold a password), never from the arguments.
+    assert "FACEGATE_ENCOUNTER_STORE" in env
+    assert "--encounter-store" not in args
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["grpc"] == port_of(args["--listen"][0])
     assert ports["admin"] == port_of(args["--admin-listen"][0])
