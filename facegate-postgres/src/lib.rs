@@ -9,8 +9,8 @@
 //!   a group-commit writer;
 //! * `schema`: the tables and indexes, and versioned migrations safe to
 //!   start on several nodes at once;
-//! * `writer` and `records`: group commit, and a run of records written
-//!   in a few statements (idempotent by `ON CONFLICT`);
+//! * `writer`, `group` and `records`: group commit, and a run of records
+//!   written in a few statements (idempotent by `ON CONFLICT`);
 //! * `reads`, `rows`, `erase`: the reports' queries, rows checked on the
 //!   way back, and erasure;
 //! * [`local`]: a private server from the machine's PostgreSQL packages,
@@ -21,6 +21,7 @@
 
 mod erase;
 pub mod error;
+mod group;
 pub mod local;
 mod reads;
 mod records;

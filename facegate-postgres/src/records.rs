@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use postgres::Transaction;
 
 use crate::error::{Location, remote};
+use crate::group::{Pending, again, in_savepoint};
 use crate::rows::{self, COLUMNS};
-use crate::writer::{Pending, again, in_savepoint};
 use facegate_core::encounter::{Encounter, EncounterError, RecordReply, Recorded, StoredEncounter};
 use facegate_core::manifest::Direction;
 

@@ -6,11 +6,12 @@
 //! a savepoint of its own, so one that fails takes nothing else with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::Receiver;
 
 use postgres::{Client, NoTls, Transaction};
 
 use crate::error::{Location, remote};
+use crate::group::{Answer, Pending, copy, hold, in_savepoint};
 use crate::{erase, records};
 use facegate_core::clock::UnixMillis;
 use facegate_core::encounter::{
@@ -19,9 +20,6 @@ use facegate_core::encounter::{
 
 /// Most writes one group commit takes.
 pub const MAX_GROUP: usize = 256;
-
-/// Where a write's answer goes.
-pub type Answer<T> = SyncSender<Result<T, EncounterError>>;
 
 /// A write, with where to send its answer.
 pub enum Op {
@@ -42,45 +40,6 @@ pub struct CommitStats {
     pub writes: AtomicU64,
     /// Transactions committed.
     pub commits: AtomicU64,
-}
-
-/// An answer held until the group's commit: called with `None` once it is
-/// durable, or with the commit's failure.
-pub type Pending = Box<dyn FnOnce(Option<&EncounterError>) + Send>;
-
-/// Holds `result` for `answer` until the commit.
-pub fn hold<T: Send + 'static>(answer: Answer<T>, result: Result<T, EncounterError>) -> Pending {
-    Box::new(move |failed| {
-        // A caller that gave up (its request was cancelled) is not waiting.
-        let _ = answer.send(match failed {
-            None => result,
-            Some(e) => Err(again(e)),
-        });
-    })
-}
-
-/// The commit's failure, once per waiting caller. A commit whose answer
-/// was lost may have been kept: the caller is told so, and a retry with
-/// the same encounter id is answered with the first record if it was.
-pub fn again(e: &EncounterError) -> EncounterError {
-    copy(e, "commit not confirmed, the write may or may not be kept")
-}
-
-/// `e` for another caller, its reason prefixed by `what`.
-fn copy(e: &EncounterError, what: &str) -> EncounterError {
-    let (location, reason, transient) = match e {
-        EncounterError::Remote {
-            location,
-            reason,
-            transient,
-        } => (location.clone(), reason.clone(), *transient),
-        other => (String::new(), other.to_string(), true),
-    };
-    EncounterError::Remote {
-        location,
-        reason: format!("{what}: {reason}"),
-        transient,
-    }
 }
 
 /// The writer: connects (again, after a failure) when a group arrives,
@@ -170,18 +129,6 @@ fn fail_all(group: Vec<Op>, e: &EncounterError) {
             Op::Erase(_, a) => a.send(Err(again(e))).is_ok(),
         };
     }
-}
-
-/// Runs `write` in a savepoint: its changes stay only if it succeeds.
-pub fn in_savepoint<T>(
-    tx: &mut Transaction<'_>,
-    at: &Location,
-    write: impl FnOnce(&mut Transaction<'_>) -> Result<T, EncounterError>,
-) -> Result<T, EncounterError> {
-    let mut sp = tx.savepoint("one").map_err(remote(at))?;
-    let out = write(&mut sp)?;
-    sp.commit().map_err(remote(at))?;
-    Ok(out)
 }
 
 fn correct(
