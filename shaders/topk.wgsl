@@ -12,6 +12,9 @@
 //   2 out_scores  storage, read_write  array<f32>  probe p, segment s: p * params.out_stride + params.out_base + s * params.m + j
 //   3 out_rows    storage, read_write  array<u32>  same indexing; missing entries are (-inf, NO_ROW)
 //   4 params      uniform              TopkParams
+//   5 counts      storage, read        array<u32>  when params.counted == 1, probe p has only its
+//                                                  first min(counts[p], n_in) inputs (the second
+//                                                  design's candidate lists); else unread
 // Workgroup layout: TOPK_WORKGROUP x 1 x 1; workgroup_id.x = segment of params.seg_len
 // inputs, workgroup_id.y = probe. Each workgroup keeps its best K = params.k
 // (a power of two, TOPK_WORKGROUP <= K <= TOPK_MAX_K, K >= M) in the lower
@@ -27,6 +30,7 @@
 @group(0) @binding(2) var<storage, read_write> out_scores: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out_rows: array<u32>;
 @group(0) @binding(4) var<uniform> params: TopkParams;
+@group(0) @binding(5) var<storage, read> counts: array<u32>;
 
 var<workgroup> s_key: array<f32, TOPK_CAPACITY>;
 var<workgroup> s_row: array<u32, TOPK_CAPACITY>;
@@ -34,6 +38,7 @@ var<workgroup> appended: atomic<u32>;
 var<workgroup> appended_seen: u32;
 var<workgroup> cut_key: f32;
 var<workgroup> cut_row: u32;
+var<workgroup> counted_in: u32;
 
 fn neg_inf() -> f32 {
     return bitcast<f32>(0xff800000u);
@@ -96,8 +101,16 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     }
     workgroupBarrier();
 
+    if (lid == 0u) {
+        counted_in = params.n_in;
+        if (params.counted == 1u) {
+            counted_in = min(counts[p], params.n_in);
+        }
+    }
+    // Uniform across the workgroup, as the loop's barriers need.
+    let n_in = workgroupUniformLoad(&counted_in);
     let start = seg * params.seg_len;
-    let end = min(start + params.seg_len, params.n_in);
+    let end = min(start + params.seg_len, n_in);
     let blocks = (end - min(start, end) + TOPK_WORKGROUP - 1u) / TOPK_WORKGROUP;
     for (var b = 0u; b < blocks; b = b + 1u) {
         // Fold first if this block could overflow the upper half.

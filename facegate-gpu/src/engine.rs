@@ -9,20 +9,19 @@ use facegate_core::search::{
 use facegate_core::{ElementType, InputError};
 
 use crate::GpuError;
-use crate::buffers::{ChunkRange, GpuGallery, read_back, scratch, uniform, upload};
+use crate::buffers::{GpuGallery, read_back, scratch, uniform, upload};
 use crate::device::{DeviceOptions, GpuDevice};
-use crate::pipeline::Pipelines;
-use crate::shared::{
-    PROBE_TILE, SCORE_WORKGROUP, ScoreParams, TOPK_MAX_K, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES,
-    TopkParams,
-};
+use crate::pipeline::{Pipelines, bind};
+use crate::scan::{Candidates, ScanDesign, ScanOptions};
+use crate::shared::{PROBE_TILE, SCORE_WORKGROUP, ScoreParams, TOPK_MAX_K, TOPK_WORKGROUP_BYTES};
+use crate::topk::{Lists, Pairs, SEG_LEN, Topk, TopkShape};
 
-/// Probes scored together in one pass (bounds the score buffer).
+/// Probes scored together in one pass by the first design (bounds its
+/// score buffer).
 const MAX_BATCH: usize = 64;
-/// Scores one top-k workgroup reduces in the first pass.
-const SEG_LEN: u32 = 4096;
-/// Partial lists one top-k workgroup merges in later passes.
-const MERGE_LISTS: u32 = 8;
+/// Probes one batch of the second design holds: its scratch grows with the
+/// batch, not with the gallery.
+const MAX_SCAN_BATCH: usize = 1024;
 
 /// How to set the GPU engine up.
 #[derive(Debug, Clone, Default)]
@@ -34,84 +33,30 @@ pub struct GpuOptions {
     /// Cap on rows per chunk (default: from the adapter's binding limit); tests
     /// use small values to exercise many chunks.
     pub max_chunk_rows: Option<usize>,
+    /// Which design searches (default: the second for int8 galleries it can
+    /// hold, the first otherwise).
+    pub design: Design,
+    /// The second design's pilot sample and list capacity.
+    pub scan: ScanOptions,
 }
 
-/// A pair of candidate buffers (scores, rows).
-struct Pairs {
-    scores: wgpu::Buffer,
-    rows: wgpu::Buffer,
+/// The engine's two designs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Design {
+    /// The second (int8 galleries resident in device memory, up to 512
+    /// dimensions, with room for its workgroup memory), else the first.
+    #[default]
+    Auto,
+    /// The first: row per invocation, a score matrix per chunk, top-k
+    /// passes over it. Kept for f16/f32 galleries, for galleries streamed
+    /// from the host, and to be measured beside the second.
+    Classic,
 }
 
-impl Pairs {
-    fn new(device: &wgpu::Device, label: &str, entries: u64) -> Pairs {
-        Pairs {
-            scores: scratch(device, label, entries * 4),
-            rows: scratch(device, label, entries * 4),
-        }
-    }
-}
-
-/// `count` candidate lists of M (score, row) pairs per probe in `pairs`:
-/// probe p's list i starts at entry `p * stride + base + i * M`.
-#[derive(Clone, Copy)]
-struct Lists<'a> {
-    pairs: &'a Pairs,
-    count: u32,
-    stride: u32,
-    base: u32,
-}
-
-impl<'a> Lists<'a> {
-    /// `count` lists per probe, packed from the start of `pairs`.
-    fn packed(pairs: &'a Pairs, count: u32, m: u32) -> Lists<'a> {
-        Lists {
-            pairs,
-            count,
-            stride: count * m,
-            base: 0,
-        }
-    }
-
-    /// List `i` of these alone.
-    fn list(self, i: u32, m: u32) -> Lists<'a> {
-        Lists {
-            count: 1,
-            base: self.base + i * m,
-            ..self
-        }
-    }
-}
-
-/// The sizes every top-k pass of one batch shares.
-#[derive(Clone, Copy)]
-struct TopkShape {
-    /// Probes in the batch (the dispatch's y).
-    probes: u32,
-    /// Candidates kept per list.
-    m: u32,
-    /// Candidates a workgroup keeps while selecting: the kernel's K.
-    k: u32,
-}
-
-impl TopkShape {
-    /// The sizes for `probes` probes keeping `m` candidates: K is the
-    /// smallest power of two the kernel accepts that holds M.
-    fn new(probes: usize, m: u32) -> TopkShape {
-        TopkShape {
-            probes: probes as u32,
-            m,
-            k: TOPK_WORKGROUP.max(m.next_power_of_two()),
-        }
-    }
-
-    /// Where a pass producing `count` lists writes: into `dest` when it
-    /// produces the last list, else packed into `spare`.
-    fn output<'a>(self, count: u32, dest: Option<Lists<'a>>, spare: &'a Pairs) -> Lists<'a> {
-        match dest {
-            Some(dest) if count == 1 => dest,
-            _ => Lists::packed(spare, count, self.m),
-        }
-    }
+/// The rows on the device, in the design that searches them.
+enum Rows {
+    Classic(GpuGallery),
+    Scan(Box<ScanDesign>),
 }
 
 /// The buffers one batch's search works in, sized for its probes, its M and
@@ -139,7 +84,8 @@ pub struct GpuEngine {
     cpu: CpuEngine,
     dev: GpuDevice,
     pipes: Pipelines,
-    on_gpu: GpuGallery,
+    topk: Topk,
+    rows: Rows,
     ty: ElementType,
     dim_words: u32,
     stride_words: u32,
@@ -148,6 +94,27 @@ pub struct GpuEngine {
     /// The server's dispatcher batches requests across ports and runs one
     /// batch at a time; this lock holds any other caller to the same rule.
     in_flight: Mutex<()>,
+}
+
+/// Whether the second design can hold `gallery`: int8 rows of at most
+/// 512 dimensions, resident within the budget, and the workgroup memory
+/// its scan kernel declares; and whether the options ask for it.
+fn scan_fits(
+    dev: &GpuDevice,
+    gallery: &facegate_core::Gallery,
+    opts: &GpuOptions,
+    budget: u64,
+    max_binding: u64,
+) -> bool {
+    let chunks = crate::interleave::chunks_of(gallery.dim()) as u64;
+    let group = u64::from(crate::shared::SCAN_GROUP_ROWS);
+    let bytes = gallery.rows().div_ceil(group as usize) as u64 * group * (chunks * 16 + 4);
+    opts.design == Design::Auto
+        && gallery.header().scan_type == ElementType::Int8
+        && chunks <= u64::from(crate::shared::SCAN_MAX_CHUNKS)
+        && bytes <= budget
+        && group * chunks * 16 <= max_binding
+        && dev.limits.max_compute_workgroup_storage_size >= crate::shared::SCAN_WORKGROUP_BYTES
 }
 
 /// Runs `f` inside out-of-memory and validation error scopes.
@@ -231,44 +198,97 @@ impl GpuEngine {
                 "{chunks} chunks: candidate lists would exceed the {max_binding}-byte binding limit"
             )));
         }
-        let (pipes, on_gpu) = checked(&dev.device, || {
+        let scan = scan_fits(&dev, &gallery, &opts, budget, max_binding);
+        let (pipes, topk, rows) = checked(&dev.device, || {
             let pipes = Pipelines::new(&dev.device, ty);
-            let on_gpu = GpuGallery::new(&dev.device, &gallery, chunk_rows, budget)?;
-            Ok((pipes, on_gpu))
+            let topk = Topk::new(&dev.device);
+            let rows = match scan {
+                true => Rows::Scan(Box::new(ScanDesign::new(
+                    &dev.device,
+                    crate::pipeline::scan(&dev.device),
+                    &gallery,
+                    max_binding,
+                    opts.max_chunk_rows,
+                    opts.scan,
+                ))),
+                false => Rows::Classic(GpuGallery::new(&dev.device, &gallery, chunk_rows, budget)?),
+            };
+            Ok((pipes, topk, rows))
         })?;
-        tracing::info!(
-            adapter = %dev.describe(),
-            chunks = on_gpu.chunks.len(),
-            gpu_bytes = on_gpu.bytes,
-            streamed = on_gpu.is_streamed(),
-            "gallery on the GPU"
-        );
-        Ok(GpuEngine {
+        let engine = GpuEngine {
             cpu: CpuEngine::new(target),
             dev,
             pipes,
-            on_gpu,
+            rows,
+            topk,
             ty,
             dim_words: dim.div_ceil(lanes) as u32,
             stride_words: (stride_bytes / word_bytes) as u32,
             in_flight: Mutex::new(()),
-        })
+        };
+        tracing::info!(
+            adapter = %engine.dev.describe(),
+            design = engine.design_name(),
+            chunks = engine.chunks(),
+            gpu_bytes = engine.gpu_memory_bytes(),
+            streamed = engine.is_streamed(),
+            "gallery on the GPU"
+        );
+        Ok(engine)
+    }
+
+    /// "interleaved scan" (the second design) or "score matrix" (the first).
+    pub fn design_name(&self) -> &'static str {
+        match self.rows {
+            Rows::Scan(_) => "interleaved scan",
+            Rows::Classic(_) => "score matrix",
+        }
+    }
+
+    /// Probes the second design answered with the CPU because their
+    /// candidate list overflowed, since the engine started.
+    pub fn list_overflows(&self) -> u64 {
+        match &self.rows {
+            Rows::Scan(d) => d.overflows.load(std::sync::atomic::Ordering::Relaxed),
+            Rows::Classic(_) => 0,
+        }
+    }
+
+    /// The second design's plan for a batch of `probes` keeping `m`
+    /// candidates (what the benchmark prints), when it searches.
+    pub fn scan_plan(&self, probes: usize, m: u32) -> Option<crate::plan::ScanPlan> {
+        match &self.rows {
+            Rows::Scan(d) => Some(crate::plan::ScanPlan {
+                probes: probes as u64,
+                ..d.plan(self.cpu.gallery().rows(), probes, m)
+            }),
+            Rows::Classic(_) => None,
+        }
     }
 
     /// GPU memory held by the gallery rows.
     pub fn gpu_memory_bytes(&self) -> u64 {
-        self.on_gpu.bytes
+        match &self.rows {
+            Rows::Classic(g) => g.bytes,
+            Rows::Scan(d) => d.bytes,
+        }
     }
 
-    /// Number of chunks the gallery was split into.
+    /// Number of chunks (bindings) the gallery was split into.
     pub fn chunks(&self) -> usize {
-        self.on_gpu.chunks.len()
+        match &self.rows {
+            Rows::Classic(g) => g.chunks.len(),
+            Rows::Scan(d) => d.parts(),
+        }
     }
 
     /// Whether the rows are streamed from host memory on every search
     /// (the gallery exceeds the memory budget).
     pub fn is_streamed(&self) -> bool {
-        self.on_gpu.is_streamed()
+        match &self.rows {
+            Rows::Classic(g) => g.is_streamed(),
+            Rows::Scan(_) => false,
+        }
     }
 
     /// The device in use.
@@ -316,50 +336,35 @@ impl GpuEngine {
         }
     }
 
-    /// A bind group giving `buffers` to `pipeline`'s bindings 0, 1, ... in order.
-    fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        self.dev
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            })
-    }
-
     /// Searches probes `b0 .. b0 + nb` on the GPU; returns each probe's best
     /// `m` (row, score) pairs. Each chunk is one submission (so that streamed
     /// chunks can reuse their slots); the merge across chunks is the last.
     fn gpu_candidates(
         &self,
+        on_gpu: &GpuGallery,
         probes: &ProbeBatch,
         b0: usize,
         nb: usize,
         m: u32,
     ) -> Result<Vec<Vec<(u32, f32)>>, GpuError> {
         let shape = TopkShape::new(nb, m);
-        let bufs = self.batch_buffers(probes, b0, nb, m);
-        let chunks = &self.on_gpu.chunks;
+        let bufs = self.batch_buffers(on_gpu, probes, b0, nb, m);
+        let chunks = &on_gpu.chunks;
         let chunk_best = Lists::packed(&bufs.chunk_best, chunks.len() as u32, m);
         for (c, &chunk) in chunks.iter().enumerate() {
-            let chunk_buffers = self.on_gpu.chunk(&self.dev.queue, self.cpu.gallery(), c);
+            let chunk_buffers = on_gpu.chunk(&self.dev.queue, self.cpu.gallery(), c);
             self.submit_pass("chunk", |pass| {
                 self.score_pass(pass, &bufs, chunk_buffers, chunk.rows, shape.probes);
                 let dest = chunk_best.list(c as u32, m);
-                self.reduce_chunk(pass, shape, &bufs, chunk, dest);
+                let [a, b] = &bufs.spare;
+                self.topk
+                    .reduce_scores(pass, shape, &bufs.chunk_scores, [a, b], chunk, dest);
             });
         }
         let best = self.submit_pass("merge", |pass| {
             let [a, b] = &bufs.spare;
-            self.merge_until_one(pass, shape, chunk_best, None, [a, b])
+            self.topk
+                .merge_until_one(pass, shape, chunk_best, None, [a, b])
         });
         self.read_lists(best, shape)
     }
@@ -367,9 +372,16 @@ impl GpuEngine {
     /// Uploads the batch's probes and allocates the scratch its passes need:
     /// a score matrix for the largest chunk, and lists of M for its segments
     /// and for the chunks.
-    fn batch_buffers(&self, probes: &ProbeBatch, b0: usize, nb: usize, m: u32) -> BatchBuffers {
+    fn batch_buffers(
+        &self,
+        on_gpu: &GpuGallery,
+        probes: &ProbeBatch,
+        b0: usize,
+        nb: usize,
+        m: u32,
+    ) -> BatchBuffers {
         let d = &self.dev.device;
-        let chunks = &self.on_gpu.chunks;
+        let chunks = &on_gpu.chunks;
         let max_rows = chunks.iter().map(|c| c.rows).max().unwrap_or(1);
         let most_segments = max_rows.div_ceil(SEG_LEN);
         let nchunks = chunks.len() as u32;
@@ -427,7 +439,8 @@ impl GpuEngine {
             probes,
         };
         let params = uniform(&self.dev.device, "score params", &params);
-        let bg = self.bind(
+        let bg = bind(
+            &self.dev.device,
             &self.pipes.score,
             &[
                 rows,
@@ -445,100 +458,6 @@ impl GpuEngine {
             probes.div_ceil(PROBE_TILE),
             1,
         );
-    }
-
-    /// Reduces a chunk's score matrix to each probe's best M rows, written to
-    /// `dest`: the best M of every `SEG_LEN` rows, then merged until one list
-    /// is left.
-    fn reduce_chunk(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        shape: TopkShape,
-        bufs: &BatchBuffers,
-        chunk: ChunkRange,
-        dest: Lists,
-    ) {
-        let segments = chunk.rows.div_ceil(SEG_LEN);
-        let [a, b] = &bufs.spare;
-        let per_segment = shape.output(segments, Some(dest), a);
-        let params = TopkParams {
-            n_in: chunk.rows,
-            in_stride: chunk.rows,
-            seg_len: SEG_LEN,
-            m: shape.m,
-            k: shape.k,
-            from_pairs: 0,
-            row_base: chunk.first_row,
-            out_stride: per_segment.stride,
-            out_base: per_segment.base,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
-        };
-        self.topk_pass(pass, shape, &bufs.chunk_scores, per_segment, params);
-        self.merge_until_one(pass, shape, per_segment, Some(dest), [b, a]);
-    }
-
-    /// Merges `lists` `MERGE_LISTS` at a time until one list per probe is
-    /// left, and returns where it is: in `dest` when given, else in a spare.
-    /// Successive passes write to `spare[0]`, `spare[1]`, `spare[0]`, ...
-    fn merge_until_one<'a>(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        shape: TopkShape,
-        mut lists: Lists<'a>,
-        dest: Option<Lists<'a>>,
-        mut spare: [&'a Pairs; 2],
-    ) -> Lists<'a> {
-        while lists.count > 1 {
-            let merged = shape.output(lists.count.div_ceil(MERGE_LISTS), dest, spare[0]);
-            // The kernel reads every probe's inputs from the start of its stride.
-            debug_assert_eq!(lists.base, 0);
-            let params = TopkParams {
-                n_in: lists.count * shape.m,
-                in_stride: lists.stride,
-                seg_len: MERGE_LISTS * shape.m,
-                m: shape.m,
-                k: shape.k,
-                from_pairs: 1,
-                row_base: 0,
-                out_stride: merged.stride,
-                out_base: merged.base,
-                _pad0: 0,
-                _pad1: 0,
-                _pad2: 0,
-            };
-            self.topk_pass(pass, shape, lists.pairs, merged, params);
-            lists = merged;
-            spare.swap(0, 1);
-        }
-        lists
-    }
-
-    /// One top-k pass: a workgroup per output list and probe reads `input`
-    /// as `params` says and writes its list into `output`.
-    fn topk_pass(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        shape: TopkShape,
-        input: &Pairs,
-        output: Lists,
-        params: TopkParams,
-    ) {
-        let params = uniform(&self.dev.device, "topk params", &params);
-        let bg = self.bind(
-            &self.pipes.topk,
-            &[
-                &input.scores,
-                &input.rows,
-                &output.pairs.scores,
-                &output.pairs.rows,
-                &params,
-            ],
-        );
-        pass.set_pipeline(&self.pipes.topk);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(output.count, shape.probes, 1);
     }
 
     /// Reads each probe's one list of M back as (row, score) pairs.
@@ -561,6 +480,55 @@ impl GpuEngine {
                     .collect()
             })
             .collect())
+    }
+}
+
+impl GpuEngine {
+    /// Each probe's best `m` candidate rows by the engine's design; `None`
+    /// where the second design's list overflowed.
+    fn candidates(
+        &self,
+        probes: &ProbeBatch,
+        b0: usize,
+        nb: usize,
+        m: u32,
+    ) -> Result<Vec<Option<Candidates>>, GpuError> {
+        match &self.rows {
+            Rows::Classic(g) => Ok(self
+                .gpu_candidates(g, probes, b0, nb, m)?
+                .into_iter()
+                .map(Some)
+                .collect()),
+            Rows::Scan(d) => d.candidates(
+                &self.dev,
+                &self.topk,
+                self.cpu.gallery().rows(),
+                probes,
+                b0,
+                nb,
+                m,
+            ),
+        }
+    }
+
+    /// Probe `b`'s answer from its candidate rows, exactly as the CPU
+    /// engine finishes its own; by the exact CPU scan when its list
+    /// overflowed.
+    fn finish(
+        &self,
+        probes: &ProbeBatch,
+        b: usize,
+        list: Option<Vec<(u32, f32)>>,
+        top_k: usize,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        let Some(list) = list else {
+            // The probe is unit length already: preparing it again changes nothing.
+            let single =
+                ProbeBatch::single(probes.dim(), probes.unit(b)).map_err(SearchError::Input)?;
+            return Ok(self.cpu.search(&single, top_k)?.swap_remove(0));
+        };
+        let ranked = self.cpu.refiner().rank_candidates(probes, b, list, top_k)?;
+        self.fill_masked(probes, b, ranked, top_k)
     }
 }
 
@@ -598,22 +566,22 @@ impl SearchEngine for GpuEngine {
             // More candidates than the top-k kernel keeps: the CPU answers.
             return self.cpu.search(probes, top_k);
         }
+        let batch = match self.rows {
+            Rows::Classic(_) => MAX_BATCH,
+            Rows::Scan(_) => MAX_SCAN_BATCH,
+        };
         let mut out = Vec::with_capacity(probes.len());
         let mut b0 = 0;
         while b0 < probes.len() {
-            let nb = MAX_BATCH.min(probes.len() - b0);
+            let nb = batch.min(probes.len() - b0);
             let lists = {
                 // A poisoned lock only means another search panicked; the device state is per search.
                 let _one = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                checked(&self.dev.device, || self.gpu_candidates(probes, b0, nb, m))
+                checked(&self.dev.device, || self.candidates(probes, b0, nb, m))
                     .map_err(|e| SearchError::Unavailable(e.to_string()))?
             };
             for (i, list) in lists.into_iter().enumerate() {
-                let ranked = self
-                    .cpu
-                    .refiner()
-                    .rank_candidates(probes, b0 + i, list, top_k)?;
-                out.push(self.fill_masked(probes, b0 + i, ranked, top_k)?);
+                out.push(self.finish(probes, b0 + i, list, top_k)?);
             }
             b0 += nb;
         }

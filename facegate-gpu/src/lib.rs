@@ -13,6 +13,15 @@
 //! exact re-score of a 2k-subject pool makes a difference in the final top-k
 //! possible only among subjects whose scores agree to within rounding.
 //!
+//! Two designs search ([`engine::Design`]). The first scores each chunk
+//! into a probe x row matrix in device memory and selects from it. The
+//! second (int8 galleries, the default where it fits) keeps the rows
+//! interleaved by groups of 32 ([`interleave`]), reads the gallery once
+//! per batch of up to 1,024 probes with the batch's probes in workgroup
+//! memory, and writes no score matrix: a pilot over a sample gives each
+//! probe a cut no higher than its true M-th best, and only rows at or above
+//! it are appended to a bounded list ([`plan`], [`scan`]).
+//!
 //! Modules: [`device`] (adapter and device), [`shared`] (the constants and
 //! uniform structs Rust and WGSL share, and the WGSL prelude declaring them),
 //! [`shaders`] (WGSL sources), [`pipeline`] (compute pipelines), [`buffers`]
@@ -21,12 +30,17 @@
 pub mod buffers;
 pub mod device;
 pub mod engine;
+pub mod interleave;
 pub mod pipeline;
+pub mod plan;
+pub mod scan;
 pub mod shaders;
 pub mod shared;
+mod topk;
 
 pub use device::{DeviceOptions, GpuDevice};
-pub use engine::{GpuEngine, GpuOptions};
+pub use engine::{Design, GpuEngine, GpuOptions};
+pub use scan::ScanOptions;
 
 /// Why the GPU engine could not start or answer.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,13 @@
-//! Compute pipelines for one gallery element type.
+//! Compute pipelines, and bind groups for them.
 
 use facegate_core::ElementType;
 
 use crate::shaders::Kernel;
 
-/// The score pipeline for the gallery's element type and the top-k pipeline.
+/// The first design's score pipeline for the gallery's element type.
 pub struct Pipelines {
     /// Scores a probe batch against a chunk of rows.
     pub score: wgpu::ComputePipeline,
-    /// Selects and merges the best candidates.
-    pub topk: wgpu::ComputePipeline,
 }
 
 /// Compiles `kernel` (the shared prelude, then its file) into a pipeline whose
@@ -30,12 +28,42 @@ fn pipeline(device: &wgpu::Device, kernel: Kernel) -> wgpu::ComputePipeline {
     })
 }
 
+/// The top-k kernel (both designs).
+pub fn topk(device: &wgpu::Device) -> wgpu::ComputePipeline {
+    pipeline(device, Kernel::Topk)
+}
+
+/// The second design's scan kernel (int8).
+pub fn scan(device: &wgpu::Device) -> wgpu::ComputePipeline {
+    pipeline(device, Kernel::ScanInt8)
+}
+
 impl Pipelines {
     /// Compiles the pipelines (validation errors surface through the caller's error scope).
     pub fn new(device: &wgpu::Device, ty: ElementType) -> Pipelines {
         Pipelines {
             score: pipeline(device, Kernel::score(ty)),
-            topk: pipeline(device, Kernel::Topk),
         }
     }
+}
+
+/// A bind group giving `buffers` to `pipeline`'s bindings 0, 1, ... in order.
+pub fn bind(
+    device: &wgpu::Device,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
 }

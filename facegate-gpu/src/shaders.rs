@@ -19,15 +19,19 @@ pub enum Kernel {
     ScoreF32,
     /// Per-segment top-M selection and merging in workgroup memory.
     Topk,
+    /// The second design's int8 scan: interleaved row groups in workgroup
+    /// memory, probes in tiles, candidates appended at or above a cut.
+    ScanInt8,
 }
 
 impl Kernel {
     /// Every kernel, for validation and diagnostics.
-    pub const ALL: [Kernel; 4] = [
+    pub const ALL: [Kernel; 5] = [
         Kernel::ScoreInt8,
         Kernel::ScoreF16,
         Kernel::ScoreF32,
         Kernel::Topk,
+        Kernel::ScanInt8,
     ];
 
     /// The score kernel for a gallery whose scan rows are of type `ty`.
@@ -46,6 +50,7 @@ impl Kernel {
             Kernel::ScoreF16 => "score_f16.wgsl",
             Kernel::ScoreF32 => "score_f32.wgsl",
             Kernel::Topk => "topk.wgsl",
+            Kernel::ScanInt8 => "scan_int8.wgsl",
         }
     }
 
@@ -57,6 +62,7 @@ impl Kernel {
             Kernel::ScoreF16 => include_str!("../../shaders/score_f16.wgsl"),
             Kernel::ScoreF32 => include_str!("../../shaders/score_f32.wgsl"),
             Kernel::Topk => include_str!("../../shaders/topk.wgsl"),
+            Kernel::ScanInt8 => include_str!("../../shaders/scan_int8.wgsl"),
         }
     }
 

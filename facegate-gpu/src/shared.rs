@@ -38,7 +38,28 @@ shared_constants! {
     /// The row the top-k kernel writes for a missing candidate, which
     /// `CpuEngine::rank_candidates` skips (it is `u32::MAX` there too).
     NO_ROW = u32::MAX;
+    /// Rows interleaved together in the second design's layout (and scored
+    /// by one workgroup of the scan kernel): 16-byte chunk c of row r is
+    /// unit `((r / 32) * chunks + c) * 32 + r % 32`, so the rows of a group
+    /// lie in one contiguous block, chunk by chunk.
+    SCAN_GROUP_ROWS = 32;
+    /// Invocations of one scan workgroup.
+    SCAN_WORKGROUP = 128;
+    /// Probes a scan workgroup holds in workgroup memory at a time.
+    SCAN_PROBE_TILE = 16;
+    /// Probes one scan invocation scores per row chunk it reads
+    /// (`SCAN_WORKGROUP / SCAN_GROUP_ROWS * SCAN_THREAD_PROBES == SCAN_PROBE_TILE`).
+    SCAN_THREAD_PROBES = 4;
+    /// Most 16-byte chunks of a row the scan kernel holds (512 int8 dimensions).
+    SCAN_MAX_CHUNKS = 32;
 }
+
+const _: () = assert!(SCAN_WORKGROUP / SCAN_GROUP_ROWS * SCAN_THREAD_PROBES == SCAN_PROBE_TILE);
+
+/// Workgroup memory the scan kernel declares: a group's rows and a tile of
+/// probes, [`SCAN_MAX_CHUNKS`] 16-byte chunks each.
+/// tests/shaders_validate.rs checks this against naga's layout.
+pub const SCAN_WORKGROUP_BYTES: u32 = (SCAN_GROUP_ROWS + SCAN_PROBE_TILE) * SCAN_MAX_CHUNKS * 16;
 
 // The top-k kernel's bitonic sort needs a power-of-two buffer, and K is
 // chosen between TOPK_WORKGROUP and TOPK_MAX_K.
@@ -47,10 +68,10 @@ const _: () = assert!(TOPK_WORKGROUP <= TOPK_MAX_K);
 
 /// Workgroup memory the top-k kernel declares, checked against the adapter's
 /// limit before the engine starts: keys (f32) and rows (u32) of
-/// [`TOPK_CAPACITY`] entries, and four 4-byte scalars (the append counter, its
-/// uniform copy, and the cut's key and row). tests/shaders_validate.rs checks
+/// [`TOPK_CAPACITY`] entries, and five 4-byte scalars (the append counter, its
+/// uniform copy, the cut's key and row, and the probe's input count). tests/shaders_validate.rs checks
 /// this against naga's layout of topk.wgsl.
-pub const TOPK_WORKGROUP_BYTES: u32 = TOPK_CAPACITY * (4 + 4) + 4 * 4;
+pub const TOPK_WORKGROUP_BYTES: u32 = TOPK_CAPACITY * (4 + 4) + 5 * 4;
 
 /// How a uniform struct is laid out in Rust: what the prelude declares in
 /// WGSL, and what the layout test compares naga's layout with.
@@ -125,6 +146,38 @@ uniform_structs! {
         out_stride,
         /// Offset of the first output list within a probe's outputs.
         out_base,
+        /// 1 when each probe's inputs are only the first `counts[p]` (at most
+        /// `n_in`): the second design's candidate lists.
+        counted,
+        /// Padding.
+        _pad1,
+        /// Padding.
+        _pad2,
+    }
+
+    /// The second design's scan kernel parameters (binding 8) for one
+    /// dispatch over a buffer of interleaved row groups.
+    struct ScanParams {
+        /// Row groups in the buffer.
+        groups,
+        /// Valid rows in the buffer (the last group may be padded).
+        rows,
+        /// 16-byte chunks per row (`ceil(dim / 16)`).
+        chunks,
+        /// Probes in the batch.
+        probes,
+        /// Gallery row of the buffer's first row (what candidate lists name).
+        row_base,
+        /// 1: write every score to `out_scores[q * out_stride + row]` (the
+        /// pilot); 0: append rows scoring at or above the probe's cut.
+        dense,
+        /// Dense: entries per probe of the score matrix. Lists: entries per
+        /// probe of the lists (their capacity).
+        out_stride,
+        /// Where probe q's cut is: `cuts[q * cut_stride + cut_index]`.
+        cut_stride,
+        /// See `cut_stride`.
+        cut_index,
         /// Padding to 48 bytes.
         _pad0,
         /// Padding.

@@ -7,22 +7,34 @@ use std::sync::Arc;
 
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
 use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
-use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions};
+use facegate_gpu::{Design, DeviceOptions, GpuEngine, GpuOptions};
 use rand::{Rng, SeedableRng};
 
 fn skip() -> bool {
     std::env::var("FACEGATE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1")
 }
 
+/// The first design (score matrix) over `g` in chunks of `chunk_rows`.
 fn gpu(g: &Arc<Gallery>, chunk_rows: usize) -> GpuEngine {
+    gpu_with(
+        g,
+        GpuOptions {
+            max_chunk_rows: Some(chunk_rows),
+            design: Design::Classic,
+            ..Default::default()
+        },
+    )
+}
+
+/// The engine over `g` with `opts`, on any adapter, software included.
+fn gpu_with(g: &Arc<Gallery>, opts: GpuOptions) -> GpuEngine {
     GpuEngine::new(
         ScanTarget::whole(g.clone()),
         GpuOptions {
             device: DeviceOptions {
                 allow_software: true,
             },
-            max_chunk_rows: Some(chunk_rows),
-            ..Default::default()
+            ..opts
         },
     )
     .expect("a Vulkan adapter (install mesa-vulkan-drivers, or set FACEGATE_SKIP_GPU_TESTS=1)")
@@ -234,6 +246,7 @@ fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
             },
             max_chunk_rows: Some(700),
             memory_budget_bytes: Some(100_000),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -257,6 +270,7 @@ fn a_gallery_over_the_memory_budget_is_streamed_through_two_slots() {
             },
             max_chunk_rows: Some(700),
             memory_budget_bytes: Some(50_000),
+            ..Default::default()
         },
     )
     .err()

@@ -6,7 +6,8 @@
 
 use facegate_gpu::shaders::Kernel;
 use facegate_gpu::shared::{
-    CONSTANTS, SCORE_WORKGROUP, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES, UNIFORMS, wgsl_prelude,
+    CONSTANTS, SCAN_WORKGROUP, SCAN_WORKGROUP_BYTES, SCORE_WORKGROUP, TOPK_WORKGROUP,
+    TOPK_WORKGROUP_BYTES, UNIFORMS, wgsl_prelude,
 };
 
 /// Parses and validates `source`, panicking with naga's message under `name`.
@@ -104,6 +105,7 @@ fn each_kernel_takes_its_params_struct_and_workgroup_width() {
         let name = kernel.file_name();
         let (params, width) = match kernel {
             Kernel::Topk => ("TopkParams", TOPK_WORKGROUP),
+            Kernel::ScanInt8 => ("ScanParams", SCAN_WORKGROUP),
             _ => ("ScoreParams", SCORE_WORKGROUP),
         };
         let module = module(name, &kernel.source());
@@ -121,15 +123,20 @@ fn each_kernel_takes_its_params_struct_and_workgroup_width() {
     }
 }
 
-#[test]
-fn the_topk_kernel_declares_the_workgroup_memory_the_engine_checks() {
-    let module = module("topk.wgsl", &Kernel::Topk.source());
+/// Bytes of workgroup memory `kernel` declares, by naga's layout.
+fn workgroup_bytes(kernel: Kernel) -> u32 {
+    let module = module(kernel.file_name(), &kernel.source());
     let layouter = layouter(&module);
-    let bytes: u32 = module
+    module
         .global_variables
         .iter()
         .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
         .map(|(_, v)| layouter[v.ty].size)
-        .sum();
-    assert_eq!(bytes, TOPK_WORKGROUP_BYTES);
+        .sum()
+}
+
+#[test]
+fn the_topk_and_scan_kernels_declare_the_workgroup_memory_the_engine_checks() {
+    assert_eq!(workgroup_bytes(Kernel::Topk), TOPK_WORKGROUP_BYTES);
+    assert_eq!(workgroup_bytes(Kernel::ScanInt8), SCAN_WORKGROUP_BYTES);
 }

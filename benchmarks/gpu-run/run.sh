@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU run of issue 21, in one go on a machine lent for minutes (one
+# NVIDIA H200 here: a CUDA image with PyTorch, no network, nothing else
+# installed). Everything it needs comes along, prepared on the build
+# machine by benchmarks/gpu-run/prepare.sh: the Vulkan loader packages
+# (.gl/, carried) and the release benchmark binary (.gpu-run/, carried).
+# Planned to finish well inside 8 minutes:
+#   1. the adapter: name, limits, features (subgroups, f16, cooperative
+#      matrices);
+#   2. facegate-gpu-bench on ROWS x 512 int8 rows generated there (default
+#      10 million), B = 1, 8, 32, 64, 256, 1024: the second design, then the
+#      first, ms per batch beside the copy bandwidth measured in the same run;
+#   3. torch_peer.py on the same rows and probes: f16 GEMM + topk and int8
+#      _int_mm + topk, and whether their top-k agree with facegate's.
+# Output goes to $OUT (the device tool returns it), else /tmp/gpu-run.
+#
+#   ../.library device run: carry [".gl", ".gpu-run"], command "benchmarks/gpu-run/run.sh"
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-/tmp/gpu-run}
+mkdir -p "$out"
+rows=${ROWS:-10000000}
+batches=${BATCHES:-1,8,32,64,256,1024}
+if ! ldconfig -p | grep -q libvulkan; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -e "$icd" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
+  export VK_DRIVER_FILES=$icd
+fi
+export WGPU_BACKEND=vulkan
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.memory,driver_version --format=csv
+  nproc
+} 2>&1 | tee "$out/machine.txt"
+timeout 360 .gpu-run/facegate-gpu-bench --rows "$rows" --dim 512 --batches "$batches" \
+  --repeats 5 --dump-dir /tmp/gpu-dump --json 2>&1 | tee "$out/bench.txt"
+echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.txt"
+PYTHONUNBUFFERED=1 timeout 150 python3 benchmarks/gpu-run/torch_peer.py --dir /tmp/gpu-dump \
+  --batches "$batches" 2>&1 | tee "$out/torch.txt"
+echo "peer exit: ${PIPESTATUS[0]}" | tee -a "$out/torch.txt"

@@ -1,0 +1,477 @@
+//! The second design on the device (int8 galleries): the rows interleaved
+//! by group ([`crate::interleave`]) and resident, a pilot sample, persistent
+//! scratch with its bind groups made once, and one submission and one
+//! mapped read-back per batch ([`crate::plan`] says what each step moves).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use facegate_core::Gallery;
+use facegate_core::format::ScanRows;
+
+use crate::GpuError;
+use crate::buffers::{scratch, upload};
+use crate::device::GpuDevice;
+use crate::interleave::{chunks_of, interleave, sample_rows};
+use crate::pipeline::bind;
+use crate::plan::{SAMPLE_GROUPS, ScanPlan};
+use crate::shared::{SCAN_GROUP_ROWS, ScanParams, TopkParams};
+use crate::topk::{Lists, Pairs, Topk, TopkShape};
+
+/// A probe's candidate rows and their scan scores, best first.
+pub(crate) type Candidates = Vec<(u32, f32)>;
+
+/// Groups of rows laid out for the scan kernel, in one binding.
+pub(crate) struct GroupBuffers {
+    data: wgpu::Buffer,
+    scales: wgpu::Buffer,
+    /// Gallery row of the first row.
+    first_row: u32,
+    /// Real rows.
+    rows: u32,
+    /// Groups of 32 (the last may be padded).
+    groups: u32,
+}
+
+/// What the second design keeps on the device for one gallery.
+pub(crate) struct ScanDesign {
+    parts: Vec<GroupBuffers>,
+    sample: GroupBuffers,
+    chunks: u64,
+    sample_groups: u64,
+    capacity: Option<u64>,
+    /// The largest binding: a batch's lists and pilot scores must fit one.
+    max_binding: u64,
+    pipeline: wgpu::ComputePipeline,
+    scratch: Mutex<Option<Scratch>>,
+    /// Device memory the rows take (gallery and sample).
+    pub bytes: u64,
+    /// Probes whose list overflowed (answered by the CPU), since start.
+    pub overflows: AtomicU64,
+}
+
+/// The pilot's sample groups and the list capacity, when not the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// Row groups of 32 the pilot samples (default [`SAMPLE_GROUPS`]).
+    pub sample_groups: Option<u64>,
+    /// Entries of each probe's candidate list (default: the plan's).
+    pub list_capacity: Option<u64>,
+}
+
+fn upload_groups(
+    device: &wgpu::Device,
+    gallery: &Gallery,
+    rows: &[usize],
+    first_row: u32,
+) -> GroupBuffers {
+    // Built only for int8 galleries (`engine::scan_fits`); others lay out nothing.
+    let (data, scales, stride): (&[i8], &[f32], usize) = match gallery.scan_rows() {
+        ScanRows::Int8 {
+            data,
+            scales,
+            stride,
+        } => (data, scales, stride),
+        _ => (&[], &[], 0),
+    };
+    let rows = if stride == 0 { &[][..] } else { rows };
+    let laid = interleave(data, scales, stride, gallery.dim(), rows);
+    GroupBuffers {
+        data: upload(device, "interleaved rows", &laid.bytes),
+        scales: upload(
+            device,
+            "interleaved scales",
+            bytemuck::cast_slice(&laid.scales),
+        ),
+        first_row,
+        rows: laid.rows as u32,
+        groups: laid.groups as u32,
+    }
+}
+
+impl ScanDesign {
+    /// Lays the gallery out in parts of at most `max_binding` bytes (and
+    /// `max_part_rows` rows, rounded down to whole groups) and uploads them
+    /// with the pilot's sample.
+    pub(crate) fn new(
+        device: &wgpu::Device,
+        pipeline: wgpu::ComputePipeline,
+        gallery: &Gallery,
+        max_binding: u64,
+        max_part_rows: Option<usize>,
+        opts: ScanOptions,
+    ) -> ScanDesign {
+        let chunks = chunks_of(gallery.dim()) as u64;
+        let group = u64::from(SCAN_GROUP_ROWS);
+        let by_rows = max_part_rows.map_or(u64::MAX, |r| r as u64 / group);
+        let groups_per_part = (max_binding / (group * chunks * 16)).min(by_rows).max(1);
+        let rows_per_part = (groups_per_part * group) as usize;
+        let n = gallery.rows();
+        let parts: Vec<GroupBuffers> = (0..n)
+            .step_by(rows_per_part)
+            .map(|first| {
+                let rows: Vec<usize> = (first..(first + rows_per_part).min(n)).collect();
+                upload_groups(device, gallery, &rows, first as u32)
+            })
+            .collect();
+        let sample_groups = opts.sample_groups.unwrap_or(SAMPLE_GROUPS).max(1);
+        let sample = upload_groups(device, gallery, &sample_rows(n, sample_groups as usize), 0);
+        let bytes = parts
+            .iter()
+            .chain([&sample])
+            .map(|p| p.data.size() + p.scales.size())
+            .sum();
+        ScanDesign {
+            parts,
+            sample,
+            chunks,
+            sample_groups,
+            capacity: opts.list_capacity,
+            max_binding,
+            pipeline,
+            scratch: Mutex::new(None),
+            bytes,
+            overflows: AtomicU64::new(0),
+        }
+    }
+
+    /// Bindings the gallery's rows take.
+    pub(crate) fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The plan of a batch of `probes` keeping `m` over `rows` rows, for
+    /// scratch that holds batches up to the next power of two (at least 64),
+    /// so that growing batches remake it rarely. The lists' capacity is cut
+    /// to what one binding holds for that many probes.
+    pub(crate) fn plan(&self, rows: usize, probes: usize, m: u32) -> ScanPlan {
+        let room = (probes as u64).next_power_of_two().max(64);
+        let plan = ScanPlan::new(
+            rows as u64,
+            self.chunks * 16,
+            room,
+            u64::from(m),
+            self.sample_groups,
+            self.capacity,
+        );
+        let fits = (self.max_binding / (room * 4)).max(1);
+        ScanPlan {
+            capacity: plan.capacity.min(fits),
+            ..plan
+        }
+    }
+}
+
+/// A batch's buffers, kept from batch to batch (remade only for a larger
+/// batch or another M), with the scan's bind groups made once.
+pub(crate) struct Scratch {
+    plan: ScanPlan,
+    probes: wgpu::Buffer,
+    probe_scales: wgpu::Buffer,
+    pilot: Pairs,
+    spare: [Pairs; 2],
+    pilot_best: Pairs,
+    counts: wgpu::Buffer,
+    lists: Pairs,
+    best: Pairs,
+    staging: wgpu::Buffer,
+    /// The pilot's scan, then each part's: params and bind group.
+    scans: Vec<(wgpu::Buffer, wgpu::BindGroup)>,
+}
+
+fn params_buffer(device: &wgpu::Device) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("scan params"),
+        size: std::mem::size_of::<ScanParams>() as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+impl ScanDesign {
+    /// The scratch for `plan`, made now if the kept one was made for
+    /// another.
+    fn scratch_for<'a>(
+        &self,
+        dev: &GpuDevice,
+        kept: &'a mut Option<Scratch>,
+        plan: ScanPlan,
+    ) -> &'a mut Scratch {
+        if kept.as_ref().is_some_and(|s| s.plan != plan) {
+            *kept = None;
+        }
+        kept.get_or_insert_with(|| self.make_scratch(dev, plan))
+    }
+
+    fn make_scratch(&self, dev: &GpuDevice, plan: ScanPlan) -> Scratch {
+        let d = &dev.device;
+        let (b, m) = (plan.probes, plan.m);
+        let probes = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scan probes"),
+            size: b * self.chunks * 16,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let probe_scales = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scan probe scales"),
+            size: b * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let counts = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("list counts"),
+            size: b * 4,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scan read-back"),
+            size: b * (m * 8 + 4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let pilot = Pairs {
+            scores: scratch(d, "pilot scores", b * plan.sample_rows * 4),
+            rows: upload(d, "no rows", &[0; 4]),
+        };
+        let lists = if plan.pilot_is_exact() {
+            1
+        } else {
+            plan.capacity
+        };
+        let mut s = Scratch {
+            plan,
+            probes,
+            probe_scales,
+            spare: [
+                Pairs::new(d, "pilot lists a", b * m * plan.pilot_segments()),
+                Pairs::new(d, "pilot lists b", b * m * plan.pilot_segments()),
+            ],
+            pilot_best: Pairs::new(d, "pilot best", b * m),
+            counts,
+            lists: Pairs::new(d, "candidate lists", b * lists),
+            best: Pairs::new(d, "best", b * m),
+            staging,
+            pilot,
+            scans: Vec::new(),
+        };
+        let bind = |rows: &GroupBuffers, out_scores: &wgpu::Buffer, out_rows: &wgpu::Buffer| {
+            let params = params_buffer(d);
+            let group = bind(
+                d,
+                &self.pipeline,
+                &[
+                    &rows.data,
+                    &rows.scales,
+                    &s.probes,
+                    &s.probe_scales,
+                    &s.pilot_best.scores,
+                    &s.counts,
+                    out_scores,
+                    out_rows,
+                    &params,
+                ],
+            );
+            (params, group)
+        };
+        let mut scans = vec![bind(&self.sample, &s.pilot.scores, &s.pilot.rows)];
+        for part in &self.parts {
+            scans.push(bind(part, &s.lists.scores, &s.lists.rows));
+        }
+        s.scans = scans;
+        s
+    }
+
+    /// The best `m` candidate rows of probes `b0 .. b0 + nb`, by the second
+    /// design; `None` for a probe whose list overflowed (the caller answers
+    /// it with the exact CPU scan).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn candidates(
+        &self,
+        dev: &GpuDevice,
+        topk: &Topk,
+        rows: usize,
+        probes: &facegate_core::search::ProbeBatch,
+        b0: usize,
+        nb: usize,
+        m: u32,
+    ) -> Result<Vec<Option<Candidates>>, GpuError> {
+        let room = self.plan(rows, nb, m);
+        let mut kept = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.scratch_for(dev, &mut kept, room);
+        // This batch: the scratch's sizes, its own probe count.
+        let plan = ScanPlan {
+            probes: nb as u64,
+            ..room
+        };
+        self.write_batch(dev, s, plan, probes, b0, nb);
+        let mut enc = dev
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("scan batch"),
+            });
+        enc.clear_buffer(&s.counts, 0, Some(plan.probes * 4));
+        let answer = {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("scan batch"),
+                timestamp_writes: None,
+            });
+            self.record_batch(&mut pass, topk, s, plan)
+        };
+        let bytes = plan.probes * plan.m * 4;
+        enc.copy_buffer_to_buffer(&answer.scores, 0, &s.staging, 0, bytes);
+        enc.copy_buffer_to_buffer(&answer.rows, 0, &s.staging, bytes, bytes);
+        enc.copy_buffer_to_buffer(&s.counts, 0, &s.staging, 2 * bytes, plan.probes * 4);
+        dev.queue.submit([enc.finish()]);
+        let out = read_answers(&dev.device, &s.staging, plan)?;
+        let overflowed = out.iter().filter(|l| l.is_none()).count() as u64;
+        self.overflows.fetch_add(overflowed, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Writes the batch's probes and every dispatch's parameters (queue
+    /// writes land before the batch's submission runs).
+    fn write_batch(
+        &self,
+        dev: &GpuDevice,
+        s: &Scratch,
+        plan: ScanPlan,
+        probes: &facegate_core::search::ProbeBatch,
+        b0: usize,
+        nb: usize,
+    ) {
+        let q = &dev.queue;
+        let row_bytes = self.chunks as usize * 16;
+        let mut bytes = vec![0u8; nb * row_bytes];
+        let mut scales = Vec::with_capacity(nb);
+        for i in 0..nb {
+            let (quantised, scale) = probes.quantized(b0 + i);
+            bytes[i * row_bytes..i * row_bytes + quantised.len()]
+                .copy_from_slice(bytemuck::cast_slice(quantised));
+            scales.push(scale);
+        }
+        q.write_buffer(&s.probes, 0, &bytes);
+        q.write_buffer(&s.probe_scales, 0, bytemuck::cast_slice(&scales));
+        let targets = std::iter::once((&self.sample, 1, plan.sample_rows))
+            .chain(self.parts.iter().map(|p| (p, 0, plan.capacity)));
+        for ((rows, dense, out_stride), (params, _)) in targets.zip(&s.scans) {
+            let p = ScanParams {
+                groups: rows.groups,
+                rows: rows.rows,
+                chunks: self.chunks as u32,
+                probes: nb as u32,
+                row_base: rows.first_row,
+                dense,
+                out_stride: out_stride as u32,
+                cut_stride: plan.m as u32,
+                cut_index: plan.m as u32 - 1,
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
+            };
+            q.write_buffer(params, 0, bytemuck::bytes_of(&p));
+        }
+    }
+
+    /// Records the pilot, the scan and the final selection; where each
+    /// probe's best M end up.
+    fn record_batch<'a>(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        topk: &Topk,
+        s: &'a Scratch,
+        plan: ScanPlan,
+    ) -> &'a Pairs {
+        let shape = TopkShape::new(plan.probes as usize, plan.m as u32);
+        let dispatch = |pass: &mut wgpu::ComputePass,
+                        groups: u32,
+                        (_, bind): &(wgpu::Buffer, wgpu::BindGroup)| {
+            let x = groups.clamp(1, 65_535);
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, bind, &[]);
+            pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
+        };
+        dispatch(pass, self.sample.groups, &s.scans[0]);
+        let pilot_best = Lists::packed(&s.pilot_best, 1, shape.m);
+        let sample = crate::buffers::ChunkRange {
+            first_row: 0,
+            rows: plan.sample_rows as u32,
+        };
+        topk.reduce_scores(
+            pass,
+            shape,
+            &s.pilot,
+            [&s.spare[0], &s.spare[1]],
+            sample,
+            pilot_best,
+        );
+        if plan.pilot_is_exact() {
+            return &s.pilot_best;
+        }
+        for (part, scan) in self.parts.iter().zip(&s.scans[1..]) {
+            dispatch(pass, part.groups, scan);
+        }
+        let params = TopkParams {
+            n_in: plan.capacity as u32,
+            in_stride: plan.capacity as u32,
+            seg_len: plan.capacity as u32,
+            m: shape.m,
+            k: shape.k,
+            from_pairs: 1,
+            row_base: 0,
+            out_stride: shape.m,
+            out_base: 0,
+            counted: 1,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        let best = Lists::packed(&s.best, 1, shape.m);
+        topk.pass(pass, shape, &s.lists, best, params, &s.counts);
+        &s.best
+    }
+}
+
+/// Maps the read-back and splits it into each probe's list (`None` when
+/// the probe's count passed the list's capacity).
+fn read_answers(
+    device: &wgpu::Device,
+    staging: &wgpu::Buffer,
+    plan: ScanPlan,
+) -> Result<Vec<Option<Candidates>>, GpuError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| GpuError::Operation(format!("waiting for the GPU: {e}")))?;
+    rx.recv()
+        .map_err(|_| GpuError::Operation("buffer map callback never ran".into()))?
+        .map_err(|e| GpuError::Operation(format!("mapping results: {e}")))?;
+    let out = {
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Operation(format!("reading results: {e}")))?;
+        let (b, m) = (plan.probes as usize, plan.m as usize);
+        let words: &[u32] = bytemuck::cast_slice(&view[..b * (m * 8 + 4)]);
+        let (scores, rest) = words.split_at(b * m);
+        let (rows, counts) = rest.split_at(b * m);
+        (0..b)
+            .map(|p| {
+                let overflowed = !plan.pilot_is_exact() && u64::from(counts[p]) > plan.capacity;
+                (!overflowed).then(|| {
+                    let list = p * m..(p + 1) * m;
+                    rows[list.clone()]
+                        .iter()
+                        .copied()
+                        .zip(scores[list].iter().map(|&s| f32::from_bits(s)))
+                        .collect()
+                })
+            })
+            .collect()
+    };
+    staging.unmap();
+    Ok(out)
+}

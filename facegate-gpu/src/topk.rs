@@ -1,0 +1,213 @@
+//! The top-k kernel's passes, which both designs share: candidate lists
+//! of (score, row) pairs, selection from a score matrix, and merges until
+//! one list per probe is left.
+
+use crate::buffers::{ChunkRange, scratch, uniform, upload};
+use crate::pipeline::bind;
+use crate::shared::{TOPK_WORKGROUP, TopkParams};
+
+/// Scores one top-k workgroup reduces in the first pass.
+pub(crate) const SEG_LEN: u32 = 4096;
+/// Partial lists one top-k workgroup merges in later passes.
+const MERGE_LISTS: u32 = 8;
+
+/// A pair of candidate buffers (scores, rows).
+pub(crate) struct Pairs {
+    pub(crate) scores: wgpu::Buffer,
+    pub(crate) rows: wgpu::Buffer,
+}
+
+impl Pairs {
+    /// Buffers for `entries` (score, row) pairs.
+    pub(crate) fn new(device: &wgpu::Device, label: &str, entries: u64) -> Pairs {
+        Pairs {
+            scores: scratch(device, label, entries * 4),
+            rows: scratch(device, label, entries * 4),
+        }
+    }
+}
+
+/// `count` candidate lists of M (score, row) pairs per probe in `pairs`:
+/// probe p's list i starts at entry `p * stride + base + i * M`.
+#[derive(Clone, Copy)]
+pub(crate) struct Lists<'a> {
+    pub(crate) pairs: &'a Pairs,
+    pub(crate) count: u32,
+    pub(crate) stride: u32,
+    pub(crate) base: u32,
+}
+
+impl<'a> Lists<'a> {
+    /// `count` lists per probe, packed from the start of `pairs`.
+    pub(crate) fn packed(pairs: &'a Pairs, count: u32, m: u32) -> Lists<'a> {
+        Lists {
+            pairs,
+            count,
+            stride: count * m,
+            base: 0,
+        }
+    }
+
+    /// List `i` of these alone.
+    pub(crate) fn list(self, i: u32, m: u32) -> Lists<'a> {
+        Lists {
+            count: 1,
+            base: self.base + i * m,
+            ..self
+        }
+    }
+}
+
+/// The sizes every top-k pass of one batch shares.
+#[derive(Clone, Copy)]
+pub(crate) struct TopkShape {
+    /// Probes in the batch (the dispatch's y).
+    pub(crate) probes: u32,
+    /// Candidates kept per list.
+    pub(crate) m: u32,
+    /// Candidates a workgroup keeps while selecting: the kernel's K.
+    pub(crate) k: u32,
+}
+
+impl TopkShape {
+    /// The sizes for `probes` probes keeping `m` candidates: K is the
+    /// smallest power of two the kernel accepts that holds M.
+    pub(crate) fn new(probes: usize, m: u32) -> TopkShape {
+        TopkShape {
+            probes: probes as u32,
+            m,
+            k: TOPK_WORKGROUP.max(m.next_power_of_two()),
+        }
+    }
+
+    /// Where a pass producing `count` lists writes: into `dest` when it
+    /// produces the last list, else packed into `spare`.
+    pub(crate) fn output<'a>(
+        self,
+        count: u32,
+        dest: Option<Lists<'a>>,
+        spare: &'a Pairs,
+    ) -> Lists<'a> {
+        match dest {
+            Some(dest) if count == 1 => dest,
+            _ => Lists::packed(spare, count, self.m),
+        }
+    }
+}
+
+/// The top-k pipeline and what its passes bind where they read no counts.
+pub(crate) struct Topk {
+    device: wgpu::Device,
+    pipeline: wgpu::ComputePipeline,
+    /// Bound as the kernel's counts where it reads none.
+    pub(crate) no_counts: wgpu::Buffer,
+}
+
+impl Topk {
+    /// Compiles the kernel on `device`.
+    pub(crate) fn new(device: &wgpu::Device) -> Topk {
+        Topk {
+            device: device.clone(),
+            pipeline: crate::pipeline::topk(device),
+            no_counts: upload(device, "no counts", &[0; 4]),
+        }
+    }
+
+    /// Reduces a chunk's score matrix `scores` to each probe's best M rows,
+    /// written to `dest`: the best M of every `SEG_LEN` rows (into
+    /// `spare[0]`), then merged until one list is left.
+    pub(crate) fn reduce_scores(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        shape: TopkShape,
+        scores: &Pairs,
+        [a, b]: [&Pairs; 2],
+        chunk: ChunkRange,
+        dest: Lists,
+    ) {
+        let segments = chunk.rows.div_ceil(SEG_LEN);
+        let per_segment = shape.output(segments, Some(dest), a);
+        let params = TopkParams {
+            n_in: chunk.rows,
+            in_stride: chunk.rows,
+            seg_len: SEG_LEN,
+            m: shape.m,
+            k: shape.k,
+            from_pairs: 0,
+            row_base: chunk.first_row,
+            out_stride: per_segment.stride,
+            out_base: per_segment.base,
+            counted: 0,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        self.pass(pass, shape, scores, per_segment, params, &self.no_counts);
+        self.merge_until_one(pass, shape, per_segment, Some(dest), [b, a]);
+    }
+
+    /// Merges `lists` `MERGE_LISTS` at a time until one list per probe is
+    /// left, and returns where it is: in `dest` when given, else in a spare.
+    /// Successive passes write to `spare[0]`, `spare[1]`, `spare[0]`, ...
+    pub(crate) fn merge_until_one<'a>(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        shape: TopkShape,
+        mut lists: Lists<'a>,
+        dest: Option<Lists<'a>>,
+        mut spare: [&'a Pairs; 2],
+    ) -> Lists<'a> {
+        while lists.count > 1 {
+            let merged = shape.output(lists.count.div_ceil(MERGE_LISTS), dest, spare[0]);
+            // The kernel reads every probe's inputs from the start of its stride.
+            debug_assert_eq!(lists.base, 0);
+            let params = TopkParams {
+                n_in: lists.count * shape.m,
+                in_stride: lists.stride,
+                seg_len: MERGE_LISTS * shape.m,
+                m: shape.m,
+                k: shape.k,
+                from_pairs: 1,
+                row_base: 0,
+                out_stride: merged.stride,
+                out_base: merged.base,
+                counted: 0,
+                _pad1: 0,
+                _pad2: 0,
+            };
+            self.pass(pass, shape, lists.pairs, merged, params, &self.no_counts);
+            lists = merged;
+            spare.swap(0, 1);
+        }
+        lists
+    }
+
+    /// One top-k pass: a workgroup per output list and probe reads `input`
+    /// (only each probe's first `counts[p]` when `params.counted`) as
+    /// `params` says and writes its list into `output`.
+    pub(crate) fn pass(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        shape: TopkShape,
+        input: &Pairs,
+        output: Lists,
+        params: TopkParams,
+        counts: &wgpu::Buffer,
+    ) {
+        let params = uniform(&self.device, "topk params", &params);
+        let bg = bind(
+            &self.device,
+            &self.pipeline,
+            &[
+                &input.scores,
+                &input.rows,
+                &output.pairs.scores,
+                &output.pairs.rows,
+                &params,
+                counts,
+            ],
+        );
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(output.count, shape.probes, 1);
+    }
+}

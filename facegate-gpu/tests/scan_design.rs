@@ -1,0 +1,172 @@
+//! The second design (interleaved int8 scan, pilot cut, bounded lists) on a
+//! real (software) Vulkan device, against the exact CPU engine: batches of
+//! 1, 7, 64, 256 and 300 probes; k = 1, 10, 100; ties; rows of all +127 and
+//! all -127; rows that do not fill a group or a chunk; several bindings; a
+//! pilot that is the whole gallery and one that is a small sample; lists
+//! forced to overflow. Set FACEGATE_SKIP_GPU_TESTS=1 on a machine with no
+//! Vulkan driver.
+
+use std::sync::Arc;
+
+use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
+use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions, ScanOptions};
+use rand::{Rng, SeedableRng};
+
+fn skip() -> bool {
+    std::env::var("FACEGATE_SKIP_GPU_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// `rows` random int8 rows of `dim`, with exact duplicates (ties), a row of
+/// all +1 and one of all -1 (+127 and -127 once quantised), and subjects of
+/// several rows.
+fn gallery(dir: &std::path::Path, rows: usize, dim: usize) -> (Arc<Gallery>, Vec<f32>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(dim as u64);
+    let mut data: Vec<f32> = (0..rows * dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    for r in (0..rows).step_by(89) {
+        let src = (r + 17) % rows;
+        let copy = data[src * dim..(src + 1) * dim].to_vec();
+        data[r * dim..(r + 1) * dim].copy_from_slice(&copy);
+    }
+    data[5 * dim..6 * dim].fill(1.0);
+    data[(rows - 1) * dim..rows * dim].fill(-1.0);
+    let ids: Vec<String> = (0..rows)
+        .map(|r| format!("s{}", (r * 7919) % (rows / 3 + 1)))
+        .collect();
+    let path = dir.join(format!("g-{rows}-{dim}.fgal"));
+    let opts = BuildOptions {
+        scan_type: ElementType::Int8,
+        model_tag: "t".into(),
+        overwrite: true,
+    };
+    let mut source = SliceRows::new(&data, dim, "t").unwrap();
+    build_gallery(&path, &mut source, &ids, "ids", &opts, &mut |_| {}).unwrap();
+    (Arc::new(Gallery::open(&path).unwrap()), data)
+}
+
+fn engine(g: &Arc<Gallery>, part_rows: Option<usize>, scan: ScanOptions) -> GpuEngine {
+    let opts = GpuOptions {
+        device: DeviceOptions {
+            allow_software: true,
+        },
+        max_chunk_rows: part_rows,
+        scan,
+        ..Default::default()
+    };
+    let e = GpuEngine::new(ScanTarget::whole(g.clone()), opts)
+        .expect("a Vulkan adapter (install mesa-vulkan-drivers, or set FACEGATE_SKIP_GPU_TESTS=1)");
+    assert_eq!(e.design_name(), "interleaved scan");
+    e
+}
+
+/// `nb` probes: gallery rows (ties with their duplicates), the all +1 and
+/// all -1 rows, and random vectors.
+fn probes(data: &[f32], rows: usize, dim: usize, nb: usize, seed: u64) -> ProbeBatch {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut raw = Vec::with_capacity(nb * dim);
+    for j in 0..nb {
+        match j % 4 {
+            0 => {
+                let r = rng.random_range(0..rows);
+                raw.extend_from_slice(&data[r * dim..(r + 1) * dim]);
+            }
+            1 => raw.extend(std::iter::repeat_n(
+                if j % 8 == 1 { 1.0 } else { -1.0 },
+                dim,
+            )),
+            _ => raw.extend((0..dim).map(|_| rng.random_range(-1.0f32..1.0))),
+        }
+    }
+    ProbeBatch::new(dim, &raw).unwrap()
+}
+
+/// The GPU's answers equal the CPU's: the same subjects in the same order,
+/// and int8 scan scores bit for bit (the exact re-score agrees to 1e-4).
+fn same(cpu: &CpuEngine, gpu: &GpuEngine, probes: &ProbeBatch, k: usize, label: &str) {
+    let want = cpu.search(probes, k).unwrap();
+    let got = gpu.search(probes, k).unwrap();
+    assert_eq!(got.len(), want.len(), "{label}");
+    for (b, (w, g)) in want.iter().zip(&got).enumerate() {
+        let ws: Vec<u32> = w.iter().map(|c| c.subject).collect();
+        let gs: Vec<u32> = g.iter().map(|c| c.subject).collect();
+        assert_eq!(gs, ws, "{label} probe {b}");
+        for (x, y) in w.iter().zip(g) {
+            assert!(
+                (x.score - y.score).abs() <= 1e-4,
+                "{label} probe {b}: {x:?} vs {y:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_sampled_pilot_and_bounded_lists_give_the_cpus_answers() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 5,001 rows: 157 groups, the last with 9 rows; parts of 31 groups.
+    let (g, data) = gallery(dir.path(), 5001, 40);
+    let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
+    let scan = ScanOptions {
+        sample_groups: Some(8),
+        list_capacity: None,
+    };
+    let e = engine(&g, Some(1000), scan);
+    assert_eq!(e.chunks(), 6);
+    let plan = e.scan_plan(300, 64).unwrap();
+    assert!(!plan.pilot_is_exact());
+    assert_eq!(plan.sample_rows, 256);
+    for nb in [1, 7, 64, 256, 300] {
+        let p = probes(&data, 5001, 40, nb, nb as u64);
+        for k in [1, 10, 100] {
+            same(&cpu, &e, &p, k, &format!("B={nb} k={k}"));
+        }
+    }
+    assert_eq!(
+        e.list_overflows(),
+        0,
+        "the default capacity holds these lists"
+    );
+}
+
+#[test]
+fn a_pilot_over_the_whole_gallery_is_the_answer() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 512 dimensions (32 chunks, the most the kernel holds), 700 rows.
+    let (g, data) = gallery(dir.path(), 700, 512);
+    let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
+    let e = engine(&g, None, ScanOptions::default());
+    assert!(e.scan_plan(64, 32).unwrap().pilot_is_exact());
+    for nb in [1, 7, 64] {
+        let p = probes(&data, 700, 512, nb, 40 + nb as u64);
+        for k in [1, 10, 100] {
+            same(&cpu, &e, &p, k, &format!("whole B={nb} k={k}"));
+        }
+    }
+}
+
+#[test]
+fn an_overflowing_list_is_detected_and_answered_exactly() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (g, data) = gallery(dir.path(), 3000, 64);
+    let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
+    // A sample of one group puts the cut low; lists of 64 cannot hold what
+    // passes it.
+    let scan = ScanOptions {
+        sample_groups: Some(1),
+        list_capacity: Some(64),
+    };
+    let e = engine(&g, None, scan);
+    let p = probes(&data, 3000, 64, 9, 7);
+    same(&cpu, &e, &p, 10, "overflow");
+    assert!(e.list_overflows() > 0, "some list must have overflowed");
+}

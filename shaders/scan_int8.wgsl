@@ -1,0 +1,111 @@
+// scan_int8.wgsl: the second design's int8 scan. One workgroup scores one
+// group of SCAN_GROUP_ROWS interleaved rows against every probe of the batch:
+// it reads the group from memory once (a contiguous block: the layout puts
+// chunk c of the group's rows side by side), keeps it in workgroup memory,
+// and brings the probes through in tiles of SCAN_PROBE_TILE. So the gallery
+// is read once per batch, whatever the batch size. No score matrix is
+// written, except by the pilot (dense = 1, over a small sample of groups):
+// each score at or above its probe's cut (the pilot's M-th best, never above
+// the whole gallery's M-th best) is appended to that probe's bounded list.
+//
+// Bindings (group 0):
+//   0 rows        storage, read        array<vec4<u32>>  interleaved: unit (g * chunks + c) * 32 + r % 32
+//   1 scales      storage, read        array<f32>        per row of the buffer, padded to whole groups
+//   2 probes      storage, read        array<vec4<u32>>  probe q's chunk c at q * chunks + c
+//   3 pscales     storage, read        array<f32>        per probe
+//   4 cuts        storage, read        array<f32>        probe q's cut at q * cut_stride + cut_index
+//   5 counts      storage, read_write  array<atomic<u32>> appended per probe (may pass out_stride: overflow)
+//   6 out_scores  storage, read_write  array<f32>        dense: q * out_stride + row; lists: q * out_stride + slot
+//   7 out_rows    storage, read_write  array<u32>        lists only: gallery row of each entry
+//   8 params      uniform              ScanParams
+// Workgroup layout: SCAN_WORKGROUP x 1 x 1; the group is workgroup_id.y *
+// num_workgroups.x + workgroup_id.x (two dimensions: more groups than one
+// dimension allows). Invocation i scores row i % SCAN_GROUP_ROWS against
+// probes SCAN_THREAD_PROBES * (i / SCAN_GROUP_ROWS) .. + SCAN_THREAD_PROBES
+// of each tile.
+// Score = f32(dot) * probe scale * row scale, as the CPU engine computes it,
+// so the scores are bit-identical and both engines rank alike.
+// Names in capitals and ScanParams are declared by the prelude that
+// facegate-gpu generates from src/shared.rs and puts before this file.
+
+@group(0) @binding(0) var<storage, read> rows: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> scales: array<f32>;
+@group(0) @binding(2) var<storage, read> probes: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> pscales: array<f32>;
+@group(0) @binding(4) var<storage, read> cuts: array<f32>;
+@group(0) @binding(5) var<storage, read_write> counts: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read_write> out_scores: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_rows: array<u32>;
+@group(0) @binding(8) var<uniform> params: ScanParams;
+
+var<workgroup> s_rows: array<vec4<u32>, SCAN_GROUP_ROWS * SCAN_MAX_CHUNKS>;
+var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_MAX_CHUNKS>;
+
+fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
+    return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z)
+        + dot4I8Packed(a.w, b.w);
+}
+
+// Writes (dense) or appends (at or above the cut) probe q's score of a row.
+fn emit(q: u32, local_row: u32, s: f32) {
+    if (params.dense == 1u) {
+        out_scores[q * params.out_stride + local_row] = s;
+        return;
+    }
+    if (s >= cuts[q * params.cut_stride + params.cut_index]) {
+        let slot = atomicAdd(&counts[q], 1u);
+        if (slot < params.out_stride) {
+            out_scores[q * params.out_stride + slot] = s;
+            out_rows[q * params.out_stride + slot] = params.row_base + local_row;
+        }
+    }
+}
+
+@compute @workgroup_size(SCAN_WORKGROUP, 1, 1)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.y * nwg.x + wid.x;
+    if (group >= params.groups) {
+        return;
+    }
+    let chunks = params.chunks;
+    let units = SCAN_GROUP_ROWS * chunks;
+    for (var i = lid; i < units; i = i + SCAN_WORKGROUP) {
+        s_rows[i] = rows[group * units + i];
+    }
+    let r = lid % SCAN_GROUP_ROWS;
+    let first = (lid / SCAN_GROUP_ROWS) * SCAN_THREAD_PROBES;
+    let local_row = group * SCAN_GROUP_ROWS + r;
+    let row_scale = scales[local_row];
+    let tiles = (params.probes + SCAN_PROBE_TILE - 1u) / SCAN_PROBE_TILE;
+    for (var tile = 0u; tile < tiles; tile = tile + 1u) {
+        // The rows are in (first tile), and the last tile's probes are read.
+        workgroupBarrier();
+        let p0 = tile * SCAN_PROBE_TILE;
+        for (var i = lid; i < SCAN_PROBE_TILE * chunks; i = i + SCAN_WORKGROUP) {
+            // Probes past the batch repeat the last one; their scores are not emitted.
+            let q = min(p0 + i / chunks, params.probes - 1u);
+            s_probes[i] = probes[q * chunks + i % chunks];
+        }
+        workgroupBarrier();
+        var acc = vec4<i32>(0);
+        for (var c = 0u; c < chunks; c = c + 1u) {
+            let w = s_rows[c * SCAN_GROUP_ROWS + r];
+            acc.x = acc.x + dot16(w, s_probes[(first + 0u) * chunks + c]);
+            acc.y = acc.y + dot16(w, s_probes[(first + 1u) * chunks + c]);
+            acc.z = acc.z + dot16(w, s_probes[(first + 2u) * chunks + c]);
+            acc.w = acc.w + dot16(w, s_probes[(first + 3u) * chunks + c]);
+        }
+        if (local_row < params.rows) {
+            for (var j = 0u; j < SCAN_THREAD_PROBES; j = j + 1u) {
+                let q = p0 + first + j;
+                if (q < params.probes) {
+                    emit(q, local_row, f32(acc[j]) * pscales[q] * row_scale);
+                }
+            }
+        }
+    }
+}
