@@ -49,12 +49,24 @@ pub fn remote(at: &Location) -> impl Fn(postgres::Error) -> EncounterError + '_ 
                 // No SQLSTATE: the socket failed, or the server never answered.
                 None => e.as_db_error().is_none(),
             };
+        // A server's error says more than "db error": its message and code.
+        let reason = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => e.to_string(),
+        };
         EncounterError::Remote {
             location: at.to_string(),
-            reason: e.to_string(),
+            reason,
             transient,
         }
     }
+}
+
+/// Whether `e` is a deadlock or a serialisation failure: another
+/// transaction won, and the statement may simply be run again.
+pub fn is_lock_conflict(e: &postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(c.code(), "40P01" | "40001"))
 }
 
 /// A row no write of this store could have made: damage, never trusted.

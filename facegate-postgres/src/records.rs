@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use postgres::Transaction;
 
 use crate::error::{Location, remote};
-use crate::group::{Pending, again, in_savepoint};
+use crate::group::{Pending, again, copy, in_savepoint};
 use crate::rows::{self, COLUMNS};
 use facegate_core::encounter::{Encounter, EncounterError, RecordReply, Recorded, StoredEncounter};
 use facegate_core::manifest::Direction;
@@ -47,9 +47,10 @@ pub fn write_run(
             .zip(done)
             .map(|(reply, r)| held(reply, Ok(r)))
             .collect(),
+        // The run's savepoint is rolled back: none of it was written.
         Err(e) => replies
             .into_iter()
-            .map(|reply| held(reply, Err(again(&e))))
+            .map(|reply| held(reply, Err(copy(&e, "not written"))))
             .collect(),
     }
 }
@@ -71,12 +72,15 @@ fn write(
     run: Vec<Encounter>,
 ) -> Result<Vec<Recorded>, EncounterError> {
     let mut first: HashMap<Id<'_>, usize> = HashMap::new();
-    let fresh: Vec<&Encounter> = run
+    let mut fresh: Vec<&Encounter> = run
         .iter()
         .enumerate()
         .filter(|(i, e)| *first.entry(id_of(e)).or_insert(*i) == *i)
         .map(|(_, e)| e)
         .collect();
+    // Every node inserts in one order, so two nodes' runs sharing encounter
+    // ids wait for each other instead of deadlocking.
+    fresh.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
     let keys = insert(tx, at, &fresh)?;
     let is_new = |i: usize, e: &Encounter| first[&id_of(e)] == i && keys.contains_key(&id_of(e));
     let retried: Vec<&Encounter> = run
@@ -130,44 +134,22 @@ fn insert<'a>(
     at: &Location,
     es: &[&'a Encounter],
 ) -> Result<HashMap<Id<'a>, i64>, EncounterError> {
-    let text = |f: fn(&Encounter) -> &str| es.iter().map(|e| f(e)).collect::<Vec<&str>>();
-    let rows = tx
-        .query(
-            "INSERT INTO encounters (port, encounter_id, direction, lane, carrier, voyage, \
-             manifest_id, captured_ms, recorded_ms, method, decision, subject_id, score, \
-             threshold, principal, generation) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[], $11::text[], \
-             $12::text[], $13::float4[], $14::float4[], $15::text[], $16::int8[]) \
-             ON CONFLICT (port, encounter_id) DO NOTHING RETURNING key, port, encounter_id",
-            &[
-                &text(|e| &e.context.port),
-                &text(|e| &e.context.encounter_id),
-                &text(|e| e.context.direction.name()),
-                &text(|e| &e.context.lane),
-                &text(|e| &e.context.carrier),
-                &text(|e| &e.context.voyage),
-                &es.iter()
-                    .map(|e| e.manifest_id.as_deref())
-                    .collect::<Vec<_>>(),
-                &es.iter()
-                    .map(|e| e.context.captured_at.0)
-                    .collect::<Vec<_>>(),
-                &es.iter().map(|e| e.recorded_at.0).collect::<Vec<_>>(),
-                &text(|e| e.method.name()),
-                &text(|e| e.decision.name()),
-                &es.iter()
-                    .map(|e| e.subject_id.as_deref())
-                    .collect::<Vec<_>>(),
-                &es.iter().map(|e| e.score).collect::<Vec<_>>(),
-                &es.iter().map(|e| e.threshold).collect::<Vec<_>>(),
-                &text(|e| &e.principal),
-                &es.iter()
-                    .map(|e| i64::try_from(e.generation).unwrap_or(i64::MAX))
-                    .collect::<Vec<_>>(),
-            ],
-        )
-        .map_err(remote(at))?;
+    // A deadlock with another node's transaction (runs of one group are
+    // each sorted, not the group as a whole) aborts only this statement's
+    // savepoint; by then the other node has its rows, and the retry finds
+    // them stored.
+    let mut attempt = 0;
+    let rows = loop {
+        let mut sp = tx.savepoint("insert").map_err(remote(at))?;
+        match insert_rows(&mut sp, es) {
+            Ok(rows) => {
+                sp.commit().map_err(remote(at))?;
+                break rows;
+            }
+            Err(e) if attempt < 3 && crate::error::is_lock_conflict(&e) => attempt += 1,
+            Err(e) => return Err(remote(at)(e)),
+        }
+    };
     let by_id: HashMap<Id<'a>, &'a Encounter> = es.iter().map(|e| (id_of(e), *e)).collect();
     let mut keys = HashMap::with_capacity(rows.len());
     for row in &rows {
@@ -177,6 +159,49 @@ fn insert<'a>(
         }
     }
     Ok(keys)
+}
+
+/// The INSERT of `es`: the rows it inserted (key, port, encounter id).
+fn insert_rows(
+    tx: &mut Transaction<'_>,
+    es: &[&Encounter],
+) -> Result<Vec<postgres::Row>, postgres::Error> {
+    let text = |f: fn(&Encounter) -> &str| es.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    tx.query(
+        "INSERT INTO encounters (port, encounter_id, direction, lane, carrier, voyage, \
+             manifest_id, captured_ms, recorded_ms, method, decision, subject_id, score, \
+             threshold, principal, generation) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[], $11::text[], \
+             $12::text[], $13::float4[], $14::float4[], $15::text[], $16::int8[]) \
+             ON CONFLICT (port, encounter_id) DO NOTHING RETURNING key, port, encounter_id",
+        &[
+            &text(|e| &e.context.port),
+            &text(|e| &e.context.encounter_id),
+            &text(|e| e.context.direction.name()),
+            &text(|e| &e.context.lane),
+            &text(|e| &e.context.carrier),
+            &text(|e| &e.context.voyage),
+            &es.iter()
+                .map(|e| e.manifest_id.as_deref())
+                .collect::<Vec<_>>(),
+            &es.iter()
+                .map(|e| e.context.captured_at.0)
+                .collect::<Vec<_>>(),
+            &es.iter().map(|e| e.recorded_at.0).collect::<Vec<_>>(),
+            &text(|e| e.method.name()),
+            &text(|e| e.decision.name()),
+            &es.iter()
+                .map(|e| e.subject_id.as_deref())
+                .collect::<Vec<_>>(),
+            &es.iter().map(|e| e.score).collect::<Vec<_>>(),
+            &es.iter().map(|e| e.threshold).collect::<Vec<_>>(),
+            &text(|e| &e.principal),
+            &es.iter()
+                .map(|e| i64::try_from(e.generation).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+        ],
+    )
 }
 
 /// The stored first records of `es`' port encounter ids.
