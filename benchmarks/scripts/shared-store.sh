@@ -25,7 +25,9 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U facegate -E UTF8 >"$out/initdb.log"
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -w -l "$pg_dir/log" \
   -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
-trap '"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; rm -rf "$pg_dir"' EXIT
+stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null; rm -rf "$pg_dir"; }
+trap stop_pg EXIT
+trap 'exit 130' INT TERM
 psql -h 127.0.0.1 -p "$port" -U facegate -d postgres -qc 'CREATE DATABASE bench'
 
 echo "== SQLite (embedded)" >&2
