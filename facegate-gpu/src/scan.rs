@@ -16,7 +16,7 @@ use crate::interleave::{chunks_of, interleave, sample_rows};
 use crate::pipeline::bind;
 use crate::plan::{SAMPLE_GROUPS, ScanPlan};
 use crate::shared::{SCAN_GROUP_ROWS, ScanParams, TopkParams};
-use crate::topk::{Lists, Pairs, Topk, TopkShape};
+use crate::topk::{Lists, Pairs, ReadyPass, Topk, TopkShape};
 
 /// A probe's candidate rows and their scan scores, best first.
 pub(crate) type Candidates = Vec<(u32, f32)>;
@@ -163,20 +163,43 @@ impl ScanDesign {
 }
 
 /// A batch's buffers, kept from batch to batch (remade only for a larger
-/// batch or another M), with the scan's bind groups made once.
+/// batch or another M), with every pass's bind group made once.
 pub(crate) struct Scratch {
     plan: ScanPlan,
     probes: wgpu::Buffer,
     probe_scales: wgpu::Buffer,
-    pilot: Pairs,
-    spare: [Pairs; 2],
     pilot_best: Pairs,
     counts: wgpu::Buffer,
-    lists: Pairs,
     best: Pairs,
     staging: wgpu::Buffer,
+    /// Buffers only the bind groups name (the pilot's scores and lists,
+    /// the candidate lists), held here so that their lifetime is plain.
+    _bound: [Pairs; 4],
     /// The pilot's scan, then each part's: params and bind group.
     scans: Vec<(wgpu::Buffer, wgpu::BindGroup)>,
+    /// The top-k passes reducing the pilot's scores to its best M.
+    pilot_reduce: Vec<ReadyPass>,
+    /// The top-k pass selecting each probe's best M from its list.
+    select: ReadyPass,
+}
+
+/// The final selection's parameters: one workgroup per probe over its
+/// list, reading only as many entries as its count.
+fn select_params(plan: ScanPlan, shape: TopkShape) -> TopkParams {
+    TopkParams {
+        n_in: plan.capacity as u32,
+        in_stride: plan.capacity as u32,
+        seg_len: plan.capacity as u32,
+        m: shape.m,
+        k: shape.k,
+        from_pairs: 1,
+        row_base: 0,
+        out_stride: shape.m,
+        out_base: 0,
+        counted: 1,
+        _pad1: 0,
+        _pad2: 0,
+    }
 }
 
 fn params_buffer(device: &wgpu::Device) -> wgpu::Buffer {
@@ -194,16 +217,17 @@ impl ScanDesign {
     fn scratch_for<'a>(
         &self,
         dev: &GpuDevice,
+        topk: &Topk,
         kept: &'a mut Option<Scratch>,
         plan: ScanPlan,
     ) -> &'a mut Scratch {
         if kept.as_ref().is_some_and(|s| s.plan != plan) {
             *kept = None;
         }
-        kept.get_or_insert_with(|| self.make_scratch(dev, plan))
+        kept.get_or_insert_with(|| self.make_scratch(dev, topk, plan))
     }
 
-    fn make_scratch(&self, dev: &GpuDevice, plan: ScanPlan) -> Scratch {
+    fn make_scratch(&self, dev: &GpuDevice, topk: &Topk, plan: ScanPlan) -> Scratch {
         let d = &dev.device;
         let (b, m) = (plan.probes, plan.m);
         let probes = d.create_buffer(&wgpu::BufferDescriptor {
@@ -241,23 +265,14 @@ impl ScanDesign {
         } else {
             plan.capacity
         };
-        let mut s = Scratch {
-            plan,
-            probes,
-            probe_scales,
-            spare: [
-                Pairs::new(d, "pilot lists a", b * m * plan.pilot_segments()),
-                Pairs::new(d, "pilot lists b", b * m * plan.pilot_segments()),
-            ],
-            pilot_best: Pairs::new(d, "pilot best", b * m),
-            counts,
-            lists: Pairs::new(d, "candidate lists", b * lists),
-            best: Pairs::new(d, "best", b * m),
-            staging,
-            pilot,
-            scans: Vec::new(),
-        };
-        let bind = |rows: &GroupBuffers, out_scores: &wgpu::Buffer, out_rows: &wgpu::Buffer| {
+        let spare = [
+            Pairs::new(d, "pilot lists a", b * m * plan.pilot_segments()),
+            Pairs::new(d, "pilot lists b", b * m * plan.pilot_segments()),
+        ];
+        let pilot_best = Pairs::new(d, "pilot best", b * m);
+        let lists = Pairs::new(d, "candidate lists", b * lists);
+        let best = Pairs::new(d, "best", b * m);
+        let bind_scan = |rows: &GroupBuffers, out: &Pairs| {
             let params = params_buffer(d);
             let group = bind(
                 d,
@@ -265,23 +280,49 @@ impl ScanDesign {
                 &[
                     &rows.data,
                     &rows.scales,
-                    &s.probes,
-                    &s.probe_scales,
-                    &s.pilot_best.scores,
-                    &s.counts,
-                    out_scores,
-                    out_rows,
+                    &probes,
+                    &probe_scales,
+                    &pilot_best.scores,
+                    &counts,
+                    &out.scores,
+                    &out.rows,
                     &params,
                 ],
             );
             (params, group)
         };
-        let mut scans = vec![bind(&self.sample, &s.pilot.scores, &s.pilot.rows)];
-        for part in &self.parts {
-            scans.push(bind(part, &s.lists.scores, &s.lists.rows));
+        let scans = std::iter::once(bind_scan(&self.sample, &pilot))
+            .chain(self.parts.iter().map(|part| bind_scan(part, &lists)))
+            .collect();
+        let shape = TopkShape::new(b as usize, m as u32);
+        let sample = crate::buffers::ChunkRange {
+            first_row: 0,
+            rows: plan.sample_rows as u32,
+        };
+        let into_pilot_best = Lists::packed(&pilot_best, 1, shape.m);
+        let pilot_reduce = topk.reduce_ready(
+            shape,
+            &pilot,
+            [&spare[0], &spare[1]],
+            sample,
+            into_pilot_best,
+        );
+        let into_best = Lists::packed(&best, 1, shape.m);
+        let select = topk.ready(&lists, into_best, select_params(plan, shape), &counts);
+        let [spare_a, spare_b] = spare;
+        Scratch {
+            plan,
+            probes,
+            probe_scales,
+            pilot_best,
+            counts,
+            best,
+            staging,
+            _bound: [pilot, spare_a, spare_b, lists],
+            scans,
+            pilot_reduce,
+            select,
         }
-        s.scans = scans;
-        s
     }
 
     /// The best `m` candidate rows of probes `b0 .. b0 + nb`, by the second
@@ -300,7 +341,7 @@ impl ScanDesign {
     ) -> Result<Vec<Option<Candidates>>, GpuError> {
         let room = self.plan(rows, nb, m);
         let mut kept = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        let s = self.scratch_for(dev, &mut kept, room);
+        let s = self.scratch_for(dev, topk, &mut kept, room);
         // This batch: the scratch's sizes, its own probe count.
         let plan = ScanPlan {
             probes: nb as u64,
@@ -394,41 +435,16 @@ impl ScanDesign {
             pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
         };
         dispatch(pass, self.sample.groups, &s.scans[0]);
-        let pilot_best = Lists::packed(&s.pilot_best, 1, shape.m);
-        let sample = crate::buffers::ChunkRange {
-            first_row: 0,
-            rows: plan.sample_rows as u32,
-        };
-        topk.reduce_scores(
-            pass,
-            shape,
-            &s.pilot,
-            [&s.spare[0], &s.spare[1]],
-            sample,
-            pilot_best,
-        );
+        for ready in &s.pilot_reduce {
+            topk.dispatch(pass, ready, shape.probes);
+        }
         if plan.pilot_is_exact() {
             return &s.pilot_best;
         }
         for (part, scan) in self.parts.iter().zip(&s.scans[1..]) {
             dispatch(pass, part.groups, scan);
         }
-        let params = TopkParams {
-            n_in: plan.capacity as u32,
-            in_stride: plan.capacity as u32,
-            seg_len: plan.capacity as u32,
-            m: shape.m,
-            k: shape.k,
-            from_pairs: 1,
-            row_base: 0,
-            out_stride: shape.m,
-            out_base: 0,
-            counted: 1,
-            _pad1: 0,
-            _pad2: 0,
-        };
-        let best = Lists::packed(&s.best, 1, shape.m);
-        topk.pass(pass, shape, &s.lists, best, params, &s.counts);
+        topk.dispatch(pass, &s.select, shape.probes);
         &s.best
     }
 }

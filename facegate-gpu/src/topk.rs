@@ -121,10 +121,26 @@ impl Topk {
         pass: &mut wgpu::ComputePass,
         shape: TopkShape,
         scores: &Pairs,
-        [a, b]: [&Pairs; 2],
+        spare: [&Pairs; 2],
         chunk: ChunkRange,
         dest: Lists,
     ) {
+        for ready in self.reduce_ready(shape, scores, spare, chunk, dest) {
+            self.dispatch(pass, &ready, shape.probes);
+        }
+    }
+
+    /// The passes of [`Topk::reduce_scores`], made ready to dispatch for
+    /// any number of probes up to the buffers' (the second design makes
+    /// them once per scratch).
+    pub(crate) fn reduce_ready(
+        &self,
+        shape: TopkShape,
+        scores: &Pairs,
+        [a, b]: [&Pairs; 2],
+        chunk: ChunkRange,
+        dest: Lists,
+    ) -> Vec<ReadyPass> {
         let segments = chunk.rows.div_ceil(SEG_LEN);
         let per_segment = shape.output(segments, Some(dest), a);
         let params = TopkParams {
@@ -141,8 +157,9 @@ impl Topk {
             _pad1: 0,
             _pad2: 0,
         };
-        self.pass(pass, shape, scores, per_segment, params, &self.no_counts);
-        self.merge_until_one(pass, shape, per_segment, Some(dest), [b, a]);
+        let mut out = vec![self.ready(scores, per_segment, params, &self.no_counts)];
+        self.merge_ready(shape, per_segment, Some(dest), [b, a], &mut out);
+        out
     }
 
     /// Merges `lists` `MERGE_LISTS` at a time until one list per probe is
@@ -152,9 +169,27 @@ impl Topk {
         &self,
         pass: &mut wgpu::ComputePass,
         shape: TopkShape,
+        lists: Lists<'a>,
+        dest: Option<Lists<'a>>,
+        spare: [&'a Pairs; 2],
+    ) -> Lists<'a> {
+        let mut passes = Vec::new();
+        let merged = self.merge_ready(shape, lists, dest, spare, &mut passes);
+        for ready in &passes {
+            self.dispatch(pass, ready, shape.probes);
+        }
+        merged
+    }
+
+    /// The passes of [`Topk::merge_until_one`], appended to `out`; where
+    /// the one list ends up.
+    fn merge_ready<'a>(
+        &self,
+        shape: TopkShape,
         mut lists: Lists<'a>,
         dest: Option<Lists<'a>>,
         mut spare: [&'a Pairs; 2],
+        out: &mut Vec<ReadyPass>,
     ) -> Lists<'a> {
         while lists.count > 1 {
             let merged = shape.output(lists.count.div_ceil(MERGE_LISTS), dest, spare[0]);
@@ -174,27 +209,25 @@ impl Topk {
                 _pad1: 0,
                 _pad2: 0,
             };
-            self.pass(pass, shape, lists.pairs, merged, params, &self.no_counts);
+            out.push(self.ready(lists.pairs, merged, params, &self.no_counts));
             lists = merged;
             spare.swap(0, 1);
         }
         lists
     }
 
-    /// One top-k pass: a workgroup per output list and probe reads `input`
-    /// (only each probe's first `counts[p]` when `params.counted`) as
-    /// `params` says and writes its list into `output`.
-    pub(crate) fn pass(
+    /// One top-k pass, made ready: a workgroup per output list and probe
+    /// will read `input` (only each probe's first `counts[p]` when
+    /// `params.counted`) as `params` says and write its list into `output`.
+    pub(crate) fn ready(
         &self,
-        pass: &mut wgpu::ComputePass,
-        shape: TopkShape,
         input: &Pairs,
         output: Lists,
         params: TopkParams,
         counts: &wgpu::Buffer,
-    ) {
+    ) -> ReadyPass {
         let params = uniform(&self.device, "topk params", &params);
-        let bg = bind(
+        let group = bind(
             &self.device,
             &self.pipeline,
             &[
@@ -206,8 +239,24 @@ impl Topk {
                 counts,
             ],
         );
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(output.count, shape.probes, 1);
+        ReadyPass {
+            group,
+            lists: output.count,
+        }
     }
+
+    /// Dispatches a ready pass for `probes` probes.
+    pub(crate) fn dispatch(&self, pass: &mut wgpu::ComputePass, ready: &ReadyPass, probes: u32) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &ready.group, &[]);
+        pass.dispatch_workgroups(ready.lists, probes, 1);
+    }
+}
+
+/// A top-k pass with its parameters and buffers bound, to dispatch for any
+/// number of probes its buffers hold.
+pub(crate) struct ReadyPass {
+    group: wgpu::BindGroup,
+    /// Lists it writes per probe (the dispatch's x).
+    lists: u32,
 }
