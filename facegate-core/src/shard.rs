@@ -18,8 +18,9 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::GalleryError;
+use crate::format::BuildReport;
 use crate::format::Gallery;
-use crate::live::write_subset;
+use crate::live::{write_merged, write_subset};
 
 /// The hash a [`ShardMap`] names, so that a reader can refuse another.
 pub const HASH: &str = "xxh3_64(subject_id) mod count";
@@ -217,6 +218,43 @@ pub fn split(
     };
     write_map(&map, &dir.join(format!("{stem}.shards.json")))?;
     Ok(map)
+}
+
+/// The shard galleries `map_path` lists (beside it) merged back into one
+/// gallery at `out`: the first step of resharding from the shards
+/// themselves, without the source. Each shard's file must hold only its own
+/// subjects (checked: a file of another split is refused) and should be
+/// compacted first, so that the enrolments of its change log are in it.
+/// The shards' files may be newer generations than the map names.
+pub fn merge_map(
+    map_path: &Path,
+    out: &Path,
+    overwrite: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuildReport, ShardError> {
+    let map = read_map(map_path)?;
+    let dir = map_path.parent().unwrap_or(Path::new("."));
+    let mut sources = Vec::with_capacity(map.shards.len());
+    for entry in &map.shards {
+        let path = dir.join(&entry.file);
+        let gallery = Arc::new(Gallery::open(&path)?);
+        let spec = ShardSpec {
+            index: entry.index,
+            count: map.count,
+        };
+        let strangers = spec.strangers(&gallery)?;
+        if strangers > 0 {
+            return Err(ShardError::Map {
+                path: map_path.to_path_buf(),
+                reason: format!(
+                    "{}: {strangers} subjects belong to other shards: not shard {spec}",
+                    path.display()
+                ),
+            });
+        }
+        sources.push(gallery);
+    }
+    Ok(write_merged(&sources, out, overwrite, progress)?)
 }
 
 /// Writes `map` to `path` atomically (aside, fsync, rename).

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::*;
-use facegate_core::shard::{ShardSpec, read_map, shard_of, split};
+use facegate_core::shard::{ShardSpec, merge_map, read_map, shard_of, split};
 use facegate_core::{
     Candidate, CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine,
 };
@@ -141,4 +141,78 @@ fn a_server_given_the_wrong_shard_finds_strangers() {
     assert_eq!(wrong.strangers(&shard0).unwrap(), shard0.subjects() as u64);
     // Writing over an existing shard needs overwrite.
     assert!(split(source, 2, dir.path(), "g", false, &mut |_| {}).is_err());
+}
+
+#[test]
+fn shards_merged_back_answer_as_the_whole_and_reshard_to_another_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 48;
+    let s = synth(240, 12, dim, 11);
+    let (data, ids) = population(&s);
+    let source = open(&build(
+        dir.path(),
+        "g.fgal",
+        &data,
+        dim,
+        &ids,
+        ElementType::Int8,
+    ));
+    let probes: Vec<f32> = (0..12).flat_map(|j| s.probe(j).vector).collect();
+    let batch = ProbeBatch::new(dim, &probes).unwrap();
+    let three = dir.path().join("three");
+    std::fs::create_dir_all(&three).unwrap();
+    split(source.clone(), 3, &three, "g", false, &mut |_| {}).unwrap();
+    // The whole, written as a one-shard split writes it: what a merge must equal.
+    let whole = split(source.clone(), 1, &three, "whole", false, &mut |_| {}).unwrap();
+    let one = open(&three.join(&whole.shards[0].file));
+
+    let merged_path = dir.path().join("merged.fgal");
+    let report = merge_map(
+        &three.join("g.shards.json"),
+        &merged_path,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let merged = open(&merged_path);
+    assert_eq!(report.header.rows, source.rows() as u64);
+    assert_eq!(merged.subjects(), source.subjects());
+    for k in [1, 10] {
+        assert_eq!(search(&merged, &batch, k), search(&one, &batch, k), "k={k}");
+    }
+    // Resharding 3 -> 2 from the merge: the same answers again.
+    let two = dir.path().join("two");
+    std::fs::create_dir_all(&two).unwrap();
+    let map = split(merged, 2, &two, "g", false, &mut |_| {}).unwrap();
+    for (k, e) in map.shards.iter().enumerate() {
+        let g = open(&two.join(&e.file));
+        assert_eq!(
+            ShardSpec {
+                index: k as u32,
+                count: 2
+            }
+            .strangers(&g)
+            .unwrap(),
+            0
+        );
+    }
+    // A map whose files are of another split is refused, naming the file.
+    let wrong = dir.path().join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    let mut bad = read_map(&two.join("g.shards.json")).unwrap();
+    for f in ["g-0-of-2.fgal", "g-1-of-2.fgal"] {
+        std::fs::copy(two.join(f), wrong.join(f)).unwrap();
+    }
+    bad.shards.swap(0, 1);
+    bad.shards[0].index = 0;
+    bad.shards[1].index = 1;
+    facegate_core::shard::write_map(&bad, &wrong.join("g.shards.json")).unwrap();
+    let e = merge_map(
+        &wrong.join("g.shards.json"),
+        &dir.path().join("x.fgal"),
+        false,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("belong to other shards"), "{e}");
 }

@@ -74,4 +74,23 @@ fn shard_writes_checked_galleries_and_a_map_that_accounts_for_every_template() {
     ok(&strs(&shard(&gallery, "3", &out, &["--force"])));
     let zero = fails(&strs(&shard(&gallery, "0", &out, &[])));
     assert!(zero.contains("--shards"), "{zero}");
+
+    // Resharding 3 -> 2 from the shards themselves: every template again,
+    // no merged file left behind.
+    let two = d.join("two");
+    let old_map = out.join("g.shards.json");
+    let from_map = ["shard", "--from-map", p(&old_map), "--shards", "2"];
+    let printed = ok(&[&from_map[..], &["--out-dir", p(&two)]].concat());
+    assert!(printed.contains("shard 1/2"), "{printed}");
+    let map2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(two.join("g.shards.json")).unwrap()).unwrap();
+    assert_eq!(map2["source_rows"], map["source_rows"]);
+    assert!(!two.join("g.merged.fgal").exists());
+    let both = fails(&strs(&shard(
+        &gallery,
+        "2",
+        &two,
+        &["--from-map", p(&old_map)],
+    )));
+    assert!(both.contains("cannot be used with"), "{both}");
 }

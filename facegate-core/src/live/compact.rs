@@ -71,41 +71,13 @@ impl RowSource for CompactRows<'_> {
     }
 
     fn next_row(&mut self, out: &mut [f32]) -> Result<(), GalleryError> {
-        let dim = self.base.dim();
         match &self.rows[self.next] {
             RowRef::Delta(v) => {
                 for (o, x) in out.iter_mut().zip(v) {
                     *o = x.to_f32();
                 }
             }
-            RowRef::Base(r) => {
-                let r = *r as usize;
-                if let Some((data, stride)) = self.base.rescore_rows() {
-                    for (o, x) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
-                        *o = x.to_f32();
-                    }
-                } else {
-                    match self.base.scan_rows() {
-                        ScanRows::F16 { data, stride } => {
-                            for (o, x) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
-                                *o = x.to_f32();
-                            }
-                        }
-                        ScanRows::F32 { data, stride } => {
-                            out.copy_from_slice(&data[r * stride..r * stride + dim]);
-                        }
-                        ScanRows::Int8 {
-                            data,
-                            scales,
-                            stride,
-                        } => {
-                            for (o, &q) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
-                                *o = f32::from(q) * scales[r];
-                            }
-                        }
-                    }
-                }
-            }
+            RowRef::Base(r) => exact_row(self.base, *r as usize, out),
         }
         self.next += 1;
         Ok(())
@@ -117,6 +89,130 @@ impl RowSource for CompactRows<'_> {
             _ => format!("change-log template (output row {row})"),
         }
     }
+}
+
+/// Row `r` of `base` as f32, from the most exact copy the file has: the
+/// f16 re-score rows when present, else the scan rows (int8 dequantised).
+fn exact_row(base: &Gallery, r: usize, out: &mut [f32]) {
+    let dim = base.dim();
+    if let Some((data, stride)) = base.rescore_rows() {
+        for (o, x) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
+            *o = x.to_f32();
+        }
+        return;
+    }
+    match base.scan_rows() {
+        ScanRows::F16 { data, stride } => {
+            for (o, x) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
+                *o = x.to_f32();
+            }
+        }
+        ScanRows::F32 { data, stride } => {
+            out.copy_from_slice(&data[r * stride..r * stride + dim]);
+        }
+        ScanRows::Int8 {
+            data,
+            scales,
+            stride,
+        } => {
+            for (o, &q) in out.iter_mut().zip(&data[r * stride..r * stride + dim]) {
+                *o = f32::from(q) * scales[r];
+            }
+        }
+    }
+}
+
+/// Rows of several galleries, in order, for the writer: a merge.
+struct MergedRows<'a> {
+    sources: &'a [Arc<Gallery>],
+    /// (source, row) of each output row.
+    rows: Vec<(u32, u32)>,
+    next: usize,
+}
+
+impl RowSource for MergedRows<'_> {
+    fn dim(&self) -> usize {
+        self.sources.first().map_or(0, |g| g.dim())
+    }
+
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn next_row(&mut self, out: &mut [f32]) -> Result<(), GalleryError> {
+        let (g, r) = self.rows[self.next];
+        exact_row(&self.sources[g as usize], r as usize, out);
+        self.next += 1;
+        Ok(())
+    }
+
+    fn describe_row(&self, row: usize) -> String {
+        match self.rows.get(row) {
+            Some(&(g, r)) => format!("{} row {r}", self.sources[g as usize].path().display()),
+            None => format!("output row {row}"),
+        }
+    }
+}
+
+/// One gallery of every row of `sources`, in their order, each from the
+/// most exact copy its file has (as compaction takes them): how shard
+/// galleries become one again, to split them anew (resharding). The
+/// sources must agree on dimension, element type and model; the caller
+/// checks that they hold disjoint subjects (`shard::merge_map` does).
+pub fn write_merged(
+    sources: &[Arc<Gallery>],
+    out: &Path,
+    overwrite: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuildReport, GalleryError> {
+    let first = sources.first().ok_or_else(|| {
+        GalleryError::Input(crate::error::InputError::BadParameter(
+            "no gallery to merge".into(),
+        ))
+    })?;
+    let h = first.header();
+    let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    for (g, source) in sources.iter().enumerate() {
+        let sh = source.header();
+        if source.dim() != first.dim() || sh.scan_type != h.scan_type || sh.model_tag != h.model_tag
+        {
+            return Err(GalleryError::Input(crate::error::InputError::BadParameter(
+                format!(
+                    "{}: dimension {}, {} rows, model {:?}; {} has {}, {}, {:?}: not shards of one gallery",
+                    source.path().display(),
+                    source.dim(),
+                    sh.scan_type,
+                    sh.model_tag,
+                    first.path().display(),
+                    first.dim(),
+                    h.scan_type,
+                    h.model_tag
+                ),
+            )));
+        }
+        for r in 0..source.rows() {
+            ids.push(source.subject_id(source.row_subject(r)?)?.to_owned());
+            rows.push((g as u32, r as u32));
+        }
+    }
+    build_gallery_with_lineage(
+        out,
+        &mut MergedRows {
+            sources,
+            rows,
+            next: 0,
+        },
+        &ids,
+        "merged ids",
+        &BuildOptions {
+            scan_type: h.scan_type,
+            model_tag: h.model_tag.clone(),
+            overwrite,
+        },
+        None,
+        progress,
+    )
 }
 
 /// A gallery of the base rows whose subject `keep` accepts, in their order,

@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use compact::{CompactReport, compact, write_subset};
+pub use compact::{CompactReport, compact, write_merged, write_subset};
 
 use crate::error::{GalleryError, InputError};
 use crate::format::{Gallery, validate_subject_id};

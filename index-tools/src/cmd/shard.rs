@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use facegate_core::Gallery;
-use facegate_core::shard::split;
+use facegate_core::shard::{merge_map, split};
 
 use crate::progress;
 
@@ -20,8 +20,17 @@ use crate::progress;
 #[derive(clap::Args)]
 pub struct Args {
     /// The gallery to split (compact it first to fold in its change log).
+    #[arg(
+        long,
+        required_unless_present = "from_map",
+        conflicts_with = "from_map"
+    )]
+    pub gallery: Option<PathBuf>,
+    /// Reshard from the shards themselves: the map of an earlier split
+    /// (its shard files beside it, each compacted first), merged into one
+    /// gallery and split again into --shards.
     #[arg(long)]
-    pub gallery: PathBuf,
+    pub from_map: Option<PathBuf>,
     /// Shards to split it into.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub shards: u32,
@@ -41,26 +50,44 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let source = Arc::new(
-        Gallery::open(&a.gallery).with_context(|| format!("opening {}", a.gallery.display()))?,
-    );
+    let input = a
+        .gallery
+        .as_ref()
+        .or(a.from_map.as_ref())
+        .context("give --gallery or --from-map")?;
     let stem = match &a.stem {
         Some(s) => s.clone(),
-        None => a
-            .gallery
+        None => input
             .file_stem()
             .and_then(|s| s.to_str())
-            .context("the gallery's file name has no UTF-8 stem: give --stem")?
-            .to_string(),
+            .map(|s| s.trim_end_matches(".shards").to_string())
+            .context("the input's file name has no UTF-8 stem: give --stem")?,
     };
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
-    let pb = progress::bar(source.rows() as u64, "sharding", false);
-    let map = split(source, a.shards, &a.out_dir, &stem, a.force, &mut |done| {
+    let (source, merged) = match &a.from_map {
+        Some(map) => {
+            let merged = a.out_dir.join(format!("{stem}.merged.fgal"));
+            let pb = progress::spinner("merging the shards");
+            merge_map(map, &merged, a.force, &mut |done| pb.set_position(done))
+                .with_context(|| format!("merging the shards of {}", map.display()))?;
+            pb.finish_and_clear();
+            (merged.clone(), Some(merged))
+        }
+        None => (input.clone(), None),
+    };
+    let gallery =
+        Arc::new(Gallery::open(&source).with_context(|| format!("opening {}", source.display()))?);
+    let pb = progress::bar(gallery.rows() as u64, "sharding", false);
+    let map = split(gallery, a.shards, &a.out_dir, &stem, a.force, &mut |done| {
         pb.set_position(done)
     })
-    .with_context(|| format!("splitting {}", a.gallery.display()))?;
+    .with_context(|| format!("splitting {}", source.display()))?;
     pb.finish_and_clear();
+    if let Some(m) = merged {
+        // The merge was a step; the new shards and their map are the result.
+        std::fs::remove_file(&m).with_context(|| format!("removing {}", m.display()))?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&map)?);
         return Ok(());
