@@ -50,14 +50,16 @@ def search_f16(probes16, gallery16, k, tile):
     return v, torch.cat(idx, 1).gather(1, j)
 
 
-def search_int8(probes8, pscale, gallery8_t, scales, k, tile):
+def search_int8(probes8, pscale, gallery8, scales, k, tile):
     b = probes8.shape[0]
     pad = max(32, (b + 7) // 8 * 8)  # _int_mm wants more than 16 rows, a multiple of 8
     a = torch.zeros((pad, probes8.shape[1]), dtype=torch.int8, device=probes8.device)
     a[:b] = probes8
     vals, idx = [], []
-    for start in range(0, gallery8_t.shape[1], tile):
-        acc = torch._int_mm(a, gallery8_t[:, start:start + tile])[:b]
+    for start in range(0, gallery8.shape[0], tile):
+        # Row-major probes times the tile's rows transposed (a column-major
+        # view): the "TN" layout cuBLASLt's int8 GEMM takes.
+        acc = torch._int_mm(a, gallery8[start:start + tile].t())[:b]
         s = acc.float() * pscale[:, None] * scales[None, start:start + tile]
         v, i = s.topk(min(k, s.shape[1]), dim=1)
         vals.append(v)
@@ -103,14 +105,13 @@ def main():
     dev = torch.device(a.device)
     name = torch.cuda.get_device_name(0) if a.device == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {name}")
-    rows = torch.from_numpy(np.load(f"{d}/rows.npy", mmap_mode="r")[:]).to(dev)
+    rows = torch.from_numpy(np.ascontiguousarray(np.load(f"{d}/rows.npy", mmap_mode="r"))).to(dev)
     scales = torch.from_numpy(np.load(f"{d}/scales.npy")).to(dev)
     row_subjects = np.load(f"{d}/row_subjects.npy")
     probes = torch.from_numpy(np.load(f"{d}/probes.npy")).to(dev)
     answers = np.load(f"{d}/answers.npy")
     gallery16 = (rows.to(torch.float16) * scales[:, None].to(torch.float16)).contiguous()
-    gallery8_t = rows.T.contiguous()
-    del rows
+    gallery8 = rows
     k, k2 = a.top_k, 4 * a.top_k  # rows, enough for k distinct subjects of two rows each
     print(f"{gallery16.shape[0]} x {gallery16.shape[1]} rows, tiles of {a.tile_rows}, top-{k}\n")
     print("| batch | f16 GEMM + topk ms | int8 _int_mm + topk ms |")
@@ -120,12 +121,12 @@ def main():
         p16 = p32.half()
         p8, ps = quantise(p32)
         f16 = timed(lambda: search_f16(p16, gallery16, k2, a.tile_rows), a.repeats)
-        i8 = timed(lambda: search_int8(p8, ps, gallery8_t, scales, k2, a.tile_rows), a.repeats)
+        i8 = timed(lambda: search_int8(p8, ps, gallery8, scales, k2, a.tile_rows), a.repeats)
         print(f"| {b} | {f16:.2f} | {i8:.2f} |")
     b = probes.shape[0]
     for name, (_, idx) in [
         ("f16", search_f16(probes.half(), gallery16, k2, a.tile_rows)),
-        ("int8", search_int8(*quantise(probes), gallery8_t, scales, k2, a.tile_rows)),
+        ("int8", search_int8(*quantise(probes), gallery8, scales, k2, a.tile_rows)),
     ]:
         theirs = subjects_of(idx.cpu().numpy(), row_subjects, k)
         ours = [[int(s) for s in row if s != 0xFFFFFFFF] for row in answers]
