@@ -202,6 +202,30 @@ fn select_params(plan: ScanPlan, shape: TopkShape) -> TopkParams {
     }
 }
 
+/// What every scan dispatch of a scratch binds besides its rows and output.
+struct ScanInputs<'a> {
+    probes: &'a wgpu::Buffer,
+    probe_scales: &'a wgpu::Buffer,
+    /// The pilot's best M per probe, whose M-th is the probe's cut.
+    cuts: &'a wgpu::Buffer,
+    counts: &'a wgpu::Buffer,
+}
+
+/// An uninitialised buffer of `size` bytes for `usage`.
+fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
 fn params_buffer(device: &wgpu::Device) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("scan params"),
@@ -230,37 +254,31 @@ impl ScanDesign {
     fn make_scratch(&self, dev: &GpuDevice, topk: &Topk, plan: ScanPlan) -> Scratch {
         let d = &dev.device;
         let (b, m) = (plan.probes, plan.m);
-        let probes = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("scan probes"),
-            size: b * self.chunks * 16,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let probe_scales = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("scan probe scales"),
-            size: b * 4,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let counts = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("list counts"),
-            size: b * 4,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let staging = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("scan read-back"),
-            size: b * (m * 8 + 4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        use wgpu::BufferUsages as U;
+        let probes = buffer(
+            d,
+            "scan probes",
+            b * self.chunks * 16,
+            U::STORAGE | U::COPY_DST,
+        );
+        let probe_scales = buffer(d, "scan probe scales", b * 4, U::STORAGE | U::COPY_DST);
+        let counts = buffer(
+            d,
+            "list counts",
+            b * 4,
+            U::STORAGE | U::COPY_DST | U::COPY_SRC,
+        );
+        let staging = buffer(
+            d,
+            "scan read-back",
+            b * (m * 8 + 4),
+            U::MAP_READ | U::COPY_DST,
+        );
         let pilot = Pairs {
             scores: scratch(d, "pilot scores", b * plan.sample_rows * 4),
             rows: upload(d, "no rows", &[0; 4]),
         };
-        let lists = if plan.pilot_is_exact() {
+        let per_probe = if plan.pilot_is_exact() {
             1
         } else {
             plan.capacity
@@ -270,29 +288,20 @@ impl ScanDesign {
             Pairs::new(d, "pilot lists b", b * m * plan.pilot_segments()),
         ];
         let pilot_best = Pairs::new(d, "pilot best", b * m);
-        let lists = Pairs::new(d, "candidate lists", b * lists);
+        let lists = Pairs::new(d, "candidate lists", b * per_probe);
         let best = Pairs::new(d, "best", b * m);
-        let bind_scan = |rows: &GroupBuffers, out: &Pairs| {
-            let params = params_buffer(d);
-            let group = bind(
-                d,
-                &self.pipeline,
-                &[
-                    &rows.data,
-                    &rows.scales,
-                    &probes,
-                    &probe_scales,
-                    &pilot_best.scores,
-                    &counts,
-                    &out.scores,
-                    &out.rows,
-                    &params,
-                ],
-            );
-            (params, group)
+        let shared = ScanInputs {
+            probes: &probes,
+            probe_scales: &probe_scales,
+            cuts: &pilot_best.scores,
+            counts: &counts,
         };
-        let scans = std::iter::once(bind_scan(&self.sample, &pilot))
-            .chain(self.parts.iter().map(|part| bind_scan(part, &lists)))
+        let scans = std::iter::once(self.bind_scan(d, &shared, &self.sample, &pilot))
+            .chain(
+                self.parts
+                    .iter()
+                    .map(|part| self.bind_scan(d, &shared, part, &lists)),
+            )
             .collect();
         let shape = TopkShape::new(b as usize, m as u32);
         let sample = crate::buffers::ChunkRange {
@@ -300,13 +309,8 @@ impl ScanDesign {
             rows: plan.sample_rows as u32,
         };
         let into_pilot_best = Lists::packed(&pilot_best, 1, shape.m);
-        let pilot_reduce = topk.reduce_ready(
-            shape,
-            &pilot,
-            [&spare[0], &spare[1]],
-            sample,
-            into_pilot_best,
-        );
+        let [a, c] = [&spare[0], &spare[1]];
+        let pilot_reduce = topk.reduce_ready(shape, &pilot, [a, c], sample, into_pilot_best);
         let into_best = Lists::packed(&best, 1, shape.m);
         let select = topk.ready(&lists, into_best, select_params(plan, shape), &counts);
         let [spare_a, spare_b] = spare;
@@ -323,6 +327,34 @@ impl ScanDesign {
             pilot_reduce,
             select,
         }
+    }
+
+    /// A scan dispatch's parameters buffer and bind group: `rows` scored
+    /// against the batch, into `out`.
+    fn bind_scan(
+        &self,
+        d: &wgpu::Device,
+        shared: &ScanInputs<'_>,
+        rows: &GroupBuffers,
+        out: &Pairs,
+    ) -> (wgpu::Buffer, wgpu::BindGroup) {
+        let params = params_buffer(d);
+        let group = bind(
+            d,
+            &self.pipeline,
+            &[
+                &rows.data,
+                &rows.scales,
+                shared.probes,
+                shared.probe_scales,
+                shared.cuts,
+                shared.counts,
+                &out.scores,
+                &out.rows,
+                &params,
+            ],
+        );
+        (params, group)
     }
 
     /// The best `m` candidate rows of probes `b0 .. b0 + nb`, by the second
