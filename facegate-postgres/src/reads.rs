@@ -7,32 +7,10 @@ use postgres::Client;
 use crate::error::{Location, remote};
 use crate::rows::{self, COLUMNS};
 use facegate_core::clock::UnixMillis;
+use facegate_core::encounter::store::page_limit;
 use facegate_core::encounter::{
-    Category, EncounterError, MAX_PAGE, Movement, Oldest, StoredEncounter, SubjectPage, Traveller,
+    Category, EncounterError, Movement, Oldest, StoredEncounter, SubjectPage, Traveller,
 };
-
-/// A page size as asked (0: the most a page holds), and one more to learn
-/// whether there is a next page.
-fn page_limit(limit: usize) -> i64 {
-    if limit == 0 || limit > MAX_PAGE {
-        MAX_PAGE as i64
-    } else {
-        limit as i64
-    }
-}
-
-/// Cuts a `limit + 1` fetch into a page and its cursor.
-fn page(mut ids: Vec<String>, limit: i64) -> SubjectPage {
-    let limit = limit as usize;
-    let next = (ids.len() > limit).then(|| {
-        ids.truncate(limit);
-        ids.last().cloned().unwrap_or_default()
-    });
-    SubjectPage {
-        subject_ids: ids,
-        next,
-    }
-}
 
 /// The subject ids `sql` returns (its first column).
 fn subject_page(
@@ -48,7 +26,7 @@ fn subject_page(
         .iter()
         .map(|r| r.try_get(0).map_err(remote(at)))
         .collect::<Result<Vec<String>, _>>()?;
-    Ok(page(ids, limit))
+    Ok(SubjectPage::from_fetch(ids, limit))
 }
 
 /// A subject's records in capture order (entry before exit at one instant).

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::store::{
     Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, RecordReply,
-    Recorded, StoredEncounter, SubjectPage,
+    Recorded, StoredEncounter, SubjectPage, page_limit,
 };
 use super::writes;
 use super::{Category, Day, Traveller};
@@ -396,14 +396,6 @@ fn records(
     Ok(out)
 }
 
-fn page_limit(limit: usize) -> i64 {
-    if limit == 0 || limit > super::store::MAX_PAGE {
-        super::store::MAX_PAGE as i64
-    } else {
-        limit as i64
-    }
-}
-
 impl EncounterStore for SqliteEncounters {
     fn record(&self, encounter: super::Encounter) -> Result<Recorded, EncounterError> {
         encounter.validate()?;
@@ -497,7 +489,7 @@ impl EncounterStore for SqliteEncounters {
                 })
                 .and_then(Iterator::collect)
                 .map_err(db(path))?;
-            Ok(page(ids, limit as usize))
+            Ok(SubjectPage::from_fetch(ids, limit))
         })
     }
 
@@ -568,7 +560,7 @@ impl EncounterStore for SqliteEncounters {
                 })
                 .and_then(Iterator::collect)
                 .map_err(db(path))?;
-            Ok(page(ids, limit as usize))
+            Ok(SubjectPage::from_fetch(ids, limit))
         })
     }
 
@@ -601,7 +593,7 @@ impl EncounterStore for SqliteEncounters {
                 .query_map(args, |r| r.get(0))
                 .and_then(Iterator::collect)
                 .map_err(db(path))?;
-            Ok(page(ids, limit as usize))
+            Ok(SubjectPage::from_fetch(ids, limit))
         })
     }
 
@@ -657,18 +649,6 @@ pub const REPORT_QUERIES: [(&str, &str); 7] = [
     ("traveller", TRAVELLER_SQL),
     ("admissions", ADMISSIONS_SQL),
 ];
-
-/// Cuts a `limit + 1` fetch into a page and its cursor.
-fn page(mut ids: Vec<String>, limit: usize) -> SubjectPage {
-    let next = (ids.len() > limit).then(|| {
-        ids.truncate(limit);
-        ids.last().cloned().unwrap_or_default()
-    });
-    SubjectPage {
-        subject_ids: ids,
-        next,
-    }
-}
 
 /// Subjects whose last movement before `?2` is an entry, after `?1`, not of
 /// a category without a stay limit. Movements are ordered as stay rules

@@ -121,6 +121,32 @@ pub struct Movement {
     pub direction: crate::manifest::Direction,
 }
 
+/// The rows a page of `limit` takes (0, or more than [`MAX_PAGE`]: a
+/// whole page), as every store's query binds it.
+pub fn page_limit(limit: usize) -> i64 {
+    if limit == 0 || limit > MAX_PAGE {
+        MAX_PAGE as i64
+    } else {
+        limit as i64
+    }
+}
+
+impl SubjectPage {
+    /// A page of `limit` from a fetch of `limit + 1` ids: the extra one,
+    /// when there, only says that a next page exists.
+    pub fn from_fetch(mut ids: Vec<String>, limit: i64) -> SubjectPage {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next = (ids.len() > limit).then(|| {
+            ids.truncate(limit);
+            ids.last().cloned().unwrap_or_default()
+        });
+        SubjectPage {
+            subject_ids: ids,
+            next,
+        }
+    }
+}
+
 /// One page of subject ids, in id order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectPage {
