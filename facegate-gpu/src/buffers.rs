@@ -230,6 +230,16 @@ pub fn read_back(
     });
     enc.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
     queue.submit([enc.finish()]);
+    map_read(device, &staging, |bytes| bytes.to_vec())
+}
+
+/// Maps `staging` (whose copies are submitted), waits for the GPU, hands
+/// its bytes to `read` and unmaps it: the one wait of a read-back.
+pub fn map_read<T>(
+    device: &wgpu::Device,
+    staging: &wgpu::Buffer,
+    read: impl FnOnce(&[u8]) -> T,
+) -> Result<T, GpuError> {
     let (tx, rx) = std::sync::mpsc::channel();
     staging.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
@@ -240,11 +250,12 @@ pub fn read_back(
     rx.recv()
         .map_err(|_| GpuError::Operation("buffer map callback never ran".into()))?
         .map_err(|e| GpuError::Operation(format!("mapping results: {e}")))?;
-    let view = staging
-        .get_mapped_range(..)
-        .map_err(|e| GpuError::Operation(format!("reading results: {e}")))?;
-    let out = view.to_vec();
-    drop(view);
+    let out = {
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Operation(format!("reading results: {e}")))?;
+        read(&view)
+    };
     staging.unmap();
     Ok(out)
 }

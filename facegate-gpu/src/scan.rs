@@ -10,7 +10,7 @@ use facegate_core::Gallery;
 use facegate_core::format::ScanRows;
 
 use crate::GpuError;
-use crate::buffers::{scratch, upload};
+use crate::buffers::{map_read, scratch, upload};
 use crate::device::GpuDevice;
 use crate::interleave::{chunks_of, interleave, sample_rows};
 use crate::pipeline::bind;
@@ -488,20 +488,7 @@ fn read_answers(
     staging: &wgpu::Buffer,
     plan: ScanPlan,
 ) -> Result<Vec<Option<Candidates>>, GpuError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
-        let _ = tx.send(r);
-    });
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| GpuError::Operation(format!("waiting for the GPU: {e}")))?;
-    rx.recv()
-        .map_err(|_| GpuError::Operation("buffer map callback never ran".into()))?
-        .map_err(|e| GpuError::Operation(format!("mapping results: {e}")))?;
-    let out = {
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| GpuError::Operation(format!("reading results: {e}")))?;
+    map_read(device, staging, |view| {
         let (b, m) = (plan.probes as usize, plan.m as usize);
         let words: &[u32] = bytemuck::cast_slice(&view[..b * (m * 8 + 4)]);
         let (scores, rest) = words.split_at(b * m);
@@ -519,7 +506,5 @@ fn read_answers(
                 })
             })
             .collect()
-    };
-    staging.unmap();
-    Ok(out)
+    })
 }
