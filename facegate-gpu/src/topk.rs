@@ -100,7 +100,7 @@ pub(crate) struct Topk {
     device: wgpu::Device,
     pipeline: wgpu::ComputePipeline,
     /// Bound as the kernel's counts where it reads none.
-    pub(crate) no_counts: wgpu::Buffer,
+    no_counts: wgpu::Buffer,
 }
 
 impl Topk {

@@ -81,11 +81,6 @@ impl LocalPostgres {
         Ok(server)
     }
 
-    /// The server's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The connection URL of database `name`.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://{ROLE}@127.0.0.1:{}/{name}", self.port)
