@@ -77,4 +77,6 @@ for rate in $rates; do
   done
 done
 curl -s "$(sed -n 's/^facegate metrics on //p' "$out/server.log")" | grep '^facegate_encounters_total' | awk '{s+=$2} END {print "encounters recorded:", s}' >>"$out/table.md"
+printf '\nOn minus off, paired by round (benchmarks/scripts/on_off.py):\n\n' >>"$out/table.md"
+python3 benchmarks/scripts/on_off.py "$out" >>"$out/table.md"
 cat "$out/table.md"
