@@ -122,3 +122,33 @@ fn a_closed_store_answers_a_queued_record_with_closed() {
     );
     assert!(matches!(r, Err(EncounterError::Closed)), "{r:?}");
 }
+
+#[test]
+fn commits_reach_the_database_file_by_a_checkpoint_outside_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let main_file = || std::fs::metadata(store.path()).unwrap().len();
+    let before = main_file();
+    // Far fewer pages than SQLite's automatic checkpoint waits for (1,000):
+    // only the store's checkpoint thread copies them into the file.
+    let batch: Vec<_> = (0..200)
+        .map(|i| {
+            crossing(
+                &format!("k{i}"),
+                Some(&format!("S{i}")),
+                Direction::Entry,
+                at(1, 1),
+            )
+        })
+        .collect();
+    assert_eq!(store.record_many(batch).unwrap().recorded, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while main_file() <= before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        main_file() > before,
+        "no checkpoint in 10 s: the file still has {before} bytes"
+    );
+    assert_eq!(store.history("S7").unwrap().len(), 1);
+}

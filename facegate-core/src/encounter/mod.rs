@@ -6,13 +6,15 @@
 //! * [`model`]: travellers, admissions, encounters, and their checks;
 //! * [`store`]: the store interface (this embedded SQLite store, and the
 //!   central PostgreSQL one of the `facegate-postgres` crate);
-//! * [`sqlite_store`]: the embedded store, with group commit;
+//! * [`sqlite_store`]: the embedded store, with group commit (its WAL
+//!   checkpoints run on a thread of their own, `checkpointer`);
 //! * [`stay`]: stays built from crossings, and the stay status and days
 //!   over as of a day under each admission's rule;
 //! * [`reconcile`]: reports over any store (stay of a subject, overstays,
 //!   a manifest's reconciliation);
 //! * [`synth`]: synthetic travel histories, for tests and benchmarks.
 
+mod checkpointer;
 pub mod day;
 mod erase;
 pub mod model;

@@ -14,6 +14,9 @@
 //! its record ([`EncounterStore::enqueue_record`]) and is answered from
 //! this thread, so no thread of the server waits on the commit.
 //!
+//! **Checkpoints** run on a thread of their own (`checkpointer`), not
+//! in the commit that fills the WAL, so no record waits behind one.
+//!
 //! **Reads** never wait for the writer: WAL mode lets a reader see the last
 //! committed state while a transaction is being written, so a long report
 //! never holds up a port's request.
@@ -25,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::checkpointer::Checkpointer;
 use super::store::{
     Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, RecordReply,
     Recorded, StoredEncounter, SubjectPage, page_limit,
@@ -165,6 +169,7 @@ pub struct SqliteEncounters {
     stats: Arc<CommitStats>,
     writes: Mutex<Option<SyncSender<Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Checkpointer,
     readers: Mutex<Vec<Connection>>,
     _lock: std::fs::File,
 }
@@ -180,9 +185,13 @@ impl SqliteEncounters {
         })?;
         let lock = sqlite::lock_file(&path)?;
         let conn = sqlite::open_owned(&path, MIGRATIONS, Ownership::LockFile)?;
+        // Checkpoints run on the checkpointer's thread, never in a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| sqlite::db_error(&path, e))?;
         let (tx, rx) = sync_channel(QUEUE);
         let writer_path = path.clone();
         let stats = Arc::new(CommitStats::default());
+        let checkpointer = Checkpointer::start(&path, Arc::clone(&stats))?;
         let writer_stats = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("encounter-writer".into())
@@ -196,6 +205,7 @@ impl SqliteEncounters {
             stats,
             writes: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            checkpointer,
             readers: Mutex::new(Vec::new()),
             _lock: lock,
         }))
@@ -291,13 +301,15 @@ impl SqliteEncounters {
         })
     }
 
-    /// Stops the writer after the writes already sent, and waits for it.
+    /// Stops the writer after the writes already sent, and waits for it,
+    /// then the checkpointer after a last checkpoint.
     pub fn close(&self) {
         self.writes.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             // A panic in the writer has already answered nobody; nothing to add.
             let _ = w.join();
         }
+        self.checkpointer.stop();
     }
 }
 
