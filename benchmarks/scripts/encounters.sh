@@ -8,6 +8,10 @@
 # its answer: the server saturated, what recording costs in throughput),
 # then open loop at each of RATES (Poisson arrivals at a fixed rate below
 # saturation: what recording adds to a request's latency at that load).
+# Prints each run, then per load the on-minus-off differences paired by
+# round (on_off.py), then the server's own histogram of how long answers
+# waited for their record once their audit record was durable
+# (record_wait.py over facegate_encounter_record_wait_seconds).
 #
 #   benchmarks/scripts/encounters.sh GALLERY.fgal OUT_DIR
 #
@@ -66,17 +70,26 @@ print(f"| {label} | {r['throughput']:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} 
 PY
 }
 
+metrics_url=$(sed -n 's/^facegate metrics on //p' "$out/server.log")
+# The server's histogram of what recording added, snapshot after each load.
+snapshot() { curl -s "$metrics_url" >"$out/metrics-$1.prom"; }
+snapshot start
+waits=()
 for r in $(seq 1 "$rounds"); do
   run "closed-off-$r" closed --ports "$ports"
   run "closed-on-$r" closed --ports "$ports" --record
 done
+snapshot closed && waits+=("closed=$out/metrics-closed.prom")
 for rate in $rates; do
   for r in $(seq 1 "$rounds"); do
     run "open-$rate-off-$r" open --rate "$rate"
     run "open-$rate-on-$r" open --rate "$rate" --record
   done
+  snapshot "open-$rate" && waits+=("open-$rate=$out/metrics-open-$rate.prom")
 done
-curl -s "$(sed -n 's/^facegate metrics on //p' "$out/server.log")" | grep '^facegate_encounters_total' | awk '{s+=$2} END {print "encounters recorded:", s}' >>"$out/table.md"
+curl -s "$metrics_url" | grep '^facegate_encounters_total' | awk '{s+=$2} END {print "encounters recorded:", s}' >>"$out/table.md"
+printf '\nThe wait for the record once the audit record was durable (server histogram):\n\n' >>"$out/table.md"
+python3 benchmarks/scripts/record_wait.py "$out/metrics-start.prom" "${waits[@]}" >>"$out/table.md"
 printf '\nOn minus off, paired by round (benchmarks/scripts/on_off.py):\n\n' >>"$out/table.md"
 python3 benchmarks/scripts/on_off.py "$out" >>"$out/table.md"
 cat "$out/table.md"

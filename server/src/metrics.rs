@@ -22,6 +22,13 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0,
 ];
 
+/// Buckets of the wait an answer has for its encounter record once the
+/// rest of it is durable, seconds: 50 us to 100 ms, fine below the 1 ms
+/// that recording may add to a request.
+const RECORD_WAIT_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.000_75, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
 /// Score buckets of the best candidate (cosine, -1..1): fine around the
 /// thresholds in use (0.3 to 0.5), coarse at the ends, so a shift of the
 /// median by 0.05 shows.
@@ -129,6 +136,9 @@ pub struct Metrics {
     pub unmatched_exits: IntCounterVec,
     /// Encounters that could not be made durable (their requests failed).
     pub encounter_failures: IntCounter,
+    /// How long an answer that asked for a record waited for it after its
+    /// audit record was durable: what recording adds to the request.
+    pub encounter_record_wait_seconds: Histogram,
     /// Items erased by the retention purge, by store and kind.
     pub retention_erased: IntCounterVec,
     /// Scheduled compactions, by outcome (compacted, nothing_removed, error).
@@ -208,6 +218,7 @@ impl Metrics {
             encounter_corrections: encounters.corrections,
             unmatched_exits: encounters.unmatched_exits,
             encounter_failures: encounters.failures,
+            encounter_record_wait_seconds: encounters.record_wait,
             retention_erased: retention.erased,
             compactions: retention.compactions,
             retention_runs: retention.runs,
@@ -694,6 +705,7 @@ struct EncounterMetrics {
     corrections: IntCounterVec,
     unmatched_exits: IntCounterVec,
     failures: IntCounter,
+    record_wait: Histogram,
 }
 
 impl EncounterMetrics {
@@ -722,6 +734,16 @@ impl EncounterMetrics {
                 IntCounter::new(
                     "facegate_encounter_record_failures_total",
                     "Encounters that could not be made durable; their requests failed with UNAVAILABLE.",
+                ),
+            ),
+            record_wait: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "facegate_encounter_record_wait_seconds",
+                        "How long an answer that asked for an encounter record waited for it after its audit record was durable: what recording adds to the request.",
+                    )
+                    .buckets(RECORD_WAIT_BUCKETS.to_vec()),
                 ),
             ),
         };
@@ -993,6 +1015,7 @@ mod tests {
             "facegate_scoped_searches_total{outcome=\"fallback_no_match\"} 0",
             "facegate_encounter_corrections_total{decision=\"officer_override\"} 0",
             "facegate_encounter_record_failures_total 0",
+            "facegate_encounter_record_wait_seconds_count 0",
         ] {
             assert!(text.contains(name), "{name} missing");
         }

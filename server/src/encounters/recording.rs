@@ -176,8 +176,11 @@ fn write(encounters: Arc<ServedEncounters>, encounter: Encounter) -> Write {
 
 impl PendingRecord {
     /// Waits until the record is durable; what the answer carries. Counts
-    /// it, and an exit whose subject had no open entry.
+    /// it, an exit whose subject had no open entry, and the wait itself
+    /// (called once the audit record is durable, so the wait is what
+    /// recording adds to the request).
     pub async fn durable(self) -> Result<proto::EncounterRecord, Status> {
+        let waiting = std::time::Instant::now();
         let recorded = match self.write {
             Write::Queued(answered) => answered.await.unwrap_or(Err(EncounterError::Closed)),
             Write::Blocking(task) => task.await.unwrap_or_else(|e| {
@@ -186,6 +189,9 @@ impl PendingRecord {
             }),
         };
         let metrics = &self.metrics;
+        metrics
+            .encounter_record_wait_seconds
+            .observe(waiting.elapsed().as_secs_f64());
         let recorded = recorded.map_err(|e| {
             if crate::status::is_server_side(&e) {
                 metrics.encounter_failures.inc();

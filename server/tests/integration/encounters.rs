@@ -213,6 +213,9 @@ async fn an_impostors_exit_is_reported_and_an_officer_corrects_it() {
         .unwrap();
     let text = http_get(&server.metrics).await;
     assert_eq!(sample(&text, unmatched), 1.0, "{text}");
+    // Each of the three recorded answers counted its wait for the record.
+    let waits = "facegate_encounter_record_wait_seconds_count";
+    assert_eq!(sample(&text, waits), 3.0, "{text}");
 
     // The officer checks the passport: it is subject 10.
     let fixed = e
