@@ -85,7 +85,7 @@ impl CpuEngine {
                 self.admit_tile(top, first, tile)?;
             }
             first += t;
-            if first % YIELD_ROWS == 0 {
+            if first.is_multiple_of(YIELD_ROWS) {
                 super::yielding::offer_core();
             }
         }
@@ -293,7 +293,7 @@ impl CpuEngine {
                 }
             }
             first += t;
-            if first % YIELD_ROWS == 0 {
+            if first.is_multiple_of(YIELD_ROWS) {
                 super::yielding::offer_core();
             }
         }

@@ -17,7 +17,7 @@ mod refine;
 mod target;
 mod tombstones;
 mod topk;
-pub mod yielding;
+mod yielding;
 
 pub use cpu::CpuEngine;
 pub use probe::ProbeBatch;
