@@ -37,6 +37,20 @@ pub enum DbError {
         /// The file.
         path: PathBuf,
     },
+    /// The WAL could not be checkpointed and truncated in time: a long read
+    /// or another connection's checkpoint held it. What was committed
+    /// stands; erased rows' zeroed bytes leave the WAL at the next
+    /// checkpoint, so the caller retries.
+    #[error(
+        "{path}: the WAL could not be checkpointed within {} s (a long read or another checkpoint held it); retry",
+        waited.as_secs()
+    )]
+    CheckpointBusy {
+        /// The file.
+        path: PathBuf,
+        /// How long it was retried.
+        waited: std::time::Duration,
+    },
     /// The file is not a database of this kind, or its contents are damaged.
     #[error("{path}: corrupt database: {reason}")]
     Corrupt {
@@ -231,17 +245,69 @@ fn migrate(c: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), D
     Ok(())
 }
 
+/// How long [`checkpoint`] retries while another connection checkpoints.
+const CHECKPOINT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Copies the WAL into the database and truncates it to zero bytes, so
 /// that deleted rows' bytes (zeroed by `secure_delete`) leave the WAL too.
+/// While another connection runs a checkpoint (the encounter store's
+/// checkpoint thread) SQLite answers busy at once, without calling the
+/// busy handler that waits out readers; that checkpoint ends within
+/// milliseconds, so this retries for up to [`CHECKPOINT_PATIENCE`].
 pub fn checkpoint(c: &Connection, path: &Path) -> Result<(), DbError> {
-    let busy: i64 = c
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-        .map_err(|e| db_error(path, e))?;
-    if busy != 0 {
-        // Only a reader in this connection could block it: none is open.
-        return Err(DbError::InUse {
-            path: path.to_path_buf(),
-        });
+    let deadline = std::time::Instant::now() + CHECKPOINT_PATIENCE;
+    loop {
+        let busy = match c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(busy) => busy != 0,
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::DatabaseBusy => true,
+            Err(e) => return Err(db_error(path, e)),
+        };
+        if !busy {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(DbError::CheckpointBusy {
+                path: path.to_path_buf(),
+                waited: CHECKPOINT_PATIENCE,
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_checkpoint_refused_at_once_is_retried_until_the_reader_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let table = "CREATE TABLE t (v INTEGER)";
+        let conn = open_owned(&path, &[table], Ownership::LockFile).unwrap();
+        // No busy handler: SQLite answers busy at once, as it does to every
+        // connection while another one holds the checkpoint lock.
+        conn.busy_timeout(Duration::ZERO).unwrap();
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let seen: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, 1);
+        conn.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let read_ends = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            reader.execute_batch("COMMIT").unwrap();
+        });
+        let started = Instant::now();
+        checkpoint(&conn, &path).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(150), "it waited");
+        read_ends.join().unwrap();
+        let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap();
+        assert_eq!(wal.len(), 0, "truncated");
+    }
 }

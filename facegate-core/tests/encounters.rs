@@ -152,3 +152,36 @@ fn commits_reach_the_database_file_by_a_checkpoint_outside_the_commit() {
     );
     assert_eq!(store.history("S7").unwrap().len(), 1);
 }
+
+#[test]
+fn an_erasures_checkpoint_waits_out_a_reader_on_an_older_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    store
+        .record(crossing("r1", Some("S1"), Direction::Entry, at(1, 1)))
+        .unwrap();
+    // A report's connection, in the middle of a read of the state before r2.
+    let reader = rusqlite::Connection::open(store.path()).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM encounters", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 1);
+    store
+        .record(crossing("r2", Some("S1"), Direction::Exit, at(2, 1)))
+        .unwrap();
+    let report_ends = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        reader.execute_batch("COMMIT").unwrap();
+    });
+    let started = std::time::Instant::now();
+    store.checkpoint().unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(150),
+        "the WAL cannot be truncated under a reader: the checkpoint waited for it"
+    );
+    report_ends.join().unwrap();
+    let wal = dir.path().join("encounters.db-wal");
+    assert_eq!(std::fs::metadata(wal).unwrap().len(), 0, "truncated");
+    assert_eq!(store.history("S1").unwrap().len(), 2);
+}

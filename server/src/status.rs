@@ -159,6 +159,9 @@ pub fn database(store: &str, e: &DbError) -> Status {
         DbError::Io { .. } | DbError::Database { .. } => Status::unavailable(format!(
             "the {store} store could not be written or read; nothing was changed: retry later"
         )),
+        DbError::CheckpointBusy { .. } => Status::unavailable(format!(
+            "the {store} store is busy with a long read; what was done stands: retry later"
+        )),
         DbError::InUse { .. } | DbError::Corrupt { .. } | DbError::NewerSchema { .. } => {
             Status::internal(format!(
                 "{store} store error; the operator has been alerted"

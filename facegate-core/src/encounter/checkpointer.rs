@@ -11,7 +11,7 @@
 //! frame has been copied, so the file stays a few MiB and its size, hence
 //! its inode, rarely changes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -42,12 +42,12 @@ impl Checkpointer {
     pub(super) fn start(path: &Path, stats: Arc<CommitStats>) -> Result<Checkpointer, DbError> {
         let conn = open(path)?;
         let (stop, stopped) = channel();
-        let path = path.to_path_buf();
+        let own_path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("encounter-checkpoint".into())
-            .spawn(move || run(&conn, &path, &stats, &stopped))
+            .spawn(move || run(&conn, &own_path, &stats, &stopped))
             .map_err(|error| DbError::Io {
-                path: PathBuf::new(),
+                path: path.to_path_buf(),
                 error,
             })?;
         Ok(Checkpointer {
