@@ -12,15 +12,13 @@
 //! its inode, rarely changes.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::sqlite_store::CommitStats;
 use crate::sqlite::{DbError, db_error};
 
 /// How often the checkpointer looks for new commits: at 2,000 records/s a
@@ -38,14 +36,18 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path` (already open, its
-    /// schema current) whenever `stats` shows commits since the last time.
-    pub(super) fn start(path: &Path, stats: Arc<CommitStats>) -> Result<Checkpointer, DbError> {
+    /// schema current) whenever `commits` (the writer's count of commits
+    /// so far) has moved since the last time.
+    pub(super) fn start(
+        path: &Path,
+        commits: impl Fn() -> u64 + Send + 'static,
+    ) -> Result<Checkpointer, DbError> {
         let conn = open(path)?;
         let (stop, stopped) = channel();
         let own_path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("encounter-checkpoint".into())
-            .spawn(move || run(&conn, &own_path, &stats, &stopped))
+            .spawn(move || run(&conn, &own_path, &commits, &stopped))
             .map_err(|error| DbError::Io {
                 path: path.to_path_buf(),
                 error,
@@ -82,14 +84,14 @@ fn open(path: &Path) -> Result<Connection, DbError> {
     Ok(c)
 }
 
-fn run(conn: &Connection, path: &Path, stats: &CommitStats, stopped: &Receiver<()>) {
+fn run(conn: &Connection, path: &Path, commits: &dyn Fn() -> u64, stopped: &Receiver<()>) {
     let mut seen = 0;
     loop {
         // Nothing is ever sent: the sender's drop is the stop.
         let last = !matches!(stopped.recv_timeout(EVERY), Err(RecvTimeoutError::Timeout));
-        let commits = stats.commits.load(Ordering::Relaxed);
-        if commits != seen {
-            seen = commits;
+        let now = commits();
+        if now != seen {
+            seen = now;
             if let Err(e) = passive(conn, path) {
                 // The next commit's WAL only grows; the next pass retries.
                 tracing::warn!(error = %e, "encounter store checkpoint failed");

@@ -22,7 +22,7 @@
 //! never holds up a port's request.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -191,7 +191,9 @@ impl SqliteEncounters {
         let (tx, rx) = sync_channel(QUEUE);
         let writer_path = path.clone();
         let stats = Arc::new(CommitStats::default());
-        let checkpointer = Checkpointer::start(&path, Arc::clone(&stats))?;
+        let counted = Arc::clone(&stats);
+        let checkpointer =
+            Checkpointer::start(&path, move || counted.commits.load(Ordering::Relaxed))?;
         let writer_stats = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("encounter-writer".into())
