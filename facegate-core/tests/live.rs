@@ -269,16 +269,8 @@ fn replaying_the_log_rebuilds_the_same_gallery() {
     let dir = tempfile::tempdir().unwrap();
     let dim = 16;
     let s = synth(60, 6, dim, 8);
-    let (data, ids) = population(&s);
-    let g = open(&build(
-        dir.path(),
-        "g.fgal",
-        &data,
-        dim,
-        &ids,
-        ElementType::Int8,
-    ));
-    let probes: Vec<f32> = (0..6).flat_map(|j| s.probe(j).vector).collect();
+    let g = int8_gallery(dir.path(), &s);
+    let probes = probe_rows(&s, 0..6);
     let batch = ProbeBatch::new(dim, &probes).unwrap();
     let path = dir.path().join("changes.wal");
     let generation = g.header().generation;
@@ -329,7 +321,7 @@ fn compaction_folds_the_log_into_a_gallery_that_searches_the_same() {
     let dim = 24;
     let s = synth(80, 8, dim, 12);
     let (data, ids) = population(&s);
-    let probes: Vec<f32> = (0..8).flat_map(|j| s.probe(j).vector).collect();
+    let probes = probe_rows(&s, 0..8);
     let batch = ProbeBatch::new(dim, &probes).unwrap();
     for ty in [ElementType::Int8, ElementType::F16, ElementType::F32] {
         let g = open(&build(

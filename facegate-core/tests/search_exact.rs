@@ -47,7 +47,7 @@ fn every_element_type_and_kernel_set_matches_brute_force() {
     let dim = 77;
     let s = synth(300, 20, dim, 11);
     let (data, ids) = population(&s);
-    let probes: Vec<f32> = (0..20).flat_map(|j| s.probe(j).vector).collect();
+    let probes = probe_rows(&s, 0..20);
     let batch = ProbeBatch::new(dim, &probes).unwrap();
     for ty in [ElementType::F32, ElementType::F16, ElementType::Int8] {
         let g = open(&build(
@@ -99,17 +99,9 @@ fn a_batch_answers_as_its_probes_alone_would() {
     let dir = tempfile::tempdir().unwrap();
     let dim = 64;
     let s = synth(500, 7, dim, 5);
-    let (data, ids) = population(&s);
-    let g = open(&build(
-        dir.path(),
-        "g.fgal",
-        &data,
-        dim,
-        &ids,
-        ElementType::Int8,
-    ));
+    let g = int8_gallery(dir.path(), &s);
     let engine = CpuEngine::new(ScanTarget::whole(g));
-    let probes: Vec<f32> = (0..7).flat_map(|j| s.probe(j).vector).collect();
+    let probes = probe_rows(&s, 0..7);
     let together = engine
         .search(&ProbeBatch::new(dim, &probes).unwrap(), 10)
         .unwrap();
@@ -273,7 +265,7 @@ fn every_kernel_set_gives_the_same_answers_over_many_chunks() {
     let s = synth(25_000, 9, dim, 23);
     let (data, ids) = population(&s);
     assert!(data.len() / dim > 3 * 16_384, "{} rows", data.len() / dim);
-    let probes: Vec<f32> = (0..9).flat_map(|j| s.probe(j).vector).collect();
+    let probes = probe_rows(&s, 0..9);
     let g = open(&build(
         dir.path(),
         "g.fgal",

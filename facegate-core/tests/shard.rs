@@ -51,7 +51,7 @@ fn shards_partition_subjects_and_their_merged_top_k_is_the_whole_galleries() {
     let dim = 64;
     let s = synth(300, 20, dim, 7);
     let (data, ids) = population(&s);
-    let probes: Vec<f32> = (0..20).flat_map(|j| s.probe(j).vector).collect();
+    let probes = probe_rows(&s, 0..20);
     let batch = ProbeBatch::new(dim, &probes).unwrap();
     for ty in [ElementType::Int8, ElementType::F32] {
         let source = open(&build(
@@ -148,16 +148,8 @@ fn shards_merged_back_answer_as_the_whole_and_reshard_to_another_count() {
     let dir = tempfile::tempdir().unwrap();
     let dim = 48;
     let s = synth(240, 12, dim, 11);
-    let (data, ids) = population(&s);
-    let source = open(&build(
-        dir.path(),
-        "g.fgal",
-        &data,
-        dim,
-        &ids,
-        ElementType::Int8,
-    ));
-    let probes: Vec<f32> = (0..12).flat_map(|j| s.probe(j).vector).collect();
+    let source = int8_gallery(dir.path(), &s);
+    let probes = probe_rows(&s, 0..12);
     let batch = ProbeBatch::new(dim, &probes).unwrap();
     let three = dir.path().join("three");
     std::fs::create_dir_all(&three).unwrap();

@@ -57,3 +57,22 @@ pub fn build(
 pub fn open(p: &Path) -> std::sync::Arc<Gallery> {
     std::sync::Arc::new(Gallery::open(p).unwrap())
 }
+
+/// The synthetic population of `s` as an int8 gallery `g.fgal` in `dir`,
+/// opened: the set-up most search and shard tests share.
+pub fn int8_gallery(dir: &Path, s: &Synth) -> std::sync::Arc<Gallery> {
+    let (data, ids) = population(s);
+    open(&build(
+        dir,
+        "g.fgal",
+        &data,
+        s.config().dim,
+        &ids,
+        ElementType::Int8,
+    ))
+}
+
+/// Probes `which` of `s`, one after another, as a probe batch takes them.
+pub fn probe_rows(s: &Synth, which: std::ops::Range<usize>) -> Vec<f32> {
+    which.flat_map(|j| s.probe(j).vector).collect()
+}
