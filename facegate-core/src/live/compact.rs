@@ -17,7 +17,8 @@ use half::f16;
 use super::LiveGallery;
 use crate::error::GalleryError;
 use crate::format::{
-    BuildOptions, BuildReport, Gallery, Lineage, RowSource, ScanRows, build_gallery_with_lineage,
+    BuildOptions, BuildReport, Gallery, Header, Lineage, RowSource, ScanRows,
+    build_gallery_with_lineage,
 };
 use crate::wal::Change;
 
@@ -88,6 +89,16 @@ impl RowSource for CompactRows<'_> {
             Some(RowRef::Base(r)) => format!("{} row {r}", self.base.path().display()),
             _ => format!("change-log template (output row {row})"),
         }
+    }
+}
+
+/// Build options for a gallery of the same element type and model as the
+/// one with header `h`: merges, shards and compactions keep both.
+fn same_kind(h: &Header, overwrite: bool) -> BuildOptions {
+    BuildOptions {
+        scan_type: h.scan_type,
+        model_tag: h.model_tag.clone(),
+        overwrite,
     }
 }
 
@@ -205,11 +216,7 @@ pub fn write_merged(
         },
         &ids,
         "merged ids",
-        &BuildOptions {
-            scan_type: h.scan_type,
-            model_tag: h.model_tag.clone(),
-            overwrite,
-        },
+        &same_kind(h, overwrite),
         None,
         progress,
     )
@@ -245,11 +252,7 @@ pub fn write_subset(
         },
         &ids,
         "shard ids",
-        &BuildOptions {
-            scan_type: h.scan_type,
-            model_tag: h.model_tag.clone(),
-            overwrite,
-        },
+        &same_kind(h, overwrite),
         None,
         progress,
     )
@@ -308,11 +311,7 @@ pub fn compact(
         },
         &ids,
         "compacted ids",
-        &BuildOptions {
-            scan_type: h.scan_type,
-            model_tag: h.model_tag.clone(),
-            overwrite,
-        },
+        &same_kind(h, overwrite),
         Some(lineage),
         progress,
     )?;
