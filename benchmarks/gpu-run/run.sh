@@ -35,9 +35,12 @@ export WGPU_BACKEND=vulkan
   nvidia-smi --query-gpu=name,memory.total,clocks.max.memory,driver_version --format=csv
   nproc
 } 2>&1 | tee "$out/machine.txt"
-timeout 360 .gpu-run/facegate-gpu-bench --rows "$rows" --dim 512 --batches "$batches" \
+date -u +"bench starts %T"
+timeout 380 .gpu-run/facegate-gpu-bench --rows "$rows" --dim 512 --batches "$batches" \
   --repeats 5 --dump-dir /tmp/gpu-dump --json 2>&1 | tee "$out/bench.txt"
 echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.txt"
-PYTHONUNBUFFERED=1 timeout 150 python3 benchmarks/gpu-run/torch_peer.py --dir /tmp/gpu-dump \
+date -u +"peer starts %T"
+PYTHONUNBUFFERED=1 timeout 160 python3 benchmarks/gpu-run/torch_peer.py --dir /tmp/gpu-dump \
   --batches "$batches" 2>&1 | tee "$out/torch.txt"
 echo "peer exit: ${PIPESTATUS[0]}" | tee -a "$out/torch.txt"
+date -u +"done %T"

@@ -26,6 +26,10 @@ pub struct GpuDevice {
     /// What the adapter offers beyond the baseline (subgroups, f16,
     /// cooperative matrices...); the engine asks for none of it.
     pub features: wgpu::Features,
+    /// The cooperative-matrix shapes and types the adapter offers (empty
+    /// where it offers none), reported so a design that would use them is
+    /// chosen from what a real device has.
+    pub cooperative_matrices: Vec<wgpu::CooperativeMatrixProperties>,
     lost: Arc<AtomicBool>,
 }
 
@@ -68,6 +72,7 @@ impl GpuDevice {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let features = adapter.features();
+        let cooperative_matrices = adapter.cooperative_matrix_properties();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("facegate"),
             required_features: wgpu::Features::empty(),
@@ -89,6 +94,7 @@ impl GpuDevice {
             info,
             limits,
             features,
+            cooperative_matrices,
             lost,
         })
     }

@@ -128,6 +128,11 @@ fn adapter_report(gpu: &GpuEngine) {
         l.max_compute_workgroups_per_dimension,
     );
     println!("features: {:?}", d.features);
+    println!(
+        "subgroup sizes: {}..={}",
+        d.info.subgroup_min_size, d.info.subgroup_max_size
+    );
+    println!("cooperative matrices: {:?}", d.cooperative_matrices);
 }
 
 /// The probes of a batch: seeded noise, unit length.
@@ -195,7 +200,9 @@ fn main() -> anyhow::Result<()> {
             eprintln!("{name} batch {b}: {gpu_ms:.2} ms");
         }
         if let (Some(out), "scan") = (&a.dump_dir, name.as_str()) {
+            let t = Instant::now();
             dump(out, &gallery, &gpu, &a)?;
+            eprintln!("dumped for the peer in {:.1} s", t.elapsed().as_secs_f64());
         }
         eprintln!(
             "{name}: {} probes answered by the CPU after a list overflowed",
@@ -275,6 +282,10 @@ fn dump(out: &Path, gallery: &Gallery, gpu: &GpuEngine, a: &Args) -> anyhow::Res
         &[rows as u64],
         scales[..rows].iter().copied(),
     )?;
+    let subjects = (0..rows)
+        .map(|r| gallery.row_subject(r))
+        .collect::<Result<Vec<u32>, _>>()?;
+    write_npy(&out.join("row_subjects.npy"), &[rows as u64], subjects)?;
     let b = a.batches.iter().copied().max().unwrap_or(1);
     let p = probes(b, dim)?;
     let unit = (0..b).flat_map(|i| p.unit(i).to_vec());
