@@ -9,9 +9,9 @@
 // the whole gallery's M-th best) is appended to that probe's bounded list.
 //
 // Bindings (group 0):
-//   0 rows        storage, read        array<vec4<u32>>  interleaved: unit (g * chunks + c) * 32 + r % 32
+//   0 rows        storage, read        array<vec4<u32>>  interleaved: unit (g * SCAN_CHUNKS + c) * 32 + r % 32
 //   1 scales      storage, read        array<f32>        per row of the buffer, padded to whole groups
-//   2 probes      storage, read        array<vec4<u32>>  probe q's chunk c at q * chunks + c
+//   2 probes      storage, read        array<vec4<u32>>  probe q's chunk c at q * SCAN_CHUNKS + c
 //   3 pscales     storage, read        array<f32>        per probe
 //   4 cuts        storage, read        array<f32>        probe q's cut at q * cut_stride + cut_index
 //   5 counts      storage, read_write  array<atomic<u32>> appended per probe (may pass out_stride: overflow)
@@ -26,7 +26,11 @@
 // Score = f32(dot) * probe scale * row scale, as the CPU engine computes it,
 // so the scores are bit-identical and both engines rank alike.
 // Names in capitals and ScanParams are declared by the prelude that
-// facegate-gpu generates from src/shared.rs and puts before this file.
+// facegate-gpu generates from src/shared.rs and puts before this file;
+// SCAN_CHUNKS (the gallery's chunks per row), SCAN_THREAD_PROBES and
+// SCAN_PROBE_TILE come from the pipeline's ScanShape, so every loop below
+// has a constant trip count and the compiler can unroll it and keep the
+// accumulators in registers.
 
 @group(0) @binding(0) var<storage, read> rows: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> scales: array<f32>;
@@ -38,8 +42,8 @@
 @group(0) @binding(7) var<storage, read_write> out_rows: array<u32>;
 @group(0) @binding(8) var<uniform> params: ScanParams;
 
-var<workgroup> s_rows: array<vec4<u32>, SCAN_GROUP_ROWS * SCAN_MAX_CHUNKS>;
-var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_MAX_CHUNKS>;
+var<workgroup> s_rows: array<vec4<u32>, SCAN_GROUP_ROWS * SCAN_CHUNKS>;
+var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_CHUNKS>;
 
 fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z)
@@ -71,10 +75,9 @@ fn main(
     if (group >= params.groups) {
         return;
     }
-    let chunks = params.chunks;
-    let units = SCAN_GROUP_ROWS * chunks;
-    for (var i = lid; i < units; i = i + SCAN_WORKGROUP) {
-        s_rows[i] = rows[group * units + i];
+    const UNITS = SCAN_GROUP_ROWS * SCAN_CHUNKS;
+    for (var i = lid; i < UNITS; i = i + SCAN_WORKGROUP) {
+        s_rows[i] = rows[group * UNITS + i];
     }
     let r = lid % SCAN_GROUP_ROWS;
     let first = (lid / SCAN_GROUP_ROWS) * SCAN_THREAD_PROBES;
@@ -85,19 +88,18 @@ fn main(
         // The rows are in (first tile), and the last tile's probes are read.
         workgroupBarrier();
         let p0 = tile * SCAN_PROBE_TILE;
-        for (var i = lid; i < SCAN_PROBE_TILE * chunks; i = i + SCAN_WORKGROUP) {
+        for (var i = lid; i < SCAN_PROBE_TILE * SCAN_CHUNKS; i = i + SCAN_WORKGROUP) {
             // Probes past the batch repeat the last one; their scores are not emitted.
-            let q = min(p0 + i / chunks, params.probes - 1u);
-            s_probes[i] = probes[q * chunks + i % chunks];
+            let q = min(p0 + i / SCAN_CHUNKS, params.probes - 1u);
+            s_probes[i] = probes[q * SCAN_CHUNKS + i % SCAN_CHUNKS];
         }
         workgroupBarrier();
-        var acc = vec4<i32>(0);
-        for (var c = 0u; c < chunks; c = c + 1u) {
+        var acc: array<i32, SCAN_THREAD_PROBES>;
+        for (var c = 0u; c < SCAN_CHUNKS; c = c + 1u) {
             let w = s_rows[c * SCAN_GROUP_ROWS + r];
-            acc.x = acc.x + dot16(w, s_probes[(first + 0u) * chunks + c]);
-            acc.y = acc.y + dot16(w, s_probes[(first + 1u) * chunks + c]);
-            acc.z = acc.z + dot16(w, s_probes[(first + 2u) * chunks + c]);
-            acc.w = acc.w + dot16(w, s_probes[(first + 3u) * chunks + c]);
+            for (var j = 0u; j < SCAN_THREAD_PROBES; j = j + 1u) {
+                acc[j] = acc[j] + dot16(w, s_probes[(first + j) * SCAN_CHUNKS + c]);
+            }
         }
         if (local_row < params.rows) {
             for (var j = 0u; j < SCAN_THREAD_PROBES; j = j + 1u) {

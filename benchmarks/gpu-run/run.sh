@@ -21,6 +21,7 @@ out=${OUT:-/tmp/gpu-run}
 mkdir -p "$out"
 rows=${ROWS:-10000000}
 batches=${BATCHES:-1,8,32,64,256,1024}
+designs=${DESIGNS:-scan,scan:trusted,scan:tp4,scan:trusted:tp4,classic}
 if ! ldconfig -p | grep -q libvulkan; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
@@ -35,12 +36,16 @@ export WGPU_BACKEND=vulkan
   nvidia-smi --query-gpu=name,memory.total,clocks.max.memory,driver_version --format=csv
   nproc
 } 2>&1 | tee "$out/machine.txt"
+# Clocks, power and load once a second while the run lasts.
+nvidia-smi dmon -s pcu -d 1 >"$out/dmon.txt" 2>&1 &
+dmon=$!
 date -u +"bench starts %T"
 timeout 380 .gpu-run/facegate-gpu-bench --rows "$rows" --dim 512 --batches "$batches" \
-  --repeats 5 --dump-dir /tmp/gpu-dump --json 2>&1 | tee "$out/bench.txt"
+  --designs "$designs" --repeats 5 --dump-dir /tmp/gpu-dump --json 2>&1 | tee "$out/bench.txt"
 echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$out/bench.txt"
 date -u +"peer starts %T"
 PYTHONUNBUFFERED=1 timeout 160 python3 benchmarks/gpu-run/torch_peer.py --dir /tmp/gpu-dump \
   --batches "$batches" 2>&1 | tee "$out/torch.txt"
 echo "peer exit: ${PIPESTATUS[0]}" | tee -a "$out/torch.txt"
+kill "$dmon" 2>/dev/null
 date -u +"done %T"

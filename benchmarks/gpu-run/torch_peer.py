@@ -85,6 +85,16 @@ def timed(fn, repeats):
     return sorted(ms)[len(ms) // 2]
 
 
+def bandwidth(dev, repeats):
+    """The device's copy bandwidth (read + write) as CUDA moves it, beside
+    facegate-gpu-bench's own measures of the same device."""
+    n = 1 << 30
+    src = torch.empty(n, dtype=torch.uint8, device=dev)
+    dst = torch.empty_like(src)
+    ms = timed(lambda: dst.copy_(src), max(repeats, 10))
+    print(f"torch copy of 1 GiB: {2 * n / ms / 1e6:.0f} GB/s (read + write)\n")
+
+
 def subjects_of(rows, row_subjects, k):
     """Each probe's first k distinct subjects, in rank order."""
     out = []
@@ -113,7 +123,8 @@ def main():
     gallery16 = (rows.to(torch.float16) * scales[:, None].to(torch.float16)).contiguous()
     gallery8 = rows
     k, k2 = a.top_k, 4 * a.top_k  # rows, enough for k distinct subjects of two rows each
-    print(f"{gallery16.shape[0]} x {gallery16.shape[1]} rows, tiles of {a.tile_rows}, top-{k}\n")
+    print(f"{gallery16.shape[0]} x {gallery16.shape[1]} rows, tiles of {a.tile_rows}, top-{k}")
+    bandwidth(dev, a.repeats)
     print("| batch | f16 GEMM + topk ms | int8 _int_mm + topk ms |")
     print("|---:|---:|---:|")
     for b in [int(x) for x in a.batches.split(",")]:

@@ -24,7 +24,7 @@ pub struct GpuDevice {
     /// The limits the device was created with (the adapter's own).
     pub limits: wgpu::Limits,
     /// What the adapter offers beyond the baseline (subgroups, f16,
-    /// cooperative matrices...); the engine asks for none of it.
+    /// cooperative matrices...); the engine asks only for timestamps.
     pub features: wgpu::Features,
     /// The cooperative-matrix shapes and types the adapter offers (empty
     /// where it offers none), reported so a design that would use them is
@@ -75,7 +75,8 @@ impl GpuDevice {
         let cooperative_matrices = adapter.cooperative_matrix_properties();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("facegate"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps only: the stage clock uses them where offered.
+            required_features: features & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -107,37 +108,6 @@ impl GpuDevice {
     /// Whether the device has been lost; a lost device answers nothing more.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
-    }
-
-    /// Device-to-device copy bandwidth, bytes read plus written per second:
-    /// `copies` copies of a `bytes` buffer, timed from submission to
-    /// completion after one warm-up. The physical limit the benchmark puts
-    /// beside the scan, measured in the same run.
-    pub fn copy_bandwidth(&self, bytes: u64, copies: u32) -> Result<f64, crate::GpuError> {
-        let buffer = |label| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes,
-                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
-        let (a, b) = (buffer("copy source"), buffer("copy target"));
-        let run = |n: u32| -> Result<f64, crate::GpuError> {
-            let mut enc = self.device.create_command_encoder(&Default::default());
-            for _ in 0..n {
-                enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
-            }
-            let t = std::time::Instant::now();
-            self.queue.submit([enc.finish()]);
-            self.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| crate::GpuError::Operation(format!("waiting for copies: {e}")))?;
-            Ok(t.elapsed().as_secs_f64())
-        };
-        run(1)?;
-        let secs = run(copies)?;
-        Ok(2.0 * bytes as f64 * f64::from(copies) / secs)
     }
 
     /// "name (driver, type)" for logs and `GalleryInfo`.

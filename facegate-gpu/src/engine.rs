@@ -204,8 +204,7 @@ impl GpuEngine {
             let topk = Topk::new(&dev.device);
             let rows = match scan {
                 true => Rows::Scan(Box::new(ScanDesign::new(
-                    &dev.device,
-                    crate::pipeline::scan(&dev.device),
+                    &dev,
                     &gallery,
                     max_binding,
                     opts.max_chunk_rows,
@@ -251,6 +250,16 @@ impl GpuEngine {
         match &self.rows {
             Rows::Scan(d) => d.overflows.load(std::sync::atomic::Ordering::Relaxed),
             Rows::Classic(_) => 0,
+        }
+    }
+
+    /// GPU time per stage of the second design's batches since the last
+    /// call, when `ScanOptions::profile` asked for it and the device writes
+    /// timestamps.
+    pub fn stage_times(&self) -> Option<crate::stages::StageTimes> {
+        match &self.rows {
+            Rows::Scan(d) => d.stage_times(),
+            Rows::Classic(_) => None,
         }
     }
 

@@ -27,6 +27,7 @@
 //! [`shaders`] (WGSL sources), [`pipeline`] (compute pipelines), [`buffers`]
 //! (gallery chunks on the GPU and transfers), [`engine`] (the `SearchEngine`).
 
+pub mod bandwidth;
 pub mod buffers;
 pub mod device;
 pub mod engine;
@@ -36,11 +37,13 @@ pub mod plan;
 pub mod scan;
 pub mod shaders;
 pub mod shared;
+pub mod stages;
 mod topk;
 
 pub use device::{DeviceOptions, GpuDevice};
 pub use engine::{Design, GpuEngine, GpuOptions};
 pub use scan::ScanOptions;
+pub use stages::{STAGES, StageTimes};
 
 /// Why the GPU engine could not start or answer.
 #[derive(Debug, thiserror::Error)]

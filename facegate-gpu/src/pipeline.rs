@@ -3,6 +3,7 @@
 use facegate_core::ElementType;
 
 use crate::shaders::Kernel;
+use crate::shared::ScanShape;
 
 /// The first design's score pipeline for the gallery's element type.
 pub struct Pipelines {
@@ -28,14 +29,121 @@ fn pipeline(device: &wgpu::Device, kernel: Kernel) -> wgpu::ComputePipeline {
     })
 }
 
+/// The read-bandwidth kernel ([`crate::bandwidth`]).
+pub fn read_bandwidth(device: &wgpu::Device) -> wgpu::ComputePipeline {
+    pipeline(device, Kernel::ReadBandwidth)
+}
+
 /// The top-k kernel (both designs).
 pub fn topk(device: &wgpu::Device) -> wgpu::ComputePipeline {
     pipeline(device, Kernel::Topk)
 }
 
-/// The second design's scan kernel (int8).
-pub fn scan(device: &wgpu::Device) -> wgpu::ComputePipeline {
-    pipeline(device, Kernel::ScanInt8)
+/// The second design's scan kernel, compiled once per [`ScanShape`] the
+/// engine may pick, all sharing one bind group layout so that the bind
+/// groups made once per scratch serve every shape.
+pub struct ScanPipelines {
+    /// The layout every shape's bind groups are made for.
+    pub layout: wgpu::BindGroupLayout,
+    /// The pipelines, by increasing `thread_probes`.
+    pub by_shape: Vec<(ScanShape, wgpu::ComputePipeline)>,
+}
+
+/// The scan kernel's bindings, in its order: five read-only storage buffers
+/// (rows, scales, probes, probe scales, cuts), three read-write (counts,
+/// scores, rows out), the parameters.
+fn scan_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+    let entries: Vec<_> = (0..9)
+        .map(|b| match b {
+            0..=4 => entry(b, storage(true)),
+            5..=7 => entry(b, storage(false)),
+            _ => entry(b, wgpu::BufferBindingType::Uniform),
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("scan bindings"),
+        entries: &entries,
+    })
+}
+
+impl ScanPipelines {
+    /// Compiles the scan kernel for rows of `chunks` 16-byte chunks and each
+    /// of `thread_probes`. With `runtime_checks` false the module is trusted:
+    /// naga adds no bounds clamps, loop guards or division checks, which
+    /// holds because every index the kernel forms is bounded by the buffer
+    /// sizes the engine makes from the same plan (scan.rs), its loops have
+    /// constant or uniform bounds, and it divides only by constants.
+    pub fn new(
+        device: &wgpu::Device,
+        chunks: u32,
+        thread_probes: &[u32],
+        runtime_checks: bool,
+    ) -> ScanPipelines {
+        let layout = scan_layout(device);
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("scan"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let by_shape = thread_probes
+            .iter()
+            .map(|&tp| {
+                let shape = ScanShape {
+                    chunks,
+                    thread_probes: tp,
+                };
+                let desc = wgpu::ShaderModuleDescriptor {
+                    label: Some("scan_int8.wgsl"),
+                    source: wgpu::ShaderSource::Wgsl(Kernel::scan_source(shape).into()),
+                };
+                let module = if runtime_checks {
+                    device.create_shader_module(desc)
+                } else {
+                    // SAFETY: see the function's doc: the kernel's indices are
+                    // in bounds by construction and its loops terminate.
+                    unsafe {
+                        device.create_shader_module_trusted(
+                            desc,
+                            wgpu::ShaderRuntimeChecks::unchecked(),
+                        )
+                    }
+                };
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("scan_int8.wgsl"),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                (shape, pipeline)
+            })
+            .collect();
+        ScanPipelines { layout, by_shape }
+    }
+
+    /// The pipeline for a batch of `probes`: the smallest probe tile that
+    /// holds the batch (so that small batches score no padding), else the
+    /// largest; `forced` picks by `thread_probes` instead when compiled.
+    pub fn for_batch(&self, probes: u32, forced: Option<u32>) -> &wgpu::ComputePipeline {
+        let pick = forced
+            .and_then(|tp| self.by_shape.iter().find(|(s, _)| s.thread_probes == tp))
+            .or_else(|| self.by_shape.iter().find(|(s, _)| s.probe_tile() >= probes))
+            .or(self.by_shape.last());
+        // by_shape is never empty: ScanDesign compiles at least one shape.
+        &pick.expect("at least one scan shape").1
+    }
 }
 
 impl Pipelines {
@@ -53,6 +161,15 @@ pub fn bind(
     pipeline: &wgpu::ComputePipeline,
     buffers: &[&wgpu::Buffer],
 ) -> wgpu::BindGroup {
+    bind_layout(device, &pipeline.get_bind_group_layout(0), buffers)
+}
+
+/// A bind group giving `buffers` to `layout`'s bindings 0, 1, ... in order.
+pub fn bind_layout(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
@@ -63,7 +180,7 @@ pub fn bind(
         .collect();
     device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
-        layout: &pipeline.get_bind_group_layout(0),
+        layout,
         entries: &entries,
     })
 }

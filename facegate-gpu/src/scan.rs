@@ -13,9 +13,10 @@ use crate::GpuError;
 use crate::buffers::{map_read, scratch, upload};
 use crate::device::GpuDevice;
 use crate::interleave::{chunks_of, interleave, sample_rows};
-use crate::pipeline::bind;
+use crate::pipeline::{ScanPipelines, bind_layout};
 use crate::plan::{SAMPLE_GROUPS, ScanPlan};
-use crate::shared::{SCAN_GROUP_ROWS, ScanParams, TopkParams};
+use crate::shared::{SCAN_GROUP_ROWS, SCAN_MAX_THREAD_PROBES, ScanParams, TopkParams};
+use crate::stages::{StageClock, StageTimes};
 use crate::topk::{Lists, Pairs, ReadyPass, Topk, TopkShape};
 
 /// A probe's candidate rows and their scan scores, best first.
@@ -42,7 +43,11 @@ pub(crate) struct ScanDesign {
     capacity: Option<u64>,
     /// The largest binding: a batch's lists and pilot scores must fit one.
     max_binding: u64,
-    pipeline: wgpu::ComputePipeline,
+    pipelines: ScanPipelines,
+    /// The probes per invocation every batch uses, when the options force one.
+    thread_probes: Option<u32>,
+    /// GPU time per stage, when the options ask for it and the device can.
+    clock: Option<StageClock>,
     scratch: Mutex<Option<Scratch>>,
     /// Device memory the rows take (gallery and sample).
     pub bytes: u64,
@@ -50,14 +55,27 @@ pub(crate) struct ScanDesign {
     pub overflows: AtomicU64,
 }
 
-/// The pilot's sample groups and the list capacity, when not the defaults.
+/// The second design's settings, where not the defaults: the pilot's
+/// sample, the lists' capacity, and what the benchmark compares.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScanOptions {
     /// Row groups of 32 the pilot samples (default [`SAMPLE_GROUPS`]).
     pub sample_groups: Option<u64>,
     /// Entries of each probe's candidate list (default: the plan's).
     pub list_capacity: Option<u64>,
+    /// Probes each scan invocation scores (1, 2, 4 or 8) for every batch,
+    /// instead of the smallest tile that holds the batch.
+    pub thread_probes: Option<u32>,
+    /// Compile the scan kernel as a trusted module, without the bounds
+    /// clamps, loop guards and division checks naga adds by default
+    /// ([`ScanPipelines::new`] says why that is sound).
+    pub trusted_kernel: bool,
+    /// Time each stage of every batch on the GPU ([`crate::stages`]).
+    pub profile: bool,
 }
+
+/// The probes per invocation the scan kernel is compiled for.
+const THREAD_PROBES: [u32; 4] = [1, 2, 4, SCAN_MAX_THREAD_PROBES];
 
 fn upload_groups(
     device: &wgpu::Device,
@@ -94,13 +112,13 @@ impl ScanDesign {
     /// `max_part_rows` rows, rounded down to whole groups) and uploads them
     /// with the pilot's sample.
     pub(crate) fn new(
-        device: &wgpu::Device,
-        pipeline: wgpu::ComputePipeline,
+        dev: &GpuDevice,
         gallery: &Gallery,
         max_binding: u64,
         max_part_rows: Option<usize>,
         opts: ScanOptions,
     ) -> ScanDesign {
+        let device = &dev.device;
         let chunks = chunks_of(gallery.dim()) as u64;
         let group = u64::from(SCAN_GROUP_ROWS);
         let by_rows = max_part_rows.map_or(u64::MAX, |r| r as u64 / group);
@@ -128,7 +146,14 @@ impl ScanDesign {
             sample_groups,
             capacity: opts.list_capacity,
             max_binding,
-            pipeline,
+            pipelines: ScanPipelines::new(
+                device,
+                chunks as u32,
+                &THREAD_PROBES,
+                !opts.trusted_kernel,
+            ),
+            thread_probes: opts.thread_probes,
+            clock: opts.profile.then(|| StageClock::new(dev)).flatten(),
             scratch: Mutex::new(None),
             bytes,
             overflows: AtomicU64::new(0),
@@ -138,6 +163,11 @@ impl ScanDesign {
     /// Bindings the gallery's rows take.
     pub(crate) fn parts(&self) -> usize {
         self.parts.len()
+    }
+
+    /// GPU time per stage since the last call, when profiling.
+    pub(crate) fn stage_times(&self) -> Option<StageTimes> {
+        self.clock.as_ref().map(StageClock::take)
     }
 
     /// The plan of a batch of `probes` keeping `m` over `rows` rows, for
@@ -339,9 +369,9 @@ impl ScanDesign {
         out: &Pairs,
     ) -> (wgpu::Buffer, wgpu::BindGroup) {
         let params = params_buffer(d);
-        let group = bind(
+        let group = bind_layout(
             d,
-            &self.pipeline,
+            &self.pipelines.layout,
             &[
                 &rows.data,
                 &rows.scales,
@@ -386,19 +416,19 @@ impl ScanDesign {
                 label: Some("scan batch"),
             });
         enc.clear_buffer(&s.counts, 0, Some(plan.probes * 4));
-        let answer = {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("scan batch"),
-                timestamp_writes: None,
-            });
-            self.record_batch(&mut pass, topk, s, plan)
-        };
+        let answer = self.record_batch(&mut enc, topk, s, plan);
+        if let Some(clock) = &self.clock {
+            clock.resolve(&mut enc);
+        }
         let bytes = plan.probes * plan.m * 4;
         enc.copy_buffer_to_buffer(&answer.scores, 0, &s.staging, 0, bytes);
         enc.copy_buffer_to_buffer(&answer.rows, 0, &s.staging, bytes, bytes);
         enc.copy_buffer_to_buffer(&s.counts, 0, &s.staging, 2 * bytes, plan.probes * 4);
         dev.queue.submit([enc.finish()]);
         let out = read_answers(&dev.device, &s.staging, plan)?;
+        if let Some(clock) = &self.clock {
+            clock.collect(&dev.device, if plan.pilot_is_exact() { 2 } else { 4 })?;
+        }
         let overflowed = out.iter().filter(|l| l.is_none()).count() as u64;
         self.overflows.fetch_add(overflowed, Ordering::Relaxed);
         Ok(out)
@@ -448,35 +478,53 @@ impl ScanDesign {
         }
     }
 
-    /// Records the pilot, the scan and the final selection; where each
-    /// probe's best M end up.
+    /// The compute pass of stage `i` (timed when profiling).
+    fn stage_pass<'e>(&self, enc: &'e mut wgpu::CommandEncoder, i: usize) -> wgpu::ComputePass<'e> {
+        enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(crate::stages::STAGES[i]),
+            timestamp_writes: self.clock.as_ref().map(|c| c.writes(i)),
+        })
+    }
+
+    /// Records the pilot, the scan and the final selection, one compute
+    /// pass per stage (timed when profiling); where each probe's best M
+    /// end up.
     fn record_batch<'a>(
         &self,
-        pass: &mut wgpu::ComputePass,
+        enc: &mut wgpu::CommandEncoder,
         topk: &Topk,
         s: &'a Scratch,
         plan: ScanPlan,
     ) -> &'a Pairs {
         let shape = TopkShape::new(plan.probes as usize, plan.m as u32);
+        let pipeline = self
+            .pipelines
+            .for_batch(plan.probes as u32, self.thread_probes);
         let dispatch = |pass: &mut wgpu::ComputePass,
                         groups: u32,
                         (_, bind): &(wgpu::Buffer, wgpu::BindGroup)| {
             let x = groups.clamp(1, 65_535);
-            pass.set_pipeline(&self.pipeline);
+            pass.set_pipeline(pipeline);
             pass.set_bind_group(0, bind, &[]);
             pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
         };
-        dispatch(pass, self.sample.groups, &s.scans[0]);
-        for ready in &s.pilot_reduce {
-            topk.dispatch(pass, ready, shape.probes);
+        dispatch(&mut self.stage_pass(enc, 0), self.sample.groups, &s.scans[0]);
+        {
+            let mut pass = self.stage_pass(enc, 1);
+            for ready in &s.pilot_reduce {
+                topk.dispatch(&mut pass, ready, shape.probes);
+            }
         }
         if plan.pilot_is_exact() {
             return &s.pilot_best;
         }
-        for (part, scan) in self.parts.iter().zip(&s.scans[1..]) {
-            dispatch(pass, part.groups, scan);
+        {
+            let mut pass = self.stage_pass(enc, 2);
+            for (part, scan) in self.parts.iter().zip(&s.scans[1..]) {
+                dispatch(&mut pass, part.groups, scan);
+            }
         }
-        topk.dispatch(pass, &s.select, shape.probes);
+        topk.dispatch(&mut self.stage_pass(enc, 3), &s.select, shape.probes);
         &s.best
     }
 }

@@ -6,7 +6,7 @@
 
 use facegate_core::ElementType;
 
-use crate::shared::wgsl_prelude;
+use crate::shared::{SCAN_MAX_CHUNKS, SCAN_MAX_THREAD_PROBES, ScanShape, wgsl_prelude};
 
 /// One compute kernel of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,16 +22,19 @@ pub enum Kernel {
     /// The second design's int8 scan: interleaved row groups in workgroup
     /// memory, probes in tiles, candidates appended at or above a cut.
     ScanInt8,
+    /// Reads a buffer once: the device's read bandwidth, the scan's limit.
+    ReadBandwidth,
 }
 
 impl Kernel {
     /// Every kernel, for validation and diagnostics.
-    pub const ALL: [Kernel; 5] = [
+    pub const ALL: [Kernel; 6] = [
         Kernel::ScoreInt8,
         Kernel::ScoreF16,
         Kernel::ScoreF32,
         Kernel::Topk,
         Kernel::ScanInt8,
+        Kernel::ReadBandwidth,
     ];
 
     /// The score kernel for a gallery whose scan rows are of type `ty`.
@@ -51,6 +54,7 @@ impl Kernel {
             Kernel::ScoreF32 => "score_f32.wgsl",
             Kernel::Topk => "topk.wgsl",
             Kernel::ScanInt8 => "scan_int8.wgsl",
+            Kernel::ReadBandwidth => "read_bandwidth.wgsl",
         }
     }
 
@@ -63,14 +67,29 @@ impl Kernel {
             Kernel::ScoreF32 => include_str!("../../shaders/score_f32.wgsl"),
             Kernel::Topk => include_str!("../../shaders/topk.wgsl"),
             Kernel::ScanInt8 => include_str!("../../shaders/scan_int8.wgsl"),
+            Kernel::ReadBandwidth => include_str!("../../shaders/read_bandwidth.wgsl"),
         }
     }
 
     /// What the pipeline compiles: the shared prelude, then the file. A
     /// marker line says where the file starts, to map line numbers in
-    /// compiler errors back to it.
+    /// compiler errors back to it. The scan kernel gets the default shape
+    /// ([`Kernel::scan_source`] for another).
     pub fn source(self) -> String {
-        let prelude = wgsl_prelude();
+        let extra = match self {
+            Kernel::ScanInt8 => DEFAULT_SCAN_SHAPE.wgsl(),
+            _ => String::new(),
+        };
+        self.source_with(&extra)
+    }
+
+    /// The scan kernel compiled for `shape`.
+    pub fn scan_source(shape: ScanShape) -> String {
+        Kernel::ScanInt8.source_with(&shape.wgsl())
+    }
+
+    fn source_with(self, extra: &str) -> String {
+        let prelude = format!("{}{extra}", wgsl_prelude());
         let first_line = prelude.lines().count() + 2;
         format!(
             "{prelude}// shaders/{}, whose line 1 is line {first_line} here:\n{}",
@@ -79,3 +98,10 @@ impl Kernel {
         )
     }
 }
+
+/// The shape [`Kernel::source`] compiles the scan kernel for (512
+/// dimensions, the largest probe tile): what the validation tests check.
+pub const DEFAULT_SCAN_SHAPE: ScanShape = ScanShape {
+    chunks: SCAN_MAX_CHUNKS,
+    thread_probes: SCAN_MAX_THREAD_PROBES,
+};

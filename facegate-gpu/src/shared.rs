@@ -45,21 +45,62 @@ shared_constants! {
     SCAN_GROUP_ROWS = 32;
     /// Invocations of one scan workgroup.
     SCAN_WORKGROUP = 128;
-    /// Probes a scan workgroup holds in workgroup memory at a time.
-    SCAN_PROBE_TILE = 16;
-    /// Probes one scan invocation scores per row chunk it reads
-    /// (`SCAN_WORKGROUP / SCAN_GROUP_ROWS * SCAN_THREAD_PROBES == SCAN_PROBE_TILE`).
-    SCAN_THREAD_PROBES = 4;
     /// Most 16-byte chunks of a row the scan kernel holds (512 int8 dimensions).
     SCAN_MAX_CHUNKS = 32;
+    /// Workgroup width of the read-bandwidth kernel.
+    BANDWIDTH_WORKGROUP = 256;
 }
 
-const _: () = assert!(SCAN_WORKGROUP / SCAN_GROUP_ROWS * SCAN_THREAD_PROBES == SCAN_PROBE_TILE);
+/// Probe-row pairs one scan invocation may score per row chunk it reads, at
+/// most: the largest [`ScanShape::thread_probes`].
+pub const SCAN_MAX_THREAD_PROBES: u32 = 8;
 
-/// Workgroup memory the scan kernel declares: a group's rows and a tile of
-/// probes, [`SCAN_MAX_CHUNKS`] 16-byte chunks each.
-/// tests/shaders_validate.rs checks this against naga's layout.
-pub const SCAN_WORKGROUP_BYTES: u32 = (SCAN_GROUP_ROWS + SCAN_PROBE_TILE) * SCAN_MAX_CHUNKS * 16;
+/// What one scan pipeline is compiled for, declared as WGSL constants before
+/// the kernel (after the prelude), so that its loops have constant bounds
+/// and its workgroup arrays the gallery's size: the gallery's chunks per
+/// row, and how many probes each invocation scores per row word it reads
+/// (1 for the smallest batches, where more would score padding; more for
+/// large ones, where each word then serves more probes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanShape {
+    /// 16-byte chunks per row, 1 ..= [`SCAN_MAX_CHUNKS`].
+    pub chunks: u32,
+    /// Probes one invocation scores: 1, 2, 4 or [`SCAN_MAX_THREAD_PROBES`].
+    pub thread_probes: u32,
+}
+
+impl ScanShape {
+    /// Probes a workgroup holds in workgroup memory at a time.
+    pub const fn probe_tile(self) -> u32 {
+        SCAN_WORKGROUP / SCAN_GROUP_ROWS * self.thread_probes
+    }
+
+    /// Workgroup memory the kernel declares: a group's rows and a tile of
+    /// probes, `chunks` 16-byte chunks each. tests/shaders_validate.rs
+    /// checks this against naga's layout.
+    pub const fn workgroup_bytes(self) -> u32 {
+        (SCAN_GROUP_ROWS + self.probe_tile()) * self.chunks * 16
+    }
+
+    /// The WGSL constants the scan kernel uses but neither it nor the
+    /// prelude declares.
+    pub fn wgsl(self) -> String {
+        format!(
+            "const SCAN_CHUNKS: u32 = {}u;\nconst SCAN_THREAD_PROBES: u32 = {}u;\nconst SCAN_PROBE_TILE: u32 = {}u;\n",
+            self.chunks,
+            self.thread_probes,
+            self.probe_tile()
+        )
+    }
+}
+
+/// The most workgroup memory any scan pipeline declares (512 dimensions,
+/// the largest probe tile): what the engine checks the adapter offers.
+pub const SCAN_WORKGROUP_BYTES: u32 = ScanShape {
+    chunks: SCAN_MAX_CHUNKS,
+    thread_probes: SCAN_MAX_THREAD_PROBES,
+}
+.workgroup_bytes();
 
 // The top-k kernel's bitonic sort needs a power-of-two buffer, and K is
 // chosen between TOPK_WORKGROUP and TOPK_MAX_K.

@@ -112,7 +112,7 @@ fn a_sampled_pilot_and_bounded_lists_give_the_cpus_answers() {
     let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
     let scan = ScanOptions {
         sample_groups: Some(8),
-        list_capacity: None,
+        ..Default::default()
     };
     let e = engine(&g, Some(1000), scan);
     assert_eq!(e.chunks(), 6);
@@ -164,9 +164,72 @@ fn an_overflowing_list_is_detected_and_answered_exactly() {
     let scan = ScanOptions {
         sample_groups: Some(1),
         list_capacity: Some(64),
+        ..Default::default()
     };
     let e = engine(&g, None, scan);
     let p = probes(&data, 3000, 64, 9, 7);
     same(&cpu, &e, &p, 10, "overflow");
     assert!(e.list_overflows() > 0, "some list must have overflowed");
+}
+
+#[test]
+fn every_kernel_shape_checked_or_trusted_gives_the_cpus_answers() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 72 dimensions: 5 chunks, the last part padding; 2,011 rows.
+    let (g, data) = gallery(dir.path(), 2011, 72);
+    let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
+    for trusted_kernel in [false, true] {
+        for tp in [1, 2, 4, 8] {
+            let scan = ScanOptions {
+                sample_groups: Some(4),
+                thread_probes: Some(tp),
+                trusted_kernel,
+                ..Default::default()
+            };
+            let e = engine(&g, None, scan);
+            // Batches at and around the tiles' edges (4, 8, 16, 32 probes).
+            for nb in [1, 3, 4, 5, 17, 33] {
+                let p = probes(&data, 2011, 72, nb, 100 + nb as u64);
+                let label = format!("tp={tp} trusted={trusted_kernel} B={nb}");
+                same(&cpu, &e, &p, 10, &label);
+            }
+        }
+    }
+    // And the default: each batch picks its own tile.
+    let e = engine(&g, None, ScanOptions::default());
+    for nb in [1, 2, 6, 9, 31, 64] {
+        let p = probes(&data, 2011, 72, nb, 200 + nb as u64);
+        same(&cpu, &e, &p, 5, &format!("auto B={nb}"));
+    }
+}
+
+#[test]
+fn profiling_times_each_stage_of_each_batch() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (g, data) = gallery(dir.path(), 3000, 64);
+    let scan = ScanOptions {
+        sample_groups: Some(4),
+        profile: true,
+        ..Default::default()
+    };
+    let e = engine(&g, None, scan);
+    let times = e.stage_times().expect("lavapipe writes timestamps");
+    assert_eq!(times.batches, 0);
+    let p = probes(&data, 3000, 64, 5, 3);
+    e.search(&p, 10).unwrap();
+    e.search(&p, 10).unwrap();
+    let times = e.stage_times().unwrap();
+    assert_eq!(times.batches, 2);
+    for (stage, secs) in facegate_gpu::STAGES.iter().zip(times.seconds) {
+        assert!(secs > 0.0, "{stage}: {secs} s");
+    }
+    assert_eq!(e.stage_times().unwrap().batches, 0, "taking the times resets them");
+    // Without the option, no clock.
+    assert!(engine(&g, None, ScanOptions::default()).stage_times().is_none());
 }

@@ -6,8 +6,8 @@
 
 use facegate_gpu::shaders::Kernel;
 use facegate_gpu::shared::{
-    CONSTANTS, SCAN_WORKGROUP, SCAN_WORKGROUP_BYTES, SCORE_WORKGROUP, TOPK_WORKGROUP,
-    TOPK_WORKGROUP_BYTES, UNIFORMS, wgsl_prelude,
+    BANDWIDTH_WORKGROUP, CONSTANTS, SCAN_WORKGROUP, SCAN_WORKGROUP_BYTES, SCORE_WORKGROUP,
+    ScanShape, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES, UNIFORMS, wgsl_prelude,
 };
 
 /// Parses and validates `source`, panicking with naga's message under `name`.
@@ -103,10 +103,11 @@ fn wgsl_lays_out_every_uniform_struct_as_rust_does() {
 fn each_kernel_takes_its_params_struct_and_workgroup_width() {
     for kernel in Kernel::ALL {
         let name = kernel.file_name();
-        let (params, width) = match kernel {
-            Kernel::Topk => ("TopkParams", TOPK_WORKGROUP),
-            Kernel::ScanInt8 => ("ScanParams", SCAN_WORKGROUP),
-            _ => ("ScoreParams", SCORE_WORKGROUP),
+        let (params, width): (&[&str], u32) = match kernel {
+            Kernel::Topk => (&["TopkParams"], TOPK_WORKGROUP),
+            Kernel::ScanInt8 => (&["ScanParams"], SCAN_WORKGROUP),
+            Kernel::ReadBandwidth => (&[], BANDWIDTH_WORKGROUP),
+            _ => (&["ScoreParams"], SCORE_WORKGROUP),
         };
         let module = module(name, &kernel.source());
         let uniforms: Vec<&str> = module
@@ -115,7 +116,7 @@ fn each_kernel_takes_its_params_struct_and_workgroup_width() {
             .filter(|(_, v)| v.space == naga::AddressSpace::Uniform)
             .map(|(_, v)| module.types[v.ty].name.as_deref().unwrap_or("?"))
             .collect();
-        assert_eq!(uniforms, [params], "{name}: uniforms");
+        assert_eq!(uniforms, params, "{name}: uniforms");
         let [main] = &module.entry_points[..] else {
             panic!("{name}: one entry point expected");
         };
@@ -125,7 +126,12 @@ fn each_kernel_takes_its_params_struct_and_workgroup_width() {
 
 /// Bytes of workgroup memory `kernel` declares, by naga's layout.
 fn workgroup_bytes(kernel: Kernel) -> u32 {
-    let module = module(kernel.file_name(), &kernel.source());
+    source_workgroup_bytes(kernel.file_name(), &kernel.source())
+}
+
+/// Bytes of workgroup memory the WGSL `source` declares, by naga's layout.
+fn source_workgroup_bytes(name: &str, source: &str) -> u32 {
+    let module = module(name, source);
     let layouter = layouter(&module);
     module
         .global_variables
@@ -139,4 +145,23 @@ fn workgroup_bytes(kernel: Kernel) -> u32 {
 fn the_topk_and_scan_kernels_declare_the_workgroup_memory_the_engine_checks() {
     assert_eq!(workgroup_bytes(Kernel::Topk), TOPK_WORKGROUP_BYTES);
     assert_eq!(workgroup_bytes(Kernel::ScanInt8), SCAN_WORKGROUP_BYTES);
+}
+
+#[test]
+fn every_scan_shape_compiles_and_declares_what_its_shape_says() {
+    for chunks in [1, 5, 32] {
+        for thread_probes in [1, 2, 4, 8] {
+            let shape = ScanShape {
+                chunks,
+                thread_probes,
+            };
+            let source = Kernel::scan_source(shape);
+            assert_eq!(
+                source_workgroup_bytes("scan_int8.wgsl", &source),
+                shape.workgroup_bytes(),
+                "{shape:?}"
+            );
+            assert!(shape.workgroup_bytes() <= SCAN_WORKGROUP_BYTES, "{shape:?}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ use clap::Parser;
 use facegate_benchmarks::{NoiseRows, noise_gallery};
 use facegate_core::format::{RowSource, ScanRows};
 use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
-use facegate_gpu::{Design, DeviceOptions, GpuEngine, GpuOptions};
+use facegate_gpu::{Design, DeviceOptions, GpuEngine, GpuOptions, bandwidth};
 use npyz::WriterBuilder;
 
 #[derive(Parser)]
@@ -34,7 +34,10 @@ struct Args {
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,256,1024")]
     batches: Vec<usize>,
-    /// Designs to time: scan (the second), classic (the first).
+    /// Designs to time: scan (the second), classic (the first). A scan may
+    /// name options after colons: `trusted` (the kernel without naga's
+    /// runtime checks) and `tpN` (N probes per invocation for every batch),
+    /// e.g. `scan:trusted:tp8`.
     #[arg(long, value_delimiter = ',', default_value = "scan,classic")]
     designs: Vec<String>,
     /// Timed repetitions per batch size (median reported).
@@ -46,9 +49,12 @@ struct Args {
     /// Device int8 rate, tera-operations/s (H100/H200 SXM dense: 1979).
     #[arg(long, default_value_t = 1979.0)]
     peak_tops: f64,
-    /// MiB per copy when measuring the copy bandwidth.
+    /// MiB per copy or read when measuring the bandwidth.
     #[arg(long, default_value_t = 1024)]
     copy_mib: u64,
+    /// Seconds of reads before the timed ones, so the clocks have risen.
+    #[arg(long, default_value_t = 2.0)]
+    warm_up_secs: f64,
     /// Also time the CPU engine on the same probes (skipped above this many rows).
     #[arg(long, default_value_t = 2_000_000)]
     cpu_peer_max_rows: usize,
@@ -66,14 +72,45 @@ struct Args {
 #[derive(serde::Serialize)]
 struct Case {
     design: String,
+    variant: String,
     batch: usize,
     gpu_ms: f64,
     probes_per_s: f64,
     gallery_gb_per_s: f64,
-    of_copy_bandwidth: f64,
+    of_read_bandwidth: f64,
     of_int8_rate: f64,
     plan_bytes: Option<u64>,
+    /// GPU ms per batch in each stage (pilot scan, pilot select, scan, select).
+    stage_ms: Option<Vec<f64>>,
     cpu_ms: Option<f64>,
+}
+
+/// The measured limits: read bandwidth (the scan's) and copy bandwidth.
+struct Limits {
+    read_gbps: f64,
+    copy_gbps: f64,
+}
+
+/// A design to time and its options, parsed from `--designs`.
+fn variant(spec: &str) -> anyhow::Result<(Design, facegate_gpu::ScanOptions)> {
+    let mut parts = spec.split(':');
+    let design = match parts.next() {
+        Some("scan") => Design::Auto,
+        Some("classic") => Design::Classic,
+        _ => anyhow::bail!("--designs: unknown design {spec:?} (scan, classic)"),
+    };
+    let mut scan = facegate_gpu::ScanOptions {
+        profile: true,
+        ..Default::default()
+    };
+    for opt in parts {
+        match opt {
+            "trusted" => scan.trusted_kernel = true,
+            tp if tp.starts_with("tp") => scan.thread_probes = Some(tp[2..].parse()?),
+            other => anyhow::bail!("--designs: unknown scan option {other:?} in {spec:?}"),
+        }
+    }
+    Ok((design, scan))
 }
 
 fn median_ms(
@@ -93,13 +130,15 @@ fn median_ms(
     Ok(v[v.len() / 2])
 }
 
-fn open(gallery: &std::sync::Arc<Gallery>, a: &Args, design: Design) -> anyhow::Result<GpuEngine> {
+fn open(gallery: &std::sync::Arc<Gallery>, a: &Args, spec: &str) -> anyhow::Result<GpuEngine> {
     let t = Instant::now();
+    let (design, scan) = variant(spec)?;
     let opts = GpuOptions {
         device: DeviceOptions {
             allow_software: a.allow_software_gpu,
         },
         design,
+        scan,
         ..Default::default()
     };
     let gpu = GpuEngine::new(ScanTarget::whole(gallery.clone()), opts)?;
@@ -164,22 +203,27 @@ fn main() -> anyhow::Result<()> {
     let cpu = CpuEngine::new(ScanTarget::whole(gallery.clone()));
     let gallery_bytes = (a.rows * (a.dim.div_ceil(16) * 16 + 4)) as f64;
     let mut cases = Vec::new();
-    let mut copy_gbps = 0.0;
-    for (i, name) in a.designs.iter().enumerate() {
-        let design = match name.as_str() {
-            "scan" => Design::Auto,
-            "classic" => Design::Classic,
-            other => anyhow::bail!("--designs: unknown design {other:?} (scan, classic)"),
+    let mut limits = None;
+    let mut dumped = false;
+    for (i, spec) in a.designs.iter().enumerate() {
+        let gpu = open(&gallery, &a, spec)?;
+        let lim = match &limits {
+            Some(l) => l,
+            None => {
+                adapter_report(&gpu);
+                limits.insert(measure_limits(&gpu, &a)?)
+            }
         };
-        let gpu = open(&gallery, &a, design)?;
-        if i == 0 {
-            adapter_report(&gpu);
-            copy_gbps = gpu.device().copy_bandwidth(a.copy_mib << 20, 10)? / 1e9;
-            println!("copy bandwidth (read + write, same run): {copy_gbps:.0} GB/s\n");
-        }
         for &b in &a.batches {
             let p = probes(b, a.dim)?;
+            gpu.stage_times();
             let gpu_ms = median_ms(&gpu, &p, a.top_k, a.repeats)?;
+            let stage_ms = gpu.stage_times().filter(|t| t.batches > 0).map(|t| {
+                t.seconds
+                    .iter()
+                    .map(|s| s * 1e3 / t.batches as f64)
+                    .collect()
+            });
             let cpu_ms = (i == 0 && a.rows <= a.cpu_peer_max_rows)
                 .then(|| median_ms(&cpu, &p, a.top_k, a.repeats.min(3)))
                 .transpose()?;
@@ -188,55 +232,79 @@ fn main() -> anyhow::Result<()> {
             let plan = gpu.scan_plan(b, m);
             cases.push(Case {
                 design: gpu.design_name().into(),
+                variant: spec.clone(),
                 batch: b,
                 gpu_ms,
                 probes_per_s: b as f64 / secs,
                 gallery_gb_per_s: gallery_bytes / secs / 1e9,
-                of_copy_bandwidth: gallery_bytes / secs / 1e9 / copy_gbps,
+                of_read_bandwidth: gallery_bytes / secs / 1e9 / lim.read_gbps,
                 of_int8_rate: 2.0 * (a.rows * a.dim * b) as f64 / secs / (a.peak_tops * 1e12),
                 plan_bytes: plan.map(|p| p.traffic().iter().map(|(_, v)| v).sum()),
+                stage_ms,
                 cpu_ms,
             });
-            eprintln!("{name} batch {b}: {gpu_ms:.2} ms");
+            eprintln!("{spec} batch {b}: {gpu_ms:.2} ms");
         }
-        if let (Some(out), "scan") = (&a.dump_dir, name.as_str()) {
+        if let (Some(out), Design::Auto, false) = (&a.dump_dir, variant(spec)?.0, dumped) {
             let t = Instant::now();
             dump(out, &gallery, &gpu, &a)?;
+            dumped = true;
             eprintln!("dumped for the peer in {:.1} s", t.elapsed().as_secs_f64());
         }
         eprintln!(
-            "{name}: {} probes answered by the CPU after a list overflowed",
+            "{spec}: {} probes answered by the CPU after a list overflowed",
             gpu.list_overflows()
         );
     }
-    print_table(&a, &cases, copy_gbps);
+    if let Some(lim) = &limits {
+        print_table(&a, &cases, lim);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&cases)?);
     }
     Ok(())
 }
 
-fn print_table(a: &Args, cases: &[Case], copy_gbps: f64) {
+/// The read bandwidth (after a warm-up, so the clocks have risen) and the
+/// copy bandwidth, measured on the engine's device.
+fn measure_limits(gpu: &GpuEngine, a: &Args) -> anyhow::Result<Limits> {
+    let bytes = a.copy_mib << 20;
+    let read_gbps = bandwidth::read_bandwidth(gpu.device(), bytes, 20, a.warm_up_secs)? / 1e9;
+    let copy_gbps = bandwidth::copy_bandwidth(gpu.device(), bytes, 20)? / 1e9;
+    println!("read bandwidth (shader reads, same run): {read_gbps:.0} GB/s");
+    println!("copy bandwidth (buffer copy, read + write, same run): {copy_gbps:.0} GB/s\n");
+    Ok(Limits {
+        read_gbps,
+        copy_gbps,
+    })
+}
+
+fn print_table(a: &Args, cases: &[Case], lim: &Limits) {
     println!(
-        "{} x {} int8, top-{}; copy bandwidth {copy_gbps:.0} GB/s (measured), int8 rate {} TOPS (given)\n",
-        a.rows, a.dim, a.top_k, a.peak_tops
+        "{} x {} int8, top-{}; read bandwidth {:.0} GB/s, copy bandwidth {:.0} GB/s (measured), int8 rate {} TOPS (given)\n",
+        a.rows, a.dim, a.top_k, lim.read_gbps, lim.copy_gbps, a.peak_tops
     );
     println!(
-        "| design | batch | ms / batch | probes/s | gallery GB/s | of copy bandwidth | of int8 rate | bytes moved (plan) | CPU ms |"
+        "| variant | batch | ms / batch | probes/s | gallery GB/s | of read bandwidth | of int8 rate | bytes moved (plan) | GPU ms: pilot, pilot select, scan, select | CPU ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for c in cases {
         println!(
-            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.1} % | {:.2} % | {} | {} |",
-            c.design,
+            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.1} % | {:.2} % | {} | {} | {} |",
+            c.variant,
             c.batch,
             c.gpu_ms,
             c.probes_per_s,
             c.gallery_gb_per_s,
-            c.of_copy_bandwidth * 100.0,
+            c.of_read_bandwidth * 100.0,
             c.of_int8_rate * 100.0,
             c.plan_bytes
                 .map_or("-".into(), |v| format!("{:.2} GB", v as f64 / 1e9)),
+            c.stage_ms.as_ref().map_or("-".into(), |v| v
+                .iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")),
             c.cpu_ms.map_or("-".into(), |v| format!("{v:.1}")),
         );
     }
