@@ -21,7 +21,7 @@ out=${OUT:-/tmp/gpu-run}
 mkdir -p "$out"
 rows=${ROWS:-10000000}
 batches=${BATCHES:-1,8,32,64,256,1024}
-designs=${DESIGNS:-scan,scan:trusted,scan:tp4,scan:trusted:tp4,classic}
+designs=${DESIGNS:-scan,scan:checked,scan:tp8,classic}
 if ! ldconfig -p | grep -q libvulkan; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig

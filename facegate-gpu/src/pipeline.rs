@@ -49,6 +49,11 @@ pub struct ScanPipelines {
     pub by_shape: Vec<(ScanShape, wgpu::ComputePipeline)>,
 }
 
+/// The most probes an invocation scores when the engine picks the shape:
+/// on an H200, 8 ran 1.5 times slower than 4 at every batch size (its
+/// larger probe tile holds fewer workgroups per core; docs/benchmarks.md).
+pub const AUTO_MAX_THREAD_PROBES: u32 = 4;
+
 /// The scan kernel's bindings, in its order: five read-only storage buffers
 /// (rows, scales, probes, probe scales, cuts), three read-write (counts,
 /// scores, rows out), the parameters.
@@ -134,12 +139,20 @@ impl ScanPipelines {
     }
 
     /// The pipeline for a batch of `probes`: the smallest probe tile that
-    /// holds the batch (so that small batches score no padding), else the
-    /// largest; `forced` picks by `thread_probes` instead when compiled.
+    /// holds the batch (so that small batches score no padding), up to
+    /// [`AUTO_MAX_THREAD_PROBES`] probes an invocation; `forced` picks by
+    /// `thread_probes` instead when compiled.
     pub fn for_batch(&self, probes: u32, forced: Option<u32>) -> &wgpu::ComputePipeline {
+        let auto = || {
+            let usable = self
+                .by_shape
+                .iter()
+                .filter(|(s, _)| s.thread_probes <= AUTO_MAX_THREAD_PROBES);
+            usable.clone().find(|(s, _)| s.probe_tile() >= probes).or(usable.last())
+        };
         let pick = forced
             .and_then(|tp| self.by_shape.iter().find(|(s, _)| s.thread_probes == tp))
-            .or_else(|| self.by_shape.iter().find(|(s, _)| s.probe_tile() >= probes))
+            .or_else(auto)
             .or(self.by_shape.last());
         // by_shape is never empty: ScanDesign compiles at least one shape.
         &pick.expect("at least one scan shape").1

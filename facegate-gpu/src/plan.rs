@@ -13,7 +13,9 @@
 //!    its probe's cut to the probe's list (capacity [`ScanPlan::capacity`]);
 //! 3. the top-k kernel over each probe's list (its count says how much of
 //!    it is filled; a count past the capacity is an overflow, and that probe
-//!    is answered by the exact CPU scan);
+//!    is answered by the exact CPU scan): a workgroup per segment of
+//!    [`SEG_LEN`] entries, then merges, so a long list is not one
+//!    workgroup's work;
 //! 4. one read-back: each probe's best M and its count.
 //!
 //! When the gallery is no larger than the sample, the pilot is the whole
@@ -99,6 +101,13 @@ impl ScanPlan {
         self.sample_rows.div_ceil(SEG_LEN)
     }
 
+    /// Lists of M the final selection's first pass writes per probe: one
+    /// per [`SEG_LEN`] entries of the probe's list, so that many
+    /// workgroups share a long list.
+    pub fn select_segments(&self) -> u64 {
+        self.capacity.div_ceil(SEG_LEN)
+    }
+
     /// The scratch buffers and their bytes. None depends on the gallery's
     /// size except through the list capacity, which is bounded.
     pub fn scratch(&self) -> Vec<(&'static str, u64)> {
@@ -113,6 +122,7 @@ impl ScanPlan {
         if !self.pilot_is_exact() {
             out.push(("counts", b * 4));
             out.push(("candidate lists", b * self.capacity * 8));
+            out.push(("select lists", 2 * b * m * self.select_segments() * 8));
             out.push(("best", b * m * 8));
         }
         out
@@ -138,6 +148,10 @@ impl ScanPlan {
             ));
             out.push(("scan: candidates appended (at most)", b * self.capacity * 8));
             out.push(("select: candidates read (at most)", b * self.capacity * 8));
+            out.push((
+                "select: segment lists written and merged (at most)",
+                2 * b * m * self.select_segments() * 8,
+            ));
         }
         out.push(("read back", b * (m * 8 + 4)));
         out

@@ -15,7 +15,7 @@ use crate::device::GpuDevice;
 use crate::interleave::{chunks_of, interleave, sample_rows};
 use crate::pipeline::{ScanPipelines, bind_layout};
 use crate::plan::{SAMPLE_GROUPS, ScanPlan};
-use crate::shared::{SCAN_GROUP_ROWS, SCAN_MAX_THREAD_PROBES, ScanParams, TopkParams};
+use crate::shared::{SCAN_GROUP_ROWS, SCAN_MAX_THREAD_PROBES, ScanParams};
 use crate::stages::{StageClock, StageTimes};
 use crate::topk::{Lists, Pairs, ReadyPass, Topk, TopkShape};
 
@@ -66,10 +66,11 @@ pub struct ScanOptions {
     /// Probes each scan invocation scores (1, 2, 4 or 8) for every batch,
     /// instead of the smallest tile that holds the batch.
     pub thread_probes: Option<u32>,
-    /// Compile the scan kernel as a trusted module, without the bounds
-    /// clamps, loop guards and division checks naga adds by default
-    /// ([`ScanPipelines::new`] says why that is sound).
-    pub trusted_kernel: bool,
+    /// Compile the scan kernel with the bounds clamps, loop guards and
+    /// division checks naga adds to untrusted shaders. Off by default: the
+    /// kernel is a trusted module ([`ScanPipelines::new`] says why that is
+    /// sound), which ran 2 to 4 times faster on an H200 (docs/benchmarks.md).
+    pub runtime_checks: bool,
     /// Time each stage of every batch on the GPU ([`crate::stages`]).
     pub profile: bool,
 }
@@ -150,7 +151,7 @@ impl ScanDesign {
                 device,
                 chunks as u32,
                 &THREAD_PROBES,
-                !opts.trusted_kernel,
+                opts.runtime_checks,
             ),
             thread_probes: opts.thread_probes,
             clock: opts.profile.then(|| StageClock::new(dev)).flatten(),
@@ -204,32 +205,13 @@ pub(crate) struct Scratch {
     staging: wgpu::Buffer,
     /// Buffers only the bind groups name (the pilot's scores and lists,
     /// the candidate lists), held here so that their lifetime is plain.
-    _bound: [Pairs; 4],
+    _bound: [Pairs; 6],
     /// The pilot's scan, then each part's: params and bind group.
     scans: Vec<(wgpu::Buffer, wgpu::BindGroup)>,
     /// The top-k passes reducing the pilot's scores to its best M.
     pilot_reduce: Vec<ReadyPass>,
-    /// The top-k pass selecting each probe's best M from its list.
-    select: ReadyPass,
-}
-
-/// The final selection's parameters: one workgroup per probe over its
-/// list, reading only as many entries as its count.
-fn select_params(plan: ScanPlan, shape: TopkShape) -> TopkParams {
-    TopkParams {
-        n_in: plan.capacity as u32,
-        in_stride: plan.capacity as u32,
-        seg_len: plan.capacity as u32,
-        m: shape.m,
-        k: shape.k,
-        from_pairs: 1,
-        row_base: 0,
-        out_stride: shape.m,
-        out_base: 0,
-        counted: 1,
-        _pad1: 0,
-        _pad2: 0,
-    }
+    /// The top-k passes selecting each probe's best M from its list.
+    select: Vec<ReadyPass>,
 }
 
 /// What every scan dispatch of a scratch binds besides its rows and output.
@@ -342,8 +324,24 @@ impl ScanDesign {
         let [a, c] = [&spare[0], &spare[1]];
         let pilot_reduce = topk.reduce_ready(shape, &pilot, [a, c], sample, into_pilot_best);
         let into_best = Lists::packed(&best, 1, shape.m);
-        let select = topk.ready(&lists, into_best, select_params(plan, shape), &counts);
+        let segments = match plan.pilot_is_exact() {
+            true => 1,
+            false => plan.select_segments(),
+        };
+        let select_spare = [
+            Pairs::new(d, "select lists a", b * m * segments),
+            Pairs::new(d, "select lists b", b * m * segments),
+        ];
+        let select = topk.select_counted_ready(
+            shape,
+            &lists,
+            plan.capacity as u32,
+            &counts,
+            [&select_spare[0], &select_spare[1]],
+            into_best,
+        );
         let [spare_a, spare_b] = spare;
+        let [select_a, select_b] = select_spare;
         Scratch {
             plan,
             probes,
@@ -352,7 +350,7 @@ impl ScanDesign {
             counts,
             best,
             staging,
-            _bound: [pilot, spare_a, spare_b, lists],
+            _bound: [pilot, spare_a, spare_b, lists, select_a, select_b],
             scans,
             pilot_reduce,
             select,
@@ -524,7 +522,11 @@ impl ScanDesign {
                 dispatch(&mut pass, part.groups, scan);
             }
         }
-        topk.dispatch(&mut self.stage_pass(enc, 3), &s.select, shape.probes);
+        let mut pass = self.stage_pass(enc, 3);
+        for ready in &s.select {
+            topk.dispatch(&mut pass, ready, shape.probes);
+        }
+        drop(pass);
         &s.best
     }
 }

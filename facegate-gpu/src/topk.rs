@@ -162,6 +162,42 @@ impl Topk {
         out
     }
 
+    /// The passes selecting each probe's best M from its counted list of
+    /// (score, row) pairs (`capacity` entries a probe, the first `counts[p]`
+    /// filled) into `dest`: the best M of every `SEG_LEN` entries, a
+    /// workgroup each (segments past the count finish at once), then merged
+    /// until one list is left; so a long list is selected by many
+    /// workgroups, not one.
+    pub(crate) fn select_counted_ready(
+        &self,
+        shape: TopkShape,
+        lists: &Pairs,
+        capacity: u32,
+        counts: &wgpu::Buffer,
+        [a, b]: [&Pairs; 2],
+        dest: Lists,
+    ) -> Vec<ReadyPass> {
+        let segments = capacity.div_ceil(SEG_LEN);
+        let per_segment = shape.output(segments, Some(dest), a);
+        let params = TopkParams {
+            n_in: capacity,
+            in_stride: capacity,
+            seg_len: SEG_LEN,
+            m: shape.m,
+            k: shape.k,
+            from_pairs: 1,
+            row_base: 0,
+            out_stride: per_segment.stride,
+            out_base: per_segment.base,
+            counted: 1,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        let mut out = vec![self.ready(lists, per_segment, params, counts)];
+        self.merge_ready(shape, per_segment, Some(dest), [b, a], &mut out);
+        out
+    }
+
     /// Merges `lists` `MERGE_LISTS` at a time until one list per probe is
     /// left, and returns where it is: in `dest` when given, else in a spare.
     /// Successive passes write to `spare[0]`, `spare[1]`, `spare[0]`, ...

@@ -173,7 +173,7 @@ fn an_overflowing_list_is_detected_and_answered_exactly() {
 }
 
 #[test]
-fn every_kernel_shape_checked_or_trusted_gives_the_cpus_answers() {
+fn every_kernel_shape_trusted_or_checked_gives_the_cpus_answers() {
     if skip() {
         return;
     }
@@ -181,19 +181,19 @@ fn every_kernel_shape_checked_or_trusted_gives_the_cpus_answers() {
     // 72 dimensions: 5 chunks, the last part padding; 2,011 rows.
     let (g, data) = gallery(dir.path(), 2011, 72);
     let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
-    for trusted_kernel in [false, true] {
+    for runtime_checks in [false, true] {
         for tp in [1, 2, 4, 8] {
             let scan = ScanOptions {
                 sample_groups: Some(4),
                 thread_probes: Some(tp),
-                trusted_kernel,
+                runtime_checks,
                 ..Default::default()
             };
             let e = engine(&g, None, scan);
             // Batches at and around the tiles' edges (4, 8, 16, 32 probes).
             for nb in [1, 3, 4, 5, 17, 33] {
                 let p = probes(&data, 2011, 72, nb, 100 + nb as u64);
-                let label = format!("tp={tp} trusted={trusted_kernel} B={nb}");
+                let label = format!("tp={tp} checks={runtime_checks} B={nb}");
                 same(&cpu, &e, &p, 10, &label);
             }
         }
@@ -232,4 +232,26 @@ fn profiling_times_each_stage_of_each_batch() {
     assert_eq!(e.stage_times().unwrap().batches, 0, "taking the times resets them");
     // Without the option, no clock.
     assert!(engine(&g, None, ScanOptions::default()).stage_times().is_none());
+}
+
+#[test]
+fn a_list_longer_than_one_selection_segment_is_selected_by_several() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A one-group sample puts the cut so low that about 40 x 20,000 / 32 =
+    // 25,000 rows a probe pass it: seven segments of 4,096 hold them.
+    let (g, data) = gallery(dir.path(), 20_000, 16);
+    let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
+    let scan = ScanOptions {
+        sample_groups: Some(1),
+        ..Default::default()
+    };
+    let e = engine(&g, None, scan);
+    let plan = e.scan_plan(3, 40).unwrap();
+    assert!(plan.select_segments() >= 7, "{plan:?}");
+    let p = probes(&data, 20_000, 16, 3, 11);
+    same(&cpu, &e, &p, 10, "segments");
+    assert_eq!(e.list_overflows(), 0);
 }
