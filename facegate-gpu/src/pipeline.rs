@@ -148,7 +148,9 @@ impl ScanPipelines {
                 .by_shape
                 .iter()
                 .filter(|(s, _)| s.thread_probes <= AUTO_MAX_THREAD_PROBES);
-            usable.clone().find(|(s, _)| s.probe_tile() >= probes).or(usable.last())
+            let mut usable = usable;
+            let largest = usable.clone().next_back();
+            usable.find(|(s, _)| s.probe_tile() >= probes).or(largest)
         };
         let pick = forced
             .and_then(|tp| self.by_shape.iter().find(|(s, _)| s.thread_probes == tp))

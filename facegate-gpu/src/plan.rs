@@ -28,6 +28,13 @@ pub const SAMPLE_GROUPS: u64 = 512;
 /// Scores one top-k workgroup reduces in the pilot's first pass.
 pub const SEG_LEN: u64 = 4096;
 
+/// The largest batch whose final selection is split into segments. On an
+/// H200 over 10 million rows (docs/benchmarks.md), segments cut the
+/// selection from 1.97 to 0.36 ms at 1 probe and from 2.27 to 1.65 ms at
+/// 64, but raised it from 2.6 to 5.9 ms at 256 and from 9.5 to 23 ms at
+/// 1,024.
+pub const SEGMENTED_SELECT_MAX_PROBES: u64 = 64;
+
 /// The plan of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanPlan {
@@ -101,11 +108,16 @@ impl ScanPlan {
         self.sample_rows.div_ceil(SEG_LEN)
     }
 
-    /// Lists of M the final selection's first pass writes per probe: one
-    /// per [`SEG_LEN`] entries of the probe's list, so that many
-    /// workgroups share a long list.
+    /// Lists of M the final selection's first pass writes per probe. For
+    /// batches of up to [`SEGMENTED_SELECT_MAX_PROBES`], one per [`SEG_LEN`]
+    /// entries of the probe's list, so that many workgroups share a long
+    /// list; for larger ones, one (a workgroup per probe is parallel enough,
+    /// and merging many mostly empty segments costs more).
     pub fn select_segments(&self) -> u64 {
-        self.capacity.div_ceil(SEG_LEN)
+        match self.probes <= SEGMENTED_SELECT_MAX_PROBES {
+            true => self.capacity.div_ceil(SEG_LEN),
+            false => 1,
+        }
     }
 
     /// The scratch buffers and their bytes. None depends on the gallery's

@@ -17,7 +17,7 @@ use crate::pipeline::{ScanPipelines, bind_layout};
 use crate::plan::{SAMPLE_GROUPS, ScanPlan};
 use crate::shared::{SCAN_GROUP_ROWS, SCAN_MAX_THREAD_PROBES, ScanParams};
 use crate::stages::{StageClock, StageTimes};
-use crate::topk::{Lists, Pairs, ReadyPass, Topk, TopkShape};
+use crate::topk::{CountedLists, Lists, Pairs, ReadyPass, Topk, TopkShape};
 
 /// A probe's candidate rows and their scan scores, best first.
 pub(crate) type Candidates = Vec<(u32, f32)>;
@@ -332,11 +332,15 @@ impl ScanDesign {
             Pairs::new(d, "select lists a", b * m * segments),
             Pairs::new(d, "select lists b", b * m * segments),
         ];
+        let counted = CountedLists {
+            pairs: &lists,
+            capacity: plan.capacity as u32,
+            segments: segments as u32,
+            counts: &counts,
+        };
         let select = topk.select_counted_ready(
             shape,
-            &lists,
-            plan.capacity as u32,
-            &counts,
+            counted,
             [&select_spare[0], &select_spare[1]],
             into_best,
         );
@@ -506,7 +510,11 @@ impl ScanDesign {
             pass.set_bind_group(0, bind, &[]);
             pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
         };
-        dispatch(&mut self.stage_pass(enc, 0), self.sample.groups, &s.scans[0]);
+        dispatch(
+            &mut self.stage_pass(enc, 0),
+            self.sample.groups,
+            &s.scans[0],
+        );
         {
             let mut pass = self.stage_pass(enc, 1);
             for ready in &s.pilot_reduce {

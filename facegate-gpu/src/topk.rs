@@ -58,6 +58,17 @@ impl<'a> Lists<'a> {
     }
 }
 
+/// Each probe's list of (score, row) pairs, `capacity` entries apart, of
+/// which the first `counts[p]` are filled, and the parts its selection
+/// splits it into.
+#[derive(Clone, Copy)]
+pub(crate) struct CountedLists<'a> {
+    pub(crate) pairs: &'a Pairs,
+    pub(crate) capacity: u32,
+    pub(crate) segments: u32,
+    pub(crate) counts: &'a wgpu::Buffer,
+}
+
 /// The sizes every top-k pass of one batch shares.
 #[derive(Clone, Copy)]
 pub(crate) struct TopkShape {
@@ -164,25 +175,28 @@ impl Topk {
 
     /// The passes selecting each probe's best M from its counted list of
     /// (score, row) pairs (`capacity` entries a probe, the first `counts[p]`
-    /// filled) into `dest`: the best M of every `SEG_LEN` entries, a
-    /// workgroup each (segments past the count finish at once), then merged
-    /// until one list is left; so a long list is selected by many
+    /// filled) into `dest`: the best M of each of `segments` equal parts, a
+    /// workgroup each (parts past the count finish at once), then merged
+    /// until one list is left; so a long list can be selected by many
     /// workgroups, not one.
     pub(crate) fn select_counted_ready(
         &self,
         shape: TopkShape,
-        lists: &Pairs,
-        capacity: u32,
-        counts: &wgpu::Buffer,
+        counted: CountedLists,
         [a, b]: [&Pairs; 2],
         dest: Lists,
     ) -> Vec<ReadyPass> {
-        let segments = capacity.div_ceil(SEG_LEN);
+        let CountedLists {
+            pairs: lists,
+            capacity,
+            segments,
+            counts,
+        } = counted;
         let per_segment = shape.output(segments, Some(dest), a);
         let params = TopkParams {
             n_in: capacity,
             in_stride: capacity,
-            seg_len: SEG_LEN,
+            seg_len: capacity.div_ceil(segments),
             m: shape.m,
             k: shape.k,
             from_pairs: 1,

@@ -229,13 +229,21 @@ fn profiling_times_each_stage_of_each_batch() {
     for (stage, secs) in facegate_gpu::STAGES.iter().zip(times.seconds) {
         assert!(secs > 0.0, "{stage}: {secs} s");
     }
-    assert_eq!(e.stage_times().unwrap().batches, 0, "taking the times resets them");
+    assert_eq!(
+        e.stage_times().unwrap().batches,
+        0,
+        "taking the times resets them"
+    );
     // Without the option, no clock.
-    assert!(engine(&g, None, ScanOptions::default()).stage_times().is_none());
+    assert!(
+        engine(&g, None, ScanOptions::default())
+            .stage_times()
+            .is_none()
+    );
 }
 
 #[test]
-fn a_list_longer_than_one_selection_segment_is_selected_by_several() {
+fn long_lists_are_selected_in_segments_for_small_batches_and_whole_for_large() {
     if skip() {
         return;
     }
@@ -253,5 +261,9 @@ fn a_list_longer_than_one_selection_segment_is_selected_by_several() {
     assert!(plan.select_segments() >= 7, "{plan:?}");
     let p = probes(&data, 20_000, 16, 3, 11);
     same(&cpu, &e, &p, 10, "segments");
+    // A larger batch selects each long list in one workgroup.
+    assert_eq!(e.scan_plan(65, 40).unwrap().select_segments(), 1);
+    let p = probes(&data, 20_000, 16, 65, 12);
+    same(&cpu, &e, &p, 10, "one segment");
     assert_eq!(e.list_overflows(), 0);
 }
