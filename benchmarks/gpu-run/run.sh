@@ -4,14 +4,18 @@
 # installed). Everything it needs comes along, prepared on the build
 # machine by benchmarks/gpu-run/prepare.sh: the Vulkan loader packages
 # (.gl/, carried) and the release benchmark binary (.gpu-run/, carried).
-# Planned to finish well inside 8 minutes:
-#   1. the adapter: name, limits, features (subgroups, f16, cooperative
-#      matrices);
+# Planned to finish well inside 8 minutes (236 s on an H200, 2026-11-30):
+#   1. the adapter: name, limits, features, subgroup sizes, cooperative
+#      matrix configurations; nvidia-smi dmon logs clocks and power meanwhile;
 #   2. facegate-gpu-bench on ROWS x 512 int8 rows generated there (default
-#      10 million), B = 1, 8, 32, 64, 256, 1024: the second design, then the
-#      first, ms per batch beside the copy bandwidth measured in the same run;
-#   3. torch_peer.py on the same rows and probes: f16 GEMM + topk and int8
-#      _int_mm + topk, and whether their top-k agree with facegate's.
+#      10 million), B = 1, 8, 32, 64, 256, 1024, for each of DESIGNS (the
+#      second design as the engine runs it, with runtime checks, with 8
+#      probes an invocation, then the first design): ms per batch and GPU
+#      ms per stage, beside the read and copy bandwidth measured in the
+#      same run;
+#   3. torch_peer.py on the same rows and probes: CUDA's copy bandwidth, f16
+#      GEMM + topk and int8 _int_mm + topk, and whether their top-k agree
+#      with facegate's.
 # Output goes to $OUT (the device tool returns it), else /tmp/gpu-run.
 #
 #   ../.library device run: carry [".gl", ".gpu-run"], command "benchmarks/gpu-run/run.sh"

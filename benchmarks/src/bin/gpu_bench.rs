@@ -1,8 +1,11 @@
-//! GPU benchmark: both designs of the WGSL engine over one int8 gallery for
-//! a range of batch sizes, beside the device's copy bandwidth measured in
-//! the same run (the physical limit of a scan that reads every row once),
+//! GPU benchmark: the WGSL engine's designs (and the second design's
+//! variants) over one int8 gallery for a range of batch sizes, beside the
+//! device's read and copy bandwidth measured in the same run (the read
+//! bandwidth is the physical limit of a scan that reads every row once),
 //! the int8 rate given as an argument (wgpu cannot query it), and the CPU
-//! engine on galleries small enough to wait for.
+//! engine on galleries small enough to wait for. Each batch size is timed
+//! after a second of untimed searches, and the second design's GPU time is
+//! split by stage (timestamp queries).
 //!
 //! It first prints the adapter: name, driver, the limits the engine sizes
 //! itself from, and the features it offers (subgroups, f16, cooperative
@@ -23,7 +26,7 @@ use facegate_gpu::{Design, DeviceOptions, GpuEngine, GpuOptions, bandwidth};
 use npyz::WriterBuilder;
 
 #[derive(Parser)]
-#[command(about = "GPU engine benchmark: both designs against the copy bandwidth and the CPU")]
+#[command(about = "GPU engine benchmark: the designs against the measured bandwidth and the CPU")]
 struct Args {
     /// Gallery rows.
     #[arg(long, default_value_t = 1_000_000)]
