@@ -69,7 +69,7 @@ pub struct ScanOptions {
     /// Compile the scan kernel with the bounds clamps, loop guards and
     /// division checks naga adds to untrusted shaders. Off by default: the
     /// kernel is a trusted module ([`ScanPipelines::new`] says why that is
-    /// sound), which ran 2 to 4 times faster on an H200 (docs/benchmarks.md).
+    /// sound), which ran 2.2 to 3.1 times faster on an H200 (docs/benchmarks.md).
     pub runtime_checks: bool,
     /// Time each stage of every batch on the GPU ([`crate::stages`]).
     pub profile: bool,
@@ -419,8 +419,9 @@ impl ScanDesign {
             });
         enc.clear_buffer(&s.counts, 0, Some(plan.probes * 4));
         let answer = self.record_batch(&mut enc, topk, s, plan);
+        let stages = if plan.pilot_is_exact() { 2 } else { 4 };
         if let Some(clock) = &self.clock {
-            clock.resolve(&mut enc);
+            clock.resolve(&mut enc, stages);
         }
         let bytes = plan.probes * plan.m * 4;
         enc.copy_buffer_to_buffer(&answer.scores, 0, &s.staging, 0, bytes);
@@ -429,7 +430,7 @@ impl ScanDesign {
         dev.queue.submit([enc.finish()]);
         let out = read_answers(&dev.device, &s.staging, plan)?;
         if let Some(clock) = &self.clock {
-            clock.collect(&dev.device, if plan.pilot_is_exact() { 2 } else { 4 })?;
+            clock.collect(&dev.device, stages)?;
         }
         let overflowed = out.iter().filter(|l| l.is_none()).count() as u64;
         self.overflows.fetch_add(overflowed, Ordering::Relaxed);

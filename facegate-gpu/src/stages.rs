@@ -72,10 +72,12 @@ impl StageClock {
         }
     }
 
-    /// Records the copy of the timestamps into the read-back buffer.
-    pub(crate) fn resolve(&self, enc: &mut wgpu::CommandEncoder) {
-        enc.resolve_query_set(&self.set, 0..QUERIES, &self.resolved, 0);
-        enc.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, u64::from(QUERIES) * 8);
+    /// Records the copy of the first `stages` stages' timestamps (those the
+    /// batch wrote) into the read-back buffer.
+    pub(crate) fn resolve(&self, enc: &mut wgpu::CommandEncoder, stages: usize) {
+        let queries = 2 * stages as u32;
+        enc.resolve_query_set(&self.set, 0..queries, &self.resolved, 0);
+        enc.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, u64::from(queries) * 8);
     }
 
     /// Adds the first `stages` stages of the batch just finished to the sums.

@@ -234,6 +234,22 @@ fn profiling_times_each_stage_of_each_batch() {
         0,
         "taking the times resets them"
     );
+    // A pilot over the whole gallery runs (and times) its two stages only.
+    let (small, small_data) = gallery(dir.path(), 100, 64);
+    let whole = ScanOptions {
+        profile: true,
+        ..Default::default()
+    };
+    let e = engine(&small, None, whole);
+    assert!(e.scan_plan(5, 40).unwrap().pilot_is_exact());
+    e.search(&probes(&small_data, 100, 64, 5, 4), 10).unwrap();
+    let times = e.stage_times().unwrap();
+    assert_eq!(times.batches, 1);
+    assert!(
+        times.seconds[0] > 0.0 && times.seconds[1] > 0.0,
+        "{times:?}"
+    );
+    assert_eq!(times.seconds[2..], [0.0, 0.0], "{times:?}");
     // Without the option, no clock.
     assert!(
         engine(&g, None, ScanOptions::default())
