@@ -83,8 +83,9 @@ fn scan_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
 }
 
 impl ScanPipelines {
-    /// Compiles the scan kernel for rows of `chunks` 16-byte chunks and each
-    /// of `thread_probes`. With `runtime_checks` false the module is trusted:
+    /// Compiles the scan kernel (the direct one when `direct`) for rows of
+    /// `chunks` 16-byte chunks and each of `thread_probes`. With
+    /// `runtime_checks` false the module is trusted:
     /// naga adds no bounds clamps, loop guards or division checks, which
     /// holds because every index the kernel forms is bounded by the buffer
     /// sizes the engine makes from the same plan (scan.rs), its loops have
@@ -93,6 +94,7 @@ impl ScanPipelines {
         device: &wgpu::Device,
         chunks: u32,
         thread_probes: &[u32],
+        direct: bool,
         runtime_checks: bool,
     ) -> ScanPipelines {
         let layout = scan_layout(device);
@@ -107,9 +109,10 @@ impl ScanPipelines {
                 let shape = ScanShape {
                     chunks,
                     thread_probes: tp,
+                    direct,
                 };
                 let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some("scan_int8.wgsl"),
+                    label: Some("scan kernel"),
                     source: wgpu::ShaderSource::Wgsl(Kernel::scan_source(shape).into()),
                 };
                 let module = if runtime_checks {
@@ -125,7 +128,7 @@ impl ScanPipelines {
                     }
                 };
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("scan_int8.wgsl"),
+                    label: Some("scan kernel"),
                     layout: Some(&pipeline_layout),
                     module: &module,
                     entry_point: Some("main"),

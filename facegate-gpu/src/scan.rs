@@ -73,6 +73,11 @@ pub struct ScanOptions {
     pub runtime_checks: bool,
     /// Time each stage of every batch on the GPU ([`crate::stages`]).
     pub profile: bool,
+    /// Score with `scan_int8_direct.wgsl`, which keeps the rows in
+    /// registers rather than workgroup memory: a variant for the benchmark
+    /// to compare on a real device before it becomes the default for any
+    /// batch.
+    pub direct: bool,
 }
 
 /// The probes per invocation the scan kernel is compiled for.
@@ -151,6 +156,7 @@ impl ScanDesign {
                 device,
                 chunks as u32,
                 &THREAD_PROBES,
+                opts.direct,
                 opts.runtime_checks,
             ),
             thread_probes: opts.thread_probes,

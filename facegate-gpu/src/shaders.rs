@@ -24,17 +24,21 @@ pub enum Kernel {
     ScanInt8,
     /// Reads a buffer once: the device's read bandwidth, the scan's limit.
     ReadBandwidth,
+    /// The second design's int8 scan with the rows in registers (a variant
+    /// to measure beside [`Kernel::ScanInt8`]).
+    ScanInt8Direct,
 }
 
 impl Kernel {
     /// Every kernel, for validation and diagnostics.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 7] = [
         Kernel::ScoreInt8,
         Kernel::ScoreF16,
         Kernel::ScoreF32,
         Kernel::Topk,
         Kernel::ScanInt8,
         Kernel::ReadBandwidth,
+        Kernel::ScanInt8Direct,
     ];
 
     /// The score kernel for a gallery whose scan rows are of type `ty`.
@@ -55,6 +59,7 @@ impl Kernel {
             Kernel::Topk => "topk.wgsl",
             Kernel::ScanInt8 => "scan_int8.wgsl",
             Kernel::ReadBandwidth => "read_bandwidth.wgsl",
+            Kernel::ScanInt8Direct => "scan_int8_direct.wgsl",
         }
     }
 
@@ -68,6 +73,7 @@ impl Kernel {
             Kernel::Topk => include_str!("../../shaders/topk.wgsl"),
             Kernel::ScanInt8 => include_str!("../../shaders/scan_int8.wgsl"),
             Kernel::ReadBandwidth => include_str!("../../shaders/read_bandwidth.wgsl"),
+            Kernel::ScanInt8Direct => include_str!("../../shaders/scan_int8_direct.wgsl"),
         }
     }
 
@@ -78,14 +84,23 @@ impl Kernel {
     pub fn source(self) -> String {
         let extra = match self {
             Kernel::ScanInt8 => DEFAULT_SCAN_SHAPE.wgsl(),
+            Kernel::ScanInt8Direct => ScanShape {
+                direct: true,
+                ..DEFAULT_SCAN_SHAPE
+            }
+            .wgsl(),
             _ => String::new(),
         };
         self.source_with(&extra)
     }
 
-    /// The scan kernel compiled for `shape`.
+    /// The scan kernel `shape` names, compiled for it.
     pub fn scan_source(shape: ScanShape) -> String {
-        Kernel::ScanInt8.source_with(&shape.wgsl())
+        let kernel = match shape.direct {
+            true => Kernel::ScanInt8Direct,
+            false => Kernel::ScanInt8,
+        };
+        kernel.source_with(&shape.wgsl())
     }
 
     fn source_with(self, extra: &str) -> String {
@@ -104,4 +119,5 @@ impl Kernel {
 pub const DEFAULT_SCAN_SHAPE: ScanShape = ScanShape {
     chunks: SCAN_MAX_CHUNKS,
     thread_probes: SCAN_MAX_THREAD_PROBES,
+    direct: false,
 };

@@ -65,8 +65,12 @@ pub const SCAN_MAX_THREAD_PROBES: u32 = 8;
 pub struct ScanShape {
     /// 16-byte chunks per row, 1 ..= [`SCAN_MAX_CHUNKS`].
     pub chunks: u32,
-    /// Probes one invocation scores: 1, 2, 4 or [`SCAN_MAX_THREAD_PROBES`].
+    /// Probes one invocation scores: 1, 2, 4 or [`SCAN_MAX_THREAD_PROBES`]
+    /// (the probe tile is 4 times as many).
     pub thread_probes: u32,
+    /// The kernel that keeps the rows in registers
+    /// (`scan_int8_direct.wgsl`) rather than in workgroup memory.
+    pub direct: bool,
 }
 
 impl ScanShape {
@@ -75,11 +79,15 @@ impl ScanShape {
         SCAN_WORKGROUP / SCAN_GROUP_ROWS * self.thread_probes
     }
 
-    /// Workgroup memory the kernel declares: a group's rows and a tile of
-    /// probes, `chunks` 16-byte chunks each. tests/shaders_validate.rs
-    /// checks this against naga's layout.
+    /// Workgroup memory the kernel declares: a tile of probes and either a
+    /// group's rows or (direct) every invocation's partial sums for the
+    /// tile. tests/shaders_validate.rs checks this against naga's layout.
     pub const fn workgroup_bytes(self) -> u32 {
-        (SCAN_GROUP_ROWS + self.probe_tile()) * self.chunks * 16
+        let probes = self.probe_tile() * self.chunks * 16;
+        match self.direct {
+            true => probes + SCAN_WORKGROUP * self.probe_tile() * 4,
+            false => probes + SCAN_GROUP_ROWS * self.chunks * 16,
+        }
     }
 
     /// The WGSL constants the scan kernel uses but neither it nor the
@@ -95,12 +103,26 @@ impl ScanShape {
 }
 
 /// The most workgroup memory any scan pipeline declares (512 dimensions,
-/// the largest probe tile): what the engine checks the adapter offers.
-pub const SCAN_WORKGROUP_BYTES: u32 = ScanShape {
-    chunks: SCAN_MAX_CHUNKS,
-    thread_probes: SCAN_MAX_THREAD_PROBES,
+/// the largest probe tile, either kernel): what the engine checks the
+/// adapter offers.
+pub const SCAN_WORKGROUP_BYTES: u32 = max(
+    ScanShape {
+        chunks: SCAN_MAX_CHUNKS,
+        thread_probes: SCAN_MAX_THREAD_PROBES,
+        direct: false,
+    }
+    .workgroup_bytes(),
+    ScanShape {
+        chunks: SCAN_MAX_CHUNKS,
+        thread_probes: SCAN_MAX_THREAD_PROBES,
+        direct: true,
+    }
+    .workgroup_bytes(),
+);
+
+const fn max(a: u32, b: u32) -> u32 {
+    if a > b { a } else { b }
 }
-.workgroup_bytes();
 
 // The top-k kernel's bitonic sort needs a power-of-two buffer, and K is
 // chosen between TOPK_WORKGROUP and TOPK_MAX_K.

@@ -173,7 +173,7 @@ fn an_overflowing_list_is_detected_and_answered_exactly() {
 }
 
 #[test]
-fn every_kernel_shape_trusted_or_checked_gives_the_cpus_answers() {
+fn every_kernel_and_shape_trusted_or_checked_gives_the_cpus_answers() {
     if skip() {
         return;
     }
@@ -181,19 +181,20 @@ fn every_kernel_shape_trusted_or_checked_gives_the_cpus_answers() {
     // 72 dimensions: 5 chunks, the last part padding; 2,011 rows.
     let (g, data) = gallery(dir.path(), 2011, 72);
     let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
-    for runtime_checks in [false, true] {
+    for (direct, runtime_checks) in [(false, false), (false, true), (true, false), (true, true)] {
         for tp in [1, 2, 4, 8] {
             let scan = ScanOptions {
                 sample_groups: Some(4),
                 thread_probes: Some(tp),
                 runtime_checks,
+                direct,
                 ..Default::default()
             };
             let e = engine(&g, None, scan);
             // Batches at and around the tiles' edges (4, 8, 16, 32 probes).
             for nb in [1, 3, 4, 5, 17, 33] {
                 let p = probes(&data, 2011, 72, nb, 100 + nb as u64);
-                let label = format!("tp={tp} checks={runtime_checks} B={nb}");
+                let label = format!("tp={tp} direct={direct} checks={runtime_checks} B={nb}");
                 same(&cpu, &e, &p, 10, &label);
             }
         }

@@ -105,7 +105,7 @@ fn each_kernel_takes_its_params_struct_and_workgroup_width() {
         let name = kernel.file_name();
         let (params, width): (&[&str], u32) = match kernel {
             Kernel::Topk => (&["TopkParams"], TOPK_WORKGROUP),
-            Kernel::ScanInt8 => (&["ScanParams"], SCAN_WORKGROUP),
+            Kernel::ScanInt8 | Kernel::ScanInt8Direct => (&["ScanParams"], SCAN_WORKGROUP),
             Kernel::ReadBandwidth => (&[], BANDWIDTH_WORKGROUP),
             _ => (&["ScoreParams"], SCORE_WORKGROUP),
         };
@@ -149,19 +149,22 @@ fn the_topk_and_scan_kernels_declare_the_workgroup_memory_the_engine_checks() {
 
 #[test]
 fn every_scan_shape_compiles_and_declares_what_its_shape_says() {
-    for chunks in [1, 5, 32] {
-        for thread_probes in [1, 2, 4, 8] {
-            let shape = ScanShape {
-                chunks,
-                thread_probes,
-            };
-            let source = Kernel::scan_source(shape);
-            assert_eq!(
-                source_workgroup_bytes("scan_int8.wgsl", &source),
-                shape.workgroup_bytes(),
-                "{shape:?}"
-            );
-            assert!(shape.workgroup_bytes() <= SCAN_WORKGROUP_BYTES, "{shape:?}");
+    for direct in [false, true] {
+        for chunks in [1, 5, 32] {
+            for thread_probes in [1, 2, 4, 8] {
+                let shape = ScanShape {
+                    chunks,
+                    thread_probes,
+                    direct,
+                };
+                let source = Kernel::scan_source(shape);
+                assert_eq!(
+                    source_workgroup_bytes("scan kernel", &source),
+                    shape.workgroup_bytes(),
+                    "{shape:?}"
+                );
+                assert!(shape.workgroup_bytes() <= SCAN_WORKGROUP_BYTES, "{shape:?}");
+            }
         }
     }
 }

@@ -21,7 +21,9 @@ use std::time::Instant;
 use clap::Parser;
 use facegate_benchmarks::{NoiseRows, noise_gallery};
 use facegate_core::format::{RowSource, ScanRows};
-use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
+use facegate_core::{
+    Candidate, CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine,
+};
 use facegate_gpu::{Design, DeviceOptions, GpuEngine, GpuOptions, bandwidth};
 use npyz::WriterBuilder;
 
@@ -39,8 +41,8 @@ struct Args {
     batches: Vec<usize>,
     /// Designs to time: scan (the second), classic (the first). A scan may
     /// name options after colons: `checked` (the kernel with naga's runtime
-    /// checks) and `tpN` (N probes per invocation for every batch), e.g.
-    /// `scan:checked:tp4`.
+    /// checks), `direct` (the kernel with the rows in registers) and `tpN`
+    /// (N probes per invocation for every batch), e.g. `scan:direct:tp4`.
     #[arg(long, value_delimiter = ',', default_value = "scan,classic")]
     designs: Vec<String>,
     /// Timed repetitions per batch size (median reported).
@@ -61,6 +63,11 @@ struct Args {
     /// Also time the CPU engine on the same probes (skipped above this many rows).
     #[arg(long, default_value_t = 2_000_000)]
     cpu_peer_max_rows: usize,
+    /// Probes whose answers are checked against the CPU engine's (the same
+    /// subjects in the same order, scores within 1e-4) for every batch size
+    /// of every design: the first this many of each batch.
+    #[arg(long, default_value_t = 8)]
+    verify_probes: usize,
     /// Accept a software adapter (for a smoke run without a GPU).
     #[arg(long)]
     allow_software_gpu: bool,
@@ -86,6 +93,8 @@ struct Case {
     /// GPU ms per batch in each stage (pilot scan, pilot select, scan, select).
     stage_ms: Option<Vec<f64>>,
     cpu_ms: Option<f64>,
+    /// Probes checked against the CPU engine, and how many agreed.
+    verified: (usize, usize),
 }
 
 /// The measured limits: read bandwidth (the scan's) and copy bandwidth.
@@ -109,6 +118,7 @@ fn variant(spec: &str) -> anyhow::Result<(Design, facegate_gpu::ScanOptions)> {
     for opt in parts {
         match opt {
             "checked" => scan.runtime_checks = true,
+            "direct" => scan.direct = true,
             tp if tp.starts_with("tp") => scan.thread_probes = Some(tp[2..].parse()?),
             other => anyhow::bail!("--designs: unknown scan option {other:?} in {spec:?}"),
         }
@@ -219,6 +229,13 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     let cpu = CpuEngine::new(ScanTarget::whole(gallery.clone()));
+    let t = Instant::now();
+    let reference = cpu.search(&probes(a.verify_probes.max(1), a.dim)?, a.top_k)?;
+    eprintln!(
+        "CPU engine's answers for {} probes in {:.1} s",
+        reference.len(),
+        t.elapsed().as_secs_f64()
+    );
     let gallery_bytes = (a.rows * (a.dim.div_ceil(16) * 16 + 4)) as f64;
     let mut cases = Vec::new();
     let mut limits = None;
@@ -249,6 +266,7 @@ fn main() -> anyhow::Result<()> {
                     median_ms(&cpu, &p, a.top_k, a.repeats.min(3))
                 })
                 .transpose()?;
+            let verified = verify(&gpu, &p, a.top_k, &reference, a.verify_probes, spec)?;
             let secs = gpu_ms / 1e3;
             let m = cpu.refiner().candidate_rows(a.top_k) as u32;
             let plan = gpu.scan_plan(b, m);
@@ -264,6 +282,7 @@ fn main() -> anyhow::Result<()> {
                 plan_bytes: plan.map(|p| p.traffic().iter().map(|(_, v)| v).sum()),
                 stage_ms,
                 cpu_ms,
+                verified,
             });
             eprintln!("{spec} batch {b}: {gpu_ms:.2} ms");
         }
@@ -287,6 +306,39 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Searches `batch` once more and checks its first `n` answers against the
+/// CPU engine's `reference` answers for the same probes: the same subjects
+/// in the same order, scores within 1e-4 (the int8 scan scores are
+/// bit-identical; the exact re-score may differ in the last bits). Prints
+/// each disagreement; returns (checked, agreed).
+fn verify(
+    gpu: &GpuEngine,
+    batch: &ProbeBatch,
+    k: usize,
+    reference: &[Vec<Candidate>],
+    n: usize,
+    spec: &str,
+) -> anyhow::Result<(usize, usize)> {
+    let got = gpu.search(batch, k)?;
+    let checked = n.min(got.len()).min(reference.len());
+    let mut agreed = 0;
+    for (i, (g, w)) in got.iter().zip(reference).take(checked).enumerate() {
+        let same = g.len() == w.len()
+            && g.iter()
+                .zip(w)
+                .all(|(x, y)| x.subject == y.subject && (x.score - y.score).abs() <= 1e-4);
+        if same {
+            agreed += 1;
+        } else {
+            eprintln!(
+                "{spec} batch {}: probe {i} differs from the CPU engine: {g:?} against {w:?}",
+                batch.len()
+            );
+        }
+    }
+    Ok((checked, agreed))
+}
+
 /// The read bandwidth (after a warm-up, so the clocks have risen) and the
 /// copy bandwidth, measured on the engine's device.
 fn measure_limits(gpu: &GpuEngine, a: &Args) -> anyhow::Result<Limits> {
@@ -307,12 +359,12 @@ fn print_table(a: &Args, cases: &[Case], lim: &Limits) {
         a.rows, a.dim, a.top_k, lim.read_gbps, lim.copy_gbps, a.peak_tops
     );
     println!(
-        "| variant | batch | ms / batch | probes/s | gallery GB/s | of read bandwidth | of int8 rate | bytes moved (plan) | GPU ms: pilot, pilot select, scan, select | CPU ms |"
+        "| variant | batch | ms / batch | probes/s | gallery GB/s | of read bandwidth | of int8 rate | bytes moved (plan) | GPU ms: pilot, pilot select, scan, select | same as CPU | CPU ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     for c in cases {
         println!(
-            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.1} % | {:.2} % | {} | {} | {} |",
+            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.1} % | {:.2} % | {} | {} | {}/{} | {} |",
             c.variant,
             c.batch,
             c.gpu_ms,
@@ -327,6 +379,8 @@ fn print_table(a: &Args, cases: &[Case], lim: &Limits) {
                 .map(|x| format!("{x:.2}"))
                 .collect::<Vec<_>>()
                 .join(", ")),
+            c.verified.1,
+            c.verified.0,
             c.cpu_ms.map_or("-".into(), |v| format!("{v:.1}")),
         );
     }

@@ -1,0 +1,127 @@
+// scan_int8_direct.wgsl: the second design's scan with the rows in
+// registers instead of workgroup memory; a variant to measure beside
+// scan_int8.wgsl (`ScanOptions::direct`), with the same bindings, dispatch
+// (one workgroup per group of SCAN_GROUP_ROWS interleaved rows), cut and
+// appends. The workgroup's SCAN_WORKGROUP / SCAN_GROUP_ROWS slices of
+// invocations each load a contiguous share of the group's chunks straight
+// into registers (one subgroup's loads of a chunk are 512 contiguous bytes),
+// all issued before the first barrier; each slice scores its share against
+// the probe tile, and the slices' partial sums meet in workgroup memory,
+// where the first slice adds them up and emits. So no row passes through
+// workgroup memory, and one barrier, not two, stands between a group's
+// loads and its first scores.
+//
+// Bindings (group 0): as scan_int8.wgsl.
+//   0 rows        storage, read        array<vec4<u32>>  interleaved: unit (g * SCAN_CHUNKS + c) * 32 + r % 32
+//   1 scales      storage, read        array<f32>        per row of the buffer, padded to whole groups
+//   2 probes      storage, read        array<vec4<u32>>  probe q's chunk c at q * SCAN_CHUNKS + c
+//   3 pscales     storage, read        array<f32>        per probe
+//   4 cuts        storage, read        array<f32>        probe q's cut at q * cut_stride + cut_index
+//   5 counts      storage, read_write  array<atomic<u32>> appended per probe (may pass out_stride: overflow)
+//   6 out_scores  storage, read_write  array<f32>        dense: q * out_stride + row; lists: q * out_stride + slot
+//   7 out_rows    storage, read_write  array<u32>        lists only: gallery row of each entry
+//   8 params      uniform              ScanParams
+// Workgroup layout: SCAN_WORKGROUP x 1 x 1; the group is workgroup_id.y *
+// num_workgroups.x + workgroup_id.x. Invocation i loads chunks
+// SLICE_CHUNKS * (i / SCAN_GROUP_ROWS) .. + SLICE_CHUNKS of row i % SCAN_GROUP_ROWS.
+// Score = f32(dot) * probe scale * row scale, as the CPU engine computes it
+// (the integer dot is exact whatever the order of its partial sums).
+// Names in capitals and ScanParams are declared by the prelude that
+// facegate-gpu generates from src/shared.rs and puts before this file;
+// SCAN_CHUNKS, SCAN_THREAD_PROBES and SCAN_PROBE_TILE come from the
+// pipeline's ScanShape.
+
+@group(0) @binding(0) var<storage, read> rows: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> scales: array<f32>;
+@group(0) @binding(2) var<storage, read> probes: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> pscales: array<f32>;
+@group(0) @binding(4) var<storage, read> cuts: array<f32>;
+@group(0) @binding(5) var<storage, read_write> counts: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read_write> out_scores: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_rows: array<u32>;
+@group(0) @binding(8) var<uniform> params: ScanParams;
+
+const SLICES: u32 = SCAN_WORKGROUP / SCAN_GROUP_ROWS;
+const SLICE_CHUNKS: u32 = (SCAN_CHUNKS + SLICES - 1u) / SLICES;
+
+var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_CHUNKS>;
+// Slice s's partial dot of row r and tile probe q at (s * SCAN_GROUP_ROWS + r) * SCAN_PROBE_TILE + q.
+var<workgroup> s_part: array<i32, SCAN_WORKGROUP * SCAN_PROBE_TILE>;
+
+fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
+    return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z)
+        + dot4I8Packed(a.w, b.w);
+}
+
+// Writes (dense) or appends (at or above the cut) probe q's score of a row.
+fn emit(q: u32, local_row: u32, s: f32) {
+    if (params.dense == 1u) {
+        out_scores[q * params.out_stride + local_row] = s;
+        return;
+    }
+    if (s >= cuts[q * params.cut_stride + params.cut_index]) {
+        let slot = atomicAdd(&counts[q], 1u);
+        if (slot < params.out_stride) {
+            out_scores[q * params.out_stride + slot] = s;
+            out_rows[q * params.out_stride + slot] = params.row_base + local_row;
+        }
+    }
+}
+
+@compute @workgroup_size(SCAN_WORKGROUP, 1, 1)
+fn main(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.y * nwg.x + wid.x;
+    if (group >= params.groups) {
+        return;
+    }
+    let r = lid % SCAN_GROUP_ROWS;
+    let slice = lid / SCAN_GROUP_ROWS;
+    let c0 = slice * SLICE_CHUNKS;
+    // The row's share, loaded before anything waits (a share past the last
+    // chunk, when SLICES does not divide SCAN_CHUNKS, stays zero).
+    var w: array<vec4<u32>, SLICE_CHUNKS>;
+    for (var c = 0u; c < SLICE_CHUNKS; c = c + 1u) {
+        if (c0 + c < SCAN_CHUNKS) {
+            w[c] = rows[(group * SCAN_CHUNKS + c0 + c) * SCAN_GROUP_ROWS + r];
+        }
+    }
+    let local_row = group * SCAN_GROUP_ROWS + r;
+    let tiles = (params.probes + SCAN_PROBE_TILE - 1u) / SCAN_PROBE_TILE;
+    for (var tile = 0u; tile < tiles; tile = tile + 1u) {
+        // The last tile's partial sums have been added up.
+        workgroupBarrier();
+        let p0 = tile * SCAN_PROBE_TILE;
+        for (var i = lid; i < SCAN_PROBE_TILE * SCAN_CHUNKS; i = i + SCAN_WORKGROUP) {
+            // Probes past the batch repeat the last one; their scores are not emitted.
+            let q = min(p0 + i / SCAN_CHUNKS, params.probes - 1u);
+            s_probes[i] = probes[q * SCAN_CHUNKS + i % SCAN_CHUNKS];
+        }
+        workgroupBarrier();
+        for (var q = 0u; q < SCAN_PROBE_TILE; q = q + 1u) {
+            var acc = 0;
+            for (var c = 0u; c < SLICE_CHUNKS; c = c + 1u) {
+                if (c0 + c < SCAN_CHUNKS) {
+                    acc = acc + dot16(w[c], s_probes[q * SCAN_CHUNKS + c0 + c]);
+                }
+            }
+            s_part[lid * SCAN_PROBE_TILE + q] = acc;
+        }
+        workgroupBarrier();
+        if (slice == 0u && local_row < params.rows) {
+            let row_scale = scales[local_row];
+            for (var q = 0u; q < SCAN_PROBE_TILE; q = q + 1u) {
+                if (p0 + q < params.probes) {
+                    var dot = 0;
+                    for (var s = 0u; s < SLICES; s = s + 1u) {
+                        dot = dot + s_part[(s * SCAN_GROUP_ROWS + r) * SCAN_PROBE_TILE + q];
+                    }
+                    emit(p0 + q, local_row, f32(dot) * pscales[p0 + q] * row_scale);
+                }
+            }
+        }
+    }
+}
