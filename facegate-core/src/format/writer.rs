@@ -7,11 +7,14 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use half::f16;
 use memmap2::MmapMut;
+use rayon::prelude::*;
 
 use super::ElementType;
 use super::layout::{
@@ -287,6 +290,22 @@ fn section_bytes<'m>(map: &'m mut [u8], header: &Header, kind: SectionKind) -> &
     &mut map[s.offset as usize..(s.offset + s.length) as usize]
 }
 
+/// Bytes of source rows read between two parallel encodings: every core
+/// gets work, and memory stays bounded whatever the dimension.
+const BLOCK_BYTES: usize = 16 << 20;
+
+/// Where one row's encodings go: the scan section, the int8 scales, the
+/// f16 re-score rows (the last two only where the gallery has them).
+struct RowSlots<'a> {
+    scan: &'a mut [u8],
+    scale: Option<&'a mut [u8]>,
+    rescore: Option<&'a mut [u8]>,
+}
+
+/// Reads the rows from the source in order, a block at a time, and
+/// encodes each block on every core (normalise, quantise or widen, write
+/// into the map): the source is sequential, the encoding and the page
+/// faults of a fresh map are not.
 fn write_rows(
     map: &mut MmapMut,
     header: &Header,
@@ -295,50 +314,128 @@ fn write_rows(
 ) -> Result<(), GalleryError> {
     let dim = header.dim as usize;
     let n = header.rows as usize;
-    let scan_stride = row_stride(header.scan_type, dim);
-    let f16_stride = row_stride(ElementType::F16, dim);
-    let scan_off = header
-        .section(SectionKind::ScanRows)
-        .map(|s| s.offset as usize);
-    let scale_off = header
-        .section(SectionKind::RowScales)
-        .map(|s| s.offset as usize);
-    let rescore_off = header
-        .section(SectionKind::RescoreRows)
-        .map(|s| s.offset as usize);
-    let mut raw = vec![0f32; dim];
-    let mut unit = vec![0f32; dim];
-    let mut q = vec![0i8; dim];
-    let mut h = vec![f16::ZERO; dim];
-    for r in 0..n {
-        rows.next_row(&mut raw)?;
-        normalize_into(&raw, &mut unit, &|| rows.describe_row(r))?;
-        let scan = scan_off.expect("scan section") + r * scan_stride;
-        match header.scan_type {
-            ElementType::Int8 => {
-                let scale = quantize_i8(&unit, &mut q);
-                map[scan..scan + dim].copy_from_slice(bytemuck::cast_slice(&q));
-                let so = scale_off.expect("int8 galleries have scales") + r * 4;
-                map[so..so + 4].copy_from_slice(&scale.to_le_bytes());
-            }
-            ElementType::F16 => {
-                to_f16(&unit, &mut h);
-                map[scan..scan + 2 * dim].copy_from_slice(bytemuck::cast_slice(&h));
-            }
-            ElementType::F32 => {
-                map[scan..scan + 4 * dim].copy_from_slice(bytemuck::cast_slice(&unit));
-            }
+    let block_rows = (BLOCK_BYTES / (4 * dim)).max(1);
+    let mut raw = vec![0f32; block_rows.min(n) * dim];
+    for first in (0..n).step_by(block_rows) {
+        let count = block_rows.min(n - first);
+        let block = &mut raw[..count * dim];
+        for row in block.chunks_exact_mut(dim) {
+            rows.next_row(row)?;
         }
-        if let Some(ro) = rescore_off {
-            to_f16(&unit, &mut h);
-            let o = ro + r * f16_stride;
-            map[o..o + 2 * dim].copy_from_slice(bytemuck::cast_slice(&h));
+        if let Some(bad) = encode_block(map, header, first, block) {
+            // Normalise the row again to say why, naming it as the source does.
+            let mut unit = vec![0f32; dim];
+            let row = &block[bad * dim..(bad + 1) * dim];
+            normalize_into(row, &mut unit, &|| rows.describe_row(first + bad))?;
         }
-        if r % 4096 == 4095 || r + 1 == n {
-            progress(r as u64 + 1);
-        }
+        progress((first + count) as u64);
     }
     Ok(())
+}
+
+/// Encodes `block` (rows `first ..`) into the map in parallel; the index
+/// within the block of the first row that cannot be normalised, if any.
+fn encode_block(map: &mut [u8], header: &Header, first: usize, block: &[f32]) -> Option<usize> {
+    let dim = header.dim as usize;
+    let count = block.len() / dim;
+    let slots = row_slots(map, header, first, count);
+    let bad = AtomicUsize::new(usize::MAX);
+    let scratch = || (vec![0f32; dim], vec![0i8; dim], vec![f16::ZERO; dim]);
+    slots
+        .into_par_iter()
+        .zip(block.par_chunks_exact(dim))
+        .enumerate()
+        .for_each_init(scratch, |(unit, q, h), (i, (slot, raw))| {
+            if normalize_into(raw, unit, &String::new).is_err() {
+                bad.fetch_min(i, Ordering::Relaxed);
+                return;
+            }
+            match header.scan_type {
+                ElementType::Int8 => {
+                    let scale = quantize_i8(unit, q);
+                    slot.scan[..dim].copy_from_slice(bytemuck::cast_slice(&q[..]));
+                    if let Some(dst) = slot.scale {
+                        dst.copy_from_slice(&scale.to_le_bytes());
+                    }
+                }
+                ElementType::F16 => {
+                    to_f16(unit, h);
+                    slot.scan[..2 * dim].copy_from_slice(bytemuck::cast_slice(&h[..]));
+                }
+                ElementType::F32 => {
+                    slot.scan[..4 * dim].copy_from_slice(bytemuck::cast_slice(&unit[..]))
+                }
+            }
+            if let Some(dst) = slot.rescore {
+                to_f16(unit, h);
+                dst[..2 * dim].copy_from_slice(bytemuck::cast_slice(&h[..]));
+            }
+        });
+    let bad = bad.into_inner();
+    (bad != usize::MAX).then_some(bad)
+}
+
+/// Each of rows `first .. first + count`'s slots in the map: disjoint
+/// slices of the scan, scale and re-score sections, each a whole stride
+/// (its padding past the row's values stays zero, as the file was made).
+fn row_slots<'a>(
+    map: &'a mut [u8],
+    header: &Header,
+    first: usize,
+    count: usize,
+) -> Vec<RowSlots<'a>> {
+    let dim = header.dim as usize;
+    let strides = [
+        (SectionKind::ScanRows, row_stride(header.scan_type, dim)),
+        (SectionKind::RowScales, 4),
+        (SectionKind::RescoreRows, row_stride(ElementType::F16, dim)),
+    ];
+    let ranges = strides.map(|(kind, stride)| {
+        header.section(kind).map(|s| {
+            let start = s.offset as usize + first * stride;
+            (start..start + count * stride, stride)
+        })
+    });
+    let [scan, scales, rescore] = disjoint(map, ranges.clone().map(|r| r.map(|(r, _)| r)));
+    let chunks = |slice: Option<&'a mut [u8]>, i: usize| -> Vec<Option<&'a mut [u8]>> {
+        match (slice, &ranges[i]) {
+            (Some(s), Some((_, stride))) => s.chunks_exact_mut(*stride).map(Some).collect(),
+            _ => (0..count).map(|_| None).collect(),
+        }
+    };
+    let scan = chunks(scan, 0);
+    let scales = chunks(scales, 1);
+    let rescore = chunks(rescore, 2);
+    scan.into_iter()
+        .zip(scales)
+        .zip(rescore)
+        .map(|((scan, scale), rescore)| RowSlots {
+            // The writer lays out a scan section for every gallery.
+            scan: scan.expect("scan section"),
+            scale,
+            rescore,
+        })
+        .collect()
+}
+
+/// Disjoint mutable slices of `map` for non-overlapping `ranges` (`None`
+/// where a range is absent), in the order the ranges were given.
+fn disjoint<const N: usize>(
+    map: &mut [u8],
+    ranges: [Option<Range<usize>>; N],
+) -> [Option<&mut [u8]>; N] {
+    let mut order: Vec<usize> = (0..N).filter(|&i| ranges[i].is_some()).collect();
+    order.sort_by_key(|&i| ranges[i].as_ref().map(|r| r.start));
+    let mut out: [Option<&mut [u8]>; N] = std::array::from_fn(|_| None);
+    let (mut rest, mut base) = (map, 0);
+    for i in order {
+        let Some(r) = &ranges[i] else { continue };
+        let (_, tail) = rest.split_at_mut(r.start - base);
+        let (mine, tail) = tail.split_at_mut(r.len());
+        out[i] = Some(mine);
+        (rest, base) = (tail, r.end);
+    }
+    out
 }
 
 fn write_tables(map: &mut MmapMut, header: &Header, table: &SubjectTable) {
