@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use facegate_core::format::{BuildOptions, SectionKind, SliceRows, build_gallery};
 use facegate_core::{ElementType, Gallery, GalleryError};
+use rand::{Rng, SeedableRng};
 
 fn small() -> (Vec<f32>, Vec<String>, usize) {
     let s = synth(40, 0, 100, 1);
@@ -128,6 +129,58 @@ fn bad_rows_and_ids_are_named_and_write_nothing() {
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,
         "nothing written"
+    );
+}
+
+/// The writer encodes rows in blocks on every core: rows on either side of
+/// a block's edge hold what the quantiser makes of them, and the first bad
+/// row of a later block, with another bad row after it, is the one named.
+#[test]
+fn the_first_bad_row_of_a_later_block_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4,096 dimensions: blocks of 1,024 rows.
+    let (dim, rows) = (4096, 2500);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut data: Vec<f32> = (0..rows * dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let ids: Vec<String> = (0..rows).map(|r| format!("p{r}")).collect();
+    let opts = BuildOptions {
+        scan_type: ElementType::Int8,
+        model_tag: "m".into(),
+        overwrite: true,
+    };
+    let out = dir.path().join("g.fgal");
+    let mut src = SliceRows::new(&data, dim, "E.npy").unwrap();
+    build_gallery(&out, &mut src, &ids, "IDS.txt", &opts, &mut |_| {}).unwrap();
+    let g = Gallery::open(&out).unwrap();
+    let facegate_core::format::ScanRows::Int8 {
+        data: q, stride, ..
+    } = g.scan_rows()
+    else {
+        panic!("int8 gallery");
+    };
+    let mut want = vec![0i8; dim];
+    let mut unit = vec![0f32; dim];
+    for r in [0, 1023, 1024, 2047, 2048, 2499] {
+        facegate_core::quantize::normalize_into(
+            &data[r * dim..(r + 1) * dim],
+            &mut unit,
+            &String::new,
+        )
+        .unwrap();
+        facegate_core::quantize::quantize_i8(&unit, &mut want);
+        assert_eq!(&q[r * stride..r * stride + dim], &want[..], "row {r}");
+    }
+    data[1500 * dim + 9] = f32::INFINITY;
+    data[1900 * dim..1901 * dim].fill(0.0);
+    let mut src = SliceRows::new(&data, dim, "E.npy").unwrap();
+    let err = build_gallery(&out, &mut src, &ids, "IDS.txt", &opts, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("E.npy row 1500: element 9 is not finite"),
+        "{err}"
     );
 }
 
