@@ -8,14 +8,16 @@ by a k-selection; this is that algorithm as PyTorch runs it, twice:
     then `topk` over the tiles' winners;
   * int8: `torch._int_mm` (int8 x int8 -> int32 on the tensor cores) over
     the same tiles, scaled by probe and row scales, then `topk` likewise.
-It reads what `facegate-gpu-bench --dump-dir DIR` wrote: rows.npy (int8),
-scales.npy, row_subjects.npy, probes.npy (the largest batch) and answers.npy
-(facegate's top-k subjects for those probes), times each batch size (median
-of --repeats, CUDA-synchronised), and reports how often its top-k subjects
-agree with facegate's.
+It reads what `facegate-gpu-bench --dump-dir DIR` left there: the gallery
+file bench.fgal, whose int8 rows, scales and row subjects it maps where
+gallery.json says their sections are (docs/gallery-format.md), probes.npy
+(the largest batch) and answers.npy (facegate's top-k subjects for those
+probes), times each batch size (median of --repeats, CUDA-synchronised),
+and reports how often its top-k subjects agree with facegate's.
 """
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -95,6 +97,18 @@ def bandwidth(dev, repeats):
     print(f"torch copy of 1 GiB: {2 * n / ms / 1e6:.0f} GB/s (read + write)\n")
 
 
+def gallery_sections(d):
+    """The bench gallery's int8 rows (rows x dim), scales and row subjects,
+    mapped from bench.fgal at the offsets gallery.json gives."""
+    layout = json.load(open(f"{d}/gallery.json"))
+    path, n, dim = f"{d}/{layout['file']}", layout["rows"], layout["dim"]
+    scan = layout["scan_rows"]
+    rows = np.memmap(path, np.int8, "r", scan["offset"], (n, scan["stride"]))[:, :dim]
+    scales = np.memmap(path, np.float32, "r", layout["row_scales"]["offset"], (n,))
+    subjects = np.memmap(path, np.uint32, "r", layout["row_subjects"]["offset"], (n,))
+    return np.ascontiguousarray(rows), np.array(scales), np.array(subjects)
+
+
 def subjects_of(rows, row_subjects, k):
     """Each probe's first k distinct subjects, in rank order."""
     out = []
@@ -115,9 +129,9 @@ def main():
     dev = torch.device(a.device)
     name = torch.cuda.get_device_name(0) if a.device == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {name}")
-    rows = torch.from_numpy(np.ascontiguousarray(np.load(f"{d}/rows.npy", mmap_mode="r"))).to(dev)
-    scales = torch.from_numpy(np.load(f"{d}/scales.npy")).to(dev)
-    row_subjects = np.load(f"{d}/row_subjects.npy")
+    rows8, scales32, row_subjects = gallery_sections(d)
+    rows = torch.from_numpy(rows8).to(dev)
+    scales = torch.from_numpy(scales32).to(dev)
     probes = torch.from_numpy(np.load(f"{d}/probes.npy")).to(dev)
     answers = np.load(f"{d}/answers.npy")
     gallery16 = (rows.to(torch.float16) * scales[:, None].to(torch.float16)).contiguous()

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use facegate_benchmarks::{NoiseRows, noise_gallery};
-use facegate_core::format::{RowSource, ScanRows};
+use facegate_core::format::{RowSource, SectionKind, row_stride};
 use facegate_core::{
     Candidate, CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine,
 };
@@ -214,14 +214,18 @@ fn probes(b: usize, dim: usize) -> anyhow::Result<ProbeBatch> {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    // With --dump-dir the gallery is built there and kept, for the peer to
+    // map its sections rather than read a copy of its rows.
     let dir = tempfile::tempdir()?;
+    let home = match &a.dump_dir {
+        Some(out) => {
+            std::fs::create_dir_all(out)?;
+            out.clone()
+        }
+        None => dir.path().to_path_buf(),
+    };
     let t = Instant::now();
-    let gallery = noise_gallery(
-        &dir.path().join("bench.fgal"),
-        a.rows,
-        a.dim,
-        ElementType::Int8,
-    )?;
+    let gallery = noise_gallery(&home.join("bench.fgal"), a.rows, a.dim, ElementType::Int8)?;
     eprintln!(
         "{} x {} int8 rows generated in {:.1} s",
         a.rows,
@@ -403,33 +407,33 @@ fn write_npy<T: npyz::AutoSerialize>(
     Ok(())
 }
 
-/// Writes rows.npy (int8, rows x dim), scales.npy (f32), row_subjects.npy
-/// (each row's subject number, u32), probes.npy (the
-/// largest batch, f32, unit length) and answers.npy (each probe's top-k
-/// subject numbers by the second design, u32; u32::MAX pads) for the
-/// PyTorch peer.
+/// Writes gallery.json (where bench.fgal, built beside it, keeps its int8
+/// rows, their scales and each row's subject number: the peer maps these
+/// sections as docs/gallery-format.md lays them out, so 5 GB of rows are not
+/// written twice), probes.npy (the largest batch, f32, unit length) and
+/// answers.npy (each probe's top-k subject numbers by the second design,
+/// u32; u32::MAX pads) for the PyTorch peer.
 fn dump(out: &Path, gallery: &Gallery, gpu: &GpuEngine, a: &Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out)?;
-    let ScanRows::Int8 {
-        data,
-        scales,
-        stride,
-    } = gallery.scan_rows()
-    else {
-        anyhow::bail!("the benchmark gallery is int8");
-    };
     let (rows, dim) = (a.rows, a.dim);
-    let row_bytes = (0..rows).flat_map(|r| data[r * stride..r * stride + dim].iter().copied());
-    write_npy(&out.join("rows.npy"), &[rows as u64, dim as u64], row_bytes)?;
-    write_npy(
-        &out.join("scales.npy"),
-        &[rows as u64],
-        scales[..rows].iter().copied(),
+    let section = |kind| {
+        gallery
+            .header()
+            .section(kind)
+            .map(|s| s.offset)
+            .ok_or_else(|| anyhow::anyhow!("the benchmark gallery has no {kind:?} section"))
+    };
+    let layout = serde_json::json!({
+        "file": "bench.fgal",
+        "rows": rows,
+        "dim": dim,
+        "scan_rows": {"offset": section(SectionKind::ScanRows)?, "stride": row_stride(ElementType::Int8, dim)},
+        "row_scales": {"offset": section(SectionKind::RowScales)?},
+        "row_subjects": {"offset": section(SectionKind::RowSubjects)?},
+    });
+    std::fs::write(
+        out.join("gallery.json"),
+        serde_json::to_vec_pretty(&layout)?,
     )?;
-    let subjects = (0..rows)
-        .map(|r| gallery.row_subject(r))
-        .collect::<Result<Vec<u32>, _>>()?;
-    write_npy(&out.join("row_subjects.npy"), &[rows as u64], subjects)?;
     let b = a.batches.iter().copied().max().unwrap_or(1);
     let p = probes(b, dim)?;
     let unit = (0..b).flat_map(|i| p.unit(i).to_vec());
