@@ -25,7 +25,8 @@ use crate::shared::SCAN_GROUP_ROWS;
 
 /// Row groups the pilot samples by default (16,384 rows).
 pub const SAMPLE_GROUPS: u64 = 512;
-/// Scores one top-k workgroup reduces in the pilot's first pass.
+/// Scores or entries one top-k workgroup reduces in a first pass (the
+/// pilot's, and a segmented selection's); topk.rs records its passes with it.
 pub const SEG_LEN: u64 = 4096;
 
 /// The largest batch whose final selection is split into segments. On an

@@ -472,7 +472,7 @@ impl ScanDesign {
             let p = ScanParams {
                 groups: rows.groups,
                 rows: rows.rows,
-                chunks: self.chunks as u32,
+                _pad3: 0,
                 probes: nb as u32,
                 row_base: rows.first_row,
                 dense,

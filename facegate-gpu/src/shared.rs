@@ -225,8 +225,9 @@ uniform_structs! {
         groups,
         /// Valid rows in the buffer (the last group may be padded).
         rows,
-        /// 16-byte chunks per row (`ceil(dim / 16)`).
-        chunks,
+        /// Padding (the chunks per row are the pipeline's constant
+        /// `SCAN_CHUNKS`, not a parameter).
+        _pad3,
         /// Probes in the batch.
         probes,
         /// Gallery row of the buffer's first row (what candidate lists name).

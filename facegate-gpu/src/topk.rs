@@ -7,7 +7,7 @@ use crate::pipeline::bind;
 use crate::shared::{TOPK_WORKGROUP, TopkParams};
 
 /// Scores one top-k workgroup reduces in the first pass.
-pub(crate) const SEG_LEN: u32 = 4096;
+pub(crate) const SEG_LEN: u32 = crate::plan::SEG_LEN as u32;
 /// Partial lists one top-k workgroup merges in later passes.
 const MERGE_LISTS: u32 = 8;
 
