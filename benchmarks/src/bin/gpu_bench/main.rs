@@ -15,17 +15,20 @@
 //! (benchmarks/gpu-run/torch_peer.py) to search the same data and compare.
 //! On a software adapter (lavapipe) the figures only show that it runs.
 
-use std::path::{Path, PathBuf};
+mod peer;
+mod report;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
 use facegate_benchmarks::{NoiseRows, noise_gallery};
-use facegate_core::format::{RowSource, SectionKind, row_stride};
+use facegate_core::format::RowSource;
 use facegate_core::{
     Candidate, CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine,
 };
 use facegate_gpu::{Design, DeviceOptions, GpuEngine, GpuOptions, bandwidth};
-use npyz::WriterBuilder;
+use report::Case;
 
 #[derive(Parser)]
 #[command(about = "GPU engine benchmark: the designs against the measured bandwidth and the CPU")]
@@ -77,24 +80,6 @@ struct Args {
     /// Print JSON after the table.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(serde::Serialize)]
-struct Case {
-    design: String,
-    variant: String,
-    batch: usize,
-    gpu_ms: f64,
-    probes_per_s: f64,
-    gallery_gb_per_s: f64,
-    of_read_bandwidth: f64,
-    of_int8_rate: f64,
-    plan_bytes: Option<u64>,
-    /// GPU ms per batch in each stage (pilot scan, pilot select, scan, select).
-    stage_ms: Option<Vec<f64>>,
-    cpu_ms: Option<f64>,
-    /// Probes checked against the CPU engine, and how many agreed.
-    verified: (usize, usize),
 }
 
 /// The measured limits: read bandwidth (the scan's) and copy bandwidth.
@@ -234,65 +219,38 @@ fn main() -> anyhow::Result<()> {
     );
     let cpu = CpuEngine::new(ScanTarget::whole(gallery.clone()));
     let t = Instant::now();
-    let reference = cpu.search(&probes(a.verify_probes.max(1), a.dim)?, a.top_k)?;
+    let mut reference = cpu.search(&probes(a.verify_probes.max(1), a.dim)?, a.top_k)?;
     eprintln!(
         "CPU engine's answers for {} probes in {:.1} s",
         reference.len(),
         t.elapsed().as_secs_f64()
     );
-    let gallery_bytes = (a.rows * (a.dim.div_ceil(16) * 16 + 4)) as f64;
     let mut cases = Vec::new();
-    let mut limits = None;
+    let mut ctx: Option<Context> = None;
     let mut dumped = false;
     for (i, spec) in a.designs.iter().enumerate() {
         let gpu = open(&gallery, &a, spec)?;
-        let lim = match &limits {
-            Some(l) => l,
+        let ctx = match &mut ctx {
+            Some(c) => &*c,
             None => {
                 adapter_report(&gpu);
-                limits.insert(measure_limits(&gpu, &a)?)
+                &*ctx.insert(Context {
+                    args: &a,
+                    cpu: &cpu,
+                    reference: std::mem::take(&mut reference),
+                    limits: measure_limits(&gpu, &a)?,
+                })
             }
         };
         for &b in &a.batches {
-            let p = probes(b, a.dim)?;
-            warm_up(&gpu, &p, a.top_k)?;
-            gpu.stage_times(); // from here on: the timed searches' stages
-            let gpu_ms = median_ms(&gpu, &p, a.top_k, a.repeats)?;
-            let stage_ms = gpu.stage_times().filter(|t| t.batches > 0).map(|t| {
-                t.seconds
-                    .iter()
-                    .map(|s| s * 1e3 / t.batches as f64)
-                    .collect()
-            });
-            let cpu_ms = (i == 0 && a.rows <= a.cpu_peer_max_rows)
-                .then(|| {
-                    warm_up(&cpu, &p, a.top_k)?;
-                    median_ms(&cpu, &p, a.top_k, a.repeats.min(3))
-                })
-                .transpose()?;
-            let verified = verify(&gpu, &p, a.top_k, &reference, a.verify_probes, spec)?;
-            let secs = gpu_ms / 1e3;
-            let m = cpu.refiner().candidate_rows(a.top_k) as u32;
-            let plan = gpu.scan_plan(b, m);
-            cases.push(Case {
-                design: gpu.design_name().into(),
-                variant: spec.clone(),
-                batch: b,
-                gpu_ms,
-                probes_per_s: b as f64 / secs,
-                gallery_gb_per_s: gallery_bytes / secs / 1e9,
-                of_read_bandwidth: gallery_bytes / secs / 1e9 / lim.read_gbps,
-                of_int8_rate: 2.0 * (a.rows * a.dim * b) as f64 / secs / (a.peak_tops * 1e12),
-                plan_bytes: plan.map(|p| p.traffic().iter().map(|(_, v)| v).sum()),
-                stage_ms,
-                cpu_ms,
-                verified,
-            });
-            eprintln!("{spec} batch {b}: {gpu_ms:.2} ms");
+            let time_cpu = i == 0 && a.rows <= a.cpu_peer_max_rows;
+            let case = time_batch(&gpu, ctx, spec, b, time_cpu)?;
+            eprintln!("{spec} batch {b}: {:.2} ms", case.gpu_ms);
+            cases.push(case);
         }
         if let (Some(out), Design::Auto, false) = (&a.dump_dir, variant(spec)?.0, dumped) {
             let t = Instant::now();
-            dump(out, &gallery, &gpu, &a)?;
+            peer::dump(out, &gallery, &gpu, &a)?;
             dumped = true;
             eprintln!("dumped for the peer in {:.1} s", t.elapsed().as_secs_f64());
         }
@@ -301,13 +259,76 @@ fn main() -> anyhow::Result<()> {
             gpu.list_overflows()
         );
     }
-    if let Some(lim) = &limits {
-        print_table(&a, &cases, lim);
+    if let Some(ctx) = &ctx {
+        report::print_table(&a, &cases, &ctx.limits);
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&cases)?);
     }
     Ok(())
+}
+
+/// What every timed batch is set against: the arguments, the CPU engine,
+/// its answers for the first probes, the measured limits.
+struct Context<'a> {
+    args: &'a Args,
+    cpu: &'a CpuEngine,
+    reference: Vec<Vec<Candidate>>,
+    limits: Limits,
+}
+
+/// Times `gpu` (and the CPU engine, when `time_cpu`) on a batch of `b` probes after a
+/// warm-up, splits the GPU's time by stage and checks its first answers
+/// against the CPU engine's `reference`.
+fn time_batch(
+    gpu: &GpuEngine,
+    ctx: &Context,
+    spec: &str,
+    b: usize,
+    time_cpu: bool,
+) -> anyhow::Result<Case> {
+    let Context {
+        args: a,
+        cpu,
+        reference,
+        limits: lim,
+    } = ctx;
+    let p = probes(b, a.dim)?;
+    warm_up(gpu, &p, a.top_k)?;
+    gpu.stage_times(); // from here on: the timed searches' stages
+    let gpu_ms = median_ms(gpu, &p, a.top_k, a.repeats)?;
+    let stage_ms = gpu.stage_times().filter(|t| t.batches > 0).map(|t| {
+        t.seconds
+            .iter()
+            .map(|s| s * 1e3 / t.batches as f64)
+            .collect()
+    });
+    let cpu_ms = time_cpu
+        .then(|| {
+            warm_up(*cpu, &p, a.top_k)?;
+            median_ms(*cpu, &p, a.top_k, a.repeats.min(3))
+        })
+        .transpose()?;
+    let verified = verify(gpu, &p, a.top_k, reference, a.verify_probes, spec)?;
+    let secs = gpu_ms / 1e3;
+    let gallery_gb_per_s = (a.rows * (a.dim.div_ceil(16) * 16 + 4)) as f64 / secs / 1e9;
+    let m = cpu.refiner().candidate_rows(a.top_k) as u32;
+    Ok(Case {
+        design: gpu.design_name().into(),
+        variant: spec.into(),
+        batch: b,
+        gpu_ms,
+        probes_per_s: b as f64 / secs,
+        gallery_gb_per_s,
+        of_read_bandwidth: gallery_gb_per_s / lim.read_gbps,
+        of_int8_rate: 2.0 * (a.rows * a.dim * b) as f64 / secs / (a.peak_tops * 1e12),
+        plan_bytes: gpu
+            .scan_plan(b, m)
+            .map(|p| p.traffic().iter().map(|(_, v)| v).sum()),
+        stage_ms,
+        cpu_ms,
+        verified,
+    })
 }
 
 /// Searches `batch` once more and checks its first `n` answers against the
@@ -355,98 +376,4 @@ fn measure_limits(gpu: &GpuEngine, a: &Args) -> anyhow::Result<Limits> {
         read_gbps,
         copy_gbps,
     })
-}
-
-fn print_table(a: &Args, cases: &[Case], lim: &Limits) {
-    println!(
-        "{} x {} int8, top-{}; read bandwidth {:.0} GB/s, copy bandwidth {:.0} GB/s (measured), int8 rate {} TOPS (given)\n",
-        a.rows, a.dim, a.top_k, lim.read_gbps, lim.copy_gbps, a.peak_tops
-    );
-    println!(
-        "| variant | batch | ms / batch | probes/s | gallery GB/s | of read bandwidth | of int8 rate | bytes moved (plan) | GPU ms: pilot, pilot select, scan, select | same as CPU | CPU ms |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
-    for c in cases {
-        println!(
-            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.1} % | {:.2} % | {} | {} | {}/{} | {} |",
-            c.variant,
-            c.batch,
-            c.gpu_ms,
-            c.probes_per_s,
-            c.gallery_gb_per_s,
-            c.of_read_bandwidth * 100.0,
-            c.of_int8_rate * 100.0,
-            c.plan_bytes
-                .map_or("-".into(), |v| format!("{:.2} GB", v as f64 / 1e9)),
-            c.stage_ms.as_ref().map_or("-".into(), |v| v
-                .iter()
-                .map(|x| format!("{x:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")),
-            c.verified.1,
-            c.verified.0,
-            c.cpu_ms.map_or("-".into(), |v| format!("{v:.1}")),
-        );
-    }
-}
-
-/// Writes `items` as a C-order .npy of `shape`.
-fn write_npy<T: npyz::AutoSerialize>(
-    path: &Path,
-    shape: &[u64],
-    items: impl IntoIterator<Item = T>,
-) -> anyhow::Result<()> {
-    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(file)
-        .begin_nd()?;
-    w.extend(items)?;
-    w.finish()?;
-    Ok(())
-}
-
-/// Writes gallery.json (where bench.fgal, built beside it, keeps its int8
-/// rows, their scales and each row's subject number: the peer maps these
-/// sections as docs/gallery-format.md lays them out, so 5 GB of rows are not
-/// written twice), probes.npy (the largest batch, f32, unit length) and
-/// answers.npy (each probe's top-k subject numbers by the second design,
-/// u32; u32::MAX pads) for the PyTorch peer.
-fn dump(out: &Path, gallery: &Gallery, gpu: &GpuEngine, a: &Args) -> anyhow::Result<()> {
-    let (rows, dim) = (a.rows, a.dim);
-    let section = |kind| {
-        gallery
-            .header()
-            .section(kind)
-            .map(|s| s.offset)
-            .ok_or_else(|| anyhow::anyhow!("the benchmark gallery has no {kind:?} section"))
-    };
-    let layout = serde_json::json!({
-        "file": "bench.fgal",
-        "rows": rows,
-        "dim": dim,
-        "scan_rows": {"offset": section(SectionKind::ScanRows)?, "stride": row_stride(ElementType::Int8, dim)},
-        "row_scales": {"offset": section(SectionKind::RowScales)?},
-        "row_subjects": {"offset": section(SectionKind::RowSubjects)?},
-    });
-    std::fs::write(
-        out.join("gallery.json"),
-        serde_json::to_vec_pretty(&layout)?,
-    )?;
-    let b = a.batches.iter().copied().max().unwrap_or(1);
-    let p = probes(b, dim)?;
-    let unit = (0..b).flat_map(|i| p.unit(i).to_vec());
-    write_npy(&out.join("probes.npy"), &[b as u64, dim as u64], unit)?;
-    let answers = gpu.search(&p, a.top_k)?;
-    let subjects = answers.iter().flat_map(|list| {
-        let mut s: Vec<u32> = list.iter().map(|c| c.subject).collect();
-        s.resize(a.top_k, u32::MAX);
-        s
-    });
-    write_npy(
-        &out.join("answers.npy"),
-        &[b as u64, a.top_k as u64],
-        subjects,
-    )
 }
