@@ -3,8 +3,11 @@
 # server, with every request asking for its encounter to be recorded
 # (facegate-load --record: durable in SQLite, group-committed, before the
 # answer) and without, runs interleaved on the same server, beside this
-# disk's own latency of one small write + fdatasync (dd oflag=dsync) on the
-# same file system. Two loads: closed loop (PORTS ports, each waiting for
+# disk's own latency of one small write + fdatasync on the same file
+# system: after each run on an idle machine (dd oflag=dsync, the mean), and
+# during each run under its load (facegate-fsync-probe, 200 appends +
+# fdatasync a second: the p99, the floor a durable record under that load
+# sits on). Two loads: closed loop (PORTS ports, each waiting for
 # its answer: the server saturated, what recording costs in throughput),
 # then open loop at each of RATES (Poisson arrivals at a fixed rate below
 # saturation: what recording adds to a request's latency at that load).
@@ -31,7 +34,7 @@ rounds=${ROUNDS:-3}
 rates=${RATES-1000 1600}
 top_k=${TOP_K:-10}
 bin=target/release
-cargo build --release --bin facegate --bin facegate-load >&2
+cargo build --release --bin facegate --bin facegate-load --bin facegate-fsync-probe >&2
 server_bin=${FACEGATE:-$bin/facegate}
 
 rm -rf "$out/data"
@@ -50,23 +53,27 @@ done
 # shellcheck source=benchmarks/scripts/fsync_probe.sh
 source benchmarks/scripts/fsync_probe.sh # the cwd is the repository root
 
-printf '| run | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | dd write+fdatasync us |\n' >"$out/table.md"
-printf '|---|---:|---:|---:|---:|---:|---:|---:|\n' >>"$out/table.md"
+printf '| run | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | dd write+fdatasync us | fdatasync p99 us, same load |\n' >"$out/table.md"
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n' >>"$out/table.md"
 # One run: LABEL, then facegate-load's mode and its arguments.
 run() {
   local label=$1 mode=$2
   shift 2
+  "$bin/facegate-fsync-probe" --dir "$out/data" --duration-s "$secs" --json "$out/$label.fsync.json" >/dev/null &
+  local probe=$!
   "$bin/facegate-load" "$mode" --addr "http://$addr" --duration-s "$secs" --top-k "$top_k" \
     --label "$label" --json "$out/$label.json" --quiet "$@" >"$out/$label.md"
+  wait "$probe"
   dd_us=$(fsync_probe "$out/data")
-  python3 - "$out/$label.json" "$label" "$dd_us" >>"$out/table.md" <<'PY'
+  python3 - "$out/$label.json" "$label" "$dd_us" "$out/$label.fsync.json" >>"$out/table.md" <<'PY'
 import json, sys
-path, label, dd_us = sys.argv[1:4]
+path, label, dd_us, probe = sys.argv[1:5]
+under_load = json.load(open(probe))["p99_us"]
 r = json.load(open(path))
 r = r[0] if isinstance(r, list) else r
 lat = r["latency_ms"]
 errors = r["sent"] - r["ok"]
-print(f"| {label} | {r['throughput']:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {errors} | {dd_us} |")
+print(f"| {label} | {r['throughput']:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {errors} | {dd_us} | {under_load} |")
 PY
 }
 
