@@ -1,12 +1,17 @@
 //! The disk's durable-write latency while a load runs: every 1/RATE s it
-//! appends one BYTES-byte block to a file in DIR and fdatasyncs it, on the
+//! writes one BYTES-byte block to a file in DIR and fdatasyncs it, on the
 //! same absolute schedule whatever each sync took, and reports the
-//! percentiles of write + fdatasync. Run beside a benchmark's load without
-//! recording, it is the floor any durable record under that load sits on:
-//! a record cannot be acknowledged sooner than its commit's fdatasync
-//! returns (benchmarks/scripts/encounters.sh runs it so).
+//! percentiles of write + fdatasync. By default the blocks go round a
+//! region written and synced beforehand, as SQLite reuses its WAL once it
+//! has grown (so no sync needs a journal commit for the file's size);
+//! `--append` grows the file instead, as an append-only log does. Run
+//! beside a benchmark's load without recording, it is the floor any
+//! durable record under that load sits on: a record cannot be acknowledged
+//! sooner than its commit's fdatasync returns
+//! (benchmarks/scripts/encounters.sh runs it so).
 
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -30,6 +35,13 @@ struct Args {
     /// Bytes per write (a SQLite WAL frame of a 4 KiB page is 4,120).
     #[arg(long, default_value_t = 4096)]
     bytes: usize,
+    /// Grow the file with every write instead of going round a region
+    /// written beforehand.
+    #[arg(long)]
+    append: bool,
+    /// Bytes of the region the writes go round (without --append).
+    #[arg(long, default_value_t = 4 << 20)]
+    region_bytes: u64,
     /// Write the percentiles (microseconds) as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -44,6 +56,16 @@ fn main() -> anyhow::Result<()> {
     let path = a.dir.join(format!("fsync-probe-{}", std::process::id()));
     let mut file = std::fs::File::create(&path)?;
     let block = vec![0x5au8; a.bytes];
+    let slots = (a.region_bytes / a.bytes as u64).max(1);
+    if !a.append {
+        // Written, not just allocated: writing into unwritten extents would
+        // change metadata on every sync, as appending does.
+        for _ in 0..slots {
+            file.write_all(&block)?;
+        }
+        file.sync_all()?;
+    }
+    let mut slot = 0;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let period = Duration::from_secs_f64(1.0 / a.rate);
     let start = Instant::now();
@@ -51,7 +73,12 @@ fn main() -> anyhow::Result<()> {
     let mut next = start;
     while next < end {
         let t = Instant::now();
-        file.write_all(&block)?;
+        if !a.append {
+            file.write_all_at(&block, slot * a.bytes as u64)?;
+            slot = (slot + 1) % slots;
+        } else {
+            file.write_all(&block)?;
+        }
         file.sync_data()?;
         hist.saturating_record(t.elapsed().as_micros().max(1) as u64);
         next += period;
@@ -64,6 +91,7 @@ fn main() -> anyhow::Result<()> {
     let q = |p: f64| hist.value_at_quantile(p);
     let out = serde_json::json!({
         "writes": hist.len(),
+        "append": a.append,
         "p50_us": q(0.5),
         "p90_us": q(0.9),
         "p99_us": q(0.99),
