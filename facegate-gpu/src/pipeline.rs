@@ -147,11 +147,10 @@ impl ScanPipelines {
     /// `thread_probes` instead when compiled.
     pub fn for_batch(&self, probes: u32, forced: Option<u32>) -> &wgpu::ComputePipeline {
         let auto = || {
-            let usable = self
+            let mut usable = self
                 .by_shape
                 .iter()
                 .filter(|(s, _)| s.thread_probes <= AUTO_MAX_THREAD_PROBES);
-            let mut usable = usable;
             let largest = usable.clone().next_back();
             usable.find(|(s, _)| s.probe_tile() >= probes).or(largest)
         };

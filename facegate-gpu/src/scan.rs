@@ -537,11 +537,12 @@ impl ScanDesign {
                 dispatch(&mut pass, part.groups, scan);
             }
         }
-        let mut pass = self.stage_pass(enc, 3);
-        for ready in &s.select {
-            topk.dispatch(&mut pass, ready, shape.probes);
+        {
+            let mut pass = self.stage_pass(enc, 3);
+            for ready in &s.select {
+                topk.dispatch(&mut pass, ready, shape.probes);
+            }
         }
-        drop(pass);
         &s.best
     }
 }
