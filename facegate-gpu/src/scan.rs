@@ -16,7 +16,7 @@ use crate::interleave::{chunks_of, interleave, sample_rows};
 use crate::pipeline::{ScanPipelines, bind_layout};
 use crate::plan::{SAMPLE_GROUPS, ScanPlan};
 use crate::shared::{SCAN_GROUP_ROWS, SCAN_MAX_THREAD_PROBES, ScanParams};
-use crate::stages::{StageClock, StageTimes};
+use crate::stages::{STAMP_BYTES, StageClock, StageTimes};
 use crate::topk::{CountedLists, Lists, Pairs, ReadyPass, Topk, TopkShape};
 
 /// A probe's candidate rows and their scan scores, best first.
@@ -289,7 +289,7 @@ impl ScanDesign {
         let staging = buffer(
             d,
             "scan read-back",
-            b * (m * 8 + 4),
+            stamps_at(plan) + STAMP_BYTES,
             U::MAP_READ | U::COPY_DST,
         );
         let pilot = Pairs {
@@ -426,18 +426,22 @@ impl ScanDesign {
         enc.clear_buffer(&s.counts, 0, Some(plan.probes * 4));
         let answer = self.record_batch(&mut enc, topk, s, plan);
         let stages = if plan.pilot_is_exact() { 2 } else { 4 };
+        // The scratch's read-back is laid out for its room, not this batch.
+        let stamps = stamps_at(s.plan);
         if let Some(clock) = &self.clock {
-            clock.resolve(&mut enc, stages);
+            clock.resolve(&mut enc, stages, &s.staging, stamps);
         }
         let bytes = plan.probes * plan.m * 4;
         enc.copy_buffer_to_buffer(&answer.scores, 0, &s.staging, 0, bytes);
         enc.copy_buffer_to_buffer(&answer.rows, 0, &s.staging, bytes, bytes);
         enc.copy_buffer_to_buffer(&s.counts, 0, &s.staging, 2 * bytes, plan.probes * 4);
         dev.queue.submit([enc.finish()]);
-        let out = read_answers(&dev.device, &s.staging, plan)?;
-        if let Some(clock) = &self.clock {
-            clock.collect(&dev.device, stages)?;
-        }
+        let out = map_read(&dev.device, &s.staging, |view| {
+            if let Some(clock) = &self.clock {
+                clock.collect(&view[stamps as usize..], stages);
+            }
+            read_answers(view, plan)
+        })?;
         let overflowed = out.iter().filter(|l| l.is_none()).count() as u64;
         self.overflows.fetch_add(overflowed, Ordering::Relaxed);
         Ok(out)
@@ -547,30 +551,31 @@ impl ScanDesign {
     }
 }
 
-/// Maps the read-back and splits it into each probe's list (`None` when
-/// the probe's count passed the list's capacity).
-fn read_answers(
-    device: &wgpu::Device,
-    staging: &wgpu::Buffer,
-    plan: ScanPlan,
-) -> Result<Vec<Option<Candidates>>, GpuError> {
-    map_read(device, staging, |view| {
-        let (b, m) = (plan.probes as usize, plan.m as usize);
-        let words: &[u32] = bytemuck::cast_slice(&view[..b * (m * 8 + 4)]);
-        let (scores, rest) = words.split_at(b * m);
-        let (rows, counts) = rest.split_at(b * m);
-        (0..b)
-            .map(|p| {
-                let overflowed = !plan.pilot_is_exact() && u64::from(counts[p]) > plan.capacity;
-                (!overflowed).then(|| {
-                    let list = p * m..(p + 1) * m;
-                    rows[list.clone()]
-                        .iter()
-                        .copied()
-                        .zip(scores[list].iter().map(|&s| f32::from_bits(s)))
-                        .collect()
-                })
+/// Where a scratch's read-back keeps the stage timestamps: after its
+/// answers (scores, rows and counts for every probe of its room), at a
+/// multiple of 8 bytes.
+fn stamps_at(room: ScanPlan) -> u64 {
+    (room.probes * (room.m * 8 + 4)).div_ceil(8) * 8
+}
+
+/// Splits the mapped read-back into each probe's list (`None` when the
+/// probe's count passed the list's capacity).
+fn read_answers(view: &[u8], plan: ScanPlan) -> Vec<Option<Candidates>> {
+    let (b, m) = (plan.probes as usize, plan.m as usize);
+    let words: &[u32] = bytemuck::cast_slice(&view[..b * (m * 8 + 4)]);
+    let (scores, rest) = words.split_at(b * m);
+    let (rows, counts) = rest.split_at(b * m);
+    (0..b)
+        .map(|p| {
+            let overflowed = !plan.pilot_is_exact() && u64::from(counts[p]) > plan.capacity;
+            (!overflowed).then(|| {
+                let list = p * m..(p + 1) * m;
+                rows[list.clone()]
+                    .iter()
+                    .copied()
+                    .zip(scores[list].iter().map(|&s| f32::from_bits(s)))
+                    .collect()
             })
-            .collect()
-    })
+        })
+        .collect()
 }
