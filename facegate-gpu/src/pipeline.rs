@@ -3,7 +3,7 @@
 use facegate_core::ElementType;
 
 use crate::shaders::Kernel;
-use crate::shared::ScanShape;
+use crate::shared::{ScanKernel, ScanShape};
 
 /// The first design's score pipeline for the gallery's element type.
 pub struct Pipelines {
@@ -47,6 +47,8 @@ pub struct ScanPipelines {
     pub layout: wgpu::BindGroupLayout,
     /// The pipelines, by increasing `thread_probes`.
     pub by_shape: Vec<(ScanShape, wgpu::ComputePipeline)>,
+    /// The kernel they all run (its dispatch depends on it).
+    pub kernel: ScanKernel,
 }
 
 /// The most probes an invocation scores when the engine picks the shape:
@@ -83,8 +85,8 @@ fn scan_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
 }
 
 impl ScanPipelines {
-    /// Compiles the scan kernel (the direct one when `direct`) for rows of
-    /// `chunks` 16-byte chunks and each of `thread_probes`. With
+    /// Compiles `kernel` for rows of `chunks` 16-byte chunks and each of
+    /// `thread_probes`. With
     /// `runtime_checks` false the module is trusted:
     /// naga adds no bounds clamps, loop guards or division checks, which
     /// holds because every index the kernel forms is bounded by the buffer
@@ -94,7 +96,7 @@ impl ScanPipelines {
         device: &wgpu::Device,
         chunks: u32,
         thread_probes: &[u32],
-        direct: bool,
+        kernel: ScanKernel,
         runtime_checks: bool,
     ) -> ScanPipelines {
         let layout = scan_layout(device);
@@ -109,7 +111,7 @@ impl ScanPipelines {
                 let shape = ScanShape {
                     chunks,
                     thread_probes: tp,
-                    direct,
+                    kernel,
                 };
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some("scan kernel"),
@@ -138,7 +140,11 @@ impl ScanPipelines {
                 (shape, pipeline)
             })
             .collect();
-        ScanPipelines { layout, by_shape }
+        ScanPipelines {
+            layout,
+            by_shape,
+            kernel,
+        }
     }
 
     /// The pipeline for a batch of `probes`: the smallest probe tile that

@@ -15,7 +15,7 @@ use crate::device::GpuDevice;
 use crate::interleave::{chunks_of, interleave, sample_rows};
 use crate::pipeline::{ScanPipelines, bind_layout};
 use crate::plan::{SAMPLE_GROUPS, ScanPlan};
-use crate::shared::{SCAN_GROUP_ROWS, SCAN_MAX_THREAD_PROBES, ScanParams};
+use crate::shared::{SCAN_GROUP_ROWS, SCAN_MAX_THREAD_PROBES, ScanKernel, ScanParams};
 use crate::stages::{STAMP_BYTES, StageClock, StageTimes};
 use crate::topk::{CountedLists, Lists, Pairs, ReadyPass, Topk, TopkShape};
 
@@ -73,11 +73,10 @@ pub struct ScanOptions {
     pub runtime_checks: bool,
     /// Time each stage of every batch on the GPU ([`crate::stages`]).
     pub profile: bool,
-    /// Score with `scan_int8_direct.wgsl`, which keeps the rows in
-    /// registers rather than workgroup memory: a variant for the benchmark
-    /// to compare on a real device before it becomes the default for any
-    /// batch.
-    pub direct: bool,
+    /// The scan kernel: the staged one by default; the others are variants
+    /// for the benchmark to compare on a real device before either becomes
+    /// the default for any batch.
+    pub kernel: ScanKernel,
 }
 
 /// The probes per invocation the scan kernel is compiled for.
@@ -156,7 +155,7 @@ impl ScanDesign {
                 device,
                 chunks as u32,
                 &THREAD_PROBES,
-                opts.direct,
+                opts.kernel,
                 opts.runtime_checks,
             ),
             thread_probes: opts.thread_probes,
@@ -516,6 +515,7 @@ impl ScanDesign {
         let dispatch = |pass: &mut wgpu::ComputePass,
                         groups: u32,
                         (_, bind): &(wgpu::Buffer, wgpu::BindGroup)| {
+            let groups = groups.div_ceil(self.pipelines.kernel.groups_per_workgroup());
             let x = groups.clamp(1, 65_535);
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, bind, &[]);

@@ -6,7 +6,7 @@
 
 use facegate_core::ElementType;
 
-use crate::shared::{SCAN_MAX_CHUNKS, SCAN_MAX_THREAD_PROBES, ScanShape, wgsl_prelude};
+use crate::shared::{SCAN_MAX_CHUNKS, SCAN_MAX_THREAD_PROBES, ScanKernel, ScanShape, wgsl_prelude};
 
 /// One compute kernel of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +27,14 @@ pub enum Kernel {
     /// The second design's int8 scan with the rows in registers (a variant
     /// to measure beside [`Kernel::ScanInt8`]).
     ScanInt8Direct,
+    /// The second design's int8 scan with one row per invocation (a
+    /// variant for small batches, to measure beside [`Kernel::ScanInt8`]).
+    ScanInt8Rows,
 }
 
 impl Kernel {
     /// Every kernel, for validation and diagnostics.
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::ScoreInt8,
         Kernel::ScoreF16,
         Kernel::ScoreF32,
@@ -39,6 +42,7 @@ impl Kernel {
         Kernel::ScanInt8,
         Kernel::ReadBandwidth,
         Kernel::ScanInt8Direct,
+        Kernel::ScanInt8Rows,
     ];
 
     /// The score kernel for a gallery whose scan rows are of type `ty`.
@@ -60,6 +64,7 @@ impl Kernel {
             Kernel::ScanInt8 => "scan_int8.wgsl",
             Kernel::ReadBandwidth => "read_bandwidth.wgsl",
             Kernel::ScanInt8Direct => "scan_int8_direct.wgsl",
+            Kernel::ScanInt8Rows => "scan_int8_rows.wgsl",
         }
     }
 
@@ -74,6 +79,7 @@ impl Kernel {
             Kernel::ScanInt8 => include_str!("../../shaders/scan_int8.wgsl"),
             Kernel::ReadBandwidth => include_str!("../../shaders/read_bandwidth.wgsl"),
             Kernel::ScanInt8Direct => include_str!("../../shaders/scan_int8_direct.wgsl"),
+            Kernel::ScanInt8Rows => include_str!("../../shaders/scan_int8_rows.wgsl"),
         }
     }
 
@@ -82,23 +88,26 @@ impl Kernel {
     /// compiler errors back to it. The scan kernel gets the default shape
     /// ([`Kernel::scan_source`] for another).
     pub fn source(self) -> String {
-        let extra = match self {
-            Kernel::ScanInt8 => DEFAULT_SCAN_SHAPE.wgsl(),
-            Kernel::ScanInt8Direct => ScanShape {
-                direct: true,
-                ..DEFAULT_SCAN_SHAPE
-            }
-            .wgsl(),
-            _ => String::new(),
+        let kernel = match self {
+            Kernel::ScanInt8 => ScanKernel::Staged,
+            Kernel::ScanInt8Direct => ScanKernel::Direct,
+            Kernel::ScanInt8Rows => ScanKernel::Rows,
+            _ => return self.source_with(""),
         };
+        let extra = ScanShape {
+            kernel,
+            ..DEFAULT_SCAN_SHAPE
+        }
+        .wgsl();
         self.source_with(&extra)
     }
 
     /// The scan kernel `shape` names, compiled for it.
     pub fn scan_source(shape: ScanShape) -> String {
-        let kernel = match shape.direct {
-            true => Kernel::ScanInt8Direct,
-            false => Kernel::ScanInt8,
+        let kernel = match shape.kernel {
+            ScanKernel::Staged => Kernel::ScanInt8,
+            ScanKernel::Direct => Kernel::ScanInt8Direct,
+            ScanKernel::Rows => Kernel::ScanInt8Rows,
         };
         kernel.source_with(&shape.wgsl())
     }
@@ -119,5 +128,5 @@ impl Kernel {
 pub const DEFAULT_SCAN_SHAPE: ScanShape = ScanShape {
     chunks: SCAN_MAX_CHUNKS,
     thread_probes: SCAN_MAX_THREAD_PROBES,
-    direct: false,
+    kernel: ScanKernel::Staged,
 };

@@ -68,9 +68,39 @@ pub struct ScanShape {
     /// Probes one invocation scores: 1, 2, 4 or [`SCAN_MAX_THREAD_PROBES`]
     /// (the probe tile is 4 times as many).
     pub thread_probes: u32,
-    /// The kernel that keeps the rows in registers
-    /// (`scan_int8_direct.wgsl`) rather than in workgroup memory.
-    pub direct: bool,
+    /// Which of the scan kernels.
+    pub kernel: ScanKernel,
+}
+
+/// The scan kernels, all with the same bindings, cut and appends; they
+/// differ in where a group's rows are held while scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanKernel {
+    /// `scan_int8.wgsl`: the group staged in workgroup memory, each
+    /// invocation a row against `thread_probes` probes of the tile.
+    #[default]
+    Staged,
+    /// `scan_int8_direct.wgsl`: each invocation a share of a row's chunks
+    /// in registers against the whole tile, partial sums added in
+    /// workgroup memory.
+    Direct,
+    /// `scan_int8_rows.wgsl`: each invocation a whole row read straight
+    /// from memory against the whole tile; several groups a workgroup.
+    Rows,
+}
+
+impl ScanKernel {
+    /// Every kernel, for tests and the benchmark.
+    pub const ALL: [ScanKernel; 3] = [ScanKernel::Staged, ScanKernel::Direct, ScanKernel::Rows];
+
+    /// Row groups one workgroup scores: the dispatch is the groups divided
+    /// by this, rounded up.
+    pub const fn groups_per_workgroup(self) -> u32 {
+        match self {
+            ScanKernel::Rows => SCAN_WORKGROUP / SCAN_GROUP_ROWS,
+            ScanKernel::Staged | ScanKernel::Direct => 1,
+        }
+    }
 }
 
 impl ScanShape {
@@ -79,14 +109,16 @@ impl ScanShape {
         SCAN_WORKGROUP / SCAN_GROUP_ROWS * self.thread_probes
     }
 
-    /// Workgroup memory the kernel declares: a tile of probes and either a
-    /// group's rows or (direct) every invocation's partial sums for the
-    /// tile. tests/shaders_validate.rs checks this against naga's layout.
+    /// Workgroup memory the kernel declares: a tile of probes, and a
+    /// group's rows (staged) or every invocation's partial sums for the
+    /// tile (direct). tests/shaders_validate.rs checks this against naga's
+    /// layout.
     pub const fn workgroup_bytes(self) -> u32 {
         let probes = self.probe_tile() * self.chunks * 16;
-        match self.direct {
-            true => probes + SCAN_WORKGROUP * self.probe_tile() * 4,
-            false => probes + SCAN_GROUP_ROWS * self.chunks * 16,
+        match self.kernel {
+            ScanKernel::Staged => probes + SCAN_GROUP_ROWS * self.chunks * 16,
+            ScanKernel::Direct => probes + SCAN_WORKGROUP * self.probe_tile() * 4,
+            ScanKernel::Rows => probes,
         }
     }
 
@@ -103,19 +135,19 @@ impl ScanShape {
 }
 
 /// The most workgroup memory any scan pipeline declares (512 dimensions,
-/// the largest probe tile, either kernel): what the engine checks the
-/// adapter offers.
+/// the largest probe tile, any kernel; the rows kernel declares the
+/// least): what the engine checks the adapter offers.
 pub const SCAN_WORKGROUP_BYTES: u32 = max(
     ScanShape {
         chunks: SCAN_MAX_CHUNKS,
         thread_probes: SCAN_MAX_THREAD_PROBES,
-        direct: false,
+        kernel: ScanKernel::Staged,
     }
     .workgroup_bytes(),
     ScanShape {
         chunks: SCAN_MAX_CHUNKS,
         thread_probes: SCAN_MAX_THREAD_PROBES,
-        direct: true,
+        kernel: ScanKernel::Direct,
     }
     .workgroup_bytes(),
 );

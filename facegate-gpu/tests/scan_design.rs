@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
 use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
+use facegate_gpu::shared::ScanKernel;
 use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions, ScanOptions};
 use rand::{Rng, SeedableRng};
 
@@ -181,20 +182,21 @@ fn every_kernel_and_shape_trusted_or_checked_gives_the_cpus_answers() {
     // 72 dimensions: 5 chunks, the last part padding; 2,011 rows.
     let (g, data) = gallery(dir.path(), 2011, 72);
     let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
-    for (direct, runtime_checks) in [(false, false), (false, true), (true, false), (true, true)] {
+    let kernels = ScanKernel::ALL.into_iter();
+    for (kernel, runtime_checks) in kernels.flat_map(|k| [(k, false), (k, true)]) {
         for tp in [1, 2, 4, 8] {
             let scan = ScanOptions {
                 sample_groups: Some(4),
                 thread_probes: Some(tp),
                 runtime_checks,
-                direct,
+                kernel,
                 ..Default::default()
             };
             let e = engine(&g, None, scan);
             // Batches at and around the tiles' edges (4, 8, 16, 32 probes).
             for nb in [1, 3, 4, 5, 17, 33] {
                 let p = probes(&data, 2011, 72, nb, 100 + nb as u64);
-                let label = format!("tp={tp} direct={direct} checks={runtime_checks} B={nb}");
+                let label = format!("tp={tp} {kernel:?} checks={runtime_checks} B={nb}");
                 same(&cpu, &e, &p, 10, &label);
             }
         }

@@ -7,7 +7,7 @@
 use facegate_gpu::shaders::Kernel;
 use facegate_gpu::shared::{
     BANDWIDTH_WORKGROUP, CONSTANTS, SCAN_WORKGROUP, SCAN_WORKGROUP_BYTES, SCORE_WORKGROUP,
-    ScanShape, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES, UNIFORMS, wgsl_prelude,
+    ScanKernel, ScanShape, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES, UNIFORMS, wgsl_prelude,
 };
 
 /// Parses and validates `source`, panicking with naga's message under `name`.
@@ -105,7 +105,9 @@ fn each_kernel_takes_its_params_struct_and_workgroup_width() {
         let name = kernel.file_name();
         let (params, width): (&[&str], u32) = match kernel {
             Kernel::Topk => (&["TopkParams"], TOPK_WORKGROUP),
-            Kernel::ScanInt8 | Kernel::ScanInt8Direct => (&["ScanParams"], SCAN_WORKGROUP),
+            Kernel::ScanInt8 | Kernel::ScanInt8Direct | Kernel::ScanInt8Rows => {
+                (&["ScanParams"], SCAN_WORKGROUP)
+            }
             Kernel::ReadBandwidth => (&[], BANDWIDTH_WORKGROUP),
             _ => (&["ScoreParams"], SCORE_WORKGROUP),
         };
@@ -149,13 +151,13 @@ fn the_topk_and_scan_kernels_declare_the_workgroup_memory_the_engine_checks() {
 
 #[test]
 fn every_scan_shape_compiles_and_declares_what_its_shape_says() {
-    for direct in [false, true] {
+    for kernel in ScanKernel::ALL {
         for chunks in [1, 5, 32] {
             for thread_probes in [1, 2, 4, 8] {
                 let shape = ScanShape {
                     chunks,
                     thread_probes,
-                    direct,
+                    kernel,
                 };
                 let source = Kernel::scan_source(shape);
                 assert_eq!(

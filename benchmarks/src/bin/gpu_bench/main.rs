@@ -44,8 +44,9 @@ struct Args {
     batches: Vec<usize>,
     /// Designs to time: scan (the second), classic (the first). A scan may
     /// name options after colons: `checked` (the kernel with naga's runtime
-    /// checks), `direct` (the kernel with the rows in registers) and `tpN`
-    /// (N probes per invocation for every batch), e.g. `scan:direct:tp4`.
+    /// checks), `direct` or `rows` (the kernel with a share of each row in
+    /// registers, or one whole row an invocation) and `tpN` (N probes per
+    /// invocation, a tile of 4N, for every batch), e.g. `scan:rows:tp1`.
     #[arg(long, value_delimiter = ',', default_value = "scan,classic")]
     designs: Vec<String>,
     /// Timed repetitions per batch size (median reported).
@@ -103,7 +104,8 @@ fn variant(spec: &str) -> anyhow::Result<(Design, facegate_gpu::ScanOptions)> {
     for opt in parts {
         match opt {
             "checked" => scan.runtime_checks = true,
-            "direct" => scan.direct = true,
+            "direct" => scan.kernel = facegate_gpu::shared::ScanKernel::Direct,
+            "rows" => scan.kernel = facegate_gpu::shared::ScanKernel::Rows,
             tp if tp.starts_with("tp") => scan.thread_probes = Some(tp[2..].parse()?),
             other => anyhow::bail!("--designs: unknown scan option {other:?} in {spec:?}"),
         }
