@@ -51,6 +51,10 @@ step "fmt"
 cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Every doc comment's links resolve and its markup parses, so the API
+# pages `cargo doc` makes say what the code does.
+step "rustdoc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # Builds target/debug/facegate and facegate-index, which the Python test runs.
 # Not the benchmarks' `faiss` feature (Faiss built from source, minutes): its
 # side-by-side test (benchmarks/tests/faiss_side_by_side.rs) runs on demand,

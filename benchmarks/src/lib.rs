@@ -17,7 +17,7 @@ use facegate_core::{ElementType, Gallery, GalleryError};
 /// only fonts registered with it.
 static PLOT_FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-/// Registers [`PLOT_FONT`] as "sans-serif"; call before drawing a plot.
+/// Registers `PLOT_FONT` (DejaVu Sans, bundled) as "sans-serif"; call before drawing a plot.
 pub fn register_plot_font() -> anyhow::Result<()> {
     plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, PLOT_FONT)
         .map_err(|_| anyhow::anyhow!("the embedded plot font is not a font plotters can read"))

@@ -1,7 +1,7 @@
 //! facegate-core: the parts of facegate that the server, the offline index
 //! tools and the benchmarks share.
 //!
-//! - [`format`]: the gallery file, an immutable memory-mapped set of templates;
+//! - [`format`](mod@format): the gallery file, an immutable memory-mapped set of templates;
 //! - [`search`]: the engines that answer 1:N and 1:1 queries over it;
 //! - [`kernels`]: the SIMD dot products the CPU engine is built on;
 //! - [`npy`] and [`ids`]: the interchange files data engineers hand us;

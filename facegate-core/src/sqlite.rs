@@ -253,7 +253,7 @@ const CHECKPOINT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 /// While another connection runs a checkpoint (the encounter store's
 /// checkpoint thread) SQLite answers busy at once, without calling the
 /// busy handler that waits out readers; that checkpoint ends within
-/// milliseconds, so this retries for up to [`CHECKPOINT_PATIENCE`].
+/// milliseconds, so this retries for up to `CHECKPOINT_PATIENCE` (5 s).
 pub fn checkpoint(c: &Connection, path: &Path) -> Result<(), DbError> {
     let deadline = std::time::Instant::now() + CHECKPOINT_PATIENCE;
     loop {

@@ -318,7 +318,7 @@ impl Calibration {
         Ok(c)
     }
 
-    /// Writes the sidecar at `path` atomically (see [`write_atomically`]).
+    /// Writes the sidecar at `path` atomically (see `write_atomically`).
     /// It is [sealed](Self::seal) on the way, so what is written always
     /// passes its own checksum; invalid values are refused, not written.
     pub fn write(&self, path: &Path) -> Result<(), CalibrationError> {

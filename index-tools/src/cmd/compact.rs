@@ -26,7 +26,7 @@ pub struct Args {
     /// The base gallery the server serves.
     #[arg(long)]
     pub gallery: PathBuf,
-    /// The server's --data-dir: the log read is DATA_DIR/changes/<generation>.wal.
+    /// The server's --data-dir: the log read is DATA_DIR/changes/GENERATION.wal.
     #[arg(long, required_unless_present = "log", conflicts_with = "log")]
     pub data_dir: Option<PathBuf>,
     /// The change log to fold in (instead of finding it under --data-dir).

@@ -88,7 +88,7 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
-/// Every reason [`failure_reason`] gives (or `timeout`): the metric's
+/// Every reason `failure_reason` gives (or `timeout`): the metric's
 /// series are made at zero when the listener starts, so that a dashboard
 /// shows a refusal rate of 0 rather than no data.
 pub const FAILURE_REASONS: &[&str] = &[
