@@ -8,16 +8,8 @@
 // each score at or above its probe's cut (the pilot's M-th best, never above
 // the whole gallery's M-th best) is appended to that probe's bounded list.
 //
-// Bindings (group 0):
-//   0 rows        storage, read        array<vec4<u32>>  interleaved: unit (g * SCAN_CHUNKS + c) * 32 + r % 32
-//   1 scales      storage, read        array<f32>        per row of the buffer, padded to whole groups
-//   2 probes      storage, read        array<vec4<u32>>  probe q's chunk c at q * SCAN_CHUNKS + c
-//   3 pscales     storage, read        array<f32>        per probe
-//   4 cuts        storage, read        array<f32>        probe q's cut at q * cut_stride + cut_index
-//   5 counts      storage, read_write  array<atomic<u32>> appended per probe (may pass out_stride: overflow)
-//   6 out_scores  storage, read_write  array<f32>        dense: q * out_stride + row; lists: q * out_stride + slot
-//   7 out_rows    storage, read_write  array<u32>        lists only: gallery row of each entry
-//   8 params      uniform              ScanParams
+// Bindings (group 0): declared by scan_common.wgsl, which facegate-gpu puts
+// before this file with dot16 and emit.
 // Workgroup layout: SCAN_WORKGROUP x 1 x 1; the group is workgroup_id.y *
 // num_workgroups.x + workgroup_id.x (two dimensions: more groups than one
 // dimension allows). Invocation i scores row i % SCAN_GROUP_ROWS against
@@ -32,38 +24,8 @@
 // has a constant trip count and the compiler can unroll it and keep the
 // accumulators in registers.
 
-@group(0) @binding(0) var<storage, read> rows: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> scales: array<f32>;
-@group(0) @binding(2) var<storage, read> probes: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> pscales: array<f32>;
-@group(0) @binding(4) var<storage, read> cuts: array<f32>;
-@group(0) @binding(5) var<storage, read_write> counts: array<atomic<u32>>;
-@group(0) @binding(6) var<storage, read_write> out_scores: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out_rows: array<u32>;
-@group(0) @binding(8) var<uniform> params: ScanParams;
-
 var<workgroup> s_rows: array<vec4<u32>, SCAN_GROUP_ROWS * SCAN_CHUNKS>;
 var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_CHUNKS>;
-
-fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
-    return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z)
-        + dot4I8Packed(a.w, b.w);
-}
-
-// Writes (dense) or appends (at or above the cut) probe q's score of a row.
-fn emit(q: u32, local_row: u32, s: f32) {
-    if (params.dense == 1u) {
-        out_scores[q * params.out_stride + local_row] = s;
-        return;
-    }
-    if (s >= cuts[q * params.cut_stride + params.cut_index]) {
-        let slot = atomicAdd(&counts[q], 1u);
-        if (slot < params.out_stride) {
-            out_scores[q * params.out_stride + slot] = s;
-            out_rows[q * params.out_stride + slot] = params.row_base + local_row;
-        }
-    }
-}
 
 @compute @workgroup_size(SCAN_WORKGROUP, 1, 1)
 fn main(

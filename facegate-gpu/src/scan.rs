@@ -219,6 +219,37 @@ pub(crate) struct Scratch {
     select: Vec<ReadyPass>,
 }
 
+/// The final selection's passes over each probe's counted list into
+/// `best`, and the spare lists they write between passes.
+fn select_passes(
+    d: &wgpu::Device,
+    topk: &Topk,
+    plan: ScanPlan,
+    lists: &Pairs,
+    counts: &wgpu::Buffer,
+    best: &Pairs,
+) -> (Vec<ReadyPass>, [Pairs; 2]) {
+    let shape = TopkShape::new(plan.probes as usize, plan.m as u32);
+    let segments = match plan.pilot_is_exact() {
+        true => 1,
+        false => plan.select_segments(),
+    };
+    let spare_len = plan.probes * plan.m * segments;
+    let spare = [
+        Pairs::new(d, "select lists a", spare_len),
+        Pairs::new(d, "select lists b", spare_len),
+    ];
+    let counted = CountedLists {
+        pairs: lists,
+        capacity: plan.capacity as u32,
+        segments: segments as u32,
+        counts,
+    };
+    let into_best = Lists::packed(best, 1, shape.m);
+    let passes = topk.select_counted_ready(shape, counted, [&spare[0], &spare[1]], into_best);
+    (passes, spare)
+}
+
 /// What every scan dispatch of a scratch binds besides its rows and output.
 struct ScanInputs<'a> {
     probes: &'a wgpu::Buffer,
@@ -328,29 +359,8 @@ impl ScanDesign {
         let into_pilot_best = Lists::packed(&pilot_best, 1, shape.m);
         let [a, c] = [&spare[0], &spare[1]];
         let pilot_reduce = topk.reduce_ready(shape, &pilot, [a, c], sample, into_pilot_best);
-        let into_best = Lists::packed(&best, 1, shape.m);
-        let segments = match plan.pilot_is_exact() {
-            true => 1,
-            false => plan.select_segments(),
-        };
-        let select_spare = [
-            Pairs::new(d, "select lists a", b * m * segments),
-            Pairs::new(d, "select lists b", b * m * segments),
-        ];
-        let counted = CountedLists {
-            pairs: &lists,
-            capacity: plan.capacity as u32,
-            segments: segments as u32,
-            counts: &counts,
-        };
-        let select = topk.select_counted_ready(
-            shape,
-            counted,
-            [&select_spare[0], &select_spare[1]],
-            into_best,
-        );
+        let (select, [select_a, select_b]) = select_passes(d, topk, plan, &lists, &counts, &best);
         let [spare_a, spare_b] = spare;
-        let [select_a, select_b] = select_spare;
         Scratch {
             plan,
             probes,

@@ -94,22 +94,22 @@ impl Kernel {
             Kernel::ScanInt8Rows => ScanKernel::Rows,
             _ => return self.source_with(""),
         };
-        let extra = ScanShape {
+        Kernel::scan_source(ScanShape {
             kernel,
             ..DEFAULT_SCAN_SHAPE
-        }
-        .wgsl();
-        self.source_with(&extra)
+        })
     }
 
-    /// The scan kernel `shape` names, compiled for it.
+    /// The scan kernel `shape` names, compiled for it: after the prelude,
+    /// the shape's constants and what every scan kernel shares
+    /// (`shaders/scan_common.wgsl`: bindings, `dot16`, `emit`).
     pub fn scan_source(shape: ScanShape) -> String {
         let kernel = match shape.kernel {
             ScanKernel::Staged => Kernel::ScanInt8,
             ScanKernel::Direct => Kernel::ScanInt8Direct,
             ScanKernel::Rows => Kernel::ScanInt8Rows,
         };
-        kernel.source_with(&shape.wgsl())
+        kernel.source_with(&format!("{}{SCAN_COMMON}", shape.wgsl()))
     }
 
     fn source_with(self, extra: &str) -> String {
@@ -122,6 +122,9 @@ impl Kernel {
         )
     }
 }
+
+/// What the scan kernels share, put before each of them.
+const SCAN_COMMON: &str = include_str!("../../shaders/scan_common.wgsl");
 
 /// The shape [`Kernel::source`] compiles the scan kernel for (512
 /// dimensions, the largest probe tile): what the validation tests check.
