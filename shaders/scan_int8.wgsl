@@ -9,7 +9,8 @@
 // the whole gallery's M-th best) is appended to that probe's bounded list.
 //
 // Bindings (group 0): declared by scan_common.wgsl, which facegate-gpu puts
-// before this file with dot16 and emit.
+// before this file with the probe tile (s_probes, next_probe_tile), dot16
+// and emit.
 // Workgroup layout: SCAN_WORKGROUP x 1 x 1; the group is workgroup_id.y *
 // num_workgroups.x + workgroup_id.x (two dimensions: more groups than one
 // dimension allows). Invocation i scores row i % SCAN_GROUP_ROWS against
@@ -25,7 +26,6 @@
 // accumulators in registers.
 
 var<workgroup> s_rows: array<vec4<u32>, SCAN_GROUP_ROWS * SCAN_CHUNKS>;
-var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_CHUNKS>;
 
 @compute @workgroup_size(SCAN_WORKGROUP, 1, 1)
 fn main(
@@ -37,6 +37,8 @@ fn main(
     if (group >= params.groups) {
         return;
     }
+    // The group's rows, read by all once the first tile's first barrier
+    // (in next_probe_tile) has passed.
     const UNITS = SCAN_GROUP_ROWS * SCAN_CHUNKS;
     for (var i = lid; i < UNITS; i = i + SCAN_WORKGROUP) {
         s_rows[i] = rows[group * UNITS + i];
@@ -47,15 +49,7 @@ fn main(
     let row_scale = scales[local_row];
     let tiles = (params.probes + SCAN_PROBE_TILE - 1u) / SCAN_PROBE_TILE;
     for (var tile = 0u; tile < tiles; tile = tile + 1u) {
-        // The rows are in (first tile), and the last tile's probes are read.
-        workgroupBarrier();
-        let p0 = tile * SCAN_PROBE_TILE;
-        for (var i = lid; i < SCAN_PROBE_TILE * SCAN_CHUNKS; i = i + SCAN_WORKGROUP) {
-            // Probes past the batch repeat the last one; their scores are not emitted.
-            let q = min(p0 + i / SCAN_CHUNKS, params.probes - 1u);
-            s_probes[i] = probes[q * SCAN_CHUNKS + i % SCAN_CHUNKS];
-        }
-        workgroupBarrier();
+        let p0 = next_probe_tile(lid, tile);
         var acc: array<i32, SCAN_THREAD_PROBES>;
         for (var c = 0u; c < SCAN_CHUNKS; c = c + 1u) {
             let w = s_rows[c * SCAN_GROUP_ROWS + r];

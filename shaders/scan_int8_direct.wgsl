@@ -12,7 +12,8 @@
 // loads and its first scores.
 //
 // Bindings (group 0): declared by scan_common.wgsl, which facegate-gpu puts
-// before this file with dot16 and emit.
+// before this file with the probe tile (s_probes, next_probe_tile), dot16
+// and emit.
 // Workgroup layout: SCAN_WORKGROUP x 1 x 1; the group is workgroup_id.y *
 // num_workgroups.x + workgroup_id.x. Invocation i loads chunks
 // SLICE_CHUNKS * (i / SCAN_GROUP_ROWS) .. + SLICE_CHUNKS of row i % SCAN_GROUP_ROWS.
@@ -26,7 +27,6 @@
 const SLICES: u32 = SCAN_WORKGROUP / SCAN_GROUP_ROWS;
 const SLICE_CHUNKS: u32 = (SCAN_CHUNKS + SLICES - 1u) / SLICES;
 
-var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_CHUNKS>;
 // Slice s's partial dot of row r and tile probe q at (s * SCAN_GROUP_ROWS + r) * SCAN_PROBE_TILE + q.
 var<workgroup> s_part: array<i32, SCAN_WORKGROUP * SCAN_PROBE_TILE>;
 
@@ -54,15 +54,7 @@ fn main(
     let local_row = group * SCAN_GROUP_ROWS + r;
     let tiles = (params.probes + SCAN_PROBE_TILE - 1u) / SCAN_PROBE_TILE;
     for (var tile = 0u; tile < tiles; tile = tile + 1u) {
-        // The last tile's partial sums have been added up.
-        workgroupBarrier();
-        let p0 = tile * SCAN_PROBE_TILE;
-        for (var i = lid; i < SCAN_PROBE_TILE * SCAN_CHUNKS; i = i + SCAN_WORKGROUP) {
-            // Probes past the batch repeat the last one; their scores are not emitted.
-            let q = min(p0 + i / SCAN_CHUNKS, params.probes - 1u);
-            s_probes[i] = probes[q * SCAN_CHUNKS + i % SCAN_CHUNKS];
-        }
-        workgroupBarrier();
+        let p0 = next_probe_tile(lid, tile);
         for (var q = 0u; q < SCAN_PROBE_TILE; q = q + 1u) {
             var acc = 0;
             for (var c = 0u; c < SLICE_CHUNKS; c = c + 1u) {

@@ -12,7 +12,8 @@
 // again for each tile, so the staged kernel serves large batches.
 //
 // Bindings (group 0): declared by scan_common.wgsl, which facegate-gpu puts
-// before this file with dot16 and emit.
+// before this file with the probe tile (s_probes, next_probe_tile), dot16
+// and emit.
 // Workgroup layout: SCAN_WORKGROUP x 1 x 1; workgroup w = workgroup_id.y *
 // num_workgroups.x + workgroup_id.x scores groups SLICES * w .. + SLICES
 // (SLICES = SCAN_WORKGROUP / SCAN_GROUP_ROWS); invocation i scores row
@@ -24,7 +25,6 @@
 
 const SLICES: u32 = SCAN_WORKGROUP / SCAN_GROUP_ROWS;
 
-var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_CHUNKS>;
 
 @compute @workgroup_size(SCAN_WORKGROUP, 1, 1)
 fn main(
@@ -44,15 +44,7 @@ fn main(
     }
     let tiles = (params.probes + SCAN_PROBE_TILE - 1u) / SCAN_PROBE_TILE;
     for (var tile = 0u; tile < tiles; tile = tile + 1u) {
-        // The last tile's scores have been read from the probes.
-        workgroupBarrier();
-        let p0 = tile * SCAN_PROBE_TILE;
-        for (var i = lid; i < SCAN_PROBE_TILE * SCAN_CHUNKS; i = i + SCAN_WORKGROUP) {
-            // Probes past the batch repeat the last one; their scores are not emitted.
-            let q = min(p0 + i / SCAN_CHUNKS, params.probes - 1u);
-            s_probes[i] = probes[q * SCAN_CHUNKS + i % SCAN_CHUNKS];
-        }
-        workgroupBarrier();
+        let p0 = next_probe_tile(lid, tile);
         if (scores_row) {
             var acc: array<i32, SCAN_PROBE_TILE>;
             for (var c = 0u; c < SCAN_CHUNKS; c = c + 1u) {
