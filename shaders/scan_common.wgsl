@@ -1,9 +1,9 @@
-// scan_common.wgsl: what the three scan kernels (scan_int8.wgsl,
-// scan_int8_direct.wgsl, scan_int8_rows.wgsl) share, put by facegate-gpu
-// after the prelude and the pipeline's ScanShape constants and before the
-// kernel's own file: the bindings, the probe tile in workgroup memory and
-// its loading, the 16-byte int8 dot product, and how a score is written
-// (the pilot) or appended (the scan).
+// scan_common.wgsl: what every scan kernel (scan_int8.wgsl,
+// scan_int8_direct.wgsl, scan_int8_rows.wgsl, scan_f16_coop.wgsl) shares,
+// put by facegate-gpu after the prelude and the pipeline's ScanShape
+// constants and before the kernel's own file: the bindings, the 16-byte
+// int8 dot product, and how a score is written (the pilot) or appended
+// (the scan). The int8 kernels also get scan_probe_tile.wgsl.
 //
 // Bindings (group 0):
 //   0 rows        storage, read        array<vec4<u32>>  interleaved: unit (g * SCAN_CHUNKS + c) * 32 + r % 32
@@ -28,26 +28,6 @@
 @group(0) @binding(6) var<storage, read_write> out_scores: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out_rows: array<u32>;
 @group(0) @binding(8) var<uniform> params: ScanParams;
-
-// The probe tile every kernel scores its rows against: probe p0 + q's
-// chunk c at q * SCAN_CHUNKS + c.
-var<workgroup> s_probes: array<vec4<u32>, SCAN_PROBE_TILE * SCAN_CHUNKS>;
-
-// Loads tile `tile` of the batch's probes into s_probes, between barriers
-// (before: whatever read the last tile is done; after: the tile is in);
-// returns the tile's first probe. Called by every invocation, in uniform
-// control flow. Probes past the batch repeat the last one; their scores are
-// not emitted.
-fn next_probe_tile(lid: u32, tile: u32) -> u32 {
-    workgroupBarrier();
-    let p0 = tile * SCAN_PROBE_TILE;
-    for (var i = lid; i < SCAN_PROBE_TILE * SCAN_CHUNKS; i = i + SCAN_WORKGROUP) {
-        let q = min(p0 + i / SCAN_CHUNKS, params.probes - 1u);
-        s_probes[i] = probes[q * SCAN_CHUNKS + i % SCAN_CHUNKS];
-    }
-    workgroupBarrier();
-    return p0;
-}
 
 fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z)

@@ -30,13 +30,18 @@ pub struct GpuDevice {
     /// where it offers none), reported so a design that would use them is
     /// chosen from what a real device has.
     pub cooperative_matrices: Vec<wgpu::CooperativeMatrixProperties>,
+    /// Whether the device was created with f16 and cooperative matrices.
+    pub cooperative_enabled: bool,
     lost: Arc<AtomicBool>,
 }
 
 impl GpuDevice {
     /// Opens the best Vulkan adapter: discrete, then integrated, then
     /// virtual GPUs, and a software one only if `opts.allow_software`.
-    pub fn open(opts: DeviceOptions) -> Result<GpuDevice, GpuError> {
+    /// With `cooperative_matrix`, the device is asked for f16 and
+    /// cooperative matrices where the adapter offers both (for
+    /// [`crate::shared::ScanKernel::Coop`]; see [`GpuDevice::coop_tile`]).
+    pub fn open(opts: DeviceOptions, cooperative_matrix: bool) -> Result<GpuDevice, GpuError> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         desc.backends = wgpu::Backends::VULKAN;
         let instance = wgpu::Instance::new(desc);
@@ -73,12 +78,29 @@ impl GpuDevice {
         let limits = adapter.limits();
         let features = adapter.features();
         let cooperative_matrices = adapter.cooperative_matrix_properties();
+        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+        let coop = if cooperative_matrix && features.contains(coop) {
+            coop
+        } else {
+            wgpu::Features::empty()
+        };
+        let experimental = if coop.is_empty() {
+            wgpu::ExperimentalFeatures::disabled()
+        } else {
+            // SAFETY: wgpu marks cooperative matrices experimental (its
+            // implementation may have bugs). They are asked for only when
+            // the caller chose the coop kernel, which is checked against
+            // the CPU engine on every device it has run on (tests, the
+            // benchmark's "same as CPU" column) before it is used.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("facegate"),
-            // Timestamps only: the stage clock uses them where offered.
-            required_features: features & wgpu::Features::TIMESTAMP_QUERY,
+            // Timestamps where offered (the stage clock uses them), and
+            // cooperative matrices when asked for.
+            required_features: (features & wgpu::Features::TIMESTAMP_QUERY) | coop,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -96,8 +118,28 @@ impl GpuDevice {
             limits,
             features,
             cooperative_matrices,
+            cooperative_enabled: !coop.is_empty(),
             lost,
         })
+    }
+
+    /// The side of the square f16 x f16 -> f32 cooperative matrices the
+    /// coop scan kernel can use here: the first of
+    /// [`crate::shared::COOP_TILES`] the device offers, when it was opened
+    /// with them and its subgroups hold at most 32 invocations (the kernel
+    /// gives each 32 invocations their own matrices); `None` otherwise.
+    pub fn coop_tile(&self) -> Option<u32> {
+        if !self.cooperative_enabled || self.info.subgroup_max_size > 32 {
+            return None;
+        }
+        let offered = |t: u32| {
+            self.cooperative_matrices.iter().any(|p| {
+                (p.m_size, p.n_size, p.k_size) == (t, t, t)
+                    && p.ab_type == wgpu::CooperativeScalarType::F16
+                    && p.cr_type == wgpu::CooperativeScalarType::F32
+            })
+        };
+        crate::shared::COOP_TILES.into_iter().find(|&t| offered(t))
     }
 
     /// Whether the adapter is a software rasteriser.

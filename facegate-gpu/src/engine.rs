@@ -13,7 +13,9 @@ use crate::buffers::{GpuGallery, read_back, scratch, uniform, upload};
 use crate::device::{DeviceOptions, GpuDevice};
 use crate::pipeline::{Pipelines, bind};
 use crate::scan::{Candidates, ScanDesign, ScanOptions};
-use crate::shared::{PROBE_TILE, SCORE_WORKGROUP, ScoreParams, TOPK_MAX_K, TOPK_WORKGROUP_BYTES};
+use crate::shared::{
+    PROBE_TILE, SCORE_WORKGROUP, ScanKernel, ScoreParams, TOPK_MAX_K, TOPK_WORKGROUP_BYTES,
+};
 use crate::topk::{Lists, Pairs, SEG_LEN, Topk, TopkShape};
 
 /// Probes scored together in one pass by the first design (bounds its
@@ -114,7 +116,7 @@ fn scan_fits(
         && chunks <= u64::from(crate::shared::SCAN_MAX_CHUNKS)
         && bytes <= budget
         && group * chunks * 16 <= max_binding
-        && dev.limits.max_compute_workgroup_storage_size >= crate::shared::SCAN_WORKGROUP_BYTES
+        && dev.limits.max_compute_workgroup_storage_size >= opts.scan.kernel.max_workgroup_bytes()
 }
 
 /// Runs `f` inside out-of-memory and validation error scopes.
@@ -161,7 +163,18 @@ impl GpuEngine {
     /// `target`'s gallery; its mask applies to every search.
     pub fn new(target: ScanTarget, opts: GpuOptions) -> Result<GpuEngine, GpuError> {
         let gallery = target.gallery().clone();
-        let dev = GpuDevice::open(opts.device)?;
+        let coop = opts.scan.kernel == ScanKernel::Coop;
+        let dev = GpuDevice::open(opts.device, coop)?;
+        if coop && dev.coop_tile().is_none() {
+            return Err(GpuError::Unsupported(format!(
+                "the coop scan kernel needs f16 x f16 -> f32 cooperative matrices of side 16 or 8 \
+                 and subgroups of at most 32 invocations; {} offers {:?} (subgroups of {} to {})",
+                dev.describe(),
+                dev.cooperative_matrices,
+                dev.info.subgroup_min_size,
+                dev.info.subgroup_max_size
+            )));
+        }
         let ty = gallery.header().scan_type;
         let dim = gallery.dim();
         let (lanes, word_bytes) = match ty {

@@ -86,7 +86,8 @@ fn scan_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
 
 impl ScanPipelines {
     /// Compiles `kernel` for rows of `chunks` 16-byte chunks and each of
-    /// `thread_probes`. With
+    /// `thread_probes` (the coop kernel for cooperative matrices of side
+    /// `coop_tile`). With
     /// `runtime_checks` false the module is trusted:
     /// naga adds no bounds clamps, loop guards or division checks, which
     /// holds because every index the kernel forms is bounded by the buffer
@@ -97,6 +98,7 @@ impl ScanPipelines {
         chunks: u32,
         thread_probes: &[u32],
         kernel: ScanKernel,
+        coop_tile: u32,
         runtime_checks: bool,
     ) -> ScanPipelines {
         let layout = scan_layout(device);
@@ -112,6 +114,7 @@ impl ScanPipelines {
                     chunks,
                     thread_probes: tp,
                     kernel,
+                    coop_tile,
                 };
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some("scan kernel"),

@@ -74,8 +74,10 @@ pub struct ScanOptions {
     /// Time each stage of every batch on the GPU ([`crate::stages`]).
     pub profile: bool,
     /// The scan kernel: the staged one by default; the others are variants
-    /// for the benchmark to compare on a real device before either becomes
-    /// the default for any batch.
+    /// for the benchmark to compare on a real device before any becomes
+    /// the default for any batch. [`ScanKernel::Coop`] opens the device
+    /// with cooperative matrices, and the engine refuses to start where
+    /// they are not offered.
     pub kernel: ScanKernel,
 }
 
@@ -156,6 +158,7 @@ impl ScanDesign {
                 chunks as u32,
                 &THREAD_PROBES,
                 opts.kernel,
+                dev.coop_tile().unwrap_or(0),
                 opts.runtime_checks,
             ),
             thread_probes: opts.thread_probes,

@@ -6,7 +6,9 @@
 
 use facegate_core::ElementType;
 
-use crate::shared::{SCAN_MAX_CHUNKS, SCAN_MAX_THREAD_PROBES, ScanKernel, ScanShape, wgsl_prelude};
+use crate::shared::{
+    COOP_TILES, SCAN_MAX_CHUNKS, SCAN_MAX_THREAD_PROBES, ScanKernel, ScanShape, wgsl_prelude,
+};
 
 /// One compute kernel of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +32,15 @@ pub enum Kernel {
     /// The second design's int8 scan with one row per invocation (a
     /// variant for small batches, to measure beside [`Kernel::ScanInt8`]).
     ScanInt8Rows,
+    /// The second design's scan on f16 cooperative matrices (tensor
+    /// cores), exact for int8 rows; for large batches, where the device
+    /// offers them.
+    ScanCoop,
 }
 
 impl Kernel {
     /// Every kernel, for validation and diagnostics.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::ScoreInt8,
         Kernel::ScoreF16,
         Kernel::ScoreF32,
@@ -43,6 +49,7 @@ impl Kernel {
         Kernel::ReadBandwidth,
         Kernel::ScanInt8Direct,
         Kernel::ScanInt8Rows,
+        Kernel::ScanCoop,
     ];
 
     /// The score kernel for a gallery whose scan rows are of type `ty`.
@@ -65,6 +72,7 @@ impl Kernel {
             Kernel::ReadBandwidth => "read_bandwidth.wgsl",
             Kernel::ScanInt8Direct => "scan_int8_direct.wgsl",
             Kernel::ScanInt8Rows => "scan_int8_rows.wgsl",
+            Kernel::ScanCoop => "scan_f16_coop.wgsl",
         }
     }
 
@@ -80,6 +88,7 @@ impl Kernel {
             Kernel::ReadBandwidth => include_str!("../../shaders/read_bandwidth.wgsl"),
             Kernel::ScanInt8Direct => include_str!("../../shaders/scan_int8_direct.wgsl"),
             Kernel::ScanInt8Rows => include_str!("../../shaders/scan_int8_rows.wgsl"),
+            Kernel::ScanCoop => include_str!("../../shaders/scan_f16_coop.wgsl"),
         }
     }
 
@@ -92,7 +101,8 @@ impl Kernel {
             Kernel::ScanInt8 => ScanKernel::Staged,
             Kernel::ScanInt8Direct => ScanKernel::Direct,
             Kernel::ScanInt8Rows => ScanKernel::Rows,
-            _ => return self.source_with(""),
+            Kernel::ScanCoop => ScanKernel::Coop,
+            _ => return self.source_with("", ""),
         };
         Kernel::scan_source(ScanShape {
             kernel,
@@ -100,20 +110,24 @@ impl Kernel {
         })
     }
 
-    /// The scan kernel `shape` names, compiled for it: after the prelude,
-    /// the shape's constants and what every scan kernel shares
-    /// (`shaders/scan_common.wgsl`: bindings, `dot16`, `emit`).
+    /// The scan kernel `shape` names, compiled for it: after its enable
+    /// directives and the prelude, the shape's constants and what every
+    /// scan kernel shares (`shaders/scan_common.wgsl`: bindings, `dot16`,
+    /// `emit`), and for the int8 kernels their probe tile
+    /// (`shaders/scan_probe_tile.wgsl`).
     pub fn scan_source(shape: ScanShape) -> String {
-        let kernel = match shape.kernel {
-            ScanKernel::Staged => Kernel::ScanInt8,
-            ScanKernel::Direct => Kernel::ScanInt8Direct,
-            ScanKernel::Rows => Kernel::ScanInt8Rows,
+        let (kernel, probe_tile) = match shape.kernel {
+            ScanKernel::Staged => (Kernel::ScanInt8, SCAN_PROBE_TILE),
+            ScanKernel::Direct => (Kernel::ScanInt8Direct, SCAN_PROBE_TILE),
+            ScanKernel::Rows => (Kernel::ScanInt8Rows, SCAN_PROBE_TILE),
+            ScanKernel::Coop => (Kernel::ScanCoop, ""),
         };
-        kernel.source_with(&format!("{}{SCAN_COMMON}", shape.wgsl()))
+        let extra = format!("{}{SCAN_COMMON}{probe_tile}", shape.wgsl());
+        kernel.source_with(shape.enables(), &extra)
     }
 
-    fn source_with(self, extra: &str) -> String {
-        let prelude = format!("{}{extra}", wgsl_prelude());
+    fn source_with(self, enables: &str, extra: &str) -> String {
+        let prelude = format!("{enables}{}{extra}", wgsl_prelude());
         let first_line = prelude.lines().count() + 2;
         format!(
             "{prelude}// shaders/{}, whose line 1 is line {first_line} here:\n{}",
@@ -126,10 +140,14 @@ impl Kernel {
 /// What the scan kernels share, put before each of them.
 const SCAN_COMMON: &str = include_str!("../../shaders/scan_common.wgsl");
 
+/// The int8 scan kernels' probe tile, put after [`SCAN_COMMON`].
+const SCAN_PROBE_TILE: &str = include_str!("../../shaders/scan_probe_tile.wgsl");
+
 /// The shape [`Kernel::source`] compiles the scan kernel for (512
 /// dimensions, the largest probe tile): what the validation tests check.
 pub const DEFAULT_SCAN_SHAPE: ScanShape = ScanShape {
     chunks: SCAN_MAX_CHUNKS,
     thread_probes: SCAN_MAX_THREAD_PROBES,
     kernel: ScanKernel::Staged,
+    coop_tile: COOP_TILES[0],
 };

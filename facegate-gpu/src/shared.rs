@@ -70,7 +70,25 @@ pub struct ScanShape {
     pub thread_probes: u32,
     /// Which of the scan kernels.
     pub kernel: ScanKernel,
+    /// The side of the cooperative matrices [`ScanKernel::Coop`] multiplies
+    /// ([`COOP_TILES`]: what the device offers); unused by the others.
+    pub coop_tile: u32,
 }
+
+/// The sides of the f16 x f16 -> f32 cooperative matrices the coop kernel
+/// can be compiled for, in order of preference: 16 (the H200's; WGSL's
+/// `coop_mat16x16`) and 8 (lavapipe's from Mesa 25.1 on; `coop_mat8x8`).
+pub const COOP_TILES: [u32; 2] = [16, 8];
+
+/// Dimensions of the K slice the coop kernel widens to f16 in workgroup
+/// memory at a time (2 chunks of 16): small enough that the largest probe
+/// tile's slices fit the 32 KiB of workgroup memory lavapipe offers.
+pub const COOP_SLICE: u32 = 32;
+
+/// The coop kernel's row stride in workgroup memory, in f16: the slice
+/// and 8 more, so that the rows an invocation stage writes start in
+/// different banks (and every row stays 16-byte aligned).
+pub const COOP_STRIDE: u32 = COOP_SLICE + 8;
 
 /// The scan kernels, all with the same bindings, cut and appends; they
 /// differ in where a group's rows are held while scored.
@@ -87,26 +105,51 @@ pub enum ScanKernel {
     /// `scan_int8_rows.wgsl`: each invocation a whole row read straight
     /// from memory against the whole tile; several groups a workgroup.
     Rows,
+    /// `scan_f16_coop.wgsl`: the rows and probes widened to f16 in
+    /// workgroup memory and multiplied as cooperative matrices (tensor
+    /// cores), f32 accumulation, so scores stay exact; several groups a
+    /// workgroup, one per 32 invocations. Only on devices that offer f16
+    /// cooperative matrices with f32 results of a side in [`COOP_TILES`].
+    Coop,
 }
 
 impl ScanKernel {
-    /// Every kernel, for tests and the benchmark.
+    /// Every int8 kernel, which any device runs, for tests and the
+    /// benchmark ([`ScanKernel::Coop`] needs a device that offers it).
     pub const ALL: [ScanKernel; 3] = [ScanKernel::Staged, ScanKernel::Direct, ScanKernel::Rows];
 
     /// Row groups one workgroup scores: the dispatch is the groups divided
     /// by this, rounded up.
     pub const fn groups_per_workgroup(self) -> u32 {
         match self {
-            ScanKernel::Rows => SCAN_WORKGROUP / SCAN_GROUP_ROWS,
+            ScanKernel::Rows | ScanKernel::Coop => SCAN_WORKGROUP / SCAN_GROUP_ROWS,
             ScanKernel::Staged | ScanKernel::Direct => 1,
         }
+    }
+
+    /// The most workgroup memory any of this kernel's shapes declares
+    /// (512 dimensions, the largest probe tile, the larger cooperative
+    /// tile): what the engine checks the adapter offers.
+    pub const fn max_workgroup_bytes(self) -> u32 {
+        ScanShape {
+            chunks: SCAN_MAX_CHUNKS,
+            thread_probes: SCAN_MAX_THREAD_PROBES,
+            kernel: self,
+            coop_tile: COOP_TILES[0],
+        }
+        .workgroup_bytes()
     }
 }
 
 impl ScanShape {
-    /// Probes a workgroup holds in workgroup memory at a time.
+    /// Probes a workgroup holds in workgroup memory at a time: 4 per
+    /// thread probe for the int8 kernels, 16 for the coop kernel (one
+    /// 16-row cooperative tile, or two of 8, per thread probe).
     pub const fn probe_tile(self) -> u32 {
-        SCAN_WORKGROUP / SCAN_GROUP_ROWS * self.thread_probes
+        match self.kernel {
+            ScanKernel::Coop => 16 * self.thread_probes,
+            _ => SCAN_WORKGROUP / SCAN_GROUP_ROWS * self.thread_probes,
+        }
     }
 
     /// Workgroup memory the kernel declares: a tile of probes, and a
@@ -119,37 +162,54 @@ impl ScanShape {
             ScanKernel::Staged => probes + SCAN_GROUP_ROWS * self.chunks * 16,
             ScanKernel::Direct => probes + SCAN_WORKGROUP * self.probe_tile() * 4,
             ScanKernel::Rows => probes,
+            // The probe and row slices in f16, and each 32 invocations'
+            // scores of one cooperative row of probes in f32.
+            ScanKernel::Coop => {
+                let rows = SCAN_WORKGROUP;
+                (self.probe_tile() + rows) * COOP_STRIDE * 2 + rows * self.coop_tile * 4
+            }
         }
     }
 
     /// The WGSL constants the scan kernel uses but neither it nor the
     /// prelude declares.
     pub fn wgsl(self) -> String {
-        format!(
+        let mut out = format!(
             "const SCAN_CHUNKS: u32 = {}u;\nconst SCAN_THREAD_PROBES: u32 = {}u;\nconst SCAN_PROBE_TILE: u32 = {}u;\n",
             self.chunks,
             self.thread_probes,
             self.probe_tile()
-        )
+        );
+        if self.kernel == ScanKernel::Coop {
+            let t = self.coop_tile;
+            // Infallible: writing to a String.
+            let _ = write!(
+                out,
+                "const COOP_TILE: u32 = {t}u;\nconst COOP_SLICE: u32 = {COOP_SLICE}u;\n\
+                 const COOP_STRIDE: u32 = {COOP_STRIDE}u;\n\
+                 alias CoopA = coop_mat{t}x{t}<f16, A>;\nalias CoopB = coop_mat{t}x{t}<f16, B>;\n\
+                 alias CoopC = coop_mat{t}x{t}<f32, C>;\n"
+            );
+        }
+        out
+    }
+
+    /// The directives the kernel's module must start with (before the
+    /// prelude): f16 and cooperative matrices for the coop kernel.
+    pub fn enables(self) -> &'static str {
+        match self.kernel {
+            ScanKernel::Coop => "enable f16;\nenable wgpu_cooperative_matrix;\n",
+            _ => "",
+        }
     }
 }
 
-/// The most workgroup memory any scan pipeline declares (512 dimensions,
-/// the largest probe tile, any kernel; the rows kernel declares the
-/// least): what the engine checks the adapter offers.
+/// The most workgroup memory any int8 scan pipeline declares (512
+/// dimensions, the largest probe tile; the rows kernel declares the
+/// least): what a device needs for the second design.
 pub const SCAN_WORKGROUP_BYTES: u32 = max(
-    ScanShape {
-        chunks: SCAN_MAX_CHUNKS,
-        thread_probes: SCAN_MAX_THREAD_PROBES,
-        kernel: ScanKernel::Staged,
-    }
-    .workgroup_bytes(),
-    ScanShape {
-        chunks: SCAN_MAX_CHUNKS,
-        thread_probes: SCAN_MAX_THREAD_PROBES,
-        kernel: ScanKernel::Direct,
-    }
-    .workgroup_bytes(),
+    ScanKernel::Staged.max_workgroup_bytes(),
+    ScanKernel::Direct.max_workgroup_bytes(),
 );
 
 const fn max(a: u32, b: u32) -> u32 {

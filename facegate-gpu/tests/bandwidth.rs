@@ -14,9 +14,12 @@ fn read_and_copy_bandwidth_are_measured() {
     if skip() {
         return;
     }
-    let dev = GpuDevice::open(DeviceOptions {
-        allow_software: true,
-    })
+    let dev = GpuDevice::open(
+        DeviceOptions {
+            allow_software: true,
+        },
+        false,
+    )
     .unwrap();
     let errors = dev.device.push_error_scope(wgpu::ErrorFilter::Validation);
     // 8 MiB and 16 bytes more than a whole dispatch's stride, so the

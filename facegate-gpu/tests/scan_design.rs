@@ -286,3 +286,84 @@ fn long_lists_are_selected_in_segments_for_small_batches_and_whole_for_large() {
     same(&cpu, &e, &p, 10, "one segment");
     assert_eq!(e.list_overflows(), 0);
 }
+
+/// An engine on the coop kernel, or `None` (with a note) where the device
+/// offers no cooperative matrices the kernel can use: Debian 12's lavapipe
+/// (CI) does not; Mesa 25.1's and later do (8x8), as the H200 does (16x16).
+/// FACEGATE_REQUIRE_COOP=1 (scripts/coop-lavapipe.sh sets it) makes their
+/// absence a failure.
+fn coop_engine(g: &Arc<Gallery>, part_rows: Option<usize>, scan: ScanOptions) -> Option<GpuEngine> {
+    let opts = GpuOptions {
+        device: DeviceOptions {
+            allow_software: true,
+        },
+        max_chunk_rows: part_rows,
+        scan: ScanOptions {
+            kernel: ScanKernel::Coop,
+            ..scan
+        },
+        ..Default::default()
+    };
+    match GpuEngine::new(ScanTarget::whole(g.clone()), opts) {
+        Ok(e) => {
+            assert_eq!(e.design_name(), "interleaved scan");
+            Some(e)
+        }
+        Err(facegate_gpu::GpuError::Unsupported(why))
+            if !std::env::var("FACEGATE_REQUIRE_COOP").is_ok_and(|v| v == "1") =>
+        {
+            eprintln!("coop kernel not run here: {why}");
+            None
+        }
+        Err(e) => panic!("coop engine: {e}"),
+    }
+}
+
+#[test]
+fn the_coop_kernel_gives_the_cpus_answers_at_every_shape_and_edge() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 72 dimensions: 5 chunks, so two K slices, the second mostly padding;
+    // 2,011 rows: 63 groups, the last with 27 rows, the last workgroup with
+    // 3 of its 4 groups.
+    let (g, data) = gallery(dir.path(), 2011, 72);
+    let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
+    for (tp, runtime_checks) in [1, 2, 4, 8]
+        .into_iter()
+        .flat_map(|t| [(t, false), (t, true)])
+    {
+        let scan = ScanOptions {
+            sample_groups: Some(4),
+            thread_probes: Some(tp),
+            runtime_checks,
+            ..Default::default()
+        };
+        let Some(e) = coop_engine(&g, None, scan) else {
+            return;
+        };
+        // Batches at and around the probe tiles' edges (16 to 128 probes).
+        for nb in [1, 3, 16, 17, 33, 65, 129] {
+            let p = probes(&data, 2011, 72, nb, 300 + nb as u64);
+            let label = format!("coop tp={tp} checks={runtime_checks} B={nb}");
+            same(&cpu, &e, &p, 10, &label);
+        }
+    }
+    // 512 dimensions (8 K slices), several bindings, the shape picked by
+    // batch, batches of 256 and 300 (several tiles), k = 1, 10, 100.
+    let (g, data) = gallery(dir.path(), 1500, 512);
+    let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
+    let scan = ScanOptions {
+        sample_groups: Some(8),
+        ..Default::default()
+    };
+    let e = coop_engine(&g, Some(600), scan).expect("offered above");
+    for nb in [1, 7, 64, 256, 300] {
+        let p = probes(&data, 1500, 512, nb, 400 + nb as u64);
+        for k in [1, 10, 100] {
+            same(&cpu, &e, &p, k, &format!("coop 512 B={nb} k={k}"));
+        }
+    }
+    assert_eq!(e.list_overflows(), 0);
+}

@@ -6,8 +6,9 @@
 
 use facegate_gpu::shaders::Kernel;
 use facegate_gpu::shared::{
-    BANDWIDTH_WORKGROUP, CONSTANTS, SCAN_WORKGROUP, SCAN_WORKGROUP_BYTES, SCORE_WORKGROUP,
-    ScanKernel, ScanShape, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES, UNIFORMS, wgsl_prelude,
+    BANDWIDTH_WORKGROUP, CONSTANTS, COOP_TILES, SCAN_WORKGROUP, SCAN_WORKGROUP_BYTES,
+    SCORE_WORKGROUP, ScanKernel, ScanShape, TOPK_WORKGROUP, TOPK_WORKGROUP_BYTES, UNIFORMS,
+    wgsl_prelude,
 };
 
 /// Parses and validates `source`, panicking with naga's message under `name`.
@@ -105,7 +106,7 @@ fn each_kernel_takes_its_params_struct_and_workgroup_width() {
         let name = kernel.file_name();
         let (params, width): (&[&str], u32) = match kernel {
             Kernel::Topk => (&["TopkParams"], TOPK_WORKGROUP),
-            Kernel::ScanInt8 | Kernel::ScanInt8Direct | Kernel::ScanInt8Rows => {
+            Kernel::ScanInt8 | Kernel::ScanInt8Direct | Kernel::ScanInt8Rows | Kernel::ScanCoop => {
                 (&["ScanParams"], SCAN_WORKGROUP)
             }
             Kernel::ReadBandwidth => (&[], BANDWIDTH_WORKGROUP),
@@ -151,13 +152,15 @@ fn the_topk_and_scan_kernels_declare_the_workgroup_memory_the_engine_checks() {
 
 #[test]
 fn every_scan_shape_compiles_and_declares_what_its_shape_says() {
-    for kernel in ScanKernel::ALL {
+    let coop = COOP_TILES.map(|t| (ScanKernel::Coop, t));
+    for (kernel, coop_tile) in ScanKernel::ALL.map(|k| (k, 0)).into_iter().chain(coop) {
         for chunks in [1, 5, 32] {
             for thread_probes in [1, 2, 4, 8] {
                 let shape = ScanShape {
                     chunks,
                     thread_probes,
                     kernel,
+                    coop_tile,
                 };
                 let source = Kernel::scan_source(shape);
                 assert_eq!(
@@ -165,8 +168,20 @@ fn every_scan_shape_compiles_and_declares_what_its_shape_says() {
                     shape.workgroup_bytes(),
                     "{shape:?}"
                 );
-                assert!(shape.workgroup_bytes() <= SCAN_WORKGROUP_BYTES, "{shape:?}");
+                assert!(
+                    shape.workgroup_bytes() <= kernel.max_workgroup_bytes(),
+                    "{shape:?}"
+                );
             }
         }
     }
+    // What the H200 offers (49,152 bytes) holds every shape of every kernel.
+    for kernel in ScanKernel::ALL.into_iter().chain([ScanKernel::Coop]) {
+        assert!(kernel.max_workgroup_bytes() <= 49_152, "{kernel:?}");
+    }
+    assert!(
+        ScanKernel::ALL
+            .iter()
+            .all(|k| k.max_workgroup_bytes() <= SCAN_WORKGROUP_BYTES)
+    );
 }
