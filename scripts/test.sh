@@ -61,6 +61,11 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # and test_faiss.py below makes the same comparison in CI.
 step "tests"
 cargo test --workspace --locked
+# The coop scan kernel (f16 cooperative matrices), which Debian 12's
+# lavapipe cannot run, against the CPU engine on Mesa 26's lavapipe in a
+# minimal Debian 13 root (made once, about a minute).
+step "coop kernel on a newer lavapipe"
+scripts/coop-lavapipe.sh
 # The Python gRPC client against the real server, and the server against
 # Faiss's IndexFlatIP (test_faiss.py).
 step "python client tests"
