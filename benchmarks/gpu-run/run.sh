@@ -10,7 +10,10 @@
 #   2. facegate-gpu-bench on ROWS x 512 int8 rows generated there (default
 #      10 million), B = 1, 8, 32, 64, 256, 1024, for each of DESIGNS (the
 #      second design as the engine runs it, with the rows and the direct
-#      kernels, with runtime checks, then the first design): ms per batch, GPU ms per
+#      kernels, with runtime checks, then the first design, and last the
+#      second on cooperative matrices, whose kernel has run on lavapipe
+#      only, so that if it fails everything else is measured already):
+#      ms per batch, GPU ms per
 #      stage and whether the first answers equal the CPU engine's, beside
 #      the read and copy bandwidth measured in the same run;
 #   3. torch_peer.py on the same rows and probes: CUDA's copy bandwidth, f16
@@ -25,7 +28,7 @@ out=${OUT:-/tmp/gpu-run}
 mkdir -p "$out"
 rows=${ROWS:-10000000}
 batches=${BATCHES:-1,8,32,64,256,1024}
-designs=${DESIGNS:-scan,scan:rows,scan:direct,scan:checked,classic}
+designs=${DESIGNS:-scan,scan:rows,scan:direct,scan:checked,classic,scan:coop,scan:coop:tp8}
 if ! ldconfig -p | grep -q libvulkan; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig

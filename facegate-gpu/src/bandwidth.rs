@@ -53,9 +53,10 @@ pub fn copy_bandwidth(dev: &GpuDevice, bytes: u64, copies: u32) -> Result<f64, G
 }
 
 /// Read bandwidth of the shader cores, bytes per second: a kernel reads a
-/// `bytes` buffer (rounded down to 16-byte units) `reads` times in one
-/// submission, after warm-up submissions that keep the device busy for
-/// `warm_up_secs` (so its clocks have risen before the timed one).
+/// `bytes` buffer (at most one binding's limit, rounded down to 16-byte
+/// units) `reads` times in one submission, after warm-up submissions that
+/// keep the device busy for `warm_up_secs` (so its clocks have risen
+/// before the timed one).
 pub fn read_bandwidth(
     dev: &GpuDevice,
     bytes: u64,
@@ -63,7 +64,9 @@ pub fn read_bandwidth(
     warm_up_secs: f64,
 ) -> Result<f64, GpuError> {
     use wgpu::BufferUsages as U;
-    let bytes = bytes / 16 * 16;
+    // One binding holds the buffer the kernel reads: at most the limit
+    // (128 MiB on Mesa 26's lavapipe; 2 GiB on an H200).
+    let bytes = bytes.min(dev.limits.max_storage_buffer_binding_size) / 16 * 16;
     let src = buffer(dev, "bandwidth source", bytes, U::STORAGE);
     let sink_bytes = u64::from(READ_WORKGROUPS * BANDWIDTH_WORKGROUP) * 4;
     let sink = buffer(dev, "bandwidth sink", sink_bytes, U::STORAGE);

@@ -45,8 +45,11 @@ struct Args {
     /// Designs to time: scan (the second), classic (the first). A scan may
     /// name options after colons: `checked` (the kernel with naga's runtime
     /// checks), `direct` or `rows` (the kernel with a share of each row in
-    /// registers, or one whole row an invocation) and `tpN` (N probes per
-    /// invocation, a tile of 4N, for every batch), e.g. `scan:rows:tp1`.
+    /// registers, or one whole row an invocation), `coop` (the kernel on
+    /// f16 cooperative matrices, where the device offers them; a tile of
+    /// 16N probes) and `tpN` (N probes per invocation, a tile of 4N, for
+    /// every batch), e.g. `scan:rows:tp1`. A design the device cannot run
+    /// is reported and skipped.
     #[arg(long, value_delimiter = ',', default_value = "scan,classic")]
     designs: Vec<String>,
     /// Timed repetitions per batch size (median reported).
@@ -106,6 +109,7 @@ fn variant(spec: &str) -> anyhow::Result<(Design, facegate_gpu::ScanOptions)> {
             "checked" => scan.runtime_checks = true,
             "direct" => scan.kernel = facegate_gpu::shared::ScanKernel::Direct,
             "rows" => scan.kernel = facegate_gpu::shared::ScanKernel::Rows,
+            "coop" => scan.kernel = facegate_gpu::shared::ScanKernel::Coop,
             tp if tp.starts_with("tp") => scan.thread_probes = Some(tp[2..].parse()?),
             other => anyhow::bail!("--designs: unknown scan option {other:?} in {spec:?}"),
         }
@@ -231,7 +235,15 @@ fn main() -> anyhow::Result<()> {
     let mut ctx: Option<Context> = None;
     let mut dumped = false;
     for (i, spec) in a.designs.iter().enumerate() {
-        let gpu = open(&gallery, &a, spec)?;
+        // A design the device cannot run (the coop kernel without
+        // cooperative matrices) is reported, and the others still run.
+        let gpu = match open(&gallery, &a, spec) {
+            Ok(gpu) => gpu,
+            Err(e) => {
+                eprintln!("{spec}: not run: {e:#}");
+                continue;
+            }
+        };
         let ctx = match &mut ctx {
             Some(c) => &*c,
             None => {
@@ -246,9 +258,16 @@ fn main() -> anyhow::Result<()> {
         };
         for &b in &a.batches {
             let time_cpu = i == 0 && a.rows <= a.cpu_peer_max_rows;
-            let case = time_batch(&gpu, ctx, spec, b, time_cpu)?;
-            eprintln!("{spec} batch {b}: {:.2} ms", case.gpu_ms);
-            cases.push(case);
+            match time_batch(&gpu, ctx, spec, b, time_cpu) {
+                Ok(case) => {
+                    eprintln!("{spec} batch {b}: {:.2} ms", case.gpu_ms);
+                    cases.push(case);
+                }
+                Err(e) => {
+                    eprintln!("{spec} batch {b}: failed: {e:#}");
+                    break;
+                }
+            }
         }
         if let (Some(out), Design::Auto, false) = (&a.dump_dir, variant(spec)?.0, dumped) {
             let t = Instant::now();
