@@ -36,21 +36,20 @@ const N_TILES: u32 = SCAN_GROUP_ROWS / COOP_TILE;
 
 // Slice s of the tile's probes (probe m's dimension k at m * COOP_STRIDE +
 // k), then of the workgroup's rows (row n's at B_BASE + n * COOP_STRIDE +
-// k), in f16.
+// k), in f16, four to an element: the widening writes 8 bytes at a time,
+// and the cooperative loads count their strides in these elements.
 const B_BASE: u32 = SCAN_PROBE_TILE * COOP_STRIDE;
-var<workgroup> s_ab: array<f16, (SCAN_PROBE_TILE + ROWS) * COOP_STRIDE>;
+const VSTRIDE: u32 = COOP_STRIDE / 4u;
+var<workgroup> s_ab: array<vec4<f16>, (SCAN_PROBE_TILE + ROWS) * COOP_STRIDE / 4u>;
 // Each warp's scores of one block row of probes: probe i against its row j
 // at warp * COOP_TILE * 32 + i * 32 + j.
 var<workgroup> s_c: array<f32, ROWS * COOP_TILE>;
 
-// Writes the 16 int8 values of `w` as f16 at `at` of s_ab.
+// Writes the 16 int8 values of `w` as f16 from f16 `at` of s_ab on (a
+// multiple of 16).
 fn widen(at: u32, w: vec4<u32>) {
     for (var j = 0u; j < 4u; j = j + 1u) {
-        let v = vec4<f16>(unpack4xI8(w[j]));
-        s_ab[at + 4u * j] = v.x;
-        s_ab[at + 4u * j + 1u] = v.y;
-        s_ab[at + 4u * j + 2u] = v.z;
-        s_ab[at + 4u * j + 3u] = v.w;
+        s_ab[at / 4u + j] = vec4<f16>(unpack4xI8(w[j]));
     }
 }
 
@@ -115,9 +114,9 @@ fn main(
             stage_slice(lid, s, p0, g0);
             for (var k = 0u; k < COOP_SLICE; k = k + COOP_TILE) {
                 for (var n = 0u; n < N_TILES; n = n + 1u) {
-                    let b = coopLoad<CoopB>(&s_ab[b0 + n * COOP_TILE * COOP_STRIDE + k], COOP_STRIDE);
+                    let b = coopLoad<CoopB>(&s_ab[(b0 + n * COOP_TILE * COOP_STRIDE + k) / 4u], VSTRIDE);
                     for (var m = 0u; m < M_TILES; m = m + 1u) {
-                        let a = coopLoadT<CoopA>(&s_ab[m * COOP_TILE * COOP_STRIDE + k], COOP_STRIDE);
+                        let a = coopLoadT<CoopA>(&s_ab[(m * COOP_TILE * COOP_STRIDE + k) / 4u], VSTRIDE);
                         acc[m * N_TILES + n] = coopMultiplyAdd(a, b, acc[m * N_TILES + n]);
                     }
                 }
