@@ -129,17 +129,10 @@ impl GpuDevice {
     /// with them and its subgroups hold at most 32 invocations (the kernel
     /// gives each 32 invocations their own matrices); `None` otherwise.
     pub fn coop_tile(&self) -> Option<u32> {
-        if !self.cooperative_enabled || self.info.subgroup_max_size > 32 {
+        if !self.cooperative_enabled {
             return None;
         }
-        let offered = |t: u32| {
-            self.cooperative_matrices.iter().any(|p| {
-                (p.m_size, p.n_size, p.k_size) == (t, t, t)
-                    && p.ab_type == wgpu::CooperativeScalarType::F16
-                    && p.cr_type == wgpu::CooperativeScalarType::F32
-            })
-        };
-        crate::shared::COOP_TILES.into_iter().find(|&t| offered(t))
+        coop_tile_of(&self.cooperative_matrices, self.info.subgroup_max_size)
     }
 
     /// Whether the adapter is a software rasteriser.
@@ -158,5 +151,67 @@ impl GpuDevice {
             "{} ({}, {:?})",
             self.info.name, self.info.driver, self.info.device_type
         )
+    }
+}
+
+/// The side of the square f16 x f16 -> f32 cooperative matrices among
+/// `offered`, the first of [`crate::shared::COOP_TILES`] found, where
+/// subgroups hold at most 32 invocations (`subgroup_max`); see
+/// [`GpuDevice::coop_tile`].
+fn coop_tile_of(
+    offered: &[wgpu::CooperativeMatrixProperties],
+    subgroup_max: u32,
+) -> Option<u32> {
+    if subgroup_max > 32 {
+        return None;
+    }
+    let has = |t: u32| {
+        offered.iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (t, t, t)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+    };
+    crate::shared::COOP_TILES.into_iter().find(|&t| has(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coop_tile_of;
+    use wgpu::CooperativeScalarType::{F16, F32};
+
+    fn offer(
+        m: u32,
+        n: u32,
+        k: u32,
+        cr: wgpu::CooperativeScalarType,
+    ) -> wgpu::CooperativeMatrixProperties {
+        wgpu::CooperativeMatrixProperties {
+            m_size: m,
+            n_size: n,
+            k_size: k,
+            ab_type: F16,
+            cr_type: cr,
+            saturating_accumulation: false,
+        }
+    }
+
+    #[test]
+    fn the_tile_is_the_largest_square_f16_to_f32_one_offered_with_small_subgroups() {
+        // What the H200 offered through wgpu 30 (run 3's adapter report).
+        let h200: Vec<_> = [(16, 16, 16), (16, 8, 16), (16, 8, 8)]
+            .into_iter()
+            .flat_map(|(m, n, k)| [offer(m, n, k, F16), offer(m, n, k, F32)])
+            .collect();
+        assert_eq!(coop_tile_of(&h200, 32), Some(16));
+        // Mesa 26.1's lavapipe.
+        let lavapipe = [offer(8, 8, 8, F16), offer(8, 8, 8, F32)];
+        assert_eq!(coop_tile_of(&lavapipe, 8), Some(8));
+        // f16 results only (not exact for int8 sums), rectangles only, none.
+        assert_eq!(coop_tile_of(&[offer(16, 16, 16, F16)], 32), None);
+        assert_eq!(coop_tile_of(&h200[2..], 32), None);
+        assert_eq!(coop_tile_of(&[], 32), None);
+        // Subgroups of 64 would span two of the kernel's 32-invocation warps.
+        assert_eq!(coop_tile_of(&h200, 64), None);
     }
 }
