@@ -158,10 +158,7 @@ impl GpuDevice {
 /// `offered`, the first of [`crate::shared::COOP_TILES`] found, where
 /// subgroups hold at most 32 invocations (`subgroup_max`); see
 /// [`GpuDevice::coop_tile`].
-fn coop_tile_of(
-    offered: &[wgpu::CooperativeMatrixProperties],
-    subgroup_max: u32,
-) -> Option<u32> {
+fn coop_tile_of(offered: &[wgpu::CooperativeMatrixProperties], subgroup_max: u32) -> Option<u32> {
     if subgroup_max > 32 {
         return None;
     }
