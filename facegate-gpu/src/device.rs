@@ -5,6 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::GpuError;
 
+/// What the coop scan kernel needs of a device: f16 and cooperative matrices.
+const COOP_FEATURES: wgpu::Features =
+    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(wgpu::Features::SHADER_F16);
+
 /// How to choose an adapter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeviceOptions {
@@ -30,8 +34,6 @@ pub struct GpuDevice {
     /// where it offers none), reported so a design that would use them is
     /// chosen from what a real device has.
     pub cooperative_matrices: Vec<wgpu::CooperativeMatrixProperties>,
-    /// Whether the device was created with f16 and cooperative matrices.
-    pub cooperative_enabled: bool,
     lost: Arc<AtomicBool>,
 }
 
@@ -78,9 +80,8 @@ impl GpuDevice {
         let limits = adapter.limits();
         let features = adapter.features();
         let cooperative_matrices = adapter.cooperative_matrix_properties();
-        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
-        let coop = if cooperative_matrix && features.contains(coop) {
-            coop
+        let coop = if cooperative_matrix && features.contains(COOP_FEATURES) {
+            COOP_FEATURES
         } else {
             wgpu::Features::empty()
         };
@@ -118,7 +119,6 @@ impl GpuDevice {
             limits,
             features,
             cooperative_matrices,
-            cooperative_enabled: !coop.is_empty(),
             lost,
         })
     }
@@ -129,7 +129,7 @@ impl GpuDevice {
     /// with them and its subgroups hold at most 32 invocations (the kernel
     /// gives each 32 invocations their own matrices); `None` otherwise.
     pub fn coop_tile(&self) -> Option<u32> {
-        if !self.cooperative_enabled {
+        if !self.device.features().contains(COOP_FEATURES) {
             return None;
         }
         coop_tile_of(&self.cooperative_matrices, self.info.subgroup_max_size)
