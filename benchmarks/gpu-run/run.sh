@@ -10,12 +10,13 @@
 #   2. facegate-gpu-bench on ROWS x 512 int8 rows generated there (default
 #      10 million), B = 1, 8, 32, 64, 256, 1024, for each of DESIGNS (the
 #      second design as the engine runs it, with the rows and the direct
-#      kernels, with runtime checks, then the first design, and last the
-#      second on cooperative matrices, whose kernel has run on lavapipe
-#      only, so that if it fails everything else is measured already):
-#      ms per batch, GPU ms per
-#      stage and whether the first answers equal the CPU engine's, beside
-#      the read and copy bandwidth measured in the same run;
+#      kernels, and last on cooperative matrices with 64 and 128 probes a
+#      tile, whose kernel has run on lavapipe only, so that if it fails
+#      everything else is measured already; the first design and the
+#      runtime checks, measured in 2026-11-30's runs, only when DESIGNS
+#      names them, e.g. DESIGNS=scan,scan:checked,classic): ms per batch,
+#      GPU ms per stage and whether the first answers equal the CPU
+#      engine's, beside the read and copy bandwidth measured in the same run;
 #   3. torch_peer.py on the same rows and probes: CUDA's copy bandwidth, f16
 #      GEMM + topk and int8 _int_mm + topk, and whether their top-k agree
 #      with facegate's.
@@ -28,7 +29,7 @@ out=${OUT:-/tmp/gpu-run}
 mkdir -p "$out"
 rows=${ROWS:-10000000}
 batches=${BATCHES:-1,8,32,64,256,1024}
-designs=${DESIGNS:-scan,scan:rows,scan:direct,scan:checked,classic,scan:coop,scan:coop:tp8}
+designs=${DESIGNS:-scan,scan:rows,scan:direct,scan:coop,scan:coop:tp8}
 if ! ldconfig -p | grep -q libvulkan; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
