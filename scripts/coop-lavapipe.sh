@@ -18,13 +18,31 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
+# Mounts under the root that a killed run left behind (the repository
+# among them), deepest first: unmounted before anything else, so that
+# nothing below can delete through them or mount twice.
+unmount_stale() {
+  awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do $sudo_cmd umount "$m"; done
+}
+unmount_stale
+if awk -v r="$root/" 'index($2, r) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
+  echo "coop-lavapipe: $root still has mounts; not touching it" >&2
+  exit 1
+fi
+
 if [ ! -e "$root/.ready" ]; then
   dpkg -s debootstrap >/dev/null 2>&1 || {
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends debootstrap
   }
-  $sudo_cmd rm -rf "$root"
-  $sudo_cmd debootstrap --variant=minbase trixie "$root" "$mirror" >/dev/null
+  # The mirror is the network's: three tries before giving up.
+  for try in 1 2 3; do
+    $sudo_cmd rm -rf "$root"
+    $sudo_cmd debootstrap --variant=minbase trixie "$root" "$mirror" >/dev/null && break
+    [ "$try" -lt 3 ] || exit 1
+    sleep 10
+  done
   echo "deb $mirror trixie-backports main" | $sudo_cmd tee "$root/etc/apt/sources.list.d/backports.list" >/dev/null
   log=$(mktemp)
   $sudo_cmd chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
