@@ -112,12 +112,19 @@ fn main(
         var acc: array<CoopC, M_TILES * N_TILES>;
         for (var s = 0u; s < SLICES; s = s + 1u) {
             stage_slice(lid, s, p0, g0);
+            // Each block of the warp's rows and of the tile's probes is
+            // loaded from workgroup memory once per K step: the warp's row
+            // blocks first (N_TILES held), then each probe block against
+            // all of them.
             for (var k = 0u; k < COOP_SLICE; k = k + COOP_TILE) {
+                var b: array<CoopB, N_TILES>;
                 for (var n = 0u; n < N_TILES; n = n + 1u) {
-                    let b = coopLoad<CoopB>(&s_ab[(b0 + n * COOP_TILE * COOP_STRIDE + k) / 4u], VSTRIDE);
-                    for (var m = 0u; m < M_TILES; m = m + 1u) {
-                        let a = coopLoadT<CoopA>(&s_ab[(m * COOP_TILE * COOP_STRIDE + k) / 4u], VSTRIDE);
-                        acc[m * N_TILES + n] = coopMultiplyAdd(a, b, acc[m * N_TILES + n]);
+                    b[n] = coopLoad<CoopB>(&s_ab[(b0 + n * COOP_TILE * COOP_STRIDE + k) / 4u], VSTRIDE);
+                }
+                for (var m = 0u; m < M_TILES; m = m + 1u) {
+                    let a = coopLoadT<CoopA>(&s_ab[(m * COOP_TILE * COOP_STRIDE + k) / 4u], VSTRIDE);
+                    for (var n = 0u; n < N_TILES; n = n + 1u) {
+                        acc[m * N_TILES + n] = coopMultiplyAdd(a, b[n], acc[m * N_TILES + n]);
                     }
                 }
             }
