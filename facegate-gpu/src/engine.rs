@@ -119,6 +119,25 @@ fn scan_fits(
         && dev.limits.max_compute_workgroup_storage_size >= opts.scan.kernel.max_workgroup_bytes()
 }
 
+/// Opens the device `opts` choose, with cooperative matrices when its scan
+/// kernel is the coop one; UNSUPPORTED, saying what the adapter offers,
+/// where that kernel cannot run.
+fn open_device(opts: &GpuOptions) -> Result<GpuDevice, GpuError> {
+    let coop = opts.scan.kernel == ScanKernel::Coop;
+    let dev = GpuDevice::open(opts.device, coop)?;
+    if coop && dev.coop_tile().is_none() {
+        return Err(GpuError::Unsupported(format!(
+            "the coop scan kernel needs f16 x f16 -> f32 cooperative matrices of side 16 or 8 \
+             and subgroups of at most 32 invocations; {} offers {:?} (subgroups of {} to {})",
+            dev.describe(),
+            dev.cooperative_matrices,
+            dev.info.subgroup_min_size,
+            dev.info.subgroup_max_size
+        )));
+    }
+    Ok(dev)
+}
+
 /// Runs `f` inside out-of-memory and validation error scopes.
 fn checked<T>(
     device: &wgpu::Device,
@@ -163,18 +182,7 @@ impl GpuEngine {
     /// `target`'s gallery; its mask applies to every search.
     pub fn new(target: ScanTarget, opts: GpuOptions) -> Result<GpuEngine, GpuError> {
         let gallery = target.gallery().clone();
-        let coop = opts.scan.kernel == ScanKernel::Coop;
-        let dev = GpuDevice::open(opts.device, coop)?;
-        if coop && dev.coop_tile().is_none() {
-            return Err(GpuError::Unsupported(format!(
-                "the coop scan kernel needs f16 x f16 -> f32 cooperative matrices of side 16 or 8 \
-                 and subgroups of at most 32 invocations; {} offers {:?} (subgroups of {} to {})",
-                dev.describe(),
-                dev.cooperative_matrices,
-                dev.info.subgroup_min_size,
-                dev.info.subgroup_max_size
-            )));
-        }
+        let dev = open_device(&opts)?;
         let ty = gallery.header().scan_type;
         let dim = gallery.dim();
         let (lanes, word_bytes) = match ty {

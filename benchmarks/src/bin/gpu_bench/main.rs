@@ -256,19 +256,8 @@ fn main() -> anyhow::Result<()> {
                 })
             }
         };
-        for &b in &a.batches {
-            let time_cpu = i == 0 && a.rows <= a.cpu_peer_max_rows;
-            match time_batch(&gpu, ctx, spec, b, time_cpu) {
-                Ok(case) => {
-                    eprintln!("{spec} batch {b}: {:.2} ms", case.gpu_ms);
-                    cases.push(case);
-                }
-                Err(e) => {
-                    eprintln!("{spec} batch {b}: failed: {e:#}");
-                    break;
-                }
-            }
-        }
+        let time_cpu = i == 0 && a.rows <= a.cpu_peer_max_rows;
+        cases.extend(time_batches(&gpu, ctx, spec, time_cpu));
         if let (Some(out), Design::Auto, false) = (&a.dump_dir, variant(spec)?.0, dumped) {
             let t = Instant::now();
             peer::dump(out, &gallery, &gpu, &a)?;
@@ -296,6 +285,26 @@ struct Context<'a> {
     cpu: &'a CpuEngine,
     reference: Vec<Vec<Candidate>>,
     limits: Limits,
+}
+
+/// Times `gpu` (and the CPU engine, when `time_cpu`) at every batch size
+/// in turn; a batch that fails is reported and ends the design's series
+/// (the other designs still run).
+fn time_batches(gpu: &GpuEngine, ctx: &Context, spec: &str, time_cpu: bool) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &b in &ctx.args.batches {
+        match time_batch(gpu, ctx, spec, b, time_cpu) {
+            Ok(case) => {
+                eprintln!("{spec} batch {b}: {:.2} ms", case.gpu_ms);
+                cases.push(case);
+            }
+            Err(e) => {
+                eprintln!("{spec} batch {b}: failed: {e:#}");
+                break;
+            }
+        }
+    }
+    cases
 }
 
 /// Times `gpu` (and the CPU engine, when `time_cpu`) on a batch of `b` probes after a
