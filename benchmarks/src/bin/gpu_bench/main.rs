@@ -234,7 +234,7 @@ fn main() -> anyhow::Result<()> {
     let mut cases = Vec::new();
     let mut ctx: Option<Context> = None;
     let mut dumped = false;
-    for (i, spec) in a.designs.iter().enumerate() {
+    for spec in &a.designs {
         // A design the device cannot run (the coop kernel without
         // cooperative matrices) is reported, and the others still run.
         let gpu = match open(&gallery, &a, spec) {
@@ -256,7 +256,8 @@ fn main() -> anyhow::Result<()> {
                 })
             }
         };
-        let time_cpu = i == 0 && a.rows <= a.cpu_peer_max_rows;
+        // The CPU engine is timed beside the first design that runs.
+        let time_cpu = cases.is_empty() && a.rows <= a.cpu_peer_max_rows;
         cases.extend(time_batches(&gpu, ctx, spec, time_cpu));
         if let (Some(out), Design::Auto, false) = (&a.dump_dir, variant(spec)?.0, dumped) {
             let t = Instant::now();
