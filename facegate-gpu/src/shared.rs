@@ -204,18 +204,6 @@ impl ScanShape {
     }
 }
 
-/// The most workgroup memory any int8 scan pipeline declares (512
-/// dimensions, the largest probe tile; the rows kernel declares the
-/// least): what a device needs for the second design.
-pub const SCAN_WORKGROUP_BYTES: u32 = max(
-    ScanKernel::Staged.max_workgroup_bytes(),
-    ScanKernel::Direct.max_workgroup_bytes(),
-);
-
-const fn max(a: u32, b: u32) -> u32 {
-    if a > b { a } else { b }
-}
-
 // The top-k kernel's bitonic sort needs a power-of-two buffer, and K is
 // chosen between TOPK_WORKGROUP and TOPK_MAX_K.
 const _: () = assert!(TOPK_MAX_K.is_power_of_two() && TOPK_WORKGROUP.is_power_of_two());
