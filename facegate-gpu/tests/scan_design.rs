@@ -47,7 +47,13 @@ fn gallery(dir: &std::path::Path, rows: usize, dim: usize) -> (Arc<Gallery>, Vec
     (Arc::new(Gallery::open(&path).unwrap()), data)
 }
 
-fn engine(g: &Arc<Gallery>, part_rows: Option<usize>, scan: ScanOptions) -> GpuEngine {
+/// An engine on `g` (bindings of at most `part_rows` rows) on a software
+/// adapter, or why none could start.
+fn try_engine(
+    g: &Arc<Gallery>,
+    part_rows: Option<usize>,
+    scan: ScanOptions,
+) -> Result<GpuEngine, facegate_gpu::GpuError> {
     let opts = GpuOptions {
         device: DeviceOptions {
             allow_software: true,
@@ -56,10 +62,14 @@ fn engine(g: &Arc<Gallery>, part_rows: Option<usize>, scan: ScanOptions) -> GpuE
         scan,
         ..Default::default()
     };
-    let e = GpuEngine::new(ScanTarget::whole(g.clone()), opts)
-        .expect("a Vulkan adapter (install mesa-vulkan-drivers, or set FACEGATE_SKIP_GPU_TESTS=1)");
+    let e = GpuEngine::new(ScanTarget::whole(g.clone()), opts)?;
     assert_eq!(e.design_name(), "interleaved scan");
-    e
+    Ok(e)
+}
+
+fn engine(g: &Arc<Gallery>, part_rows: Option<usize>, scan: ScanOptions) -> GpuEngine {
+    try_engine(g, part_rows, scan)
+        .expect("a Vulkan adapter (install mesa-vulkan-drivers, or set FACEGATE_SKIP_GPU_TESTS=1)")
 }
 
 /// `nb` probes: gallery rows (ties with their duplicates), the all +1 and
@@ -293,22 +303,12 @@ fn long_lists_are_selected_in_segments_for_small_batches_and_whole_for_large() {
 /// FACEGATE_REQUIRE_COOP=1 (scripts/coop-lavapipe.sh sets it) makes their
 /// absence a failure.
 fn coop_engine(g: &Arc<Gallery>, part_rows: Option<usize>, scan: ScanOptions) -> Option<GpuEngine> {
-    let opts = GpuOptions {
-        device: DeviceOptions {
-            allow_software: true,
-        },
-        max_chunk_rows: part_rows,
-        scan: ScanOptions {
-            kernel: ScanKernel::Coop,
-            ..scan
-        },
-        ..Default::default()
+    let scan = ScanOptions {
+        kernel: ScanKernel::Coop,
+        ..scan
     };
-    match GpuEngine::new(ScanTarget::whole(g.clone()), opts) {
-        Ok(e) => {
-            assert_eq!(e.design_name(), "interleaved scan");
-            Some(e)
-        }
+    match try_engine(g, part_rows, scan) {
+        Ok(e) => Some(e),
         Err(facegate_gpu::GpuError::Unsupported(why))
             if !std::env::var("FACEGATE_REQUIRE_COOP").is_ok_and(|v| v == "1") =>
         {
@@ -325,7 +325,7 @@ fn the_coop_kernel_gives_the_cpus_answers_at_every_shape_and_edge() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // 72 dimensions: 5 chunks, so two K slices, the second mostly padding;
+    // 72 dimensions: 5 chunks, so three K slices of 2, the last half padding;
     // 2,011 rows: 63 groups, the last with 27 rows, the last workgroup with
     // 3 of its 4 groups.
     let (g, data) = gallery(dir.path(), 2011, 72);
@@ -350,7 +350,7 @@ fn the_coop_kernel_gives_the_cpus_answers_at_every_shape_and_edge() {
             same(&cpu, &e, &p, 10, &label);
         }
     }
-    // 512 dimensions (8 K slices), several bindings, the shape picked by
+    // 512 dimensions (16 K slices), several bindings, the shape picked by
     // batch, batches of 256 and 300 (several tiles), k = 1, 10, 100.
     let (g, data) = gallery(dir.path(), 1500, 512);
     let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
