@@ -21,12 +21,9 @@ sudo_cmd=""
 # Mounts under the root that a killed run left behind (the repository
 # among them), deepest first: unmounted before anything else, so that
 # nothing below can delete through them or mount twice.
-unmount_stale() {
-  awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r |
-    while read -r m; do $sudo_cmd umount "$m"; done
-}
-unmount_stale
-if awk -v r="$root/" 'index($2, r) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
+mounts_under_root() { awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/mounts; }
+mounts_under_root | sort -r | while read -r m; do $sudo_cmd umount "$m"; done
+if [ -n "$(mounts_under_root)" ]; then
   echo "coop-lavapipe: $root still has mounts; not touching it" >&2
   exit 1
 fi
