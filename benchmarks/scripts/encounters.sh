@@ -21,7 +21,7 @@
 # Environment: PORTS (concurrent ports, default 16), SECONDS_PER_RUN
 # (default 10), ROUNDS (off/on pairs per load, default 3), TOP_K (default
 # 10), RATES (open-loop requests/s, default "1000 1600"; empty for none),
-# SERVER_ARGS (more `facegate serve` flags, e.g. "--scan-nice 0"),
+# SERVER_ARGS (more `facegate serve` flags, e.g. "--batch-max-size 16"),
 # FACEGATE (a server binary to measure instead of this tree's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
