@@ -16,12 +16,15 @@
 //                                                  first min(counts[p], n_in) inputs (the second
 //                                                  design's candidate lists); else unread
 // Workgroup layout: TOPK_WORKGROUP x 1 x 1; workgroup_id.x = segment of params.seg_len
-// inputs, workgroup_id.y = probe. Each workgroup keeps its best K = params.k
-// (a power of two, TOPK_WORKGROUP <= K <= TOPK_MAX_K, K >= M) in the lower
-// half of a 2K buffer (of TOPK_CAPACITY = 2 x TOPK_MAX_K entries); inputs
-// strictly better than the current M-th best are appended to the upper half,
-// and a bitonic sort of the whole buffer folds them in whenever the upper
-// half could overflow, and once at the end.
+// inputs, workgroup_id.y = probe. Each workgroup keeps its best K in the
+// lower half of a 2K buffer (of TOPK_CAPACITY = 2 x TOPK_MAX_K entries): K
+// is the smallest power of two that holds its segment's inputs, between
+// params.k_least (at least TOPK_WORKGROUP and M) and params.k (at most
+// TOPK_MAX_K), so that a long segment is folded rarely and a short or empty
+// one sorts no more than it needs. Inputs strictly better than the current
+// M-th best are appended to the upper half, and a bitonic sort of the whole
+// buffer folds them in whenever the upper half could overflow, and once at
+// the end.
 // Names in capitals and TopkParams are declared by the prelude that
 // facegate-gpu generates from src/shared.rs and puts before this file.
 
@@ -49,9 +52,17 @@ fn before(ka: f32, ra: u32, kb: f32, rb: u32) -> bool {
     return ka > kb || (ka == kb && ra < rb);
 }
 
-// Sorts s_key/s_row[0 .. 2K) best first, then resets the upper half.
-fn fold(lid: u32) {
-    let n = 2u * params.k;
+// The K a workgroup whose segment holds `inputs` inputs keeps.
+fn keep_for(inputs: u32) -> u32 {
+    let want = clamp(inputs, 1u, params.k);
+    // The smallest power of two >= want (want <= TOPK_MAX_K, so no overflow).
+    let pow = 1u << (32u - countLeadingZeros(want - 1u));
+    return clamp(pow, params.k_least, params.k);
+}
+
+// Sorts s_key/s_row[0 .. 2k) best first, then resets the upper half.
+fn fold(lid: u32, k: u32) {
+    let n = 2u * k;
     for (var size = 2u; size <= n; size = size << 1u) {
         for (var stride = size >> 1u; stride > 0u; stride = stride >> 1u) {
             for (var i = lid; i < n; i = i + TOPK_WORKGROUP) {
@@ -72,7 +83,7 @@ fn fold(lid: u32) {
             workgroupBarrier();
         }
     }
-    for (var i = params.k + lid; i < n; i = i + TOPK_WORKGROUP) {
+    for (var i = k + lid; i < n; i = i + TOPK_WORKGROUP) {
         s_key[i] = neg_inf();
         s_row[i] = NO_ROW;
     }
@@ -89,37 +100,36 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let lid = lid3.x;
     let seg = wid.x;
     let p = wid.y;
-    let n = 2u * params.k;
-    for (var i = lid; i < n; i = i + TOPK_WORKGROUP) {
-        s_key[i] = neg_inf();
-        s_row[i] = NO_ROW;
-    }
     if (lid == 0u) {
         atomicStore(&appended, 0u);
         cut_key = neg_inf();
         cut_row = NO_ROW;
-    }
-    workgroupBarrier();
-
-    if (lid == 0u) {
         counted_in = params.n_in;
         if (params.counted == 1u) {
             counted_in = min(counts[p], params.n_in);
         }
     }
-    // Uniform across the workgroup, as the loop's barriers need.
+    // Uniform across the workgroup, as the loops' barriers need (and so
+    // are the segment's bounds and K, made from it and the workgroup id).
     let n_in = workgroupUniformLoad(&counted_in);
     let start = seg * params.seg_len;
     let end = min(start + params.seg_len, n_in);
-    let blocks = (end - min(start, end) + TOPK_WORKGROUP - 1u) / TOPK_WORKGROUP;
+    let inputs = end - min(start, end);
+    let k = keep_for(inputs);
+    for (var i = lid; i < 2u * k; i = i + TOPK_WORKGROUP) {
+        s_key[i] = neg_inf();
+        s_row[i] = NO_ROW;
+    }
+    workgroupBarrier();
+    let blocks = (inputs + TOPK_WORKGROUP - 1u) / TOPK_WORKGROUP;
     for (var b = 0u; b < blocks; b = b + 1u) {
         // Fold first if this block could overflow the upper half.
         if (lid == 0u) {
             appended_seen = atomicLoad(&appended);
         }
         let seen = workgroupUniformLoad(&appended_seen);
-        if (seen + TOPK_WORKGROUP > params.k) {
-            fold(lid);
+        if (seen + TOPK_WORKGROUP > k) {
+            fold(lid, k);
         }
         let i = start + b * TOPK_WORKGROUP + lid;
         if (i < end) {
@@ -130,13 +140,13 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             }
             if (row != NO_ROW && before(key, row, cut_key, cut_row)) {
                 let slot = atomicAdd(&appended, 1u);
-                s_key[params.k + slot] = key;
-                s_row[params.k + slot] = row;
+                s_key[k + slot] = key;
+                s_row[k + slot] = row;
             }
         }
         workgroupBarrier();
     }
-    fold(lid);
+    fold(lid, k);
     for (var j = lid; j < params.m; j = j + TOPK_WORKGROUP) {
         let o = p * params.out_stride + params.out_base + seg * params.m + j;
         out_scores[o] = s_key[j];

@@ -9,7 +9,8 @@
 #      matrix configurations; nvidia-smi dmon logs clocks and power meanwhile;
 #   2. facegate-gpu-bench on ROWS x 512 int8 rows generated there (default
 #      10 million), B = 1, 8, 32, 64, 256, 1024, for each of DESIGNS (the
-#      second design as the engine runs it, with the rows and the direct
+#      second design as the engine runs it, then with the top-k kernel as
+#      runs 1 to 3 ran it (checked, K = 256), with the rows and the direct
 #      kernels, and last on cooperative matrices with 64 and 128 probes a
 #      tile, whose kernel has run on lavapipe only, so that if it fails
 #      everything else is measured already; the first design and the
@@ -29,7 +30,7 @@ out=${OUT:-/tmp/gpu-run}
 mkdir -p "$out"
 rows=${ROWS:-10000000}
 batches=${BATCHES:-1,8,32,64,256,1024}
-designs=${DESIGNS:-scan,scan:rows,scan:direct,scan:coop,scan:coop:tp8}
+designs=${DESIGNS:-scan,scan:topk-run3,scan:rows,scan:direct,scan:coop,scan:coop:tp8}
 if ! ldconfig -p | grep -q libvulkan; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig

@@ -16,7 +16,7 @@ use crate::scan::{Candidates, ScanDesign, ScanOptions};
 use crate::shared::{
     PROBE_TILE, SCORE_WORKGROUP, ScanKernel, ScoreParams, TOPK_MAX_K, TOPK_WORKGROUP_BYTES,
 };
-use crate::topk::{Lists, Pairs, SEG_LEN, Topk, TopkShape};
+use crate::topk::{Lists, Pairs, SEG_LEN, Topk, TopkOptions, TopkShape};
 
 /// Probes scored together in one pass by the first design (bounds its
 /// score buffer).
@@ -40,6 +40,8 @@ pub struct GpuOptions {
     pub design: Design,
     /// The second design's pilot sample and list capacity.
     pub scan: ScanOptions,
+    /// How the top-k kernel (both designs) is compiled and what it keeps.
+    pub topk: TopkOptions,
 }
 
 /// The engine's two designs.
@@ -222,7 +224,7 @@ impl GpuEngine {
         let scan = scan_fits(&dev, &gallery, &opts, budget, max_binding);
         let (pipes, topk, rows) = checked(&dev.device, || {
             let pipes = Pipelines::new(&dev.device, ty);
-            let topk = Topk::new(&dev.device);
+            let topk = Topk::new(&dev.device, opts.topk);
             let rows = match scan {
                 true => Rows::Scan(Box::new(ScanDesign::new(
                     &dev,

@@ -44,6 +44,7 @@ pub use device::{DeviceOptions, GpuDevice};
 pub use engine::{Design, GpuEngine, GpuOptions};
 pub use scan::ScanOptions;
 pub use stages::{STAGES, StageTimes};
+pub use topk::TopkOptions;
 
 /// Why the GPU engine could not start or answer.
 #[derive(Debug, thiserror::Error)]

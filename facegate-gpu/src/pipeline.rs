@@ -12,13 +12,15 @@ pub struct Pipelines {
 }
 
 /// Compiles `kernel` (the shared prelude, then its file) into a pipeline whose
-/// bind group layout is derived from the shader.
-fn pipeline(device: &wgpu::Device, kernel: Kernel) -> wgpu::ComputePipeline {
+/// bind group layout is derived from the shader; with naga's runtime checks
+/// unless `runtime_checks` is false ([`module`]).
+fn pipeline(device: &wgpu::Device, kernel: Kernel, runtime_checks: bool) -> wgpu::ComputePipeline {
     let label = kernel.file_name();
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+    let desc = wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-    });
+    };
+    let module = module(device, desc, runtime_checks);
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(label),
         layout: None,
@@ -31,12 +33,34 @@ fn pipeline(device: &wgpu::Device, kernel: Kernel) -> wgpu::ComputePipeline {
 
 /// The read-bandwidth kernel ([`crate::bandwidth`]).
 pub fn read_bandwidth(device: &wgpu::Device) -> wgpu::ComputePipeline {
-    pipeline(device, Kernel::ReadBandwidth)
+    pipeline(device, Kernel::ReadBandwidth, true)
 }
 
-/// The top-k kernel (both designs).
-pub fn topk(device: &wgpu::Device) -> wgpu::ComputePipeline {
-    pipeline(device, Kernel::Topk)
+/// The top-k kernel (both designs). With `runtime_checks` false the module
+/// is trusted: naga adds no bounds clamps or loop guards, which holds
+/// because its workgroup indices stay below 2K <= `TOPK_CAPACITY` (the
+/// host never passes a K above `TOPK_MAX_K`, and a block is folded in
+/// before its appends could pass K), its buffer indices are bounded by the
+/// buffers the host sizes from the same parameters (topk.rs), M is at
+/// least 1, and its loops have uniform bounds.
+pub fn topk(device: &wgpu::Device, runtime_checks: bool) -> wgpu::ComputePipeline {
+    pipeline(device, Kernel::Topk, runtime_checks)
+}
+
+/// Compiles `desc`, with naga's runtime checks or, when `runtime_checks` is
+/// false, as a trusted module; the caller's doc says why its kernel may be
+/// trusted.
+fn module(
+    device: &wgpu::Device,
+    desc: wgpu::ShaderModuleDescriptor,
+    runtime_checks: bool,
+) -> wgpu::ShaderModule {
+    if runtime_checks {
+        return device.create_shader_module(desc);
+    }
+    // SAFETY: the only callers are kernels whose indices are in bounds by
+    // construction and whose loops terminate (their docs say why).
+    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
 }
 
 /// The second design's scan kernel, compiled once per [`ScanShape`] the
@@ -120,18 +144,7 @@ impl ScanPipelines {
                     label: Some("scan kernel"),
                     source: wgpu::ShaderSource::Wgsl(Kernel::scan_source(shape).into()),
                 };
-                let module = if runtime_checks {
-                    device.create_shader_module(desc)
-                } else {
-                    // SAFETY: see the function's doc: the kernel's indices are
-                    // in bounds by construction and its loops terminate.
-                    unsafe {
-                        device.create_shader_module_trusted(
-                            desc,
-                            wgpu::ShaderRuntimeChecks::unchecked(),
-                        )
-                    }
-                };
+                let module = module(device, desc, runtime_checks);
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some("scan kernel"),
                     layout: Some(&pipeline_layout),
@@ -176,7 +189,7 @@ impl Pipelines {
     /// Compiles the pipelines (validation errors surface through the caller's error scope).
     pub fn new(device: &wgpu::Device, ty: ElementType) -> Pipelines {
         Pipelines {
-            score: pipeline(device, Kernel::score(ty)),
+            score: pipeline(device, Kernel::score(ty), true),
         }
     }
 }

@@ -277,9 +277,13 @@ uniform_structs! {
         seg_len,
         /// Candidates kept per list (M).
         m,
-        /// Candidates one workgroup keeps while it selects (K: a power of two,
-        /// `TOPK_WORKGROUP <= K <= TOPK_MAX_K`, `K >= M`).
+        /// The most candidates one workgroup keeps while it selects (K: a
+        /// power of two, `k_least <= K <= TOPK_MAX_K`); a workgroup keeps
+        /// fewer, down to `k_least`, when its segment holds fewer inputs.
         k,
+        /// The fewest it keeps: a power of two, at least `TOPK_WORKGROUP`
+        /// and M.
+        k_least,
         /// 1 when the inputs are (score, row) pairs, 0 when they are scores of
         /// rows `row_base + i`.
         from_pairs,
@@ -292,8 +296,6 @@ uniform_structs! {
         /// 1 when each probe's inputs are only the first `counts[p]` (at most
         /// `n_in`): the second design's candidate lists.
         counted,
-        /// Padding.
-        _pad1,
         /// Padding.
         _pad2,
     }

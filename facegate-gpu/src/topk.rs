@@ -4,7 +4,7 @@
 
 use crate::buffers::{ChunkRange, scratch, uniform, upload};
 use crate::pipeline::bind;
-use crate::shared::{TOPK_WORKGROUP, TopkParams};
+use crate::shared::{TOPK_MAX_K, TOPK_WORKGROUP, TopkParams};
 
 /// Scores one top-k workgroup reduces in the first pass.
 pub(crate) const SEG_LEN: u32 = crate::plan::SEG_LEN as u32;
@@ -69,6 +69,51 @@ pub(crate) struct CountedLists<'a> {
     pub(crate) counts: &'a wgpu::Buffer,
 }
 
+/// How the top-k kernel is compiled and how much it keeps while it
+/// selects; the defaults are what the engine runs, the rest are for the
+/// benchmark to compare.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TopkOptions {
+    /// Compile the kernel with naga's bounds clamps and loop guards (as
+    /// every run before the fourth H200 run did). Off by default: the
+    /// module is trusted ([`crate::pipeline::topk`] says why that is sound),
+    /// as the scan kernel is, which ran 2.2 to 3.1 times faster so.
+    pub runtime_checks: bool,
+    /// The K every pass keeps (a power of two, at least M, `TOPK_WORKGROUP`
+    /// and at most `TOPK_MAX_K`), instead of one chosen from each pass's
+    /// segment (`k_for` in topk.rs). `Some(TOPK_WORKGROUP)` is the rule the first
+    /// three H200 runs used.
+    pub keep: Option<u32>,
+}
+
+/// The most a workgroup of a pass keeps (the kernel's K) when the pass
+/// reads segments of `seg_len` inputs and keeps `m`: the smallest power of
+/// two that holds the whole segment (or `keep`, rounded up to one), between
+/// the smallest the kernel accepts for M and `TOPK_MAX_K`. Each workgroup
+/// keeps the smallest power of two that holds the inputs its segment
+/// actually has, within the same bounds, so that the mostly empty
+/// segments of a counted list sort no more than before.
+///
+/// Why: the kernel folds its appended half in (a bitonic sort of 2K
+/// entries, log2(2K) (log2(2K) + 1) / 2 stages, each ending at a barrier)
+/// whenever the next block of `TOPK_WORKGROUP` inputs could overflow that
+/// half. With K = `TOPK_WORKGROUP` that is after every block that appended
+/// anything: a 4,096-entry segment of shuffled scores is about 16 folds of
+/// 45 stages. With K = 1,024 the first four blocks fill the half, one fold
+/// sets a cut at the M-th best of 1,024, and few later inputs pass it: about
+/// two folds of 66 stages. The first count is what the H200's
+/// 0.28 and 0.36 ms for the pilot's and the final selection at one probe
+/// fit (about 900 cycles a stage; run 2's one workgroup over a whole list,
+/// some 94 folds, took 1.97 ms). The workgroup memory is the same: the
+/// kernel declares 2 x `TOPK_MAX_K` entries whatever K is.
+pub(crate) fn k_for(m: u32, seg_len: u32, keep: Option<u32>) -> u32 {
+    let least = TOPK_WORKGROUP.max(m.next_power_of_two());
+    keep.unwrap_or(seg_len)
+        .next_power_of_two()
+        .min(TOPK_MAX_K)
+        .max(least)
+}
+
 /// The sizes every top-k pass of one batch shares.
 #[derive(Clone, Copy)]
 pub(crate) struct TopkShape {
@@ -76,18 +121,15 @@ pub(crate) struct TopkShape {
     pub(crate) probes: u32,
     /// Candidates kept per list.
     pub(crate) m: u32,
-    /// Candidates a workgroup keeps while selecting: the kernel's K.
-    pub(crate) k: u32,
 }
 
 impl TopkShape {
-    /// The sizes for `probes` probes keeping `m` candidates: K is the
-    /// smallest power of two the kernel accepts that holds M.
+    /// The sizes for `probes` probes keeping `m` candidates (at least 1, at
+    /// most `TOPK_MAX_K`: the engine answers larger M on the CPU).
     pub(crate) fn new(probes: usize, m: u32) -> TopkShape {
         TopkShape {
             probes: probes as u32,
             m,
-            k: TOPK_WORKGROUP.max(m.next_power_of_two()),
         }
     }
 
@@ -112,15 +154,18 @@ pub(crate) struct Topk {
     pipeline: wgpu::ComputePipeline,
     /// Bound as the kernel's counts where it reads none.
     no_counts: wgpu::Buffer,
+    /// The K every pass keeps, when the options force one.
+    keep: Option<u32>,
 }
 
 impl Topk {
-    /// Compiles the kernel on `device`.
-    pub(crate) fn new(device: &wgpu::Device) -> Topk {
+    /// Compiles the kernel on `device` as `opts` say.
+    pub(crate) fn new(device: &wgpu::Device, opts: TopkOptions) -> Topk {
         Topk {
             device: device.clone(),
-            pipeline: crate::pipeline::topk(device),
+            pipeline: crate::pipeline::topk(device, opts.runtime_checks),
             no_counts: upload(device, "no counts", &[0; 4]),
+            keep: opts.keep,
         }
     }
 
@@ -159,13 +204,13 @@ impl Topk {
             in_stride: chunk.rows,
             seg_len: SEG_LEN,
             m: shape.m,
-            k: shape.k,
+            k: self.k_for(shape, SEG_LEN),
+            k_least: self.k_least(shape),
             from_pairs: 0,
             row_base: chunk.first_row,
             out_stride: per_segment.stride,
             out_base: per_segment.base,
             counted: 0,
-            _pad1: 0,
             _pad2: 0,
         };
         let mut out = vec![self.ready(scores, per_segment, params, &self.no_counts)];
@@ -198,13 +243,13 @@ impl Topk {
             in_stride: capacity,
             seg_len: capacity.div_ceil(segments),
             m: shape.m,
-            k: shape.k,
+            k: self.k_for(shape, capacity.div_ceil(segments)),
+            k_least: self.k_least(shape),
             from_pairs: 1,
             row_base: 0,
             out_stride: per_segment.stride,
             out_base: per_segment.base,
             counted: 1,
-            _pad1: 0,
             _pad2: 0,
         };
         let mut out = vec![self.ready(lists, per_segment, params, counts)];
@@ -250,13 +295,13 @@ impl Topk {
                 in_stride: lists.stride,
                 seg_len: MERGE_LISTS * shape.m,
                 m: shape.m,
-                k: shape.k,
+                k: self.k_for(shape, MERGE_LISTS * shape.m),
+                k_least: self.k_least(shape),
                 from_pairs: 1,
                 row_base: 0,
                 out_stride: merged.stride,
                 out_base: merged.base,
                 counted: 0,
-                _pad1: 0,
                 _pad2: 0,
             };
             out.push(self.ready(lists.pairs, merged, params, &self.no_counts));
@@ -295,6 +340,19 @@ impl Topk {
         }
     }
 
+    /// The most a workgroup of a pass over segments of `seg_len` inputs
+    /// keeps ([`k_for`]).
+    fn k_for(&self, shape: TopkShape, seg_len: u32) -> u32 {
+        k_for(shape.m, seg_len, self.keep)
+    }
+
+    /// The least a workgroup keeps (the kernel keeps the smallest power of
+    /// two that holds its segment's inputs, between this and the pass's
+    /// K): the kernel's least for M, or the forced K.
+    fn k_least(&self, shape: TopkShape) -> u32 {
+        k_for(shape.m, 1, self.keep)
+    }
+
     /// Dispatches a ready pass for `probes` probes.
     pub(crate) fn dispatch(&self, pass: &mut wgpu::ComputePass, ready: &ReadyPass, probes: u32) {
         pass.set_pipeline(&self.pipeline);
@@ -309,4 +367,33 @@ pub(crate) struct ReadyPass {
     group: wgpu::BindGroup,
     /// Lists it writes per probe (the dispatch's x).
     lists: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_holds_the_segment_within_the_kernels_bounds_and_is_a_power_of_two() {
+        // The pilot's and the final selection's segments of 4,096: the largest K.
+        assert_eq!(k_for(40, SEG_LEN, None), TOPK_MAX_K);
+        // A merge of 8 lists of 40: one fold at the end.
+        assert_eq!(k_for(40, MERGE_LISTS * 40, None), 512);
+        // Short segments: never below the workgroup or M.
+        assert_eq!(k_for(40, 10, None), TOPK_WORKGROUP);
+        assert_eq!(k_for(600, 10, None), 1024);
+        // A forced K: rounded up to a power of two, within the same bounds.
+        assert_eq!(k_for(40, SEG_LEN, Some(TOPK_WORKGROUP)), TOPK_WORKGROUP);
+        assert_eq!(k_for(300, SEG_LEN, Some(TOPK_WORKGROUP)), 512);
+        assert_eq!(k_for(40, SEG_LEN, Some(300)), 512);
+        assert_eq!(k_for(40, SEG_LEN, Some(1 << 20)), TOPK_MAX_K);
+        for m in 1..=TOPK_MAX_K {
+            for seg in [1, 100, 320, 4096, 1 << 20] {
+                let k = k_for(m, seg, None);
+                assert!(
+                    k.is_power_of_two() && k >= m && (TOPK_WORKGROUP..=TOPK_MAX_K).contains(&k)
+                );
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
 use facegate_core::{CpuEngine, ElementType, Gallery, ProbeBatch, ScanTarget, SearchEngine};
 use facegate_gpu::shared::ScanKernel;
-use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions, ScanOptions};
+use facegate_gpu::{DeviceOptions, GpuEngine, GpuOptions, ScanOptions, TopkOptions};
 use rand::{Rng, SeedableRng};
 
 fn skip() -> bool {
@@ -54,12 +54,23 @@ fn try_engine(
     part_rows: Option<usize>,
     scan: ScanOptions,
 ) -> Result<GpuEngine, facegate_gpu::GpuError> {
+    try_engine_with(g, part_rows, scan, TopkOptions::default())
+}
+
+/// [`try_engine`] with the top-k kernel set up as `topk` says.
+fn try_engine_with(
+    g: &Arc<Gallery>,
+    part_rows: Option<usize>,
+    scan: ScanOptions,
+    topk: TopkOptions,
+) -> Result<GpuEngine, facegate_gpu::GpuError> {
     let opts = GpuOptions {
         device: DeviceOptions {
             allow_software: true,
         },
         max_chunk_rows: part_rows,
         scan,
+        topk,
         ..Default::default()
     };
     let e = GpuEngine::new(ScanTarget::whole(g.clone()), opts)?;
@@ -67,9 +78,20 @@ fn try_engine(
     Ok(e)
 }
 
+const NO_ADAPTER: &str =
+    "a Vulkan adapter (install mesa-vulkan-drivers, or set FACEGATE_SKIP_GPU_TESTS=1)";
+
 fn engine(g: &Arc<Gallery>, part_rows: Option<usize>, scan: ScanOptions) -> GpuEngine {
-    try_engine(g, part_rows, scan)
-        .expect("a Vulkan adapter (install mesa-vulkan-drivers, or set FACEGATE_SKIP_GPU_TESTS=1)")
+    try_engine(g, part_rows, scan).expect(NO_ADAPTER)
+}
+
+/// The top-k kernel as the first three H200 runs ran it: with naga's
+/// runtime checks, and K = 256 for every pass (M allowing).
+fn topk_as_before() -> TopkOptions {
+    TopkOptions {
+        runtime_checks: true,
+        keep: Some(facegate_gpu::shared::TOPK_WORKGROUP),
+    }
 }
 
 /// `nb` probes: gallery rows (ties with their duplicates), the all +1 and
@@ -194,6 +216,11 @@ fn every_kernel_and_shape_trusted_or_checked_gives_the_cpus_answers() {
     let cpu = CpuEngine::new(ScanTarget::whole(g.clone()));
     let kernels = ScanKernel::ALL.into_iter();
     for (kernel, runtime_checks) in kernels.flat_map(|k| [(k, false), (k, true)]) {
+        // Checked: the top-k kernel checked too, with the old K.
+        let topk = match runtime_checks {
+            true => topk_as_before(),
+            false => TopkOptions::default(),
+        };
         for tp in [1, 2, 4, 8] {
             let scan = ScanOptions {
                 sample_groups: Some(4),
@@ -202,7 +229,7 @@ fn every_kernel_and_shape_trusted_or_checked_gives_the_cpus_answers() {
                 kernel,
                 ..Default::default()
             };
-            let e = engine(&g, None, scan);
+            let e = try_engine_with(&g, None, scan, topk).expect(NO_ADAPTER);
             // Batches at and around the tiles' edges (4, 8, 16, 32 probes).
             for nb in [1, 3, 4, 5, 17, 33] {
                 let p = probes(&data, 2011, 72, nb, 100 + nb as u64);
@@ -285,16 +312,24 @@ fn long_lists_are_selected_in_segments_for_small_batches_and_whole_for_large() {
         sample_groups: Some(1),
         ..Default::default()
     };
-    let e = engine(&g, None, scan);
-    let plan = e.scan_plan(3, 40).unwrap();
-    assert!(plan.select_segments() >= 7, "{plan:?}");
-    let p = probes(&data, 20_000, 16, 3, 11);
-    same(&cpu, &e, &p, 10, "segments");
-    // A larger batch selects each long list in one workgroup.
-    assert_eq!(e.scan_plan(65, 40).unwrap().select_segments(), 1);
-    let p = probes(&data, 20_000, 16, 65, 12);
-    same(&cpu, &e, &p, 10, "one segment");
-    assert_eq!(e.list_overflows(), 0);
+    // Each with K chosen per pass (1,024 over segments: a fold when 1,024
+    // entries have been appended) and with the old K of 256 (a fold after
+    // nearly every block of 256).
+    for (topk, label) in [
+        (TopkOptions::default(), "K by pass"),
+        (topk_as_before(), "K 256"),
+    ] {
+        let e = try_engine_with(&g, None, scan, topk).expect(NO_ADAPTER);
+        let plan = e.scan_plan(3, 40).unwrap();
+        assert!(plan.select_segments() >= 7, "{plan:?}");
+        let p = probes(&data, 20_000, 16, 3, 11);
+        same(&cpu, &e, &p, 10, &format!("segments, {label}"));
+        // A larger batch selects each long list in one workgroup.
+        assert_eq!(e.scan_plan(65, 40).unwrap().select_segments(), 1);
+        let p = probes(&data, 20_000, 16, 65, 12);
+        same(&cpu, &e, &p, 10, &format!("one segment, {label}"));
+        assert_eq!(e.list_overflows(), 0);
+    }
 }
 
 /// An engine on the coop kernel, or `None` (with a note) where the device

@@ -43,8 +43,9 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,256,1024")]
     batches: Vec<usize>,
     /// Designs to time: scan (the second), classic (the first). A scan may
-    /// name options after colons: `checked` (the kernel with naga's runtime
-    /// checks), `direct` or `rows` (the kernel with a share of each row in
+    /// name options after colons: `checked` (the scan and top-k kernels
+    /// with naga's runtime checks), `topk-run3` (the top-k kernel as the
+    /// first three H200 runs ran it: checked, K = 256), `direct` or `rows` (the kernel with a share of each row in
     /// registers, or one whole row an invocation), `coop` (the kernel on
     /// f16 cooperative matrices, where the device offers them; a tile of
     /// 16N probes) and `tpN` (N probes per invocation, a tile of 4N, for
@@ -93,7 +94,9 @@ struct Limits {
 }
 
 /// A design to time and its options, parsed from `--designs`.
-fn variant(spec: &str) -> anyhow::Result<(Design, facegate_gpu::ScanOptions)> {
+fn variant(
+    spec: &str,
+) -> anyhow::Result<(Design, facegate_gpu::ScanOptions, facegate_gpu::TopkOptions)> {
     let mut parts = spec.split(':');
     let design = match parts.next() {
         Some("scan") => Design::Auto,
@@ -104,9 +107,18 @@ fn variant(spec: &str) -> anyhow::Result<(Design, facegate_gpu::ScanOptions)> {
         profile: true,
         ..Default::default()
     };
+    let mut topk = facegate_gpu::TopkOptions::default();
     for opt in parts {
         match opt {
-            "checked" => scan.runtime_checks = true,
+            "checked" => {
+                scan.runtime_checks = true;
+                topk.runtime_checks = true;
+            }
+            // The top-k kernel as runs 1 to 3 ran it: checked, K = 256.
+            "topk-run3" => {
+                topk.runtime_checks = true;
+                topk.keep = Some(facegate_gpu::shared::TOPK_WORKGROUP);
+            }
             "direct" => scan.kernel = facegate_gpu::shared::ScanKernel::Direct,
             "rows" => scan.kernel = facegate_gpu::shared::ScanKernel::Rows,
             "coop" => scan.kernel = facegate_gpu::shared::ScanKernel::Coop,
@@ -114,7 +126,7 @@ fn variant(spec: &str) -> anyhow::Result<(Design, facegate_gpu::ScanOptions)> {
             other => anyhow::bail!("--designs: unknown scan option {other:?} in {spec:?}"),
         }
     }
-    Ok((design, scan))
+    Ok((design, scan, topk))
 }
 
 /// Seconds of untimed searches before each timed batch size.
@@ -151,13 +163,14 @@ fn median_ms(
 
 fn open(gallery: &std::sync::Arc<Gallery>, a: &Args, spec: &str) -> anyhow::Result<GpuEngine> {
     let t = Instant::now();
-    let (design, scan) = variant(spec)?;
+    let (design, scan, topk) = variant(spec)?;
     let opts = GpuOptions {
         device: DeviceOptions {
             allow_software: a.allow_software_gpu,
         },
         design,
         scan,
+        topk,
         ..Default::default()
     };
     let gpu = GpuEngine::new(ScanTarget::whole(gallery.clone()), opts)?;
