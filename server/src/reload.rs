@@ -217,7 +217,7 @@ impl Generations {
             .await
             .map_err(|e| ReloadError::Gpu(format!("{e:#}")))?;
         let engines = Arc::new(FailoverEngine::new(live.clone(), gpu, self.metrics.clone()));
-        let carried_over = self.swap(live, engines).await?;
+        let carried_over = self.swap(live, engines, old_h.clone()).await?;
         self.reread_thresholds(new_h);
         self.metrics.gallery_reloads.inc();
         let done = Reloaded {
@@ -260,33 +260,42 @@ impl Generations {
         opened.map(Arc::new).map_err(ReloadError::Open)
     }
 
-    /// With the gate held exclusively, carries the old log over into the new
-    /// generation's and serves it; returns the changes carried over.
+    /// With the gate held exclusively, checks again that the new gallery
+    /// may replace the served one (`old_h`), carries the old log over into
+    /// the new generation's and serves it; returns the changes carried
+    /// over. The first check ran before the engines were opened, while
+    /// changes could still commit: only under the gate is the served log's
+    /// count final, and a change acknowledged in between is never dropped.
     async fn swap(
         self: &Arc<Self>,
         live: Arc<LiveGallery>,
         engines: Arc<FailoverEngine>,
+        old_h: Header,
     ) -> Result<u64, ReloadError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let _exclusive = this.gate.write().unwrap_or_else(|p| p.into_inner());
+            let served = this.current.load();
+            let logged = served.changes.logged_changes();
+            check_successor(&old_h, live.base().header(), logged)?;
             let data_dir = &this.settings.data_dir;
-            let changes = Arc::new(GalleryChanges::open(live, data_dir, this.metrics.clone())?);
+            let changes = GalleryChanges::open(live, data_dir, this.metrics.clone())
+                .map(Arc::new)
+                .map_err(|e| {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "reload failed; the old generation stays"
+                    );
+                    ReloadError::Swap(format!("{e:#}"))
+                })?;
             let carried_over = changes.logged_changes();
             let next = Generation { engines, changes };
             next.publish(&this.metrics);
             this.current.swap(next);
-            anyhow::Ok(carried_over)
+            Ok(carried_over)
         })
         .await
         .map_err(|e| ReloadError::Task(e.to_string()))?
-        .map_err(|e| {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "reload failed; the old generation stays"
-            );
-            ReloadError::Swap(format!("{e:#}"))
-        })
     }
 }
 
@@ -315,5 +324,71 @@ fn check_successor(old: &Header, new: &Header, logged: u64) -> Result<(), Reload
             logged,
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thresholds::DefaultThresholds;
+    use facegate_core::format::{BuildOptions, SliceRows, build_gallery};
+
+    /// A 4-d gallery of 10 subjects at `path`, a generation of its own.
+    fn gallery(path: &std::path::Path, seed: usize) -> Arc<LiveGallery> {
+        let data: Vec<f32> = (0..40).map(|i| ((i + seed) % 7) as f32 - 3.0).collect();
+        let ids: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        let opts = BuildOptions {
+            scan_type: facegate_core::ElementType::Int8,
+            model_tag: "m".into(),
+            overwrite: true,
+        };
+        let mut rows = SliceRows::new(&data, 4, "t").unwrap();
+        build_gallery(path, &mut rows, &ids, "ids", &opts, &mut |_| {}).unwrap();
+        Arc::new(LiveGallery::new(Arc::new(Gallery::open(path).unwrap())))
+    }
+
+    #[tokio::test]
+    async fn a_change_committed_after_the_first_check_makes_the_swap_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::defaults().resolve().unwrap();
+        settings.data_dir = dir.path().join("data");
+        let metrics = Metrics::new();
+        let path = dir.path().join("g.fgal");
+        let live = gallery(&path, 0);
+        let header = live.base().header().clone();
+        let changes = Arc::new(
+            GalleryChanges::open(live.clone(), &settings.data_dir, metrics.clone()).unwrap(),
+        );
+        let engines = Arc::new(FailoverEngine::new(live, None, metrics.clone()));
+        let thresholds = DefaultThresholds::at_start(None, &path, &header).unwrap();
+        let first = Generation { engines, changes };
+        let gens = Arc::new(Generations::new(
+            first,
+            path,
+            settings,
+            metrics.clone(),
+            thresholds,
+        ));
+        // A gallery built afresh (no lineage): the first check passes while
+        // the served generation has logged nothing...
+        let other = gallery(&dir.path().join("other.fgal"), 3);
+        assert!(check_successor(&header, other.base().header(), 0).is_ok());
+        // ...then a change is acknowledged before the swap.
+        let change = Change::Enroll {
+            subject_id: "late".into(),
+            templates: vec![1.0, 0.0, 0.0, 0.0],
+        };
+        gens.commit(&change).unwrap();
+        let other_engines = Arc::new(FailoverEngine::new(other.clone(), None, metrics));
+        let refused = gens.swap(other, other_engines, header.clone()).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ReloadError::NotCompactedFromServed { logged: 1, .. })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(gens.current().load().id(), header.generation);
+        assert_eq!(gens.current().load().changes.logged_changes(), 1);
     }
 }
