@@ -143,7 +143,10 @@ impl AdminService {
         let credentials = self.credentials.clone();
         let refused = tokio::task::spawn_blocking(move || credentials.reload())
             .await
-            .map_err(|e| Status::internal(format!("the credential reload failed: {e}")))?;
+            .map_err(|e| {
+                tracing::error!(error = %e, "credential reload task failed");
+                crate::status::task_failed("the credential reload")
+            })?;
         let done = self.state.reload().await?;
         tracing::info!(
             rpc = "Reload",

@@ -190,7 +190,7 @@ impl From<ReloadError> for Status {
             | ReloadError::NotCompactedFromServed { .. }
             | ReloadError::NotThisShard { .. } => Status::failed_precondition(e.to_string()),
             ReloadError::Gpu(_) | ReloadError::Swap(_) => Status::unavailable(e.to_string()),
-            ReloadError::Task(_) => Status::internal(e.to_string()),
+            ReloadError::Task(_) => task_failed("the reload"),
         }
     }
 }
@@ -223,16 +223,30 @@ pub fn commit(e: &CommitError) -> Status {
         }
         CommitError::Change(e) => Status::invalid_argument(e.to_string()),
         CommitError::Log(WalError::Refused(m)) => Status::invalid_argument(m.clone()),
-        CommitError::Log(e) => Status::unavailable(format!(
-            "the change could not be made durable and was not applied: {e}"
-        )),
+        // A write that failed (a full disk): a retry may succeed once the
+        // operator has made room. The path and the OS error are logged
+        // where the commit failed (admin.rs), not sent.
+        CommitError::Log(WalError::Io { .. }) => Status::unavailable(
+            "the change could not be made durable and was not applied; retry later",
+        ),
+        // A log that no longer matches its gallery, or is out of service
+        // after a failed write: no retry cures it before a restart.
+        CommitError::Log(WalError::Mismatch { .. } | WalError::Broken(_)) => {
+            Status::internal("the change log is out of service; the change was not applied")
+        }
     }
 }
 
 /// A search whose audit record could not be made durable: its result is
-/// withheld, and the client may retry once the operator has mended the trail.
-pub fn not_audited(reason: &str) -> Status {
-    Status::unavailable(format!(
-        "the request could not be audited, so its result is withheld: {reason}"
-    ))
+/// withheld, and the client may retry once the operator has mended the
+/// trail. The reason (a path, an OS error) is logged by the audit thread,
+/// not sent to the port.
+pub fn not_audited() -> Status {
+    Status::unavailable("the request could not be audited, so its result is withheld; retry later")
+}
+
+/// A blocking task of a service that died (a panic): INTERNAL with no
+/// detail; the caller logs what it was.
+pub fn task_failed(what: &str) -> Status {
+    Status::internal(format!("{what} did not complete"))
 }
