@@ -19,6 +19,7 @@ pub mod accuracy;
 pub mod audit;
 pub mod clock;
 pub mod dirlock;
+pub mod durable_dir;
 pub mod encounter;
 pub mod error;
 pub mod format;

@@ -167,7 +167,7 @@ pub fn open_owned(
     ownership: Ownership,
 ) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|error| DbError::Io {
+        crate::durable_dir::create_dir_all(dir).map_err(|error| DbError::Io {
             path: dir.to_path_buf(),
             error,
         })?;

@@ -98,7 +98,8 @@ impl GalleryChanges {
             .collect();
         if !tail.is_empty() {
             let dir = self.path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            facegate_core::durable_dir::create_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             let partial = self.path.with_extension("wal.partial");
             let _ = std::fs::remove_file(&partial);
             let base = self.live.base();
@@ -144,7 +145,7 @@ impl GalleryChanges {
     /// Opens (creating) the log and applies what it holds.
     fn open_log(&self) -> anyhow::Result<Arc<ChangeLog>> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
+        facegate_core::durable_dir::create_dir_all(dir)
             .with_context(|| format!("creating the change log directory {}", dir.display()))?;
         let base = self.live.base();
         let (log, replay) = ChangeLog::open(

@@ -193,7 +193,7 @@ pub fn write_new_pair(dir: &Path) -> Result<(AuditSigningKey, PathBuf, PathBuf),
         let path = path.to_path_buf();
         move |error| KeyError::Io { path, error }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::durable_dir::create_dir_all(dir).map_err(io(dir))?;
     let (private, public) = (dir.join(PRIVATE_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
     for path in [&private, &public] {
         if path.exists() {

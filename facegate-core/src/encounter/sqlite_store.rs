@@ -179,7 +179,7 @@ impl SqliteEncounters {
     /// alone, brings its schema up to date and starts its writer thread.
     pub fn open(dir: &Path) -> Result<Arc<SqliteEncounters>, EncounterError> {
         let path = dir.join(FILE_NAME);
-        std::fs::create_dir_all(dir).map_err(|error| DbError::Io {
+        crate::durable_dir::create_dir_all(dir).map_err(|error| DbError::Io {
             path: dir.to_path_buf(),
             error,
         })?;
