@@ -144,6 +144,18 @@ pub struct Auditor {
     clock: Arc<dyn Clock>,
 }
 
+/// What a back-office call does, which decides its answer when its audit
+/// record cannot be written ([`Auditor::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// It only discloses records: without its audit record the disclosure
+    /// is withheld (UNAVAILABLE), as a search's is.
+    Reads,
+    /// It changed durable state before it was answered: the change stands,
+    /// and the missing record is counted and logged.
+    Writes,
+}
+
 /// Who made a request and in what context: taken from the request before
 /// it is consumed, and written into its audit record.
 #[derive(Debug, Clone)]
@@ -259,16 +271,16 @@ impl Auditor {
         }
     }
 
-    /// The same trail, its records stamped by `clock`.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Auditor {
-        self.clock = clock;
-        self
-    }
-
     /// Opens the trail in `dir` (checking its newest records) and starts
-    /// the audit thread. Blocking: call it from a blocking context.
-    pub fn open(dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Auditor> {
-        Auditor::open_sealed(dir, metrics, None)
+    /// the audit thread; records and new files are dated by `clock`, the
+    /// server's, as retention's cutoffs are. Blocking: call it from a
+    /// blocking context.
+    pub fn open(
+        dir: &Path,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Auditor> {
+        Auditor::open_sealed(dir, metrics, None, clock)
     }
 
     /// As [`Auditor::open`], the thread also writing signed checkpoints
@@ -277,8 +289,9 @@ impl Auditor {
         dir: &Path,
         metrics: Arc<Metrics>,
         sealing: Option<Sealing>,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Auditor> {
-        let (mut log, summary) = AuditLog::open(dir)
+        let (mut log, summary) = AuditLog::open_with_clock(dir, clock.clone())
             .with_context(|| format!("opening the audit trail in {}", dir.display()))?;
         for (path, bytes) in &summary.incomplete_tails {
             tracing::warn!(
@@ -306,13 +319,35 @@ impl Auditor {
         Ok(Auditor {
             tx: Some(tx),
             thread: Some(thread),
-            clock: Arc::new(facegate_core::clock::SystemClock),
+            clock,
         })
     }
 
     /// Whether requests are audited.
     pub fn is_enabled(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// Records `event`, the audit record of the back-office answer
+    /// `result`, and returns the answer; for a call that only reads, an
+    /// answer whose record could not be written is withheld instead
+    /// (UNAVAILABLE, [`crate::status::not_audited`]).
+    pub async fn settle<T>(
+        &self,
+        rpc: &str,
+        effect: Effect,
+        event: AuditEvent,
+        result: Result<T, tonic::Status>,
+    ) -> Result<T, tonic::Status> {
+        let Err(reason) = self.record(event).await else {
+            return result;
+        };
+        if effect == Effect::Reads && result.is_ok() {
+            tracing::error!(rpc, %reason, "a back-office read was withheld: its audit record could not be written");
+            return Err(crate::status::not_audited());
+        }
+        tracing::error!(rpc, %reason, "a back-office request was answered without its audit record");
+        result
     }
 
     /// Makes `event` durable, stamped with the auditor's clock; returns its
@@ -624,9 +659,7 @@ mod tests {
             log.append(&[event(t)]).unwrap();
         }
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(UnixMillis(10_000)));
-        let auditor = Auditor::open(dir.path(), Metrics::new())
-            .unwrap()
-            .with_clock(clock.clone());
+        let auditor = Auditor::open(dir.path(), Metrics::new(), clock.clone()).unwrap();
         assert_eq!(auditor.record(event(3_000)).await, Ok(Some(3)));
 
         let (report, third) = tokio::join!(
@@ -675,9 +708,8 @@ mod tests {
             every: Duration::from_secs(60),
             clock: clock.clone(),
         };
-        let auditor = Auditor::open_sealed(dir.path(), Metrics::new(), Some(sealing))
-            .unwrap()
-            .with_clock(clock.clone());
+        let auditor =
+            Auditor::open_sealed(dir.path(), Metrics::new(), Some(sealing), clock.clone()).unwrap();
         // A record's answer may come before the checkpoint after it.
         let wait_for = |n: usize| {
             let by = Instant::now() + Duration::from_secs(10);

@@ -11,7 +11,7 @@ use std::time::Instant;
 use facegate_core::manifest::{Direction, Manifest, ManifestHeader, ManifestKind};
 use tonic::{Request, Response, Status};
 
-use crate::audit::{Auditor, Caller};
+use crate::audit::{Auditor, Caller, Effect};
 use crate::proto::manifests_server::Manifests as ManifestsRpc;
 use crate::proto::{self, AmendManifestRequest, AmendManifestResponse};
 use crate::proto::{CloseManifestRequest, CloseManifestResponse, GetManifestRequest};
@@ -60,12 +60,14 @@ impl ManifestsService {
 
     /// Records the answer of `rpc` in the audit trail: the request id, the
     /// manifest and the subjects the request named (`named`), plus those
-    /// the answer disclosed (`disclosed`). The change is already durable
+    /// the answer disclosed (`disclosed`). A change is already durable
     /// when it is answered, so a record that cannot be written is counted
-    /// and logged, not allowed to undo it (as for GalleryAdmin).
+    /// and logged, not allowed to undo it (as for GalleryAdmin); a read's
+    /// answer is withheld instead ([`Auditor::settle`]).
     async fn audited<Req, Resp, Fut>(
         &self,
         rpc: &str,
+        effect: Effect,
         req: Request<Req>,
         named: impl FnOnce(&Req) -> (String, String, Vec<String>),
         body: impl FnOnce(Req) -> Fut,
@@ -86,9 +88,7 @@ impl ManifestsService {
             Err(s) => caller.event(rpc, s.code(), None, subjects, 0),
         };
         event.manifest_id = (!manifest_id.is_empty()).then_some(manifest_id);
-        if let Err(reason) = self.auditor.record(event).await {
-            tracing::error!(rpc, %reason, "a manifest request was answered without its audit record");
-        }
+        let result = self.auditor.settle(rpc, effect, event, result).await;
         result.map(Response::new)
     }
 }
@@ -255,6 +255,7 @@ impl ManifestsRpc for ManifestsService {
         };
         self.audited(
             "StageManifest",
+            Effect::Writes,
             req,
             named,
             |r| self.stage_manifest(r),
@@ -273,6 +274,7 @@ impl ManifestsRpc for ManifestsService {
         };
         self.audited(
             "AmendManifest",
+            Effect::Writes,
             req,
             named,
             |r| self.amend_manifest(r),
@@ -289,6 +291,7 @@ impl ManifestsRpc for ManifestsService {
             |r: &CloseManifestRequest| (r.request_id.clone(), r.manifest_id.clone(), Vec::new());
         self.audited(
             "CloseManifest",
+            Effect::Writes,
             req,
             named,
             |r| self.close_manifest(r),
@@ -306,6 +309,7 @@ impl ManifestsRpc for ManifestsService {
         let disclosed = |r: &GetManifestResponse| r.subject_ids.clone();
         self.audited(
             "GetManifest",
+            Effect::Reads,
             req,
             named,
             |r| self.get_manifest(r),
@@ -321,6 +325,7 @@ impl ManifestsRpc for ManifestsService {
         let named = |r: &ListManifestsRequest| (r.request_id.clone(), String::new(), Vec::new());
         self.audited(
             "ListManifests",
+            Effect::Reads,
             req,
             named,
             |r| self.list_manifests(r),

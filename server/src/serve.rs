@@ -263,7 +263,7 @@ async fn open_audit_trail(
         Some(dir) => {
             let sealing = crate::audit::Sealing::from_settings(settings, clock.clone())?;
             let (dir, metrics) = (dir.to_path_buf(), metrics.clone());
-            tokio::task::spawn_blocking(move || Auditor::open_sealed(&dir, metrics, sealing))
+            tokio::task::spawn_blocking(move || Auditor::open_sealed(&dir, metrics, sealing, clock))
                 .await??
         }
         None => {
@@ -271,7 +271,7 @@ async fn open_audit_trail(
             Auditor::disabled()
         }
     };
-    Ok(Arc::new(auditor.with_clock(clock)))
+    Ok(Arc::new(auditor))
 }
 
 /// One line saying what is served, and how it is batched.

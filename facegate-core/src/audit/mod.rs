@@ -33,6 +33,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, Expiry};
 pub use expiry::{ExpiryReport, expire_dir};
@@ -371,6 +372,9 @@ pub struct AuditLog {
     scratch: Vec<u8>,
     /// Signed checkpoints, once [`AuditLog::start_sealing`] gave a key.
     sealer: Option<sealer::Sealer>,
+    /// Dates each new file's name, which expiry reads as the time the file
+    /// was opened: the same clock as the cutoff's.
+    clock: Arc<dyn Clock>,
 }
 
 impl AuditLog {
@@ -378,9 +382,18 @@ impl AuditLog {
     /// alone: checks its newest records ([`check_newest`]), then starts a
     /// new file that continues their numbering and chain. Damage there is
     /// refused: the operator must look at the trail before more records are
-    /// added.
+    /// added. New files are dated by the system clock.
     pub fn open(dir: &Path) -> Result<(AuditLog, TrailSummary), AuditError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        AuditLog::open_with_clock(dir, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// As [`AuditLog::open`], new files dated by `clock` (the server's, so
+    /// that expiry compares an opening time and a cutoff on one clock).
+    pub fn open_with_clock(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(AuditLog, TrailSummary), AuditError> {
+        crate::durable_dir::create_dir_all(dir).map_err(io(dir))?;
         let lock = lock(dir)?;
         let summary = check_newest(dir)?;
         let mut log = AuditLog {
@@ -394,6 +407,7 @@ impl AuditLog {
             broken: false,
             scratch: Vec::new(),
             sealer: None,
+            clock,
         };
         log.start_file()?;
         Ok((log, summary))
@@ -432,9 +446,7 @@ impl AuditLog {
     /// Opens a new file named after the next record and the time, and makes
     /// its directory entry durable.
     fn start_file(&mut self) -> Result<(), AuditError> {
-        let mut ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let mut ms = u64::try_from(self.clock.now().0).unwrap_or(0);
         let mut options = OpenOptions::new();
         options.create_new(true).append(true);
         #[cfg(unix)]
@@ -545,6 +557,42 @@ mod tests {
         let mut v = Vec::new();
         read_dir(dir, &mut |r| v.push(r.clone())).unwrap();
         v
+    }
+
+    #[test]
+    fn files_are_dated_by_the_given_clock_so_an_empty_one_expires_on_it() {
+        use crate::clock::ManualClock;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(UnixMillis(1_000)));
+        let files = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".jsonl")
+                })
+                .count()
+        };
+        let (mut log, _) = AuditLog::open_with_clock(dir.path(), clock.clone()).unwrap();
+        log.append(&[event(1)]).unwrap();
+        drop(log);
+        // A start with no request: an empty file, opened at 2,000.
+        clock.set(UnixMillis(2_000));
+        drop(AuditLog::open_with_clock(dir.path(), clock.clone()).unwrap());
+        for (opened, i) in [(3_000, 2_001), (5_000, 4_001)] {
+            clock.set(UnixMillis(opened));
+            let (mut log, _) = AuditLog::open_with_clock(dir.path(), clock.clone()).unwrap();
+            log.append(&[event(i)]).unwrap();
+        }
+        assert_eq!(files(dir.path()), 4);
+        // The empty file's successor was opened at 3,000 on this clock,
+        // before the cutoff, so nothing can have been written to the empty
+        // one after it: it goes with the files before and after it. The
+        // last file holds the newest record and stays.
+        clock.set(UnixMillis(20_000));
+        let report = expire_dir(dir.path(), UnixMillis(10_000), &*clock).unwrap();
+        assert_eq!(report.records(), 2);
+        assert_eq!(files(dir.path()), 1, "the first three files expire");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use facegate_core::encounter::{
 use tonic::{Request, Response, Status};
 
 use super::wire;
-use crate::audit::{Auditor, Caller};
+use crate::audit::{Auditor, Caller, Effect};
 use crate::proto::encounters_server::Encounters;
 use crate::proto::{self, EncounterView};
 use crate::served::ServedGallery;
@@ -88,10 +88,12 @@ impl EncountersService {
     }
 
     /// Answers `req` with `body` and records the answer in the audit trail
-    /// with the subjects named and disclosed.
+    /// with the subjects named and disclosed; a read whose record cannot be
+    /// written is withheld ([`Auditor::settle`]).
     async fn audited<Req, Resp, Fut>(
         &self,
         rpc: &str,
+        effect: Effect,
         req: Request<Req>,
         named: impl FnOnce(&Req) -> Named,
         body: impl FnOnce(Req) -> Fut,
@@ -110,9 +112,7 @@ impl EncountersService {
             }
             Err(s) => caller.event(rpc, s.code(), None, subjects, 0),
         };
-        if let Err(reason) = self.auditor.record(event).await {
-            tracing::error!(rpc, %reason, "an encounter request was answered without its audit record");
-        }
+        let result = self.auditor.settle(rpc, effect, event, result).await;
         result.map(Response::new)
     }
 
@@ -163,8 +163,15 @@ impl Encounters for EncountersService {
             );
             Ok(wire::view(&fixed))
         };
-        self.audited("Encounters/Correct", req, named, body, subject_of)
-            .await
+        self.audited(
+            "Encounters/Correct",
+            Effect::Writes,
+            req,
+            named,
+            body,
+            subject_of,
+        )
+        .await
     }
 
     async fn get(
@@ -181,6 +188,7 @@ impl Encounters for EncountersService {
         };
         self.audited(
             "Encounters/Get",
+            Effect::Reads,
             req,
             |_| (String::new(), Vec::new()),
             body,
@@ -215,8 +223,15 @@ impl Encounters for EncountersService {
                 traveller: stored.as_ref().map(wire::traveller),
             })
         };
-        self.audited("Encounters/PutTraveller", req, named, body, |_| Vec::new())
-            .await
+        self.audited(
+            "Encounters/PutTraveller",
+            Effect::Writes,
+            req,
+            named,
+            body,
+            |_| Vec::new(),
+        )
+        .await
     }
 
     async fn travel_history(
@@ -237,8 +252,15 @@ impl Encounters for EncountersService {
                 encounters: history.iter().map(wire::view).collect(),
             })
         };
-        self.audited("Encounters/TravelHistory", req, named, body, |_| Vec::new())
-            .await
+        self.audited(
+            "Encounters/TravelHistory",
+            Effect::Reads,
+            req,
+            named,
+            body,
+            |_| Vec::new(),
+        )
+        .await
     }
 
     async fn stay_status(
@@ -255,8 +277,15 @@ impl Encounters for EncountersService {
                 .await?;
             Ok(wire::stay(&report))
         };
-        self.audited("Encounters/StayStatus", req, named, body, |_| Vec::new())
-            .await
+        self.audited(
+            "Encounters/StayStatus",
+            Effect::Reads,
+            req,
+            named,
+            body,
+            |_| Vec::new(),
+        )
+        .await
     }
 
     async fn list_overstays(
@@ -282,6 +311,7 @@ impl Encounters for EncountersService {
         };
         self.audited(
             "Encounters/ListOverstays",
+            Effect::Reads,
             req,
             |_| Default::default(),
             body,
@@ -322,6 +352,7 @@ impl Encounters for EncountersService {
             |r: &proto::ListIrregularResponse| r.encounters.iter().flat_map(subject_of).collect();
         self.audited(
             "Encounters/ListIrregular",
+            Effect::Reads,
             req,
             |_| Default::default(),
             body,
@@ -360,6 +391,7 @@ impl Encounters for EncountersService {
         };
         self.audited(
             "Encounters/ReconcileManifest",
+            Effect::Reads,
             req,
             |_| Default::default(),
             body,

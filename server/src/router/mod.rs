@@ -327,9 +327,9 @@ async fn open_audit(settings: &RouteSettings, metrics: &Arc<Metrics>) -> anyhow:
             let clock: Arc<dyn facegate_core::clock::Clock> =
                 Arc::new(facegate_core::clock::SystemClock);
             let key = settings.audit_signing_key.as_deref();
-            let sealing = Sealing::load(key, settings.audit_seal_records, every, clock)?;
+            let sealing = Sealing::load(key, settings.audit_seal_records, every, clock.clone())?;
             let metrics = metrics.clone();
-            tokio::task::spawn_blocking(move || Auditor::open_sealed(&dir, metrics, sealing))
+            tokio::task::spawn_blocking(move || Auditor::open_sealed(&dir, metrics, sealing, clock))
                 .await?
         }
         None => {

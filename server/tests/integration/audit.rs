@@ -8,8 +8,10 @@ use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use facegate_api::v1::manifests_client::ManifestsClient;
 use facegate_api::v1::{
-    CaptureContext, Direction, GetGalleryInfoRequest, RemoveRequest, VerifyRequest,
+    CaptureContext, Direction, GetGalleryInfoRequest, ListManifestsRequest, RemoveRequest,
+    VerifyRequest,
 };
 use facegate_core::audit::{AuditRecord, SEALS_FILE, read_dir, verify_dir};
 use tonic::Code;
@@ -294,6 +296,33 @@ async fn searches_are_refused_not_answered_when_their_records_cannot_be_written(
         ),
         2.0
     );
+    // A back-office read discloses records as a search does: withheld too
+    // (its record is smaller than a search's, so a few may still fit).
+    let mut manifests = ManifestsClient::connect(format!("http://{}", server.admin_addr))
+        .await
+        .unwrap();
+    let mut listed = 0;
+    let refused = loop {
+        let list = ListManifestsRequest {
+            request_id: format!("list{listed}"),
+            ..Default::default()
+        };
+        match manifests.list(list).await {
+            Ok(_) => listed += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            listed < 20,
+            "back-office reads answered without their records"
+        );
+    };
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("could not be audited"),
+        "{refused:?}"
+    );
+    let records = verify_dir(audit.path()).unwrap().records;
+    assert_eq!(records, (answered + listed) as u64);
 }
 
 /// The addresses `child` (a `facegate serve` with its stdout piped)
