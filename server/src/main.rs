@@ -150,7 +150,12 @@ fn main() -> std::process::ExitCode {
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(facegate_server::router::run(*settings))),
+            .and_then(|rt| {
+                rt.block_on(facegate_server::router::run(
+                    *settings,
+                    std::sync::Arc::new(facegate_core::clock::SystemClock),
+                ))
+            }),
         Command::Serve(_) => serve_settings(&matches).and_then(|s| {
             // Here, before the runtime's threads: it changes the environment.
             let _runtime_dir = runtime_dir_for_the_gpu_driver();

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use facegate_core::clock::Clock;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::service::Routes;
@@ -50,15 +51,17 @@ use crate::routes::{gated, with_reflection};
 use crate::serve::{Signals, serve_health, serve_listener, shutdown_requested, start_metrics};
 use facegate_core::dirlock::DirLock;
 
-/// Runs the router until SIGTERM or Ctrl-C, then drains.
-pub async fn run(settings: RouteSettings) -> anyhow::Result<()> {
+/// Runs the router until SIGTERM or Ctrl-C, then drains. `clock` dates
+/// the shared store's records and stays and the audit trail, as
+/// [`crate::serve::run`]'s does a server's: `SystemClock` in service.
+pub async fn run(settings: RouteSettings, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     settings.check()?;
-    std::fs::create_dir_all(&settings.data_dir)
+    facegate_core::durable_dir::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     let _lock = DirLock::acquire(&settings.data_dir).context("locking the data directory")?;
     let metrics = Metrics::new();
     let credentials = Arc::new(Credentials::load(&settings.credential_files(), &metrics)?);
-    let (router, watchers) = start_router(&settings, &metrics).await?;
+    let (router, watchers) = start_router(&settings, &metrics, clock).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_serving(&health, true).await;
     let ports = ports_routes(&router, &credentials, &metrics, &settings)?
@@ -110,12 +113,13 @@ pub async fn run(settings: RouteSettings) -> anyhow::Result<()> {
 async fn start_router(
     settings: &RouteSettings,
     metrics: &Arc<Metrics>,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Arc<Router>, Vec<tokio::task::JoinHandle<()>>)> {
     let router_metrics = Arc::new(RouterMetrics::register(metrics.registry())?);
     router_metrics.init_shards(settings.shards);
-    let auditor = Arc::new(open_audit(settings, metrics).await?);
+    let auditor = Arc::new(open_audit(settings, metrics, clock.clone()).await?);
     let fleet = Arc::new(Fleet::new(settings)?);
-    let encounters = open_encounters(settings).await?;
+    let encounters = open_encounters(settings, clock).await?;
     let interval = Duration::from_millis(settings.health_interval_ms.max(10));
     let watchers = health::watch(&fleet, &router_metrics, interval).await;
     log_fleet(&fleet, settings);
@@ -131,14 +135,15 @@ async fn start_router(
     Ok((router, watchers))
 }
 
-/// The shared encounter store, when one is given.
+/// The shared encounter store, when one is given; `clock` is the one its
+/// stays and records are dated by.
 async fn open_encounters(
     settings: &RouteSettings,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Option<Arc<ServedEncounters>>> {
     let Some(url) = settings.encounter_store.clone() else {
         return Ok(None);
     };
-    let clock: Arc<dyn facegate_core::clock::Clock> = Arc::new(facegate_core::clock::SystemClock);
     let served = tokio::task::spawn_blocking(move || ServedEncounters::connect(&url, clock))
         .await?
         .context("opening the shared encounter store")?;
@@ -320,12 +325,14 @@ fn back_office_routes(
     with_reflection(routes, &names)
 }
 
-async fn open_audit(settings: &RouteSettings, metrics: &Arc<Metrics>) -> anyhow::Result<Auditor> {
+async fn open_audit(
+    settings: &RouteSettings,
+    metrics: &Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Auditor> {
     match settings.audit_dir() {
         Some(dir) => {
             let every = Duration::from_millis(settings.audit_seal_interval_ms);
-            let clock: Arc<dyn facegate_core::clock::Clock> =
-                Arc::new(facegate_core::clock::SystemClock);
             let key = settings.audit_signing_key.as_deref();
             let sealing = Sealing::load(key, settings.audit_seal_records, every, clock.clone())?;
             let metrics = metrics.clone();
