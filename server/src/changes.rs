@@ -117,12 +117,16 @@ impl GalleryChanges {
             }
             std::fs::rename(&partial, &self.path)
                 .with_context(|| format!("renaming {}", partial.display()))?;
-            sync_dir(&self.path)?;
             // Replays (applies) what was just written.
-            let log = self.open_log()?;
-            *self.lock() = Some(log);
+            let adopted = sync_dir(&self.path).and_then(|()| self.open_log());
+            match adopted {
+                Ok(log) => *self.lock() = Some(log),
+                Err(e) => return Err(self.undo_carry_over(&parent, e)),
+            }
         }
-        remove_log(&parent)?;
+        if let Err(e) = remove_log(&parent) {
+            return Err(self.undo_carry_over(&parent, e));
+        }
         tracing::info!(
             parent = format!("{:016x}", lineage.parent_generation),
             folded_in_through = lineage.through_sequence,
@@ -130,6 +134,29 @@ impl GalleryChanges {
             "adopted a compacted gallery"
         );
         Ok(())
+    }
+
+    /// After a carry-over failed past the rename (the reload or start fails
+    /// with `e`, returned): while the parent's log is still there, the
+    /// served generation goes on logging to it, so the new log must go, or
+    /// the next reload or start would find it, take it as complete and
+    /// delete the parent's log with every change made since. Best effort:
+    /// a failure to remove it is logged beside `e`.
+    fn undo_carry_over(&self, parent: &Path, e: anyhow::Error) -> anyhow::Error {
+        if parent.exists() {
+            *self.lock() = None;
+            if let Err(undo) = std::fs::remove_file(&self.path)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| sync_dir(&self.path))
+            {
+                tracing::error!(
+                    log = %self.path.display(),
+                    error = format!("{undo:#}"),
+                    "a failed carry-over's log could not be removed: remove it before the next reload"
+                );
+            }
+        }
+        e
     }
 
     /// Changes logged against this generation so far (durable ones).
