@@ -142,6 +142,14 @@ fn ties_and_duplicate_subjects_resolve_by_row_order() {
             .map(|c| (g.subject_id(c.subject).unwrap(), c.row))
             .collect();
         assert_eq!(names, [("a", 0), ("b", 1), ("c", 3)], "{ty}");
+        // Any k past the subjects' count gives every subject once, however
+        // large (no allocation, overflow or wrap-around by k).
+        for k in [5, 1 << 40, usize::MAX] {
+            let all = engine
+                .search(&ProbeBatch::single(dim, &row).unwrap(), k)
+                .unwrap();
+            assert_eq!(all[0].len(), 4, "{ty} k={k}");
+        }
     }
 }
 

@@ -593,11 +593,14 @@ impl SearchEngine for GpuEngine {
         if self.dev.is_lost() {
             return Err(SearchError::Unavailable("GPU device lost".into()));
         }
-        let m = self.cpu.refiner().candidate_rows(top_k) as u32;
-        if m > TOPK_MAX_K {
-            // More candidates than the top-k kernel keeps: the CPU answers.
+        let m = self.cpu.refiner().candidate_rows(top_k);
+        if m == 0 || m > TOPK_MAX_K as usize {
+            // More candidates than the top-k kernel keeps (or none: an
+            // empty gallery): the CPU answers. The kernel, a trusted module,
+            // relies on 1 <= M <= TOPK_MAX_K.
             return self.cpu.search(probes, top_k);
         }
+        let m = m as u32;
         let batch = match self.rows {
             Rows::Classic(_) => MAX_BATCH,
             Rows::Scan(_) => MAX_SCAN_BATCH,

@@ -21,7 +21,9 @@ use crate::kernels::Kernels;
 /// dimensions, rarely a few 1e-3), so a margin of a few dozen subjects holds
 /// every true top-k subject.
 pub fn rescore_pool(k: usize) -> usize {
-    (2 * k).max(k + 32)
+    // Saturating: a library caller's huge k must neither panic nor wrap to
+    // a pool smaller than k (the server caps k far below).
+    k.saturating_mul(2).max(k.saturating_add(32))
 }
 
 /// Exact scoring and final selection over one [`ScanTarget`].
@@ -149,7 +151,9 @@ impl Refiner {
     pub fn candidate_rows(&self, top_k: usize) -> usize {
         let gallery = self.target.gallery();
         let per_subject = gallery.header().max_templates_per_subject.max(1) as usize;
-        (rescore_pool(top_k) * per_subject).min(gallery.rows())
+        rescore_pool(top_k)
+            .saturating_mul(per_subject)
+            .min(gallery.rows())
     }
 
     /// Finishes a search from candidate rows scored elsewhere (the GPU
@@ -192,5 +196,24 @@ impl Refiner {
         sort_ranked(&mut out);
         out.truncate(k);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_never_wraps_below_k() {
+        assert_eq!(rescore_pool(10), 42);
+        assert_eq!(rescore_pool(100), 200);
+        for k in [
+            usize::MAX / 2,
+            usize::MAX / 2 + 1,
+            usize::MAX - 10,
+            usize::MAX,
+        ] {
+            assert!(rescore_pool(k) >= k, "{k}");
+        }
     }
 }

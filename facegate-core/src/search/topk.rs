@@ -41,13 +41,18 @@ pub struct SubjectTopK {
     worst: usize,
 }
 
+/// Most entries a [`SubjectTopK`] allocates before any enters.
+const PREALLOCATED_MAX: usize = 4096;
+
 impl SubjectTopK {
     /// An empty selection of at most `k` subjects (`k >= 1`).
     pub fn new(k: usize) -> Self {
         assert!(k >= 1, "top-k needs k >= 1");
         SubjectTopK {
             k,
-            items: Vec::with_capacity(k),
+            // A hint only (the list grows as subjects enter): a huge k from
+            // a library caller must not allocate, or abort, up front.
+            items: Vec::with_capacity(k.min(PREALLOCATED_MAX)),
             worst: 0,
         }
     }
