@@ -7,8 +7,10 @@
 //! Citizens' capture templates are removed from the gallery by the same
 //! timer (their bytes leave at the next scheduled compaction,
 //! `crate::compaction`); manifests expire with their window
-//! (`serve::purge_manifests`); the audit trail is not purged here yet
-//! (docs/privacy.md says what is and is not).
+//! (`serve::purge_manifests`); after each purge the audit trail's files
+//! older than the longest encounter period plus the audit period are
+//! expired on the audit thread (`expire_audit`; docs/privacy.md says what
+//! is and is not erased).
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
