@@ -3,9 +3,27 @@
 //! POSIX makes a new entry survive a crash only once the directory holding
 //! it is fsync'd. `std::fs::create_dir_all` does not do that, so a store
 //! created in a fresh data directory could acknowledge its first record and
-//! still lose its whole directory to a power cut.
+//! still lose its whole directory to a power cut. The same holds for a
+//! file created, renamed or removed in an existing directory: [`sync`] and
+//! [`sync_parent`] are the one place the stores fsync a directory.
 
 use std::path::Path;
+
+/// fsyncs `dir`, so that the entries created, renamed or removed in it are
+/// durable.
+pub fn sync(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// fsyncs the directory holding `path` (the working directory for a bare
+/// file name).
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sync(dir)
+}
 
 /// Creates `dir` and any missing parents, fsyncing the parent of each
 /// directory it created, from the top down, so that each new entry is
@@ -18,11 +36,7 @@ pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
     let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
     std::fs::create_dir_all(dir)?;
     for created in missing.iter().rev() {
-        let parent = created
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(parent)?.sync_all()?;
+        sync_parent(created)?;
     }
     Ok(())
 }

@@ -252,10 +252,8 @@ impl GalleryChanges {
 
 /// fsyncs the directory holding `path`, so a rename or removal in it is durable.
 fn sync_dir(path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    facegate_core::durable_dir::sync_parent(path)
+        .with_context(|| format!("syncing the directory of {}", path.display()))
 }
 
 /// Deletes a retired change log (its changes are in the new generation or

@@ -349,11 +349,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
+    crate::durable_dir::sync_parent(path)
 }
 
 /// xxh3-64 of the bytes of the file at `path`, as 16 hex digits: how a

@@ -99,7 +99,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
 
 /// Makes the entries of `dir` (files created, renamed or deleted) durable.
 fn sync_dir(dir: &Path) -> Result<(), AuditError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    crate::durable_dir::sync(dir).map_err(io(dir))
 }
 
 /// Takes `dir`'s lock (`DIR/LOCK`, created if missing) for this process:

@@ -200,11 +200,7 @@ impl ChangeLog {
             file.write_all(&record::encode_header(dim as u32, base_generation))
                 .map_err(&err)?;
             file.sync_all().map_err(&err)?;
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            File::open(dir).and_then(|d| d.sync_all()).map_err(&err)?;
+            crate::durable_dir::sync_parent(path).map_err(&err)?;
             bytes = record::encode_header(dim as u32, base_generation).to_vec();
         }
         let (replay, at) = parse(path, &bytes, dim, base_generation)?;
