@@ -243,7 +243,7 @@ impl Generations {
         let g = gallery.clone();
         let strangers = tokio::task::spawn_blocking(move || this.strangers(&g))
             .await
-            .map_err(|e| ReloadError::Task(e.to_string()))?
+            .map_err(task_died)?
             .map_err(ReloadError::Open)?;
         match strangers {
             0 => Ok(()),
@@ -256,7 +256,7 @@ impl Generations {
         let path = self.gallery_path.clone();
         let opened = tokio::task::spawn_blocking(move || Gallery::open(&path))
             .await
-            .map_err(|e| ReloadError::Task(e.to_string()))?;
+            .map_err(task_died)?;
         opened.map(Arc::new).map_err(ReloadError::Open)
     }
 
@@ -295,8 +295,15 @@ impl Generations {
             Ok(carried_over)
         })
         .await
-        .map_err(|e| ReloadError::Task(e.to_string()))?
+        .map_err(task_died)?
     }
+}
+
+/// A reload's blocking task that died (a panic), logged here: its status
+/// carries no detail ([`crate::status::task_failed`]).
+fn task_died(e: tokio::task::JoinError) -> ReloadError {
+    tracing::error!(error = %e, "a reload task failed; the old generation stays");
+    ReloadError::Task(e.to_string())
 }
 
 /// Whether the gallery `new` may replace `old`, whose log holds `logged`
