@@ -58,7 +58,7 @@ impl AdminService {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "change task failed");
-                Status::internal("the change did not complete; it may not have been applied")
+                crate::status::change_unknown()
             })?;
         let outcome = match &result {
             Ok(_) => "ok",

@@ -61,9 +61,7 @@ impl RequestClock {
     /// DEADLINE_EXCEEDED if the deadline has already passed.
     pub fn check(&self) -> Result<(), tonic::Status> {
         match self.deadline {
-            Some(d) if Instant::now() >= d => Err(tonic::Status::deadline_exceeded(
-                "deadline passed before the request could be served",
-            )),
+            Some(d) if Instant::now() >= d => Err(crate::status::deadline_passed()),
             _ => Ok(()),
         }
     }

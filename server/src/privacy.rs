@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::audit::{Auditor, Caller};
 use crate::proto::privacy_server::Privacy;
 use crate::proto::{EraseSubjectRequest, EraseSubjectResponse};
+use crate::request::RequestError;
 use crate::served::ServedGallery;
 
 /// The service; cheap to clone.
@@ -41,7 +42,7 @@ impl PrivacyService {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "erasure task failed");
-                Status::internal("the erasure did not complete; retry it")
+                crate::status::erasure_failed()
             })?;
         match done {
             Ok(_) => Ok(true),
@@ -74,17 +75,19 @@ impl PrivacyService {
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "erasure task failed");
-            Status::internal("the erasure did not complete; retry it")
+            crate::status::erasure_failed()
         })?
     }
 
     async fn erase(&self, r: EraseSubjectRequest) -> Result<EraseSubjectResponse, Status> {
         validate_subject_id(&r.subject_id, &|| "subject_id".into())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(RequestError::SubjectId)?;
         if r.reason.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "reason is required: the legal basis or case of the erasure",
-            ));
+            return Err(RequestError::Unspecified {
+                field: "reason",
+                allowed: "the legal basis or case of the erasure",
+            }
+            .into());
         }
         let removed = self.erase_from_gallery(&r.subject_id).await?;
         let (manifests, rows) = self.erase_from_records(&r.subject_id).await?;

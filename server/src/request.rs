@@ -86,6 +86,44 @@ pub enum RequestError {
         /// The values it may take.
         allowed: &'static str,
     },
+    /// A field that cannot be read as what it holds (a malformed day, an
+    /// enum left unspecified, a capture that fails its checks), named by
+    /// its path in the request.
+    #[error("{field}: {reason}")]
+    Field {
+        /// The field's path, e.g. `admissions[2].day`.
+        field: String,
+        /// What is wrong with it, or what it may hold.
+        reason: String,
+    },
+    /// A message the call cannot go without.
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    /// A period whose end is not after its start.
+    #[error("until_unix_ms ({until}) must be after from_unix_ms ({from})")]
+    EmptyPeriod {
+        /// The period's start.
+        from: i64,
+        /// The period's end.
+        until: i64,
+    },
+    /// A capture to be recorded must say whether it is an entry or an exit.
+    #[error("capture.record needs capture.direction DIRECTION_ENTRY or DIRECTION_EXIT")]
+    CaptureDirection,
+    /// A subject id that cannot name a subject (empty, too long, control
+    /// characters).
+    #[error(transparent)]
+    SubjectId(InputError),
+}
+
+impl RequestError {
+    /// A [`RequestError::Field`] for `field`, saying `reason`.
+    pub fn field(field: impl Into<String>, reason: impl ToString) -> RequestError {
+        RequestError::Field {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// The limits a request is checked against besides the gallery.

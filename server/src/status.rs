@@ -17,9 +17,11 @@ use facegate_core::wal::WalError;
 use facegate_core::{GalleryError, SearchError};
 use tonic::Status;
 
+use crate::auth::AuthError;
 use crate::dispatch::DispatchError;
 use crate::reload::ReloadError;
 use crate::request::RequestError;
+use crate::router::error::RouterError;
 use crate::scoped::{ManifestOpError, ScopedError};
 use crate::served::{IdentifyError, VerifyError};
 
@@ -249,4 +251,108 @@ pub fn not_audited() -> Status {
 /// detail; the caller logs what it was.
 pub fn task_failed(what: &str) -> Status {
     Status::internal(format!("{what} did not complete"))
+}
+
+/// An erasure whose task died: INTERNAL, and the erasure is to be retried
+/// (every step of it is idempotent: docs/privacy.md).
+pub fn erasure_failed() -> Status {
+    Status::internal("the erasure did not complete; retry it")
+}
+
+/// A gallery change whose task died after it may have reached the log:
+/// INTERNAL, and the client must read the gallery before retrying.
+pub fn change_unknown() -> Status {
+    Status::internal("the change did not complete; it may not have been applied")
+}
+
+/// A request whose deadline passed before it was served.
+pub fn deadline_passed() -> Status {
+    Status::deadline_exceeded("deadline passed before the request could be served")
+}
+
+/// A caller the listener did not let in: who it is not known
+/// UNAUTHENTICATED, what it may not do PERMISSION_DENIED.
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Status {
+        match e {
+            AuthError::RoleRefused { .. } | AuthError::OtherPort => {
+                Status::permission_denied(e.to_string())
+            }
+            AuthError::KeyRequired
+            | AuthError::UnknownKey
+            | AuthError::Certificate(_)
+            | AuthError::CertificateRequired
+            | AuthError::CredentialRequired => Status::unauthenticated(e.to_string()),
+        }
+    }
+}
+
+/// A routed request the router itself refused or could not complete
+/// (a shard's own answer is passed on as it came).
+impl From<RouterError> for Status {
+    fn from(e: RouterError) -> Status {
+        match e {
+            RouterError::NoEncounterStore => Status::failed_precondition(e.to_string()),
+            RouterError::RecordPartial => Status::invalid_argument(e.to_string()),
+            RouterError::ShardsDown { .. } | RouterError::ReplicaDown { .. } => {
+                Status::unavailable(e.to_string())
+            }
+            RouterError::ShardLate { .. } | RouterError::ReplicasLate { .. } => {
+                Status::deadline_exceeded(e.to_string())
+            }
+            RouterError::NoReplicas | RouterError::NoShards => Status::internal(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn shards_down_names_them_in_number() {
+        let one = Status::from(RouterError::ShardsDown {
+            missing: vec![2],
+            shards: 4,
+        });
+        assert_eq!(one.code(), Code::Unavailable);
+        assert!(one.message().starts_with("shard 2 of 4 is unavailable"));
+        let two = Status::from(RouterError::ShardsDown {
+            missing: vec![0, 3],
+            shards: 4,
+        });
+        assert!(
+            two.message()
+                .starts_with("shards 0, 3 of 4 are unavailable")
+        );
+    }
+
+    #[test]
+    fn who_is_unknown_and_what_is_refused_differ() {
+        for e in [AuthError::KeyRequired, AuthError::CredentialRequired] {
+            assert_eq!(Status::from(e).code(), Code::Unauthenticated);
+        }
+        let refused = AuthError::RoleRefused {
+            role: "port",
+            service: "GalleryAdmin",
+        };
+        let status = Status::from(refused);
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.message(), "a port may not call GalleryAdmin");
+        assert_eq!(
+            Status::from(AuthError::OtherPort).code(),
+            Code::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn a_bad_field_is_named_and_the_router_late_is_a_deadline() {
+        let status = Status::from(RequestError::field("admissions[1].day", "not a date"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "admissions[1].day: not a date");
+        let late = Status::from(RouterError::ShardLate { shard: 1 });
+        assert_eq!(late.code(), Code::DeadlineExceeded);
+    }
 }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use facegate_core::keys::KeyRing;
-use tonic::{Request, Status};
+use tonic::Request;
+
+use super::AuthError;
 
 /// Whether the request carries a bearer token at all (a request with
 /// neither token nor certificate is told what it lacks).
@@ -16,18 +18,16 @@ pub fn has_token<T>(req: &Request<T>) -> bool {
 
 /// The caller the request's bearer token names in `ring`; UNAUTHENTICATED
 /// when there is none or it is unknown.
-pub fn principal<T>(ring: &KeyRing, req: &Request<T>) -> Result<Arc<str>, Status> {
+pub fn principal<T>(ring: &KeyRing, req: &Request<T>) -> Result<Arc<str>, AuthError> {
     let token = req
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Status::unauthenticated("an API key is required: send `authorization: Bearer TOKEN`")
-        })?;
+        .ok_or(AuthError::KeyRequired)?;
     ring.identify(token.trim())
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("unknown API key"))
+        .ok_or(AuthError::UnknownKey)
 }
 
 #[cfg(test)]
@@ -41,16 +41,13 @@ mod tests {
         let ring = KeyRing::parse(&line).unwrap();
         let mut req = Request::new(());
         assert!(!has_token(&req));
-        assert_eq!(
-            principal(&ring, &req).unwrap_err().code(),
-            tonic::Code::Unauthenticated
-        );
+        assert!(matches!(
+            principal(&ring, &req),
+            Err(AuthError::KeyRequired)
+        ));
         req.metadata_mut()
             .insert("authorization", "Bearer nope".parse().unwrap());
-        assert_eq!(
-            principal(&ring, &req).unwrap_err().message(),
-            "unknown API key"
-        );
+        assert!(matches!(principal(&ring, &req), Err(AuthError::UnknownKey)));
         req.metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         assert_eq!(&*principal(&ring, &req).unwrap(), "JFK-T4");

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Status};
 
-use super::{ON_BEHALF_OF, Principal, Role, bearer, certificate};
+use super::{AuthError, ON_BEHALF_OF, Principal, Role, bearer, certificate};
 use crate::credentials::ListenerCredentials;
 use crate::metrics::Metrics;
 
@@ -62,9 +62,10 @@ impl Gate {
     /// it; the refusal's status otherwise.
     pub fn check(&self, req: &mut Request<()>) -> Result<(), Status> {
         let checked = self.authenticate(req).and_then(|who| match who {
-            Some((role, _)) if !self.admits.contains(&role) => Err(Status::permission_denied(
-                format!("a {} may not call {}", role.name(), self.service),
-            )),
+            Some((role, _)) if !self.admits.contains(&role) => Err(AuthError::RoleRefused {
+                role: role.name(),
+                service: self.service,
+            }),
             Some((Role::Router, name)) => {
                 let name = on_behalf_of(req).unwrap_or(name);
                 req.extensions_mut().insert(Principal(name));
@@ -81,41 +82,36 @@ impl Gate {
                 Ok(())
             }
         });
-        if let Err(status) = &checked {
+        if let Err(refusal) = &checked {
             let listener = self.credentials.listener();
             self.metrics
                 .auth_failures
                 .with_label_values(&[listener])
                 .inc();
             let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::warn!(listener, %peer, reason = status.message(), "call refused");
+            tracing::warn!(listener, %peer, reason = %refusal, "call refused");
         }
-        checked
+        checked.map_err(Status::from)
     }
 
     /// The caller's role and name, `None` when the listener authenticates
     /// no one.
-    fn authenticate(&self, req: &Request<()>) -> Result<Option<(Role, Arc<str>)>, Status> {
+    fn authenticate(&self, req: &Request<()>) -> Result<Option<(Role, Arc<str>)>, AuthError> {
         if let Some(certs) = req.peer_certs()
             && let Some(leaf) = certs.first()
         {
-            let id =
-                certificate::identity(leaf).map_err(|e| Status::unauthenticated(e.to_string()))?;
+            let id = certificate::identity(leaf)?;
             return Ok(Some((id.role, id.name)));
         }
         let verifies = self.credentials.verifies_clients();
         let Some(ring) = self.credentials.keys() else {
             return match verifies {
-                true => Err(Status::unauthenticated(
-                    "a client certificate is required on this listener",
-                )),
+                true => Err(AuthError::CertificateRequired),
                 false => Ok(None),
             };
         };
         if verifies && !bearer::has_token(req) {
-            return Err(Status::unauthenticated(
-                "a client certificate or an API key is required",
-            ));
+            return Err(AuthError::CredentialRequired);
         }
         Ok(Some((self.key_role, bearer::principal(&ring, req)?)))
     }

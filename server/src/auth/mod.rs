@@ -7,12 +7,12 @@
 
 pub mod bearer;
 pub mod certificate;
+mod error;
 pub mod gate;
 
 use std::sync::Arc;
 
-use tonic::Status;
-
+pub use self::error::AuthError;
 pub use facegate_core::keys::new_key;
 
 /// The caller a request's credential names (a port id for a port, a person
@@ -66,11 +66,9 @@ impl Role {
 /// its credential belongs to (`principal`): a key or certificate authorises
 /// searches for its own port only. Requests without a credential (the
 /// listener takes none) or without a claimed port pass.
-pub fn authorise(principal: Option<&str>, claimed_port: &str) -> Result<(), Status> {
+pub fn authorise(principal: Option<&str>, claimed_port: &str) -> Result<(), AuthError> {
     match principal {
-        Some(p) if !claimed_port.is_empty() && claimed_port != p => Err(Status::permission_denied(
-            "capture.port_id is not the port this credential belongs to",
-        )),
+        Some(p) if !claimed_port.is_empty() && claimed_port != p => Err(AuthError::OtherPort),
         _ => Ok(()),
     }
 }

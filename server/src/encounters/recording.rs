@@ -18,6 +18,7 @@ use super::ServedEncounters;
 use crate::audit::Caller;
 use crate::metrics::Metrics;
 use crate::proto;
+use crate::request::RequestError;
 use crate::served::{AnsweredBy, Identified};
 
 /// What the matcher decided, in the terms an encounter records.
@@ -90,18 +91,14 @@ impl Outcome {
 
 /// The capture to record, when the request asks for one (`record`), in
 /// domain terms and checked; INVALID_ARGUMENT naming the field otherwise.
-pub fn requested(caller: &Caller) -> Result<Option<CaptureContext>, Status> {
+pub fn requested(caller: &Caller) -> Result<Option<CaptureContext>, RequestError> {
     let Some(c) = caller.capture.as_ref().filter(|c| c.record) else {
         return Ok(None);
     };
     let direction = match proto::Direction::try_from(c.direction) {
         Ok(proto::Direction::Entry) => Direction::Entry,
         Ok(proto::Direction::Exit) => Direction::Exit,
-        _ => {
-            return Err(Status::invalid_argument(
-                "capture.record needs capture.direction DIRECTION_ENTRY or DIRECTION_EXIT",
-            ));
-        }
+        _ => return Err(RequestError::CaptureDirection),
     };
     let context = CaptureContext {
         encounter_id: c.encounter_id.clone(),
@@ -114,7 +111,7 @@ pub fn requested(caller: &Caller) -> Result<Option<CaptureContext>, Status> {
     };
     context
         .validate()
-        .map_err(|e| Status::invalid_argument(format!("capture: {e}")))?;
+        .map_err(|e| RequestError::field("capture", e))?;
     Ok(Some(context))
 }
 

@@ -18,6 +18,7 @@ use super::wire;
 use crate::audit::{Auditor, Caller, Effect};
 use crate::proto::encounters_server::Encounters;
 use crate::proto::{self, EncounterView};
+use crate::request::RequestError;
 use crate::served::ServedGallery;
 use crate::served_encounters::ServedEncounters;
 
@@ -77,7 +78,7 @@ impl EncountersService {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "encounter task failed");
-                Status::internal("the encounter task failed")
+                crate::status::task_failed("the encounter operation")
             })?;
         result.map_err(|e| {
             if crate::status::is_server_side(&e) {
@@ -330,7 +331,7 @@ impl Encounters for EncountersService {
                 .ok()
                 .filter(|k| *k != proto::IrregularKind::Unspecified)
                 .ok_or_else(|| {
-                    Status::invalid_argument("kind: give EXIT_WITHOUT_ENTRY or ENTRY_WITHOUT_EXIT")
+                    RequestError::field("kind", "give EXIT_WITHOUT_ENTRY or ENTRY_WITHOUT_EXIT")
                 })?;
             let limit = r.limit as usize;
             let found = self

@@ -8,17 +8,16 @@ use facegate_core::encounter::{
     Traveller,
 };
 use facegate_core::manifest::Direction;
-use tonic::Status;
 
 use crate::proto;
+use crate::request::RequestError;
 
 /// A day given as `YYYY-MM-DD`, or `today` when empty.
-pub fn day_or_today(text: &str, field: &str, today: Day) -> Result<Day, Status> {
+pub fn day_or_today(text: &str, field: &str, today: Day) -> Result<Day, RequestError> {
     if text.is_empty() {
         return Ok(today);
     }
-    text.parse()
-        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+    text.parse().map_err(|e| RequestError::field(field, e))
 }
 
 /// The proto decision of a domain one.
@@ -31,13 +30,14 @@ pub fn decision(d: Decision) -> proto::EncounterDecision {
 }
 
 /// The domain decision of a proto one; UNSPECIFIED is refused.
-pub fn decision_from(d: i32) -> Result<Decision, Status> {
+pub fn decision_from(d: i32) -> Result<Decision, RequestError> {
     match proto::EncounterDecision::try_from(d) {
         Ok(proto::EncounterDecision::Match) => Ok(Decision::Match),
         Ok(proto::EncounterDecision::NoMatch) => Ok(Decision::NoMatch),
         Ok(proto::EncounterDecision::OfficerOverride) => Ok(Decision::OfficerOverride),
-        _ => Err(Status::invalid_argument(
-            "decision: give MATCH, NO_MATCH or OFFICER_OVERRIDE",
+        _ => Err(RequestError::field(
+            "decision",
+            "give MATCH, NO_MATCH or OFFICER_OVERRIDE",
         )),
     }
 }
@@ -61,11 +61,11 @@ pub fn category(c: Category) -> proto::TravellerCategory {
     }
 }
 
-fn category_from(c: i32) -> Result<Category, Status> {
+fn category_from(c: i32) -> Result<Category, RequestError> {
     Category::ALL
         .into_iter()
         .find(|k| category(*k) as i32 == c)
-        .ok_or_else(|| Status::invalid_argument("traveller.category: give a category"))
+        .ok_or_else(|| RequestError::field("traveller.category", "give a category"))
 }
 
 fn change(c: &Change) -> proto::EncounterChange {
@@ -123,9 +123,9 @@ fn rule(r: StayRule) -> proto::StayRule {
     proto::StayRule { rule: Some(rule) }
 }
 
-fn rule_from(r: Option<&proto::StayRule>, i: usize) -> Result<StayRule, Status> {
+fn rule_from(r: Option<&proto::StayRule>, i: usize) -> Result<StayRule, RequestError> {
     use proto::stay_rule::Rule;
-    let bad = |what: &str| Status::invalid_argument(format!("admissions[{i}].rule: {what}"));
+    let bad = |what: &str| RequestError::field(format!("admissions[{i}].rule"), what);
     match r.and_then(|r| r.rule.as_ref()) {
         Some(Rule::AdmittedUntil(d)) => Ok(StayRule::AdmittedUntil(
             d.parse()
@@ -158,23 +158,24 @@ pub fn traveller(t: &Traveller) -> proto::Traveller {
 }
 
 /// The domain traveller of a proto one (fields are checked by the store).
-pub fn traveller_from(t: Option<&proto::Traveller>) -> Result<Traveller, Status> {
-    let t = t.ok_or_else(|| Status::invalid_argument("traveller is missing"))?;
-    let admissions =
-        t.admissions
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                Ok(Admission {
-                    class: a.class_of_admission.clone(),
-                    port: a.port_id.clone(),
-                    day: a.day.parse().map_err(|e| {
-                        Status::invalid_argument(format!("admissions[{i}].day: {e}"))
-                    })?,
-                    rule: rule_from(a.rule.as_ref(), i)?,
-                })
+pub fn traveller_from(t: Option<&proto::Traveller>) -> Result<Traveller, RequestError> {
+    let t = t.ok_or(RequestError::Missing("traveller"))?;
+    let admissions = t
+        .admissions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Ok(Admission {
+                class: a.class_of_admission.clone(),
+                port: a.port_id.clone(),
+                day: a
+                    .day
+                    .parse()
+                    .map_err(|e| RequestError::field(format!("admissions[{i}].day"), e))?,
+                rule: rule_from(a.rule.as_ref(), i)?,
             })
-            .collect::<Result<_, Status>>()?;
+        })
+        .collect::<Result<_, RequestError>>()?;
     Ok(Traveller {
         subject_id: t.subject_id.clone(),
         category: category_from(t.category)?,
@@ -202,11 +203,9 @@ pub fn stay(r: &StayReport) -> proto::StayStatusResponse {
 }
 
 /// The period of a ListIrregular request; INVALID_ARGUMENT when empty.
-pub fn period(from: i64, until: i64) -> Result<(UnixMillis, UnixMillis), Status> {
+pub fn period(from: i64, until: i64) -> Result<(UnixMillis, UnixMillis), RequestError> {
     if until <= from {
-        return Err(Status::invalid_argument(format!(
-            "until_unix_ms ({until}) must be after from_unix_ms ({from})"
-        )));
+        return Err(RequestError::EmptyPeriod { from, until });
     }
     Ok((UnixMillis(from), UnixMillis(until)))
 }

@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use super::call::{Route, ShardError};
+use super::error::RouterError;
 use super::matcher::Router;
 use crate::auth::Principal;
 use crate::deadline::RequestClock;
@@ -99,7 +100,7 @@ fn all_took<T>(results: Vec<Result<T, Status>>) -> Result<T, Status> {
         let answer = r?;
         first.get_or_insert(answer);
     }
-    first.ok_or_else(|| Status::internal("a shard with no replicas"))
+    first.ok_or_else(|| RouterError::NoReplicas.into())
 }
 
 #[tonic::async_trait]
@@ -160,7 +161,7 @@ impl GalleryAdmin for RouterBackOffice {
             }
         }
         last.map(Response::new)
-            .ok_or_else(|| Status::internal("no shards"))
+            .ok_or_else(|| RouterError::NoShards.into())
     }
 }
 

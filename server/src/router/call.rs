@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tonic::{Code, Status};
 
+use super::error::RouterError;
 use super::fleet::{Fleet, Replica};
 use super::health::mark;
 use super::metrics::RouterMetrics;
@@ -73,9 +74,7 @@ impl Route {
         let left = self.deadline.saturating_duration_since(started);
         let result = match tokio::time::timeout(left, self.attempts(shard, &send)).await {
             Ok(r) => r,
-            Err(_) => Err(ShardError::Status(Status::deadline_exceeded(format!(
-                "shard {shard} did not answer within the deadline"
-            )))),
+            Err(_) => Err(ShardError::Status(RouterError::ShardLate { shard }.into())),
         };
         let outcome = match &result {
             Ok(_) => "ok",
@@ -192,21 +191,16 @@ impl Route {
     {
         let replicas = self.fleet.shard(shard);
         if let Some(down) = replicas.iter().find(|r| !r.is_up()) {
-            return Err(Status::unavailable(format!(
-                "replica {} of shard {shard} is down: a change must reach every replica of \
-                 its shard; retry once it is back",
-                down.url
-            )));
+            return Err(RouterError::ReplicaDown {
+                replica: down.url.to_string(),
+                shard,
+            }
+            .into());
         }
         let left = self.deadline.saturating_duration_since(Instant::now());
         let calls = replicas.iter().map(|r| send(r.clone()));
         tokio::time::timeout(left, futures_util::future::join_all(calls))
             .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "shard {shard}'s replicas did not all answer within the deadline: \
-                     the change may have reached some; retry it"
-                ))
-            })
+            .map_err(|_| RouterError::ReplicasLate { shard }.into())
     }
 }

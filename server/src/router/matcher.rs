@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::call::{Route, ShardError};
+use super::error::RouterError;
 use super::fleet::Fleet;
 use super::metrics::RouterMetrics;
 use super::{merge, search};
@@ -92,16 +93,10 @@ fn to_record<'a>(
         return Ok(None);
     };
     let Some(encounters) = &router.encounters else {
-        return Err(Status::failed_precondition(
-            "capture.record: this router has no encounter store (start it with \
-             --encounter-store; docs/scale.md); send record = false",
-        ));
+        return Err(RouterError::NoEncounterStore.into());
     };
     if accept_partial {
-        return Err(Status::invalid_argument(
-            "capture.record with accept_partial: a partial answer cannot be recorded as the \
-             encounter's decision; send one or the other",
-        ));
+        return Err(RouterError::RecordPartial.into());
     }
     Ok(Some((context, encounters)))
 }

@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use tonic::Status;
 
 use super::call::{Route, ShardError};
+use super::error::RouterError;
 use super::merge;
 use crate::proto::matcher_client::MatcherClient;
 use crate::proto::{self, IdentifyRequest, IdentifyResponse, SearchScope};
@@ -103,16 +104,11 @@ async fn gather(
 
 /// UNAVAILABLE naming the shards with no replica up.
 pub fn unavailable(missing: &[u32], shards: u32) -> Status {
-    let names: Vec<String> = missing.iter().map(u32::to_string).collect();
-    let (noun, verb) = match missing.len() {
-        1 => ("shard", "is"),
-        _ => ("shards", "are"),
-    };
-    Status::unavailable(format!(
-        "{noun} {} of {shards} {verb} unavailable: every replica is down \
-         (set accept_partial for an answer from the other shards)",
-        names.join(", ")
-    ))
+    RouterError::ShardsDown {
+        missing: missing.to_vec(),
+        shards,
+    }
+    .into()
 }
 
 /// The shards' answers as one: merged candidates, the threshold the whole
