@@ -17,7 +17,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
-use facegate_core::clock::UnixMillis;
+use facegate_core::clock::{Clock, UnixMillis};
 use facegate_core::encounter::{Category, Oldest};
 use facegate_core::live::{ChangeError, CommitError};
 use facegate_core::retention::{Event, PurgeReport, RetentionPolicy, Rule, purge_encounters};
@@ -85,17 +85,39 @@ pub async fn purge_on_timer(
                 tracing::error!(error = %e, "the retention purge task failed");
             }
         }
-        expire_audit(&state, &auditor, &policy).await;
+        let clock = Arc::clone(state.encounters().clock());
+        expire_audit(&auditor, clock, metrics, &policy).await;
+    }
+}
+
+/// Every `every`, expires the audit trail's old files as
+/// [`expire_audit`] says: the router's timer, whose trail is its only
+/// store of personal data (the shards purge the shared encounter store).
+pub async fn expire_audit_on_timer(
+    auditor: Arc<Auditor>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    policy: Arc<RetentionPolicy>,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        expire_audit(&auditor, Arc::clone(&clock), &metrics, &policy).await;
     }
 }
 
 /// Expires the audit trail's files older than the longest data period
 /// plus the audit period, behind a checkpoint (on the audit thread).
-async fn expire_audit(state: &ServedGallery, auditor: &Auditor, policy: &RetentionPolicy) {
-    let clock = Arc::clone(state.encounters().clock());
+async fn expire_audit(
+    auditor: &Auditor,
+    clock: Arc<dyn Clock>,
+    metrics: &Metrics,
+    policy: &RetentionPolicy,
+) {
     let keep = policy.longest_encounter_keep() + policy.audit.keep;
     let cutoff = clock.now().minus(keep);
-    let metrics = state.metrics();
     match auditor.expire_before(cutoff, clock).await {
         Ok(Some(report)) if report.records() > 0 => {
             metrics

@@ -5,7 +5,10 @@
 //! A directory of JSON Lines files, `audit-<first seq>-<opened ms>.jsonl`
 //! (16 hex digits each, so names sort in trail order). Every start of the
 //! server opens a new file, and a file is closed for a new one once it
-//! passes [`ROTATE_BYTES`]; a file is never appended to after it was
+//! passes [`ROTATE_BYTES`] or, at its next append, once it has been open
+//! for [`ROTATE_AFTER_MS`] (a day: retention deletes whole files, so a
+//! quiet server's records outlive their cutoff by at most about a day);
+//! a file is never appended to after it was
 //! closed, so a crash can leave an incomplete line only at the end of a
 //! file, where [`verify_dir`] reports it. Records are numbered without gaps
 //! and chained across files ([`record`]).
@@ -47,6 +50,11 @@ use crate::clock::{Clock, UnixMillis};
 
 /// Size past which the current file is closed and a new one opened.
 pub const ROTATE_BYTES: u64 = 64 << 20;
+
+/// Age (on the log's clock) past which the current file is closed at its
+/// next append and a new one opened: one day, the granularity at which
+/// expiry, which deletes whole files, can follow the retention cutoff.
+pub const ROTATE_AFTER_MS: i64 = 24 * 3_600_000;
 
 /// What can go wrong with the audit trail.
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +383,8 @@ pub struct AuditLog {
     /// Dates each new file's name, which expiry reads as the time the file
     /// was opened: the same clock as the cutoff's.
     clock: Arc<dyn Clock>,
+    /// When the current file was opened, on `clock`.
+    opened: UnixMillis,
 }
 
 impl AuditLog {
@@ -408,6 +418,7 @@ impl AuditLog {
             scratch: Vec::new(),
             sealer: None,
             clock,
+            opened: UnixMillis(0),
         };
         log.start_file()?;
         Ok((log, summary))
@@ -446,7 +457,8 @@ impl AuditLog {
     /// Opens a new file named after the next record and the time, and makes
     /// its directory entry durable.
     fn start_file(&mut self) -> Result<(), AuditError> {
-        let mut ms = u64::try_from(self.clock.now().0).unwrap_or(0);
+        let now = self.clock.now();
+        let mut ms = u64::try_from(now.0).unwrap_or(0);
         let mut options = OpenOptions::new();
         options.create_new(true).append(true);
         #[cfg(unix)]
@@ -468,7 +480,15 @@ impl AuditLog {
         self.file = file;
         self.path = path;
         self.len = 0;
+        self.opened = now;
         Ok(())
+    }
+
+    /// Whether the current file is done with: past [`ROTATE_BYTES`], or
+    /// holding records and open for [`ROTATE_AFTER_MS`].
+    fn due_to_rotate(&self) -> bool {
+        let age = self.clock.now().0.saturating_sub(self.opened.0);
+        self.len >= ROTATE_BYTES || (self.len > 0 && age >= ROTATE_AFTER_MS)
     }
 
     /// Expires, under the retention policy, the whole files whose records
@@ -496,7 +516,7 @@ impl AuditLog {
         if self.broken {
             return Err(AuditError::Broken(self.path.clone()));
         }
-        if self.len >= ROTATE_BYTES {
+        if self.due_to_rotate() {
             self.start_file()?;
         }
         let mut buf = std::mem::take(&mut self.scratch);
@@ -593,6 +613,32 @@ mod tests {
         let report = expire_dir(dir.path(), UnixMillis(10_000), &*clock).unwrap();
         assert_eq!(report.records(), 2);
         assert_eq!(files(dir.path()), 1, "the first three files expire");
+    }
+
+    #[test]
+    fn a_file_open_for_a_day_is_closed_at_its_next_append_so_it_can_expire() {
+        use crate::clock::ManualClock;
+        let dir = tempfile::tempdir().unwrap();
+        let day = ROTATE_AFTER_MS;
+        let clock = Arc::new(ManualClock::new(UnixMillis(1_000)));
+        let (mut log, _) = AuditLog::open_with_clock(dir.path(), clock.clone()).unwrap();
+        // Each record dated by the clock: event(i) is at 1,000 + i.
+        log.append(&[event(0)]).unwrap();
+        let first = log.path().to_path_buf();
+        clock.set(UnixMillis(1_000 + day - 1));
+        log.append(&[event(day as u64 - 1)]).unwrap();
+        assert_eq!(log.path(), first, "not a day old yet");
+        clock.set(UnixMillis(1_000 + day));
+        log.append(&[event(day as u64)]).unwrap();
+        assert_ne!(log.path(), first, "a day old: a new file");
+        // Without the rotation the one file would hold the newest record
+        // and never expire; with it, the day's file goes once past the
+        // cutoff, behind a checkpoint, and the trail still verifies.
+        clock.set(UnixMillis(10 * day));
+        let report = log.expire_before(UnixMillis(2 * day), &*clock).unwrap();
+        assert_eq!(report.records(), 2);
+        assert!(!first.exists());
+        assert_eq!(verify_dir(dir.path()).unwrap().last_seq, 3);
     }
 
     #[test]

@@ -110,7 +110,9 @@ pub async fn run(settings: RouteSettings, clock: Arc<dyn Clock>) -> anyhow::Resu
 }
 
 /// The router's state: metrics, audit trail, the fleet with its health
-/// already checked once, and the watchers that keep checking it.
+/// already checked once, and its background tasks: the watchers that keep
+/// checking that health and the audit trail's expiry under the retention
+/// policy.
 async fn start_router(
     settings: &RouteSettings,
     metrics: &Arc<Metrics>,
@@ -118,11 +120,21 @@ async fn start_router(
 ) -> anyhow::Result<(Arc<Router>, Vec<tokio::task::JoinHandle<()>>)> {
     let router_metrics = Arc::new(RouterMetrics::register(metrics.registry())?);
     router_metrics.init_shards(settings.shards);
+    let policy = Arc::new(crate::retention::load(
+        settings.retention_policy.as_deref(),
+    )?);
     let auditor = Arc::new(open_audit(settings, metrics, clock.clone()).await?);
     let fleet = Arc::new(Fleet::new(settings)?);
-    let encounters = open_encounters(settings, clock).await?;
+    let encounters = open_encounters(settings, clock.clone()).await?;
     let interval = Duration::from_millis(settings.health_interval_ms.max(10));
-    let watchers = health::watch(&fleet, &router_metrics, interval).await;
+    let mut watchers = health::watch(&fleet, &router_metrics, interval).await;
+    watchers.push(tokio::spawn(crate::retention::expire_audit_on_timer(
+        auditor.clone(),
+        clock,
+        metrics.clone(),
+        policy,
+        Duration::from_millis(settings.retention_interval_ms),
+    )));
     log_fleet(&fleet, settings);
     let router = Arc::new(Router {
         fleet,

@@ -163,6 +163,21 @@ pub struct RouteSettings {
     /// since the URL may hold a password.
     #[arg(long, env = "FACEGATE_ENCOUNTER_STORE")]
     pub encounter_store: Option<String>,
+    /// The retention policy (TOML, the server's format): the router's audit
+    /// trail, which names the subjects its answers disclosed, keeps its
+    /// files for the longest encounter period plus the audit period, as
+    /// the shards' do; the documented defaults when not given
+    /// (docs/privacy.md). The shared store's records are purged by the
+    /// shards given it.
+    #[arg(long, env = "FACEGATE_RETENTION_POLICY")]
+    pub retention_policy: Option<PathBuf>,
+    /// Milliseconds between expiries of the router's old audit files.
+    #[arg(
+        long,
+        env = "FACEGATE_RETENTION_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub retention_interval_ms: u64,
 }
 
 impl RouteSettings {
@@ -194,6 +209,12 @@ impl RouteSettings {
                     "--replica-admin must list each --replica's shard, in the same order"
                 );
             }
+        }
+        if !(10..=3_600_000).contains(&self.retention_interval_ms) {
+            anyhow::bail!(
+                "--retention-interval-ms must be within 10..=3600000 (one hour), got {}",
+                self.retention_interval_ms
+            );
         }
         if self.hedge_after_ms == Some(0) {
             anyhow::bail!("--hedge-after-ms must be at least 1 (leave it out to turn hedging off)");

@@ -18,5 +18,6 @@ mod manifests;
 mod privacy;
 mod router;
 mod router_records;
+mod router_retention;
 mod shard;
 mod tls;

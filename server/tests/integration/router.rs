@@ -45,6 +45,11 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
+    /// The `--replica` value that names it to a router.
+    pub(crate) fn url(&self) -> String {
+        format!("{}={}://127.0.0.1:{}", self.shard, self.scheme, self.port)
+    }
+
     fn start(&mut self) {
         let (listen, admin) = (
             format!("127.0.0.1:{}", self.port),
@@ -115,8 +120,7 @@ pub(crate) fn start_router(replicas: &[Replica], data: &Path, extra: &[&str]) ->
     ]);
     for r in replicas {
         let (k, scheme) = (r.shard, r.scheme);
-        cmd.arg("--replica")
-            .arg(format!("{k}={scheme}://127.0.0.1:{}", r.port));
+        cmd.arg("--replica").arg(r.url());
         cmd.arg("--replica-admin")
             .arg(format!("{k}={scheme}://127.0.0.1:{}", r.admin_port));
     }
