@@ -95,6 +95,30 @@ fn existing_output_is_kept_without_overwrite() {
 }
 
 #[test]
+fn a_crashed_writers_temporary_file_is_removed_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ids, dim) = small();
+    // Above any pid_max Linux allows (2^22): a process that cannot be
+    // running. Its file is a whole gallery a crash left behind.
+    let dead = dir.path().join(".g.fgal.tmp-4194305-1f");
+    let alive = dir
+        .path()
+        .join(format!(".g.fgal.tmp-{}-2e", std::process::id()));
+    let other = dir.path().join(".h.fgal.tmp-4194305-3d");
+    for p in [&dead, &alive, &other] {
+        std::fs::write(p, b"templates").unwrap();
+    }
+    build(dir.path(), "g.fgal", &data, dim, &ids, ElementType::Int8);
+    assert!(!dead.exists(), "the dead writer's file stayed");
+    assert!(alive.exists(), "a running writer's file was removed");
+    assert!(other.exists(), "another gallery's file was touched");
+    let removed =
+        facegate_core::format::remove_stale_temp_files(&dir.path().join("h.fgal")).unwrap();
+    assert_eq!(removed, vec![other.clone()]);
+    assert!(!other.exists());
+}
+
+#[test]
 fn bad_rows_and_ids_are_named_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut data, ids, dim) = small();

@@ -164,6 +164,16 @@ async fn open_gallery(settings: &Settings) -> anyhow::Result<(PathBuf, Arc<LiveG
                 .await??
         }
     };
+    // A compaction that crashed left its whole gallery in the making, with
+    // templates since erased from the gallery, beside the file.
+    match facegate_core::format::remove_stale_temp_files(&path) {
+        Ok(removed) if !removed.is_empty() => tracing::info!(
+            files = removed.len(),
+            "removed temporary galleries a crashed writer left"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "a crashed writer's temporary gallery stays"),
+    }
     // The gallery's errors name its file; the context does not repeat it.
     let gallery = Arc::new(Gallery::open(&path).context("opening the gallery")?);
     if let Some(shard) = settings.shard {

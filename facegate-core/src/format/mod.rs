@@ -17,7 +17,7 @@ pub use layout::{
 pub use reader::{Gallery, ScanRows, VerifyReport};
 pub use writer::{
     BuildOptions, BuildReport, MAX_SUBJECT_ID_LEN, RowSource, SliceRows, build_gallery,
-    build_gallery_with_lineage, validate_subject_id,
+    build_gallery_with_lineage, remove_stale_temp_files, validate_subject_id,
 };
 
 /// The element type of stored template rows.

@@ -487,6 +487,52 @@ fn new_generation() -> u64 {
     rand::rng().next_u64()
 }
 
+/// Removes the temporary files a crashed writer of `target` left beside it
+/// (`.NAME.tmp-PID-N`, whose PID is no longer running): each is a whole
+/// gallery in the making, with templates a later erasure or compaction
+/// removed from the gallery itself, so none may outlive its process.
+/// Returns what it removed. A writer still running (its PID alive) keeps
+/// its file; without `/proc` to tell, nothing is removed.
+pub fn remove_stale_temp_files(target: &Path) -> Result<Vec<PathBuf>, GalleryError> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return Ok(Vec::new());
+    }
+    let dir = parent_dir(target);
+    let prefix = format!(".{}.tmp-", target_name(target));
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| GalleryError::io(&dir, e))? {
+        let entry = entry.map_err(|e| GalleryError::io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if proc.join(pid.to_string()).exists() {
+            continue;
+        }
+        let path = entry.path();
+        std::fs::remove_file(&path).map_err(|e| GalleryError::io(&path, e))?;
+        removed.push(path);
+    }
+    if !removed.is_empty() {
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| GalleryError::io(&dir, e))?;
+    }
+    Ok(removed)
+}
+
+fn target_name(target: &Path) -> String {
+    target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "gallery".into())
+}
+
 /// A temporary file beside the target, removed unless persisted.
 struct TempFile {
     path: PathBuf,
@@ -496,11 +542,9 @@ struct TempFile {
 
 impl TempFile {
     fn create(target: &Path) -> Result<Self, GalleryError> {
+        remove_stale_temp_files(target)?;
         let dir = parent_dir(target);
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "gallery".into());
+        let name = target_name(target);
         let path = dir.join(format!(
             ".{name}.tmp-{}-{:x}",
             std::process::id(),
