@@ -133,12 +133,25 @@ fn split(line: &[u8]) -> Result<Parts, LineError> {
         .ok_or(LineError::NoChain)?;
     let chain = u64::from_str_radix(hex, 16).map_err(|_| LineError::NoChain)?;
     let record = serde_json::from_str(&format!("{}}}", &text[..chain_at]))
-        .map_err(|e| LineError::Json(e.to_string()))?;
+        .map_err(|e| LineError::Json(json_reason(&e)))?;
     Ok(Parts {
         record,
         chain_at,
         chain,
     })
+}
+
+/// Where and how a line's JSON failed, without serde_json's own message,
+/// which quotes the offending value: in a damaged line that can be a
+/// subject id, and this reason reaches the server's log.
+fn json_reason(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Data => "a field of the wrong type or missing",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{kind} at column {}", e.column())
 }
 
 /// The sequence number and chain value a line states, without checking
@@ -206,5 +219,22 @@ mod tests {
         let cut = &out[..out.len() - 3];
         assert_eq!(decode_line(cut, 0), Err(LineError::NoChain));
         assert!(decode_line(b"{\"seq\":1}", 0).is_err());
+    }
+
+    #[test]
+    fn a_damaged_field_is_described_without_its_value() {
+        let mut out = Vec::new();
+        encode_line(1, &event("Identify"), 0, &mut out);
+        out.pop();
+        // A subject list turned into a number's place: serde_json's message
+        // would quote "S1".
+        let damaged = String::from_utf8(out)
+            .unwrap()
+            .replace("\"seq\":1", "\"seq\":\"S1\"");
+        let Err(LineError::Json(reason)) = decode_line(damaged.as_bytes(), 0) else {
+            panic!("a damaged line decoded");
+        };
+        assert!(!reason.contains("S1"), "{reason}");
+        assert!(reason.starts_with("a field of the wrong type"), "{reason}");
     }
 }

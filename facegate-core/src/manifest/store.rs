@@ -495,6 +495,13 @@ fn check_stored(m: &Manifest, path: &Path) -> Result<(), StoreError> {
         .validate()
         .and_then(|()| super::model::validate_subject_ids(&m.subject_ids))
         .map_err(|error| {
-            sqlite::corrupt(path, format!("manifest {:?}: {error}", m.header.id)).into()
+            // The reason goes to the operator's log: never a traveller's id.
+            let reason = match error {
+                ManifestError::DuplicateSubject { .. } => {
+                    "a traveller is listed more than once".to_string()
+                }
+                other => other.to_string(),
+            };
+            sqlite::corrupt(path, format!("manifest {:?}: {reason}", m.header.id)).into()
         })
 }
