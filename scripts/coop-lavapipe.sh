@@ -49,8 +49,10 @@ if [ ! -e "$root/.ready" ]; then
 fi
 
 # The test binary, built against this machine's C library (the newer one
-# in the root runs it).
-bin=$(cargo test -p facegate-gpu --test scan_design --no-run --locked 2>&1 |
+# in the root runs it). Selected from the whole workspace, not with -p:
+# the dependencies' features are then the workspace build's, so the test
+# step's build is reused (with -p, cargo rebuilt them: minutes of CI).
+bin=$(cargo test --workspace --test scan_design --no-run --locked 2>&1 |
   sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
 [ -n "$bin" ] || { echo "coop-lavapipe: no test binary" >&2; exit 1; }
 
