@@ -22,8 +22,6 @@
 //! # }
 //! ```
 
-#![warn(missing_docs)]
-
 /// Types, clients (`matcher_client`, `gallery_admin_client`,
 /// `manifests_client`) and servers (`matcher_server`, `gallery_admin_server`,
 /// `manifests_server`) generated from
