@@ -110,10 +110,11 @@ impl<T> FairQueue<T> {
             let Some(port) = self.ring.pop_front() else {
                 break;
             };
-            let q = self
-                .ports
-                .get_mut(&port)
-                .expect("every port in the ring has a queue");
+            // Every port in the ring has a queue; one without is dropped
+            // from the ring rather than stopping the dispatcher.
+            let Some(q) = self.ports.get_mut(&port) else {
+                continue;
+            };
             if let Some(entry) = q.pop_front() {
                 out.push(entry);
                 self.len -= 1;
