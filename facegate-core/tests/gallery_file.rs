@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use facegate_core::format::{BuildOptions, SectionKind, SliceRows, build_gallery};
+use facegate_core::format::{
+    BuildOptions, SectionKind, SliceRows, build_gallery, remove_stale_temp_files,
+};
 use facegate_core::{ElementType, Gallery, GalleryError};
 use rand::{Rng, SeedableRng};
 
@@ -98,24 +100,36 @@ fn existing_output_is_kept_without_overwrite() {
 fn a_crashed_writers_temporary_file_is_removed_by_the_next_write() {
     let dir = tempfile::tempdir().unwrap();
     let (data, ids, dim) = small();
-    // Above any pid_max Linux allows (2^22): a process that cannot be
-    // running. Its file is a whole gallery a crash left behind.
-    let dead = dir.path().join(".g.fgal.tmp-4194305-1f");
-    let alive = dir
-        .path()
-        .join(format!(".g.fgal.tmp-{}-2e", std::process::id()));
-    let other = dir.path().join(".h.fgal.tmp-4194305-3d");
-    for p in [&dead, &alive, &other] {
+    let at = |name: &str| dir.path().join(name);
+    // A crashed writer's file (nobody holds it locked), even under this
+    // process's own PID (a restarted container's server has the crashed
+    // one's): a whole gallery left behind.
+    let dead = at(".g.fgal.tmp-4194305-1f");
+    let same_pid = at(&format!(".g.fgal.tmp-{}-2e", std::process::id()));
+    // A writer at work holds its file locked.
+    let running = at(".g.fgal.tmp-77-3d");
+    // Not a temporary file of g.fgal.
+    let other = at(".h.fgal.tmp-4194305-4c");
+    let unlike = at(".g.fgal.tmp-12-notes");
+    for p in [&dead, &same_pid, &running, &other, &unlike] {
         std::fs::write(p, b"templates").unwrap();
     }
+    let held = std::fs::File::open(&running).unwrap();
+    held.lock().unwrap();
     build(dir.path(), "g.fgal", &data, dim, &ids, ElementType::Int8);
-    assert!(!dead.exists(), "the dead writer's file stayed");
-    assert!(alive.exists(), "a running writer's file was removed");
-    assert!(other.exists(), "another gallery's file was touched");
-    let removed =
-        facegate_core::format::remove_stale_temp_files(&dir.path().join("h.fgal")).unwrap();
+    assert!(!dead.exists(), "the crashed writer's file stayed");
+    assert!(!same_pid.exists(), "a file under this PID stayed");
+    assert!(running.exists(), "a running writer's file was removed");
+    assert!(
+        other.exists() && unlike.exists(),
+        "another file was touched"
+    );
+    drop(held);
+    let removed = remove_stale_temp_files(&at("g.fgal")).unwrap();
+    assert_eq!(removed, vec![running.clone()], "its writer has stopped");
+    let removed = remove_stale_temp_files(&at("h.fgal")).unwrap();
     assert_eq!(removed, vec![other.clone()]);
-    assert!(!other.exists());
+    assert!(unlike.exists());
 }
 
 #[test]

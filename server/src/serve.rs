@@ -166,7 +166,12 @@ async fn open_gallery(settings: &Settings) -> anyhow::Result<(PathBuf, Arc<LiveG
     };
     // A compaction that crashed left its whole gallery in the making, with
     // templates since erased from the gallery, beside the file.
-    match facegate_core::format::remove_stale_temp_files(&path) {
+    let gallery_path = path.clone();
+    let swept = tokio::task::spawn_blocking(move || {
+        facegate_core::format::remove_stale_temp_files(&gallery_path)
+    })
+    .await?;
+    match swept {
         Ok(removed) if !removed.is_empty() => tracing::info!(
             files = removed.len(),
             "removed temporary galleries a crashed writer left"

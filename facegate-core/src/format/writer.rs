@@ -488,35 +488,27 @@ fn new_generation() -> u64 {
 }
 
 /// Removes the temporary files a crashed writer of `target` left beside it
-/// (`.NAME.tmp-PID-N`, whose PID is no longer running): each is a whole
-/// gallery in the making, with templates a later erasure or compaction
-/// removed from the gallery itself, so none may outlive its process.
-/// Returns what it removed. A writer still running (its PID alive) keeps
-/// its file; without `/proc` to tell, nothing is removed.
+/// (`.NAME.tmp-PID-N`): each is a whole gallery in the making, with
+/// templates a later erasure or compaction removed from the gallery itself,
+/// so none may outlive its writer. A writer holds an exclusive lock on its
+/// file from creation to rename; a file nobody holds locked
+/// is a crashed writer's, whatever its PID says (a restarted container's
+/// server has the same PID as the one that crashed). Returns what it
+/// removed; a file another cleaner removed meanwhile is not an error.
 pub fn remove_stale_temp_files(target: &Path) -> Result<Vec<PathBuf>, GalleryError> {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return Ok(Vec::new());
-    }
     let dir = parent_dir(target);
     let prefix = format!(".{}.tmp-", target_name(target));
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| GalleryError::io(&dir, e))? {
         let entry = entry.map_err(|e| GalleryError::io(&dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if proc.join(pid.to_string()).exists() {
+        if !name.strip_prefix(&prefix).is_some_and(is_temp_suffix) {
             continue;
         }
         let path = entry.path();
-        std::fs::remove_file(&path).map_err(|e| GalleryError::io(&path, e))?;
-        removed.push(path);
+        if remove_if_unlocked(&path)? {
+            removed.push(path);
+        }
     }
     if !removed.is_empty() {
         File::open(&dir)
@@ -524,6 +516,39 @@ pub fn remove_stale_temp_files(target: &Path) -> Result<Vec<PathBuf>, GalleryErr
             .map_err(|e| GalleryError::io(&dir, e))?;
     }
     Ok(removed)
+}
+
+/// Whether `rest` is what [`TempFile::create`] puts after `.NAME.tmp-`:
+/// decimal digits, `-`, hex digits, and nothing else.
+fn is_temp_suffix(rest: &str) -> bool {
+    rest.split_once('-').is_some_and(|(pid, n)| {
+        !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// Removes the plain file at `path` unless a writer holds it locked;
+/// whether it did. Gone already: false.
+fn remove_if_unlocked(path: &Path) -> Result<bool, GalleryError> {
+    let file = match OpenOptions::new().read(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(GalleryError::io(path, e)),
+    };
+    let is_file = file
+        .metadata()
+        .map_err(|e| GalleryError::io(path, e))?
+        .is_file();
+    if !is_file || file.try_lock().is_err() {
+        return Ok(false);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(GalleryError::io(path, e)),
+    }
 }
 
 fn target_name(target: &Path) -> String {
@@ -541,26 +566,39 @@ struct TempFile {
 }
 
 impl TempFile {
+    /// A new temporary file beside `target`, locked exclusively for as
+    /// long as it lives, so that [`remove_stale_temp_files`] leaves it
+    /// alone; a crashed writer's files are removed first (best effort: a
+    /// failure there is logged, and this write goes on).
     fn create(target: &Path) -> Result<Self, GalleryError> {
-        remove_stale_temp_files(target)?;
+        if let Err(e) = remove_stale_temp_files(target) {
+            tracing::warn!(error = %e, "a crashed writer's temporary gallery stays");
+        }
         let dir = parent_dir(target);
         let name = target_name(target);
-        let path = dir.join(format!(
-            ".{name}.tmp-{}-{:x}",
-            std::process::id(),
-            new_generation()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| GalleryError::io(&path, e))?;
-        Ok(TempFile {
-            path,
-            file,
-            persisted: false,
-        })
+        loop {
+            let path = dir.join(format!(
+                ".{name}.tmp-{}-{:x}",
+                std::process::id(),
+                new_generation()
+            ));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| GalleryError::io(&path, e))?;
+            file.lock().map_err(|e| GalleryError::io(&path, e))?;
+            // A cleaner may have taken the file for a dead writer's between
+            // its creation and the lock: then it is no longer at `path`.
+            if still_at(&file, &path) {
+                return Ok(TempFile {
+                    path,
+                    file,
+                    persisted: false,
+                });
+            }
+        }
     }
 
     /// fsyncs the file, gives it its real name, and fsyncs the directory.
@@ -595,6 +633,22 @@ impl Drop for TempFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Whether `path` still names `file` (the same inode on the same device).
+#[cfg(unix)]
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(named)) => held.ino() == named.ino() && held.dev() == named.dev(),
+        _ => false,
+    }
+}
+
+/// Elsewhere: whether `path` still exists.
+#[cfg(not(unix))]
+fn still_at(_: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 fn parent_dir(p: &Path) -> PathBuf {
