@@ -90,8 +90,8 @@ pub async fn purge_on_timer(
     }
 }
 
-/// Every `every`, expires the audit trail's old files as
-/// [`expire_audit`] says: the router's timer, whose trail is its only
+/// Every `every`, expires the audit trail's files older than the longest
+/// data period plus the audit period: the router's timer, whose trail is its only
 /// store of personal data (the shards purge the shared encounter store).
 pub async fn expire_audit_on_timer(
     auditor: Arc<Auditor>,

@@ -485,10 +485,12 @@ impl AuditLog {
     }
 
     /// Whether the current file is done with: past [`ROTATE_BYTES`], or
-    /// holding records and open for [`ROTATE_AFTER_MS`].
+    /// holding records and open for [`ROTATE_AFTER_MS`], or opened after
+    /// now (the clock was set back: one new file, dated on the clock as it
+    /// is now, rather than no rotation until it passes the old date).
     fn due_to_rotate(&self) -> bool {
         let age = self.clock.now().0.saturating_sub(self.opened.0);
-        self.len >= ROTATE_BYTES || (self.len > 0 && age >= ROTATE_AFTER_MS)
+        self.len >= ROTATE_BYTES || (self.len > 0 && !(0..ROTATE_AFTER_MS).contains(&age))
     }
 
     /// Expires, under the retention policy, the whole files whose records
@@ -631,6 +633,7 @@ mod tests {
         clock.set(UnixMillis(1_000 + day));
         log.append(&[event(day as u64)]).unwrap();
         assert_ne!(log.path(), first, "a day old: a new file");
+        let second = log.path().to_path_buf();
         // Without the rotation the one file would hold the newest record
         // and never expire; with it, the day's file goes once past the
         // cutoff, behind a checkpoint, and the trail still verifies.
@@ -639,6 +642,14 @@ mod tests {
         assert_eq!(report.records(), 2);
         assert!(!first.exists());
         assert_eq!(verify_dir(dir.path()).unwrap().last_seq, 3);
+        // A clock set back (from a wrong future date) rotates once, not
+        // again until the old date plus a day.
+        clock.set(UnixMillis(1_000 + day / 2));
+        log.append(&[event(4)]).unwrap();
+        let third = log.path().to_path_buf();
+        assert_ne!(third, second, "a clock set back: a new file");
+        log.append(&[event(5)]).unwrap();
+        assert_eq!(log.path(), third, "and then no file per append");
     }
 
     #[test]
