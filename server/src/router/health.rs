@@ -20,22 +20,23 @@ use crate::proto::matcher_client::MatcherClient;
 const WATCHED: &str = "facegate.v1.Matcher";
 
 /// Checks every replica once (so that the router starts knowing which are
-/// up), then keeps checking each on its own task every `interval`.
+/// up), then keeps checking each on its own task in `tasks` every
+/// `interval`.
 pub async fn watch(
     fleet: &Arc<Fleet>,
     metrics: &Arc<RouterMetrics>,
     interval: Duration,
-) -> Vec<tokio::task::JoinHandle<()>> {
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
     let first = fleet
         .replicas()
         .map(|r| check_and_mark(r.clone(), metrics.clone(), interval));
     for check in first.collect::<Vec<_>>() {
         check.await;
     }
-    fleet
-        .replicas()
-        .map(|r| tokio::spawn(keep_watching(r.clone(), metrics.clone(), interval)))
-        .collect()
+    for r in fleet.replicas() {
+        tasks.spawn(keep_watching(r.clone(), metrics.clone(), interval));
+    }
 }
 
 async fn keep_watching(replica: Arc<Replica>, metrics: Arc<RouterMetrics>, interval: Duration) {

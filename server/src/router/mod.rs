@@ -27,6 +27,7 @@ use anyhow::Context;
 use facegate_core::clock::Clock;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinSet;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic_health::server::HealthReporter;
@@ -101,8 +102,9 @@ pub async fn run(settings: RouteSettings, clock: Arc<dyn Clock>) -> anyhow::Resu
         &settings,
     )
     .await?;
-    for w in watchers.into_iter().chain(probes) {
-        w.abort();
+    drop(watchers);
+    if let Some(p) = probes {
+        p.abort();
     }
     let _ = metrics_stop.send(());
     tracing::info!("router stopped");
@@ -112,12 +114,13 @@ pub async fn run(settings: RouteSettings, clock: Arc<dyn Clock>) -> anyhow::Resu
 /// The router's state: metrics, audit trail, the fleet with its health
 /// already checked once, and its background tasks: the watchers that keep
 /// checking that health and the audit trail's expiry under the retention
-/// policy.
+/// policy, in a set that aborts them all when dropped (on every way out
+/// of [`run`], errors included).
 async fn start_router(
     settings: &RouteSettings,
     metrics: &Arc<Metrics>,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<(Arc<Router>, Vec<tokio::task::JoinHandle<()>>)> {
+) -> anyhow::Result<(Arc<Router>, JoinSet<()>)> {
     let router_metrics = Arc::new(RouterMetrics::register(metrics.registry())?);
     router_metrics.init_shards(settings.shards);
     let policy = Arc::new(crate::retention::load(
@@ -127,14 +130,15 @@ async fn start_router(
     let fleet = Arc::new(Fleet::new(settings)?);
     let encounters = open_encounters(settings, clock.clone()).await?;
     let interval = Duration::from_millis(settings.health_interval_ms.max(10));
-    let mut watchers = health::watch(&fleet, &router_metrics, interval).await;
-    watchers.push(tokio::spawn(crate::retention::expire_audit_on_timer(
+    let mut watchers = JoinSet::new();
+    health::watch(&fleet, &router_metrics, interval, &mut watchers).await;
+    watchers.spawn(crate::retention::expire_audit_on_timer(
         auditor.clone(),
         clock,
         metrics.clone(),
         policy,
         Duration::from_millis(settings.retention_interval_ms),
-    )));
+    ));
     log_fleet(&fleet, settings);
     let router = Arc::new(Router {
         fleet,
