@@ -46,6 +46,12 @@ pub struct RequestClock {
     pub deadline: Option<Instant>,
 }
 
+/// A request whose deadline passed before it could be served (mapped to
+/// DEADLINE_EXCEEDED in `status.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline passed before the request could be served")]
+pub struct DeadlinePassed;
+
 impl RequestClock {
     /// The clock stamped on `req`, or one started now if none was.
     pub fn of<T>(req: &tonic::Request<T>) -> RequestClock {
@@ -58,10 +64,10 @@ impl RequestClock {
             })
     }
 
-    /// DEADLINE_EXCEEDED if the deadline has already passed.
-    pub fn check(&self) -> Result<(), tonic::Status> {
+    /// [`DeadlinePassed`] if the deadline has already passed.
+    pub fn check(&self) -> Result<(), DeadlinePassed> {
         match self.deadline {
-            Some(d) if Instant::now() >= d => Err(crate::status::deadline_passed()),
+            Some(d) if Instant::now() >= d => Err(DeadlinePassed),
             _ => Ok(()),
         }
     }

@@ -37,6 +37,7 @@ pub mod privacy;
 pub mod reload;
 pub mod request;
 pub mod retention;
+pub mod route_error;
 pub mod router;
 pub mod routes;
 pub mod scoped;

@@ -18,10 +18,11 @@ use facegate_core::{GalleryError, SearchError};
 use tonic::Status;
 
 use crate::auth::AuthError;
+use crate::deadline::DeadlinePassed;
 use crate::dispatch::DispatchError;
 use crate::reload::ReloadError;
 use crate::request::RequestError;
-use crate::router::error::RouterError;
+use crate::route_error::RouterError;
 use crate::scoped::{ManifestOpError, ScopedError};
 use crate::served::{IdentifyError, VerifyError};
 
@@ -266,8 +267,10 @@ pub fn change_unknown() -> Status {
 }
 
 /// A request whose deadline passed before it was served.
-pub fn deadline_passed() -> Status {
-    Status::deadline_exceeded("deadline passed before the request could be served")
+impl From<DeadlinePassed> for Status {
+    fn from(e: DeadlinePassed) -> Status {
+        Status::deadline_exceeded(e.to_string())
+    }
 }
 
 /// A caller the listener did not let in: who it is not known

@@ -12,7 +12,6 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use super::call::{Route, ShardError};
-use super::error::RouterError;
 use super::matcher::Router;
 use crate::auth::Principal;
 use crate::deadline::RequestClock;
@@ -23,6 +22,7 @@ use crate::proto::manifests_server::Manifests;
 use crate::proto::privacy_client::PrivacyClient;
 use crate::proto::privacy_server::Privacy;
 use crate::proto::{self, ManifestHeader};
+use crate::route_error::RouterError;
 use facegate_core::shard::shard_of;
 
 /// GalleryAdmin and Manifests in front of the shards.

@@ -14,11 +14,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tonic::{Code, Status};
 
-use super::error::RouterError;
 use super::fleet::{Fleet, Replica};
 use super::health::mark;
 use super::metrics::RouterMetrics;
 use crate::auth::ON_BEHALF_OF;
+use crate::route_error::RouterError;
 
 /// Why a shard gave no answer.
 #[derive(Debug)]

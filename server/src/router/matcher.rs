@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::call::{Route, ShardError};
-use super::error::RouterError;
 use super::fleet::Fleet;
 use super::metrics::RouterMetrics;
 use super::{merge, search};
@@ -27,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::proto::matcher_client::MatcherClient;
 use crate::proto::matcher_server::Matcher;
 use crate::proto::{self, GalleryInfo, GetGalleryInfoRequest, IdentifyRequest, IdentifyResponse};
+use crate::route_error::RouterError;
 use facegate_core::encounter::CaptureContext;
 
 /// What the router's services share.

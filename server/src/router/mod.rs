@@ -11,7 +11,6 @@
 
 pub mod back_office;
 pub mod call;
-pub mod error;
 pub mod fleet;
 pub mod health;
 pub mod matcher;

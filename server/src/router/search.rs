@@ -11,10 +11,10 @@ use futures_util::future::join_all;
 use tonic::Status;
 
 use super::call::{Route, ShardError};
-use super::error::RouterError;
 use super::merge;
 use crate::proto::matcher_client::MatcherClient;
 use crate::proto::{self, IdentifyRequest, IdentifyResponse, SearchScope};
+use crate::route_error::RouterError;
 
 /// Every shard's answer to one Identify, and the shards that gave none.
 struct Gathered {

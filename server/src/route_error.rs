@@ -1,6 +1,9 @@
 //! What the router itself refuses or cannot complete, as one type that
-//! `crate::status` maps to a gRPC status. A shard's own answer (an
-//! INVALID_ARGUMENT, a NOT_FOUND) is passed on as the shard gave it.
+//! `status.rs` maps to a gRPC status. A shard's own answer (an
+//! INVALID_ARGUMENT, a NOT_FOUND) is passed on as the shard gave it. A
+//! module of its own, beside `status.rs` rather than inside `router/`: the
+//! router's services use the mapping, so the mapping must not import the
+//! router.
 
 /// A routed request the router answered itself.
 #[derive(Debug, thiserror::Error)]
