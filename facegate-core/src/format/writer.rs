@@ -511,9 +511,7 @@ pub fn remove_stale_temp_files(target: &Path) -> Result<Vec<PathBuf>, GalleryErr
         }
     }
     if !removed.is_empty() {
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| GalleryError::io(&dir, e))?;
+        crate::durable_dir::sync(&dir).map_err(|e| GalleryError::io(&dir, e))?;
     }
     Ok(removed)
 }
@@ -621,9 +619,7 @@ impl TempFile {
         }
         self.persisted = true;
         let dir = parent_dir(target);
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| GalleryError::io(&dir, e))
+        crate::durable_dir::sync(&dir).map_err(|e| GalleryError::io(&dir, e))
     }
 }
 
