@@ -33,33 +33,56 @@ impl fmt::Display for Location {
     }
 }
 
-/// Maps a client error at `at` to the store's error. Lost connections,
-/// a server shutting down or out of resources, and serialisation
-/// failures are transient; a refused statement is not.
+/// Maps a client error at `at` to the store's error, transient or not
+/// ([`is_transient`]).
 pub fn remote(at: &Location) -> impl Fn(postgres::Error) -> EncounterError + '_ {
     move |e| {
-        let transient = e.is_closed()
-            || match e.code() {
-                // Class 08: connection exception; 53: insufficient resources;
-                // 57P0x: shutdown, crash, cannot connect now; 40001, 40P01:
-                // serialisation failure, deadlock.
-                Some(code) => ["08", "53", "57P", "40001", "40P01"]
-                    .iter()
-                    .any(|p| code.code().starts_with(p)),
-                // No SQLSTATE: the socket failed, or the server never answered.
-                None => e.as_db_error().is_none(),
-            };
         // A server's error says more than "db error": its message and code.
         let reason = match e.as_db_error() {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => e.to_string(),
+            None => with_causes(&e),
         };
         EncounterError::Remote {
             location: at.to_string(),
             reason,
-            transient,
+            transient: is_transient(&e),
         }
     }
+}
+
+/// `e`'s text and its causes': the client's own says only "error
+/// performing TLS handshake", its cause why (an unknown issuer, a
+/// certificate for another host).
+fn with_causes(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+/// Lost connections, a server shutting down or out of resources, and
+/// serialisation failures are transient; a refused statement is not, nor
+/// a failed TLS handshake (an unverified server, or one without TLS):
+/// retrying cannot make that server trusted.
+fn is_transient(e: &postgres::Error) -> bool {
+    // The client's own text for its TLS error kind, which it does not expose.
+    if e.to_string().starts_with("error performing TLS handshake") {
+        return false;
+    }
+    e.is_closed()
+        || match e.code() {
+            // Class 08: connection exception; 53: insufficient resources;
+            // 57P0x: shutdown, crash, cannot connect now; 40001, 40P01:
+            // serialisation failure, deadlock.
+            Some(code) => ["08", "53", "57P", "40001", "40P01"]
+                .iter()
+                .any(|p| code.code().starts_with(p)),
+            // No SQLSTATE: the socket failed, or the server never answered.
+            None => e.as_db_error().is_none(),
+        }
 }
 
 /// Whether `e` is a deadlock or a serialisation failure: another

@@ -13,6 +13,7 @@
 //!   written in a few statements (idempotent by `ON CONFLICT`);
 //! * `reads`, `rows`, `erase`: the reports' queries, rows checked on the
 //!   way back, and erasure;
+//! * [`tls`]: TLS to the database, verified against the operator's CA;
 //! * [`local`]: a private server from the machine's PostgreSQL packages,
 //!   for tests and benchmarks.
 //!
@@ -28,9 +29,11 @@ mod records;
 mod rows;
 mod schema;
 pub mod store;
+pub mod tls;
 mod writer;
 
 pub use error::Location;
 pub use local::LocalPostgres;
 pub use store::PgEncounters;
+pub use tls::{StoreTls, StoreTlsError};
 pub use writer::MAX_GROUP;

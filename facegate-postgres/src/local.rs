@@ -40,6 +40,21 @@ pub struct LocalPostgres {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// Server options beyond the port and socket (TLS's files).
+    options: String,
+}
+
+/// What a TLS test server presents and demands, as PEM text.
+#[derive(Debug, Clone)]
+pub struct LocalTls {
+    /// The server's certificate chain.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+    /// The CA client certificates must chain to: with it, a TCP client is
+    /// let in only by a certificate naming the role ([`ROLE`]); without
+    /// it, by TLS alone.
+    pub client_ca_pem: Option<String>,
 }
 
 /// The role the server is initialised with (trust authentication on
@@ -50,15 +65,27 @@ impl LocalPostgres {
     /// Initialises a cluster in a fresh temporary directory and starts it;
     /// it accepts connections when this returns.
     pub fn start() -> Result<LocalPostgres, LocalError> {
+        LocalPostgres::start_with(None)
+    }
+
+    /// A server whose TCP clients must use TLS (plain-text TCP is
+    /// refused), with `tls`'s certificate; administration goes through
+    /// its Unix socket.
+    pub fn start_tls(tls: &LocalTls) -> Result<LocalPostgres, LocalError> {
+        LocalPostgres::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&LocalTls>) -> Result<LocalPostgres, LocalError> {
         let bin = binaries().ok_or(LocalError::NoBinaries)?;
         let as_postgres = is_root();
         let dir = make_dir(as_postgres)?;
         let port = free_port()?;
-        let server = LocalPostgres {
+        let mut server = LocalPostgres {
             dir,
             bin,
             port,
             as_postgres,
+            options: String::new(),
         };
         let data = server.data_dir();
         let data = data.to_string_lossy();
@@ -76,14 +103,66 @@ impl LocalPostgres {
                 "UTF8",
             ],
         )?;
+        if let Some(tls) = tls {
+            server.options = server.require_tls(tls)?;
+        }
         server.pg_ctl_start()?;
         server.watch()?;
         Ok(server)
     }
 
-    /// The connection URL of database `name`.
+    /// Writes `tls`'s files into the cluster and a `pg_hba.conf` that
+    /// admits TCP clients only over TLS; returns the server options that
+    /// name the files.
+    fn require_tls(&self, tls: &LocalTls) -> Result<String, LocalError> {
+        let step = |reason: String| LocalError::Step {
+            step: "TLS files",
+            reason,
+        };
+        let data = self.data_dir();
+        let mut options = String::from(" -c ssl=on");
+        let files = [
+            ("server.crt", Some(&tls.cert_pem), "ssl_cert_file"),
+            ("server.key", Some(&tls.key_pem), "ssl_key_file"),
+            ("client_ca.crt", tls.client_ca_pem.as_ref(), "ssl_ca_file"),
+        ];
+        for (name, pem, option) in files {
+            let Some(pem) = pem else { continue };
+            let path = data.join(name);
+            write_private(&path, pem, self.as_postgres).map_err(step)?;
+            options.push_str(&format!(" -c {option}={}", path.display()));
+        }
+        let tcp = match tls.client_ca_pem {
+            Some(_) => "cert",
+            None => "trust",
+        };
+        let hba = format!(
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 {tcp}\n\
+             hostnossl all all 127.0.0.1/32 reject\n"
+        );
+        std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| step(e.to_string()))?;
+        Ok(options)
+    }
+
+    /// The connection URL of database `name` (over TCP on loopback).
     pub fn url(&self, name: &str) -> String {
         format!("postgres://{ROLE}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The connection string of database `name` through the server's
+    /// Unix socket, which a TLS server admits without TLS.
+    fn socket_url(&self, name: &str) -> String {
+        format!(
+            "host={} port={} user={ROLE} dbname={name}",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// Creates an empty database `name` (letters, digits and `_`) and
@@ -95,12 +174,10 @@ impl LocalPostgres {
                 reason: format!("{name:?} is not a plain database name"),
             });
         }
-        let mut admin =
-            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).map_err(|e| {
-                LocalError::Step {
-                    step: "connect",
-                    reason: e.to_string(),
-                }
+        let mut admin = postgres::Client::connect(&self.socket_url("postgres"), postgres::NoTls)
+            .map_err(|e| LocalError::Step {
+                step: "connect",
+                reason: e.to_string(),
             })?;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -130,9 +207,10 @@ impl LocalPostgres {
 
     fn pg_ctl_start(&self) -> Result<(), LocalError> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.options
         );
         let log = self.dir.join("log");
         self.pg_ctl(&[
@@ -270,6 +348,20 @@ fn make_dir(as_postgres: bool) -> Result<PathBuf, LocalError> {
         chown_postgres(&dir).map_err(step)?;
     }
     Ok(dir)
+}
+
+/// Writes `text` to `path`, readable by its owner only (PostgreSQL
+/// refuses a key file others can read), owned by `postgres` when the
+/// server runs as that user.
+fn write_private(path: &Path, text: &str, as_postgres: bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match as_postgres {
+        true => chown_postgres(path),
+        false => Ok(()),
+    }
 }
 
 fn chown_postgres(dir: &Path) -> Result<(), String> {

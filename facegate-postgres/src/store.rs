@@ -8,11 +8,12 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Location, pool, remote};
 use crate::reads;
+use crate::tls::StoreTls;
 use crate::writer::{self, CommitStats, Op};
 use facegate_core::clock::UnixMillis;
 use facegate_core::encounter::{
@@ -27,11 +28,10 @@ const READERS: u32 = 8;
 /// The advisory lock key of the retention purge ("fgpurge" in ASCII).
 const PURGE_LOCK: i64 = 0x0066_6770_7572_6765;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+type Pooled = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// The shared PostgreSQL encounter store.
-#[derive(Debug)]
 pub struct PgEncounters {
     at: Location,
     /// `None` once dropping (see `Drop`).
@@ -41,12 +41,30 @@ pub struct PgEncounters {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+impl std::fmt::Debug for PgEncounters {
+    /// Where the database is, and what the writer has done: the pool's
+    /// TLS connector has nothing to show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEncounters")
+            .field("at", &self.at)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PgEncounters {
-    /// Connects to the database at `url` (`postgres://user@host:port/db`,
-    /// or key=value form), brings its schema up to date, and starts this
-    /// node's writer. Fails, naming the database, when it cannot be reached
-    /// or was written by a newer build.
+    /// [`PgEncounters::open_tls`] with no TLS files: plain-text
+    /// connections (a URL asking for `sslmode=require` is refused).
     pub fn open(url: &str) -> Result<Arc<PgEncounters>, EncounterError> {
+        PgEncounters::open_tls(url, &StoreTls::default())
+    }
+
+    /// Connects to the database at `url` (`postgres://user@host:port/db`,
+    /// or key=value form), secured as `tls` says ([`crate::tls`]), brings
+    /// its schema up to date, and starts this node's writer. Fails, naming
+    /// the database, when it cannot be reached, refuses the TLS files (or
+    /// they are unusable), or was written by a newer build.
+    pub fn open_tls(url: &str, tls: &StoreTls) -> Result<Arc<PgEncounters>, EncounterError> {
         let mut config = postgres::Config::from_str(url).map_err(|e| EncounterError::Remote {
             location: "(unparsed URL)".into(),
             reason: format!("not a PostgreSQL connection string: {e}"),
@@ -55,20 +73,30 @@ impl PgEncounters {
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("facegate");
         let at = Location::of(&config);
-        let mut first = config.connect(NoTls).map_err(remote(&at))?;
+        let connector = tls
+            .connector(&mut config)
+            .map_err(|e| EncounterError::Remote {
+                location: at.to_string(),
+                reason: e.to_string(),
+                transient: false,
+            })?;
+        let mut first = config.connect(connector.clone()).map_err(remote(&at))?;
         crate::schema::migrate(&mut first, &at)?;
         drop(first);
         let readers = r2d2::Pool::builder()
             .max_size(READERS)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
+            .build_unchecked(PostgresConnectionManager::new(
+                config.clone(),
+                connector.clone(),
+            ));
         let (tx, rx) = sync_channel(QUEUE);
         let stats = Arc::new(CommitStats::default());
         let (writer_stats, writer_at) = (Arc::clone(&stats), at.clone());
         let writer = std::thread::Builder::new()
             .name("pg-encounter-writer".into())
-            .spawn(move || writer::write_loop(config, writer_at, rx, &writer_stats))
+            .spawn(move || writer::write_loop(config, connector, writer_at, rx, &writer_stats))
             .map_err(|e| EncounterError::Remote {
                 location: at.to_string(),
                 reason: format!("starting the writer thread: {e}"),

@@ -8,7 +8,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Location, remote};
 use crate::group::{Answer, Pending, copy, hold, in_savepoint};
@@ -43,8 +44,14 @@ pub struct CommitStats {
 }
 
 /// The writer: connects (again, after a failure) when a group arrives,
-/// until every sender is gone.
-pub fn write_loop(config: postgres::Config, at: Location, ops: Receiver<Op>, stats: &CommitStats) {
+/// through `tls`, until every sender is gone.
+pub fn write_loop(
+    config: postgres::Config,
+    tls: MakeRustlsConnect,
+    at: Location,
+    ops: Receiver<Op>,
+    stats: &CommitStats,
+) {
     let mut client: Option<Client> = None;
     while let Ok(first) = ops.recv() {
         let mut group = vec![first];
@@ -55,7 +62,7 @@ pub fn write_loop(config: postgres::Config, at: Location, ops: Receiver<Op>, sta
             }
         }
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = match config.connect(NoTls) {
+            client = match config.connect(tls.clone()) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     fail_all(group, &remote(&at)(e));

@@ -1,0 +1,263 @@
+//! TLS to the shared store, against real servers that admit TCP clients
+//! only over TLS (plain text refused in `pg_hba.conf`): a node given the
+//! CA records and reads over a verified connection; a server the CA did
+//! not sign, a certificate for another host, a server without TLS, and a
+//! missing client certificate are all refused, never used in plain text.
+//! Certificates are made per run (rcgen), never committed.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use facegate_core::encounter::{EncounterError, EncounterStore};
+use facegate_core::manifest::Direction;
+use facegate_postgres::local::LocalTls;
+use facegate_postgres::{LocalPostgres, PgEncounters, StoreTls};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+#[path = "../../facegate-core/tests/store_contract/mod.rs"]
+#[allow(dead_code, unused_macros)]
+mod store_contract;
+use store_contract::{at, crossing};
+
+/// The name the database's certificate is for; the tests reach it at
+/// 127.0.0.1 through `hostaddr`.
+const DB_HOST: &str = "db.facegate.test";
+
+/// A test CA, its certificate written to a file.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    path: PathBuf,
+}
+
+/// A certificate and key issued by a [`Ca`], as PEM and as files.
+struct Issued {
+    cert_pem: String,
+    key_pem: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let path = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&path, issuer.pem()).unwrap();
+        Ca { issuer, path }
+    }
+
+    /// A certificate for `names` (DNS names), or with common name
+    /// `common_name` for a client.
+    fn issue(&self, dir: &Path, file: &str, names: &[&str], common_name: &str) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{file}.pem")),
+            dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert: cert_path,
+            key: key_path,
+        }
+    }
+}
+
+/// The run's certificates: the agency's CA and another, a server
+/// certificate of each, and a client certificate for the role.
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: Ca,
+    other_ca: Ca,
+    server: Issued,
+    client: Issued,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, other_ca) = (Ca::new(dir.path(), "agency"), Ca::new(dir.path(), "other"));
+        let server = ca.issue(dir.path(), "server", &[DB_HOST], DB_HOST);
+        let role = facegate_postgres::local::ROLE;
+        let client = ca.issue(dir.path(), "client", &[], role);
+        Pki {
+            _dir: dir,
+            ca,
+            other_ca,
+            server,
+            client,
+        }
+    })
+}
+
+/// The connection string of `server`'s database `name` under the
+/// certificate's host name.
+fn url(server: &LocalPostgres, name: &str) -> String {
+    let (port, role) = (server.port(), facegate_postgres::local::ROLE);
+    format!("host={DB_HOST} hostaddr=127.0.0.1 port={port} user={role} dbname={name}")
+}
+
+fn trusting(ca: &Ca) -> StoreTls {
+    StoreTls {
+        ca: Some(ca.path.clone()),
+        ..StoreTls::default()
+    }
+}
+
+/// The reason of a refused open, which must not be transient: retrying
+/// cannot make an unverified server trusted.
+fn refusal(result: Result<std::sync::Arc<PgEncounters>, EncounterError>) -> String {
+    match result {
+        Err(EncounterError::Remote {
+            reason, transient, ..
+        }) => {
+            assert!(!transient, "a TLS refusal is no outage: {reason}");
+            reason
+        }
+        Err(e) => panic!("expected a refusal from the database, got {e}"),
+        Ok(_) => panic!("the store opened where it must have been refused"),
+    }
+}
+
+#[test]
+fn a_node_given_the_ca_records_over_tls_and_nothing_weaker_gets_in() {
+    let pki = pki();
+    let server = LocalPostgres::start_tls(&LocalTls {
+        cert_pem: pki.server.cert_pem.clone(),
+        key_pem: pki.server.key_pem.clone(),
+        client_ca_pem: None,
+    })
+    .unwrap();
+    server.create_database("records").unwrap();
+    let db = url(&server, "records");
+
+    let store = PgEncounters::open_tls(&db, &trusting(&pki.ca)).unwrap();
+    let recorded = store
+        .record(crossing("e1", Some("S1"), Direction::Entry, at(1, 1)))
+        .unwrap();
+    assert!(recorded.newly_recorded);
+    let read = store.get(recorded.stored.record_id).unwrap();
+    assert_eq!(read, Some(recorded.stored), "read back over TLS");
+    store.close();
+
+    // Plain text: the server admits no TCP client without TLS.
+    let plain = refusal(PgEncounters::open(&server.url("records")));
+    assert!(plain.contains("pg_hba.conf"), "{plain}");
+    // A CA that did not sign the server's certificate.
+    let unknown = refusal(PgEncounters::open_tls(&db, &trusting(&pki.other_ca)));
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    // The right CA, but the URL names a host the certificate is not for.
+    let by_address = server.url("records");
+    let wrong_host = refusal(PgEncounters::open_tls(&by_address, &trusting(&pki.ca)));
+    assert!(wrong_host.contains("not valid for name"), "{wrong_host}");
+}
+
+#[test]
+fn with_a_ca_a_server_without_tls_is_refused_not_used_in_plain_text() {
+    let server = LocalPostgres::start().unwrap();
+    let db = url(&server, "postgres");
+    let reason = refusal(PgEncounters::open_tls(&db, &trusting(&pki().ca)));
+    assert!(reason.contains("does not support TLS"), "{reason}");
+}
+
+#[test]
+fn a_server_that_authenticates_nodes_by_certificate_admits_the_node_that_has_one() {
+    let pki = pki();
+    let server = LocalPostgres::start_tls(&LocalTls {
+        cert_pem: pki.server.cert_pem.clone(),
+        key_pem: pki.server.key_pem.clone(),
+        client_ca_pem: Some(pki.ca.issuer.pem()),
+    })
+    .unwrap();
+    server.create_database("by_cert").unwrap();
+    let db = url(&server, "by_cert");
+    let with_cert = StoreTls {
+        client_cert: Some(pki.client.cert.clone()),
+        client_key: Some(pki.client.key.clone()),
+        ..trusting(&pki.ca)
+    };
+    let store = PgEncounters::open_tls(&db, &with_cert).unwrap();
+    let recorded = store
+        .record(crossing("e1", Some("S1"), Direction::Exit, at(2, 1)))
+        .unwrap();
+    assert!(recorded.newly_recorded);
+    store.close();
+
+    let without = refusal(PgEncounters::open_tls(&db, &trusting(&pki.ca)));
+    assert!(
+        without.contains("requires a valid client certificate"),
+        "{without}"
+    );
+}
+
+#[test]
+fn settings_that_would_weaken_or_cannot_work_are_refused_before_connecting() {
+    let pki = pki();
+    // Nothing listens here: each refusal must come before any connection.
+    let db = "postgres://facegate@127.0.0.1:1/none";
+    let cases = [
+        (
+            format!("{db}?sslmode=require"),
+            StoreTls::default(),
+            "give the CA",
+        ),
+        (
+            format!("{db}?sslmode=disable"),
+            trusting(&pki.ca),
+            "every connection is TLS",
+        ),
+        (
+            db.to_string(),
+            StoreTls {
+                client_cert: Some(pki.client.cert.clone()),
+                ..trusting(&pki.ca)
+            },
+            "give both",
+        ),
+        (
+            db.to_string(),
+            StoreTls {
+                client_cert: Some(pki.client.cert.clone()),
+                client_key: Some(pki.client.key.clone()),
+                ca: None,
+            },
+            "only sent over TLS",
+        ),
+        (
+            db.to_string(),
+            StoreTls {
+                ca: Some(PathBuf::from("/nonexistent/ca.pem")),
+                ..StoreTls::default()
+            },
+            "CA bundle /nonexistent/ca.pem",
+        ),
+        (
+            db.to_string(),
+            StoreTls {
+                ca: Some(pki.client.key.clone()),
+                ..StoreTls::default()
+            },
+            "no PEM certificate",
+        ),
+    ];
+    for (url, tls, expected) in cases {
+        let reason = refusal(PgEncounters::open_tls(&url, &tls));
+        assert!(reason.contains(expected), "{url} {tls:?}: {reason}");
+    }
+}
