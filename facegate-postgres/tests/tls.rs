@@ -17,7 +17,7 @@ use rcgen::{
 };
 
 #[path = "../../facegate-core/tests/store_contract/mod.rs"]
-#[allow(dead_code, unused_macros)]
+#[allow(unused_macros)]
 mod store_contract;
 use store_contract::{at, crossing};
 
