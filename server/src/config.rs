@@ -167,6 +167,19 @@ pub struct Settings {
     /// hold a password; logs name only its host, port and database.
     #[arg(long, env = "FACEGATE_ENCOUNTER_STORE")]
     pub encounter_store: Option<String>,
+    /// The CA bundle (PEM) the shared encounter store's certificate must
+    /// chain to: with it every connection to the database is TLS, its
+    /// certificate verified for the URL's host, never plain text; without
+    /// it, connections are plain text (docs/operations.md).
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_CA")]
+    pub encounter_store_ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM) for a database that
+    /// authenticates its clients by certificate; with its key and the CA.
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_CERT")]
+    pub encounter_store_cert: Option<PathBuf>,
+    /// The private key (PEM) of `encounter_store_cert`.
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_KEY")]
+    pub encounter_store_key: Option<PathBuf>,
     /// The retention policy (TOML: how long each category's encounters may
     /// live, from the record or the exit); the documented defaults when
     /// not given (docs/privacy.md).
@@ -281,7 +294,11 @@ impl Settings {
     fn check_tls(&self) -> anyhow::Result<()> {
         let listeners = [self.listen, self.admin_listen];
         self.credential_files()
-            .check(&listeners, self.allow_plaintext)
+            .check(&listeners, self.allow_plaintext)?;
+        crate::served_encounters::check_store_tls(
+            self.encounter_store.as_deref(),
+            &self.store_tls(),
+        )
     }
 
     /// The files the listeners' credentials are read from.
@@ -294,6 +311,15 @@ impl Settings {
             port_client_ca: self.port_client_ca.clone(),
             admin_client_ca: self.admin_client_ca.clone(),
             client_crl: self.client_crl.clone(),
+        }
+    }
+
+    /// The files the shared encounter store's connections are secured with.
+    pub fn store_tls(&self) -> facegate_postgres::StoreTls {
+        facegate_postgres::StoreTls {
+            ca: self.encounter_store_ca.clone(),
+            client_cert: self.encounter_store_cert.clone(),
+            client_key: self.encounter_store_key.clone(),
         }
     }
 
@@ -458,6 +484,17 @@ mod tests {
         assert!(err(&["--port-client-ca", "ca.pem"]).contains("needs tls_cert"));
         let crl = ["--tls-cert", "c", "--tls-key", "k", "--client-crl", "r.pem"];
         assert!(err(&crl).contains("needs a client CA"));
+    }
+
+    #[test]
+    fn the_shared_stores_tls_files_come_with_the_store() {
+        let err = |args: &[&str]| format!("{:#}", flags(args).unwrap_err());
+        assert!(err(&["--encounter-store-ca", "ca.pem"]).contains("give encounter_store too"));
+        assert!(err(&["--encounter-store-key", "k.pem"]).contains("give encounter_store too"));
+        let store = ["--encounter-store", "postgres://u@db:5432/f"];
+        let s = flags(&[&store[..], &["--encounter-store-ca", "ca.pem"]].concat()).unwrap();
+        assert_eq!(s.store_tls().ca, Some(PathBuf::from("ca.pem")));
+        assert!(s.store_tls().is_on());
     }
 
     #[test]

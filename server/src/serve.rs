@@ -215,8 +215,9 @@ async fn open_encounters(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<ServedEncounters>> {
     let (dir, shared) = (settings.data_dir.clone(), settings.encounter_store.clone());
+    let tls = settings.store_tls();
     let encounters = tokio::task::spawn_blocking(move || match shared {
-        Some(url) => ServedEncounters::connect(&url, clock),
+        Some(url) => ServedEncounters::connect(&url, &tls, clock),
         None => ServedEncounters::open(&dir, clock),
     })
     .await?

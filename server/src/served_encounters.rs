@@ -13,6 +13,7 @@ use facegate_core::clock::Clock;
 use facegate_core::encounter::sqlite_store::FILE_NAME;
 use facegate_core::encounter::store::Empty;
 use facegate_core::encounter::{EncounterError, EncounterStore, SqliteEncounters};
+use facegate_postgres::StoreTls;
 
 /// A node's encounter store, opened when first needed.
 #[derive(Debug)]
@@ -57,11 +58,19 @@ impl ServedEncounters {
         }
     }
 
-    /// Connects to the shared PostgreSQL store at `url`, bringing its
-    /// schema up to date. Blocking.
-    pub fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<ServedEncounters, EncounterError> {
-        let store = facegate_postgres::PgEncounters::open(url)?;
-        tracing::info!(database = %store.location(), "shared encounter store open");
+    /// Connects to the shared PostgreSQL store at `url`, secured as `tls`
+    /// says, bringing its schema up to date. Blocking.
+    pub fn connect(
+        url: &str,
+        tls: &StoreTls,
+        clock: Arc<dyn Clock>,
+    ) -> Result<ServedEncounters, EncounterError> {
+        let store = facegate_postgres::PgEncounters::open_tls(url, tls)?;
+        tracing::info!(
+            database = %store.location(),
+            tls = tls.is_on(),
+            "shared encounter store open"
+        );
         Ok(ServedEncounters::shared(store, clock))
     }
 
@@ -104,4 +113,18 @@ impl ServedEncounters {
     pub fn commit_counts(&self) -> (u64, u64) {
         self.opened.get().map_or((0, 0), |s| s.commit_counts())
     }
+}
+
+/// Refuses TLS files for a shared store that is not given: they would
+/// secure nothing, and their presence says the operator meant a database.
+/// (Their own rules are checked when the store is opened.)
+pub fn check_store_tls(url: Option<&str>, tls: &StoreTls) -> anyhow::Result<()> {
+    let given = tls.ca.is_some() || tls.client_cert.is_some() || tls.client_key.is_some();
+    if given && url.is_none() {
+        anyhow::bail!(
+            "encounter_store_ca, _cert and _key secure the shared encounter store: \
+             give encounter_store too (the embedded store needs no TLS)"
+        );
+    }
+    Ok(())
 }

@@ -160,7 +160,8 @@ async fn open_encounters(
     let Some(url) = settings.encounter_store.clone() else {
         return Ok(None);
     };
-    let served = tokio::task::spawn_blocking(move || ServedEncounters::connect(&url, clock))
+    let tls = settings.store_tls();
+    let served = tokio::task::spawn_blocking(move || ServedEncounters::connect(&url, &tls, clock))
         .await?
         .context("opening the shared encounter store")?;
     Ok(Some(Arc::new(served)))

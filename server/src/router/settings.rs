@@ -163,6 +163,19 @@ pub struct RouteSettings {
     /// since the URL may hold a password.
     #[arg(long, env = "FACEGATE_ENCOUNTER_STORE")]
     pub encounter_store: Option<String>,
+    /// The CA bundle (PEM) the shared encounter store's certificate must
+    /// chain to: with it every connection to the database is TLS, its
+    /// certificate verified for the URL's host, never plain text; without
+    /// it, connections are plain text (docs/operations.md).
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_CA")]
+    pub encounter_store_ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM) for a database that
+    /// authenticates its clients by certificate; with its key and the CA.
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_CERT")]
+    pub encounter_store_cert: Option<PathBuf>,
+    /// The private key (PEM) of `encounter_store_cert`.
+    #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_KEY")]
+    pub encounter_store_key: Option<PathBuf>,
     /// The retention policy (TOML, the server's format): the router's audit
     /// trail, which names the subjects its answers disclosed, keeps its
     /// files for the longest encounter period plus the audit period, as
@@ -221,7 +234,11 @@ impl RouteSettings {
         }
         let listeners = [self.listen, self.admin_listen];
         self.credential_files()
-            .check(&listeners, self.allow_plaintext)
+            .check(&listeners, self.allow_plaintext)?;
+        crate::served_encounters::check_store_tls(
+            self.encounter_store.as_deref(),
+            &self.store_tls(),
+        )
     }
 
     /// The files the listeners' credentials are read from.
@@ -234,6 +251,15 @@ impl RouteSettings {
             port_client_ca: self.port_client_ca.clone(),
             admin_client_ca: self.admin_client_ca.clone(),
             client_crl: self.client_crl.clone(),
+        }
+    }
+
+    /// The files the shared encounter store's connections are secured with.
+    pub fn store_tls(&self) -> facegate_postgres::StoreTls {
+        facegate_postgres::StoreTls {
+            ca: self.encounter_store_ca.clone(),
+            client_cert: self.encounter_store_cert.clone(),
+            client_key: self.encounter_store_key.clone(),
         }
     }
 

@@ -20,4 +20,5 @@ mod router;
 mod router_records;
 mod router_retention;
 mod shard;
+mod store_tls;
 mod tls;

@@ -1,7 +1,8 @@
 """The Kubernetes manifests in deploy/kubernetes against the real binary
 and each other (CI also runs `kubernetes-validate --strict` on them; no
 cluster runs here): every flag and environment variable they pass exists,
-every node shares the encounter store from a Secret, the router lists every
+every node shares the encounter store from a Secret and verifies it by the
+CA that Secret holds, the router lists every
 replica of every shard by the name its StatefulSet gives it, each shard
 serves the shard its file holds, and the probes and scrape annotations
 point at the ports the processes listen on."""
@@ -52,6 +53,22 @@ def port_of(listen):
     return int(listen.rsplit(":", 1)[1])
 
 
+def check_database_ca(pod, args):
+    """Travel histories cross the network to the shared store: every node
+    verifies the database by the CA the store's own Secret holds (so every
+    connection is TLS), mounted where its flag says."""
+    (ca,) = args["--encounter-store-ca"]
+    container = pod["spec"]["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    holding = [name for name, path in mounts.items() if ca.startswith(path.rstrip("/") + "/")]
+    assert len(holding) == 1, f"{ca} is in no mounted volume"
+    secret = volumes[holding[0]]["secret"]
+    assert secret["secretName"] == "facegate-encounter-store"
+    relative = ca[len(mounts[holding[0]].rstrip("/")) + 1:]
+    assert relative in {item["path"] for item in secret["items"]}
+
+
 def check_container(kind_of_process, pod):
     container = pod["spec"]["containers"][0]
     assert container["args"][0] == kind_of_process
@@ -66,6 +83,7 @@ def check_container(kind_of_process, pod):
     # from a Secret (its URL may hold a password), never from the arguments.
     assert "FACEGATE_ENCOUNTER_STORE" in env
     assert "--encounter-store" not in args
+    check_database_ca(pod, args)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["grpc"] == port_of(args["--listen"][0])
     assert ports["admin"] == port_of(args["--admin-listen"][0])

@@ -1,0 +1,111 @@
+//! The shared encounter store over TLS, through the real server: a
+//! PostgreSQL that admits TCP clients only over TLS (started by the test,
+//! its certificate from a test CA); `facegate serve` given that CA in its
+//! environment records a port's crossing there and reads it back; the
+//! same server without the CA does not start, and says why.
+
+use crate::common::pki::TestCa;
+use crate::common::*;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use facegate_api::v1::encounters_client::EncountersClient;
+use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest, TravelHistoryRequest};
+use facegate_postgres::LocalPostgres;
+use facegate_postgres::local::LocalTls;
+
+/// The server's stderr when it exits within `limit`; `None` if it is
+/// still running then (and killed).
+fn exit_message(mut cmd: Command, limit: Duration) -> Option<String> {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut text = String::new();
+    child.stderr.take()?.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_given_the_ca_records_into_a_tls_only_database_and_without_it_does_not_start() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki_dir.path(), "db");
+    let cert = ca.server("db-server");
+    let (_pg, url) = tokio::task::spawn_blocking(move || {
+        let pg = LocalPostgres::start_tls(&LocalTls {
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+            client_ca_pem: None,
+        })
+        .expect("starting PostgreSQL with TLS");
+        let url = pg.create_database("crossings").unwrap();
+        (pg, url)
+    })
+    .await
+    .unwrap();
+    let f = fixture();
+    let ca_path = ca.pem_path.to_str().unwrap();
+    let server = Server::start_with_env(
+        &f.path,
+        &[("FACEGATE_ENCOUNTER_STORE_CA", ca_path)],
+        &["--encounter-store", &url],
+    );
+
+    let capture = CaptureContext {
+        port_id: "JFK-T4".into(),
+        lane: "3".into(),
+        direction: Direction::Entry.into(),
+        captured_at_unix_ms: 1_790_000_000_000,
+        encounter_id: "tls-1".into(),
+        record: true,
+        ..Default::default()
+    };
+    let answer = server
+        .client()
+        .await
+        .identify(IdentifyRequest {
+            capture: Some(capture),
+            ..identify(f.synth.subject(7).templates[0].clone(), 3, "tls")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let recorded = answer.encounter.expect("recorded, with its record");
+    let subject = answer.candidates[0].subject_id.clone();
+    let mut office = EncountersClient::connect(format!("http://{}", server.admin_addr))
+        .await
+        .unwrap();
+    let history = office
+        .travel_history(TravelHistoryRequest {
+            subject_id: subject,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = history.encounters.iter().map(|e| e.record_id).collect();
+    assert_eq!(ids, [recorded.record_id], "read back over TLS");
+    drop(server);
+
+    // Without the CA the node would speak plain text, which this database
+    // refuses: the server stops at start-up, naming why.
+    let mut plain = Command::new(env!("CARGO_BIN_EXE_facegate"));
+    let data = tempfile::tempdir().unwrap();
+    plain
+        .args(serve_args(&f.path))
+        .args(["--encounter-store", &url, "--data-dir"])
+        .arg(data.path())
+        .env_remove("FACEGATE_ENCOUNTER_STORE_CA");
+    let said = exit_message(plain, Duration::from_secs(60)).expect("the server exits");
+    assert!(said.contains("no encryption"), "{said}");
+}
