@@ -29,6 +29,7 @@ pub mod keys;
 pub mod live;
 pub mod manifest;
 pub mod npy;
+pub mod pem;
 pub mod quantize;
 pub mod retention;
 pub mod search;

@@ -35,5 +35,5 @@ mod writer;
 pub use error::Location;
 pub use local::LocalPostgres;
 pub use store::PgEncounters;
-pub use tls::{StoreTls, StoreTlsError};
+pub use tls::StoreTls;
 pub use writer::MAX_GROUP;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{Location, pool, remote};
+use crate::error::{Location, classify, pool, remote, with_causes};
 use crate::reads;
 use crate::tls::StoreTls;
 use crate::writer::{self, CommitStats, Op};
@@ -28,8 +28,37 @@ const READERS: u32 = 8;
 /// The advisory lock key of the retention purge ("fgpurge" in ASCII).
 const PURGE_LOCK: i64 = 0x0066_6770_7572_6765;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
-type Pooled = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
+type Pool = r2d2::Pool<Manager>;
+type Pooled = r2d2::PooledConnection<Manager>;
+
+/// rust-postgres' pool manager, with errors that keep their causes and
+/// their class (r2d2 passes on only an error's text, and a refused TLS
+/// handshake's own text says only "error performing TLS handshake").
+struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
+
+/// A connection the pool could not make or keep, as `classify` tells it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConnectFailed(String);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = postgres::Client;
+    type Error = ConnectFailed;
+
+    fn connect(&self) -> Result<postgres::Client, ConnectFailed> {
+        self.0.connect().map_err(|e| ConnectFailed(classify(&e).0))
+    }
+
+    fn is_valid(&self, conn: &mut postgres::Client) -> Result<(), ConnectFailed> {
+        self.0
+            .is_valid(conn)
+            .map_err(|e| ConnectFailed(classify(&e).0))
+    }
+
+    fn has_broken(&self, conn: &mut postgres::Client) -> bool {
+        self.0.has_broken(conn)
+    }
+}
 
 /// The shared PostgreSQL encounter store.
 pub struct PgEncounters {
@@ -67,7 +96,8 @@ impl PgEncounters {
     pub fn open_tls(url: &str, tls: &StoreTls) -> Result<Arc<PgEncounters>, EncounterError> {
         let mut config = postgres::Config::from_str(url).map_err(|e| EncounterError::Remote {
             location: "(unparsed URL)".into(),
-            reason: format!("not a PostgreSQL connection string: {e}"),
+            // The parser's causes name the option, never its value.
+            reason: format!("not a PostgreSQL connection string: {}", with_causes(&e)),
             transient: false,
         })?;
         config.connect_timeout(Duration::from_secs(5));
@@ -87,10 +117,10 @@ impl PgEncounters {
             .max_size(READERS)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            .build_unchecked(PostgresConnectionManager::new(
+            .build_unchecked(Manager(PostgresConnectionManager::new(
                 config.clone(),
                 connector.clone(),
-            ));
+            )));
         let (tx, rx) = sync_channel(QUEUE);
         let stats = Arc::new(CommitStats::default());
         let (writer_stats, writer_at) = (Arc::clone(&stats), at.clone());

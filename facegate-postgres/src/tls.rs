@@ -6,17 +6,21 @@
 //! The rule is libpq's `sslmode=verify-full`, with no weaker mode: given a
 //! CA, every connection is TLS (never a plain-text fallback), the server's
 //! chain must reach that CA and its certificate must name the host in the
-//! URL. Without a CA, connections are plain text, as before, and a URL
-//! asking for `sslmode=require` is refused rather than encrypted to a
-//! server nobody verified. A client certificate and key, when given,
-//! answer a server that authenticates nodes by certificate (`cert` in
-//! `pg_hba.conf`, or `clientcert=verify-full`).
+//! URL. Stricter than libpq in two ways (webpki's checks): the host must be
+//! in the certificate's subjectAltName (no fallback to its common name), and
+//! the certificate must be issued by the CA, not be a self-signed CA itself.
+//! Without a CA, connections are plain text, as before, and a URL asking
+//! for `sslmode=require` is refused rather than encrypted to a server
+//! nobody verified. A client certificate and key, when given, answer a
+//! server that authenticates nodes by certificate (`cert` in
+//! `pg_hba.conf`, or `clientcert=verify-full`). The files are read when the
+//! store opens (at start-up); new ones need a restart.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use postgres::config::SslMode;
-use rustls::pki_types::pem::PemObject;
+use facegate_core::pem::{self, PemError};
+use postgres::config::{Host, SslMode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -36,20 +40,13 @@ pub struct StoreTls {
 
 /// Why the TLS settings cannot be used; each names its file or setting.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreTlsError {
+pub(crate) enum StoreTlsError {
     /// A file could not be read or holds no PEM of the expected kind.
-    #[error("{what} {path}: {reason}")]
-    File {
-        /// Which file ("CA bundle", "client certificate", "client key").
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    File(#[from] PemError),
     /// The settings contradict each other or the URL.
     #[error("{0}")]
-    Settings(String),
+    Settings(&'static str),
     /// rustls refused the combination (e.g. a key that does not match its
     /// certificate).
     #[error("TLS configuration: {0}")]
@@ -69,7 +66,7 @@ impl StoreTls {
         &self,
         config: &mut postgres::Config,
     ) -> Result<MakeRustlsConnect, StoreTlsError> {
-        self.check(config.get_ssl_mode())?;
+        self.check(config)?;
         let Some(ca) = &self.ca else {
             config.ssl_mode(SslMode::Disable);
             // Never used while sslmode is disable; one connector type either way.
@@ -80,22 +77,26 @@ impl StoreTls {
         };
         config.ssl_mode(SslMode::Require);
         let identity = match (&self.client_cert, &self.client_key) {
-            (Some(cert), Some(key)) => {
-                Some((certificates(cert, "client certificate")?, key_of(key)?))
-            }
+            (Some(cert), Some(key)) => Some((
+                pem::certificates("client certificate", cert)?,
+                pem::private_key("client key", key)?,
+            )),
             _ => None,
         };
         Ok(MakeRustlsConnect::new(client_config(roots(ca)?, identity)?))
     }
 
     /// The rule's refusals: a half-given client identity, a client
-    /// identity without a CA, and a URL whose `sslmode` says otherwise.
-    fn check(&self, url_mode: SslMode) -> Result<(), StoreTlsError> {
-        let refuse = |why: &str| Err(StoreTlsError::Settings(why.to_string()));
+    /// identity without a CA, a URL whose `sslmode` says otherwise, and,
+    /// with a CA, a host TLS cannot verify (a Unix socket, or an address
+    /// without the name its certificate is for).
+    fn check(&self, config: &postgres::Config) -> Result<(), StoreTlsError> {
+        let refuse = |why| Err(StoreTlsError::Settings(why));
         if self.client_cert.is_some() != self.client_key.is_some() {
             return refuse("the database client certificate and its key go together: give both");
         }
-        match (&self.ca, url_mode) {
+        let hosts = config.get_hosts();
+        match (&self.ca, config.get_ssl_mode()) {
             (None, _) if self.client_cert.is_some() => refuse(
                 "a database client certificate needs the CA that signed the database's \
                  certificate: certificates are only sent over TLS",
@@ -108,50 +109,31 @@ impl StoreTls {
                 "the URL asks for sslmode=disable, but a CA for the database is given: \
                  with a CA every connection is TLS",
             ),
+            (Some(_), _) if hosts.iter().any(|h| matches!(h, Host::Unix(_))) => refuse(
+                "a Unix socket is never encrypted: with a CA for the database, give a TCP host",
+            ),
+            (Some(_), _) if hosts.is_empty() => refuse(
+                "with a CA for the database, the URL must name the host its certificate is \
+                 for (host=, beside any hostaddr=)",
+            ),
             _ => Ok(()),
         }
     }
 }
 
-fn file_error(what: &'static str, path: &Path, reason: impl ToString) -> StoreTlsError {
-    StoreTlsError::File {
-        what,
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Every certificate in the PEM file at `path` (at least one).
-fn certificates(
-    path: &Path,
-    what: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, StoreTlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file_error(what, path, e))?;
-    if certs.is_empty() {
-        return Err(file_error(what, path, "no PEM certificate in it"));
-    }
-    Ok(certs)
-}
-
-fn key_of(path: &Path) -> Result<PrivateKeyDer<'static>, StoreTlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error("client key", path, e))
-}
-
 /// The trust anchors of the CA bundle at `path`.
-fn roots(path: &Path) -> Result<RootCertStore, StoreTlsError> {
+fn roots(path: &std::path::Path) -> Result<RootCertStore, StoreTlsError> {
+    const WHAT: &str = "CA bundle";
     let mut roots = RootCertStore::empty();
-    for cert in certificates(path, "CA bundle")? {
-        roots
-            .add(cert)
-            .map_err(|e| file_error("CA bundle", path, e))?;
+    for cert in pem::certificates(WHAT, path)? {
+        roots.add(cert).map_err(|e| PemError::new(WHAT, path, e))?;
     }
     Ok(roots)
 }
 
 /// A client config on the `ring` provider (the one the gRPC listeners
-/// use), chosen here rather than from the process default.
+/// use), chosen here rather than from the process default, offering ALPN
+/// `postgresql` as libpq does (PostgreSQL 17's direct TLS requires it).
 fn client_config(
     roots: RootCertStore,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
@@ -160,9 +142,10 @@ fn client_config(
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
-    let config = match identity {
+    let mut config = match identity {
         Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
         None => builder.with_no_client_auth(),
     };
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(config)
 }

@@ -6,7 +6,6 @@
 //! Certificates are made per run (rcgen), never committed.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use facegate_core::encounter::{EncounterError, EncounterStore};
 use facegate_core::manifest::Direction;
@@ -88,22 +87,20 @@ struct Pki {
     client: Issued,
 }
 
-fn pki() -> &'static Pki {
-    static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (ca, other_ca) = (Ca::new(dir.path(), "agency"), Ca::new(dir.path(), "other"));
-        let server = ca.issue(dir.path(), "server", &[DB_HOST], DB_HOST);
-        let role = facegate_postgres::local::ROLE;
-        let client = ca.issue(dir.path(), "client", &[], role);
-        Pki {
-            _dir: dir,
-            ca,
-            other_ca,
-            server,
-            client,
-        }
-    })
+/// A test's own certificates, in a directory removed with them.
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, other_ca) = (Ca::new(dir.path(), "agency"), Ca::new(dir.path(), "other"));
+    let server = ca.issue(dir.path(), "server", &[DB_HOST], DB_HOST);
+    let role = facegate_postgres::local::ROLE;
+    let client = ca.issue(dir.path(), "client", &[], role);
+    Pki {
+        _dir: dir,
+        ca,
+        other_ca,
+        server,
+        client,
+    }
 }
 
 /// The connection string of `server`'s database `name` under the
@@ -136,7 +133,7 @@ fn refusal(result: Result<std::sync::Arc<PgEncounters>, EncounterError>) -> Stri
 }
 
 #[test]
-fn a_node_given_the_ca_records_over_tls_and_nothing_weaker_gets_in() {
+fn a_node_given_the_ca_records_over_verified_tls_and_other_servers_are_refused() {
     let pki = pki();
     let server = LocalPostgres::start_tls(&LocalTls {
         cert_pem: pki.server.cert_pem.clone(),
@@ -156,7 +153,8 @@ fn a_node_given_the_ca_records_over_tls_and_nothing_weaker_gets_in() {
     assert_eq!(read, Some(recorded.stored), "read back over TLS");
     store.close();
 
-    // Plain text: the server admits no TCP client without TLS.
+    // The fixture itself: this server admits no TCP client without TLS, so
+    // the records above went over TLS.
     let plain = refusal(PgEncounters::open(&server.url("records")));
     assert!(plain.contains("pg_hba.conf"), "{plain}");
     // A CA that did not sign the server's certificate.
@@ -173,6 +171,7 @@ fn with_a_ca_a_server_without_tls_is_refused_not_used_in_plain_text() {
     let server = LocalPostgres::start().unwrap();
     let db = url(&server, "postgres");
     let reason = refusal(PgEncounters::open_tls(&db, &trusting(&pki().ca)));
+    assert!(reason.starts_with("TLS refused"), "{reason}");
     assert!(reason.contains("does not support TLS"), "{reason}");
 }
 
@@ -253,7 +252,22 @@ fn settings_that_would_weaken_or_cannot_work_are_refused_before_connecting() {
                 ca: Some(pki.client.key.clone()),
                 ..StoreTls::default()
             },
-            "no PEM certificate",
+            "no CERTIFICATE block",
+        ),
+        (
+            "host=/run/postgresql port=5432 user=facegate dbname=f".to_string(),
+            trusting(&pki.ca),
+            "a Unix socket is never encrypted",
+        ),
+        (
+            "hostaddr=127.0.0.1 port=1 user=facegate dbname=f".to_string(),
+            trusting(&pki.ca),
+            "must name the host its certificate is for",
+        ),
+        (
+            format!("{db}?sslmode=verify-full"),
+            trusting(&pki.ca),
+            "invalid value for option `sslmode`",
         ),
     ];
     for (url, tls, expected) in cases {

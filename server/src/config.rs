@@ -290,7 +290,8 @@ impl Settings {
     }
 
     /// TLS files come as a pair; a client CA needs them; plain text leaves
-    /// the host only when allowed.
+    /// the host only when allowed; the shared store's TLS files need the
+    /// shared store.
     fn check_tls(&self) -> anyhow::Result<()> {
         let listeners = [self.listen, self.admin_listen];
         self.credential_files()

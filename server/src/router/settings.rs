@@ -279,6 +279,26 @@ impl RouteSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::FromArgMatches;
+
+    /// `facegate route ARGS`'s settings, checked.
+    fn route(args: &[&str]) -> anyhow::Result<RouteSettings> {
+        let command = RouteSettings::augment_args(clap::Command::new("route").no_binary_name(true))
+            .mut_args(|arg| arg.env(None::<&'static str>));
+        let settings = RouteSettings::from_arg_matches(&command.try_get_matches_from(args)?)?;
+        settings.check().map(|()| settings)
+    }
+
+    #[test]
+    fn the_shared_stores_ca_comes_with_the_store() {
+        let fleet = ["--shards", "1", "--replica", "0=http://127.0.0.1:50051"];
+        assert!(route(&fleet).is_ok());
+        let ca = [&fleet[..], &["--encounter-store-ca", "ca.pem"]].concat();
+        let err = format!("{:#}", route(&ca).unwrap_err());
+        assert!(err.contains("give encounter_store too"), "{err}");
+        let store = [&ca[..], &["--encounter-store", "postgres://u@db/f"]].concat();
+        assert!(route(&store).unwrap().store_tls().is_on());
+    }
 
     #[test]
     fn a_replica_is_a_shard_and_a_url() {

@@ -12,10 +12,7 @@ pub mod incoming;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer,
-};
+use facegate_core::pem::{self, PemError};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -39,16 +36,10 @@ pub struct TlsFiles {
 /// Why a listener's TLS files were refused; each names its file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A file could not be read or holds no PEM of the expected kind.
-    #[error("{what} {path}: {reason}")]
-    File {
-        /// Which file it was meant to be ("certificate", "private key", "client CA bundle").
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A file could not be read or holds no PEM of the expected kind
+    /// ("certificate", "private key", "client CA bundle", "revocation list").
+    #[error(transparent)]
+    File(#[from] PemError),
     /// rustls refused the combination (e.g. the key does not match the
     /// certificate).
     #[error("TLS configuration from {cert} and {key}: {source}")]
@@ -73,23 +64,7 @@ pub struct LoadedTls {
 }
 
 fn file_error(what: &'static str, path: &Path, reason: impl ToString) -> TlsError {
-    TlsError::File {
-        what,
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
-}
-
-/// The certificates in a PEM file; an error when it holds none.
-fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(what, path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(what, path, e))?;
-    if certs.is_empty() {
-        return Err(file_error(what, path, "no CERTIFICATE block"));
-    }
-    Ok(certs)
+    TlsError::File(PemError::new(what, path, reason))
 }
 
 /// The client verifier of a mutual-TLS listener: chains to `ca`, and is
@@ -106,7 +81,7 @@ fn client_verifier(
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     const WHAT: &str = "client CA bundle";
     let mut roots = RootCertStore::empty();
-    for cert in read_certs(WHAT, ca)? {
+    for cert in pem::certificates(WHAT, ca)? {
         roots.add(cert).map_err(|e| file_error(WHAT, ca, e))?;
     }
     let mut builder =
@@ -114,33 +89,19 @@ fn client_verifier(
             .allow_unauthenticated();
     if let Some(crl) = crl {
         builder = builder
-            .with_crls(read_crls(crl)?)
+            .with_crls(pem::revocation_lists("revocation list", crl)?)
             .only_check_end_entity_revocation()
             .allow_unknown_revocation_status();
     }
     builder.build().map_err(|e| file_error(WHAT, ca, e))
 }
 
-/// The revocation lists in a PEM file; an error when it holds none.
-fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    const WHAT: &str = "revocation list";
-    let crls = CertificateRevocationListDer::pem_file_iter(path)
-        .map_err(|e| file_error(WHAT, path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(WHAT, path, e))?;
-    if crls.is_empty() {
-        return Err(file_error(WHAT, path, "no X509 CRL block"));
-    }
-    Ok(crls)
-}
-
 /// Reads a listener's TLS files into a rustls config offering HTTP/2 (gRPC
 /// clients insist on ALPN `h2`).
 pub fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = read_certs("certificate", &files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| file_error("private key", &files.key, e))?;
+    let chain = pem::certificates("certificate", &files.cert)?;
+    let key = pem::private_key("private key", &files.key)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|source| config_error(files, source))?;
