@@ -66,7 +66,11 @@ def check_database_ca(pod, args):
     secret = volumes[holding[0]]["secret"]
     assert secret["secretName"] == "facegate-encounter-store"
     relative = ca[len(mounts[holding[0]].rstrip("/")) + 1:]
-    assert relative in {item["path"] for item in secret["items"]}
+    items = {item["key"]: item["path"] for item in secret["items"]}
+    assert relative in items.values()
+    # Only the CA is mounted: the URL (it may hold a password) stays in
+    # the environment, never in a file on the pod.
+    assert "url" not in items, "the store's URL must not be mounted"
 
 
 def check_container(kind_of_process, pod):
