@@ -17,24 +17,29 @@ use facegate_postgres::LocalPostgres;
 use facegate_postgres::local::LocalTls;
 
 /// The server's stderr when it exits within `limit`; `None` if it is
-/// still running then (and killed).
+/// still running then (and killed). Stderr is read while it runs, so a
+/// long one cannot fill the pipe and hold the server up.
 fn exit_message(mut cmd: Command, limit: Duration) -> Option<String> {
     let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let mut stderr = child.stderr.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).map(|_| text)
+    });
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > limit {
             let _ = child.kill();
+            let _ = child.wait();
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut text = String::new();
-    child.stderr.take()?.read_to_string(&mut text).ok()?;
-    Some(text)
+    reader.join().ok()?.ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
