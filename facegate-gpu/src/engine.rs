@@ -7,6 +7,7 @@ use facegate_core::search::{
     Candidate, CpuEngine, ProbeBatch, ScanTarget, SearchEngine, SearchError,
 };
 use facegate_core::{ElementType, InputError};
+use rayon::prelude::*;
 
 use crate::GpuError;
 use crate::buffers::{GpuGallery, read_back, scratch, uniform, upload};
@@ -615,9 +616,15 @@ impl SearchEngine for GpuEngine {
                 checked(&self.dev.device, || self.candidates(probes, b0, nb, m))
                     .map_err(|e| SearchError::Unavailable(e.to_string()))?
             };
-            for (i, list) in lists.into_iter().enumerate() {
-                out.push(self.finish(probes, b0 + i, list, top_k)?);
-            }
+            // The exact re-score runs on the CPU after the batch: on every
+            // core, or it grows the batch's wall time by tens of
+            // microseconds a probe (docs/benchmarks.md, the H200's run 3).
+            let finished: Vec<Vec<Candidate>> = lists
+                .into_par_iter()
+                .enumerate()
+                .map(|(i, list)| self.finish(probes, b0 + i, list, top_k))
+                .collect::<Result<_, _>>()?;
+            out.extend(finished);
             b0 += nb;
         }
         Ok(out)
