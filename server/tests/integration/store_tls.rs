@@ -25,7 +25,7 @@ fn exit_message(mut cmd: Command, limit: Duration) -> Option<String> {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take()?;
+    let mut stderr = child.stderr.take().expect("stderr is piped");
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
         stderr.read_to_string(&mut text).map(|_| text)
