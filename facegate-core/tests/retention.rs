@@ -11,7 +11,7 @@ use facegate_core::encounter::{
     Erasure, Method, SqliteEncounters, StayRule, Traveller,
 };
 use facegate_core::manifest::Direction;
-use facegate_core::retention::{RetentionPolicy, purge_encounters};
+use facegate_core::retention::{RetentionPolicy, purge_encounters, scheduled_erasures};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -70,7 +70,7 @@ fn on_disk(dir: &Path, needle: &str) -> bool {
 fn a_citizens_records_leave_the_disk_after_12_hours_and_others_stay() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteEncounters::open(dir.path()).unwrap();
-    let rules = RetentionPolicy::default().encounters;
+    let rules = RetentionPolicy::default();
     let citizen = "CITIZEN-7f3a";
     let visitor = "VISITOR-91bc";
     store
@@ -141,7 +141,7 @@ fn a_citizens_records_leave_the_disk_after_12_hours_and_others_stay() {
 fn an_overstayers_records_are_kept_longer_and_never_erased_early() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteEncounters::open(dir.path()).unwrap();
-    let rules = RetentionPolicy::default().encounters;
+    let rules = RetentionPolicy::default();
     let s = "OVER-1";
     let mut f = file(
         s,
@@ -178,6 +178,91 @@ fn an_overstayers_records_are_kept_longer_and_never_erased_early() {
     // Nothing left, and the file was last set long ago: it goes too.
     assert_eq!(r.travellers_erased, 1);
     assert_eq!(store.traveller(s).unwrap(), None);
+}
+
+/// Records `s` entering on `entry` and leaving on `exit` (days), admitted
+/// for 30 days: an overstay when it stays longer.
+fn stay(store: &dyn EncounterStore, s: &str, entry: i64, exit: i64) {
+    let mut f = file(
+        s,
+        Category::VisaExempt,
+        StayRule::AdmittedUntil(Day::of(t(entry + 30, 0))),
+    );
+    f.admissions[0].day = Day::of(t(entry, 0));
+    store.put_traveller(&f, t(entry, 0)).unwrap();
+    let id = |d| format!("{s}-{d}");
+    store
+        .record(crossing(&id("in"), s, Direction::Entry, t(entry, 1)))
+        .unwrap();
+    store
+        .record(crossing(&id("out"), s, Direction::Exit, t(exit, 1)))
+        .unwrap();
+}
+
+#[test]
+fn an_overstayers_erasure_is_announced_for_the_notice_period_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let policy = RetentionPolicy::default();
+    let notice = policy.notices.overstayer_erasure;
+    let five_years = policy.encounters.overstayer.keep;
+    // Two overstayers (left on days 40 and 45, admitted 30), one visitor
+    // who left in time (day 20) and one citizen: only the first two are
+    // ever announced.
+    stay(store.as_ref(), "OVER-A", 0, 40);
+    stay(store.as_ref(), "OVER-B", 5, 45);
+    stay(store.as_ref(), "ON-TIME", 0, 20);
+    store
+        .put_traveller(
+            &file("CITIZEN", Category::Citizen, StayRule::DurationOfStatus),
+            t(0, 0),
+        )
+        .unwrap();
+    store
+        .record(crossing("c", "CITIZEN", Direction::Exit, t(40, 1)))
+        .unwrap();
+    let erase_a = t(40, 1).plus(five_years);
+    let listed = |now: UnixMillis| -> Vec<(String, UnixMillis)> {
+        let page = scheduled_erasures(store.as_ref(), &policy, now, None, 0).unwrap();
+        assert_eq!(page.next, None);
+        page.erasures
+            .iter()
+            .map(|e| (e.subject_id.clone(), e.stay.erase_at))
+            .collect()
+    };
+    let day = Duration::from_secs(86_400);
+
+    let before_notice = erase_a.minus(notice).minus(day);
+    assert_eq!(listed(before_notice), []);
+    let r = purge_encounters(store.as_ref(), &policy, before_notice).unwrap();
+    // The visitor's 3 years and the citizen's 12 hours have passed.
+    assert_eq!((r.overstays_noticed, r.encounters_erased), (0, 3));
+
+    let in_notice = erase_a.minus(notice).plus(day);
+    assert_eq!(listed(in_notice), [("OVER-A".to_string(), erase_a)]);
+    let r = purge_encounters(store.as_ref(), &policy, in_notice).unwrap();
+    assert_eq!((r.overstays_noticed, r.encounters_erased), (1, 0));
+    let a = scheduled_erasures(store.as_ref(), &policy, in_notice, None, 0).unwrap();
+    assert_eq!(a.erasures[0].stay.exit_at, t(40, 1));
+    assert_eq!(a.erasures[0].stay.days_over, 10);
+
+    // Both, a page each.
+    let both = erase_a.minus(Duration::from_secs(3_600));
+    let first = scheduled_erasures(store.as_ref(), &policy, both, None, 1).unwrap();
+    assert_eq!(first.next.as_deref(), Some("OVER-A"));
+    let second =
+        scheduled_erasures(store.as_ref(), &policy, both, first.next.as_deref(), 1).unwrap();
+    assert_eq!(second.erasures[0].subject_id, "OVER-B");
+    assert_eq!(second.erasures[0].stay.erase_at, t(45, 1).plus(five_years));
+
+    // At the announced instant the purge erases them; nothing is left to announce.
+    let r = purge_encounters(store.as_ref(), &policy, erase_a).unwrap();
+    assert_eq!(r.encounters_erased, 2);
+    assert_eq!(
+        listed(erase_a),
+        [("OVER-B".to_string(), t(45, 1).plus(five_years))]
+    );
+    assert_eq!(store.history("OVER-A").unwrap(), []);
 }
 
 #[test]

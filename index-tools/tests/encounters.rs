@@ -120,6 +120,42 @@ fn the_overstay_csv_holds_every_overstayer_the_library_reports() {
 }
 
 #[test]
+fn the_scheduled_erasures_csv_is_what_the_purge_will_erase_within_the_notice() {
+    use facegate_core::retention::{RetentionPolicy, scheduled_erasures};
+    let dir = tempfile::tempdir().unwrap();
+    synth_store(dir.path());
+    // Five years after the span's overstays, three months' notice.
+    let as_of = "2028-06-30";
+    let csv_path = dir.path().join("erasures.csv");
+    ok(&[
+        "encounters",
+        "scheduled-erasures",
+        p(dir.path()),
+        "--as-of",
+        as_of,
+        "--csv",
+        p(&csv_path),
+    ]);
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["subject_id", "exit_utc", "days_over", "erase_at_utc"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let store = store(dir.path());
+    let now = facegate_core::encounter::store::end_of(as_of.parse().unwrap());
+    let want =
+        scheduled_erasures(store.as_ref(), &RetentionPolicy::default(), now, None, 0).unwrap();
+    assert!(!want.erasures.is_empty());
+    assert_eq!(rows.len(), want.erasures.len());
+    for (row, e) in rows.iter().zip(&want.erasures) {
+        assert_eq!(&row[0], e.subject_id);
+        assert_eq!(row[2].parse::<u32>().unwrap(), e.stay.days_over);
+        assert!(e.stay.days_over > 0 && e.stay.erase_at > now);
+    }
+}
+
+#[test]
 fn history_and_stay_are_the_stores() {
     let dir = tempfile::tempdir().unwrap();
     synth_store(dir.path());

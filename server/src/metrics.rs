@@ -153,6 +153,9 @@ pub struct Metrics {
     /// How far the oldest item of such a period is past its bound (0 when
     /// within): what the overdue alert watches.
     pub retention_overdue_seconds: GaugeVec,
+    /// Overstays whose records the purge will erase within the notice
+    /// period, as of the last purge this node led.
+    pub retention_overstays_noticed: IntGauge,
     ports: Mutex<HashSet<String>>,
 }
 
@@ -225,6 +228,7 @@ impl Metrics {
             retention_oldest_seconds: retention.oldest,
             retention_bound_seconds: retention.bound,
             retention_overdue_seconds: retention.overdue,
+            retention_overstays_noticed: retention.noticed,
             registry,
             ports: Mutex::new(HashSet::new()),
         })
@@ -763,6 +767,7 @@ struct RetentionMetrics {
     oldest: GaugeVec,
     bound: GaugeVec,
     overdue: GaugeVec,
+    noticed: IntGauge,
 }
 
 impl RetentionMetrics {
@@ -826,6 +831,13 @@ impl RetentionMetrics {
                         "How far the oldest item whose period counts from its record is past its bound (0 when within).",
                     ),
                     &["store", "category"],
+                ),
+            ),
+            noticed: register(
+                r,
+                IntGauge::new(
+                    "facegate_retention_overstays_noticed",
+                    "Overstays whose records the purge will erase within the policy's notice period (Encounters/ListScheduledErasures lists them), as of the last purge this node led.",
                 ),
             ),
         };

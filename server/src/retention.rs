@@ -157,7 +157,12 @@ pub fn purge_once(
     // A shared store is purged by one node at a time; the others only
     // remove their own gallery's citizens (above) and report its oldest.
     let report = match store.lead_purge()? {
-        Some(_lead) => purge_encounters(store, &policy.encounters, now)?,
+        Some(_lead) => {
+            let report = purge_encounters(store, policy, now)?;
+            let noticed = i64::try_from(report.overstays_noticed).unwrap_or(i64::MAX);
+            state.metrics().retention_overstays_noticed.set(noticed);
+            report
+        }
         None => {
             tracing::debug!("another node is purging the shared encounter store");
             PurgeReport::default()

@@ -43,6 +43,8 @@ pub struct Shared<'a> {
     pub credentials: &'a Arc<Credentials>,
     /// Refusals are counted here.
     pub metrics: &'a Arc<Metrics>,
+    /// The retention policy (the erasures the back office is told of).
+    pub policy: &'a Arc<facegate_core::retention::RetentionPolicy>,
 }
 
 /// Who may call each service: a router forwards searches, gallery changes,
@@ -173,6 +175,7 @@ fn encounters_service(
         shared.state.encounters().clone(),
         shared.state.clone(),
         shared.auditor.clone(),
+        shared.policy.clone(),
     );
     InterceptedService::new(
         EncountersServer::new(service).max_decoding_message_size(shared.settings.max_message_bytes),

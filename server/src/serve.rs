@@ -102,6 +102,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
         settings: &settings,
         credentials: &credentials,
         metrics: &metrics,
+        policy: &policy,
     };
     let ports = routes::ports(&shared)?.add_service(health_service.clone());
     let back_office = routes::back_office(&shared, &live)?.add_service(health_service.clone());

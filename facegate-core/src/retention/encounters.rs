@@ -14,8 +14,15 @@
 //!   stay with no exit yet (still in the country) keeps everything from
 //!   its entry on.
 //! - Encounters naming nobody go by the `no_match` rule, from the record.
+//!
+//! The same schedule ([`erasure_schedule`]) says which overstayers' records
+//! the purge will erase within the notice period
+//! ([`super::policy::NoticeRules`]): [`scheduled_erasures`] lists them, and
+//! every purge counts them, so that they are announced before they go.
 
-use super::policy::{EncounterRules, Event, Rule};
+use std::time::Duration;
+
+use super::policy::{EncounterRules, Event, RetentionPolicy, Rule};
 use crate::clock::UnixMillis;
 use crate::encounter::{
     Category, Day, EncounterError, EncounterStore, Erasure, Traveller, stay_status,
@@ -30,30 +37,40 @@ pub struct PurgeReport {
     pub encounters_erased: u64,
     /// Traveller files erased (nothing of theirs was left).
     pub travellers_erased: u64,
+    /// Overstays whose records are scheduled for erasure within the notice
+    /// period (listed by [`scheduled_erasures`]).
+    pub overstays_noticed: u64,
 }
 
-/// Purges what `rules` expire at `now` and checkpoints the store.
+/// Purges what `policy` expires at `now` and checkpoints the store,
+/// counting the overstays whose erasure is within its notice period.
 pub fn purge_encounters(
     store: &dyn EncounterStore,
-    rules: &EncounterRules,
+    policy: &RetentionPolicy,
     now: UnixMillis,
 ) -> Result<PurgeReport, EncounterError> {
+    let rules = &policy.encounters;
+    let notice = policy.notices.overstayer_erasure;
     let mut report = PurgeReport {
         encounters_erased: store.erase(Erasure::UnnamedRecordedBefore {
             before: now.minus(rules.no_match.keep),
         })?,
         ..PurgeReport::default()
     };
-    // Nothing captured within the shortest period can have expired.
-    let shortest = shortest_keep(rules);
+    // Nothing captured within the shortest period can have expired, nor
+    // be noticed (`notice_cutoff`) unless captured before the later cutoff.
+    let cutoff = now
+        .minus(shortest_keep(rules))
+        .max(notice_cutoff(rules, notice, now));
     let mut after: Option<String> = None;
     loop {
-        let page = store.subjects_before(now.minus(shortest), after.as_deref(), 0)?;
+        let page = store.subjects_before(cutoff, after.as_deref(), 0)?;
         for id in &page.subject_ids {
-            let (encounters, files) = purge_subject(store, rules, id, now)?;
+            let purged = purge_subject(store, rules, notice, id, now)?;
             report.subjects_examined += 1;
-            report.encounters_erased += encounters;
-            report.travellers_erased += files;
+            report.encounters_erased += purged.encounters;
+            report.travellers_erased += purged.travellers;
+            report.overstays_noticed += purged.noticed;
         }
         match page.next {
             Some(next) => after = Some(next),
@@ -80,68 +97,195 @@ fn shortest_keep(r: &EncounterRules) -> std::time::Duration {
     .unwrap_or_default()
 }
 
-/// One subject: (encounters erased, traveller files erased).
+/// Records captured after this cannot belong to an overstay whose erasure
+/// falls within `notice` of `now` (its exit plus the overstayer period).
+fn notice_cutoff(rules: &EncounterRules, notice: Duration, now: UnixMillis) -> UnixMillis {
+    now.plus(notice).minus(rules.overstayer.keep)
+}
+
+/// What the purge did to one subject.
+struct Purged {
+    encounters: u64,
+    travellers: u64,
+    /// Its overstays noticed (erased within the notice period).
+    noticed: u64,
+}
+
 fn purge_subject(
     store: &dyn EncounterStore,
     rules: &EncounterRules,
+    notice: Duration,
     id: &str,
     now: UnixMillis,
-) -> Result<(u64, u64), EncounterError> {
+) -> Result<Purged, EncounterError> {
     let traveller = store.traveller(id)?;
     let category = traveller.as_ref().map(|t| t.category);
     let rule = rules.for_category(category);
-    let erasure = match rule.from {
-        Event::Recorded => Some(Erasure::RecordedBefore {
-            subject_id: id.to_string(),
-            before: now.minus(rule.keep),
-        }),
+    let (erasure, noticed) = match rule.from {
+        Event::Recorded => {
+            let erasure = Erasure::RecordedBefore {
+                subject_id: id.to_string(),
+                before: now.minus(rule.keep),
+            };
+            (Some(erasure), 0)
+        }
         Event::Exit => {
-            last_expired_exit(store, rules, rule, traveller.as_ref(), id, now)?.map(|up_to| {
-                Erasure::CapturedUpTo {
-                    subject_id: id.to_string(),
-                    up_to,
-                }
-            })
+            let schedule = erasure_schedule(store, rules, rule, traveller.as_ref(), id, now)?;
+            let noticed = noticed(&schedule, notice, now).count() as u64;
+            let erasure = last_expired_exit(&schedule, now).map(|up_to| Erasure::CapturedUpTo {
+                subject_id: id.to_string(),
+                up_to,
+            });
+            (erasure, noticed)
         }
     };
     let encounters = match erasure {
         Some(e) => store.erase(e)?,
         None => 0,
     };
-    let files = store.erase(Erasure::UnusedTraveller {
+    let travellers = store.erase(Erasure::UnusedTraveller {
         subject_id: id.to_string(),
         updated_before: now.minus(rule.keep),
     })?;
-    Ok((encounters, files))
+    Ok(Purged {
+        encounters,
+        travellers,
+        noticed,
+    })
 }
 
-/// The latest exit up to which every stay's period has passed at `now`.
-fn last_expired_exit(
+/// When the purge may erase the records of one of a subject's stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StayErasure {
+    /// The exit that ended the stay: the records captured up to it go.
+    pub exit_at: UnixMillis,
+    /// Days the stay ran over its rule (0: none; the overstayer period).
+    pub days_over: u32,
+    /// The first instant the purge may erase them: the latest exit plus
+    /// period of this stay and every earlier one, since the purge never
+    /// erases a stay's records before an earlier stay's period has ended.
+    pub erase_at: UnixMillis,
+}
+
+/// Each closed stay of subject `id` with when its records may go, in
+/// order (non-decreasing `erase_at`); stays still open keep theirs.
+pub fn erasure_schedule(
     store: &dyn EncounterStore,
     rules: &EncounterRules,
     rule: Rule,
     traveller: Option<&Traveller>,
     id: &str,
     now: UnixMillis,
-) -> Result<Option<UnixMillis>, EncounterError> {
+) -> Result<Vec<StayErasure>, EncounterError> {
     let movements = store.movements(id, UnixMillis(i64::MAX))?;
     let admissions = traveller.map_or(&[][..], |t| t.admissions.as_slice());
     let category = traveller.map_or(Category::Other, |t| t.category);
     let status = stay_status(&movements, admissions, category, Day::of(now));
-    let mut last = None;
-    for stay in &status.stays {
-        let Some(exit) = stay.exit_at else {
-            continue; // an entry whose exit was never captured: judged with the next exit
-        };
-        let keep = if stay.days_over > 0 {
-            rules.overstayer.keep
-        } else {
-            rule.keep
-        };
-        if exit.plus(keep) > now {
-            break;
+    let mut latest = UnixMillis(i64::MIN);
+    Ok(status
+        .stays
+        .iter()
+        .filter_map(|stay| {
+            // An entry whose exit was never captured: judged with the next exit.
+            let exit_at = stay.exit_at?;
+            let keep = if stay.days_over > 0 {
+                rules.overstayer.keep
+            } else {
+                rule.keep
+            };
+            latest = latest.max(exit_at.plus(keep));
+            Some(StayErasure {
+                exit_at,
+                days_over: stay.days_over,
+                erase_at: latest,
+            })
+        })
+        .collect())
+}
+
+/// The latest exit up to which every stay's period has passed at `now`.
+fn last_expired_exit(schedule: &[StayErasure], now: UnixMillis) -> Option<UnixMillis> {
+    schedule
+        .iter()
+        .take_while(|e| e.erase_at <= now)
+        .last()
+        .map(|e| e.exit_at)
+}
+
+/// The overstays of `schedule` whose records go within `notice` of `now`.
+fn noticed(
+    schedule: &[StayErasure],
+    notice: Duration,
+    now: UnixMillis,
+) -> impl Iterator<Item = &StayErasure> {
+    let until = now.plus(notice);
+    schedule
+        .iter()
+        .filter(move |e| e.days_over > 0 && e.erase_at > now && e.erase_at <= until)
+}
+
+/// An overstay whose records the purge will erase within the notice period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledErasure {
+    /// Whose.
+    pub subject_id: String,
+    /// The stay and when its records may go.
+    pub stay: StayErasure,
+}
+
+/// A page of [`scheduled_erasures`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduledPage {
+    /// This page's overstays, by subject id.
+    pub erasures: Vec<ScheduledErasure>,
+    /// The cursor for the next page; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// Overstays whose records the purge will erase after `now` and within
+/// the policy's notice period, subjects in id order after `after`, at most
+/// `limit` subjects (0: 1,000): what must be announced before it goes.
+pub fn scheduled_erasures(
+    store: &dyn EncounterStore,
+    policy: &RetentionPolicy,
+    now: UnixMillis,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<ScheduledPage, EncounterError> {
+    let rules = &policy.encounters;
+    let notice = policy.notices.overstayer_erasure;
+    let limit = if limit == 0 { 1_000 } else { limit.min(1_000) };
+    let cutoff = notice_cutoff(rules, notice, now);
+    let mut out = ScheduledPage::default();
+    let mut cursor = after.map(str::to_owned);
+    let mut subjects = 0;
+    loop {
+        let page = store.subjects_before(cutoff, cursor.as_deref(), 0)?;
+        for id in &page.subject_ids {
+            let traveller = store.traveller(id)?;
+            let rule = rules.for_category(traveller.as_ref().map(|t| t.category));
+            if rule.from != Event::Exit {
+                continue;
+            }
+            let schedule = erasure_schedule(store, rules, rule, traveller.as_ref(), id, now)?;
+            let due: Vec<_> = noticed(&schedule, notice, now).copied().collect();
+            if due.is_empty() {
+                continue;
+            }
+            out.erasures
+                .extend(due.into_iter().map(|stay| ScheduledErasure {
+                    subject_id: id.clone(),
+                    stay,
+                }));
+            subjects += 1;
+            if subjects == limit {
+                out.next = Some(id.clone());
+                return Ok(out);
+            }
         }
-        last = Some(exit);
+        cursor = page.next;
+        if cursor.is_none() {
+            return Ok(out);
+        }
     }
-    Ok(last)
 }

@@ -8,8 +8,12 @@ pub mod encounters;
 pub mod policy;
 pub mod report;
 
-pub use encounters::{PurgeReport, purge_encounters};
+pub use encounters::{
+    PurgeReport, ScheduledErasure, ScheduledPage, StayErasure, erasure_schedule, purge_encounters,
+    scheduled_erasures,
+};
 pub use policy::{
-    AuditRule, CaptureTemplateRules, EncounterRules, Event, PolicyError, RetentionPolicy, Rule,
+    AuditRule, CaptureTemplateRules, EncounterRules, Event, NoticeRules, PolicyError,
+    RetentionPolicy, Rule,
 };
 pub use report::{Line, ReportError, report};

@@ -157,6 +157,31 @@ impl Default for CaptureTemplateRules {
     }
 }
 
+/// How long before an erasure it is announced: the EU Entry/Exit System
+/// tells the member states three months before an overstayer's data is
+/// deleted, so that they can act on it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoticeRules {
+    /// An overstayer's records are listed as scheduled for erasure
+    /// (`ListScheduledErasures`, and a metric) this long before the purge
+    /// may erase them.
+    #[serde(with = "humantime_serde_shim")]
+    pub overstayer_erasure: Duration,
+}
+
+/// Three months as humantime counts them ("3months": 30.44 days each).
+const THREE_MONTHS: u64 = 3 * 2_630_016;
+
+impl Default for NoticeRules {
+    /// Three months (the EU Entry/Exit System's notice).
+    fn default() -> Self {
+        NoticeRules {
+            overstayer_erasure: Duration::from_secs(THREE_MONTHS),
+        }
+    }
+}
+
 /// The whole policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -167,6 +192,8 @@ pub struct RetentionPolicy {
     pub capture_templates: CaptureTemplateRules,
     /// The audit trail.
     pub audit: AuditRule,
+    /// Erasures announced before they happen.
+    pub notices: NoticeRules,
 }
 
 /// A policy file that could not be used; the server does not start on one.
@@ -253,6 +280,10 @@ mod tests {
             humantime::parse_duration("5years").unwrap()
         );
         assert_eq!(p.longest_encounter_keep(), p.encounters.overstayer.keep);
+        assert_eq!(
+            p.notices.overstayer_erasure,
+            humantime::parse_duration("3months").unwrap()
+        );
     }
 
     #[test]

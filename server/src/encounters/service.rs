@@ -12,6 +12,7 @@ use std::time::Instant;
 use facegate_core::encounter::{
     Correction, Day, EncounterError, overstays, reconcile_manifest, stay_of,
 };
+use facegate_core::retention::{RetentionPolicy, scheduled_erasures};
 use tonic::{Request, Response, Status};
 
 use super::wire;
@@ -47,6 +48,8 @@ pub struct EncountersService {
     encounters: Arc<ServedEncounters>,
     manifests: Arc<dyn ManifestLists>,
     auditor: Arc<Auditor>,
+    /// The retention policy: which erasures are announced, and when.
+    policy: Arc<RetentionPolicy>,
 }
 
 /// A request's audit facts: its request id and the subjects it named.
@@ -54,16 +57,19 @@ type Named = (String, Vec<String>);
 
 impl EncountersService {
     /// A service over `encounters`, reconciling the manifests of
-    /// `manifests`, its answers recorded by `auditor`.
+    /// `manifests`, its answers recorded by `auditor`, announcing the
+    /// erasures `policy` schedules.
     pub fn new(
         encounters: Arc<ServedEncounters>,
         manifests: Arc<dyn ManifestLists>,
         auditor: Arc<Auditor>,
+        policy: Arc<RetentionPolicy>,
     ) -> Self {
         EncountersService {
             encounters,
             manifests,
             auditor,
+            policy,
         }
     }
 
@@ -312,6 +318,42 @@ impl Encounters for EncountersService {
         };
         self.audited(
             "Encounters/ListOverstays",
+            Effect::Reads,
+            req,
+            |_| Default::default(),
+            body,
+            disclosed,
+        )
+        .await
+    }
+
+    async fn list_scheduled_erasures(
+        &self,
+        req: Request<proto::ListScheduledErasuresRequest>,
+    ) -> Result<Response<proto::ListScheduledErasuresResponse>, Status> {
+        let policy = self.policy.clone();
+        let body = |r: proto::ListScheduledErasuresRequest| async move {
+            let after = (!r.page_token.is_empty()).then_some(r.page_token);
+            let limit = r.page_size as usize;
+            let notice_seconds = policy.notices.overstayer_erasure.as_secs();
+            let page = self
+                .blocking(move |s| {
+                    let now = s.clock().now();
+                    scheduled_erasures(s.readable(), &policy, now, after.as_deref(), limit)
+                })
+                .await?;
+            tracing::info!(erasures = page.erasures.len(), "scheduled erasures listed");
+            Ok(proto::ListScheduledErasuresResponse {
+                erasures: page.erasures.iter().map(wire::scheduled_erasure).collect(),
+                next_page_token: page.next.unwrap_or_default(),
+                notice_seconds,
+            })
+        };
+        let disclosed = |r: &proto::ListScheduledErasuresResponse| {
+            r.erasures.iter().map(|e| e.subject_id.clone()).collect()
+        };
+        self.audited(
+            "Encounters/ListScheduledErasures",
             Effect::Reads,
             req,
             |_| Default::default(),

@@ -8,6 +8,7 @@ use facegate_core::encounter::{
     Traveller,
 };
 use facegate_core::manifest::Direction;
+use facegate_core::retention::ScheduledErasure;
 
 use crate::proto;
 use crate::request::RequestError;
@@ -181,6 +182,16 @@ pub fn traveller_from(t: Option<&proto::Traveller>) -> Result<Traveller, Request
         category: category_from(t.category)?,
         admissions,
     })
+}
+
+/// One overstay's scheduled erasure, on the wire.
+pub fn scheduled_erasure(e: &ScheduledErasure) -> proto::ScheduledErasure {
+    proto::ScheduledErasure {
+        subject_id: e.subject_id.clone(),
+        exit_unix_ms: e.stay.exit_at.0,
+        days_over: e.stay.days_over,
+        erase_at_unix_ms: e.stay.erase_at.0,
+    }
 }
 
 /// The proto stay status of a report.

@@ -45,6 +45,9 @@ pub struct Router {
     pub hedge_after: Option<Duration>,
     /// The shared encounter store, when the router records encounters.
     pub encounters: Option<Arc<ServedEncounters>>,
+    /// The retention policy (its trail's expiry, the erasures the
+    /// Encounters back office announces).
+    pub policy: Arc<facegate_core::retention::RetentionPolicy>,
 }
 
 impl Router {

@@ -135,7 +135,7 @@ async fn start_router(
         auditor.clone(),
         clock,
         metrics.clone(),
-        policy,
+        policy.clone(),
         Duration::from_millis(settings.retention_interval_ms),
     ));
     log_fleet(&fleet, settings);
@@ -147,6 +147,7 @@ async fn start_router(
         shard_timeout: Duration::from_millis(settings.shard_timeout_ms),
         hedge_after: settings.hedge_after_ms.map(Duration::from_millis),
         encounters,
+        policy,
     });
     Ok((router, watchers))
 }
@@ -332,6 +333,7 @@ fn back_office_routes(
             encounters.clone(),
             Arc::new(service),
             router.auditor.clone(),
+            router.policy.clone(),
         );
         routes = routes.add_service(InterceptedService::new(
             EncountersServer::new(service),

@@ -13,9 +13,10 @@ use facegate_api::v1::matcher_client::MatcherClient;
 use facegate_api::v1::{
     Admission, CaptureContext, CorrectEncounterRequest, Direction, EncounterDecision,
     GetEncounterRequest, IdentifyRequest, IrregularKind, ListIrregularRequest,
-    ListOverstaysRequest, ManifestHeader, ManifestKind, PutTravellerRequest,
-    ReconcileManifestRequest, StageManifestRequest, StayRule, StayStatusRequest,
-    TravelHistoryRequest, Traveller, TravellerCategory, VerifyRequest, stay_rule,
+    ListOverstaysRequest, ListScheduledErasuresRequest, ManifestHeader, ManifestKind,
+    PutTravellerRequest, ReconcileManifestRequest, StageManifestRequest, StayRule,
+    StayStatusRequest, TravelHistoryRequest, Traveller, TravellerCategory, VerifyRequest,
+    stay_rule,
 };
 use facegate_core::encounter::Day;
 use facegate_core::synth::Synth;
@@ -173,6 +174,88 @@ async fn a_traveller_enters_overstays_is_reported_and_leaves() {
         .collect();
     assert_eq!(ids, ["in-1", "out-1"]);
     assert_eq!(history.traveller.unwrap().admissions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overstayers_erasure_is_announced_within_the_notice_period() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    // Overstayers' records kept 200 days after the exit, announced 30 days
+    // ahead; the purge runs every 50 ms.
+    let policy = dir.path().join("retention.toml");
+    std::fs::write(
+        &policy,
+        "[encounters]\noverstayer = { keep = \"200days\", from = \"exit\" }\n\
+         [notices]\noverstayer_erasure = \"30days\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &f.path,
+        &[
+            "--retention-policy",
+            policy.to_str().unwrap(),
+            "--retention-interval-ms",
+            "50",
+        ],
+    );
+    let (mut m, mut e) = (server.client().await, encounters(&server).await);
+    // Days are counted from 2026-01-01 by `capture`: today is day `today`.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let today = ((now_ms - day(0).start().0) / DAY_MS) as i32;
+    let who = Synth::subject_id(9);
+    admit(&mut e, &who, stay_rule::Rule::NinetyIn180(true)).await;
+    // In for 121 days (31 over 90 in 180), out 180 days ago: the erasure is
+    // due in about 20 days, inside the 30 announced.
+    let (entry, exit) = (today - 300, today - 180);
+    for (id, direction, d) in [
+        ("in", Direction::Entry, entry),
+        ("out", Direction::Exit, exit),
+    ] {
+        let answer = m.identify(at(&f, 9, id, direction, d)).await.unwrap();
+        assert!(answer.into_inner().encounter.is_some());
+    }
+    let listed = e
+        .list_scheduled_erasures(ListScheduledErasuresRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.notice_seconds, 30 * 86_400);
+    assert_eq!(listed.next_page_token, "");
+    let [one] = listed.erasures.as_slice() else {
+        panic!("one overstay announced, got {:?}", listed.erasures);
+    };
+    let exit_ms = capture("out", Direction::Exit, exit).captured_at_unix_ms;
+    assert_eq!(
+        (one.subject_id.as_str(), one.exit_unix_ms),
+        (who.as_str(), exit_ms)
+    );
+    assert_eq!(one.erase_at_unix_ms, exit_ms + 200 * DAY_MS);
+    let status = e
+        .stay_status(StayStatusRequest {
+            subject_id: who.clone(),
+            as_of: day(today).to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.days_over, status.past_days_over);
+    assert!(one.days_over > 0);
+    // The purge counts it for the dashboards, without a subject id.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics = http_get(&server.metrics).await;
+        if sample(&metrics, "facegate_retention_overstays_noticed") == 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the purge never counted it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -109,7 +109,7 @@ pub(super) const OVERSTAY_COLUMNS: [&str; 9] = [
 
 /// Writes `rows` as CSV under `columns` (their serialized fields, in
 /// order), the header even when there are no rows.
-fn write_csv<T: serde::Serialize>(
+pub(super) fn write_csv<T: serde::Serialize>(
     path: &std::path::Path,
     force: bool,
     columns: &[&str],

@@ -1,6 +1,7 @@
 //! `facegate-index encounters ...`: the back office's reports over a
 //! server's encounter store (travel history, stay status, overstays,
-//! irregular movements), and a synthetic store to try them on.
+//! irregular movements, overstays' scheduled erasures), and a synthetic
+//! store to try them on.
 //!
 //! Every command opens `DATA_DIR/encounters/encounters.db` (the server's
 //! `--data-dir`) as the server does. The store admits one process at a
@@ -8,6 +9,7 @@
 //! server's data, or on a copy; a running server is asked through its
 //! Encounters API instead.
 
+mod erasures;
 mod lists;
 mod show;
 mod synth;
@@ -38,6 +40,9 @@ enum Command {
     Overstays(lists::OverstaysArgs),
     /// Exits with no open entry, or entries with no exit, captured in a period.
     Irregular(lists::IrregularArgs),
+    /// Overstays whose records the retention purge will erase within the
+    /// policy's notice period (announced before they go).
+    ScheduledErasures(erasures::Args),
     /// Fill a data dir's encounter store with synthetic travel histories.
     SynthEncounters(synth::Args),
 }
@@ -48,6 +53,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Command::Stay(a) => show::stay(a),
         Command::Overstays(a) => lists::overstays(a),
         Command::Irregular(a) => lists::irregular(a),
+        Command::ScheduledErasures(a) => erasures::run(a),
         Command::SynthEncounters(a) => synth::run(a),
     }
 }
