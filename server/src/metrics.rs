@@ -841,20 +841,25 @@ impl RetentionMetrics {
                 ),
             ),
         };
+        metrics.export_zeros();
+        metrics
+    }
+
+    /// Makes every outcome and kind a series at 0 from the start, so that
+    /// rates and alerts see them before the first event.
+    fn export_zeros(&self) {
         for outcome in ["ok", "error"] {
-            metrics.runs.with_label_values(&[outcome]);
+            self.runs.with_label_values(&[outcome]);
         }
         for outcome in ["compacted", "nothing_removed", "error"] {
-            metrics.compactions.with_label_values(&[outcome]);
+            self.compactions.with_label_values(&[outcome]);
         }
         for kind in ["encounter", "traveller"] {
-            metrics.erased.with_label_values(&["encounters", kind]);
+            self.erased.with_label_values(&["encounters", kind]);
         }
-        metrics
-            .erased
+        self.erased
             .with_label_values(&["gallery", "citizen_subject"]);
-        metrics.erased.with_label_values(&["audit", "record"]);
-        metrics
+        self.erased.with_label_values(&["audit", "record"]);
     }
 }
 
