@@ -70,7 +70,7 @@ fn on_disk(dir: &Path, needle: &str) -> bool {
 fn a_citizens_records_leave_the_disk_after_12_hours_and_others_stay() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteEncounters::open(dir.path()).unwrap();
-    let rules = RetentionPolicy::default();
+    let policy = RetentionPolicy::default();
     let citizen = "CITIZEN-7f3a";
     let visitor = "VISITOR-91bc";
     store
@@ -111,12 +111,12 @@ fn a_citizens_records_leave_the_disk_after_12_hours_and_others_stay() {
     assert!(on_disk(dir.path(), citizen));
 
     // 11 hours on: nothing is due.
-    let r = purge_encounters(store.as_ref(), &rules, t(0, 12)).unwrap();
+    let r = purge_encounters(store.as_ref(), &policy, t(0, 12)).unwrap();
     assert_eq!(r.encounters_erased, 0);
     assert_eq!(store.history(citizen).unwrap().len(), 1);
 
     // 13 hours on: the citizen's record goes, from the API and the bytes.
-    let r = purge_encounters(store.as_ref(), &rules, t(0, 14)).unwrap();
+    let r = purge_encounters(store.as_ref(), &policy, t(0, 14)).unwrap();
     assert_eq!(r.encounters_erased, 1);
     assert!(store.history(citizen).unwrap().is_empty());
     assert!(
@@ -127,10 +127,10 @@ fn a_citizens_records_leave_the_disk_after_12_hours_and_others_stay() {
     assert_eq!(store.history(visitor).unwrap().len(), 3);
     let three_years = humantime::parse_duration("3years").unwrap();
     let just_before = t(10, 1).plus(three_years).minus(Duration::from_secs(60));
-    purge_encounters(store.as_ref(), &rules, just_before).unwrap();
+    purge_encounters(store.as_ref(), &policy, just_before).unwrap();
     assert_eq!(store.history(visitor).unwrap().len(), 3);
     let after = t(10, 1).plus(three_years);
-    let r = purge_encounters(store.as_ref(), &rules, after).unwrap();
+    let r = purge_encounters(store.as_ref(), &policy, after).unwrap();
     assert_eq!(r.encounters_erased, 2, "the first stay's entry and exit");
     let left = store.history(visitor).unwrap();
     assert_eq!(left.len(), 1, "the open stay is kept");
@@ -141,7 +141,7 @@ fn a_citizens_records_leave_the_disk_after_12_hours_and_others_stay() {
 fn an_overstayers_records_are_kept_longer_and_never_erased_early() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteEncounters::open(dir.path()).unwrap();
-    let rules = RetentionPolicy::default();
+    let policy = RetentionPolicy::default();
     let s = "OVER-1";
     let mut f = file(
         s,
@@ -171,9 +171,9 @@ fn an_overstayers_records_are_kept_longer_and_never_erased_early() {
     let years = |n: &str| humantime::parse_duration(n).unwrap();
     // 4 years after the second exit: its 3 years have passed, but the
     // first stay's 5 have not: nothing goes (the walk stops at the first).
-    let r = purge_encounters(store.as_ref(), &rules, t(110, 1).plus(years("4years"))).unwrap();
+    let r = purge_encounters(store.as_ref(), &policy, t(110, 1).plus(years("4years"))).unwrap();
     assert_eq!(r.encounters_erased, 0);
-    let r = purge_encounters(store.as_ref(), &rules, t(40, 1).plus(years("5years"))).unwrap();
+    let r = purge_encounters(store.as_ref(), &policy, t(40, 1).plus(years("5years"))).unwrap();
     assert_eq!(r.encounters_erased, 4);
     // Nothing left, and the file was last set long ago: it goes too.
     assert_eq!(r.travellers_erased, 1);
@@ -263,6 +263,48 @@ fn an_overstayers_erasure_is_announced_for_the_notice_period_before_it() {
         [("OVER-B".to_string(), t(45, 1).plus(five_years))]
     );
     assert_eq!(store.history("OVER-A").unwrap(), []);
+}
+
+#[test]
+fn a_stay_that_an_overstay_counts_is_kept_as_long_as_the_overstay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let policy = RetentionPolicy::default();
+    let s = "NINETY-1";
+    let f = file(s, Category::VisaExempt, StayRule::NinetyIn180);
+    store.put_traveller(&f, t(0, 0)).unwrap();
+    // 60 days in, 40 days out, 40 days in: the second stay is 10 days
+    // over 90 in 180 only because the first stay's days count in its window.
+    for (id, direction, d) in [
+        ("a", Direction::Entry, 0),
+        ("b", Direction::Exit, 59),
+        ("c", Direction::Entry, 100),
+        ("d", Direction::Exit, 139),
+    ] {
+        store.record(crossing(id, s, direction, t(d, 1))).unwrap();
+    }
+    let years = |n: &str| humantime::parse_duration(n).unwrap();
+    let day = Duration::from_secs(86_400);
+    // The first stay's own 3 years, then the second's, pass: erasing the
+    // first would leave the second 40 days, no overstay, and erased 2 years
+    // early by the next purge. Both stay for the overstay's 5 years.
+    for at in [
+        t(59, 1).plus(years("3years")),
+        t(139, 1).plus(years("3years")),
+    ] {
+        let r = purge_encounters(store.as_ref(), &policy, at.plus(day)).unwrap();
+        assert_eq!(r.encounters_erased, 0, "at {at}");
+    }
+    let erase_at = t(139, 1).plus(years("5years"));
+    let listed = scheduled_erasures(store.as_ref(), &policy, erase_at.minus(day), None, 0).unwrap();
+    let stays: Vec<_> = listed.erasures.iter().map(|e| e.stay).collect();
+    assert_eq!(stays.len(), 1);
+    assert_eq!(
+        (stays[0].exit_at, stays[0].days_over, stays[0].erase_at),
+        (t(139, 1), 10, erase_at)
+    );
+    let r = purge_encounters(store.as_ref(), &policy, erase_at).unwrap();
+    assert_eq!(r.encounters_erased, 4);
 }
 
 #[test]

@@ -82,8 +82,8 @@ fn overdue_items_show_until_a_purge_removes_them() {
     assert_eq!(line(&json, "encounters", "citizen")["overdue"], 1);
     {
         let store = SqliteEncounters::open(&dir.path().join("encounters")).unwrap();
-        let rules = RetentionPolicy::default();
-        purge_encounters(store.as_ref(), &rules, UnixMillis(t0 + 13 * HOUR)).unwrap();
+        let policy = RetentionPolicy::default();
+        purge_encounters(store.as_ref(), &policy, UnixMillis(t0 + 13 * HOUR)).unwrap();
     }
     let (ok, json) = report(dir.path(), t0 + 13 * HOUR);
     assert!(ok, "{json}");

@@ -22,10 +22,12 @@
 
 use std::time::Duration;
 
-use super::policy::{EncounterRules, Event, RetentionPolicy, Rule};
+use super::policy::{EncounterRules, Event, RetentionPolicy};
 use crate::clock::UnixMillis;
+use crate::encounter::store::MAX_PAGE;
 use crate::encounter::{
-    Category, Day, EncounterError, EncounterStore, Erasure, Traveller, stay_status,
+    Category, Day, EncounterError, EncounterStore, Erasure, Stay, StayRule, Traveller, WINDOW_DAYS,
+    stay_status,
 };
 
 /// What a purge removed.
@@ -57,14 +59,13 @@ pub fn purge_encounters(
         })?,
         ..PurgeReport::default()
     };
-    // Nothing captured within the shortest period can have expired, nor
-    // be noticed (`notice_cutoff`) unless captured before the later cutoff.
-    let cutoff = now
-        .minus(shortest_keep(rules))
-        .max(notice_cutoff(rules, notice, now));
+    // Nothing captured within the shortest period can have expired. (Every
+    // subject with a traveller file is a candidate too, and only they can
+    // have an overstay to notice.)
+    let shortest = shortest_keep(rules);
     let mut after: Option<String> = None;
     loop {
-        let page = store.subjects_before(cutoff, after.as_deref(), 0)?;
+        let page = store.subjects_before(now.minus(shortest), after.as_deref(), 0)?;
         for id in &page.subject_ids {
             let purged = purge_subject(store, rules, notice, id, now)?;
             report.subjects_examined += 1;
@@ -99,18 +100,25 @@ fn shortest_keep(r: &EncounterRules) -> std::time::Duration {
 
 /// Records captured after this cannot belong to an overstay whose erasure
 /// falls within `notice` of `now` (its exit plus the overstayer period).
+/// The store lists every subject with a traveller file as well, and only
+/// they can have overstayed, so a listing still reads every file.
 fn notice_cutoff(rules: &EncounterRules, notice: Duration, now: UnixMillis) -> UnixMillis {
     now.plus(notice).minus(rules.overstayer.keep)
 }
 
 /// What the purge did to one subject.
 struct Purged {
+    /// Its encounter records erased.
     encounters: u64,
+    /// Its traveller file, when erased (nothing of theirs was left).
     travellers: u64,
     /// Its overstays noticed (erased within the notice period).
     noticed: u64,
 }
 
+/// Erases what the subject's rule expires at `now`: records older than
+/// its period, or those of the stays whose erasure is due; then its file
+/// if nothing is left.
 fn purge_subject(
     store: &dyn EncounterStore,
     rules: &EncounterRules,
@@ -119,18 +127,16 @@ fn purge_subject(
     now: UnixMillis,
 ) -> Result<Purged, EncounterError> {
     let traveller = store.traveller(id)?;
-    let category = traveller.as_ref().map(|t| t.category);
-    let rule = rules.for_category(category);
-    let (erasure, noticed) = match rule.from {
-        Event::Recorded => {
+    let rule = rules.for_category(traveller.as_ref().map(|t| t.category));
+    let (erasure, noticed) = match erasure_schedule(store, rules, traveller.as_ref(), id, now)? {
+        None => {
             let erasure = Erasure::RecordedBefore {
                 subject_id: id.to_string(),
                 before: now.minus(rule.keep),
             };
             (Some(erasure), 0)
         }
-        Event::Exit => {
-            let schedule = erasure_schedule(store, rules, rule, traveller.as_ref(), id, now)?;
+        Some(schedule) => {
             let noticed = noticed(&schedule, notice, now).count() as u64;
             let erasure = last_expired_exit(&schedule, now).map(|up_to| Erasure::CapturedUpTo {
                 subject_id: id.to_string(),
@@ -159,48 +165,99 @@ fn purge_subject(
 pub struct StayErasure {
     /// The exit that ended the stay: the records captured up to it go.
     pub exit_at: UnixMillis,
-    /// Days the stay ran over its rule (0: none; the overstayer period).
+    /// Days the stay ran over its rule, with those of any stay before it
+    /// whose exit was never captured (0: none; else the overstayer period).
     pub days_over: u32,
-    /// The first instant the purge may erase them: the latest exit plus
-    /// period of this stay and every earlier one, since the purge never
-    /// erases a stay's records before an earlier stay's period has ended.
+    /// The first instant the purge may erase them: not before its own exit
+    /// plus period, an earlier stay's (the purge erases a prefix), nor a
+    /// later overstay's that counts its days (below).
     pub erase_at: UnixMillis,
 }
 
-/// Each closed stay of subject `id` with when its records may go, in
-/// order (non-decreasing `erase_at`); stays still open keep theirs.
+/// Each closed stay of the subject whose file is `traveller` with when
+/// its records may go, in order (non-decreasing `erase_at`); the stay
+/// still open keeps its records. `None` when the subject's rule counts
+/// from the record, not the exit (no stays are judged).
 pub fn erasure_schedule(
     store: &dyn EncounterStore,
     rules: &EncounterRules,
-    rule: Rule,
     traveller: Option<&Traveller>,
     id: &str,
     now: UnixMillis,
-) -> Result<Vec<StayErasure>, EncounterError> {
+) -> Result<Option<Vec<StayErasure>>, EncounterError> {
+    let rule = rules.for_category(traveller.map(|t| t.category));
+    if rule.from != Event::Exit {
+        return Ok(None);
+    }
     let movements = store.movements(id, UnixMillis(i64::MAX))?;
     let admissions = traveller.map_or(&[][..], |t| t.admissions.as_slice());
     let category = traveller.map_or(Category::Other, |t| t.category);
     let status = stay_status(&movements, admissions, category, Day::of(now));
-    let mut latest = UnixMillis(i64::MIN);
-    Ok(status
-        .stays
-        .iter()
-        .filter_map(|stay| {
-            // An entry whose exit was never captured: judged with the next exit.
-            let exit_at = stay.exit_at?;
-            let keep = if stay.days_over > 0 {
-                rules.overstayer.keep
-            } else {
-                rule.keep
-            };
-            latest = latest.max(exit_at.plus(keep));
-            Some(StayErasure {
+    let closings = closings(&status.stays, rules.overstayer.keep, rule.keep);
+    Ok(Some(ordered(&closings)))
+}
+
+/// A closed stay, with the stays before it whose exit was never captured
+/// (their records go with its exit).
+struct Closing {
+    /// At its exit plus its own period, before ordering.
+    erasure: StayErasure,
+    /// The group's first day counted present.
+    first_day: Day,
+    /// Its exit day.
+    last_day: Day,
+    /// Whether a stay of the group ran over the 90-in-180 rule, whose
+    /// count reaches 179 days back into earlier stays.
+    counts_back: bool,
+}
+
+fn closings(stays: &[Stay], overstayer: Duration, keep: Duration) -> Vec<Closing> {
+    let (mut over, mut first, mut counts_back) = (0, None, false);
+    let mut out = Vec::new();
+    for stay in stays {
+        over += stay.days_over;
+        first = first.or(Some(stay.first_day));
+        counts_back |= stay.days_over > 0 && stay.rule == Some(StayRule::NinetyIn180);
+        let Some(exit_at) = stay.exit_at else {
+            continue; // an entry whose exit was never captured: judged with the next exit
+        };
+        let days_over = std::mem::take(&mut over);
+        let keep = if days_over > 0 { overstayer } else { keep };
+        out.push(Closing {
+            erasure: StayErasure {
                 exit_at,
-                days_over: stay.days_over,
-                erase_at: latest,
-            })
-        })
-        .collect())
+                days_over,
+                erase_at: exit_at.plus(keep),
+            },
+            first_day: first.take().unwrap_or(stay.first_day),
+            last_day: stay.last_day,
+            counts_back: std::mem::take(&mut counts_back),
+        });
+    }
+    out
+}
+
+/// The erasures in order. An overstay under the 90-in-180 rule counts the
+/// days of earlier stays in its window: erasing those first would shrink
+/// it, and with it its period (the overstayer's 5 years becoming 3 at the
+/// next purge), so they go with it. Then no stay goes before an earlier
+/// one (the purge erases a prefix of the records).
+fn ordered(closings: &[Closing]) -> Vec<StayErasure> {
+    let mut out: Vec<StayErasure> = closings.iter().map(|c| c.erasure).collect();
+    for (j, later) in closings.iter().enumerate().filter(|(_, c)| c.counts_back) {
+        let window_start = later.first_day.plus(1 - WINDOW_DAYS as i32);
+        for (i, earlier) in closings[..j].iter().enumerate() {
+            if earlier.last_day >= window_start {
+                out[i].erase_at = out[i].erase_at.max(later.erasure.erase_at);
+            }
+        }
+    }
+    let mut latest = UnixMillis(i64::MIN);
+    for e in &mut out {
+        latest = latest.max(e.erase_at);
+        e.erase_at = latest;
+    }
+    out
 }
 
 /// The latest exit up to which every stay's period has passed at `now`.
@@ -254,7 +311,11 @@ pub fn scheduled_erasures(
 ) -> Result<ScheduledPage, EncounterError> {
     let rules = &policy.encounters;
     let notice = policy.notices.overstayer_erasure;
-    let limit = if limit == 0 { 1_000 } else { limit.min(1_000) };
+    let limit = if limit == 0 {
+        MAX_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    };
     let cutoff = notice_cutoff(rules, notice, now);
     let mut out = ScheduledPage::default();
     let mut cursor = after.map(str::to_owned);
@@ -263,11 +324,10 @@ pub fn scheduled_erasures(
         let page = store.subjects_before(cutoff, cursor.as_deref(), 0)?;
         for id in &page.subject_ids {
             let traveller = store.traveller(id)?;
-            let rule = rules.for_category(traveller.as_ref().map(|t| t.category));
-            if rule.from != Event::Exit {
-                continue;
-            }
-            let schedule = erasure_schedule(store, rules, rule, traveller.as_ref(), id, now)?;
+            let Some(schedule) = erasure_schedule(store, rules, traveller.as_ref(), id, now)?
+            else {
+                continue; // a rule counted from the record: no stays judged
+            };
             let due: Vec<_> = noticed(&schedule, notice, now).copied().collect();
             if due.is_empty() {
                 continue;

@@ -12,6 +12,9 @@
 //!
 //! [audit]
 //! keep = "1year"
+//!
+//! [notices]
+//! overstayer_erasure = "3months"
 //! ```
 //!
 //! Durations are humantime's (`"12h"`, `"30days"`, `"3years"`: a year is

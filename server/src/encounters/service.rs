@@ -350,7 +350,9 @@ impl Encounters for EncountersService {
             })
         };
         let disclosed = |r: &proto::ListScheduledErasuresResponse| {
-            r.erasures.iter().map(|e| e.subject_id.clone()).collect()
+            let mut ids: Vec<String> = r.erasures.iter().map(|e| e.subject_id.clone()).collect();
+            ids.dedup(); // a subject with several overstays is listed in a row
+            ids
         };
         self.audited(
             "Encounters/ListScheduledErasures",

@@ -57,6 +57,7 @@ impl From<&ScheduledErasure> for Row {
     }
 }
 
+/// Lists every page, as text or CSV, and says how many on stderr.
 pub fn run(a: Args) -> anyhow::Result<()> {
     check_output(a.csv.as_deref(), a.force)?;
     let policy = match &a.retention_policy {
