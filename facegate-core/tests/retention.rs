@@ -305,6 +305,27 @@ fn a_stay_that_an_overstay_counts_is_kept_as_long_as_the_overstay() {
     );
     let r = purge_encounters(store.as_ref(), &policy, erase_at).unwrap();
     assert_eq!(r.encounters_erased, 4);
+
+    // The same first stay, then an entry 40 days later with no exit: still
+    // in the country, over 90 in 180 with the first stay's days counted.
+    // The first stay stays as long as they do.
+    let s = "NINETY-2";
+    store
+        .put_traveller(
+            &file(s, Category::VisaExempt, StayRule::NinetyIn180),
+            t(0, 0),
+        )
+        .unwrap();
+    for (id, direction, d) in [
+        ("e", Direction::Entry, 0),
+        ("f", Direction::Exit, 59),
+        ("g", Direction::Entry, 100),
+    ] {
+        store.record(crossing(id, s, direction, t(d, 1))).unwrap();
+    }
+    let r = purge_encounters(store.as_ref(), &policy, t(59, 1).plus(years("6years"))).unwrap();
+    assert_eq!(r.encounters_erased, 0);
+    assert_eq!(store.history(s).unwrap().len(), 3);
 }
 
 #[test]

@@ -170,7 +170,8 @@ pub struct StayErasure {
     pub days_over: u32,
     /// The first instant the purge may erase them: not before its own exit
     /// plus period, an earlier stay's (the purge erases a prefix), nor a
-    /// later overstay's that counts its days (below).
+    /// later overstay's that counts its days (never, while that overstay
+    /// has no exit).
     pub erase_at: UnixMillis,
 }
 
@@ -193,8 +194,8 @@ pub fn erasure_schedule(
     let admissions = traveller.map_or(&[][..], |t| t.admissions.as_slice());
     let category = traveller.map_or(Category::Other, |t| t.category);
     let status = stay_status(&movements, admissions, category, Day::of(now));
-    let closings = closings(&status.stays, rules.overstayer.keep, rule.keep);
-    Ok(Some(ordered(&closings)))
+    let (closings, still_counting) = closings(&status.stays, rules.overstayer.keep, rule.keep);
+    Ok(Some(ordered(&closings, still_counting)))
 }
 
 /// A closed stay, with the stays before it whose exit was never captured
@@ -211,7 +212,10 @@ struct Closing {
     counts_back: bool,
 }
 
-fn closings(stays: &[Stay], overstayer: Duration, keep: Duration) -> Vec<Closing> {
+/// The closed stays' groups; and the first day of the stays after the
+/// last exit (still in the country, or exits never captured) when they
+/// run over the 90-in-180 rule, whose count may reach the closed ones.
+fn closings(stays: &[Stay], overstayer: Duration, keep: Duration) -> (Vec<Closing>, Option<Day>) {
     let (mut over, mut first, mut counts_back) = (0, None, false);
     let mut out = Vec::new();
     for stay in stays {
@@ -234,21 +238,28 @@ fn closings(stays: &[Stay], overstayer: Duration, keep: Duration) -> Vec<Closing
             counts_back: std::mem::take(&mut counts_back),
         });
     }
-    out
+    (out, first.filter(|_| counts_back))
 }
 
 /// The erasures in order. An overstay under the 90-in-180 rule counts the
 /// days of earlier stays in its window: erasing those first would shrink
 /// it, and with it its period (the overstayer's 5 years becoming 3 at the
-/// next purge), so they go with it. Then no stay goes before an earlier
-/// one (the purge erases a prefix of the records).
-fn ordered(closings: &[Closing]) -> Vec<StayErasure> {
+/// next purge), so they go with it, or stay while it has not ended
+/// (`still_counting`: the first day of an overstay with no exit yet).
+/// Then no stay goes before an earlier one (the purge erases a prefix).
+fn ordered(closings: &[Closing], still_counting: Option<Day>) -> Vec<StayErasure> {
     let mut out: Vec<StayErasure> = closings.iter().map(|c| c.erasure).collect();
-    for (j, later) in closings.iter().enumerate().filter(|(_, c)| c.counts_back) {
-        let window_start = later.first_day.plus(1 - WINDOW_DAYS as i32);
+    let counting = closings
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.counts_back)
+        .map(|(j, c)| (j, c.first_day, c.erasure.erase_at))
+        .chain(still_counting.map(|day| (closings.len(), day, UnixMillis(i64::MAX))));
+    for (j, first_day, erase_at) in counting {
+        let window_start = first_day.plus(1 - WINDOW_DAYS as i32);
         for (i, earlier) in closings[..j].iter().enumerate() {
             if earlier.last_day >= window_start {
-                out[i].erase_at = out[i].erase_at.max(later.erasure.erase_at);
+                out[i].erase_at = out[i].erase_at.max(erase_at);
             }
         }
     }
