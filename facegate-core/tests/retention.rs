@@ -307,8 +307,20 @@ fn a_stay_that_an_overstay_counts_is_kept_as_long_as_the_overstay() {
     assert_eq!(r.encounters_erased, 4);
 
     // The same first stay, then an entry 40 days later with no exit: still
-    // in the country, over 90 in 180 with the first stay's days counted.
-    // The first stay stays as long as they do.
+    // in the country on day 135, 6 days over 90 in 180 with the first
+    // stay's days counted, none without. With visitors' records kept only
+    // 30 days after their exit, the first stay's are due on day 89, but
+    // they stay as long as the current overstay does.
+    let short = RetentionPolicy {
+        encounters: facegate_core::retention::EncounterRules {
+            visa_exempt: facegate_core::retention::Rule {
+                keep: years("30days"),
+                from: facegate_core::retention::Event::Exit,
+            },
+            ..policy.encounters.clone()
+        },
+        ..policy.clone()
+    };
     let s = "NINETY-2";
     store
         .put_traveller(
@@ -323,9 +335,13 @@ fn a_stay_that_an_overstay_counts_is_kept_as_long_as_the_overstay() {
     ] {
         store.record(crossing(id, s, direction, t(d, 1))).unwrap();
     }
-    let r = purge_encounters(store.as_ref(), &policy, t(59, 1).plus(years("6years"))).unwrap();
+    let r = purge_encounters(store.as_ref(), &short, t(135, 2)).unwrap();
     assert_eq!(r.encounters_erased, 0);
     assert_eq!(store.history(s).unwrap().len(), 3);
+    // The same records judged as of day 120, when they were not over yet:
+    // the first stay goes, as its own rule says.
+    let r = purge_encounters(store.as_ref(), &short, t(120, 2)).unwrap();
+    assert_eq!(r.encounters_erased, 2);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use super::policy::{EncounterRules, Event, RetentionPolicy};
 use crate::clock::UnixMillis;
-use crate::encounter::store::MAX_PAGE;
+use crate::encounter::store::{MAX_PAGE, Movement};
 use crate::encounter::{
     Category, Day, EncounterError, EncounterStore, Erasure, Stay, StayRule, Traveller, WINDOW_DAYS,
     stay_status,
@@ -193,9 +193,30 @@ pub fn erasure_schedule(
     let movements = store.movements(id, UnixMillis(i64::MAX))?;
     let admissions = traveller.map_or(&[][..], |t| t.admissions.as_slice());
     let category = traveller.map_or(Category::Other, |t| t.category);
-    let status = stay_status(&movements, admissions, category, Day::of(now));
-    let (closings, still_counting) = closings(&status.stays, rules.overstayer.keep, rule.keep);
-    Ok(Some(ordered(&closings, still_counting)))
+    let groups = |moves: &[Movement]| {
+        let status = stay_status(moves, admissions, category, Day::of(now));
+        closings(&status.stays, rules.overstayer.keep, rule.keep)
+    };
+    let (closings, still_counting) = groups(&movements);
+    // Whether erasing every record up to closing `i`'s exit would end the
+    // overstay of closing `j` (of the stays after the last exit when `j`
+    // is past the end).
+    let ends_overstay = |i: usize, j: usize| {
+        let cut = closings[i].erasure.exit_at;
+        let rest: Vec<Movement> = movements
+            .iter()
+            .filter(|m| m.captured_at > cut)
+            .copied()
+            .collect();
+        let (after, still) = groups(&rest);
+        match closings.get(j) {
+            Some(later) => !after
+                .iter()
+                .any(|c| c.erasure.exit_at == later.erasure.exit_at && c.erasure.days_over > 0),
+            None => still.is_none(),
+        }
+    };
+    Ok(Some(ordered(&closings, still_counting, ends_overstay)))
 }
 
 /// A closed stay, with the stays before it whose exit was never captured
@@ -242,12 +263,17 @@ fn closings(stays: &[Stay], overstayer: Duration, keep: Duration) -> (Vec<Closin
 }
 
 /// The erasures in order. An overstay under the 90-in-180 rule counts the
-/// days of earlier stays in its window: erasing those first would shrink
-/// it, and with it its period (the overstayer's 5 years becoming 3 at the
-/// next purge), so they go with it, or stay while it has not ended
-/// (`still_counting`: the first day of an overstay with no exit yet).
-/// Then no stay goes before an earlier one (the purge erases a prefix).
-fn ordered(closings: &[Closing], still_counting: Option<Day>) -> Vec<StayErasure> {
+/// days of earlier stays in its window: where erasing them first would end
+/// it (`ends_overstay`), its period would shrink with it (the overstayer's
+/// 5 years becoming 3 at the next purge), so they go with it, or stay
+/// while it has not ended (`still_counting`: the first day of an overstay
+/// with no exit yet). Then no stay goes before an earlier one (the purge
+/// erases a prefix).
+fn ordered(
+    closings: &[Closing],
+    still_counting: Option<Day>,
+    ends_overstay: impl Fn(usize, usize) -> bool,
+) -> Vec<StayErasure> {
     let mut out: Vec<StayErasure> = closings.iter().map(|c| c.erasure).collect();
     let counting = closings
         .iter()
@@ -258,7 +284,7 @@ fn ordered(closings: &[Closing], still_counting: Option<Day>) -> Vec<StayErasure
     for (j, first_day, erase_at) in counting {
         let window_start = first_day.plus(1 - WINDOW_DAYS as i32);
         for (i, earlier) in closings[..j].iter().enumerate() {
-            if earlier.last_day >= window_start {
+            if earlier.last_day >= window_start && ends_overstay(i, j) {
                 out[i].erase_at = out[i].erase_at.max(erase_at);
             }
         }
