@@ -386,3 +386,65 @@ fn erasure_on_request_removes_every_trace_of_a_subject() {
     assert!(!on_disk(dir.path(), s), "the erased id is still on disk");
     assert!(on_disk(dir.path(), "SOMEONE-ELSE"));
 }
+
+mod no_overstay_ends_early {
+    //! Property: whatever a visitor's stays and whenever the purge runs, no
+    //! overstay it leaves in place has stopped being one (its records then
+    //! kept for the overstayer's period, not the visitor's).
+    use super::*;
+    use facegate_core::retention::erasure_schedule;
+    use proptest::prelude::*;
+
+    /// Stays as (days since the previous exit, days in the country); the
+    /// last one maybe still open.
+    fn stays() -> impl Strategy<Value = (Vec<(i64, i64)>, bool)> {
+        (
+            proptest::collection::vec((1i64..200, 1i64..120), 1..5),
+            any::<bool>(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn the_purge_never_ends_an_overstay_it_keeps(
+            (spans, open) in stays(),
+            days_on in 0i64..3_000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteEncounters::open(dir.path()).unwrap();
+            let policy = RetentionPolicy::default();
+            let s = "PROP-1";
+            let f = file(s, Category::VisaExempt, StayRule::NinetyIn180);
+            store.put_traveller(&f, t(0, 0)).unwrap();
+            let mut day = 0;
+            for (n, (gap, len)) in spans.iter().enumerate() {
+                day += gap;
+                store.record(crossing(&format!("in{n}"), s, Direction::Entry, t(day, 1))).unwrap();
+                day += len - 1;
+                let last = n + 1 == spans.len();
+                if !(last && open) {
+                    store.record(crossing(&format!("out{n}"), s, Direction::Exit, t(day, 2))).unwrap();
+                }
+            }
+            let now = t(day + days_on, 3);
+            let traveller = store.traveller(s).unwrap();
+            let before = erasure_schedule(store.as_ref(), &policy.encounters, traveller.as_ref(), s, now)
+                .unwrap()
+                .unwrap();
+            purge_encounters(store.as_ref(), &policy, now).unwrap();
+            let after = erasure_schedule(store.as_ref(), &policy.encounters, traveller.as_ref(), s, now)
+                .unwrap()
+                .unwrap();
+            for kept in before.iter().filter(|e| e.days_over > 0 && e.erase_at > now) {
+                let still = after.iter().find(|e| e.exit_at == kept.exit_at);
+                prop_assert!(
+                    still.is_some_and(|e| e.days_over > 0),
+                    "the overstay ending {} was ended by the purge at {now}: {before:?} then {after:?}",
+                    kept.exit_at
+                );
+            }
+        }
+    }
+}
