@@ -392,6 +392,7 @@ mod no_overstay_ends_early {
     //! overstay it leaves in place has stopped being one (its records then
     //! kept for the overstayer's period, not the visitor's).
     use super::*;
+    use facegate_core::encounter::stay_status;
     use facegate_core::retention::erasure_schedule;
     use proptest::prelude::*;
 
@@ -430,6 +431,12 @@ mod no_overstay_ends_early {
             }
             let now = t(day + days_on, 3);
             let traveller = store.traveller(s).unwrap();
+            let still_over = || {
+                let moves = store.movements(s, UnixMillis(i64::MAX)).unwrap();
+                let status = stay_status(&moves, &f.admissions, Category::VisaExempt, Day::of(now));
+                status.days_over > 0
+            };
+            let over_before = still_over();
             let before = erasure_schedule(store.as_ref(), &policy.encounters, traveller.as_ref(), s, now)
                 .unwrap()
                 .unwrap();
@@ -445,6 +452,8 @@ mod no_overstay_ends_early {
                     kept.exit_at
                 );
             }
+            // Nor the one still going on, if it is one.
+            prop_assert!(!over_before || still_over(), "the current overstay ended at {now}");
         }
     }
 }

@@ -274,27 +274,46 @@ fn ordered(
     still_counting: Option<Day>,
     ends_overstay: impl Fn(usize, usize) -> bool,
 ) -> Vec<StayErasure> {
-    let mut out: Vec<StayErasure> = closings.iter().map(|c| c.erasure).collect();
+    // (earlier, later): the earlier stays go no sooner than the later
+    // overstay (index `closings.len()`: the one with no exit, never).
     let counting = closings
         .iter()
         .enumerate()
         .filter(|(_, c)| c.counts_back)
-        .map(|(j, c)| (j, c.first_day, c.erasure.erase_at))
-        .chain(still_counting.map(|day| (closings.len(), day, UnixMillis(i64::MAX))));
-    for (j, first_day, erase_at) in counting {
+        .map(|(j, c)| (j, c.first_day))
+        .chain(still_counting.map(|day| (closings.len(), day)));
+    let mut links = Vec::new();
+    for (j, first_day) in counting {
         let window_start = first_day.plus(1 - WINDOW_DAYS as i32);
         for (i, earlier) in closings[..j].iter().enumerate() {
             if earlier.last_day >= window_start && ends_overstay(i, j) {
-                out[i].erase_at = out[i].erase_at.max(erase_at);
+                links.push((i, j));
             }
         }
     }
-    let mut latest = UnixMillis(i64::MIN);
-    for e in &mut out {
-        latest = latest.max(e.erase_at);
-        e.erase_at = latest;
+    let mut out: Vec<StayErasure> = closings.iter().map(|c| c.erasure).collect();
+    // Each pass raises earlier stays to the later ones' current instants,
+    // then orders them; a later stay raised in turn (an overstay an even
+    // later one rests on) moves its earlier ones at the next pass.
+    loop {
+        let mut changed = false;
+        for &(i, j) in &links {
+            let later = out.get(j).map_or(UnixMillis(i64::MAX), |e| e.erase_at);
+            if later > out[i].erase_at {
+                out[i].erase_at = later;
+                changed = true;
+            }
+        }
+        let mut latest = UnixMillis(i64::MIN);
+        for e in &mut out {
+            latest = latest.max(e.erase_at);
+            changed |= e.erase_at != latest;
+            e.erase_at = latest;
+        }
+        if !changed {
+            return out;
+        }
     }
-    out
 }
 
 /// The latest exit up to which every stay's period has passed at `now`.
