@@ -37,13 +37,7 @@ pub fn certificates(
     what: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, PemError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| PemError::new(what, path, e))?;
-    if certs.is_empty() {
-        return Err(PemError::new(what, path, "no CERTIFICATE block"));
-    }
-    Ok(certs)
+    every(what, path, "CERTIFICATE")
 }
 
 /// The file's private key (PKCS#8, PKCS#1 or SEC1).
@@ -56,13 +50,18 @@ pub fn revocation_lists(
     what: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, PemError> {
-    let crls = CertificateRevocationListDer::pem_file_iter(path)
-        .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
+    every(what, path, "X509 CRL")
+}
+
+/// Every `label` block of the file, at least one.
+fn every<T: PemObject>(what: &'static str, path: &Path, label: &str) -> Result<Vec<T>, PemError> {
+    let items = T::pem_file_iter(path)
+        .and_then(|items| items.collect::<Result<Vec<_>, _>>())
         .map_err(|e| PemError::new(what, path, e))?;
-    if crls.is_empty() {
-        return Err(PemError::new(what, path, "no X509 CRL block"));
+    if items.is_empty() {
+        return Err(PemError::new(what, path, format!("no {label} block")));
     }
-    Ok(crls)
+    Ok(items)
 }
 
 #[cfg(test)]
