@@ -168,12 +168,13 @@ pub struct StayErasure {
     /// The exit that ended the stay: the records captured up to it go.
     pub exit_at: UnixMillis,
     /// Days the stay ran over its rule, with those of any stay before it
-    /// whose exit was never captured (0: none; else the overstayer period).
+    /// whose exit was never captured (above 0: the overstayer period
+    /// applies).
     pub days_over: u32,
     /// The first instant the purge may erase them: not before its own exit
     /// plus period, an earlier stay's (the purge erases a prefix), nor a
-    /// later overstay's that counts its days (never, while that overstay
-    /// has no exit).
+    /// later overstay's own exit plus period where erasing them would end
+    /// that overstay (never, while it has no exit).
     pub erase_at: UnixMillis,
 }
 
@@ -202,15 +203,21 @@ pub fn erasure_schedule(
     let (closings, still_counting) = groups(&movements);
     // Whether erasing every record up to closing `i`'s exit would end the
     // overstay of closing `j` (of the stays after the last exit when `j`
-    // is past the end).
+    // is past the end). The stays after an exit are built alike with or
+    // without what precedes it; only their days over can fall. Each cut's
+    // stays are judged once.
+    let mut after_cut: Vec<Option<(Vec<Closing>, Option<Day>)>> = Vec::new();
+    after_cut.resize_with(closings.len(), || None);
     let ends_overstay = |i: usize, j: usize| {
-        let cut = closings[i].erasure.exit_at;
-        let rest: Vec<Movement> = movements
-            .iter()
-            .filter(|m| m.captured_at > cut)
-            .copied()
-            .collect();
-        let (after, still) = groups(&rest);
+        let (after, still) = after_cut[i].get_or_insert_with(|| {
+            let cut = closings[i].erasure.exit_at;
+            let rest: Vec<Movement> = movements
+                .iter()
+                .filter(|m| m.captured_at > cut)
+                .copied()
+                .collect();
+            groups(&rest)
+        });
         match closings.get(j) {
             Some(later) => !after
                 .iter()
@@ -267,55 +274,36 @@ fn closings(stays: &[Stay], overstayer: Duration, keep: Duration) -> (Vec<Closin
 /// The erasures in order. An overstay under the 90-in-180 rule counts the
 /// days of earlier stays in its window: where erasing them first would end
 /// it (`ends_overstay`), its period would shrink with it (the overstayer's
-/// 5 years becoming 3 at the next purge), so they go with it, or stay
-/// while it has not ended (`still_counting`: the first day of an overstay
-/// with no exit yet). Then no stay goes before an earlier one (the purge
-/// erases a prefix).
+/// 5 years becoming 3 at the next purge), so they are kept until its own
+/// exit plus period, or for as long as it has no exit (`still_counting`:
+/// the first day of the stays after the last exit, when they ran over).
+/// Then no stay goes before an earlier one (the purge erases a prefix).
 fn ordered(
     closings: &[Closing],
     still_counting: Option<Day>,
-    ends_overstay: impl Fn(usize, usize) -> bool,
+    mut ends_overstay: impl FnMut(usize, usize) -> bool,
 ) -> Vec<StayErasure> {
-    // (earlier, later): the earlier stays go no sooner than the later
-    // overstay (index `closings.len()`: the one with no exit, never).
+    let mut out: Vec<StayErasure> = closings.iter().map(|c| c.erasure).collect();
     let counting = closings
         .iter()
         .enumerate()
         .filter(|(_, c)| c.counts_back)
-        .map(|(j, c)| (j, c.first_day))
-        .chain(still_counting.map(|day| (closings.len(), day)));
-    let mut links = Vec::new();
-    for (j, first_day) in counting {
+        .map(|(j, c)| (j, c.first_day, c.erasure.erase_at))
+        .chain(still_counting.map(|day| (closings.len(), day, UnixMillis(i64::MAX))));
+    for (j, first_day, later) in counting {
         let window_start = first_day.plus(1 - WINDOW_DAYS as i32);
         for (i, earlier) in closings[..j].iter().enumerate() {
             if earlier.last_day >= window_start && ends_overstay(i, j) {
-                links.push((i, j));
+                out[i].erase_at = out[i].erase_at.max(later);
             }
         }
     }
-    let mut out: Vec<StayErasure> = closings.iter().map(|c| c.erasure).collect();
-    // Each pass raises earlier stays to the later ones' current instants,
-    // then orders them; a later stay raised in turn (an overstay an even
-    // later one rests on) moves its earlier ones at the next pass.
-    loop {
-        let mut changed = false;
-        for &(i, j) in &links {
-            let later = out.get(j).map_or(UnixMillis(i64::MAX), |e| e.erase_at);
-            if later > out[i].erase_at {
-                out[i].erase_at = later;
-                changed = true;
-            }
-        }
-        let mut latest = UnixMillis(i64::MIN);
-        for e in &mut out {
-            latest = latest.max(e.erase_at);
-            changed |= e.erase_at != latest;
-            e.erase_at = latest;
-        }
-        if !changed {
-            return out;
-        }
+    let mut latest = UnixMillis(i64::MIN);
+    for e in &mut out {
+        latest = latest.max(e.erase_at);
+        e.erase_at = latest;
     }
+    out
 }
 
 /// The latest exit up to which every stay's period has passed at `now`.
