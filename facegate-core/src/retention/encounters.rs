@@ -13,8 +13,8 @@
 //!   period, so a later short rule never erases an earlier overstay. A
 //!   stay with no exit yet (still in the country) keeps everything from
 //!   its entry on. An overstay under the 90-in-180 rule that rests on
-//!   earlier stays' days (erasing them would end it) keeps them as long
-//!   as it is kept itself ([`erasure_schedule`]).
+//!   earlier stays' days (erasing them would end it) keeps them until its
+//!   own exit plus period, or while it has no exit ([`erasure_schedule`]).
 //! - Encounters naming nobody go by the `no_match` rule, from the record.
 //!
 //! The same schedule ([`erasure_schedule`]) says which overstayers' records
