@@ -77,3 +77,25 @@ def test_an_impostors_exit_is_listed_and_corrected(matcher, encounters, populati
     with pytest.raises(grpc.RpcError) as e:
         encounters.StayStatus(epb.StayStatusRequest(subject_id=who, as_of="2026-13-01"), timeout=5)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_overstayers_erasure_is_announced_three_months_ahead(matcher, encounters, population):
+    """Left 70 days over, almost five years ago: the purge will erase the
+    records within three months, so the back office is told now."""
+    probe, who = enrolled(population, 13)
+    today = (datetime.datetime.now(datetime.timezone.utc).date() - START).days
+    entry = today - 1826 - 60
+    exit_ = entry + 80
+    rule = epb.StayRule(admitted_until=day(entry + 10))
+    encounters.PutTraveller(epb.PutTravellerRequest(traveller=epb.Traveller(
+        subject_id=who, category=epb.TRAVELLER_CATEGORY_NON_IMMIGRANT_VISA,
+        admissions=[epb.Admission(class_of_admission="B2", port_id="PY-PORT", day=day(entry), rule=rule)])), timeout=5)
+    record(matcher, probe, "py-old-in", pb.DIRECTION_ENTRY, entry)
+    record(matcher, probe, "py-old-out", pb.DIRECTION_EXIT, exit_)
+
+    listed = encounters.ListScheduledErasures(epb.ListScheduledErasuresRequest(), timeout=10)
+    five_years_ms = int(5 * 365.25 * DAY_MS)
+    assert listed.notice_seconds == 3 * 2_630_016
+    assert [(e.subject_id, e.exit_unix_ms, e.days_over, e.erase_at_unix_ms) for e in listed.erasures] == [
+        (who, at(exit_), 70, at(exit_) + five_years_ms)]
+    assert listed.next_page_token == ""
