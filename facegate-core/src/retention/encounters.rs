@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use super::policy::{EncounterRules, Event, RetentionPolicy};
 use crate::clock::UnixMillis;
-use crate::encounter::store::{MAX_PAGE, Movement};
+use crate::encounter::store::{Movement, page_limit};
 use crate::encounter::{
     Category, Day, EncounterError, EncounterStore, Erasure, Stay, StayRule, Traveller, WINDOW_DAYS,
     stay_status,
@@ -357,11 +357,7 @@ pub fn scheduled_erasures(
 ) -> Result<ScheduledPage, EncounterError> {
     let rules = &policy.encounters;
     let notice = policy.notices.overstayer_erasure;
-    let limit = if limit == 0 {
-        MAX_PAGE
-    } else {
-        limit.min(MAX_PAGE)
-    };
+    let limit = page_limit(limit) as usize;
     let cutoff = notice_cutoff(rules, notice, now);
     let mut out = ScheduledPage::default();
     let mut cursor = after.map(str::to_owned);
