@@ -60,6 +60,39 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+/// How long an unanswered TCP connect to the database may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long data sent to the database may stay unacknowledged before the
+/// kernel drops the connection (`TCP_USER_TIMEOUT`).
+const USER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a connection may be idle before its keepalive probes start.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// Bounds how long a connection to a database that stopped answering at
+/// the network level (a partition, a host gone) stays in use: without
+/// this a write blocked on one is noticed only after the kernel's
+/// retransmissions (about 15 minutes) and an idle pooled one after two
+/// hours of keepalive silence. The URL's own `tcp_user_timeout` and
+/// `keepalives_idle` win over these. A database whose host still answers
+/// TCP but whose server hangs is bounded by the request path instead (its
+/// record timeout).
+fn bound_connections(config: &mut postgres::Config) {
+    config.connect_timeout(CONNECT_TIMEOUT);
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(USER_TIMEOUT);
+    }
+    // tokio-postgres's own default, two hours, means the URL left it unset.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(10));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+}
+
 /// The shared PostgreSQL encounter store.
 pub struct PgEncounters {
     at: Location,
@@ -100,7 +133,7 @@ impl PgEncounters {
             reason: format!("not a PostgreSQL connection string: {}", with_causes(&e)),
             transient: false,
         })?;
-        config.connect_timeout(Duration::from_secs(5));
+        bound_connections(&mut config);
         config.application_name("facegate");
         let at = Location::of(&config);
         let connector = tls
@@ -385,5 +418,39 @@ impl EncounterStore for PgEncounters {
             .map_err(remote(&self.at))?
             .get(0);
         Ok(got.then(|| PurgeLead(Box::new(PurgeLock(conn)))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounded(url: &str) -> postgres::Config {
+        let mut config = postgres::Config::from_str(url).unwrap();
+        bound_connections(&mut config);
+        config
+    }
+
+    #[test]
+    fn connections_are_bounded_unless_the_url_says_otherwise() {
+        let plain = bounded("postgres://f@db:5432/crossings");
+        assert_eq!(plain.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(plain.get_tcp_user_timeout(), Some(&USER_TIMEOUT));
+        assert_eq!(plain.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(
+            plain.get_keepalives_interval(),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(plain.get_keepalives_retries(), Some(3));
+        assert!(plain.get_keepalives());
+
+        let own = bounded(
+            "postgres://f@db:5432/crossings?tcp_user_timeout=60&keepalives_idle=300\
+             &keepalives_interval=20&keepalives_retries=9",
+        );
+        assert_eq!(own.get_tcp_user_timeout(), Some(&Duration::from_secs(60)));
+        assert_eq!(own.get_keepalives_idle(), Duration::from_secs(300));
+        assert_eq!(own.get_keepalives_interval(), Some(Duration::from_secs(20)));
+        assert_eq!(own.get_keepalives_retries(), Some(9));
     }
 }
