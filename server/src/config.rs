@@ -180,6 +180,17 @@ pub struct Settings {
     /// The private key (PEM) of `encounter_store_cert`.
     #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_KEY")]
     pub encounter_store_key: Option<PathBuf>,
+    /// Milliseconds a request that asked for its encounter to be recorded
+    /// waits for the store to confirm it; past that it is answered
+    /// UNAVAILABLE (the record may still land, so the port retries with
+    /// the same encounter id) rather than held while a disk or database
+    /// hangs.
+    #[arg(
+        long,
+        env = "FACEGATE_ENCOUNTER_RECORD_TIMEOUT_MS",
+        default_value_t = crate::served_encounters::DEFAULT_RECORD_TIMEOUT.as_millis() as u64
+    )]
+    pub encounter_record_timeout_ms: u64,
     /// The retention policy (TOML: how long each category's encounters may
     /// live, from the record or the exit); the documented defaults when
     /// not given (docs/privacy.md).
@@ -361,6 +372,12 @@ impl Settings {
             anyhow::bail!(
                 "compaction_interval_ms must be within 10..=43200000 (12 hours, a citizen's bound), got {}",
                 self.compaction_interval_ms
+            );
+        }
+        if !(1..=600_000).contains(&self.encounter_record_timeout_ms) {
+            anyhow::bail!(
+                "encounter_record_timeout_ms must be within 1..=600000 (ten minutes), got {}",
+                self.encounter_record_timeout_ms
             );
         }
         if !(10..=3_600_000).contains(&self.retention_interval_ms) {
@@ -569,6 +586,20 @@ mod tests {
             format!("{err:#}").contains("audit_seal_interval_ms"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_record_timeout_defaults_to_the_stores_and_is_bounded() {
+        let s = Settings::defaults().resolve().unwrap();
+        let default = crate::served_encounters::DEFAULT_RECORD_TIMEOUT;
+        assert_eq!(s.encounter_record_timeout_ms as u128, default.as_millis());
+        let s = flags(&["--encounter-record-timeout-ms", "250"]).unwrap();
+        assert_eq!(s.encounter_record_timeout_ms, 250);
+        for bad in ["0", "600001"] {
+            let err = flags(&["--encounter-record-timeout-ms", bad]).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(err.contains("encounter_record_timeout_ms"), "{err}");
+        }
     }
 
     #[test]

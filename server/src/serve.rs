@@ -223,7 +223,8 @@ async fn open_encounters(
     })
     .await?
     .context("opening the encounter store")?;
-    Ok(Arc::new(encounters))
+    let timeout = Duration::from_millis(settings.encounter_record_timeout_ms);
+    Ok(Arc::new(encounters.with_record_timeout(timeout)))
 }
 
 /// The manifests stored under `data_dir` (`manifests.db`, when it

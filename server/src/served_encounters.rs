@@ -8,12 +8,20 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use facegate_core::clock::Clock;
 use facegate_core::encounter::sqlite_store::FILE_NAME;
 use facegate_core::encounter::store::Empty;
 use facegate_core::encounter::{EncounterError, EncounterStore, SqliteEncounters};
 use facegate_postgres::StoreTls;
+
+/// How long a request waits for its record to be confirmed durable before
+/// it is answered UNAVAILABLE, unless configured: longer than any commit
+/// of a working store (a reconnect to the shared database is bounded by
+/// 5 s), short enough that a port falls back to its manual check rather
+/// than holding a traveller at the booth while a database hangs.
+pub const DEFAULT_RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A node's encounter store, opened when first needed.
 #[derive(Debug)]
@@ -22,6 +30,9 @@ pub struct ServedEncounters {
     /// open from the start.
     dir: Option<PathBuf>,
     clock: Arc<dyn Clock>,
+    /// The longest a request waits for its record (see
+    /// [`DEFAULT_RECORD_TIMEOUT`]).
+    record_timeout: Duration,
     opened: OnceLock<Arc<dyn EncounterStore>>,
     /// Held while creating the store, so that two first records create one.
     creating: Mutex<()>,
@@ -39,6 +50,7 @@ impl ServedEncounters {
         let served = ServedEncounters {
             dir: Some(dir),
             clock,
+            record_timeout: DEFAULT_RECORD_TIMEOUT,
             opened: OnceLock::new(),
             creating: Mutex::new(()),
         };
@@ -53,6 +65,7 @@ impl ServedEncounters {
         ServedEncounters {
             dir: None,
             clock,
+            record_timeout: DEFAULT_RECORD_TIMEOUT,
             opened: OnceLock::from(store),
             creating: Mutex::new(()),
         }
@@ -72,6 +85,20 @@ impl ServedEncounters {
             "shared encounter store open"
         );
         Ok(ServedEncounters::shared(store, clock))
+    }
+
+    /// The same store, whose requests wait at most `timeout` for their
+    /// records (`--encounter-record-timeout-ms`).
+    pub fn with_record_timeout(mut self, timeout: Duration) -> ServedEncounters {
+        self.record_timeout = timeout;
+        self
+    }
+
+    /// The longest a request waits for its record to be confirmed: past
+    /// it the request fails UNAVAILABLE and the record may still be
+    /// written, so the port retries with the same encounter id.
+    pub fn record_timeout(&self) -> Duration {
+        self.record_timeout
     }
 
     /// The clock records are stamped with and "today" is read from.

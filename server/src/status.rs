@@ -144,6 +144,17 @@ pub fn encounter(e: &EncounterError) -> Status {
     }
 }
 
+/// A record the store did not confirm within `waited`: the request is
+/// answered now, but the write may still land, so the port's retry (same
+/// encounter id) is answered with that first record rather than a second.
+pub fn record_unconfirmed(waited: std::time::Duration) -> Status {
+    Status::unavailable(format!(
+        "the encounter store did not confirm the record within {} ms; it may still be \
+         written: retry with the same encounter_id",
+        waited.as_millis()
+    ))
+}
+
 /// Whether an encounter error is the server's (logged where it arises)
 /// rather than the caller's.
 pub fn is_server_side(e: &EncounterError) -> bool {

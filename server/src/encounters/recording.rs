@@ -121,6 +121,8 @@ pub fn requested(caller: &Caller) -> Result<Option<CaptureContext>, RequestError
 /// the answer waits for the slower of the two, not their sum.
 pub struct PendingRecord {
     write: Write,
+    /// The longest the request waits for it ([`ServedEncounters::record_timeout`]).
+    timeout: std::time::Duration,
     metrics: Arc<Metrics>,
     port: String,
 }
@@ -145,6 +147,7 @@ pub fn start(
     let encounter = encounter(&encounters, caller, context, outcome);
     let port = metrics.port_label(caller.port()).into_owned();
     PendingRecord {
+        timeout: encounters.record_timeout(),
         write: write(encounters, encounter),
         metrics,
         port,
@@ -172,23 +175,25 @@ fn write(encounters: Arc<ServedEncounters>, encounter: Encounter) -> Write {
 }
 
 impl PendingRecord {
-    /// Waits until the record is durable; what the answer carries. Counts
-    /// it, an exit whose subject had no open entry, and the wait itself
-    /// (called once the audit record is durable, so the wait is what
-    /// recording adds to the request).
+    /// Waits until the record is durable, or at most its timeout; what
+    /// the answer carries. Counts it, an exit whose subject had no open
+    /// entry, and the wait itself (called once the audit record is
+    /// durable, so the wait is what recording adds to the request).
     pub async fn durable(self) -> Result<proto::EncounterRecord, Status> {
         let waiting = std::time::Instant::now();
-        let recorded = match self.write {
-            Write::Queued(answered) => answered.await.unwrap_or(Err(EncounterError::Closed)),
-            Write::Blocking(task) => task.await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "encounter recording task failed");
-                Err(EncounterError::Closed)
-            }),
-        };
+        let recorded = tokio::time::timeout(self.timeout, self.write.answer()).await;
         let metrics = &self.metrics;
         metrics
             .encounter_record_wait_seconds
             .observe(waiting.elapsed().as_secs_f64());
+        let Ok(recorded) = recorded else {
+            metrics.encounter_failures.inc();
+            tracing::error!(
+                waited_ms = self.timeout.as_millis() as u64,
+                "the encounter store did not confirm a record in time"
+            );
+            return Err(crate::status::record_unconfirmed(self.timeout));
+        };
         let recorded = recorded.map_err(|e| {
             if crate::status::is_server_side(&e) {
                 metrics.encounter_failures.inc();
@@ -211,6 +216,20 @@ impl PendingRecord {
             record_id: recorded.stored.record_id,
             first_record: recorded.newly_recorded,
         })
+    }
+}
+
+impl Write {
+    /// The store's answer. A record whose wait is given up (its timeout)
+    /// is still written by the store: the port's retry finds it.
+    async fn answer(self) -> Result<Recorded, EncounterError> {
+        match self {
+            Write::Queued(answered) => answered.await.unwrap_or(Err(EncounterError::Closed)),
+            Write::Blocking(task) => task.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "encounter recording task failed");
+                Err(EncounterError::Closed)
+            }),
+        }
     }
 }
 

@@ -165,7 +165,8 @@ async fn open_encounters(
     let served = tokio::task::spawn_blocking(move || ServedEncounters::connect(&url, &tls, clock))
         .await?
         .context("opening the shared encounter store")?;
-    Ok(Some(Arc::new(served)))
+    let timeout = Duration::from_millis(settings.encounter_record_timeout_ms);
+    Ok(Some(Arc::new(served.with_record_timeout(timeout))))
 }
 
 /// Serves the ports' and the back office's listeners (in that order in

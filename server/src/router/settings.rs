@@ -176,6 +176,17 @@ pub struct RouteSettings {
     /// The private key (PEM) of `encounter_store_cert`.
     #[arg(long, env = "FACEGATE_ENCOUNTER_STORE_KEY")]
     pub encounter_store_key: Option<PathBuf>,
+    /// Milliseconds a request that asked for its encounter to be recorded
+    /// waits for the store to confirm it; past that it is answered
+    /// UNAVAILABLE (the record may still land, so the port retries with
+    /// the same encounter id) rather than held while a disk or database
+    /// hangs.
+    #[arg(
+        long,
+        env = "FACEGATE_ENCOUNTER_RECORD_TIMEOUT_MS",
+        default_value_t = crate::served_encounters::DEFAULT_RECORD_TIMEOUT.as_millis() as u64
+    )]
+    pub encounter_record_timeout_ms: u64,
     /// The retention policy (TOML, the server's format): the router's audit
     /// trail, which names the subjects its answers disclosed, keeps its
     /// files for the longest encounter period plus the audit period, as
@@ -222,6 +233,12 @@ impl RouteSettings {
                     "--replica-admin must list each --replica's shard, in the same order"
                 );
             }
+        }
+        if !(1..=600_000).contains(&self.encounter_record_timeout_ms) {
+            anyhow::bail!(
+                "--encounter-record-timeout-ms must be within 1..=600000 (ten minutes), got {}",
+                self.encounter_record_timeout_ms
+            );
         }
         if !(10..=3_600_000).contains(&self.retention_interval_ms) {
             anyhow::bail!(

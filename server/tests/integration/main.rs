@@ -20,5 +20,6 @@ mod router;
 mod router_records;
 mod router_retention;
 mod shard;
+mod store_stall;
 mod store_tls;
 mod tls;

@@ -4,6 +4,7 @@
 
 pub mod pki;
 pub mod prometheus;
+pub mod stall;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
