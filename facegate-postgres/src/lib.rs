@@ -13,13 +13,15 @@
 //!   written in a few statements (idempotent by `ON CONFLICT`);
 //! * `reads`, `rows`, `erase`: the reports' queries, rows checked on the
 //!   way back, and erasure;
-//! * [`tls`]: TLS to the database, verified against the operator's CA;
+//! * [`tls`]: TLS to the database, verified against the operator's CA, and
+//!   `connector`: the connector new connections use, replaced on reload;
 //! * [`local`]: a private server from the machine's PostgreSQL packages,
 //!   for tests and benchmarks.
 //!
 //! Its own crate, so that what needs no shared database (the core, the
 //! index tools) links no PostgreSQL client.
 
+mod connector;
 mod erase;
 pub mod error;
 mod group;
@@ -35,5 +37,5 @@ mod writer;
 pub use error::Location;
 pub use local::LocalPostgres;
 pub use store::PgEncounters;
-pub use tls::StoreTls;
+pub use tls::{StoreTls, StoreTlsError};
 pub use writer::MAX_GROUP;

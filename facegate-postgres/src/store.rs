@@ -8,12 +8,10 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use r2d2_postgres::PostgresConnectionManager;
-use tokio_postgres_rustls::MakeRustlsConnect;
-
+use crate::connector::Connector;
 use crate::error::{Location, classify, pool, remote, with_causes};
 use crate::reads;
-use crate::tls::StoreTls;
+use crate::tls::{StoreTls, StoreTlsError};
 use crate::writer::{self, CommitStats, Op};
 use facegate_core::clock::UnixMillis;
 use facegate_core::encounter::{
@@ -31,10 +29,15 @@ const PURGE_LOCK: i64 = 0x0066_6770_7572_6765;
 type Pool = r2d2::Pool<Manager>;
 type Pooled = r2d2::PooledConnection<Manager>;
 
-/// rust-postgres' pool manager, with errors that keep their causes and
-/// their class (r2d2 passes on only an error's text, and a refused TLS
-/// handshake's own text says only "error performing TLS handshake").
-struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
+/// The read pool's connections: made with the store's connector as it is
+/// at the time (so a reload reaches the pool), and failing with errors
+/// that keep their causes and their class (r2d2 passes on only an error's
+/// text, and a refused TLS handshake's own text says only "error
+/// performing TLS handshake").
+struct Manager {
+    config: postgres::Config,
+    tls: Connector,
+}
 
 /// A connection the pool could not make or keep, as `classify` tells it.
 #[derive(Debug, thiserror::Error)]
@@ -46,17 +49,20 @@ impl r2d2::ManageConnection for Manager {
     type Error = ConnectFailed;
 
     fn connect(&self) -> Result<postgres::Client, ConnectFailed> {
-        self.0.connect().map_err(|e| ConnectFailed(classify(&e).0))
+        self.config
+            .connect(self.tls.current())
+            .map_err(|e| ConnectFailed(classify(&e).0))
     }
 
+    /// An empty query, as r2d2_postgres checks a connection.
     fn is_valid(&self, conn: &mut postgres::Client) -> Result<(), ConnectFailed> {
-        self.0
-            .is_valid(conn)
+        conn.simple_query("")
+            .map(|_| ())
             .map_err(|e| ConnectFailed(classify(&e).0))
     }
 
     fn has_broken(&self, conn: &mut postgres::Client) -> bool {
-        self.0.has_broken(conn)
+        conn.is_closed()
     }
 }
 
@@ -99,6 +105,8 @@ pub struct PgEncounters {
     /// `None` once dropping (see `Drop`).
     readers: Option<Pool>,
     stats: Arc<CommitStats>,
+    /// What new connections are made with (replaced by `reload_tls`).
+    tls: Connector,
     writes: Mutex<Option<SyncSender<Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -136,30 +144,32 @@ impl PgEncounters {
         bound_connections(&mut config);
         config.application_name("facegate");
         let at = Location::of(&config);
-        let connector = tls
-            .connector(&mut config)
-            .map_err(|e| EncounterError::Remote {
-                location: at.to_string(),
-                reason: e.to_string(),
-                transient: false,
-            })?;
-        let mut first = config.connect(connector.clone()).map_err(remote(&at))?;
+        let refused = |e: StoreTlsError| EncounterError::Remote {
+            location: at.to_string(),
+            reason: e.to_string(),
+            transient: false,
+        };
+        let connector = Connector::open(tls, &mut config).map_err(refused)?;
+        let mut first = config.connect(connector.current()).map_err(remote(&at))?;
         crate::schema::migrate(&mut first, &at)?;
         drop(first);
         let readers = r2d2::Pool::builder()
             .max_size(READERS)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            .build_unchecked(Manager(PostgresConnectionManager::new(
-                config.clone(),
-                connector.clone(),
-            )));
+            .build_unchecked(Manager {
+                config: config.clone(),
+                tls: connector.clone(),
+            });
         let (tx, rx) = sync_channel(QUEUE);
         let stats = Arc::new(CommitStats::default());
         let (writer_stats, writer_at) = (Arc::clone(&stats), at.clone());
         let writer = std::thread::Builder::new()
             .name("pg-encounter-writer".into())
-            .spawn(move || writer::write_loop(config, connector, writer_at, rx, &writer_stats))
+            .spawn({
+                let connector = connector.clone();
+                move || writer::write_loop(config, connector, writer_at, rx, &writer_stats)
+            })
             .map_err(|e| EncounterError::Remote {
                 location: at.to_string(),
                 reason: format!("starting the writer thread: {e}"),
@@ -169,6 +179,7 @@ impl PgEncounters {
             at,
             readers: Some(readers),
             stats,
+            tls: connector,
             writes: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
         }))
@@ -177,6 +188,15 @@ impl PgEncounters {
     /// Where the database is (for logs: no password).
     pub fn location(&self) -> &Location {
         &self.at
+    }
+
+    /// Reads the TLS files again (a rotated CA bundle or client
+    /// certificate): the writer's and the pool's connections made from
+    /// now on use them, while those open stay as they are (each was
+    /// verified when made). A file that cannot be used is refused, naming
+    /// it, and the files in force stay.
+    pub fn reload_tls(&self) -> Result<(), StoreTlsError> {
+        self.tls.reload()
     }
 
     /// Stops the writer after the writes already sent, and waits for it.

@@ -14,7 +14,9 @@
 //! nobody verified. A client certificate and key, when given, answer a
 //! server that authenticates nodes by certificate (`cert` in
 //! `pg_hba.conf`, or `clientcert=verify-full`). The files are read when the
-//! store opens (at start-up); new ones need a restart.
+//! store opens (at start-up) and again on [`crate::PgEncounters::reload_tls`]
+//! (SIGHUP), for the connections made after it; a file refused then leaves
+//! the ones in force.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +42,7 @@ pub struct StoreTls {
 
 /// Why the TLS settings cannot be used; each names its file or setting.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreTlsError {
+pub enum StoreTlsError {
     /// A file could not be read or holds no PEM of the expected kind.
     #[error(transparent)]
     File(#[from] PemError),
@@ -59,23 +61,28 @@ impl StoreTls {
         self.ca.is_some()
     }
 
-    /// The connector for `config`'s connections, after setting its
-    /// `sslmode` by the rule above: `require` with a CA (the connector
-    /// verifies the chain and the host name), `disable` without.
-    pub(crate) fn connector(
-        &self,
-        config: &mut postgres::Config,
-    ) -> Result<MakeRustlsConnect, StoreTlsError> {
+    /// Sets `config`'s `sslmode` by the rule above, after its refusals:
+    /// `require` with a CA (the connector verifies the chain and the host
+    /// name), `disable` without.
+    pub(crate) fn set_mode(&self, config: &mut postgres::Config) -> Result<(), StoreTlsError> {
         self.check(config)?;
+        config.ssl_mode(match self.ca {
+            Some(_) => SslMode::Require,
+            None => SslMode::Disable,
+        });
+        Ok(())
+    }
+
+    /// Reads the files into a connector for connections whose `sslmode`
+    /// [`StoreTls::set_mode`] set.
+    pub(crate) fn read(&self) -> Result<MakeRustlsConnect, StoreTlsError> {
         let Some(ca) = &self.ca else {
-            config.ssl_mode(SslMode::Disable);
             // Never used while sslmode is disable; one connector type either way.
             return Ok(MakeRustlsConnect::new(client_config(
                 RootCertStore::empty(),
                 None,
             )?));
         };
-        config.ssl_mode(SslMode::Require);
         let identity = match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => Some((
                 pem::certificates("client certificate", cert)?,

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 
 use postgres::{Client, Transaction};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::connector::Connector;
 use crate::error::{Location, remote};
 use crate::group::{Answer, Pending, copy, hold, in_savepoint};
 use crate::{erase, records};
@@ -44,10 +44,10 @@ pub struct CommitStats {
 }
 
 /// The writer: connects (again, after a failure) when a group arrives,
-/// through `tls`, until every sender is gone.
-pub fn write_loop(
+/// through `tls` as it is then, until every sender is gone.
+pub(crate) fn write_loop(
     config: postgres::Config,
-    tls: MakeRustlsConnect,
+    tls: Connector,
     at: Location,
     ops: Receiver<Op>,
     stats: &CommitStats,
@@ -62,7 +62,7 @@ pub fn write_loop(
             }
         }
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = match config.connect(tls.clone()) {
+            client = match config.connect(tls.current()) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     fail_all(group, &remote(&at)(e));

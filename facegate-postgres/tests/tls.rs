@@ -2,7 +2,8 @@
 //! only over TLS (plain text refused in `pg_hba.conf`): a node given the
 //! CA records and reads over a verified connection; a server the CA did
 //! not sign, a certificate for another host, a server without TLS, and a
-//! missing client certificate are all refused, never used in plain text.
+//! missing client certificate are all refused, never used in plain text;
+//! a rotated client certificate is taken on reload, without a restart.
 //! Certificates are made per run (rcgen), never committed.
 
 use std::path::{Path, PathBuf};
@@ -203,6 +204,83 @@ fn a_server_that_authenticates_nodes_by_certificate_admits_the_node_that_has_one
         without.contains("requires a valid client certificate"),
         "{without}"
     );
+}
+
+/// Records `e` until it is taken or `tries` attempts have failed: the
+/// first write after a server restart may meet the connection the restart
+/// broke (a transient failure; the writer reconnects at the next).
+fn record_within(
+    store: &PgEncounters,
+    id: &str,
+    tries: usize,
+) -> Result<facegate_core::encounter::Recorded, EncounterError> {
+    let mut last = None;
+    for _ in 0..tries {
+        match store.record(crossing(id, Some("S1"), Direction::Entry, at(3, 1))) {
+            Ok(r) => return Ok(r),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(last.expect("at least one try"))
+}
+
+#[test]
+fn a_rotated_client_certificate_is_used_by_the_connections_made_after_a_reload() {
+    let pki = pki();
+    let server = LocalPostgres::start_tls(&LocalTls {
+        cert_pem: pki.server.cert_pem.clone(),
+        key_pem: pki.server.key_pem.clone(),
+        client_ca_pem: Some(pki.ca.issuer.pem()),
+    })
+    .unwrap();
+    server.create_database("rotation").unwrap();
+    let db = url(&server, "rotation");
+    // The files the node is given, rewritten in place as a rotation does.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("node.pem"), dir.path().join("node.key"));
+    let install = |issued: &Issued| {
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+    };
+    install(&pki.client);
+    let files = StoreTls {
+        client_cert: Some(cert.clone()),
+        client_key: Some(key.clone()),
+        ..trusting(&pki.ca)
+    };
+    let store = PgEncounters::open_tls(&db, &files).unwrap();
+    record_within(&store, "before", 1).unwrap();
+
+    // A certificate the database does not trust, installed and reloaded:
+    // once the restart has closed the connections, no new one is admitted.
+    let role = facegate_postgres::local::ROLE;
+    install(&pki.other_ca.issue(dir.path(), "untrusted", &[], role));
+    store.reload_tls().unwrap();
+    server.crash().unwrap();
+    server.restart().unwrap();
+    let refused = record_within(&store, "refused", 5).unwrap_err();
+    // The database's answer to a certificate from a CA it does not trust.
+    assert!(refused.to_string().contains("UnknownCA"), "{refused}");
+
+    // A fresh certificate from the agency's CA: recording resumes, with
+    // no restart of the node.
+    install(&pki.ca.issue(dir.path(), "rotated", &[], role));
+    store.reload_tls().unwrap();
+    assert!(record_within(&store, "after", 5).unwrap().newly_recorded);
+
+    // A reload that cannot read its files is refused, naming the file,
+    // and the certificate in force stays in force.
+    std::fs::write(&key, "not a key").unwrap();
+    let bad = store.reload_tls().unwrap_err().to_string();
+    assert!(
+        bad.contains("client key") && bad.contains("node.key"),
+        "{bad}"
+    );
+    server.crash().unwrap();
+    server.restart().unwrap();
+    assert!(record_within(&store, "kept", 5).unwrap().newly_recorded);
+    store.close();
 }
 
 #[test]
