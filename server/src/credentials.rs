@@ -1,15 +1,17 @@
 //! What each gRPC listener accepts as proof of who is calling, held so that
 //! it can be re-read without a restart: its TLS files (server certificate,
-//! key, client CA bundle) and its API keys file. [`Credentials::reload`]
-//! (SIGHUP, the Reload RPC) reads every file again; a file that fails keeps
-//! its old contents, with an error logged and counted, and the others are
-//! taken. New connections and calls see the new contents; established
-//! connections keep the TLS session they have.
+//! key, client CA bundle) and its API keys file; and the shared encounter
+//! store's TLS files (its CA bundle, this node's client certificate).
+//! [`Credentials::reload`] (SIGHUP, the Reload RPC) reads every file again;
+//! a file that fails keeps its old contents, with an error logged and
+//! counted, and the others are taken. New connections and calls see the
+//! new contents; established connections keep the TLS session they have.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use facegate_core::keys::KeyRing;
+use facegate_postgres::{PgEncounters, StoreTls};
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::metrics::Metrics;
@@ -29,7 +31,8 @@ pub struct ListenerCredentials {
 /// A file a reload could not take (the old contents stay in force).
 #[derive(Debug, Clone)]
 pub struct ReloadFailure {
-    /// The listener whose file it is.
+    /// The listener whose file it is, or `encounter_store` for the
+    /// shared store's.
     pub listener: &'static str,
     /// What failed, naming the file.
     pub error: String,
@@ -190,12 +193,59 @@ impl CredentialFiles {
     }
 }
 
-/// Both gRPC listeners' credentials.
+/// Both gRPC listeners' credentials, and the shared store's TLS files.
 pub struct Credentials {
     /// The ports' listener (Matcher): `--port-keys`, `--port-client-ca`.
     pub ports: Arc<ListenerCredentials>,
     /// The back office's listener: `--admin-keys`, `--admin-client-ca`.
     pub admin: Arc<ListenerCredentials>,
+    /// The shared encounter store's, once it is open over TLS.
+    store: OnceLock<StoreCredentials>,
+}
+
+/// What the shared store's TLS files are labelled in metrics, logs and
+/// the Reload RPC's errors, beside the listeners.
+const STORE: &str = "encounter_store";
+
+/// The shared encounter store's TLS files (`--encounter-store-ca`,
+/// `_cert`, `_key`), re-read with the listeners' so that a rotated CA
+/// bundle or client certificate needs no restart.
+struct StoreCredentials {
+    store: Arc<PgEncounters>,
+    client_cert: Option<PathBuf>,
+    metrics: Arc<Metrics>,
+}
+
+impl StoreCredentials {
+    /// Re-reads the files into the store's connector; the failure, if
+    /// one was refused.
+    fn reload(&self) -> Option<ReloadFailure> {
+        let refused = self.store.reload_tls().err();
+        let result = if refused.is_some() { "failed" } else { "ok" };
+        self.metrics
+            .credential_reloads
+            .with_label_values(&[result])
+            .inc();
+        if refused.is_none() {
+            tracing::info!(listener = STORE, "encounter store TLS files loaded");
+            self.show_expiry();
+        }
+        refused.map(|e| ReloadFailure {
+            listener: STORE,
+            error: e.to_string(),
+        })
+    }
+
+    /// Sets the client certificate's expiry metric, when there is one.
+    fn show_expiry(&self) {
+        let expiry = self.client_cert.as_deref().and_then(tls::leaf_not_after);
+        if let Some(t) = expiry {
+            self.metrics
+                .tls_certificate_expiry
+                .with_label_values(&[STORE])
+                .set(t);
+        }
+    }
 }
 
 impl Credentials {
@@ -228,15 +278,39 @@ impl Credentials {
         Ok(Credentials {
             ports: Arc::new(ports),
             admin: Arc::new(admin),
+            store: OnceLock::new(),
         })
     }
 
-    /// Re-reads every file of both listeners (SIGHUP, the Reload RPC); each
-    /// failure is logged and returned, and its file's old contents kept.
+    /// From now on also re-reads the TLS files of the shared store in
+    /// `encounters`, when it has one and `files` secure it (a store read
+    /// at start-up; the first one given stays).
+    pub fn watch_store(
+        &self,
+        encounters: &crate::served_encounters::ServedEncounters,
+        files: &StoreTls,
+        metrics: &Arc<Metrics>,
+    ) {
+        let Some(store) = encounters.postgres().filter(|_| files.is_on()) else {
+            return;
+        };
+        let watched = StoreCredentials {
+            store: Arc::clone(store),
+            client_cert: files.client_cert.clone(),
+            metrics: Arc::clone(metrics),
+        };
+        watched.show_expiry();
+        let _ = self.store.set(watched);
+    }
+
+    /// Re-reads every file of both listeners and of the shared store
+    /// (SIGHUP, the Reload RPC); each failure is logged and returned, and
+    /// its file's old contents kept.
     pub fn reload(&self) -> Vec<ReloadFailure> {
-        let failures: Vec<_> = [&self.ports, &self.admin]
-            .into_iter()
+        let listeners = [&self.ports, &self.admin].into_iter();
+        let failures: Vec<_> = listeners
             .flat_map(|l| l.reload())
+            .chain(self.store.get().and_then(StoreCredentials::reload))
             .collect();
         for f in &failures {
             tracing::error!(

@@ -916,7 +916,7 @@ impl SecurityMetrics {
                 IntGaugeVec::new(
                     Opts::new(
                         "facegate_tls_certificate_expiry_timestamp_seconds",
-                        "When the listener's own TLS certificate expires (Unix seconds).",
+                        "When the listener's own TLS certificate expires (Unix seconds); listener=\"encounter_store\": this node's client certificate for the shared encounter store.",
                     ),
                     &["listener"],
                 ),

@@ -69,6 +69,7 @@ pub async fn run(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<()
     )?);
     let manifests = open_manifests(&settings.data_dir, clock.clone()).await?;
     let encounters = open_encounters(&settings, clock.clone()).await?;
+    credentials.watch_store(&encounters, &settings.store_tls(), &metrics);
     let auditor = open_audit_trail(&settings, &metrics, clock).await?;
     let state = Arc::new(
         ServedGallery::new(
@@ -560,8 +561,9 @@ fn listen_for(
 }
 
 /// On every SIGHUP, as the Reload RPC does: re-reads the listeners'
-/// certificates, CA bundles and keys files (a file refused keeps the old
-/// one, logged), then reloads the gallery.
+/// certificates, CA bundles and keys files and the shared store's TLS
+/// files (a file refused keeps the old one, logged), then reloads the
+/// gallery.
 #[cfg(unix)]
 async fn reload_on_sighup(
     state: Arc<ServedGallery>,

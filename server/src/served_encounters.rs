@@ -14,7 +14,7 @@ use facegate_core::clock::Clock;
 use facegate_core::encounter::sqlite_store::FILE_NAME;
 use facegate_core::encounter::store::Empty;
 use facegate_core::encounter::{EncounterError, EncounterStore, SqliteEncounters};
-use facegate_postgres::StoreTls;
+use facegate_postgres::{PgEncounters, StoreTls};
 
 /// How long a request waits for its record to be confirmed durable before
 /// it is answered UNAVAILABLE, unless configured: longer than any commit
@@ -33,6 +33,9 @@ pub struct ServedEncounters {
     /// The longest a request waits for its record (see
     /// [`DEFAULT_RECORD_TIMEOUT`]).
     record_timeout: Duration,
+    /// The shared PostgreSQL store, when that is the store: its TLS files
+    /// are reloaded with the listeners' credentials.
+    postgres: Option<Arc<PgEncounters>>,
     opened: OnceLock<Arc<dyn EncounterStore>>,
     /// Held while creating the store, so that two first records create one.
     creating: Mutex<()>,
@@ -51,6 +54,7 @@ impl ServedEncounters {
             dir: Some(dir),
             clock,
             record_timeout: DEFAULT_RECORD_TIMEOUT,
+            postgres: None,
             opened: OnceLock::new(),
             creating: Mutex::new(()),
         };
@@ -66,6 +70,7 @@ impl ServedEncounters {
             dir: None,
             clock,
             record_timeout: DEFAULT_RECORD_TIMEOUT,
+            postgres: None,
             opened: OnceLock::from(store),
             creating: Mutex::new(()),
         }
@@ -84,7 +89,16 @@ impl ServedEncounters {
             tls = tls.is_on(),
             "shared encounter store open"
         );
-        Ok(ServedEncounters::shared(store, clock))
+        let postgres = Some(Arc::clone(&store));
+        Ok(ServedEncounters {
+            postgres,
+            ..ServedEncounters::shared(store, clock)
+        })
+    }
+
+    /// The shared PostgreSQL store, when the node was given one.
+    pub fn postgres(&self) -> Option<&Arc<PgEncounters>> {
+        self.postgres.as_ref()
     }
 
     /// The same store, whose requests wait at most `timeout` for their

@@ -63,6 +63,9 @@ pub async fn run(settings: RouteSettings, clock: Arc<dyn Clock>) -> anyhow::Resu
     let metrics = Metrics::new();
     let credentials = Arc::new(Credentials::load(&settings.credential_files(), &metrics)?);
     let (router, watchers) = start_router(&settings, &metrics, clock).await?;
+    if let Some(encounters) = &router.encounters {
+        credentials.watch_store(encounters, &settings.store_tls(), &metrics);
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     set_serving(&health, true).await;
     let ports = ports_routes(&router, &credentials, &metrics, &settings)?

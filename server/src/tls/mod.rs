@@ -113,9 +113,7 @@ pub fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
         )?),
         None => builder.with_no_client_auth(),
     };
-    let not_after_unix = X509Certificate::from_der(&chain[0])
-        .ok()
-        .map(|(_, c)| c.validity().not_after.timestamp());
+    let not_after_unix = not_after(&chain[0]);
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|source| config_error(files, source))?;
@@ -124,6 +122,20 @@ pub fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
         config: Arc::new(config),
         not_after_unix,
     })
+}
+
+/// When a certificate expires (Unix seconds), for the expiry metric;
+/// `None` when it cannot be parsed (rustls judges it, not this).
+fn not_after(der: &[u8]) -> Option<i64> {
+    X509Certificate::from_der(der)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}
+
+/// When the first certificate of the PEM file at `path` expires (Unix
+/// seconds): a client certificate's, for the expiry metric.
+pub fn leaf_not_after(path: &Path) -> Option<i64> {
+    not_after(pem::certificates("certificate", path).ok()?.first()?)
 }
 
 fn config_error(files: &TlsFiles, source: rustls::Error) -> TlsError {

@@ -1,10 +1,12 @@
 //! The shared encounter store over TLS, through the real server: a
 //! PostgreSQL that admits TCP clients only over TLS (started by the test,
 //! its certificate from a test CA); `facegate serve` given that CA in its
-//! environment records a port's crossing there and reads it back; the
-//! same server without the CA does not start, and says why.
+//! environment records a port's crossing there and reads it back; its
+//! client certificate's expiry is shown, and a renewed one is taken by
+//! Reload (a refused one is named and leaves the old in force); the same
+//! server without the CA does not start, and says why.
 
-use crate::common::pki::TestCa;
+use crate::common::pki::{self, TestCa};
 use crate::common::*;
 
 use std::io::Read;
@@ -12,7 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use facegate_api::v1::encounters_client::EncountersClient;
-use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest, TravelHistoryRequest};
+use facegate_api::v1::{
+    CaptureContext, Direction, IdentifyRequest, ReloadRequest, TravelHistoryRequest,
+};
 use facegate_postgres::LocalPostgres;
 use facegate_postgres::local::LocalTls;
 
@@ -42,6 +46,48 @@ fn exit_message(mut cmd: Command, limit: Duration) -> Option<String> {
     reader.join().ok()?.ok()
 }
 
+/// Days from now until the node's store client certificate expires, as
+/// the server's metric shows it.
+async fn days_left(server: &Server) -> f64 {
+    let series = "facegate_tls_certificate_expiry_timestamp_seconds{listener=\"encounter_store\"}";
+    let expiry = sample(&http_get(&server.metrics).await, series);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (expiry - now.as_secs_f64()) / 86_400.0
+}
+
+/// The client certificate's expiry is shown; Reload takes a renewed one
+/// and refuses a broken one, naming it, with the renewed one kept.
+async fn client_certificate_renewals(
+    server: &Server,
+    install: &dyn Fn(&pki::Issued),
+    node_key: &std::path::Path,
+    ca: &TestCa,
+) {
+    let shown = days_left(server).await;
+    assert!((29.9..30.1).contains(&shown), "{shown} days left");
+    let mut admin = server.admin().await;
+    install(&ca.client_valid("router", "r1", 90));
+    let reloaded = admin.reload(ReloadRequest::default()).await.unwrap();
+    assert!(
+        reloaded.get_ref().credential_errors.is_empty(),
+        "{reloaded:?}"
+    );
+    let renewed = days_left(server).await;
+    assert!((89.9..90.1).contains(&renewed), "{renewed} days left");
+
+    std::fs::write(node_key, "not a key").unwrap();
+    let refused = admin.reload(ReloadRequest::default()).await.unwrap();
+    let errors = &refused.get_ref().credential_errors;
+    assert!(
+        errors.len() == 1 && errors[0].contains("client key"),
+        "{errors:?}"
+    );
+    let kept = days_left(server).await;
+    assert!((89.9..90.1).contains(&kept), "{kept} days left");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_given_the_ca_records_into_a_tls_only_database_and_without_it_does_not_start() {
     let pki_dir = tempfile::tempdir().unwrap();
@@ -61,9 +107,23 @@ async fn a_server_given_the_ca_records_into_a_tls_only_database_and_without_it_d
     .unwrap();
     let f = fixture();
     let ca_path = ca.pem_path.to_str().unwrap();
+    // The node's client certificate, in files renewed in place below.
+    let (node_cert, node_key) = (
+        pki_dir.path().join("node.pem"),
+        pki_dir.path().join("node.key"),
+    );
+    let install = |issued: &pki::Issued| {
+        std::fs::write(&node_cert, &issued.cert_pem).unwrap();
+        std::fs::write(&node_key, &issued.key_pem).unwrap();
+    };
+    install(&ca.client_valid("router", "r1", 30));
     let server = Server::start_with_env(
         &f.path,
-        &[("FACEGATE_ENCOUNTER_STORE_CA", ca_path)],
+        &[
+            ("FACEGATE_ENCOUNTER_STORE_CA", ca_path),
+            ("FACEGATE_ENCOUNTER_STORE_CERT", node_cert.to_str().unwrap()),
+            ("FACEGATE_ENCOUNTER_STORE_KEY", node_key.to_str().unwrap()),
+        ],
         &["--encounter-store", &url],
     );
 
@@ -100,6 +160,7 @@ async fn a_server_given_the_ca_records_into_a_tls_only_database_and_without_it_d
         .into_inner();
     let ids: Vec<_> = history.encounters.iter().map(|e| e.record_id).collect();
     assert_eq!(ids, [recorded.record_id], "read back over TLS");
+    client_certificate_renewals(&server, &install, &node_key, &ca).await;
     drop(server);
 
     // Without the CA the node would speak plain text, which this database
