@@ -12,7 +12,7 @@ use facegate_core::encounter::{
 };
 use facegate_core::manifest::Direction;
 use facegate_core::sqlite::DbError;
-use store_contract::{at, crossing, enqueue};
+use store_contract::{a_full_queue_refuses_at_once_and_loses_nothing, at, crossing, enqueue};
 
 /// A fresh directory and an opener of its store.
 fn fresh() -> (tempfile::TempDir, impl Fn() -> Arc<dyn EncounterStore>) {
@@ -23,6 +23,22 @@ fn fresh() -> (tempfile::TempDir, impl Fn() -> Arc<dyn EncounterStore>) {
 }
 
 store_contract_tests!(fresh);
+
+#[test]
+fn a_writer_held_by_a_lock_fills_its_queue_and_then_refuses_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEncounters::open(dir.path()).unwrap();
+    let file = dir
+        .path()
+        .join(facegate_core::encounter::sqlite_store::FILE_NAME);
+    a_full_queue_refuses_at_once_and_loses_nothing(store.as_ref(), || {
+        // Another connection's write lock: the writer's first commit waits
+        // on it (within its 5 s busy timeout) while the records queue up.
+        let other = rusqlite::Connection::open(&file).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        Box::new(move || other.execute_batch("COMMIT").unwrap())
+    });
+}
 
 #[test]
 fn a_second_owner_is_refused() {

@@ -304,13 +304,16 @@ impl EncounterStore for PgEncounters {
             return Ok(());
         };
         match sender.try_send(Op::Record(encounter, reply)) {
-            Ok(()) => Ok(()),
-            Err(
-                TrySendError::Full(Op::Record(e, _)) | TrySendError::Disconnected(Op::Record(e, _)),
-            ) => Err(Box::new(e)),
-            // The op handed back is the one sent; no other can come back.
-            Err(_) => Ok(()),
+            Err(TrySendError::Full(Op::Record(_, reply))) => {
+                reply(Err(EncounterError::Overloaded { waiting: QUEUE }));
+            }
+            Err(TrySendError::Disconnected(Op::Record(_, reply))) => {
+                reply(Err(EncounterError::Closed));
+            }
+            // Queued; or an op other than the one sent, which cannot come back.
+            Ok(()) | Err(_) => {}
         }
+        Ok(())
     }
 
     fn correct(&self, correction: Correction) -> Result<StoredEncounter, EncounterError> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use facegate_core::encounter::{EncounterError, EncounterStore};
 use facegate_core::manifest::Direction;
 use facegate_postgres::{LocalPostgres, PgEncounters};
-use store_contract::{at, crossing};
+use store_contract::{a_full_queue_refuses_at_once_and_loses_nothing, at, crossing};
 
 /// The test binary's server (stopped by its watchdog when the binary ends).
 fn server() -> &'static LocalPostgres {
@@ -35,6 +35,21 @@ fn fresh() -> ((), impl Fn() -> Arc<dyn EncounterStore>) {
 }
 
 store_contract_tests!(fresh);
+
+#[test]
+fn a_writer_held_by_a_table_lock_fills_its_queue_and_then_refuses_at_once() {
+    let url = database(server());
+    let store = PgEncounters::open(&url).unwrap();
+    a_full_queue_refuses_at_once_and_loses_nothing(store.as_ref(), || {
+        // Another session's lock on the table: the writer's first INSERT
+        // waits on it while the records queue up.
+        let mut other = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        other
+            .batch_execute("BEGIN; LOCK TABLE encounters IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        Box::new(move || other.batch_execute("COMMIT").unwrap())
+    });
+}
 
 #[test]
 fn two_nodes_on_one_database_record_each_crossing_once() {

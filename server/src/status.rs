@@ -132,6 +132,9 @@ pub fn encounter(e: &EncounterError) -> Status {
             "the encounter store could not make the record durable; nothing was recorded: \
              retry with the same encounter_id",
         ),
+        EncounterError::Overloaded { .. } => Status::unavailable(
+            "the encounter store is behind and took nothing: retry with the same encounter_id",
+        ),
         EncounterError::Remote {
             transient: true, ..
         } => Status::unavailable(

@@ -442,16 +442,17 @@ impl EncounterStore for SqliteEncounters {
             reply(Err(EncounterError::Closed));
             return Ok(());
         };
-        let (TrySendError::Full(op) | TrySendError::Disconnected(op)) =
-            match sender.try_send(Op::Record(encounter, reply)) {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-        match op {
-            Op::Record(e, _) => Err(Box::new(e)),
-            // The op handed back is the one sent; no other can come back.
-            _ => Ok(()),
+        match sender.try_send(Op::Record(encounter, reply)) {
+            Err(TrySendError::Full(Op::Record(_, reply))) => {
+                reply(Err(EncounterError::Overloaded { waiting: QUEUE }));
+            }
+            Err(TrySendError::Disconnected(Op::Record(_, reply))) => {
+                reply(Err(EncounterError::Closed));
+            }
+            // Queued; or an op other than the one sent, which cannot come back.
+            Ok(()) | Err(_) => {}
         }
+        Ok(())
     }
 
     fn correct(&self, correction: Correction) -> Result<StoredEncounter, EncounterError> {

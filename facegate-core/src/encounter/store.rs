@@ -227,6 +227,16 @@ pub enum EncounterError {
     /// The store's writer has stopped (the server is shutting down).
     #[error("the encounter store is closed")]
     Closed,
+    /// The writer's queue is full (it is far behind, or its disk or
+    /// database does not answer): the write was refused at once rather
+    /// than left to block its caller, and nothing of it is stored.
+    #[error(
+        "the encounter store is behind: {waiting} writes are waiting, so this one was not taken"
+    )]
+    Overloaded {
+        /// The writes queued ahead of it.
+        waiting: usize,
+    },
     /// A shared database server (PostgreSQL, for several nodes) could not
     /// be reached, refused a statement, or holds a row no write could have
     /// made.
@@ -257,10 +267,12 @@ pub trait EncounterStore: Send + Sync + std::fmt::Debug {
     /// durable (from the store's own thread). This is the request path's
     /// way in: an async caller awaits the reply without holding a thread
     /// of its own while the commit is written, which on a busy machine is
-    /// two thread wake-ups fewer per request. A store that cannot queue
-    /// (or whose queue is full) hands the encounter back and drops `reply`
-    /// uncalled, and the caller falls back to `record` off its async
-    /// workers.
+    /// two thread wake-ups fewer per request. A store whose queue is full
+    /// calls `reply` at once with [`EncounterError::Overloaded`], so that
+    /// a writer that has stopped answering (a hung disk or database) holds
+    /// no caller's thread. A store that cannot queue at all hands the
+    /// encounter back and drops `reply` uncalled, and the caller falls back
+    /// to `record` off its async workers.
     fn enqueue_record(
         &self,
         encounter: Encounter,

@@ -572,3 +572,50 @@ pub fn a_queued_record_is_durable_when_answered_and_flags_an_exit_without_entry(
     );
     assert_eq!(store.history("S2").unwrap().len(), 4);
 }
+
+/// With the store's writer held up (by `hold`, which returns what lets it
+/// go), records are queued past what its queue holds: each one past it is
+/// answered at once with `Overloaded`, nothing blocks, and once the writer
+/// goes on every record that was queued is durable, none lost.
+pub fn a_full_queue_refuses_at_once_and_loses_nothing(
+    store: &dyn EncounterStore,
+    hold: impl FnOnce() -> Box<dyn FnOnce()>,
+) {
+    // More than any store's queue (4,096) and group (256) hold together.
+    const SENT: usize = 5_000;
+    let release = hold();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..SENT {
+        let tx = tx.clone();
+        let e = crossing(&format!("q{i}"), Some("SQ"), Direction::Entry, at(1, 9));
+        let queued = store.enqueue_record(e, Box::new(move |r| tx.send((i, r)).unwrap()));
+        assert!(
+            queued.is_ok(),
+            "a store that queues never hands a record back"
+        );
+    }
+    drop(tx);
+    // While the writer is held, the only answers are the refusals.
+    let refused: Vec<_> = rx.try_iter().collect();
+    assert!(
+        refused.len() >= SENT - 4_096 - 256,
+        "{} refused",
+        refused.len()
+    );
+    for (i, r) in &refused {
+        assert!(
+            matches!(r, Err(EncounterError::Overloaded { .. })),
+            "record {i}: {r:?}"
+        );
+    }
+    release();
+    let taken: Vec<_> = rx.iter().collect();
+    assert_eq!(taken.len() + refused.len(), SENT, "every record answered");
+    for (i, r) in &taken {
+        assert!(
+            r.as_ref().is_ok_and(|r| r.newly_recorded),
+            "record {i}: {r:?}"
+        );
+    }
+    assert_eq!(store.history("SQ").unwrap().len(), taken.len());
+}

@@ -154,8 +154,9 @@ pub fn start(
     }
 }
 
-/// Queues `encounter` to the store's writer, or, when the store is not
-/// open yet or cannot queue it, records it on the blocking pool.
+/// Queues `encounter` to the store's writer (a full queue answers at
+/// once), or, when the store is not open yet or is one that does not
+/// queue, records it on the blocking pool.
 fn write(encounters: Arc<ServedEncounters>, encounter: Encounter) -> Write {
     let (answer, answered) = tokio::sync::oneshot::channel();
     let reply: RecordReply = Box::new(move |r| {
