@@ -141,7 +141,7 @@ impl GalleryAdmin for RouterBackOffice {
     ) -> Result<Response<proto::ReloadResponse>, Status> {
         let route = self.route(&req);
         let r = req.into_inner();
-        let mut last = None;
+        let mut answers = Vec::new();
         for shard in 0..route.fleet.shard_count() {
             let results = route
                 .on_every_replica(shard, |replica| {
@@ -150,19 +150,30 @@ impl GalleryAdmin for RouterBackOffice {
                     async move { client.reload(req).await.map(|a| a.into_inner()) }
                 })
                 .await?;
-            let mut errors = Vec::new();
             for result in results {
-                let answer = result?;
-                errors.extend(answer.credential_errors.iter().cloned());
-                last = Some(proto::ReloadResponse {
-                    credential_errors: errors.clone(),
-                    ..answer
-                });
+                answers.push(result?);
             }
         }
-        last.map(Response::new)
+        merge_reloads(answers)
+            .map(Response::new)
             .ok_or_else(|| RouterError::NoShards.into())
     }
+}
+
+/// Every replica's reload as one answer: the last replica's generations,
+/// with the credential errors of all of them (each names its file).
+fn merge_reloads(answers: Vec<proto::ReloadResponse>) -> Option<proto::ReloadResponse> {
+    let errors: Vec<String> = answers
+        .iter()
+        .flat_map(|a| a.credential_errors.iter().cloned())
+        .collect();
+    answers
+        .into_iter()
+        .last()
+        .map(|last| proto::ReloadResponse {
+            credential_errors: errors,
+            ..last
+        })
 }
 
 /// Each shard's part of a list of subject ids, by shard.
@@ -403,5 +414,31 @@ impl crate::encounters::service::ManifestLists for RouterBackOffice {
         Manifests::get(self, req)
             .await
             .map(|r| r.into_inner().subject_ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_replicas_credential_errors_reach_the_answer() {
+        let answer = |generation: u64, errors: &[&str]| proto::ReloadResponse {
+            generation,
+            credential_errors: errors.iter().map(|e| e.to_string()).collect(),
+            ..Default::default()
+        };
+        let merged = merge_reloads(vec![
+            answer(1, &["shard 0: keys file"]),
+            answer(2, &[]),
+            answer(3, &["shard 2: certificate"]),
+        ])
+        .unwrap();
+        assert_eq!(
+            merged.credential_errors,
+            ["shard 0: keys file", "shard 2: certificate"]
+        );
+        assert_eq!(merged.generation, 3);
+        assert!(merge_reloads(Vec::new()).is_none());
     }
 }
