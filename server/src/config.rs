@@ -374,9 +374,9 @@ impl Settings {
                 self.compaction_interval_ms
             );
         }
-        if !(1..=600_000).contains(&self.encounter_record_timeout_ms) {
+        if !(100..=600_000).contains(&self.encounter_record_timeout_ms) {
             anyhow::bail!(
-                "encounter_record_timeout_ms must be within 1..=600000 (ten minutes), got {}",
+                "encounter_record_timeout_ms must be within 100..=600000 (0.1 s to ten minutes), got {}",
                 self.encounter_record_timeout_ms
             );
         }
@@ -595,7 +595,7 @@ mod tests {
         assert_eq!(s.encounter_record_timeout_ms as u128, default.as_millis());
         let s = flags(&["--encounter-record-timeout-ms", "250"]).unwrap();
         assert_eq!(s.encounter_record_timeout_ms, 250);
-        for bad in ["0", "600001"] {
+        for bad in ["0", "99", "600001"] {
             let err = flags(&["--encounter-record-timeout-ms", bad]).unwrap_err();
             let err = format!("{err:#}");
             assert!(err.contains("encounter_record_timeout_ms"), "{err}");

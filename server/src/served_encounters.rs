@@ -17,10 +17,11 @@ use facegate_core::encounter::{EncounterError, EncounterStore, SqliteEncounters}
 use facegate_postgres::{PgEncounters, StoreTls};
 
 /// How long a request waits for its record to be confirmed durable before
-/// it is answered UNAVAILABLE, unless configured: longer than any commit
-/// of a working store (a reconnect to the shared database is bounded by
-/// 5 s), short enough that a port falls back to its manual check rather
-/// than holding a traveller at the booth while a database hangs.
+/// it is answered UNAVAILABLE, unless configured: far longer than a
+/// working store's commit (about a millisecond here, a reconnect to the
+/// shared database tens of them), short enough that a port falls back to
+/// its manual check rather than holding a traveller at the booth while a
+/// disk or database hangs.
 pub const DEFAULT_RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A node's encounter store, opened when first needed.

@@ -179,10 +179,13 @@ impl PendingRecord {
     /// Waits until the record is durable, or at most its timeout; what
     /// the answer carries. Counts it, an exit whose subject had no open
     /// entry, and the wait itself (called once the audit record is
-    /// durable, so the wait is what recording adds to the request).
+    /// durable, so the wait is what recording adds to the request). A
+    /// record that lands after its request gave up is still counted, when
+    /// it lands.
     pub async fn durable(self) -> Result<proto::EncounterRecord, Status> {
         let waiting = std::time::Instant::now();
-        let recorded = tokio::time::timeout(self.timeout, self.write.answer()).await;
+        let mut answer = Box::pin(self.write.answer());
+        let recorded = tokio::time::timeout(self.timeout, &mut answer).await;
         let metrics = &self.metrics;
         metrics
             .encounter_record_wait_seconds
@@ -193,6 +196,12 @@ impl PendingRecord {
                 waited_ms = self.timeout.as_millis() as u64,
                 "the encounter store did not confirm a record in time"
             );
+            let (metrics, port) = (Arc::clone(&self.metrics), self.port);
+            tokio::spawn(async move {
+                if let Ok(late) = answer.await {
+                    count(&metrics, &port, &late);
+                }
+            });
             return Err(crate::status::record_unconfirmed(self.timeout));
         };
         let recorded = recorded.map_err(|e| {
@@ -202,21 +211,25 @@ impl PendingRecord {
             }
             crate::status::encounter(&e)
         })?;
-        if recorded.newly_recorded {
-            let e = &recorded.stored.encounter;
-            let labels = [e.context.direction.name(), &self.port, e.decision.name()];
-            metrics.encounters.with_label_values(&labels).inc();
-            if recorded.exit_without_entry {
-                metrics
-                    .unmatched_exits
-                    .with_label_values(&[&self.port])
-                    .inc();
-            }
-        }
+        count(metrics, &self.port, &recorded);
         Ok(proto::EncounterRecord {
             record_id: recorded.stored.record_id,
             first_record: recorded.newly_recorded,
         })
+    }
+}
+
+/// Counts a record new to the store, by direction, port and decision, and
+/// an exit whose subject had no open entry.
+fn count(metrics: &Metrics, port: &str, recorded: &Recorded) {
+    if !recorded.newly_recorded {
+        return;
+    }
+    let e = &recorded.stored.encounter;
+    let labels = [e.context.direction.name(), port, e.decision.name()];
+    metrics.encounters.with_label_values(&labels).inc();
+    if recorded.exit_without_entry {
+        metrics.unmatched_exits.with_label_values(&[port]).inc();
     }
 }
 

@@ -234,9 +234,9 @@ impl RouteSettings {
                 );
             }
         }
-        if !(1..=600_000).contains(&self.encounter_record_timeout_ms) {
+        if !(100..=600_000).contains(&self.encounter_record_timeout_ms) {
             anyhow::bail!(
-                "--encounter-record-timeout-ms must be within 1..=600000 (ten minutes), got {}",
+                "--encounter-record-timeout-ms must be within 100..=600000 (0.1 s to ten minutes), got {}",
                 self.encounter_record_timeout_ms
             );
         }

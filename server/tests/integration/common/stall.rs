@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The proxy: its address, and the switch that pauses it.
 pub struct StallingProxy {
     /// Where clients connect instead of the upstream.
     pub addr: SocketAddr,
