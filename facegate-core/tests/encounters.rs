@@ -31,7 +31,7 @@ fn a_writer_held_by_a_lock_fills_its_queue_and_then_refuses_at_once() {
     let file = dir
         .path()
         .join(facegate_core::encounter::sqlite_store::FILE_NAME);
-    a_full_queue_refuses_at_once_and_loses_nothing(store.as_ref(), || {
+    a_full_queue_refuses_at_once_and_loses_nothing(store, || {
         // Another connection's write lock: the writer's first commit waits
         // on it (within its 5 s busy timeout) while the records queue up.
         let other = rusqlite::Connection::open(&file).unwrap();

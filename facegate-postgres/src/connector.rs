@@ -6,16 +6,17 @@
 
 use std::sync::{Arc, RwLock};
 
+use rustls::pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::tls::{StoreTls, StoreTlsError};
+use crate::tls::{Loaded, StoreTls, StoreTlsError};
 
 /// The TLS files and the connector last read from them, shared by the
 /// writer thread and the read pool.
 #[derive(Clone)]
 pub(crate) struct Connector {
     files: StoreTls,
-    current: Arc<RwLock<MakeRustlsConnect>>,
+    current: Arc<RwLock<Loaded>>,
 }
 
 impl Connector {
@@ -34,6 +35,15 @@ impl Connector {
 
     /// What the next connection is made with.
     pub(crate) fn current(&self) -> MakeRustlsConnect {
+        self.loaded().connector
+    }
+
+    /// The client certificate in force, if there is one.
+    pub(crate) fn client_certificate(&self) -> Option<CertificateDer<'static>> {
+        self.loaded().client_leaf
+    }
+
+    fn loaded(&self) -> Loaded {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -19,7 +19,8 @@ use facegate_core::encounter::{
     PurgeLead, RecordReply, Recorded, StoredEncounter, SubjectPage, Traveller,
 };
 
-/// Writes that may wait for the writer before callers block on sending.
+/// Writes that may wait for the writer: a port's record past them is
+/// refused at once (`Overloaded`); other writes wait for room.
 const QUEUE: usize = 4_096;
 /// Pooled connections for reads, per node.
 const READERS: u32 = 8;
@@ -78,10 +79,12 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// the network level (a partition, a host gone) stays in use: without
 /// this a write blocked on one is noticed only after the kernel's
 /// retransmissions (about 15 minutes) and an idle pooled one after two
-/// hours of keepalive silence. The URL's own `tcp_user_timeout` and
-/// `keepalives_idle` win over these. A database whose host still answers
-/// TCP but whose server hangs is bounded by the request path instead (its
-/// record timeout).
+/// hours of keepalive silence. With `TCP_USER_TIMEOUT` set, Linux drops a
+/// connection whose keepalive probe stays unanswered that long, so an idle
+/// one goes after about 30 + 15 s (the probe count does not apply). The
+/// URL's own `tcp_user_timeout` and `keepalives_*` win over these. A
+/// database whose host still answers TCP but whose server hangs is
+/// bounded by the request path instead (its record timeout).
 fn bound_connections(config: &mut postgres::Config) {
     config.connect_timeout(CONNECT_TIMEOUT);
     if config.get_tcp_user_timeout().is_none() {
@@ -93,9 +96,6 @@ fn bound_connections(config: &mut postgres::Config) {
     }
     if config.get_keepalives_interval().is_none() {
         config.keepalives_interval(Duration::from_secs(10));
-    }
-    if config.get_keepalives_retries().is_none() {
-        config.keepalives_retries(3);
     }
 }
 
@@ -197,6 +197,12 @@ impl PgEncounters {
     /// it, and the files in force stay.
     pub fn reload_tls(&self) -> Result<(), StoreTlsError> {
         self.tls.reload()
+    }
+
+    /// This node's client certificate as in force (from start-up or the
+    /// last reload), if it has one: what its expiry metric reads.
+    pub fn client_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        self.tls.client_certificate()
     }
 
     /// Stops the writer after the writes already sent, and waits for it.
@@ -464,7 +470,11 @@ mod tests {
             plain.get_keepalives_interval(),
             Some(Duration::from_secs(10))
         );
-        assert_eq!(plain.get_keepalives_retries(), Some(3));
+        assert_eq!(
+            plain.get_keepalives_retries(),
+            None,
+            "moot under TCP_USER_TIMEOUT"
+        );
         assert!(plain.get_keepalives());
 
         let own = bounded(

@@ -75,13 +75,14 @@ impl StoreTls {
 
     /// Reads the files into a connector for connections whose `sslmode`
     /// [`StoreTls::set_mode`] set.
-    pub(crate) fn read(&self) -> Result<MakeRustlsConnect, StoreTlsError> {
+    pub(crate) fn read(&self) -> Result<Loaded, StoreTlsError> {
         let Some(ca) = &self.ca else {
             // Never used while sslmode is disable; one connector type either way.
-            return Ok(MakeRustlsConnect::new(client_config(
-                RootCertStore::empty(),
-                None,
-            )?));
+            let connector = MakeRustlsConnect::new(client_config(RootCertStore::empty(), None)?);
+            return Ok(Loaded {
+                connector,
+                client_leaf: None,
+            });
         };
         let identity = match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => Some((
@@ -90,7 +91,13 @@ impl StoreTls {
             )),
             _ => None,
         };
-        Ok(MakeRustlsConnect::new(client_config(roots(ca)?, identity)?))
+        let client_leaf = identity
+            .as_ref()
+            .and_then(|(chain, _)| chain.first().cloned());
+        Ok(Loaded {
+            connector: MakeRustlsConnect::new(client_config(roots(ca)?, identity)?),
+            client_leaf,
+        })
     }
 
     /// The rule's refusals: a half-given client identity, a client
@@ -126,6 +133,15 @@ impl StoreTls {
             _ => Ok(()),
         }
     }
+}
+
+/// What [`StoreTls::read`] made of the files.
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    /// What connections are made with.
+    pub(crate) connector: MakeRustlsConnect,
+    /// This node's client certificate (its chain's first), if it has one.
+    pub(crate) client_leaf: Option<CertificateDer<'static>>,
 }
 
 /// The trust anchors of the CA bundle at `path`.

@@ -40,7 +40,7 @@ store_contract_tests!(fresh);
 fn a_writer_held_by_a_table_lock_fills_its_queue_and_then_refuses_at_once() {
     let url = database(server());
     let store = PgEncounters::open(&url).unwrap();
-    a_full_queue_refuses_at_once_and_loses_nothing(store.as_ref(), || {
+    a_full_queue_refuses_at_once_and_loses_nothing(store, || {
         // Another session's lock on the table: the writer's first INSERT
         // waits on it while the records queue up.
         let mut other = postgres::Client::connect(&url, postgres::NoTls).unwrap();

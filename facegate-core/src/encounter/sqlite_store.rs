@@ -43,7 +43,8 @@ use crate::sqlite::{self, DbError, Ownership};
 pub const FILE_NAME: &str = "encounters.db";
 /// Most writes one group commit takes.
 pub const MAX_GROUP: usize = 256;
-/// Writes that may wait for the writer before callers block on sending.
+/// Writes that may wait for the writer: a port's record past them is
+/// refused at once (`Overloaded`); other writes wait for room.
 const QUEUE: usize = 4_096;
 
 /// The schema, one step per version (see [`crate::sqlite`]).

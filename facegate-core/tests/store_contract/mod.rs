@@ -578,23 +578,32 @@ pub fn a_queued_record_is_durable_when_answered_and_flags_an_exit_without_entry(
 /// answered at once with `Overloaded`, nothing blocks, and once the writer
 /// goes on every record that was queued is durable, none lost.
 pub fn a_full_queue_refuses_at_once_and_loses_nothing(
-    store: &dyn EncounterStore,
+    store: Arc<dyn EncounterStore>,
     hold: impl FnOnce() -> Box<dyn FnOnce()>,
 ) {
     // More than any store's queue (4,096) and group (256) hold together.
     const SENT: usize = 5_000;
     let release = hold();
     let (tx, rx) = std::sync::mpsc::channel();
-    for i in 0..SENT {
-        let tx = tx.clone();
-        let e = crossing(&format!("q{i}"), Some("SQ"), Direction::Entry, at(1, 9));
-        let queued = store.enqueue_record(e, Box::new(move |r| tx.send((i, r)).unwrap()));
-        assert!(
-            queued.is_ok(),
-            "a store that queues never hands a record back"
-        );
-    }
-    drop(tx);
+    // Sent from a thread of their own, so that a send that blocked would
+    // fail this check (below) rather than hang it.
+    let (sent, all_sent) = std::sync::mpsc::channel();
+    let sender = Arc::clone(&store);
+    std::thread::spawn(move || {
+        for i in 0..SENT {
+            let tx = tx.clone();
+            let e = crossing(&format!("q{i}"), Some("SQ"), Direction::Entry, at(1, 9));
+            let queued = sender.enqueue_record(e, Box::new(move |r| tx.send((i, r)).unwrap()));
+            assert!(
+                queued.is_ok(),
+                "a store that queues never hands a record back"
+            );
+        }
+        sent.send(()).unwrap();
+    });
+    all_sent
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("every record sent, none blocking");
     // While the writer is held, the only answers are the refusals.
     let refused: Vec<_> = rx.try_iter().collect();
     assert!(
