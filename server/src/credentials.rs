@@ -119,11 +119,7 @@ impl ListenerCredentials {
                 Err(e) => failures.push(self.failure(e.to_string())),
             }
         }
-        let result = if failures.is_empty() { "ok" } else { "failed" };
-        self.metrics
-            .credential_reloads
-            .with_label_values(&[result])
-            .inc();
+        count_reload(&self.metrics, failures.is_empty());
         failures
     }
 
@@ -212,7 +208,6 @@ const STORE: &str = "encounter_store";
 /// bundle or client certificate needs no restart.
 struct StoreCredentials {
     store: Arc<PgEncounters>,
-    client_cert: Option<PathBuf>,
     metrics: Arc<Metrics>,
 }
 
@@ -221,11 +216,7 @@ impl StoreCredentials {
     /// one was refused.
     fn reload(&self) -> Option<ReloadFailure> {
         let refused = self.store.reload_tls().err();
-        let result = if refused.is_some() { "failed" } else { "ok" };
-        self.metrics
-            .credential_reloads
-            .with_label_values(&[result])
-            .inc();
+        count_reload(&self.metrics, refused.is_none());
         if refused.is_none() {
             tracing::info!(listener = STORE, "encounter store TLS files loaded");
             self.show_expiry();
@@ -236,10 +227,11 @@ impl StoreCredentials {
         })
     }
 
-    /// Sets the client certificate's expiry metric, when there is one.
+    /// Sets the expiry metric of the client certificate in force, when
+    /// there is one.
     fn show_expiry(&self) {
-        let expiry = self.client_cert.as_deref().and_then(tls::leaf_not_after);
-        if let Some(t) = expiry {
+        let leaf = self.store.client_certificate();
+        if let Some(t) = leaf.as_deref().and_then(tls::not_after) {
             self.metrics
                 .tls_certificate_expiry
                 .with_label_values(&[STORE])
@@ -296,7 +288,6 @@ impl Credentials {
         };
         let watched = StoreCredentials {
             store: Arc::clone(store),
-            client_cert: files.client_cert.clone(),
             metrics: Arc::clone(metrics),
         };
         watched.show_expiry();
@@ -321,6 +312,15 @@ impl Credentials {
         }
         failures
     }
+}
+
+/// Counts a reload of one set of files, `ok` or `failed`.
+fn count_reload(metrics: &Metrics, ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    metrics
+        .credential_reloads
+        .with_label_values(&[result])
+        .inc();
 }
 
 fn warn_if_open(l: &ListenerCredentials) {

@@ -124,18 +124,12 @@ pub fn load(files: &TlsFiles) -> Result<LoadedTls, TlsError> {
     })
 }
 
-/// When a certificate expires (Unix seconds), for the expiry metric;
-/// `None` when it cannot be parsed (rustls judges it, not this).
-fn not_after(der: &[u8]) -> Option<i64> {
+/// When a certificate (DER) expires, Unix seconds, for the expiry
+/// metric; `None` when it cannot be parsed (rustls judges it, not this).
+pub fn not_after(der: &[u8]) -> Option<i64> {
     X509Certificate::from_der(der)
         .ok()
         .map(|(_, c)| c.validity().not_after.timestamp())
-}
-
-/// When the first certificate of the PEM file at `path` expires (Unix
-/// seconds): a client certificate's, for the expiry metric.
-pub fn leaf_not_after(path: &Path) -> Option<i64> {
-    not_after(pem::certificates("certificate", path).ok()?.first()?)
 }
 
 fn config_error(files: &TlsFiles, source: rustls::Error) -> TlsError {

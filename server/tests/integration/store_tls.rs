@@ -46,6 +46,44 @@ fn exit_message(mut cmd: Command, limit: Duration) -> Option<String> {
     reader.join().ok()?.ok()
 }
 
+/// A port's crossing recorded through `server`, then read back from the
+/// back office's travel history.
+async fn records_and_reads_back(server: &Server, f: &Fixture) {
+    let capture = CaptureContext {
+        port_id: "JFK-T4".into(),
+        lane: "3".into(),
+        direction: Direction::Entry.into(),
+        captured_at_unix_ms: 1_790_000_000_000,
+        encounter_id: "tls-1".into(),
+        record: true,
+        ..Default::default()
+    };
+    let answer = server
+        .client()
+        .await
+        .identify(IdentifyRequest {
+            capture: Some(capture),
+            ..identify(f.synth.subject(7).templates[0].clone(), 3, "tls")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let recorded = answer.encounter.expect("recorded, with its record");
+    let subject = answer.candidates[0].subject_id.clone();
+    let mut office = EncountersClient::connect(format!("http://{}", server.admin_addr))
+        .await
+        .unwrap();
+    let history = office
+        .travel_history(TravelHistoryRequest {
+            subject_id: subject,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = history.encounters.iter().map(|e| e.record_id).collect();
+    assert_eq!(ids, [recorded.record_id], "read back over TLS");
+}
+
 /// Days from now until the node's store client certificate expires, as
 /// the server's metric shows it.
 async fn days_left(server: &Server) -> f64 {
@@ -127,39 +165,7 @@ async fn a_server_given_the_ca_records_into_a_tls_only_database_and_without_it_d
         &["--encounter-store", &url],
     );
 
-    let capture = CaptureContext {
-        port_id: "JFK-T4".into(),
-        lane: "3".into(),
-        direction: Direction::Entry.into(),
-        captured_at_unix_ms: 1_790_000_000_000,
-        encounter_id: "tls-1".into(),
-        record: true,
-        ..Default::default()
-    };
-    let answer = server
-        .client()
-        .await
-        .identify(IdentifyRequest {
-            capture: Some(capture),
-            ..identify(f.synth.subject(7).templates[0].clone(), 3, "tls")
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let recorded = answer.encounter.expect("recorded, with its record");
-    let subject = answer.candidates[0].subject_id.clone();
-    let mut office = EncountersClient::connect(format!("http://{}", server.admin_addr))
-        .await
-        .unwrap();
-    let history = office
-        .travel_history(TravelHistoryRequest {
-            subject_id: subject,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<_> = history.encounters.iter().map(|e| e.record_id).collect();
-    assert_eq!(ids, [recorded.record_id], "read back over TLS");
+    records_and_reads_back(&server, &f).await;
     client_certificate_renewals(&server, &install, &node_key, &ca).await;
     drop(server);
 
