@@ -14,6 +14,7 @@ use tonic::{Code, Request, Response, Status};
 use super::call::{Route, ShardError};
 use super::matcher::Router;
 use crate::auth::Principal;
+use crate::credentials::Credentials;
 use crate::deadline::RequestClock;
 use crate::proto::gallery_admin_client::GalleryAdminClient;
 use crate::proto::gallery_admin_server::GalleryAdmin;
@@ -29,12 +30,18 @@ use facegate_core::shard::shard_of;
 #[derive(Clone)]
 pub struct RouterBackOffice {
     router: Arc<Router>,
+    /// The router's own files, which Reload re-reads before the replicas'.
+    credentials: Arc<Credentials>,
 }
 
 impl RouterBackOffice {
-    /// The services over `router`.
-    pub fn new(router: Arc<Router>) -> Self {
-        RouterBackOffice { router }
+    /// The services over `router`, whose own `credentials` Reload
+    /// re-reads.
+    pub fn new(router: Arc<Router>, credentials: Arc<Credentials>) -> Self {
+        RouterBackOffice {
+            router,
+            credentials,
+        }
     }
 
     fn route<T>(&self, req: &Request<T>) -> Route {
@@ -141,6 +148,11 @@ impl GalleryAdmin for RouterBackOffice {
     ) -> Result<Response<proto::ReloadResponse>, Status> {
         let route = self.route(&req);
         let r = req.into_inner();
+        // The router's own files first, as SIGHUP re-reads them.
+        let credentials = Arc::clone(&self.credentials);
+        let own = tokio::task::spawn_blocking(move || credentials.reload())
+            .await
+            .map_err(|_| crate::status::task_failed("the credential reload"))?;
         let mut answers = Vec::new();
         for shard in 0..route.fleet.shard_count() {
             let results = route
@@ -154,9 +166,10 @@ impl GalleryAdmin for RouterBackOffice {
                 answers.push(result?);
             }
         }
-        merge_reloads(answers)
-            .map(Response::new)
-            .ok_or_else(|| RouterError::NoShards.into())
+        let mut merged = merge_reloads(answers).ok_or(RouterError::NoShards)?;
+        let own = own.into_iter().map(|f| format!("router: {}", f.error));
+        merged.credential_errors.splice(0..0, own);
+        Ok(Response::new(merged))
     }
 }
 

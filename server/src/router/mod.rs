@@ -307,7 +307,7 @@ fn back_office_routes(
             service,
         ))
     };
-    let service = RouterBackOffice::new(router.clone());
+    let service = RouterBackOffice::new(router.clone(), credentials.clone());
     let limit = 64 << 20;
     let admin = InterceptedService::new(
         GalleryAdminServer::new(service.clone()).max_decoding_message_size(limit),

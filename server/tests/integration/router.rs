@@ -722,7 +722,15 @@ async fn over_mutual_tls_the_router_speaks_for_the_port_it_authenticated() {
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let (_, private, public) = facegate_core::audit::signing::write_new_pair(&keys).unwrap();
+    // The router's own copy of the ports' CA bundle, broken below.
+    let router_port_ca = dir.path().join("router-port-ca.pem");
+    std::fs::copy(&ca.pem_path, &router_port_ca).unwrap();
     let mut router_flags: Vec<String> = tls.clone();
+    let ca_at = 1 + router_flags
+        .iter()
+        .position(|f| f == "--port-client-ca")
+        .unwrap();
+    router_flags[ca_at] = path(&router_port_ca);
     router_flags.extend([
         "--audit-signing-key".into(),
         path(&private),
@@ -777,6 +785,7 @@ async fn over_mutual_tls_the_router_speaks_for_the_port_it_authenticated() {
         .insert("facegate-on-behalf-of", "LHR-T5".parse().unwrap());
     let refused = MatcherClient::new(direct).identify(req).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+    reload_names_the_routers_own_refused_file(&router, &ca, &router_port_ca).await;
 
     // The router's own trail, signed with its key, verifies with the public
     // key after a clean shutdown: the answer and the refusal, both sealed.
@@ -791,6 +800,34 @@ async fn over_mutual_tls_the_router_speaks_for_the_port_it_authenticated() {
     let report = facegate_core::audit::verify_seals(&trail, &[public]).unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!((report.records_verified, report.unsealed_after), (2, None));
+}
+
+/// Reload through the router re-reads the router's own files too: none
+/// refused at first; then its ports' CA bundle, broken, is named (as the
+/// router's) while the replicas reload without error.
+async fn reload_names_the_routers_own_refused_file(
+    router: &Routed,
+    ca: &crate::common::pki::TestCa,
+    router_port_ca: &Path,
+) {
+    use crate::common::pki::tls_channel;
+    use facegate_api::v1::ReloadRequest;
+    use facegate_api::v1::gallery_admin_client::GalleryAdminClient;
+    let operator = ca.client("operator", "ops");
+    let channel = tls_channel(&router.admin_addr, &[ca.pem()], Some(&operator))
+        .await
+        .unwrap();
+    let mut admin = GalleryAdminClient::new(channel);
+    let clean = admin.reload(ReloadRequest::default()).await.unwrap();
+    assert!(clean.get_ref().credential_errors.is_empty(), "{clean:?}");
+    std::fs::write(router_port_ca, "not a certificate").unwrap();
+    let refused = admin.reload(ReloadRequest::default()).await.unwrap();
+    let errors = &refused.get_ref().credential_errors;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("router: ") && errors[0].contains("router-port-ca.pem"),
+        "{errors:?}"
+    );
 }
 
 /// Every audit file under `dir`, concatenated.
