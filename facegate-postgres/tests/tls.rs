@@ -176,17 +176,24 @@ fn with_a_ca_a_server_without_tls_is_refused_not_used_in_plain_text() {
     assert!(reason.contains("does not support TLS"), "{reason}");
 }
 
-#[test]
-fn a_server_that_authenticates_nodes_by_certificate_admits_the_node_that_has_one() {
-    let pki = pki();
+/// A server that authenticates nodes by certificates of the agency's CA,
+/// and the connection string of its new database `name`.
+fn by_certificate(pki: &Pki, name: &str) -> (LocalPostgres, String) {
     let server = LocalPostgres::start_tls(&LocalTls {
         cert_pem: pki.server.cert_pem.clone(),
         key_pem: pki.server.key_pem.clone(),
         client_ca_pem: Some(pki.ca.issuer.pem()),
     })
     .unwrap();
-    server.create_database("by_cert").unwrap();
-    let db = url(&server, "by_cert");
+    server.create_database(name).unwrap();
+    let db = url(&server, name);
+    (server, db)
+}
+
+#[test]
+fn a_server_that_authenticates_nodes_by_certificate_admits_the_node_that_has_one() {
+    let pki = pki();
+    let (_server, db) = by_certificate(&pki, "by_cert");
     let with_cert = StoreTls {
         client_cert: Some(pki.client.cert.clone()),
         client_key: Some(pki.client.key.clone()),
@@ -228,14 +235,7 @@ fn record_within(
 #[test]
 fn a_rotated_client_certificate_is_used_by_the_connections_made_after_a_reload() {
     let pki = pki();
-    let server = LocalPostgres::start_tls(&LocalTls {
-        cert_pem: pki.server.cert_pem.clone(),
-        key_pem: pki.server.key_pem.clone(),
-        client_ca_pem: Some(pki.ca.issuer.pem()),
-    })
-    .unwrap();
-    server.create_database("rotation").unwrap();
-    let db = url(&server, "rotation");
+    let (server, db) = by_certificate(&pki, "rotation");
     // The files the node is given, rewritten in place as a rotation does.
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("node.pem"), dir.path().join("node.key"));

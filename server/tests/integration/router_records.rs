@@ -12,9 +12,8 @@ use crate::router::{Routed, channel, probes, shard_fleet_with, start_router};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use facegate_api::v1::encounters_client::EncountersClient;
 use facegate_api::v1::matcher_client::MatcherClient;
-use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest, TravelHistoryRequest};
+use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest};
 use facegate_core::encounter::EncounterStore;
 use facegate_postgres::{LocalPostgres, PgEncounters};
 use tonic::Code;
@@ -37,26 +36,6 @@ fn recorded(probe: Vec<f32>, capture: CaptureContext) -> IdentifyRequest {
         capture: Some(capture),
         ..identify(probe, 5, "rec")
     }
-}
-
-async fn history(admin: &str, subject: &str) -> Vec<(u64, String)> {
-    let mut c = EncountersClient::new(channel(admin).await);
-    let h = c
-        .travel_history(TravelHistoryRequest {
-            subject_id: subject.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    h.encounters
-        .iter()
-        .map(|e| {
-            (
-                e.record_id,
-                e.capture.as_ref().unwrap().encounter_id.clone(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,10 +95,10 @@ async fn two_routers_record_into_one_postgresql_and_a_killed_router_loses_nothin
         (rec.record_id, "jfk-1".to_string()),
         (out.encounter.unwrap().record_id, "jfk-2".to_string()),
     ];
-    assert_eq!(history(&a.admin_addr, &subject).await, want);
-    assert_eq!(history(&b.admin_addr, &subject).await, want);
+    assert_eq!(travel_history(&a.admin_addr, &subject).await, want);
+    assert_eq!(travel_history(&b.admin_addr, &subject).await, want);
     let shard_admin = format!("127.0.0.1:{}", replicas[0].admin_port);
-    assert_eq!(history(&shard_admin, &subject).await, want);
+    assert_eq!(travel_history(&shard_admin, &subject).await, want);
 
     // A partial answer cannot be recorded as the decision.
     let mut partial = recorded(

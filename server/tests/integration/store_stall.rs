@@ -11,11 +11,8 @@ use crate::common::*;
 
 use std::time::{Duration, Instant};
 
-use facegate_api::v1::encounters_client::EncountersClient;
 use facegate_api::v1::matcher_client::MatcherClient;
-use facegate_api::v1::{
-    CaptureContext, Direction, EncounterRecord, IdentifyRequest, TravelHistoryRequest,
-};
+use facegate_api::v1::{CaptureContext, Direction, EncounterRecord, IdentifyRequest};
 use facegate_postgres::LocalPostgres;
 use tonic::transport::Channel;
 
@@ -127,22 +124,8 @@ async fn a_database_that_stops_answering_fails_records_in_time_and_the_retry_fin
 /// The traveller's history holds each crossing once, the second being the
 /// record the retry was answered with.
 async fn one_record_each(server: &Server, f: &Fixture, second: u64) {
-    let mut office = EncountersClient::connect(format!("http://{}", server.admin_addr))
-        .await
-        .unwrap();
-    let subject = f.synth.subject(11).id.clone();
-    let history = office
-        .travel_history(TravelHistoryRequest {
-            subject_id: subject,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<_> = history
-        .encounters
-        .iter()
-        .map(|e| e.capture.as_ref().unwrap().encounter_id.as_str())
-        .collect();
+    let history = travel_history(&server.admin_addr, &f.synth.subject(11).id).await;
+    let ids: Vec<_> = history.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(ids, ["stall-1", "stall-2"], "each crossing once");
-    assert_eq!(history.encounters[1].record_id, second);
+    assert_eq!(history[1].0, second);
 }

@@ -13,10 +13,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use facegate_api::v1::encounters_client::EncountersClient;
-use facegate_api::v1::{
-    CaptureContext, Direction, IdentifyRequest, ReloadRequest, TravelHistoryRequest,
-};
+use facegate_api::v1::{CaptureContext, Direction, IdentifyRequest, ReloadRequest};
 use facegate_postgres::LocalPostgres;
 use facegate_postgres::local::LocalTls;
 
@@ -69,18 +66,9 @@ async fn records_and_reads_back(server: &Server, f: &Fixture) {
         .unwrap()
         .into_inner();
     let recorded = answer.encounter.expect("recorded, with its record");
-    let subject = answer.candidates[0].subject_id.clone();
-    let mut office = EncountersClient::connect(format!("http://{}", server.admin_addr))
-        .await
-        .unwrap();
-    let history = office
-        .travel_history(TravelHistoryRequest {
-            subject_id: subject,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<_> = history.encounters.iter().map(|e| e.record_id).collect();
+    let subject = &answer.candidates[0].subject_id;
+    let history = travel_history(&server.admin_addr, subject).await;
+    let ids: Vec<_> = history.iter().map(|(record, _)| *record).collect();
     assert_eq!(ids, [recorded.record_id], "read back over TLS");
 }
 

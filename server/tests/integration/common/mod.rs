@@ -336,3 +336,30 @@ pub async fn serve_in_process(
     }
     panic!("the server did not start");
 }
+
+/// A subject's travel history from the back office at `admin`: each
+/// record's id and encounter id, in capture order.
+pub async fn travel_history(admin: &str, subject: &str) -> Vec<(u64, String)> {
+    use facegate_api::v1::TravelHistoryRequest;
+    use facegate_api::v1::encounters_client::EncountersClient;
+    let mut office = EncountersClient::connect(format!("http://{admin}"))
+        .await
+        .unwrap();
+    let history = office
+        .travel_history(TravelHistoryRequest {
+            subject_id: subject.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    history
+        .encounters
+        .iter()
+        .map(|e| {
+            (
+                e.record_id,
+                e.capture.as_ref().unwrap().encounter_id.clone(),
+            )
+        })
+        .collect()
+}
