@@ -4,7 +4,7 @@
 //! never holds up a port's record.
 
 use std::str::FromStr;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -309,15 +309,12 @@ impl EncounterStore for PgEncounters {
             reply(Err(EncounterError::Closed));
             return Ok(());
         };
-        match sender.try_send(Op::Record(encounter, reply)) {
-            Err(TrySendError::Full(Op::Record(_, reply))) => {
-                reply(Err(EncounterError::Overloaded { waiting: QUEUE }));
-            }
-            Err(TrySendError::Disconnected(Op::Record(_, reply))) => {
-                reply(Err(EncounterError::Closed));
-            }
-            // Queued; or an op other than the one sent, which cannot come back.
-            Ok(()) | Err(_) => {}
+        if let Err(refused) = sender.try_send(Op::Record(encounter, reply)) {
+            // The op handed back is the one sent: a record.
+            facegate_core::encounter::answer_unqueued(refused, QUEUE, |op| match op {
+                Op::Record(_, reply) => Some(reply),
+                _ => None,
+            });
         }
         Ok(())
     }

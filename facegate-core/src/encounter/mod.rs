@@ -38,5 +38,5 @@ pub use sqlite_store::{BulkRecorded, CommitStats, REPORT_QUERIES, SqliteEncounte
 pub use stay::{Anomaly, MAX_DAYS_IN_WINDOW, Stay, StayKind, StayStatus, WINDOW_DAYS, stay_status};
 pub use store::{
     Change, Correction, EncounterError, EncounterStore, Erasure, MAX_PAGE, Movement, Oldest,
-    PurgeLead, RecordReply, Recorded, StoredEncounter, SubjectPage, end_of,
+    PurgeLead, RecordReply, Recorded, StoredEncounter, SubjectPage, answer_unqueued, end_of,
 };

@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -443,15 +443,12 @@ impl EncounterStore for SqliteEncounters {
             reply(Err(EncounterError::Closed));
             return Ok(());
         };
-        match sender.try_send(Op::Record(encounter, reply)) {
-            Err(TrySendError::Full(Op::Record(_, reply))) => {
-                reply(Err(EncounterError::Overloaded { waiting: QUEUE }));
-            }
-            Err(TrySendError::Disconnected(Op::Record(_, reply))) => {
-                reply(Err(EncounterError::Closed));
-            }
-            // Queued; or an op other than the one sent, which cannot come back.
-            Ok(()) | Err(_) => {}
+        if let Err(refused) = sender.try_send(Op::Record(encounter, reply)) {
+            // The op handed back is the one sent: a record.
+            super::answer_unqueued(refused, QUEUE, |op| match op {
+                Op::Record(_, reply) => Some(reply),
+                _ => None,
+            });
         }
         Ok(())
     }

@@ -31,6 +31,26 @@ pub struct StoredEncounter {
 /// Where a queued record's answer goes ([`EncounterStore::enqueue_record`]).
 pub type RecordReply = Box<dyn FnOnce(Result<Recorded, EncounterError>) + Send>;
 
+/// Answers a record that a store's writer queue (of `waiting` writes) did
+/// not take, at once: `Overloaded` when the queue is full, `Closed` when
+/// the writer is gone. `reply_of` finds the record's reply in the op
+/// handed back (each store has its own op type). One rule for every
+/// queueing store's [`EncounterStore::enqueue_record`].
+pub fn answer_unqueued<Op>(
+    refused: std::sync::mpsc::TrySendError<Op>,
+    waiting: usize,
+    reply_of: impl FnOnce(Op) -> Option<RecordReply>,
+) {
+    use std::sync::mpsc::TrySendError;
+    let (why, op) = match refused {
+        TrySendError::Full(op) => (EncounterError::Overloaded { waiting }, op),
+        TrySendError::Disconnected(op) => (EncounterError::Closed, op),
+    };
+    if let Some(reply) = reply_of(op) {
+        reply(Err(why));
+    }
+}
+
 /// What `record` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
