@@ -182,10 +182,9 @@ impl PendingRecord {
     /// durable, so the wait is what recording adds to the request). A
     /// record that lands after its request gave up is still counted, when
     /// it lands.
-    pub async fn durable(self) -> Result<proto::EncounterRecord, Status> {
+    pub async fn durable(mut self) -> Result<proto::EncounterRecord, Status> {
         let waiting = std::time::Instant::now();
-        let mut answer = Box::pin(self.write.answer());
-        let recorded = tokio::time::timeout(self.timeout, &mut answer).await;
+        let recorded = tokio::time::timeout(self.timeout, self.write.answer()).await;
         let metrics = &self.metrics;
         metrics
             .encounter_record_wait_seconds
@@ -196,9 +195,9 @@ impl PendingRecord {
                 waited_ms = self.timeout.as_millis() as u64,
                 "the encounter store did not confirm a record in time"
             );
-            let (metrics, port) = (Arc::clone(&self.metrics), self.port);
+            let (metrics, port, mut write) = (Arc::clone(&self.metrics), self.port, self.write);
             tokio::spawn(async move {
-                if let Ok(late) = answer.await {
+                if let Ok(late) = write.answer().await {
                     count(&metrics, &port, &late);
                 }
             });
@@ -236,7 +235,10 @@ fn count(metrics: &Metrics, port: &str, recorded: &Recorded) {
 impl Write {
     /// The store's answer. A record whose wait is given up (its timeout)
     /// is still written by the store: the port's retry finds it.
-    async fn answer(self) -> Result<Recorded, EncounterError> {
+    /// Awaited by reference (the receiver and the task handle are
+    /// `Unpin`), so that no allocation pins it, and one given up on can be
+    /// awaited again.
+    async fn answer(&mut self) -> Result<Recorded, EncounterError> {
         match self {
             Write::Queued(answered) => answered.await.unwrap_or(Err(EncounterError::Closed)),
             Write::Blocking(task) => task.await.unwrap_or_else(|e| {
