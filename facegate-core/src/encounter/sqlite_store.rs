@@ -785,4 +785,30 @@ mod tests {
             "{exits:?}"
         );
     }
+
+    #[test]
+    fn a_cached_statement_is_not_planned_again_for_each_value_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let c = sqlite::open_owned(&path, MIGRATIONS, Ownership::ExclusiveConnection).unwrap();
+        let reader = sqlite::open_reader(&path).unwrap();
+        for c in [&c, &reader] {
+            for (subject, at) in [("S1", 5), ("S2", 6), ("S3", 7)] {
+                // As the writer does: taken from rusqlite's statement cache,
+                // which clears the bindings when it takes the statement back.
+                let mut stmt = c
+                    .prepare_cached(super::writes::MOVEMENT_BEFORE_SQL)
+                    .unwrap();
+                let _: Option<String> = stmt
+                    .query_row(params![subject, at], |r| r.get(0))
+                    .optional()
+                    .unwrap();
+                assert_eq!(
+                    stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                    0,
+                    "{subject}: the statement was parsed and planned again"
+                );
+            }
+        }
+    }
 }

@@ -212,10 +212,7 @@ fn exit_without_entry(
         return Ok(false);
     };
     let before: Option<String> = tx
-        .prepare_cached(
-            "SELECT direction FROM encounters WHERE subject_id = ?1 AND captured_ms < ?2 \
-             ORDER BY captured_ms DESC, direction DESC, key DESC LIMIT 1",
-        )
+        .prepare_cached(MOVEMENT_BEFORE_SQL)
         .and_then(|mut s| {
             s.query_row(params![subject, e.context.captured_at.0], |r| r.get(0))
                 .optional()
@@ -223,6 +220,10 @@ fn exit_without_entry(
         .map_err(db(path))?;
     Ok(before.as_deref() != Some(Direction::Entry.name()))
 }
+
+/// The direction of subject `?1`'s last movement captured before `?2`.
+pub(super) const MOVEMENT_BEFORE_SQL: &str = "SELECT direction FROM encounters WHERE subject_id = ?1 AND captured_ms < ?2 \
+     ORDER BY captured_ms DESC, direction DESC, key DESC LIMIT 1";
 
 /// Inserts each of `es` (no read-back): the bulk path.
 fn record_many(
