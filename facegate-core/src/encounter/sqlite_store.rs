@@ -790,7 +790,9 @@ mod tests {
     fn a_cached_statement_is_not_planned_again_for_each_value_bound() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        let c = sqlite::open_owned(&path, MIGRATIONS, Ownership::ExclusiveConnection).unwrap();
+        // As the store opens it: the lock file, so a reader may open beside.
+        let _lock = sqlite::lock_file(&path).unwrap();
+        let c = sqlite::open_owned(&path, MIGRATIONS, Ownership::LockFile).unwrap();
         let reader = sqlite::open_reader(&path).unwrap();
         for c in [&c, &reader] {
             for (subject, at) in [("S1", 5), ("S2", 6), ("S3", 7)] {
