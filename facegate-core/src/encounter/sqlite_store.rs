@@ -15,7 +15,9 @@
 //! this thread, so no thread of the server waits on the commit.
 //!
 //! **Checkpoints** run on a thread of their own (`checkpointer`), not
-//! in the commit that fills the WAL, so no record waits behind one.
+//! in the commit that fills the WAL, so no record waits behind one; past
+//! 16 MiB of WAL it holds the writer for one short last copy, so that the
+//! WAL is started over rather than growing for as long as the load lasts.
 //!
 //! **Reads** never wait for the writer: WAL mode lets a reader see the last
 //! committed state while a transaction is being written, so a long report
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::checkpointer::Checkpointer;
+use super::checkpointer::{self, Checkpointer, CommitGate};
 use super::store::{
     Change, Correction, EncounterError, EncounterStore, Erasure, Movement, Oldest, RecordReply,
     Recorded, StoredEncounter, SubjectPage, page_limit,
@@ -193,12 +195,17 @@ impl SqliteEncounters {
         let writer_path = path.clone();
         let stats = Arc::new(CommitStats::default());
         let counted = Arc::clone(&stats);
-        let checkpointer =
-            Checkpointer::start(&path, move || counted.commits.load(Ordering::Relaxed))?;
+        let gate = CommitGate::default();
+        let checkpointer = Checkpointer::start(
+            &path,
+            move || counted.commits.load(Ordering::Relaxed),
+            Arc::clone(&gate),
+            checkpointer::RESTART_FRAMES,
+        )?;
         let writer_stats = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("encounter-writer".into())
-            .spawn(move || write_loop(conn, &writer_path, &rx, &writer_stats))
+            .spawn(move || write_loop(conn, &writer_path, &rx, &writer_stats, &gate))
             .map_err(|error| DbError::Io {
                 path: path.clone(),
                 error,
@@ -322,9 +329,15 @@ impl Drop for SqliteEncounters {
     }
 }
 
-/// The writer thread: one group commit per wake-up, until every sender is
-/// gone.
-fn write_loop(mut conn: Connection, path: &Path, ops: &Receiver<Op>, stats: &CommitStats) {
+/// The writer thread: one group commit per wake-up, each inside `gate`,
+/// until every sender is gone.
+fn write_loop(
+    mut conn: Connection,
+    path: &Path,
+    ops: &Receiver<Op>,
+    stats: &CommitStats,
+    gate: &CommitGate,
+) {
     while let Ok(first) = ops.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -333,6 +346,7 @@ fn write_loop(mut conn: Connection, path: &Path, ops: &Receiver<Op>, stats: &Com
                 Err(_) => break,
             }
         }
+        let _no_restart_now = gate.lock().unwrap_or_else(|p| p.into_inner());
         writes::commit_group(&mut conn, path, group, stats);
     }
 }
