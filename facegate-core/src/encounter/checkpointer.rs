@@ -237,56 +237,119 @@ mod tests {
         len.saturating_sub(32) / (4_096 + 24)
     }
 
+    /// A writer with no pause between its transactions, as under steady
+    /// load (a commit lands during every checkpoint), holding `gate` for
+    /// each, until `stop`.
+    fn steady_writer(
+        path: &Path,
+        gate: &CommitGate,
+        stop: &Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<()> {
+        let mut writer =
+            sqlite::open_owned(path, &["CREATE TABLE t (x BLOB)"], Ownership::LockFile).unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        let (gate, stop) = (Arc::clone(gate), Arc::clone(stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _held = gate.lock().unwrap();
+                let tx = writer.transaction().unwrap();
+                tx.execute("INSERT INTO t VALUES (randomblob(3000))", [])
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+        })
+    }
+
+    fn wait_for_frames(wal_path: &Path, frames: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while frames_in(wal_path) < frames {
+            assert!(Instant::now() < deadline, "the writer wrote too little");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits up to `patience` for the WAL to be started over after `before`.
+    fn restarts_after(wal_path: &Path, before: u32, patience: Duration) -> u32 {
+        let deadline = Instant::now() + patience;
+        while restarts(wal_path) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        restarts(wal_path)
+    }
+
     #[test]
     fn a_wal_past_its_bound_is_started_over_while_the_writer_never_pauses() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let wal_path = dir.path().join("t.db-wal");
         let _lock = sqlite::lock_file(&path).unwrap();
-        let mut writer =
-            sqlite::open_owned(&path, &["CREATE TABLE t (x BLOB)"], Ownership::LockFile).unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         let gate = CommitGate::default();
         let stop = Arc::new(AtomicBool::new(false));
-        // A writer with no pause between its transactions, as under
-        // steady load: a commit lands during every checkpoint.
-        let steady = {
-            let (gate, stop) = (Arc::clone(&gate), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let _held = gate.lock().unwrap();
-                    let tx = writer.transaction().unwrap();
-                    tx.execute("INSERT INTO t VALUES (randomblob(3000))", [])
-                        .unwrap();
-                    tx.commit().unwrap();
-                }
-            })
-        };
+        let steady = steady_writer(&path, &gate, &stop);
         let wal = Wal {
             conn: open(&path).unwrap(),
             path: path.clone(),
             gate,
             restart_frames: 256,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while frames_in(&wal_path) < 300 {
-            assert!(Instant::now() < deadline, "the writer wrote too little");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_frames(&wal_path, 300);
         let before = restarts(&wal_path);
 
         wal.checkpoint().unwrap();
 
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while restarts(&wal_path) == before && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let after = restarts_after(&wal_path, before, Duration::from_secs(10));
         stop.store(true, Ordering::Relaxed);
         steady.join().unwrap();
         assert_eq!(
-            restarts(&wal_path),
+            after,
             before + 1,
             "the writer's next transaction did not start the WAL over"
+        );
+    }
+
+    #[test]
+    fn a_reader_holding_an_old_snapshot_delays_the_restart_without_stalling_anyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let wal_path = dir.path().join("t.db-wal");
+        let _lock = sqlite::lock_file(&path).unwrap();
+        let gate = CommitGate::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let steady = steady_writer(&path, &gate, &stop);
+        let wal = Wal {
+            conn: open(&path).unwrap(),
+            path: path.clone(),
+            gate,
+            restart_frames: 256,
+        };
+        wait_for_frames(&wal_path, 50);
+        // A long report: a read transaction on the WAL as it is now.
+        let report = sqlite::open_reader(&path).unwrap();
+        report.execute_batch("BEGIN").unwrap();
+        let _: i64 = report
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        wait_for_frames(&wal_path, 300);
+        let before = restarts(&wal_path);
+
+        let started = Instant::now();
+        wal.checkpoint().unwrap();
+        let took = started.elapsed();
+        // The writer commits every few milliseconds: had the pass let it
+        // start the WAL over, it would have by now.
+        let held_back = restarts_after(&wal_path, before, Duration::from_millis(300));
+
+        report.execute_batch("COMMIT").unwrap();
+        wal.checkpoint().unwrap();
+        let after_report = restarts_after(&wal_path, before, Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+        steady.join().unwrap();
+        assert!(took < Duration::from_secs(5), "the pass waited {took:?}");
+        assert_eq!(held_back, before, "the WAL was started over under a reader");
+        assert_eq!(
+            after_report,
+            before + 1,
+            "the WAL was not started over once the report ended"
         );
     }
 
