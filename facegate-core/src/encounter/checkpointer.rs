@@ -237,27 +237,67 @@ mod tests {
         len.saturating_sub(32) / (4_096 + 24)
     }
 
-    /// A writer with no pause between its transactions, as under steady
-    /// load (a commit lands during every checkpoint), holding `gate` for
-    /// each, until `stop`.
-    fn steady_writer(
-        path: &Path,
-        gate: &CommitGate,
-        stop: &Arc<AtomicBool>,
-    ) -> std::thread::JoinHandle<()> {
-        let mut writer =
-            sqlite::open_owned(path, &["CREATE TABLE t (x BLOB)"], Ownership::LockFile).unwrap();
+    /// A database owned as the store owns it, its writer's automatic
+    /// checkpoint off, and the checkpointer's [`Wal`] over it (bound:
+    /// 256 frames).
+    struct Store {
+        wal: Wal,
+        writer: Connection,
+        wal_path: std::path::PathBuf,
+        _lock: std::fs::File,
+        _dir: tempfile::TempDir,
+    }
+
+    fn store() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let lock = sqlite::lock_file(&path).unwrap();
+        let writer =
+            sqlite::open_owned(&path, &["CREATE TABLE t (x BLOB)"], Ownership::LockFile).unwrap();
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        let (gate, stop) = (Arc::clone(gate), Arc::clone(stop));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _held = gate.lock().unwrap();
-                let tx = writer.transaction().unwrap();
-                tx.execute("INSERT INTO t VALUES (randomblob(3000))", [])
-                    .unwrap();
-                tx.commit().unwrap();
-            }
-        })
+        let wal = Wal {
+            conn: open(&path).unwrap(),
+            path: path.clone(),
+            gate: CommitGate::default(),
+            restart_frames: 256,
+        };
+        Store {
+            wal,
+            writer,
+            wal_path: dir.path().join("t.db-wal"),
+            _lock: lock,
+            _dir: dir,
+        }
+    }
+
+    /// The store's writer, with no pause between its transactions, as
+    /// under steady load (a commit lands during every checkpoint), holding
+    /// the gate for each, until stopped.
+    struct Steady {
+        stop: Arc<AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Steady {
+        fn start(mut writer: Connection, gate: &CommitGate) -> Steady {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (gate, stopped) = (Arc::clone(gate), Arc::clone(&stop));
+            let thread = std::thread::spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    let _held = gate.lock().unwrap();
+                    let tx = writer.transaction().unwrap();
+                    tx.execute("INSERT INTO t VALUES (randomblob(3000))", [])
+                        .unwrap();
+                    tx.commit().unwrap();
+                }
+            });
+            Steady { stop, thread }
+        }
+
+        fn stop(self) {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.join().unwrap();
+        }
     }
 
     fn wait_for_frames(wal_path: &Path, frames: u64) {
@@ -279,27 +319,22 @@ mod tests {
 
     #[test]
     fn a_wal_past_its_bound_is_started_over_while_the_writer_never_pauses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let wal_path = dir.path().join("t.db-wal");
-        let _lock = sqlite::lock_file(&path).unwrap();
-        let gate = CommitGate::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let steady = steady_writer(&path, &gate, &stop);
-        let wal = Wal {
-            conn: open(&path).unwrap(),
-            path: path.clone(),
-            gate,
-            restart_frames: 256,
-        };
+        // Bound whole: the directory and the lock live to the test's end.
+        let Store {
+            wal,
+            writer,
+            wal_path,
+            _lock,
+            _dir,
+        } = store();
+        let steady = Steady::start(writer, &wal.gate);
         wait_for_frames(&wal_path, 300);
         let before = restarts(&wal_path);
 
         wal.checkpoint().unwrap();
 
         let after = restarts_after(&wal_path, before, Duration::from_secs(10));
-        stop.store(true, Ordering::Relaxed);
-        steady.join().unwrap();
+        steady.stop();
         assert_eq!(
             after,
             before + 1,
@@ -309,22 +344,18 @@ mod tests {
 
     #[test]
     fn a_reader_holding_an_old_snapshot_delays_the_restart_without_stalling_anyone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let wal_path = dir.path().join("t.db-wal");
-        let _lock = sqlite::lock_file(&path).unwrap();
-        let gate = CommitGate::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let steady = steady_writer(&path, &gate, &stop);
-        let wal = Wal {
-            conn: open(&path).unwrap(),
-            path: path.clone(),
-            gate,
-            restart_frames: 256,
-        };
+        // Bound whole: the directory and the lock live to the test's end.
+        let Store {
+            wal,
+            writer,
+            wal_path,
+            _lock,
+            _dir,
+        } = store();
+        let steady = Steady::start(writer, &wal.gate);
         wait_for_frames(&wal_path, 50);
         // A long report: a read transaction on the WAL as it is now.
-        let report = sqlite::open_reader(&path).unwrap();
+        let report = sqlite::open_reader(&wal.path).unwrap();
         report.execute_batch("BEGIN").unwrap();
         let _: i64 = report
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -342,8 +373,7 @@ mod tests {
         report.execute_batch("COMMIT").unwrap();
         wal.checkpoint().unwrap();
         let after_report = restarts_after(&wal_path, before, Duration::from_secs(10));
-        stop.store(true, Ordering::Relaxed);
-        steady.join().unwrap();
+        steady.stop();
         assert!(took < Duration::from_secs(5), "the pass waited {took:?}");
         assert_eq!(held_back, before, "the WAL was started over under a reader");
         assert_eq!(
@@ -355,27 +385,21 @@ mod tests {
 
     #[test]
     fn a_wal_under_its_bound_is_only_copied() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let _lock = sqlite::lock_file(&path).unwrap();
-        let writer =
-            sqlite::open_owned(&path, &["CREATE TABLE t (x BLOB)"], Ownership::LockFile).unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        let Store {
+            wal,
+            writer,
+            _lock,
+            _dir,
+            ..
+        } = store();
         for _ in 0..10 {
             writer
                 .execute("INSERT INTO t VALUES (randomblob(3000))", [])
                 .unwrap();
         }
-        let gate = CommitGate::default();
-        let wal = Wal {
-            conn: open(&path).unwrap(),
-            path: path.clone(),
-            gate: Arc::clone(&gate),
-            restart_frames: 256,
-        };
         // The gate is held, as by a writer mid-transaction: a pass that
         // waited for it would never return.
-        let _writer_mid_transaction = gate.lock().unwrap();
+        let _writer_mid_transaction = wal.gate.lock().unwrap();
         wal.checkpoint().unwrap();
         let copied = wal.passive().unwrap();
         assert!(copied.frames >= 10 && copied.left() == 0, "{copied:?}");
