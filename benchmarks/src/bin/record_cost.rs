@@ -101,13 +101,25 @@ struct Cost {
     latency: Histogram<u64>,
 }
 
+/// The share of `latency` (microseconds) above `us`, in percent: a tail
+/// measure that moves less from run to run than one quantile does.
+fn over_percent(latency: &Histogram<u64>, us: u64) -> f64 {
+    let above: u64 = latency
+        .iter_recorded()
+        .filter(|v| v.value_iterated_to() > us)
+        .map(|v| v.count_at_value())
+        .sum();
+    100.0 * above as f64 / latency.len().max(1) as f64
+}
+
 impl Cost {
     fn print(&self, what: &str) {
         let per = |x: u64| x as f64 / self.ops.max(1) as f64;
         let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1e3;
         println!(
             "{what}: {} ops, {:.3} commits/op, {:.1} us CPU/op ({:.1} checkpointing), \
-             {:.1} KiB written/op, latency p50 {:.3} p99 {:.3} p99.9 {:.3} ms",
+             {:.1} KiB written/op, latency p50 {:.3} p99 {:.3} p99.9 {:.3} ms, \
+             over 1 ms {:.2} %",
             self.ops,
             per(self.commits),
             per(self.cpu_ns) / 1e3,
@@ -116,6 +128,7 @@ impl Cost {
             q(0.5),
             q(0.99),
             q(0.999),
+            over_percent(&self.latency, 1_000),
         );
     }
 }
