@@ -50,11 +50,11 @@ pub const MAX_GROUP: usize = 256;
 const QUEUE: usize = 4_096;
 
 /// The writer's page cache, in KiB: 8 MiB, not the 64 MiB of the other
-/// connections ([`crate::sqlite`]). When a commit splits a b-tree page,
-/// SQLite renumbers the new pages through the page after the lock byte
-/// (page 262,145 at 1 GiB), and the commit's end then walks the writer's
-/// whole page cache to drop pages past the end of a file smaller than
-/// that: about 12 % of the writer's CPU with 64 MiB of cache
+/// connections ([`crate::sqlite`]). When a commit rebalances b-tree
+/// pages, SQLite renumbers them through the number of the page that holds
+/// the lock byte (262,145, at 1 GiB), and the commit's end then walks the
+/// writer's whole page cache to drop pages past the end of a file smaller
+/// than that: about 12 % of the writer's CPU with 64 MiB of cache
 /// (docs/benchmarks.md, "The writer's own cost"). With 8 MiB the walk is
 /// an eighth as long, and the pages it no longer keeps are read from the
 /// kernel's cache. Measured with `facegate-record-cost` on 500,000
