@@ -300,6 +300,29 @@ mod tests {
         }
     }
 
+    /// A [`Store`] whose writer runs as [`Steady`]; its directory and
+    /// lock live as long as it does.
+    struct Running {
+        wal: Wal,
+        wal_path: std::path::PathBuf,
+        steady: Steady,
+        _lock: std::fs::File,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Store {
+        fn start_steady(self) -> Running {
+            let steady = Steady::start(self.writer, &self.wal.gate);
+            Running {
+                wal: self.wal,
+                wal_path: self.wal_path,
+                steady,
+                _lock: self._lock,
+                _dir: self._dir,
+            }
+        }
+    }
+
     fn wait_for_frames(wal_path: &Path, frames: u64) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while frames_in(wal_path) < frames {
@@ -319,22 +342,15 @@ mod tests {
 
     #[test]
     fn a_wal_past_its_bound_is_started_over_while_the_writer_never_pauses() {
-        // Bound whole: the directory and the lock live to the test's end.
-        let Store {
-            wal,
-            writer,
-            wal_path,
-            _lock,
-            _dir,
-        } = store();
-        let steady = Steady::start(writer, &wal.gate);
-        wait_for_frames(&wal_path, 300);
-        let before = restarts(&wal_path);
+        let running = store().start_steady();
+        let (wal, wal_path) = (&running.wal, running.wal_path.as_path());
+        wait_for_frames(wal_path, 300);
+        let before = restarts(wal_path);
 
         wal.checkpoint().unwrap();
 
-        let after = restarts_after(&wal_path, before, Duration::from_secs(10));
-        steady.stop();
+        let after = restarts_after(wal_path, before, Duration::from_secs(10));
+        running.steady.stop();
         assert_eq!(
             after,
             before + 1,
@@ -344,36 +360,29 @@ mod tests {
 
     #[test]
     fn a_reader_holding_an_old_snapshot_delays_the_restart_without_stalling_anyone() {
-        // Bound whole: the directory and the lock live to the test's end.
-        let Store {
-            wal,
-            writer,
-            wal_path,
-            _lock,
-            _dir,
-        } = store();
-        let steady = Steady::start(writer, &wal.gate);
-        wait_for_frames(&wal_path, 50);
+        let running = store().start_steady();
+        let (wal, wal_path) = (&running.wal, running.wal_path.as_path());
+        wait_for_frames(wal_path, 50);
         // A long report: a read transaction on the WAL as it is now.
         let report = sqlite::open_reader(&wal.path).unwrap();
         report.execute_batch("BEGIN").unwrap();
         let _: i64 = report
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
-        wait_for_frames(&wal_path, 300);
-        let before = restarts(&wal_path);
+        wait_for_frames(wal_path, 300);
+        let before = restarts(wal_path);
 
         let started = Instant::now();
         wal.checkpoint().unwrap();
         let took = started.elapsed();
         // The writer commits every few milliseconds: had the pass let it
         // start the WAL over, it would have by now.
-        let held_back = restarts_after(&wal_path, before, Duration::from_millis(300));
+        let held_back = restarts_after(wal_path, before, Duration::from_millis(300));
 
         report.execute_batch("COMMIT").unwrap();
         wal.checkpoint().unwrap();
-        let after_report = restarts_after(&wal_path, before, Duration::from_secs(10));
-        steady.stop();
+        let after_report = restarts_after(wal_path, before, Duration::from_secs(10));
+        running.steady.stop();
         assert!(took < Duration::from_secs(5), "the pass waited {took:?}");
         assert_eq!(held_back, before, "the WAL was started over under a reader");
         assert_eq!(
