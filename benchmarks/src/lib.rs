@@ -1,8 +1,10 @@
-//! What the benchmark binaries share: synthetic galleries of noise rows, and
-//! the load generator's machinery ([`load`]).
+//! What the benchmark binaries share: synthetic galleries of noise rows,
+//! the load generator's machinery ([`load`]), and the int8 peak loops the
+//! scan benchmark reads its kernels against ([`int8_peak`]).
 
 #[cfg(feature = "faiss")]
 pub mod faiss_peer;
+pub mod int8_peak;
 pub mod load;
 
 use std::path::Path;

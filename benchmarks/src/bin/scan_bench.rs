@@ -10,13 +10,18 @@
 //! engine's tiles and prefetch, no score conversion, top-k or re-score), so
 //! that the engine's rate can be read against its kernel's in the same run.
 //! `--kernels avx2,avx512vnni` measures several kernel sets in one run.
+//! Each int8 kernel set is also read against the core's int8 peak for its own
+//! instructions ([`PeakLoop`]: registers only, every thread), measured before
+//! and after the scans like the bandwidth.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use facegate_benchmarks::int8_peak::PeakLoop;
 use facegate_benchmarks::noise_gallery;
 use facegate_core::format::ScanRows;
 use facegate_core::kernels::{Kernels, NarrowProbes, PREFETCH_TILES, prefetch};
@@ -83,6 +88,32 @@ struct Case {
     /// and fastest pass.
     kernel_ms: f64,
     kernel_best_ms: f64,
+    /// The kernel alone's operations/s against its kernel set's int8 peak
+    /// (int8 with a peak loop only).
+    kernel_of_peak: Option<f64>,
+}
+
+/// Seconds one pass of a peak loop must last before it is timed.
+const PEAK_MIN_SECS: f64 = 0.1;
+/// Timed passes of a peak loop (the best is kept).
+const PEAK_PASSES: usize = 5;
+
+/// The int8 peak of each kernel set that has a peak loop, in G operations/s
+/// on every thread (none when int8 is not measured).
+fn int8_peaks(args: &Args) -> anyhow::Result<BTreeMap<&'static str, f64>> {
+    let mut peaks = BTreeMap::new();
+    if !scan_types(args)?.contains(&ElementType::Int8) {
+        return Ok(peaks);
+    }
+    for k in kernel_sets(args)? {
+        if peaks.contains_key(k.name) {
+            continue;
+        }
+        if let Some(l) = PeakLoop::for_kernels(k.name) {
+            peaks.insert(k.name, l.measure(PEAK_MIN_SECS, PEAK_PASSES));
+        }
+    }
+    Ok(peaks)
 }
 
 /// Times the int8 batch kernel alone over every row of `g`, as the engine
@@ -247,6 +278,7 @@ fn main() -> anyhow::Result<()> {
     let agree_batch = args.batches.iter().copied().max().unwrap_or(0);
     let mut int8_top1: Option<Vec<String>> = None;
     let mut agreement: Option<Agreement> = None;
+    let peaks_before = int8_peaks(&args)?;
     for ty in scan_types(&args)? {
         let g = build(tmp.path(), &args, ty)?;
         let kernel_sets = kernel_sets(&args)?;
@@ -277,17 +309,27 @@ fn main() -> anyhow::Result<()> {
     // quiet moment in either favours the limit, not facegate.
     let bw = bw_before.max(memory_read_bandwidth(&bw_buf, 5));
     drop(bw_buf);
+    let mut peaks = int8_peaks(&args)?;
+    for (name, before) in peaks_before {
+        peaks.entry(name).and_modify(|p| *p = p.max(before));
+    }
     for c in &mut cases {
         c.fraction_of_bandwidth = c.scan_gb_per_s / bw;
+        if c.dtype == "int8" && c.kernel_ms > 0.0 {
+            let kernel_gops = 2.0 * (args.rows * args.dim * c.batch) as f64 / c.kernel_ms / 1e6;
+            c.kernel_of_peak = peaks.get(c.kernels).map(|p| kernel_gops / p);
+        }
     }
     print_table(&args, threads, bw, &cases);
+    print_peaks(&peaks);
     print_agreement(agreement.as_ref());
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "rows": args.rows, "dim": args.dim, "threads": threads,
-                "memory_read_gb_per_s": bw, "cases": cases, "agreement": agreement,
+                "memory_read_gb_per_s": bw, "int8_peak_gops": peaks,
+                "cases": cases, "agreement": agreement,
             }))?
         );
     }
@@ -370,6 +412,7 @@ fn measure(
         gops: 2.0 * (args.rows * args.dim * b) as f64 / t / 1e9,
         kernel_ms: kt.0 * 1e3,
         kernel_best_ms: kt.1 * 1e3,
+        kernel_of_peak: None,
     })
 }
 
@@ -417,17 +460,20 @@ fn print_table(args: &Args, threads: usize, bw: f64, cases: &[Case]) {
         Kernels::detect().name
     );
     println!(
-        "| dtype | kernels | batch | median ms | probes/s | rows/s (M) | scan GB/s | of bandwidth | GOP/s | best ms | kernel alone ms | kernel best ms | engine / kernel rate |"
+        "| dtype | kernels | batch | median ms | probes/s | rows/s (M) | scan GB/s | of bandwidth | GOP/s | best ms | kernel alone ms | kernel best ms | engine / kernel rate | kernel of int8 peak |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for c in cases {
         let vs_kernel = if c.kernel_ms > 0.0 {
             format!("{:.2}", c.kernel_ms / c.median_ms)
         } else {
             "-".into()
         };
+        let of_peak = c
+            .kernel_of_peak
+            .map_or("-".into(), |f| format!("{:.0} %", f * 100.0));
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} % | {:.1} | {:.1} | {:.1} | {:.1} | {vs_kernel} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} % | {:.1} | {:.1} | {:.1} | {:.1} | {vs_kernel} | {of_peak} |",
             c.dtype,
             c.kernels,
             c.batch,
@@ -442,6 +488,21 @@ fn print_table(args: &Args, threads: usize, bw: f64, cases: &[Case]) {
             c.kernel_best_ms
         );
     }
+}
+
+/// Each kernel set's int8 peak, the reference of the last column.
+fn print_peaks(peaks: &BTreeMap<&'static str, f64>) {
+    if peaks.is_empty() {
+        return;
+    }
+    let list: Vec<String> = peaks
+        .iter()
+        .map(|(name, gops)| format!("{name} {gops:.1}"))
+        .collect();
+    println!(
+        "\nint8 peak, G operations/s on every thread (each kernel set's own instructions, registers only, best of before and after the scans): {}",
+        list.join(", ")
+    );
 }
 
 /// The int8 against f32 top-1 comparison, when both were measured.
