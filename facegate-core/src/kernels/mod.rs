@@ -5,19 +5,27 @@
 //! [`I8BatchBlock`], which scores every probe of a batch against the block so
 //! that each loaded row chunk serves several probes and each probe chunk
 //! several rows. [`Kernels::detect`] picks, fastest first: AVX-512 VNNI
-//! (`vpdpbusd` on 512 bits for the int8 batch kernel), AVX-VNNI (the same on
+//! (`vpdpbusd` on 512 bits for the int8 batch kernel, with one probe per
+//! 32-bit lane from 16 probes on), AVX-VNNI (the same on
 //! 256 bits), AVX2 with FMA and F16C, and the portable kernels, which are
 //! the reference the others are tested against bit for bit (int8) and the
 //! fallback everywhere else. The environment variable `FACEGATE_KERNELS`
 //! (see [`KERNELS_ENV`]) forces one of them, to compare them on one machine.
 
 mod portable;
+mod probe_lanes;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 #[cfg(target_arch = "x86_64")]
+mod vnni_lanes;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
+use std::sync::OnceLock;
+
 use half::f16;
+
+use probe_lanes::ProbeLanes;
 
 /// Asks the processor to start loading `bytes` into its level-2 cache,
 /// without waiting for them: the scan calls it for the rows a few tiles
@@ -194,6 +202,9 @@ pub struct NarrowProbes {
     q: Vec<i8>,
     sums: Vec<i32>,
     scales: Vec<f32>,
+    /// The same probes one per 32-bit lane, built for the lane kernel the
+    /// first time it scores this batch (then shared by every tile).
+    lanes: OnceLock<ProbeLanes>,
 }
 
 impl NarrowProbes {
@@ -207,6 +218,7 @@ impl NarrowProbes {
             q: Vec::new(),
             sums: Vec::new(),
             scales: Vec::new(),
+            lanes: OnceLock::new(),
         };
         let max_q = f32::from(NARROW_MAX);
         for v in probes {
@@ -258,6 +270,12 @@ impl NarrowProbes {
     /// The sum of probe `b`'s elements.
     pub fn sum(&self, b: usize) -> i32 {
         self.sums[b]
+    }
+
+    /// The probes laid out one per 32-bit lane, built on first use.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn lanes(&self) -> &ProbeLanes {
+        self.lanes.get_or_init(|| ProbeLanes::new(self))
     }
 
     /// Probe `b`'s scale: its score against an int8 row of scale `s` is
@@ -367,9 +385,13 @@ mod tests {
         for k in Kernels::available() {
             for dim in [1usize, 31, 33, 100, 512, 515] {
                 let stride = dim.div_ceil(64) * 64;
-                for count in 1..=9 {
-                    // Row counts that are not multiples of any micro-kernel's rows.
-                    for n in [1usize, 2, 3, 5, 7, 32] {
+                // 1..=9 cover the row-per-register kernels' probe groups;
+                // from 16 the lane kernel takes over (one group of 16, partial
+                // groups, an odd number of groups).
+                for count in (1..=9).chain([16, 17, 33, 50]) {
+                    // Row counts that are not multiples of any micro-kernel's
+                    // rows, and more than the lane kernel's block of 32.
+                    for n in [1usize, 2, 3, 5, 7, 9, 32, 41] {
                         let raw: Vec<f32> = (0..count * dim)
                             .map(|_| r.random_range(-1.0..1.0))
                             .collect();
@@ -450,6 +472,7 @@ mod tests {
             q,
             sums,
             scales,
+            lanes: OnceLock::new(),
         }
     }
 
@@ -516,7 +539,19 @@ mod tests {
             let stride = dim.div_ceil(64) * 64 + 64 * (dim % 2);
             // 1..=9 probes cover every remainder of the 4-probe groups; the
             // row counts every remainder of the 2- and 4-row micro-kernels.
-            for (count, n) in [(1, 1), (2, 7), (3, 5), (5, 9), (7, 3), (9, 33)] {
+            // From 16 probes the lane kernel: whole and partial groups of
+            // 16, its 8-row micro-kernel, single rows and row blocks of 32.
+            for (count, n) in [
+                (1, 1),
+                (2, 7),
+                (3, 5),
+                (5, 9),
+                (7, 3),
+                (9, 33),
+                (16, 8),
+                (17, 11),
+                (33, 41),
+            ] {
                 for rows in extreme_rows(&mut r, n, stride, dim) {
                     for (bits, lo, hi) in [(7, -NARROW_MAX, NARROW_MAX), (8, i8::MIN, i8::MAX)] {
                         for q in extreme_probes(&mut r, count, dim, lo, hi) {

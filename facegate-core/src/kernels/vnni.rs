@@ -13,12 +13,17 @@
 //! (-128 included) and any row byte is exact: the 7-bit bound of
 //! [`super::NarrowProbes`] is only needed by the AVX2 kernel.
 //!
+//! The 512-bit set hands batches of 16 probes or more to
+//! [`super::vnni_lanes`], which puts one probe in each lane instead of one
+//! row in each register and measured about twice as fast on an Intel core
+//! that issues two `vpdpbusd` a cycle.
+//!
 //! The other kernels (one probe, f16, f32) are the AVX2 ones: they are bound
 //! by memory bandwidth or by `FMA`, which VNNI does not change.
 
 use std::arch::x86_64::*;
 
-use super::{Kernels, NarrowProbes, x86};
+use super::{Kernels, NarrowProbes, vnni_lanes, x86};
 
 /// The AVX-512 VNNI kernel set (512-bit `vpdpbusd`), if this processor has
 /// AVX-512 F, BW and VNNI as well as what the AVX2 set needs.
@@ -70,7 +75,13 @@ fn batch_zmm(probes: &NarrowProbes, rows: &[i8], stride: usize, out: &mut [i32])
     let n = super::check_batch(probes, rows, stride, out);
     // SAFETY: features detected (see above); rows 0..n each have probes.dim()
     // readable elements at j * stride, and out has probes.len() * n elements.
-    unsafe { batch::<Zmm, ZMM_P, ZMM_R>(probes, rows.as_ptr(), stride, n, out.as_mut_ptr()) }
+    unsafe {
+        if probes.len() >= vnni_lanes::MIN_PROBES {
+            vnni_lanes::batch(probes, rows.as_ptr(), stride, n, out.as_mut_ptr())
+        } else {
+            batch::<Zmm, ZMM_P, ZMM_R>(probes, rows.as_ptr(), stride, n, out.as_mut_ptr())
+        }
+    }
 }
 
 fn batch_ymm_vex(probes: &NarrowProbes, rows: &[i8], stride: usize, out: &mut [i32]) {
