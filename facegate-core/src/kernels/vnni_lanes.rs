@@ -17,9 +17,9 @@
 //! 512-bit `vpdpbusd` a cycle from registers (`facegate-scan-bench`'s int8
 //! peak), the row-per-register kernel reached 37-42 % of that rate in the
 //! scan at 256 probes; this one 57-73 % (81-89 % on a tile held in L1;
-//! docs/benchmarks.md). On Zen 4, which
-//! issues one a cycle, the row-per-register kernel was already near that
-//! limit; this kernel has not run there.
+//! docs/benchmarks.md). On Zen 4, which issues one a cycle, the
+//! row-per-register kernel was already near that limit; this kernel has not
+//! run there.
 
 use std::arch::x86_64::*;
 
@@ -62,32 +62,19 @@ pub(super) unsafe fn batch(
             // SAFETY: as above, row first + k has dim readable elements.
             *s = unsafe { row_sum(block.add(k * stride), probes.dim()) };
         }
+        let (rows_at, out_at) = ((block, stride, len), (out, n, first));
         let mut g = 0;
         while g < groups {
-            let take = GROUPS.min(groups - g);
-            // SAFETY: groups g..g + take exist; rows and out as the contract.
+            // SAFETY: the groups taken exist; rows and out as the contract.
             unsafe {
-                if take == GROUPS {
-                    rows_of::<GROUPS>(
-                        probes,
-                        lanes,
-                        g,
-                        (block, stride, len),
-                        &sums,
-                        (out, n, first),
-                    );
+                if groups - g >= GROUPS {
+                    rows_of::<GROUPS>(probes, lanes, g, rows_at, &sums, out_at);
+                    g += GROUPS;
                 } else {
-                    rows_of::<1>(
-                        probes,
-                        lanes,
-                        g,
-                        (block, stride, len),
-                        &sums,
-                        (out, n, first),
-                    );
+                    rows_of::<1>(probes, lanes, g, rows_at, &sums, out_at);
+                    g += 1;
                 }
             }
-            g += take;
         }
         first += len;
     }
