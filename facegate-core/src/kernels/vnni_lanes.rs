@@ -8,9 +8,9 @@
 //! each lane ends holding `dot(q + 128, r) = dot(q, r) + 128 * sum(r)`, and
 //! the row sums, taken once per call, restore the exact result for any
 //! 8-bit probe and row byte, as in the row-per-register kernel
-//! ([`super::vnni`]). A group's 8 rows are written through a transpose, one
-//! 256-bit store a probe: the first version stored lane by lane (128
-//! scalar stores per 1,024 `vpdpbusd`) and was no faster than the
+//! ([`super::vnni`]). Each 8 rows of a group are written through a
+//! transpose, one 256-bit store a probe: the first version stored lane by
+//! lane (128 scalar stores per 1,024 `vpdpbusd`) and was no faster than the
 //! row-per-register kernel.
 //!
 //! Why: on the development VM's Intel Xeon (model 207), which issues two
@@ -34,6 +34,9 @@ const GROUPS: usize = 2;
 /// Rows per micro-kernel call: `GROUPS * ROWS` accumulators, `GROUPS` probe
 /// operands and up to `ROWS` broadcast rows fit the 32 zmm registers.
 const ROWS: usize = 8;
+/// Rows per call for a group alone (a batch of 16, or the odd group): 16
+/// accumulators as with two groups, enough chains to keep both ports busy.
+const SINGLE_ROWS: usize = 16;
 /// Rows whose sums are taken at once (a stack array): the engine's tile.
 const ROW_BLOCK: usize = 32;
 
@@ -68,10 +71,10 @@ pub(super) unsafe fn batch(
             // SAFETY: the groups taken exist; rows and out as the contract.
             unsafe {
                 if groups - g >= GROUPS {
-                    rows_of::<GROUPS>(probes, lanes, g, rows_at, &sums, out_at);
+                    rows_of::<GROUPS, ROWS>(probes, lanes, g, rows_at, &sums, out_at);
                     g += GROUPS;
                 } else {
-                    rows_of::<1>(probes, lanes, g, rows_at, &sums, out_at);
+                    rows_of::<1, SINGLE_ROWS>(probes, lanes, g, rows_at, &sums, out_at);
                     g += 1;
                 }
             }
@@ -80,14 +83,14 @@ pub(super) unsafe fn batch(
     }
 }
 
-/// Probe groups `g0..g0 + G` against the `len` rows at `block`, `ROWS` at a
-/// time and the remainder one by one; results go to columns `first..` of
-/// `out` (`n` a probe).
+/// Probe groups `g0..g0 + G` against the `len` rows at `block`, `R` (a
+/// multiple of 8) at a time and the remainder one by one; results go to
+/// columns `first..` of `out` (`n` a probe).
 ///
 /// # Safety
 /// As [`batch`]; groups `g0..g0 + G` exist; `len <= ROW_BLOCK`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn rows_of<const G: usize>(
+unsafe fn rows_of<const G: usize, const R: usize>(
     probes: &NarrowProbes,
     lanes: &ProbeLanes,
     g0: usize,
@@ -97,15 +100,25 @@ unsafe fn rows_of<const G: usize>(
 ) {
     let groups: [&[u8]; G] = std::array::from_fn(|g| lanes.group(g0 + g));
     let mut k = 0;
-    // SAFETY: rows k..k + ROWS (or k) are below len; the stores stay within
+    // SAFETY: rows k..k + R (or k) are below len; the stores stay within
     // the batch's probes and the n columns.
     unsafe {
-        while k + ROWS <= len {
-            let acc = micro::<G, ROWS>(&groups, probes.dim(), block.add(k * stride), stride);
+        while k + R <= len {
+            let acc = micro::<G, R>(&groups, probes.dim(), block.add(k * stride), stride);
             for (g, acc) in acc.iter().enumerate() {
-                store8(probes, g0 + g, acc, &sums[k..k + ROWS], (out, n, first + k));
+                let (eights, _) = acc.as_chunks::<8>();
+                for (h, eight) in eights.iter().enumerate() {
+                    let at = k + 8 * h;
+                    store8(
+                        probes,
+                        g0 + g,
+                        eight,
+                        &sums[at..at + 8],
+                        (out, n, first + at),
+                    );
+                }
             }
-            k += ROWS;
+            k += R;
         }
         while k < len {
             let acc = micro::<G, 1>(&groups, probes.dim(), block.add(k * stride), stride);
