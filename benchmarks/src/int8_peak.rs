@@ -170,41 +170,52 @@ mod x86 {
             .sum()
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn dpbusd_zmm(iters: u64, r: u8, q: i8) -> i64 {
-        let (r, q) = (_mm512_set1_epi8(r as i8), _mm512_set1_epi8(q));
-        let mut acc = [_mm512_setzero_si512(); WIDE_CHAINS];
-        for _ in 0..iters {
-            for a in &mut acc {
-                *a = _mm512_dpbusd_epi32(*a, r, q);
+    /// A `vpdpbusd` loop: `$chains` accumulators of `$lanes` lanes, each
+    /// fed every iteration by the same unsigned and signed operands.
+    macro_rules! dpbusd_loop {
+        ($name:ident, $features:literal, $set1:ident, $zero:ident, $dpbusd:ident,
+         $chains:expr, $lanes:literal) => {
+            #[target_feature(enable = $features)]
+            fn $name(iters: u64, r: u8, q: i8) -> i64 {
+                let (r, q) = ($set1(r as i8), $set1(q));
+                let mut acc = [$zero(); $chains];
+                for _ in 0..iters {
+                    for a in &mut acc {
+                        *a = $dpbusd(*a, r, q);
+                    }
+                }
+                lanes_sum::<_, $lanes>(&acc)
             }
-        }
-        lanes_sum::<_, 16>(&acc)
+        };
     }
 
-    #[target_feature(enable = "avx512vnni,avx512vl")]
-    fn dpbusd_ymm_evex(iters: u64, r: u8, q: i8) -> i64 {
-        let (r, q) = (_mm256_set1_epi8(r as i8), _mm256_set1_epi8(q));
-        let mut acc = [_mm256_setzero_si256(); WIDE_CHAINS];
-        for _ in 0..iters {
-            for a in &mut acc {
-                *a = _mm256_dpbusd_epi32(*a, r, q);
-            }
-        }
-        lanes_sum::<_, 8>(&acc)
-    }
-
-    #[target_feature(enable = "avx2,avxvnni")]
-    fn dpbusd_ymm_vex(iters: u64, r: u8, q: i8) -> i64 {
-        let (r, q) = (_mm256_set1_epi8(r as i8), _mm256_set1_epi8(q));
-        let mut acc = [_mm256_setzero_si256(); VEX_CHAINS];
-        for _ in 0..iters {
-            for a in &mut acc {
-                *a = _mm256_dpbusd_avx_epi32(*a, r, q);
-            }
-        }
-        lanes_sum::<_, 8>(&acc)
-    }
+    dpbusd_loop!(
+        dpbusd_zmm,
+        "avx512f,avx512bw,avx512vnni",
+        _mm512_set1_epi8,
+        _mm512_setzero_si512,
+        _mm512_dpbusd_epi32,
+        WIDE_CHAINS,
+        16
+    );
+    dpbusd_loop!(
+        dpbusd_ymm_evex,
+        "avx512vnni,avx512vl",
+        _mm256_set1_epi8,
+        _mm256_setzero_si256,
+        _mm256_dpbusd_epi32,
+        WIDE_CHAINS,
+        8
+    );
+    dpbusd_loop!(
+        dpbusd_ymm_vex,
+        "avx2,avxvnni",
+        _mm256_set1_epi8,
+        _mm256_setzero_si256,
+        _mm256_dpbusd_avx_epi32,
+        VEX_CHAINS,
+        8
+    );
 
     /// AVX2's sequence per 32 byte products, as its batch kernel issues it:
     /// `vpmaddubsw` into 16-bit pair sums, `vpmaddwd` by ones into 32-bit,
