@@ -540,7 +540,8 @@ mod tests {
             // 1..=9 probes cover every remainder of the 4-probe groups; the
             // row counts every remainder of the 2- and 4-row micro-kernels.
             // From 16 probes the lane kernel: whole and partial groups of
-            // 16, its 8-row micro-kernel, single rows and row blocks of 32.
+            // 16, its 8- and 16-row micro-kernels, single rows and row
+            // blocks of 32.
             for (count, n) in [
                 (1, 1),
                 (2, 7),
