@@ -16,6 +16,17 @@
 //! the last slope it could fit (none at first: every batch is assumed to cost
 //! the same), and learns it as soon as batch sizes vary, which they do as
 //! load varies.
+//!
+//! A scan that pages the gallery in (the first after a start, the first
+//! after a reload swaps in a new generation) can take seconds where the
+//! next takes tens of milliseconds. Learned as it is, that one time made
+//! every arrival's expected wait exceed its deadline while the engine was
+//! busy, and a server restarted under load refused about 90 % of its
+//! requests for 20 s (docs/benchmarks.md). So the first batch is forgotten
+//! when the second runs in under 1/[`OUTLIER`] of the time it predicted,
+//! and later a batch over [`OUTLIER`] times its prediction is held back
+//! until the next one confirms it: a machine that really became slower is
+//! learned one batch later.
 
 /// Weight of the newest batch in the fit (older ones decay by `1 - DECAY`
 /// per batch: about the last 20 batches count).
@@ -25,9 +36,17 @@ const DECAY: f64 = 0.05;
 /// `L` and `L + 1` in a 4:1 mix (the dispatcher's exploration) give 0.16.
 const MIN_SIZE_VARIANCE: f64 = 0.1;
 
+/// How many times its prediction a batch's time must be for it to wait for
+/// the next batch's confirmation before it is learned.
+const OUTLIER: f64 = 4.0;
+
 /// Engine time per batch size, learned online.
 #[derive(Debug, Clone, Default)]
 pub struct BatchCost {
+    /// Batches learned so far, counted up to 2.
+    learned: u8,
+    /// A batch far slower than predicted, waiting for the next to confirm it.
+    held: Option<(usize, f64)>,
     /// Decayed sums of weights, sizes, sizes², times, sizes x times.
     w: f64,
     b: f64,
@@ -49,8 +68,26 @@ impl BatchCost {
         if !secs.is_finite() || secs < 0.0 || size == 0 {
             return;
         }
+        if self.learned == 1 && self.secs(size) > OUTLIER * secs {
+            *self = BatchCost::default(); // the first batch was a cold scan
+        }
+        let outlier = self.learned >= 2 && secs > OUTLIER * self.secs(size);
+        match (self.held.take(), outlier) {
+            (None, true) => {
+                self.held = Some((size, secs));
+                return;
+            }
+            (Some((held_size, held_secs)), true) => self.learn(held_size, held_secs),
+            _ => {}
+        }
+        self.learn(size, secs);
+    }
+
+    /// Adds a batch to the fit.
+    fn learn(&mut self, size: usize, secs: f64) {
         let b = size as f64;
         let keep = if self.is_known() { 1.0 - DECAY } else { 0.0 };
+        self.learned = (self.learned + 1).min(2);
         self.w = keep * self.w + 1.0;
         self.b = keep * self.b + b;
         self.bb = keep * self.bb + b * b;
@@ -158,6 +195,38 @@ mod tests {
         }
         assert!((c.secs(1) - 0.040).abs() < 1e-3, "{c:?}");
         assert!(c.per_probe() > 0.001, "{c:?}");
+    }
+
+    #[test]
+    fn a_cold_first_scan_stands_only_until_the_next_batch() {
+        let mut c = BatchCost::default();
+        c.observe(1, 5.0);
+        assert!((c.secs(1) - 5.0).abs() < 1e-9, "{c:?}");
+        c.observe(1, 0.020);
+        assert!((c.secs(1) - 0.020).abs() < 1e-9, "{c:?}");
+        assert_eq!(c.largest_within(0.100, 32), 32);
+    }
+
+    #[test]
+    fn one_slow_batch_waits_for_the_next_and_two_are_learned() {
+        let mut c = BatchCost::default();
+        for _ in 0..50 {
+            c.observe(8, 0.050);
+        }
+        // A reload's cold scan: held, then dropped by a batch as before.
+        c.observe(8, 3.0);
+        assert!((c.secs(8) - 0.050).abs() < 1e-9, "{c:?}");
+        c.observe(8, 0.050);
+        assert!((c.secs(8) - 0.050).abs() < 1e-9, "{c:?}");
+        // The machine really became slower: the second slow batch confirms
+        // the first, and both are learned.
+        c.observe(8, 1.0);
+        c.observe(8, 1.0);
+        assert!(c.secs(8) > 0.1, "{c:?}");
+        for _ in 0..200 {
+            c.observe(8, 1.0);
+        }
+        assert!((c.secs(8) - 1.0).abs() < 1e-3, "{c:?}");
     }
 
     #[test]
