@@ -23,9 +23,9 @@
 //! every arrival's expected wait exceed its deadline while the engine was
 //! busy, and a server restarted under load refused about 90 % of its
 //! requests for 20 s (docs/benchmarks.md). So the first batch is forgotten
-//! when the second runs in under 1/[`OUTLIER`] of the time it predicted,
-//! and later a batch over [`OUTLIER`] times its prediction is held back
-//! until the next one confirms it: a machine that really became slower is
+//! when the second runs in under a quarter of the time it predicted, and
+//! later a batch over four times its prediction is held back until the
+//! next one confirms it (`OUTLIER`): a machine that really became slower is
 //! learned one batch later.
 
 /// Weight of the newest batch in the fit (older ones decay by `1 - DECAY`
