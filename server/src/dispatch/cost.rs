@@ -43,8 +43,6 @@ const OUTLIER: f64 = 4.0;
 /// Engine time per batch size, learned online.
 #[derive(Debug, Clone, Default)]
 pub struct BatchCost {
-    /// Batches learned so far, counted up to 2.
-    learned: u8,
     /// A batch far slower than predicted, waiting for the next to confirm it.
     held: Option<(usize, f64)>,
     /// Decayed sums of weights, sizes, sizes², times, sizes x times.
@@ -68,10 +66,10 @@ impl BatchCost {
         if !secs.is_finite() || secs < 0.0 || size == 0 {
             return;
         }
-        if self.learned == 1 && self.secs(size) > OUTLIER * secs {
+        if self.learned_once() && self.secs(size) > OUTLIER * secs {
             *self = BatchCost::default(); // the first batch was a cold scan
         }
-        let outlier = self.learned >= 2 && secs > OUTLIER * self.secs(size);
+        let outlier = self.is_known() && !self.learned_once() && secs > OUTLIER * self.secs(size);
         match (self.held.take(), outlier) {
             (None, true) => {
                 self.held = Some((size, secs));
@@ -83,11 +81,16 @@ impl BatchCost {
         self.learn(size, secs);
     }
 
+    /// Whether exactly one batch has been learned: its weight is then exactly
+    /// 1, and every later batch adds 1 to a decayed weight of at least 1.
+    fn learned_once(&self) -> bool {
+        self.w == 1.0
+    }
+
     /// Adds a batch to the fit.
     fn learn(&mut self, size: usize, secs: f64) {
         let b = size as f64;
         let keep = if self.is_known() { 1.0 - DECAY } else { 0.0 };
-        self.learned = (self.learned + 1).min(2);
         self.w = keep * self.w + 1.0;
         self.b = keep * self.b + b;
         self.bb = keep * self.bb + b * b;
