@@ -159,15 +159,18 @@ impl Route {
 
 /// Whether `status` says the replica failed, not the request: UNAVAILABLE
 /// (refused connection, draining, a store that cannot write), or the
-/// connection lost mid-call (a replica killed with the request in flight:
-/// tonic reports the transport's error as UNKNOWN, with that error as its
-/// source, where a status a server sent has none). The searches the
-/// router retries read only, so sending one again is safe.
+/// connection lost mid-call. A replica killed with the request in flight
+/// shows as UNKNOWN (the connection reset) or as CANCELLED (hyper drops a
+/// request queued on a connection that just closed: "operation was
+/// canceled"); tonic makes both from the transport's error and keeps that
+/// error as the status's source, where a status a server sent has none.
+/// The searches the router retries read only, so sending one again is
+/// safe.
 fn replica_failed(status: &Status) -> bool {
     use std::error::Error;
     match status.code() {
         Code::Unavailable => true,
-        Code::Unknown => status.source().is_some(),
+        Code::Unknown | Code::Cancelled => status.source().is_some(),
         _ => false,
     }
 }
@@ -202,5 +205,35 @@ impl Route {
         tokio::time::timeout(left, futures_util::future::join_all(calls))
             .await
             .map_err(|_| RouterError::ReplicasLate { shard }.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport's error carrying the status tonic finds in it, as
+    /// hyper's errors reach tonic's client.
+    #[derive(Debug, thiserror::Error)]
+    #[error("transport")]
+    struct Transport(#[source] Status);
+
+    fn from_transport(status: Status) -> Status {
+        Status::from_error(Box::new(Transport(status)))
+    }
+
+    #[test]
+    fn a_lost_connection_is_the_replicas_failure_and_a_sent_status_is_not() {
+        let lost = from_transport(Status::cancelled("operation was canceled"));
+        assert_eq!(lost.code(), Code::Cancelled);
+        assert!(replica_failed(&lost), "a connection closed under the call");
+        assert!(replica_failed(&from_transport(Status::unknown("reset"))));
+        assert!(replica_failed(&Status::unavailable("draining")));
+
+        assert!(!replica_failed(&Status::cancelled("the caller gave up")));
+        assert!(!replica_failed(&Status::unknown("a handler's error")));
+        assert!(!replica_failed(&Status::invalid_argument("bad probe")));
+        let sent_late = from_transport(Status::deadline_exceeded("late"));
+        assert!(!replica_failed(&sent_late), "another replica is as late");
     }
 }
