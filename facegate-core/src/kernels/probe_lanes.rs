@@ -1,6 +1,7 @@
 //! The probes of a batch laid out one probe per 32-bit lane, in groups of
 //! [`LANES`], for the kernels that score 16 probes against one row with each
-//! instruction ([`super::vnni_lanes`]). Portable code: the layout is built
+//! instruction ([`super::vnni_lanes`]; [`super::vnni_lanes_ymm`] reads each
+//! group as two halves of 8). Portable code: the layout is built
 //! once per batch, the first time a kernel asks for it.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
