@@ -8,7 +8,8 @@
 //! scores one group against 4 rows: 8 accumulators (8 independent
 //! `vpdpbusd` chains, as many as two ports of latency 4 need), two probe
 //! operands and a broadcast. Each half's 4 rows are written through a 4 x 8
-//! transpose, one 128-bit store a probe.
+//! transpose, one 128-bit store a probe. Six rows a call (12 chains, with a
+//! 2-row store) measured the same on Zen 4, so the simpler form stays.
 //!
 //! Why: on Zen 4 (`facegate-scan-bench`, docs/benchmarks.md) the
 //! row-per-register 256-bit kernel reached 42-48 % of its int8 peak at 256
