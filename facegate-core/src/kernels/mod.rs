@@ -6,10 +6,10 @@
 //! that each loaded row chunk serves several probes and each probe chunk
 //! several rows. [`Kernels::detect`] picks, fastest first: AVX-512 VNNI
 //! (`vpdpbusd` on 512 bits for the int8 batch kernel, with one probe per
-//! 32-bit lane from 16 probes on), AVX-VNNI (the same on
-//! 256 bits, lanes included), AVX2 with FMA and F16C, and the portable kernels, which are
-//! the reference the others are tested against bit for bit (int8) and the
-//! fallback everywhere else. The environment variable `FACEGATE_KERNELS`
+//! 32-bit lane from 16 probes on), AVX-VNNI (the same on 256 bits), AVX2
+//! with FMA and F16C, and the portable kernels, which are the reference the
+//! others are tested against bit for bit (int8) and the fallback everywhere
+//! else. The environment variable `FACEGATE_KERNELS`
 //! (see [`KERNELS_ENV`]) forces one of them, to compare them on one machine.
 
 mod portable;

@@ -6,13 +6,12 @@
 //! A 16-probe group of [`ProbeLanes`] is two halves of 8 lanes, the low and
 //! high 32 bytes of each chunk, so the layout is the 512-bit kernel's. A call
 //! scores one group against 4 rows: 8 accumulators (8 independent
-//! `vpdpbusd` chains, as many as two ports of latency 4 need), two probe
-//! operands and a broadcast. Each half's 4 rows are written through a 4 x 8
+//! `vpdpbusd` chains), two probe operands and a broadcast. Each half's 4 rows are written through a 4 x 8
 //! transpose, one 128-bit store a probe. Six rows a call (12 chains, with a
 //! 2-row store) measured the same on Zen 4, so the simpler form stays.
 //!
 //! Why: on Zen 4 (`facegate-scan-bench`, docs/benchmarks.md) the
-//! row-per-register 256-bit kernel reached 42-48 % of its int8 peak at 256
+//! row-per-register 256-bit kernel reached 40-48 % of its int8 peak at 256
 //! probes, where the 512-bit lane kernel reached 80-84 % of the same peak;
 //! the horizontal sums of one row per register were the difference. The
 //! 256-bit sets serve processors with AVX-VNNI and no AVX-512.
