@@ -36,3 +36,49 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/facegate_descriptor.bin"));
 }
+
+/// The pushback a server attaches to a refusal for load, as gRPC's retry
+/// design (A6) defines it: the `grpc-retry-pushback-ms` trailer, how many
+/// milliseconds the client should wait before it sends again. facegate sets
+/// it on every RESOURCE_EXHAUSTED that the dispatcher sheds, from the queue
+/// wait that made it refuse: a port that resends at once (a closed loop with
+/// no pause) turns each refusal into another, and the refusals' own CPU
+/// then slows the searches that made room for it.
+pub mod pushback {
+    use std::time::Duration;
+
+    /// The metadata key (a trailer; tonic gives a trailers-only error's
+    /// trailers as the status's metadata).
+    pub const HEADER: &str = "grpc-retry-pushback-ms";
+
+    /// The pushback in `status`, if it has a well-formed one (a
+    /// non-negative decimal number of milliseconds).
+    pub fn of(status: &tonic::Status) -> Option<Duration> {
+        let value = status.metadata().get(HEADER)?.to_str().ok()?;
+        value.parse::<u64>().ok().map(Duration::from_millis)
+    }
+
+    /// Attaches a pushback of `wait` (rounded up to whole milliseconds) to
+    /// `status`.
+    pub fn attach(status: &mut tonic::Status, wait: Duration) {
+        let ms = wait.as_micros().div_ceil(1000);
+        if let Ok(value) = ms.to_string().parse() {
+            status.metadata_mut().insert(HEADER, value);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_pushback_reads_back_as_attached_and_a_malformed_one_is_none() {
+            let mut s = tonic::Status::resource_exhausted("busy");
+            assert_eq!(of(&s), None);
+            attach(&mut s, Duration::from_micros(120_400));
+            assert_eq!(of(&s), Some(Duration::from_millis(121)));
+            s.metadata_mut().insert(HEADER, "-5".parse().unwrap());
+            assert_eq!(of(&s), None, "negative");
+        }
+    }
+}

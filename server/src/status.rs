@@ -43,7 +43,11 @@ impl From<RequestError> for Status {
 impl From<DispatchError> for Status {
     fn from(e: DispatchError) -> Status {
         match e {
-            DispatchError::Overloaded(_) => Status::resource_exhausted(e.to_string()),
+            DispatchError::Overloaded { retry_after, .. } => {
+                let mut status = Status::resource_exhausted(e.to_string());
+                facegate_api::pushback::attach(&mut status, retry_after);
+                status
+            }
             DispatchError::ShuttingDown | DispatchError::Dropped => {
                 Status::unavailable(e.to_string())
             }

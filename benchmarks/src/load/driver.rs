@@ -151,8 +151,9 @@ impl Ctx {
         }))
     }
 
-    /// One Identify from `port` with probe number `seq`, and how it ended.
-    async fn identify(&self, port: usize, seq: u64) -> Outcome {
+    /// One Identify from `port` with probe number `seq`, how it ended, and
+    /// the retry pushback the server attached to a refusal.
+    async fn identify(&self, port: usize, seq: u64) -> (Outcome, Option<Duration>) {
         let captured_at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -185,9 +186,9 @@ impl Ctx {
         req.set_timeout(self.deadline);
         let mut client = self.clients[port % self.clients.len()].clone();
         match client.identify(req).await {
-            Ok(r) if self.answered_as_asked(r.get_ref()) => Outcome::Ok,
-            Ok(_) => Outcome::WrongScope,
-            Err(s) => Outcome::of_status(&s),
+            Ok(r) if self.answered_as_asked(r.get_ref()) => (Outcome::Ok, None),
+            Ok(_) => (Outcome::WrongScope, None),
+            Err(s) => (Outcome::of_status(&s), facegate_api::pushback::of(&s)),
         }
     }
 
@@ -413,13 +414,18 @@ async fn closed(ctx: &Arc<Ctx>, ports: usize, opts: &StepOptions) -> anyhow::Res
                     }
                 }
                 let _in_flight = InFlight::new(ctx.clone());
-                let outcome = ctx
+                let (outcome, pushback) = ctx
                     .identify(port, seq.fetch_add(1, Ordering::Relaxed))
                     .await;
                 let now = Instant::now();
                 if measured {
                     ctx.recorder().record(outcome, now - sent_at);
                     last = now;
+                }
+                // A port told to wait does, as gRPC's retry policy would:
+                // resending at once makes every refusal another.
+                if let Some(wait) = pushback {
+                    tokio::time::sleep(wait).await;
                 }
             }
         });
@@ -482,7 +488,9 @@ async fn open(
         let (ctx, scheduled, this) = (ctx.clone(), next, seq);
         tokio::spawn(async move {
             let _in_flight = in_flight;
-            let outcome = ctx.identify(port, this).await;
+            // Arrivals are independent of answers here: a pushback changes
+            // nothing about when the next one comes.
+            let (outcome, _pushback) = ctx.identify(port, this).await;
             if measured {
                 ctx.recorder().record(outcome, scheduled.elapsed());
             }

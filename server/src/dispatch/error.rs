@@ -2,6 +2,7 @@
 //! to a gRPC status (`crate::status`), so the dispatcher knows nothing of gRPC.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use facegate_core::SearchError;
 
@@ -9,9 +10,15 @@ use facegate_core::SearchError;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DispatchError {
     /// Refused on arrival or evicted from a full queue: the server is
-    /// overloaded and the client should retry later.
-    #[error("server overloaded: {0}; retry later")]
-    Overloaded(&'static str),
+    /// overloaded and the client should retry after `retry_after` (the
+    /// queue wait that made it refuse; sent as gRPC's retry pushback).
+    #[error("server overloaded: {reason}; retry in {} ms", retry_after.as_millis())]
+    Overloaded {
+        /// Why it was refused.
+        reason: &'static str,
+        /// How long the queue ahead was expected to take.
+        retry_after: Duration,
+    },
     /// The dispatcher is stopping and takes no more work.
     #[error("server shutting down")]
     ShuttingDown,

@@ -140,6 +140,11 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
 }
 
+/// The shortest retry pushback a refusal carries: a refusal with an
+/// expected wait of zero (a full queue before any batch was timed) still
+/// asks the port to pause rather than resend at once.
+const MIN_RETRY_AFTER: Duration = Duration::from_millis(10);
+
 /// While the time target cuts batches short, every this many batches one
 /// takes a probe more than the model allows. A model that overestimates
 /// larger batches (one fitted to mostly single probes sees only the step
@@ -222,9 +227,10 @@ impl Dispatcher {
                     let long = long.to_owned();
                     if let Some(evicted) = w.queue.pop_newest(&long) {
                         s.metrics.shed.inc();
-                        let _ = evicted.reply.send(Err(DispatchError::Overloaded(
-                            "queue full, evicted for a quieter port",
-                        )));
+                        let _ = evicted.reply.send(Err(DispatchError::Overloaded {
+                            reason: "queue full, evicted for a quieter port",
+                            retry_after: wait.max(MIN_RETRY_AFTER),
+                        }));
                     }
                     None
                 }
@@ -235,7 +241,10 @@ impl Dispatcher {
         };
         if let Some(reason) = refusal {
             s.metrics.shed.inc();
-            return Err(DispatchError::Overloaded(reason));
+            return Err(DispatchError::Overloaded {
+                reason,
+                retry_after: wait.max(MIN_RETRY_AFTER),
+            });
         }
         w.queue.push(port, now, Pending { job, reply: tx });
         s.metrics.queue_depth.set(w.queue.len() as i64);
@@ -646,6 +655,8 @@ mod tests {
         let err = refused(r.dispatcher.submit("busy", r.job(5)));
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(t.elapsed() < Duration::from_millis(20));
+        // No batch timed yet, so no expected wait: the shortest pause.
+        assert_eq!(facegate_api::pushback::of(&err), Some(MIN_RETRY_AFTER));
         // Another port: admitted, at the busy port's expense.
         let quiet = r.dispatcher.submit("quiet", r.job(6)).unwrap();
         let mut queued = queued;
@@ -695,6 +706,13 @@ mod tests {
         let err = refused(r.dispatcher.submit("p", r.job(2)));
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(err.message().contains("queue wait"), "{}", err.message());
+        // The pushback is the wait that refused it: the rest of the running
+        // ~100 ms batch (its first 10 ms and more have passed).
+        let pushback = facegate_api::pushback::of(&err).expect("a pushback");
+        assert!(
+            (Duration::from_millis(51)..=Duration::from_millis(105)).contains(&pushback),
+            "{pushback:?}"
+        );
         answer(running).await.unwrap();
 
         // Busy for ~90 ms more, and the deadline is 30 ms away.

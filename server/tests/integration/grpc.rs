@@ -487,7 +487,15 @@ async fn a_burst_from_many_ports_is_batched_and_the_excess_is_shed() {
             });
             let t = std::time::Instant::now();
             let r = c.identify(req).await;
-            (r.map(|_| ()).map_err(|s| s.code()), t.elapsed())
+            let r = r.map(|_| ()).map_err(|s| {
+                // Every refusal for load tells the port how long to pause.
+                if s.code() == Code::ResourceExhausted {
+                    let pause = facegate_api::pushback::of(&s);
+                    assert!(pause.is_some_and(|p| p.as_millis() >= 1), "{s:?}");
+                }
+                s.code()
+            });
+            (r, t.elapsed())
         }));
     }
     let (mut ok, mut shed) = (0, 0);
