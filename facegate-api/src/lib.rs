@@ -61,10 +61,8 @@ pub mod pushback {
     /// Attaches a pushback of `wait` (rounded up to whole milliseconds) to
     /// `status`.
     pub fn attach(status: &mut tonic::Status, wait: Duration) {
-        let ms = wait.as_micros().div_ceil(1000);
-        if let Ok(value) = ms.to_string().parse() {
-            status.metadata_mut().insert(HEADER, value);
-        }
+        let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+        status.metadata_mut().insert(HEADER, ms.into());
     }
 
     #[cfg(test)]

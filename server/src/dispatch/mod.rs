@@ -211,6 +211,9 @@ impl Dispatcher {
             return Err(DispatchError::ShuttingDown);
         }
         let wait = expected_wait(&w, port, &s.settings, now);
+        // A refused request, or one evicted to make room for it, may come
+        // back once the queue ahead of this one has run.
+        let retry_after = wait.max(MIN_RETRY_AFTER);
         // Only the queue wait is held against a request: an idle engine always
         // takes it, so one slow batch (a cold first scan) cannot shut the
         // door for good by inflating the estimate no later batch corrects.
@@ -229,7 +232,7 @@ impl Dispatcher {
                         s.metrics.shed.inc();
                         let _ = evicted.reply.send(Err(DispatchError::Overloaded {
                             reason: "queue full, evicted for a quieter port",
-                            retry_after: wait.max(MIN_RETRY_AFTER),
+                            retry_after,
                         }));
                     }
                     None
@@ -243,7 +246,7 @@ impl Dispatcher {
             s.metrics.shed.inc();
             return Err(DispatchError::Overloaded {
                 reason,
-                retry_after: wait.max(MIN_RETRY_AFTER),
+                retry_after,
             });
         }
         w.queue.push(port, now, Pending { job, reply: tx });
